@@ -1,0 +1,5 @@
+import sys
+
+from z4j_core.cli import main
+
+sys.exit(main())

@@ -1,0 +1,37 @@
+"""Subcommands served by the brain package (`z4j brain ...`).
+
+The brain is an optional install: this module imports `z4j_brain` only when one of its
+subcommands runs, and says how to install it when it is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from importlib import import_module
+from typing import Any
+
+from z4j_core.cli import CLIError
+
+BRAIN_MISSING = "this command needs the brain: install it with pip install 'z4j[brain]'"
+
+
+def load_brain_cli() -> Any:
+    try:
+        return import_module("z4j_brain.cli")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == "z4j_brain":
+            raise CLIError(BRAIN_MISSING) from None
+        raise
+
+
+def _run_brain(args: argparse.Namespace) -> int:
+    result: int = load_brain_cli().run(args.brain_args)
+    return result
+
+
+def register(subparsers: Any) -> None:
+    brain = subparsers.add_parser(
+        "brain", help="run and administer the brain server (needs z4j[brain])", add_help=False
+    )
+    brain.add_argument("brain_args", nargs=argparse.REMAINDER)
+    brain.set_defaults(func=_run_brain)
