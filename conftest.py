@@ -1,0 +1,1 @@
+pytest_plugins = ("z4j_core.testing.pytest_plugin",)

@@ -1,0 +1,63 @@
+"""The test command's sessions: each engine gets an environment of its own where its pins need it.
+
+`./scripts/test` runs every session below (what CI runs); `./scripts/test -s core` runs one.
+Our own packages are always installed from this checkout, never by name from the index.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+REPORTS = ROOT / ".nox-reports"
+CORE = "packages/z4j-core"
+LOWEST_PYTHON = "3.10"
+DEFAULT_PYTHON = "3.11"
+TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
+
+nox.options.default_venv_backend = "uv"
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["lint", "core", "packaging"]
+
+# One id for the whole run, so every session's tests share the same service slices.
+os.environ.setdefault("Z4J_TEST_RUN_ID", uuid.uuid4().hex[:12])
+
+
+def run_pytest(session: nox.Session, *paths: str) -> None:
+    REPORTS.mkdir(exist_ok=True)
+    report = REPORTS / f"{session.name}.xml"
+    session.run(
+        "pytest",
+        *paths,
+        f"--junitxml={report}",
+        *session.posargs,
+        # 5 is pytest's "no tests collected": a session whose tests are all deselected passes.
+        success_codes=[0, 5],
+    )
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff and mypy (mypy checks against the lowest Python we declare)."""
+    session.install("ruff==0.17.6", "mypy==2.4.1", *TEST_TOOLS, "-e", CORE)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session(python=LOWEST_PYTHON)
+def core(session: nox.Session) -> None:
+    """z4j-core's own tests, on the lowest Python it declares."""
+    session.install(*TEST_TOOLS, "-e", CORE)
+    run_pytest(session, f"{CORE}/tests")
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def packaging(session: nox.Session) -> None:
+    """Build every distribution and install it from the built files into fresh environments."""
+    session.install(*TEST_TOOLS, "-e", CORE)
+    run_pytest(session, "tests/distribution")
