@@ -6,7 +6,11 @@ Our own packages are always installed from this checkout, never by name from the
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -15,8 +19,32 @@ import nox
 ROOT = Path(__file__).parent
 REPORTS = ROOT / ".nox-reports"
 CORE = "packages/z4j-core"
-LOWEST_PYTHON = "3.10"
-DEFAULT_PYTHON = "3.11"
+
+
+def find_python(version: str) -> str:
+    """An interpreter for `version` on this machine (PATH, then pyenv's folders), else ours.
+
+    uv must never download an interpreter (this machine has no way to), so we hand nox a path.
+    """
+    candidates = [shutil.which(f"python{version}")]
+    candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python")))
+    candidates += [f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate
+    print(f"noxfile: no Python {version} here; using {sys.executable} instead", file=sys.stderr)
+    return sys.executable
+
+
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+LOWEST_PYTHON = find_python("3.10")
+DEFAULT_PYTHON = find_python("3.11")
 TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
 
 nox.options.default_venv_backend = "uv"
@@ -59,5 +87,5 @@ def core(session: nox.Session) -> None:
 @nox.session(python=DEFAULT_PYTHON)
 def packaging(session: nox.Session) -> None:
     """Build every distribution and install it from the built files into fresh environments."""
-    session.install(*TEST_TOOLS, "-e", CORE)
+    session.install(*TEST_TOOLS, "uv==0.13.8", "-e", CORE)
     run_pytest(session, "tests/distribution")
