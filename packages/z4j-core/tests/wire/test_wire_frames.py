@@ -13,7 +13,6 @@ from wire_helpers import FRAME_STRATEGIES, SessionPair, any_frame, batch, make_e
 from z4j_core.wire import (
     FRAME_TYPES,
     Ack,
-    LocalProtocolError,
     AnyFrame,
     Capability,
     Command,
@@ -21,6 +20,7 @@ from z4j_core.wire import (
     EventBatch,
     Frame,
     LifecycleKind,
+    LocalProtocolError,
     RemoteProtocolError,
     Side,
     decode_frame,
@@ -30,9 +30,7 @@ from z4j_core.wire import (
 from z4j_core.wire.errors import CloseCode
 from z4j_core.wire.session import RECEIVABLE, SENDABLE, State
 
-PROPERTY = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def test_frame_table_pins_the_union() -> None:
@@ -61,18 +59,40 @@ def test_session_tables_agree_with_the_frame_table() -> None:
 
 def test_control_frames() -> None:
     assert not is_control(batch(0))
-    assert is_control(Command(command_id="c", kind=CommandKind.ENQUEUE, deadline_seconds=1,
-                              engine="rq", app="a", task="t"))
+    assert is_control(
+        Command(
+            command_id="c",
+            kind=CommandKind.ENQUEUE,
+            deadline_seconds=1,
+            engine="rq",
+            app="a",
+            task="t",
+        )
+    )
 
 
 def test_closed_sets_are_string_enums_with_stable_values() -> None:
     assert LifecycleKind("dead_lettered") is LifecycleKind.DEAD_LETTERED
     assert {k.value for k in LifecycleKind} >= {
-        "enqueued", "received", "started", "succeeded", "failed", "retried", "revoked",
-        "expired", "rejected", "skipped", "dead_lettered",
+        "enqueued",
+        "received",
+        "started",
+        "succeeded",
+        "failed",
+        "retried",
+        "revoked",
+        "expired",
+        "rejected",
+        "skipped",
+        "dead_lettered",
     }
     assert {c.value for c in Capability} >= {
-        "enqueue", "fire", "trigger_now", "observe_schedules", "list_tasks", "native_dedup",
+        "enqueue",
+        "fire",
+        "trigger_now",
+        "observe_schedules",
+        "list_tasks",
+        "native_dedup",
     }
     assert msgspec.msgpack.encode(LifecycleKind.STARTED) == msgspec.msgpack.encode("started")
 
@@ -138,8 +158,15 @@ def test_empty_batch_is_invalid() -> None:
     ],
 )
 def test_invalid_commands_are_refused(fields: dict[str, typing.Any], message: str) -> None:
-    command = {"type": "command", "command_id": "c", "kind": "enqueue", "deadline_seconds": 5.0,
-               "engine": "rq", "app": "a", "task": "t"}
+    command = {
+        "type": "command",
+        "command_id": "c",
+        "kind": "enqueue",
+        "deadline_seconds": 5.0,
+        "engine": "rq",
+        "app": "a",
+        "task": "t",
+    }
     command.update(fields)
     with pytest.raises(RemoteProtocolError) as info:
         decode_frame(msgspec.msgpack.encode(command))

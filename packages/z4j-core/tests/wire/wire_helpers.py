@@ -136,9 +136,7 @@ inventories = st.builds(
     Inventory,
     engine=text,
     app=text,
-    tasks=st.lists(
-        st.builds(TaskInfo, name=text, queue=opt_text, options=short_dict), max_size=3
-    ),
+    tasks=st.lists(st.builds(TaskInfo, name=text, queue=opt_text, options=short_dict), max_size=3),
     schedules=st.lists(
         st.builds(
             ObservedSchedule,
