@@ -1,0 +1,334 @@
+"""The link: one outbound WebSocket to the brain, pumped by an asyncio loop on its own thread.
+
+Owns connecting (with backoff and full jitter), the handshake, and moving frames between the
+socket and a `z4j_core.wire.AgentSession`: control frames (command results, dropped-event
+reports) always go before event batches, several batches may await their ack, and acks release
+events from the outbox. It never runs on a host thread and never raises into one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from z4j_core.agent.config import AgentConfig
+from z4j_core.agent.outbox import Outbox, RecordQueue
+from z4j_core.wire import (
+    HANDSHAKE_TIMEOUT_SECONDS,
+    MAX_FRAME_BYTES,
+    Ack,
+    AgentSession,
+    Close,
+    CloseCode,
+    Command,
+    DroppedReport,
+    Error,
+    Frame,
+    Hello,
+    ProtocolError,
+    RemoteProtocolError,
+    State,
+    Welcome,
+    is_terminal,
+)
+
+log = logging.getLogger("z4j.agent")
+
+FLUSH_BUSY = 0.005  # seconds between outbox sweeps while events flow
+FLUSH_IDLE = 0.05  # ... and while nothing came in the last sweep
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 30.0
+TERMINAL_BACKOFF = (120.0, 300.0)  # auth refused, version refused: an operator must act
+STABLE_SESSION = 10.0  # a session that lived this long resets the backoff
+DRAIN_SWEEP = 0.01
+
+
+class TerminalRefusal(Exception):
+    """The brain refused us in a way retrying soon cannot fix."""
+
+
+@dataclass
+class LinkStats:
+    connects: int = 0
+    sessions_opened: int = 0
+    batches_sent: int = 0
+    events_acked: int = 0
+    last_error: str = ""
+    last_rtt: float | None = None
+    refusals: list[str] = field(default_factory=list)
+
+
+class Link:
+    """One agent identity's connection to the brain: reconnects until told to stop."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        hello: Callable[[], Hello],
+        outbox: Outbox,
+        *,
+        records: RecordQueue | None,
+        on_command: Callable[[Command], None],
+        on_open: Callable[[Link], None] | None = None,
+        dropped: Callable[[], int] = lambda: 0,
+        finish_when_empty: bool = False,
+    ) -> None:
+        self.config = config
+        self._hello = hello
+        self.outbox = outbox
+        self.records = records
+        self._on_command = on_command
+        self._on_open = on_open
+        self._dropped = dropped
+        self.finish_when_empty = finish_when_empty
+        self.control: deque[Frame] = deque()
+        self.stats = LinkStats()
+        self.session: AgentSession | None = None
+        self.connected = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._draining = False
+        self._reported_dropped = 0
+        self._ws: ClientConnection | None = None
+
+    # -- called on the loop ------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def send_control(self, frame: Frame) -> None:
+        self.control.append(frame)
+        self._wake.set()
+
+    def absorb(self) -> int:
+        if self.records is None:
+            return 0
+        taken = self.outbox.absorb(self.records.drain(50_000))
+        return taken
+
+    async def sweep_forever(self) -> None:
+        """Move records from the hot path into the outbox, even while disconnected."""
+        while not self._stopping:
+            got = self.absorb()
+            if got:
+                self._wake.set()
+            await asyncio.sleep(FLUSH_BUSY if got else FLUSH_IDLE)
+
+    async def run(self) -> None:
+        """Connect, pump, reconnect with backoff; returns when stopped (or emptied, for replays)."""
+        attempt = 0
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                await self._connect_and_pump()
+                if self.finish_when_empty and self.outbox.is_empty():
+                    return
+            except TerminalRefusal as exc:
+                delay = random.uniform(*TERMINAL_BACKOFF)
+                log.error("z4j brain refused this agent: %s; retrying in %.0f s", exc, delay)
+                self.stats.refusals.append(str(exc))
+                await self._sleep(delay)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.debug("z4j link error: %s", self.stats.last_error)
+            finally:
+                self.connected.clear()
+                self._ws = None
+                if self.session is not None and self.session.state is not State.CLOSED:
+                    self.session.connection_lost()
+            if self.stopping:
+                return
+            attempt = 0 if time.monotonic() - started > STABLE_SESSION else attempt + 1
+            delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempt, 16)))
+            await self._sleep(delay)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopped_event().wait(), seconds)
+
+    def _stopped_event(self) -> asyncio.Event:
+        if not hasattr(self, "_stop_event"):
+            self._stop_event = asyncio.Event()
+        return self._stop_event
+
+    async def stop(self, drain_deadline: float | None) -> None:
+        """Drain until `drain_deadline` (a monotonic instant) then close the connection."""
+        self._draining = True
+        if drain_deadline is not None:
+            while time.monotonic() < drain_deadline:
+                self.absorb()
+                if self.outbox.is_empty() and not self.control:
+                    break
+                self._wake.set()
+                await asyncio.sleep(DRAIN_SWEEP)
+        self._stopping = True
+        self._stopped_event().set()
+        self._wake.set()
+        ws, session = self._ws, self.session
+        if ws is not None and session is not None and session.state is State.OPEN:
+            with contextlib.suppress(Exception):
+                await ws.send(
+                    session.close(CloseCode.GOING_AWAY, "agent stopping", time.monotonic())
+                )
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(CloseCode.GOING_AWAY, "agent stopping"), 1.0)
+
+    # -- one connection ------------------------------------------------------------------------
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.config.websocket_url.startswith("wss://"):
+            return None
+        context = ssl.create_default_context(cafile=self.config.ca_bundle)
+        return context
+
+    async def _connect_and_pump(self) -> None:
+        self.stats.connects += 1
+        try:
+            ws = await connect(
+                self.config.websocket_url,
+                additional_headers={"Authorization": f"Bearer {self.config.token}"},
+                ssl=self._ssl_context(),
+                max_size=MAX_FRAME_BYTES,
+                ping_interval=None,
+                open_timeout=HANDSHAKE_TIMEOUT_SECONDS,
+                close_timeout=2,
+                compression=None,
+                user_agent_header="z4j-agent",
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                raise TerminalRefusal(
+                    f"the brain refused the token (HTTP {status}); check Z4J_TOKEN"
+                ) from None
+            raise
+        except InvalidHandshake:
+            raise
+        self._ws = ws
+        try:
+            await self._pump(ws)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 2)
+
+    async def _pump(self, ws: ClientConnection) -> None:
+        session = AgentSession(self.config.token, self._hello())
+        self.session = session
+        await ws.send(session.start(time.monotonic()))
+        raw = await asyncio.wait_for(ws.recv(decode=False), HANDSHAKE_TIMEOUT_SECONDS)
+        try:
+            frames = session.receive(raw, time.monotonic())
+        except RemoteProtocolError as exc:
+            await ws.close(exc.code, exc.reason)
+            raise
+        first = frames[0] if frames else None
+        if isinstance(first, Error):
+            reason = f"{first.message} (code {first.code})"
+            if is_terminal(first.code):
+                raise TerminalRefusal(reason)
+            raise ConnectionError(reason)
+        if not isinstance(first, Welcome):
+            raise ConnectionError("no welcome from the brain")
+        self.stats.sessions_opened += 1
+        self.outbox.restart_session()
+        self.connected.set()
+        if self._on_open is not None:
+            self._on_open(self)
+        reader = asyncio.ensure_future(self._read(ws, session))
+        writer = asyncio.ensure_future(self._write(ws, session))
+        done, pending = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for task in done:
+            task.result()
+
+    async def _read(self, ws: ClientConnection, session: AgentSession) -> None:
+        while True:
+            raw = await ws.recv(decode=False)
+            try:
+                frames = session.receive(raw, time.monotonic())
+            except RemoteProtocolError as exc:
+                log.warning("z4j brain broke the protocol: %s", exc)
+                await ws.close(exc.code, exc.reason)
+                return
+            for frame in frames:
+                if isinstance(frame, Ack):
+                    self.stats.events_acked += self.outbox.ack(frame.up_to_seq)
+                elif isinstance(frame, Command):
+                    try:
+                        self._on_command(frame)
+                    except Exception:
+                        log.exception("z4j could not accept command %s", frame.command_id)
+                elif isinstance(frame, (Close, Error)):
+                    code = frame.code
+                    text = frame.reason if isinstance(frame, Close) else frame.message
+                    if is_terminal(code):
+                        raise TerminalRefusal(f"{text} (code {code})")
+                    if isinstance(frame, Close) or frame.fatal:
+                        return
+            self._wake.set()  # a pong may be owed, or the window opened
+
+    async def _write(self, ws: ClientConnection, session: AgentSession) -> None:
+        limits = session.limits
+        max_bytes = max(1024, limits.max_frame_bytes // 2)
+        last_tick = 0.0
+        while True:
+            now = time.monotonic()
+            if now - last_tick >= 0.5 or self._wake.is_set():
+                for data in session.tick(now):
+                    await ws.send(data)
+                last_tick = now
+            self._wake.clear()
+            while self.control:
+                await ws.send(session.send(self.control.popleft(), time.monotonic()))
+            dropped = self._dropped()
+            if dropped > self._reported_dropped:
+                await ws.send(
+                    session.send(
+                        DroppedReport(total=dropped, reason="bounds reached"), time.monotonic()
+                    )
+                )
+                self._reported_dropped = dropped
+            self.absorb()
+            if session.can_send_batch and self.outbox.has_sendable():
+                batch = self.outbox.next_batch(limits.max_batch_events, max_bytes)
+                if batch is not None:
+                    await ws.send(session.send(batch, time.monotonic()))
+                    self.stats.batches_sent += 1
+                    continue
+            if self.finish_when_empty and self.outbox.is_empty():
+                await ws.send(session.close(CloseCode.NORMAL, "replay done", time.monotonic()))
+                return
+            self.stats.last_rtt = session.last_rtt
+            with contextlib.suppress(asyncio.TimeoutError):
+                timeout = FLUSH_BUSY if self._draining else FLUSH_IDLE
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+
+def protocol_error_text(exc: BaseException) -> str:
+    if isinstance(exc, ProtocolError):
+        return exc.reason
+    if isinstance(exc, ConnectionClosed):
+        return f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+    return f"{type(exc).__name__}: {exc}"

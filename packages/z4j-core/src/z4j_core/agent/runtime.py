@@ -1,0 +1,494 @@
+"""The agent: the object an adapter creates inside an application or worker process.
+
+Owns the hot path (`emit`), the link thread and its event loop, command dispatch to adapters,
+inventory, orphan-spool replay, and what happens across `fork()`. Promise: the host is never
+hurt. `emit` does no I/O, takes no lock, wakes nothing and never raises; `start` returns at once
+whatever the brain's state; `stop` returns within its timeout; a forked child never touches its
+parent's socket, loop or thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from z4j_core import __version__
+from z4j_core.agent.commands import CommandRunner, FireMemory
+from z4j_core.agent.config import AgentConfig
+from z4j_core.agent.link import Link
+from z4j_core.agent.outbox import Outbox, RecordQueue, Spool, orphan_folders
+from z4j_core.agent.redaction import MAX_TRACEBACK_CHARS, Redactor
+from z4j_core.hookspecs import EngineAdapter
+from z4j_core.plugins import PluginRegistry, load_adapters
+from z4j_core.wire import (
+    PROTOCOL_VERSION,
+    Capability,
+    Command,
+    CommandResult,
+    CommandStatus,
+    EngineInfo,
+    Hello,
+    Inventory,
+)
+
+log = logging.getLogger("z4j.agent")
+
+INVENTORY_REFRESH_SECONDS = 60.0
+
+EmitFn = Callable[..., None]
+
+# Every agent alive in this process, so a fork can reset them all in the child.
+_AGENTS: weakref.WeakSet[Agent] = weakref.WeakSet()
+
+
+class Agent:
+    """One agent per process (per app): `emit` from anywhere, one link thread to the brain.
+
+    after_fork: what a forked child does with this agent: "disable" (the child's emits are
+    dropped silently and cheaply) or "restart" (the child gets a fresh agent identity, started
+    by its first `emit` or an explicit `start()`).
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig | None = None,
+        *,
+        plugins: PluginRegistry | None = None,
+        after_fork: str = "restart",
+        **options: Any,
+    ) -> None:
+        self.config = config if config is not None else AgentConfig.load(**options)
+        if after_fork not in ("disable", "restart"):
+            raise ValueError(f"after_fork={after_fork!r} must be 'disable' or 'restart'")
+        self.after_fork = after_fork
+        self._plugins = plugins
+        self.adapters: list[EngineAdapter] = []
+        self.redactor = Redactor(self.config.redact_keys)
+        self.errors = 0  # exceptions caught on the hot path or in plugin calls
+        self._reset_process_state()
+        _AGENTS.add(self)
+
+    def _reset_process_state(self) -> None:
+        self.instance_id = uuid.uuid4().hex
+        self.pid = os.getpid()
+        self._records = RecordQueue(cap=self.config.max_memory_events * 2)
+        self._closed = self.config.disabled
+        self._started = False
+        self._forked_child = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._link: Link | None = None
+        self._spool: Spool | None = None
+        self._runner: CommandRunner | None = None
+        self._outbox: Outbox | None = None
+        self._ready = threading.Event()
+        self._replayed = False
+        self._main_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Future[Any]] = set()
+
+    # -- adapters ------------------------------------------------------------------------------
+
+    @property
+    def plugins(self) -> PluginRegistry:
+        if self._plugins is None:
+            self._plugins = load_adapters()
+        return self._plugins
+
+    def add_adapter(self, adapter: EngineAdapter) -> EmitFn:
+        """Register an adapter; returns the `emit` its capture code should call."""
+        self.adapters.append(adapter)
+        return self.emitter(adapter.engine)
+
+    def emitter(self, engine: str) -> EmitFn:
+        emit = self.emit
+
+        def emit_for_engine(kind: Any, task_id: str, task_name: str, **fields: Any) -> None:
+            emit(kind, task_id, task_name, engine=engine, **fields)
+
+        return emit_for_engine
+
+    @property
+    def app_name(self) -> str:
+        if self.config.app_name:
+            return self.config.app_name
+        for adapter in self.adapters:
+            if adapter.app_name:
+                return adapter.app_name
+        return "default"
+
+    # -- the hot path --------------------------------------------------------------------------
+
+    def emit(
+        self,
+        kind: Any,
+        task_id: str,
+        task_name: str,
+        *,
+        engine: str = "",
+        args: Any = None,
+        kwargs: Any = None,
+        **fields: Any,
+    ) -> None:
+        """Hand one lifecycle event to the outbox. No I/O, no lock, never raises."""
+        try:
+            if self._closed:
+                return
+            if self._forked_child:
+                if self.after_fork == "disable":
+                    return
+                self._forked_child = False
+                self.start()
+            redactor = self.redactor
+            if args is not None:
+                fields["args"] = redactor.args(args)
+            if kwargs is not None:
+                fields["kwargs"] = redactor.kwargs(kwargs)
+            if "traceback" in fields:
+                fields["traceback"] = redactor.text(fields["traceback"], MAX_TRACEBACK_CHARS)
+            if "message" in fields:
+                fields["message"] = redactor.text(fields["message"])
+            if "result" in fields:
+                fields["result"] = redactor.args(fields["result"])
+            self._records.push((kind, time.time(), engine, task_id, task_name, fields or None))
+        except Exception:
+            self.errors += 1
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the link thread and return at once. Safe to call twice; never raises."""
+        if self._started or self._closed:
+            return
+        self._started = True
+        try:
+            self._thread = threading.Thread(
+                target=self._thread_main, name="z4j-agent-link", daemon=True
+            )
+            self._thread.start()
+        except Exception:
+            self.errors += 1
+            log.exception("z4j agent could not start its link thread")
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until the link's session is open (for tools and tests; never from a host)."""
+        if not self._ready.wait(timeout):
+            return False
+        link, loop = self._link, self._loop
+        if link is None or loop is None:
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if link.connected.is_set():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Drain what can be sent within `timeout` (default: the drain timeout), spool the rest,
+        and stop the link thread. Returns within about `timeout` seconds; never raises."""
+        timeout = self.config.drain_timeout if timeout is None else timeout
+        self._closed = True
+        thread, loop, link = self._thread, self._loop, self._link
+        if thread is None or loop is None or link is None or self._forked_child:
+            return
+        deadline = time.monotonic() + timeout
+        try:
+            future = asyncio.run_coroutine_threadsafe(link.stop(deadline), loop)
+            with contextlib.suppress(Exception):
+                future.result(max(0.1, deadline - time.monotonic() + 1.0))
+            loop.call_soon_threadsafe(self._cancel_main)
+        except RuntimeError:
+            pass  # the loop is already gone
+        thread.join(max(0.1, deadline - time.monotonic() + 1.5))
+
+    def _cancel_main(self) -> None:
+        if self._main_task is not None:
+            self._main_task.cancel()
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        link, outbox = self._link, self._outbox
+        return {
+            "instance": self.instance_id,
+            "connected": bool(link and link.connected.is_set()),
+            "pending": outbox.pending if outbox else len(self._records),
+            "spooled_bytes": self._spool.bytes if self._spool else 0,
+            "dropped": self.dropped,
+            "errors": self.errors,
+            "acked": link.stats.events_acked if link else 0,
+            "batches": link.stats.batches_sent if link else 0,
+            "last_error": link.stats.last_error if link else "",
+            "refusals": list(link.stats.refusals) if link else [],
+        }
+
+    @property
+    def dropped(self) -> int:
+        outbox, spool = self._outbox, self._spool
+        total = self._records.dropped
+        if outbox is not None:
+            total += outbox.invalid + outbox.overflow_dropped
+        if spool is not None:
+            total += spool.dropped
+        return total
+
+    # -- the link thread -----------------------------------------------------------------------
+
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._main_task = loop.create_task(self._main())
+        try:
+            loop.run_until_complete(self._main_task)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("z4j agent link thread failed")
+        finally:
+            self._finish_on_thread()
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def _open_spool(self) -> Spool | None:
+        root = Path(self.config.spool_dir)
+        try:
+            return Spool(root / self.instance_id, self.config.max_spool_bytes, self._spool_meta())
+        except OSError as exc:
+            log.warning("z4j spool disabled (%s): events beyond memory will be dropped", exc)
+            return None
+
+    def _spool_meta(self) -> dict[str, Any]:
+        return {
+            "agent_instance": self.instance_id,
+            "app": self.app_name,
+            "pid": self.pid,
+            "labels": dict(self.config.labels),
+            "engines": [[a.engine, a.engine_version] for a in self.adapters],
+        }
+
+    async def _main(self) -> None:
+        self._spool = self._open_spool()
+        self._outbox = Outbox(self.config.max_memory_events, self._spool)
+        fires_path = Path(self.config.spool_dir) / f"fires-{_safe_name(self.app_name)}.log"
+        self._runner = CommandRunner(
+            enqueue=self._enqueue,
+            report=self._report_threadsafe,
+            fires=FireMemory(fires_path if self._spool is not None else None),
+            concurrency=self.config.command_concurrency,
+        )
+        self._link = Link(
+            self.config,
+            self._hello,
+            self._outbox,
+            records=self._records,
+            on_command=self._runner.submit,
+            on_open=self._on_open,
+            dropped=lambda: self.dropped,
+        )
+        self._ready.set()
+        tasks = [
+            asyncio.ensure_future(self._link.sweep_forever()),
+            asyncio.ensure_future(self._link.run()),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in [*tasks, *self._background]:
+                task.cancel()
+            await asyncio.gather(*tasks, *self._background, return_exceptions=True)
+
+    def _finish_on_thread(self) -> None:
+        """On the link thread as it ends: spool what was not acknowledged."""
+        outbox, spool, link = self._outbox, self._spool, self._link
+        if self._runner is not None:
+            self._runner.stop()
+        if outbox is None:
+            return
+        if link is not None:
+            link.absorb()
+        spooled = outbox.spool_everything()
+        if spooled:
+            log.info("z4j agent spooled %d unacknowledged events for a later agent", spooled)
+        if spool is not None:
+            spool.close(remove_if_empty=True)
+
+    def _hello(self) -> Hello:
+        return Hello(
+            protocol_version=PROTOCOL_VERSION,
+            agent_instance=self.instance_id,
+            app=self.app_name,
+            host=self.config.host or socket.gethostname(),
+            pid=self.pid,
+            agent_version=__version__,
+            engines=[
+                EngineInfo(
+                    name=a.engine,
+                    version=a.engine_version,
+                    capabilities=[Capability(c) for c in sorted(a.capabilities)],
+                )
+                for a in self.adapters
+            ],
+            labels=dict(self.config.labels),
+        )
+
+    def _on_open(self, link: Link) -> None:
+        self._spawn(self._send_inventory(link))
+        if not self._replayed:
+            self._replayed = True
+            self._spawn(self._replay_orphans())
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_inventory(self, link: Link) -> None:
+        loop = asyncio.get_running_loop()
+        for adapter in list(self.adapters):
+            inventory = await loop.run_in_executor(None, self._inventory_of, adapter)
+            if inventory is not None:
+                link.send_control(inventory)
+
+    def _inventory_of(self, adapter: EngineAdapter) -> Inventory | None:
+        hook = self.plugins.hook
+        try:
+            tasks = hook.z4j_registered_tasks(adapter=adapter) or []
+            schedules = hook.z4j_observed_schedules(adapter=adapter) or []
+        except Exception:
+            self.errors += 1
+            log.exception("z4j adapter %s failed to describe its inventory", adapter.engine)
+            return None
+        return Inventory(
+            engine=adapter.engine,
+            app=adapter.app_name or self.app_name,
+            tasks=list(tasks),
+            schedules=list(schedules),
+            workers=[f"{self.config.host}:{self.pid}"],
+        )
+
+    async def _replay_orphans(self) -> None:
+        """Send spools left by agent processes that are gone, under their own identity."""
+        own = self._spool.folder if self._spool is not None else None
+        for folder in list(orphan_folders(Path(self.config.spool_dir), own)):
+            spool = Spool.open_orphan(folder)
+            if spool is None:
+                continue
+            meta = spool.meta
+            if not meta.get("agent_instance"):
+                spool.close(remove_if_empty=False)
+                continue
+            outbox = Outbox(self.config.max_memory_events, spool)
+            replay = Link(
+                self.config,
+                lambda meta=meta: _replay_hello(meta),  # type: ignore[misc]
+                outbox,
+                records=None,
+                on_command=lambda command: None,
+                finish_when_empty=True,
+            )
+            try:
+                await asyncio.wait_for(replay.run(), 60)
+            except (asyncio.TimeoutError, Exception) as exc:
+                log.warning("z4j replay of %s stopped: %s", folder.name, exc)
+                outbox.spool_everything()
+            spool.close(remove_if_empty=True)
+            log.info("z4j agent replayed the spool of gone agent %s", meta["agent_instance"])
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def _adapter_for(self, engine: str, app: str) -> EngineAdapter | None:
+        for adapter in self.adapters:
+            if adapter.engine == engine and (not app or app in (adapter.app_name, self.app_name)):
+                return adapter
+        return None
+
+    def _enqueue(self, command: Command) -> CommandResult:
+        adapter = self._adapter_for(command.engine, command.app)
+        if adapter is None:
+            served = ", ".join(f"{a.engine}/{a.app_name}" for a in self.adapters) or "nothing"
+            return CommandResult(
+                command_id=command.command_id,
+                status=CommandStatus.REJECTED,
+                reason=f"this agent serves {served}, not {command.engine}/{command.app}",
+            )
+        result = self.plugins.hook.z4j_enqueue(adapter=adapter, request=command)
+        if result is None:
+            return CommandResult(
+                command_id=command.command_id,
+                status=CommandStatus.REJECTED,
+                reason=f"no installed adapter can enqueue into {command.engine}",
+            )
+        if not isinstance(result, CommandResult):
+            raise TypeError(f"z4j_enqueue returned {type(result).__name__}, not CommandResult")
+        return result
+
+    def _report_threadsafe(self, result: CommandResult) -> None:
+        loop, link = self._loop, self._link
+        if loop is None or link is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(link.send_control, result)
+
+    # -- fork ----------------------------------------------------------------------------------
+
+    def _after_fork_in_child(self) -> None:
+        """Drop everything inherited from the parent without touching it, then reset."""
+        inherited = (self._thread, self._loop, self._link, self._spool, self._runner)
+        _ABANDONED.append(inherited)  # never finalized in the child: no close on parent's fds
+        spool = self._spool
+        if spool is not None:
+            spool.abandon_after_fork()
+        link = self._link
+        ws = getattr(link, "_ws", None) if link is not None else None
+        transport = getattr(ws, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                os.close(sock.fileno())
+        was_running = self._started and not self._closed
+        self._reset_process_state()
+        self._forked_child = was_running or self.after_fork == "restart"
+        if self.after_fork == "disable":
+            self._closed = True
+
+
+_ABANDONED: list[Any] = []
+
+
+def _after_fork_in_child() -> None:
+    _ABANDONED.clear()
+    for agent in list(_AGENTS):
+        try:
+            agent._after_fork_in_child()
+        except Exception:
+            agent.errors += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _replay_hello(meta: Mapping[str, Any]) -> Hello:
+    return Hello(
+        protocol_version=PROTOCOL_VERSION,
+        agent_instance=str(meta["agent_instance"]),
+        app=str(meta.get("app") or "default"),
+        host=socket.gethostname(),
+        pid=int(meta.get("pid") or 0),
+        agent_version=__version__,
+        engines=[EngineInfo(name=str(n), version=str(v)) for n, v in meta.get("engines", [])],
+        labels={str(k): str(v) for k, v in dict(meta.get("labels", {})).items()},
+    )
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:64] or "default"
