@@ -1,0 +1,353 @@
+"""The brain's running parts, wired together: store writer and readers, the token registry,
+live agent connections, command dispatch and the periodic jobs (token refresh, retention).
+
+Owns the brain's lifecycle (``start``/``stop``) and the Python API the HTTP routes, the CLI and
+tests use: ``Brain.send_command`` and ``Brain.read``. Never touches SQLite on the event loop:
+writes go through ``StoreWriter``, reads through a small pool of reader threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+from z4j_brain.config import BrainConfig
+from z4j_brain.gateway import AgentConnection
+from z4j_brain.store import Store, TokenRow
+from z4j_brain.tokens import AdminCheck, ensure_admin_token, find_token
+from z4j_brain.writer import StoreWriter
+from z4j_core.wire.errors import CloseCode
+from z4j_core.wire.frames import (
+    Command,
+    CommandKind,
+    CommandOptions,
+    CommandResult,
+    CommandStatus,
+)
+
+log = logging.getLogger("z4j.brain")
+
+T = TypeVar("T")
+
+#: Seconds past a command's deadline the brain still waits for its answer (transit both ways).
+ANSWER_GRACE_SECONDS: Final = 2.0
+#: Status recorded when no answer came before the deadline: the brain cannot know whether the
+#: agent enqueued it.
+UNKNOWN: Final = "unknown"
+PENDING: Final = "pending"
+
+
+class NoAgentError(LookupError):
+    """No connected agent serves the requested engine, app and labels."""
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """How a command ended, as the API returns it."""
+
+    command_id: str
+    agent_instance: str
+    status: str
+    native_id: str | None = None
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "command_id": self.command_id,
+            "agent_instance": self.agent_instance,
+            "status": self.status,
+            "native_id": self.native_id,
+            "reason": self.reason,
+        }
+
+
+class TokenRegistry:
+    """Agent tokens as last read from the store, refreshed often enough to cut off a revoked
+    or expired token's connections within a second."""
+
+    def __init__(self, brain: Brain) -> None:
+        self._brain = brain
+        self._rows: list[TokenRow] = []
+
+    async def refresh(self) -> None:
+        self._rows = await self._brain.read(lambda s: s.token_rows())
+
+    async def verify(self, presented: str) -> TokenRow | None:
+        """The usable token matching ``presented``; reloads once on a miss, so a token created
+        a moment ago (by the CLI, on the same database) works at once."""
+        found = find_token(self._rows, presented, time.time())
+        if found is None:
+            await self.refresh()
+            found = find_token(self._rows, presented, time.time())
+        return found
+
+    def cut_off_unusable(self) -> None:
+        now = time.time()
+        usable = {(r.name, r.token_hash) for r in self._rows if r.usable(now)}
+        for connection in list(self._brain.connections.values()):
+            token = connection.token
+            if (token.name, token.token_hash) not in usable:
+                log.warning(
+                    "cutting off agent %s: its token is revoked or expired",
+                    connection.agent_instance,
+                )
+                connection.close(CloseCode.AUTH_REFUSED, "token revoked or expired")
+
+
+@dataclass
+class CommandRouter:
+    """Sends commands to agents and matches their results to the waiting callers."""
+
+    brain: Brain
+    pending: dict[str, asyncio.Future[CommandResult]] = field(default_factory=dict)
+
+    def pick_agent(
+        self, engine: str, app: str, kind: CommandKind, labels: dict[str, str]
+    ) -> AgentConnection:
+        candidates = [
+            c for c in self.brain.connections.values() if c.serves(engine, app, kind, labels)
+        ]
+        if not candidates:
+            wanted = f"engine {engine!r}, app {app!r}"
+            if labels:
+                wanted += f", labels {labels}"
+            raise NoAgentError(f"no connected agent can {kind.value} for {wanted}")
+        return min(candidates, key=lambda c: c.in_flight_commands)
+
+    async def send(
+        self,
+        *,
+        kind: CommandKind,
+        engine: str,
+        app: str,
+        task: str,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        options: CommandOptions | None = None,
+        fire_id: str | None = None,
+        schedule_id: str | None = None,
+        slot: str | None = None,
+        labels: dict[str, str] | None = None,
+        deadline_seconds: float | None = None,
+    ) -> CommandOutcome:
+        deadline = deadline_seconds or self.brain.config_command_deadline
+        command = Command(
+            command_id=uuid.uuid4().hex,
+            kind=kind,
+            deadline_seconds=deadline,
+            engine=engine,
+            app=app,
+            task=task,
+            args=list(args or []),
+            kwargs=dict(kwargs or {}),
+            options=options or CommandOptions(),
+            fire_id=fire_id,
+            schedule_id=schedule_id,
+            slot=slot,
+        )
+        connection = self.pick_agent(engine, app, kind, labels or {})
+        agent_instance = connection.agent_instance
+        now = time.time()
+        payload = {
+            "args": command.args,
+            "kwargs": command.kwargs,
+            "options": _options_dict(command.options),
+            "schedule_id": schedule_id,
+            "slot": slot,
+        }
+        await self.brain.write(
+            lambda s: s.insert_command(
+                command_id=command.command_id,
+                agent_instance=agent_instance,
+                kind=kind.value,
+                engine=engine,
+                app=app,
+                task=task,
+                payload=payload,
+                fire_id=fire_id,
+                created_at=now,
+                deadline_at=now + deadline,
+            )
+        )
+        waiter: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        self.pending[command.command_id] = waiter
+        connection.in_flight_commands += 1
+        try:
+            if not connection.send_frame(command):
+                result = CommandResult(
+                    command_id=command.command_id,
+                    status=CommandStatus.FAILED,
+                    reason="the agent's connection closed before the command was sent",
+                )
+            else:
+                try:
+                    result = await asyncio.wait_for(
+                        asyncio.shield(waiter), deadline + ANSWER_GRACE_SECONDS
+                    )
+                except asyncio.TimeoutError:
+                    outcome = CommandOutcome(
+                        command.command_id,
+                        agent_instance,
+                        UNKNOWN,
+                        reason="no answer from the agent before the deadline",
+                    )
+                    await self._record(outcome)
+                    return outcome
+        finally:
+            connection.in_flight_commands -= 1
+            self.pending.pop(command.command_id, None)
+        outcome = CommandOutcome(
+            command.command_id, agent_instance, result.status.value, result.native_id, result.reason
+        )
+        await self._record(outcome)
+        return outcome
+
+    def resolve(self, result: CommandResult, agent_instance: str) -> None:
+        """A result arrived from ``agent_instance``."""
+        waiter = self.pending.get(result.command_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(result)
+            return
+        # A late answer (after ``unknown`` was recorded) still tells the truth: record it.
+        outcome = CommandOutcome(
+            result.command_id, agent_instance, result.status.value, result.native_id, result.reason
+        )
+        self.brain.writer.submit(
+            lambda s: s.answer_command(
+                outcome.command_id, outcome.status, outcome.native_id, outcome.reason, time.time()
+            )
+        )
+
+    async def _record(self, outcome: CommandOutcome) -> None:
+        await self.brain.write(
+            lambda s: s.answer_command(
+                outcome.command_id, outcome.status, outcome.native_id, outcome.reason, time.time()
+            )
+        )
+
+
+def _options_dict(options: CommandOptions) -> dict[str, Any]:
+    import msgspec
+
+    result: dict[str, Any] = msgspec.to_builtins(options)
+    return result
+
+
+class Brain:
+    """The running brain. ``await start()`` before serving, ``await stop()`` after."""
+
+    def __init__(self, config: BrainConfig, command_deadline_seconds: float = 30.0) -> None:
+        self.config = config
+        self.config_command_deadline = command_deadline_seconds
+        self.writer = StoreWriter(config.database)
+        self.writer_closed = False
+        self.tokens = TokenRegistry(self)
+        self.commands = CommandRouter(self)
+        self.connections: dict[str, AgentConnection] = {}
+        self.events_stored = 0
+        self.admin: AdminCheck | None = None
+        #: The admin token created by this start (to print once), else None.
+        self.new_admin_token: str | None = None
+        self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="z4j-brain-reader")
+        self._reader_local = threading.local()
+        self._reader_stores: list[Store] = []
+        self._reader_lock = threading.Lock()
+        self._background: list[asyncio.Task[None]] = []
+
+    def prepare(self) -> None:
+        """Synchronous start-up work: create and migrate the database, the admin token.
+
+        Call before the event loop serves (the CLI does it before uvicorn starts).
+        """
+        store = Store.open(self.config.database)
+        try:
+            now = time.time()
+            with store.transaction():
+                store.mark_all_disconnected()
+            self.new_admin_token = ensure_admin_token(store, now, self.config.admin_token)
+            stored = store.admin_token_hash()
+            assert stored is not None
+            self.admin = AdminCheck(stored)
+        finally:
+            store.close()
+
+    async def start(self) -> None:
+        if self.admin is None:
+            await asyncio.to_thread(self.prepare)
+        self.writer.start()
+        await self.tokens.refresh()
+        self._background = [
+            asyncio.create_task(
+                self._every(self.config.token_refresh_seconds, self._refresh_tokens)
+            ),
+            asyncio.create_task(self._every(self.config.purge_interval_seconds, self.purge)),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        for connection in list(self.connections.values()):
+            connection.close(CloseCode.GOING_AWAY, "brain shutting down")
+        await asyncio.sleep(0)
+        self.writer_closed = True
+        await asyncio.to_thread(self.writer.close)
+        self._readers.shutdown(wait=True)
+        with self._reader_lock:
+            for store in self._reader_stores:
+                store.close()
+            self._reader_stores.clear()
+
+    async def read(self, query: Callable[[Store], T]) -> T:
+        """Run ``query`` on a reader thread with that thread's own connection."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._run_read, query)
+
+    async def write(self, job: Callable[[Store], T]) -> T:
+        """Run ``job`` on the writer thread; returns once it committed."""
+        return await asyncio.wrap_future(self.writer.submit(job))
+
+    async def send_command(self, **kwargs: Any) -> CommandOutcome:
+        """See ``CommandRouter.send``: pick an agent, send, await the answer or the deadline."""
+        return await self.commands.send(**kwargs)
+
+    async def purge(self) -> tuple[int, int]:
+        cutoff = time.time() - self.config.retention_seconds
+        events, tasks = await self.write(lambda s: s.purge(cutoff))
+        if events or tasks:
+            log.info("retention: purged %d events and %d tasks", events, tasks)
+        return events, tasks
+
+    def _run_read(self, query: Callable[[Store], T]) -> T:
+        store: Store | None = getattr(self._reader_local, "store", None)
+        if store is None:
+            store = Store.open(self.config.database, migrate=False, shared=True)
+            self._reader_local.store = store
+            with self._reader_lock:
+                self._reader_stores.append(store)
+        return query(store)
+
+    async def _refresh_tokens(self) -> None:
+        await self.tokens.refresh()
+        self.tokens.cut_off_unusable()
+
+    async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("periodic %s failed: %s", getattr(job, "__name__", "job"), exc)

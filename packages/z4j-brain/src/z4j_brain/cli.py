@@ -1,0 +1,202 @@
+"""The brain's subcommands: ``z4j brain serve`` and ``z4j tokens create|list|revoke``.
+
+Owns their arguments and output. ``z4j_core.cli.brain`` imports this module only when one of
+them runs and forwards the remaining arguments to ``run``. A user error prints one line
+(``z4j: error: ...``) and exits non-zero, never a traceback. Tokens are printed once, at
+creation, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import re
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+from z4j_brain.config import ENV_DATABASE, BrainConfig, ConfigError
+from z4j_brain.store import Store, StoreError
+from z4j_brain.tokens import TokenError, check_name, create_token, parse_labels
+
+EXIT_USAGE: Final = 2
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
+_UNITS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line."""
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived after the graceful shutdown finished."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="z4j", add_help=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", help="run the brain (agent gateway and HTTP API)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1, or Z4J_BRAIN_HOST)")
+    serve.add_argument("--port", type=int, help="port to bind (default 7700, or Z4J_BRAIN_PORT)")
+    _database_argument(serve)
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    tokens = commands.add_parser("tokens", help="agent tokens on the local database")
+    actions = tokens.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="create a token and print it once")
+    create.add_argument("name")
+    create.add_argument("--labels", help="labels the brain attaches to agents using it: k=v,...")
+    create.add_argument("--expires", help="lifetime, e.g. 3600, 90m, 12h, 30d (default: never)")
+    _database_argument(create)
+    listing = actions.add_parser("list", help="list tokens (never the secrets)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    _database_argument(listing)
+    revoke = actions.add_parser("revoke", help="revoke a token; its agents are cut off")
+    revoke.add_argument("name")
+    _database_argument(revoke)
+    return parser
+
+
+def _database_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database",
+        help=f"SQLite file (default ${ENV_DATABASE}, else $Z4J_HOME/brain.sqlite3)",
+    )
+
+
+def run(argv: Sequence[str]) -> int:
+    """Run ``serve`` or ``tokens ...``; returns the exit code."""
+    args = build_parser().parse_args(list(argv))
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        return _tokens(args)
+    except (UserError, ConfigError, StoreError, TokenError) as exc:
+        print(f"z4j: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except sqlite3.Error as exc:
+        print(f"z4j: error: database: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(
+            f"z4j: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr
+        )
+        return 1
+
+
+def parse_duration(text: str) -> float:
+    match = _DURATION.match(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise UserError(f"duration {text!r} is not like 3600, 90m, 12h or 30d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _open_store(args: argparse.Namespace) -> Store:
+    config = BrainConfig.load(database=args.database)
+    return Store.open(config.database)
+
+
+def _tokens(args: argparse.Namespace) -> int:
+    if args.action == "create":
+        check_name(args.name)
+        labels = parse_labels(args.labels)
+        now = time.time()
+        expires_at = now + parse_duration(args.expires) if args.expires else None
+        store = _open_store(args)
+        try:
+            token = create_token(store, args.name, labels, now, expires_at)
+        finally:
+            store.close()
+        print(token)
+        print(
+            f"z4j: token {args.name!r} created; it is shown only now: give it to the agent "
+            "as Z4J_TOKEN",
+            file=sys.stderr,
+        )
+        return 0
+    store = _open_store(args)
+    try:
+        if args.action == "revoke":
+            with store.transaction():
+                found = store.revoke_token(args.name, time.time())
+            if not found:
+                raise UserError(f"no token named {args.name!r} (see z4j tokens list)")
+            print(f"revoked token {args.name!r}")
+            return 0
+        rows = store.token_rows()
+    finally:
+        store.close()
+    now = time.time()
+    items: list[dict[str, Any]] = [
+        {
+            "name": r.name,
+            "labels": r.labels,
+            "created_at": r.created_at,
+            "expires_at": r.expires_at,
+            "revoked_at": r.revoked_at,
+            "status": "revoked"
+            if r.revoked_at is not None
+            else "active"
+            if r.usable(now)
+            else "expired",
+        }
+        for r in rows
+    ]
+    if args.json:
+        print(json.dumps(items, indent=2))
+        return 0
+    print(f"{'NAME':<24} {'STATUS':<8} {'CREATED':<20} LABELS")
+    for item in items:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item["created_at"]))
+        shown = ",".join(f"{k}={v}" for k, v in sorted(item["labels"].items()))
+        print(f"{item['name']:<24} {item['status']:<8} {created:<20} {shown}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from z4j_brain.brain import Brain
+    from z4j_brain.server import print_url, serve
+
+    config = BrainConfig.load(host=args.host, port=args.port, database=args.database)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    brain = Brain(config)
+    brain.prepare()
+    if brain.new_admin_token is not None and brain.new_admin_token != config.admin_token:
+        print(
+            f"z4j: admin token for the HTTP API (shown only now, keep it): {brain.new_admin_token}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end with exit code 0 then.
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        asyncio.run(serve(brain, announce=print_url(), log_level=args.log_level))
+    except _Terminated:
+        return 0
+    except SystemExit as exc:
+        # uvicorn exits 1 when it cannot bind.
+        if exc.code not in (0, None):
+            raise UserError(
+                f"cannot listen on {config.host}:{config.port} (in use, or not an address here?)"
+            ) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def main() -> None:  # pragma: no cover - convenience for `python -m z4j_brain.cli`
+    sys.exit(run(sys.argv[1:]))

@@ -1,0 +1,319 @@
+"""The agents' gateway: one WebSocket per agent at ``/v1/agent``, pumped through a
+``BrainSession``.
+
+Owns the upgrade check (a missing, unknown, revoked or expired token gets an HTTP 401 and never
+a WebSocket), the handshake, and the per-connection pumps: a receive loop, one sender that
+writes bytes in the order the session sealed them, and a heartbeat ticker. Event batches go to
+the store writer and are acknowledged from its completion callback, so acks and commands never
+wait behind other batches' storage. Never logs a token, a MAC or an event's contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Final
+
+from starlette.responses import PlainTextResponse
+from starlette.websockets import WebSocket
+
+from z4j_brain import __version__
+from z4j_brain.store import Store, TokenRow
+from z4j_core.wire.errors import CloseCode, LocalProtocolError, RemoteProtocolError
+from z4j_core.wire.frames import (
+    Ack,
+    Capability,
+    Close,
+    CommandKind,
+    CommandResult,
+    DroppedReport,
+    Error,
+    EventBatch,
+    Frame,
+    Hello,
+    Inventory,
+)
+from z4j_core.wire.session import BrainSession, State
+
+if TYPE_CHECKING:
+    from z4j_brain.brain import Brain
+
+log = logging.getLogger("z4j.brain.gateway")
+
+AGENT_PATH: Final = "/v1/agent"
+#: Body of the HTTP refusal of an upgrade with a bad token (never says which check failed).
+TOKEN_REFUSED: Final = "z4j: agent token refused (missing, unknown, revoked or expired)\n"
+#: Seconds between heartbeat ticks of each connection.
+TICK_SECONDS: Final = 1.0
+
+#: What an agent must advertise for an engine to be sent each kind of command.
+REQUIRED_CAPABILITY: Final[dict[CommandKind, Capability]] = {
+    CommandKind.ENQUEUE: Capability.ENQUEUE,
+    CommandKind.FIRE: Capability.FIRE,
+    CommandKind.TRIGGER_NOW: Capability.TRIGGER_NOW,
+}
+
+_CLOSE: Final = object()
+
+
+def bearer_token(websocket: WebSocket) -> str | None:
+    header = websocket.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+async def agent_endpoint(websocket: WebSocket) -> None:
+    """The ``/v1/agent`` route."""
+    brain: Brain = websocket.app.state.brain
+    presented = bearer_token(websocket)
+    token = await brain.tokens.verify(presented) if presented is not None else None
+    if token is None:
+        client = websocket.client.host if websocket.client else "?"
+        log.warning("refused an agent upgrade from %s: bad token", client)
+        await websocket.send_denial_response(
+            PlainTextResponse(
+                TOKEN_REFUSED, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        )
+        return
+    await websocket.accept()
+    await AgentConnection(brain, websocket, token).run()
+
+
+class AgentConnection:
+    """One agent's live connection: its session, its pumps, its identity once it said hello."""
+
+    def __init__(self, brain: Brain, websocket: WebSocket, token: TokenRow) -> None:
+        self.brain = brain
+        self.websocket = websocket
+        self.token = token
+        self.session = BrainSession(
+            bytes.fromhex(token.token_hash), limits=brain.config.limits, brain_version=__version__
+        )
+        self.hello: Hello | None = None
+        self.labels: dict[str, str] = {}
+        self.in_flight_commands = 0
+        self._outbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._closing = False
+        self._loop = asyncio.get_running_loop()
+        self._registered = False
+
+    @property
+    def agent_instance(self) -> str:
+        return self.hello.agent_instance if self.hello is not None else ""
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closing and self.session.state is State.OPEN
+
+    def serves(self, engine: str, app: str, kind: CommandKind, labels: dict[str, str]) -> bool:
+        if not self.is_open or self.hello is None or self.hello.app != app:
+            return False
+        if any(self.labels.get(k) != v for k, v in labels.items()):
+            return False
+        needed = REQUIRED_CAPABILITY[kind]
+        return any(e.name == engine and needed in e.capabilities for e in self.hello.engines)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def send_frame(self, frame: Frame) -> bool:
+        """Seal ``frame`` now and queue its bytes; False if the session cannot send it."""
+        if self._closing:
+            return False
+        try:
+            data = self.session.send(frame, time.monotonic())
+        except LocalProtocolError as exc:
+            log.warning("%s: cannot send %s: %s", self.agent_instance, type(frame).__name__, exc)
+            return False
+        self._outbox.put_nowait(data)
+        return True
+
+    def close(self, code: CloseCode, reason: str, *, say_goodbye: bool = True) -> None:
+        """End the connection: a signed ``Close`` first when the session is open, then the
+        WebSocket close with the same code."""
+        if self._closing:
+            return
+        if say_goodbye and self.session.state is State.OPEN:
+            try:
+                self._outbox.put_nowait(self.session.close(code, reason, time.monotonic()))
+            except LocalProtocolError:
+                pass
+        self._closing = True
+        self._outbox.put_nowait((_CLOSE, int(code), reason))
+
+    async def _sender(self) -> None:
+        while True:
+            item = await self._outbox.get()
+            if isinstance(item, tuple) and item[0] is _CLOSE:
+                await self.websocket.close(item[1], item[2])
+                return
+            await self.websocket.send({"type": "websocket.send", "bytes": item})
+
+    async def _ticker(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(TICK_SECONDS)
+            self._tick()
+
+    def _tick(self) -> None:
+        if self._closing:
+            return
+        try:
+            for data in self.session.tick(time.monotonic()):
+                self._outbox.put_nowait(data)
+        except RemoteProtocolError as exc:
+            self._fault(exc)
+
+    def _fault(self, exc: RemoteProtocolError) -> None:
+        log.warning(
+            "closing agent %s: %s (%d)", self.agent_instance or "?", exc.reason, int(exc.code)
+        )
+        self.close(exc.code, exc.reason, say_goodbye=False)
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        sender = asyncio.create_task(self._sender())
+        ticker = asyncio.create_task(self._ticker())
+        try:
+            await self._receive_loop(sender)
+        finally:
+            ticker.cancel()
+            if not sender.done():
+                self.close(CloseCode.GOING_AWAY, "closing", say_goodbye=False)
+                try:
+                    await asyncio.wait_for(asyncio.shield(sender), 2.0)
+                except (asyncio.TimeoutError, Exception):
+                    sender.cancel()
+            self._unregister()
+
+    async def _receive_loop(self, sender: asyncio.Task[None]) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if self._closing:
+                continue
+            data = message.get("bytes")
+            if data is None:
+                self._fault(
+                    RemoteProtocolError(CloseCode.BAD_FRAME, "text messages are not frames")
+                )
+                continue
+            try:
+                frames = self.session.receive(data, time.monotonic())
+                for frame in frames:
+                    self._handle(frame)
+            except RemoteProtocolError as exc:
+                self._fault(exc)
+                continue
+            self._tick()
+            if sender.done():
+                return
+
+    def _handle(self, frame: Frame) -> None:
+        if isinstance(frame, EventBatch):
+            self._store_batch(frame)
+        elif isinstance(frame, Hello):
+            self._welcome(frame)
+        elif isinstance(frame, CommandResult):
+            self.brain.commands.resolve(frame, self.agent_instance)
+        elif isinstance(frame, Inventory):
+            self._store_inventory(frame)
+        elif isinstance(frame, DroppedReport):
+            self._store_dropped(frame)
+        elif isinstance(frame, Close):
+            log.info("agent %s said goodbye (%d)", self.agent_instance, frame.code)
+            self.close(CloseCode.NORMAL, "goodbye", say_goodbye=False)
+        elif isinstance(frame, Error):
+            log.warning(
+                "agent %s reported error %d: %s", self.agent_instance, frame.code, frame.message
+            )
+            if frame.fatal:
+                self.close(CloseCode.NORMAL, "peer error", say_goodbye=False)
+
+    def _store_inventory(self, inventory: Inventory) -> None:
+        agent_instance = self.agent_instance
+        self._write(lambda s: s.replace_inventory(agent_instance, inventory, time.time()))
+
+    def _store_dropped(self, report: DroppedReport) -> None:
+        agent_instance = self.agent_instance
+        log.warning("agent %s reports %d events dropped", agent_instance, report.total)
+        self._write(
+            lambda s: s.agent_dropped(
+                agent_instance, report.total, report.reason[:200], time.time()
+            )
+        )
+
+    def _welcome(self, hello: Hello) -> None:
+        # The token's labels are the operator's: they override what the agent claims.
+        self.hello = hello
+        self.labels = {**hello.labels, **self.token.labels}
+        data = self.session.accept(time.monotonic())
+        self._outbox.put_nowait(data)
+        previous = self.brain.connections.get(hello.agent_instance)
+        if previous is not None and previous is not self:
+            previous.close(CloseCode.SUPERSEDED, "replaced by a newer connection")
+        self.brain.connections[hello.agent_instance] = self
+        self._registered = True
+        session_id = self.session.session_id or ""
+        labels = dict(self.labels)
+        token_name = self.token.name
+        self._write(lambda s: s.agent_connected(hello, labels, token_name, session_id, time.time()))
+        log.info(
+            "agent %s connected (app %s, host %s, pid %d)",
+            hello.agent_instance,
+            hello.app,
+            hello.host,
+            hello.pid,
+        )
+
+    def _store_batch(self, batch: EventBatch) -> None:
+        agent_instance = self.agent_instance
+        app = self.hello.app if self.hello is not None else ""
+        future = self.brain.writer.submit(
+            lambda s: s.store_events(agent_instance, app, batch.events, time.time())
+        )
+        last_seq = batch.last_seq
+        future.add_done_callback(
+            lambda f: self._loop.call_soon_threadsafe(self._batch_stored, last_seq, f)
+        )
+
+    def _batch_stored(self, last_seq: int, future: Future[int]) -> None:
+        if future.exception() is not None:
+            log.error(
+                "storing a batch of agent %s failed: %s",
+                self.agent_instance,
+                type(future.exception()).__name__,
+            )
+            self.close(CloseCode.INTERNAL, "storage failed; resend later")
+            return
+        self.brain.events_stored += future.result()
+        if self.session.state in (State.OPEN, State.CLOSING) and not self._closing:
+            self.send_frame(Ack(up_to_seq=last_seq))
+
+    def _write(self, job: Callable[[Store], object]) -> None:
+        future = self.brain.writer.submit(job)
+        future.add_done_callback(_log_failure)
+
+    def _unregister(self) -> None:
+        if not self._registered:
+            return
+        self._registered = False
+        if self.brain.connections.get(self.agent_instance) is self:
+            del self.brain.connections[self.agent_instance]
+        agent_instance = self.agent_instance
+        session_id = self.session.session_id or ""
+        if not self.brain.writer_closed:
+            self._write(lambda s: s.agent_disconnected(agent_instance, session_id, time.time()))
+        log.info("agent %s disconnected", agent_instance)
+
+
+def _log_failure(future: Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.error("a store write failed: %s", type(exc).__name__)

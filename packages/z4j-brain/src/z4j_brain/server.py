@@ -1,0 +1,126 @@
+"""Serving the brain's ASGI app with uvicorn, whose WebSocket implementation is the
+``websockets`` library's sans-I/O protocol.
+
+Owns the uvicorn settings that matter to the protocol (message size ceiling from the wire
+limits, no per-message compression, no WebSocket-level keepalive: heartbeats are the session's)
+and two ways to run: ``serve`` in the foreground (the CLI) and ``ServerThread`` in a background
+thread (tests, embedding).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections.abc import Callable
+from typing import TextIO
+
+import uvicorn
+
+from z4j_brain.api import create_app
+from z4j_brain.brain import Brain
+from z4j_brain.config import BrainConfig
+from z4j_brain.gateway import AGENT_PATH
+
+WS_IMPLEMENTATION = "websockets-sansio"
+
+
+def uvicorn_config(brain: Brain, *, log_level: str = "info") -> uvicorn.Config:
+    config = brain.config
+    return uvicorn.Config(
+        create_app(brain),
+        host=config.host,
+        port=config.port,
+        ws=WS_IMPLEMENTATION,
+        ws_max_size=config.ws_max_size,
+        ws_per_message_deflate=False,
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
+        lifespan="on",
+        access_log=False,
+        log_level=log_level,
+        log_config=None,
+        timeout_graceful_shutdown=5,
+    )
+
+
+def bound_url(server: uvicorn.Server, config: BrainConfig) -> str:
+    """The URL the server listens on (the real port when 0 was asked for)."""
+    for listener in server.servers:
+        for sock in listener.sockets:
+            host, port = sock.getsockname()[:2]
+            host = f"[{host}]" if ":" in host else host
+            return f"http://{host}:{port}"
+    return config.url
+
+
+async def serve(
+    brain: Brain,
+    *,
+    announce: Callable[[str], None] | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve until uvicorn is told to exit (SIGINT/SIGTERM in the main thread)."""
+    server = uvicorn.Server(uvicorn_config(brain, log_level=log_level))
+
+    async def announce_when_started() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await asyncio.sleep(0.02)
+        if announce is not None:
+            announce(bound_url(server, brain.config))
+
+    watcher = asyncio.create_task(announce_when_started())
+    try:
+        await server.serve()
+    finally:
+        watcher.cancel()
+
+
+def print_url(stream: TextIO = sys.stdout) -> Callable[[str], None]:
+    def announce(url: str) -> None:
+        ws = url.replace("http", "ws", 1) + AGENT_PATH
+        print(f"z4j brain serving on {url} (agents connect to {ws})", file=stream, flush=True)
+
+    return announce
+
+
+class ServerThread:
+    """The brain served from a daemon thread with its own event loop.
+
+    ``start()`` returns once the port is bound; ``url`` is then the real address.
+    """
+
+    def __init__(self, brain: Brain, *, log_level: str = "warning") -> None:
+        self.brain = brain
+        self.server = uvicorn.Server(uvicorn_config(brain, log_level=log_level))
+        self.url = ""
+        self._thread = threading.Thread(target=self._run, name="z4j-brain-server", daemon=True)
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.server.serve())
+        except BaseException as exc:  # surfaced by start()
+            self._error = exc
+
+    def start(self, timeout: float = 15.0) -> str:
+        self._thread.start()
+        deadline = timeout
+        while not self.server.started and self._thread.is_alive() and deadline > 0:
+            self._thread.join(0.02)
+            deadline -= 0.02
+        if not self.server.started:
+            self.stop()
+            raise RuntimeError(f"the brain did not start: {self._error!r}")
+        self.url = bound_url(self.server, self.brain.config)
+        return self.url
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http", "ws", 1) + AGENT_PATH
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout)

@@ -1,0 +1,128 @@
+"""The store's one writer: a thread with its own connection that runs write jobs in group
+commits.
+
+Owns the rule that the event loop never waits on SQLite: the gateway submits a job (a function
+of a ``Store``) and gets a ``concurrent.futures.Future`` that completes only after the job's
+transaction committed. Jobs queued together share one transaction (group commit); each runs
+inside its own savepoint, so one failing job fails alone. Never runs gateway code on its thread
+besides the futures' completion callbacks, which must only hand work back to the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from z4j_brain.store import Store
+
+log = logging.getLogger("z4j.brain.writer")
+
+T = TypeVar("T")
+
+#: Most jobs one transaction groups; bounds how long the first job's caller waits for its commit.
+MAX_GROUP: Final = 64
+
+_STOP: Final = object()
+
+
+class WriterClosed(RuntimeError):
+    """A job was submitted after ``close()``."""
+
+
+class StoreWriter:
+    """Runs write jobs on one thread; start it with ``start()``, end it with ``close()``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = Path(path)
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="z4j-brain-writer", daemon=True)
+        self._closed = False
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._start_error is not None:
+            raise self._start_error
+
+    def submit(self, job: Callable[[Store], T]) -> Future[T]:
+        """Queue ``job``; its future resolves with its result once its transaction committed."""
+        if self._closed:
+            raise WriterClosed("the store writer is closed")
+        future: Future[T] = Future()
+        self._jobs.put((job, future))
+        return future
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Finish the queued jobs, then stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            store = Store.open(self._path, migrate=False)
+        except BaseException as exc:
+            self._start_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            stopping = False
+            while not stopping:
+                group = [self._jobs.get()]
+                while len(group) < MAX_GROUP:
+                    try:
+                        group.append(self._jobs.get_nowait())
+                    except queue.Empty:
+                        break
+                if _STOP in group:
+                    stopping = True
+                    group = [item for item in group if item is not _STOP]
+                if group:
+                    self._commit_group(store, group)
+        finally:
+            store.close()
+
+    def _commit_group(self, store: Store, group: list[Any]) -> None:
+        outcomes: list[tuple[Future[Any], bool, Any]] = []
+        conn = store.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job, future in group:
+                if not future.set_running_or_notify_cancel():
+                    continue
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = job(store)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO SAVEPOINT job")
+                    conn.execute("RELEASE SAVEPOINT job")
+                    outcomes.append((future, False, exc))
+                else:
+                    conn.execute("RELEASE SAVEPOINT job")
+                    outcomes.append((future, True, result))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            log.error("store commit failed: %s", type(exc).__name__)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for _job, future in group:
+                if future.done():
+                    continue
+                if future.running() or future.set_running_or_notify_cancel():
+                    future.set_exception(exc)
+            return
+        for future, ok, value in outcomes:
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
