@@ -1,0 +1,317 @@
+"""The agent over a real socket: start never blocks, nothing is lost, commands never queue
+behind each other, refusals do not storm, forks stay apart.
+
+These run against `MiniBrain` (our own protocol, a real socket) to test the agent's logic; the
+end-to-end tests in tests/link run real brain processes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from minibrain import TOKEN, MiniBrain, wait_until
+
+from z4j_core.agent import Agent
+from z4j_core.hookspecs import hookimpl
+from z4j_core.plugins import PluginRegistry, new_plugin_manager
+from z4j_core.wire import Command, CommandKind, CommandResult, CommandStatus
+
+
+class SlowEngine:
+    """A test-only adapter: enqueue sleeps `delay[task]` seconds, then answers enqueued."""
+
+    engine = "testengine"
+    engine_version = "1.0"
+    app_name = "testapp"
+    capabilities = frozenset({"enqueue", "fire"})
+
+    def __init__(self) -> None:
+        self.delay: dict[str, float] = {}
+        self.enqueued: list[str] = []
+        self.release = threading.Event()
+
+
+class SlowEnginePlugin:
+    @hookimpl
+    def z4j_engine_name(self) -> str:
+        return "testengine"
+
+    @hookimpl
+    def z4j_enqueue(self, adapter: Any, request: Command) -> CommandResult | None:
+        if not isinstance(adapter, SlowEngine):
+            return None
+        if request.task == "hang":
+            adapter.release.wait(30)
+        time.sleep(adapter.delay.get(request.task, 0))
+        if request.task == "missing":
+            return CommandResult(
+                command_id=request.command_id,
+                status=CommandStatus.REJECTED,
+                reason="unknown task 'missing'",
+            )
+        adapter.enqueued.append(request.fire_id or request.task)
+        return CommandResult(
+            command_id=request.command_id,
+            status=CommandStatus.ENQUEUED,
+            native_id=request.fire_id or f"job-{len(adapter.enqueued)}",
+        )
+
+
+def registry() -> PluginRegistry:
+    manager = new_plugin_manager()
+    manager.register(SlowEnginePlugin(), name="testengine")
+    return PluginRegistry(manager, loaded={"testengine": "testengine"})
+
+
+def make_agent(url: str, spool: Path, **options: Any) -> tuple[Agent, SlowEngine]:
+    agent = Agent(brain_url=url, token=TOKEN, spool_dir=str(spool), plugins=registry(), **options)
+    engine = SlowEngine()
+    agent.add_adapter(engine)
+    return agent, engine
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def emit_many(agent: Agent, count: int, start: int = 0) -> None:
+    for i in range(start, start + count):
+        agent.emit("succeeded", f"task-{i}", "app.tasks.add", engine="testengine", runtime=0.1)
+
+
+def test_events_arrive_in_order_exactly_once_and_redacted(tmp_path: Path) -> None:
+    brain = MiniBrain()
+    with brain.running():
+        agent, _ = make_agent(brain.url, tmp_path)
+        agent.start()
+        emit_many(agent, 5000)
+        agent.emit(
+            "started",
+            "secret-task",
+            "app.tasks.login",
+            engine="testengine",
+            args=("postgres://bob:hunter2@db/app",),
+            kwargs={"password": "hunter2", "user": "bob", "headers": {"Authorization": "x"}},
+        )
+        assert wait_until(lambda: len(brain.events) == 5001)
+        agent.stop(5)
+    seqs = sorted(seq for _, seq in brain.events)
+    assert seqs == list(range(5001))
+    secret = next(e for e in brain.events.values() if e.task_id == "secret-task")
+    assert "hunter2" not in (secret.args or "") + (secret.kwargs or "")
+    assert "bob" in (secret.kwargs or "")
+    assert brain.hellos[0].app == "testapp"
+    assert brain.hellos[0].engines[0].name == "testengine"
+
+
+def test_start_returns_at_once_with_no_brain_and_events_arrive_when_it_comes_up(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    agent, _ = make_agent(f"ws://127.0.0.1:{port}/v1/agent", tmp_path)
+    began = time.perf_counter()
+    agent.start()
+    assert time.perf_counter() - began < 0.5  # generous: the promise is "a few ms"
+    emit_many(agent, 3000)
+    time.sleep(1.0)
+    assert not agent.stats["connected"]
+    brain = MiniBrain()
+    with brain.running(port=port):
+        assert wait_until(lambda: len(brain.events) == 3000, timeout=60)
+        agent.stop(5)
+
+
+def test_memory_is_bounded_and_the_overflow_goes_to_the_spool(tmp_path: Path) -> None:
+    port = free_port()
+    agent, _ = make_agent(f"ws://127.0.0.1:{port}/v1/agent", tmp_path, max_memory_events=1000)
+    agent.start()
+    emit_many(agent, 20_000)
+    assert wait_until(lambda: agent.stats["spooled_bytes"] > 0)
+    assert wait_until(lambda: agent.stats["pending"] <= 1000 + 2000)
+    brain = MiniBrain()
+    with brain.running(port=port):
+        assert wait_until(lambda: len(brain.events) == 20_000, timeout=60)
+        agent.stop(5)
+    assert sorted(seq for _, seq in brain.events) == list(range(20_000))
+    assert agent.dropped == 0
+
+
+def test_unacknowledged_events_are_spooled_on_stop_and_replayed_by_a_later_agent(
+    tmp_path: Path,
+) -> None:
+    brain = MiniBrain(ack=False)
+    with brain.running():
+        first, _ = make_agent(brain.url, tmp_path)
+        first.start()
+        emit_many(first, 2500)
+        assert wait_until(lambda: len(brain.events) >= 1)
+        first.stop(0.5)  # the brain never acks: everything stays unacknowledged
+        assert list(tmp_path.glob("*/*.seg")), "nothing was spooled"
+        brain.ack = True
+        brain.events.clear()
+        second, _ = make_agent(brain.url, tmp_path)
+        second.start()
+        assert wait_until(lambda: len(brain.events) == 2500, timeout=60)
+        second.stop(5)
+    # Replayed under the first agent's identity, so storage stays idempotent.
+    assert {instance for instance, _ in brain.events} == {first.instance_id}
+    assert not list(tmp_path.glob("*/*.seg"))
+
+
+def test_a_hanging_command_delays_neither_another_command_nor_events(tmp_path: Path) -> None:
+    brain = MiniBrain()
+    with brain.running():
+        agent, engine = make_agent(brain.url, tmp_path)
+        agent.start()
+        assert agent.wait_connected(10)
+
+        def command(cid: str, task: str, **extra: Any) -> Command:
+            fields: dict[str, Any] = {
+                "kind": CommandKind.ENQUEUE,
+                "deadline_seconds": 30,
+                "engine": "testengine",
+                "app": "testapp",
+            }
+            return Command(command_id=cid, task=task, **{**fields, **extra})
+
+        brain.send_command(command("c-hang", "hang"))
+        brain.send_command(command("c-quick", "quick"))
+        emit_many(agent, 100)
+        assert wait_until(lambda: "c-quick" in brain.results, timeout=10)
+        assert wait_until(lambda: len(brain.events) == 100, timeout=10)
+        assert "c-hang" not in brain.results
+        assert brain.results["c-quick"].status is CommandStatus.ENQUEUED
+
+        brain.send_command(command("c-missing", "missing"))
+        brain.send_command(command("c-other", "x", engine="celery"))
+        assert wait_until(lambda: {"c-missing", "c-other"} <= set(brain.results))
+        assert brain.results["c-missing"].status is CommandStatus.REJECTED
+        assert brain.results["c-other"].status is CommandStatus.REJECTED
+        assert "celery" in brain.results["c-other"].reason
+
+        engine.release.set()
+        assert wait_until(lambda: "c-hang" in brain.results)
+        agent.stop(5)
+
+
+def test_a_fire_id_is_enqueued_once_even_across_restarts(tmp_path: Path) -> None:
+    brain = MiniBrain()
+
+    def fire(cid: str) -> Command:
+        return Command(
+            command_id=cid,
+            kind=CommandKind.FIRE,
+            deadline_seconds=30,
+            engine="testengine",
+            app="testapp",
+            task="quick",
+            fire_id="s1-20250101T000000Z",
+            schedule_id="s1",
+            slot="2025-01-01T00:00:00+00:00",
+        )
+
+    with brain.running():
+        agent, engine = make_agent(brain.url, tmp_path)
+        agent.start()
+        assert agent.wait_connected(10)
+        brain.send_command(fire("f1"))
+        brain.send_command(fire("f2"))
+        assert wait_until(lambda: {"f1", "f2"} <= set(brain.results))
+        statuses = sorted(brain.results[c].status.value for c in ("f1", "f2"))
+        assert statuses == ["duplicate", "enqueued"]
+        agent.stop(5)
+
+        restarted, engine2 = make_agent(brain.url, tmp_path)
+        restarted.start()
+        assert restarted.wait_connected(10)
+        brain.send_command(fire("f3"))
+        assert wait_until(lambda: "f3" in brain.results)
+        assert brain.results["f3"].status is CommandStatus.DUPLICATE
+        restarted.stop(5)
+    assert engine.enqueued == ["s1-20250101T000000Z"] and engine2.enqueued == []
+
+
+def test_a_refused_token_backs_off_long_instead_of_storming(tmp_path: Path) -> None:
+    brain = MiniBrain()
+    with brain.running():
+        agent = Agent(brain_url=brain.url, token="wrong", spool_dir=str(tmp_path))
+        agent.start()
+        assert wait_until(lambda: agent.stats["refusals"])
+        time.sleep(2)
+        assert agent._link is not None and agent._link.stats.connects == 1
+        assert "refused the token" in agent.stats["refusals"][0]
+        began = time.perf_counter()
+        agent.stop(1)
+        assert time.perf_counter() - began < 5
+
+
+@pytest.mark.filterwarnings("ignore:This process.*is multi-threaded:DeprecationWarning")
+def test_a_forked_child_never_uses_the_parents_link(tmp_path: Path) -> None:
+    brain = MiniBrain()
+    with brain.running():
+        agent, _ = make_agent(brain.url, tmp_path)
+        agent.start()
+        assert agent.wait_connected(10)
+        emit_many(agent, 10)
+        assert wait_until(lambda: len(brain.events) == 10)
+        read_end, write_end = os.pipe()
+        parent_instance = agent.instance_id
+        pid = os.fork()
+        if pid == 0:  # the child: a fresh agent identity, started by its first emit
+            status = 1
+            try:
+                emit_many(agent, 5, start=100)
+                ok = agent.instance_id != parent_instance and agent.wait_connected(10)
+                ok = ok and wait_until(lambda: agent.stats["acked"] == 5, timeout=20)
+                agent.stop(2)
+                os.write(write_end, agent.instance_id.encode() if ok else b"fail")
+                status = 0
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        child_instance = os.read(read_end, 100).decode()
+        assert status == 0 and child_instance != "fail"
+        # The parent's link still works after the child came and went.
+        emit_many(agent, 10, start=200)
+        assert wait_until(lambda: len(brain.events) == 25)
+        agent.stop(5)
+    instances = {instance for instance, _ in brain.events}
+    assert instances == {agent.instance_id, child_instance}
+
+
+def test_emit_never_raises_and_counts_what_it_could_not_take(tmp_path: Path) -> None:
+    class Hostile:
+        def __repr__(self) -> str:
+            raise RuntimeError("boom")
+
+    brain = MiniBrain()
+    with brain.running():
+        agent, _ = make_agent(brain.url, tmp_path)
+        agent.start()
+        agent.emit("started", "t1", "x", engine="testengine", args=(Hostile(),))
+        agent.emit("no-such-kind", "t2", "x", engine="testengine")
+        agent.emit("started", "t3", "x", engine="testengine", runtime="not a number")
+        agent.emit("started", "t4", "x", engine="testengine", kwargs={Hostile(): Hostile()})
+        assert wait_until(lambda: len(brain.events) == 2)
+        assert wait_until(lambda: brain.dropped == 2)
+        agent.stop(5)
+        agent.emit("started", "t5", "x", engine="testengine")  # after stop: silently ignored
+    assert {e.task_id for e in brain.events.values()} == {"t1", "t4"}
+
+
+@pytest.mark.parametrize("disabled", ["1", "true"])
+def test_a_disabled_agent_does_nothing(disabled: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("Z4J_DISABLED", disabled)
+    agent = Agent()
+    agent.start()
+    agent.emit("started", "t", "x")
+    assert agent._thread is None
+    agent.stop(1)
