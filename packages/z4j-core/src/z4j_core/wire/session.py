@@ -40,6 +40,7 @@ from z4j_core.wire.limits import (
     HANDSHAKE_TIMEOUT_SECONDS,
     HEARTBEAT_TIMEOUT_FACTOR,
     MAX_FRAME_BYTES,
+    MAX_REASON_CHARS,
     NONCE_BYTES,
     PROTOCOL_VERSION,
     SESSION_ID_BYTES,
@@ -195,7 +196,7 @@ class _Session:
         self, code: CloseCode = CloseCode.NORMAL, reason: str = "", now: float = 0.0
     ) -> bytes:
         """Say goodbye (a signed ``Close``); the state becomes CLOSING."""
-        return self.send(Close(code=int(code), reason=reason[:120]), now)
+        return self.send(Close(code=int(code), reason=reason[:MAX_REASON_CHARS]), now)
 
     def receive(self, data: bytes, now: float) -> list[Frame]:
         """Verify and decode one WebSocket message from the peer.
@@ -543,7 +544,7 @@ class BrainSession(_Session):
         """
         if self._state is not State.HELLO_RECEIVED:
             raise LocalProtocolError(f"cannot refuse in state {self._state.value}")
-        payload = encode_frame(Error(code=int(code), message=reason[:120], fatal=True))
+        payload = encode_frame(Error(code=int(code), message=reason[:MAX_REASON_CHARS], fatal=True))
         self._transition(Trigger.SEND_CLOSE)
         return unsigned(payload)
 

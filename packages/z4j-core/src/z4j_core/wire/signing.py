@@ -88,11 +88,6 @@ def derive_session_key(
     return hmac.digest(prk, info + b"\x01", "sha256")
 
 
-def compute_mac(key: bytes, direction: Side, seq: int, payload: bytes) -> bytes:
-    """The MAC of one signed frame."""
-    return hmac.digest(key, DIRECTION[direction] + _SEQ.pack(seq) + payload, "sha256")
-
-
 def seal(key: bytes, direction: Side, seq: int, payload: bytes) -> bytes:
     """A signed message: header, then the payload."""
     prefix = _SEQ.pack(seq)
