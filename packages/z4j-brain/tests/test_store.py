@@ -1,0 +1,214 @@
+"""The store: migrations, idempotent event storage, latest task state, retention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from z4j_brain.migrations import LATEST_VERSION
+from z4j_brain.store import Store, StoreError
+from z4j_core.wire import Event, Inventory, LifecycleKind, TaskInfo
+
+
+def ev(seq: int, kind: LifecycleKind, task_id: str = "t1", **fields: object) -> Event:
+    return Event(
+        seq=seq, kind=kind, at=100.0 + seq, engine="e", task_id=task_id, task_name="n", **fields
+    )  # type: ignore[arg-type]
+
+
+def store_batch(store: Store, agent: str, events: list[Event], at: float = 1000.0) -> int:
+    with store.transaction():
+        return store.store_events(agent, "app", events, at)
+
+
+def test_migrate_from_empty_then_rerun_is_a_no_op(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "db.sqlite3"
+    store = Store.open(path, migrate=False)
+    assert store.schema_version() == 0
+    assert store.migrate() == [LATEST_VERSION]
+    assert store.schema_version() == LATEST_VERSION
+    assert store.migrate() == []
+    store.close()
+    again = Store.open(path)
+    assert again.schema_version() == LATEST_VERSION
+    mode = again.conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    again.close()
+
+
+def test_a_newer_schema_is_refused(store: Store) -> None:
+    with store.transaction():
+        store.conn.execute("UPDATE schema_version SET version = ?", (LATEST_VERSION + 1,))
+    with pytest.raises(StoreError, match="newer"):
+        store.migrate()
+
+
+def test_a_resent_batch_creates_no_duplicates(store: Store) -> None:
+    events = [ev(i, LifecycleKind.STARTED, task_id=f"t{i}") for i in range(5)]
+    assert store_batch(store, "agent-1", events) == 5
+    assert store_batch(store, "agent-1", events) == 0
+    # Overlapping resend: only the new ones count.
+    more = [ev(i, LifecycleKind.STARTED, task_id=f"t{i}") for i in range(3, 8)]
+    assert store_batch(store, "agent-1", more) == 3
+    assert store.count_events() == 8
+    # The same seq from another agent instance is another event.
+    assert store_batch(store, "agent-2", events[:1]) == 1
+    assert len(store.task_events("t0")) == 2
+
+
+def test_each_event_is_queryable_by_task(store: Store) -> None:
+    store_batch(
+        store,
+        "a",
+        [
+            ev(0, LifecycleKind.ENQUEUED, queue="q1"),
+            ev(1, LifecycleKind.ENQUEUED, task_id="other"),
+            ev(2, LifecycleKind.FAILED, exception="ValueError", traceback="tb"),
+        ],
+    )
+    events = store.task_events("t1")
+    assert [e["kind"] for e in events] == ["enqueued", "failed"]
+    assert events[0]["queue"] == "q1" and events[1]["exception"] == "ValueError"
+    assert events[0]["app"] == "app" and events[0]["agent_instance"] == "a"
+    assert store.task_events("t1", engine="nope") == []
+
+
+def test_latest_state_follows_one_agents_sequence(store: Store) -> None:
+    store_batch(store, "w", [ev(0, LifecycleKind.RECEIVED), ev(1, LifecycleKind.STARTED)])
+    store_batch(store, "w", [ev(2, LifecycleKind.SUCCEEDED, runtime=1.5)])
+    (task,) = store.tasks()
+    assert task["state"] == "succeeded"
+    assert task["received_at"] == 100.0 and task["started_at"] == 101.0
+    assert task["finished_at"] == 102.0 and task["runtime"] == 1.5
+    # A resend of an older event from the same agent changes nothing.
+    store_batch(store, "w", [ev(1, LifecycleKind.STARTED)])
+    assert store.tasks()[0]["state"] == "succeeded"
+
+
+def test_a_late_started_from_another_agent_never_overwrites_succeeded(store: Store) -> None:
+    store_batch(store, "worker", [ev(7, LifecycleKind.SUCCEEDED, worker="w1")])
+    store_batch(store, "app", [ev(0, LifecycleKind.ENQUEUED, queue="default")])
+    store_batch(store, "other", [ev(3, LifecycleKind.STARTED)])
+    (task,) = store.tasks()
+    assert task["state"] == "succeeded"
+    # ...but the late events still fill in what was unknown.
+    assert task["queue"] == "default" and task["enqueued_at"] == 100.0
+    assert task["started_at"] == 103.0 and task["worker"] == "w1"
+
+
+def test_out_of_order_within_one_batch_and_retries(store: Store) -> None:
+    # The worker retried; a new attempt began on another worker; a late "retried" resend from
+    # the first worker must not undo the new attempt's success.
+    store_batch(
+        store, "w1", [ev(0, LifecycleKind.STARTED), ev(1, LifecycleKind.RETRIED, exception="E")]
+    )
+    store_batch(store, "w2", [ev(0, LifecycleKind.STARTED)])
+    assert store.tasks()[0]["state"] == "started"
+    store_batch(store, "w2", [ev(1, LifecycleKind.SUCCEEDED)])
+    store_batch(store, "w1", [ev(1, LifecycleKind.RETRIED, exception="E")])
+    (task,) = store.tasks()
+    assert task["state"] == "succeeded"
+    assert task["exception"] == "E"  # the last failure stays visible
+
+
+def test_dead_lettered_follows_failed(store: Store) -> None:
+    store_batch(store, "w", [ev(0, LifecycleKind.FAILED)])
+    store_batch(store, "dlq", [ev(0, LifecycleKind.DEAD_LETTERED)])
+    store_batch(store, "x", [ev(0, LifecycleKind.FAILED)])
+    assert store.tasks()[0]["state"] == "dead_lettered"
+
+
+def test_tasks_filters(store: Store) -> None:
+    store_batch(
+        store,
+        "w",
+        [ev(0, LifecycleKind.SUCCEEDED, task_id="a"), ev(1, LifecycleKind.FAILED, task_id="b")],
+    )
+    assert [t["task_id"] for t in store.tasks(state="failed")] == ["b"]
+    assert {t["task_id"] for t in store.tasks(engine="e")} == {"a", "b"}
+    assert store.tasks(name="none") == []
+    assert len(store.tasks(limit=1)) == 1
+
+
+def test_retention_purges_old_events_and_tasks(store: Store) -> None:
+    store_batch(store, "a", [ev(0, LifecycleKind.SUCCEEDED, task_id="old")], at=100.0)
+    store_batch(store, "a", [ev(1, LifecycleKind.SUCCEEDED, task_id="new")], at=500.0)
+    with store.transaction():
+        assert store.purge(cutoff=300.0) == (1, 1)
+    assert [e["task_id"] for e in store.events_after(0)] == ["new"]
+    assert [t["task_id"] for t in store.tasks()] == ["new"]
+    # Purged events are gone for good: a resend of a purged seq is stored anew (it is a resend
+    # older than the retention, which the agent would not have kept).
+    with store.transaction():
+        assert store.purge(cutoff=300.0) == (0, 0)
+
+
+def test_events_after_pages_by_position(store: Store) -> None:
+    store_batch(store, "a", [ev(i, LifecycleKind.STARTED, task_id=f"t{i}") for i in range(5)])
+    first = store.events_after(0, limit=2)
+    assert [e["seq"] for e in first] == [0, 1]
+    rest = store.events_after(first[-1]["position"], limit=10)
+    assert [e["seq"] for e in rest] == [2, 3, 4]
+
+
+def test_inventory_replaces_per_engine_and_app(store: Store) -> None:
+    with store.transaction():
+        store.replace_inventory(
+            "a", Inventory(engine="e", app="x", tasks=[TaskInfo(name="t1")], queues=["q"]), 1.0
+        )
+        store.replace_inventory(
+            "a", Inventory(engine="e", app="x", tasks=[TaskInfo(name="t2")]), 2.0
+        )
+    (item,) = store.inventory("a")
+    assert item["tasks"] == [{"name": "t2"}] and item["queues"] == [] and item["updated_at"] == 2.0
+
+
+def test_commands_record_answers_and_late_answers_replace_unknown(store: Store) -> None:
+    with store.transaction():
+        store.insert_command(
+            command_id="c1",
+            agent_instance="a",
+            kind="enqueue",
+            engine="e",
+            app="x",
+            task="t",
+            payload={"args": [1]},
+            fire_id=None,
+            created_at=1.0,
+            deadline_at=2.0,
+        )
+    assert store.command("c1")["status"] == "pending"  # type: ignore[index]
+    with store.transaction():
+        assert store.answer_command("c1", "unknown", None, "no answer", 3.0)
+        assert store.answer_command("c1", "enqueued", "job-1", "", 4.0)
+        assert not store.answer_command("c1", "failed", None, "", 5.0)
+    row = store.command("c1")
+    assert row is not None and row["status"] == "enqueued" and row["native_id"] == "job-1"
+
+
+def test_dropped_reports_never_lower_the_count(store: Store) -> None:
+    from z4j_core.wire import EngineInfo, Hello
+
+    hello = Hello(
+        protocol_version=1,
+        agent_instance="a",
+        app="x",
+        host="h",
+        pid=1,
+        agent_version="v",
+        engines=[EngineInfo(name="e", version="1")],
+    )
+    with store.transaction():
+        store.agent_connected(hello, {"k": "v"}, "tok", "s1", 1.0)
+        store.agent_dropped("a", 10, "spool full", 2.0)
+        store.agent_dropped("a", 4, "late", 3.0)
+    (agent,) = store.agents()
+    assert agent["dropped_total"] == 10 and agent["connected"] is True
+    assert agent["engines"] == [{"name": "e", "version": "1", "capabilities": []}]
+    with store.transaction():
+        store.agent_disconnected("a", "other-session", 4.0)
+    assert store.agents()[0]["connected"] is True
+    with store.transaction():
+        store.agent_disconnected("a", "s1", 4.0)
+    assert store.agents(connected_only=True) == []

@@ -1,0 +1,129 @@
+"""Tokens (create, verify, revoke, expire; constant-time compare), config, the writer."""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from pathlib import Path
+
+import pytest
+
+from z4j_brain import tokens as tokens_module
+from z4j_brain.config import BrainConfig, ConfigError
+from z4j_brain.store import Store, StoreError
+from z4j_brain.tokens import (
+    AdminCheck,
+    TokenError,
+    create_token,
+    ensure_admin_token,
+    find_token,
+    hash_hex,
+    parse_labels,
+)
+from z4j_brain.writer import StoreWriter
+from z4j_core.wire.signing import token_hash
+
+
+def test_create_keeps_only_the_keyed_hash(store: Store) -> None:
+    token = create_token(store, "api-1", {"env": "prod"}, now=10.0)
+    assert token.startswith("z4j_") and len(token) > 40
+    (row,) = store.token_rows()
+    assert row.token_hash == token_hash(token).hex()
+    dump = "\n".join(store.conn.iterdump())
+    assert token not in dump
+
+
+def test_verify_revoke_expire(store: Store) -> None:
+    good = create_token(store, "good", {}, now=10.0)
+    expiring = create_token(store, "soon", {}, now=10.0, expires_at=100.0)
+    rows = store.token_rows()
+    assert find_token(rows, good, now=50.0) is not None
+    assert find_token(rows, expiring, now=50.0) is not None
+    assert find_token(rows, expiring, now=100.0) is None
+    assert find_token(rows, "z4j_wrong", now=50.0) is None
+    with store.transaction():
+        assert store.revoke_token("good", now=60.0)
+        assert not store.revoke_token("missing", now=60.0)
+    assert find_token(store.token_rows(), good, now=61.0) is None
+
+
+def test_names_are_unique_and_checked(store: Store) -> None:
+    create_token(store, "a", {}, now=1.0)
+    with pytest.raises(StoreError, match="already exists"):
+        create_token(store, "a", {}, now=1.0)
+    with pytest.raises(TokenError):
+        create_token(store, "has space", {}, now=1.0)
+
+
+def test_compare_is_constant_time_over_every_row(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = create_token(store, "one", {}, now=1.0)
+    create_token(store, "two", {}, now=1.0)
+    create_token(store, "three", {}, now=1.0)
+    calls: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(tokens_module.hmac, "compare_digest", spy)
+    assert find_token(store.token_rows(), first, now=2.0) is not None
+    assert len(calls) == 3  # no early exit on the match
+    calls.clear()
+    assert AdminCheck(hash_hex("secret")).verify("secret")
+    assert not AdminCheck(hash_hex("secret")).verify("other")
+    assert len(calls) == 2
+
+
+def test_admin_token_is_created_once(store: Store) -> None:
+    token = ensure_admin_token(store, now=1.0)
+    assert token is not None and token.startswith("z4j_admin_")
+    assert ensure_admin_token(store, now=2.0) is None
+    assert store.admin_token_hash() == hash_hex(token)
+
+
+def test_parse_labels() -> None:
+    assert parse_labels("env=prod, zone=a") == {"env": "prod", "zone": "a"}
+    assert parse_labels(None) == {}
+    with pytest.raises(TokenError, match="key=value"):
+        parse_labels("env")
+
+
+def test_config_precedence_and_errors(tmp_path: Path) -> None:
+    env = {"Z4J_HOME": str(tmp_path), "Z4J_BRAIN_PORT": "8000", "Z4J_EVENT_RETENTION_DAYS": "2"}
+    config = BrainConfig.load(env=env)
+    assert config.port == 8000 and config.host == "127.0.0.1"
+    assert config.database == tmp_path / "brain.sqlite3"
+    assert config.retention_seconds == 2 * 86400
+    assert BrainConfig.load(port=9000, database=tmp_path / "x.db", env=env).port == 9000
+    with pytest.raises(ConfigError, match="Z4J_BRAIN_PORT"):
+        BrainConfig.load(env={"Z4J_BRAIN_PORT": "eighty"})
+    with pytest.raises(ConfigError, match="limits"):
+        BrainConfig.load(env={"Z4J_WINDOW": "0"})
+    assert BrainConfig.load(env={}).database.name == "brain.sqlite3"
+
+
+def test_writer_commits_groups_and_isolates_a_failing_job(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    Store.open(path).close()
+    writer = StoreWriter(path)
+    writer.start()
+    gate = threading.Event()
+    blocker = writer.submit(lambda s: gate.wait(5))
+    good = writer.submit(
+        lambda s: s.revoke_token("x", 1.0) or s.create_token("a", "00", {}, 1.0, None)
+    )
+    bad = writer.submit(lambda s: s.create_token("a", "11", {}, 1.0, None))  # same name: fails
+    later = writer.submit(lambda s: s.create_token("b", "22", {}, 1.0, None))
+    gate.set()
+    assert blocker.result(5) is True
+    good.result(5)
+    with pytest.raises(StoreError):
+        bad.result(5)
+    later.result(5)
+    writer.close()
+    reader = Store.open(path)
+    assert [r.name for r in reader.token_rows()] == ["a", "b"]
+    reader.close()
