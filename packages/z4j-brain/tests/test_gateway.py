@@ -55,6 +55,7 @@ def test_handshake_and_a_batch_acked_after_it_is_stored(running_brain: RunningBr
     status, body = running_brain.api("GET", "/api/v1/inventory?agent_instance=inst-1")
     assert body["inventory"][0]["tasks"] == [{"name": "app.add"}]
     status, body = running_brain.api("GET", "/api/v1/tasks?state=succeeded&limit=1000")
+    assert status == 200
     assert len(body["tasks"]) == 51
 
 
