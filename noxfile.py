@@ -19,6 +19,7 @@ import nox
 ROOT = Path(__file__).parent
 REPORTS = ROOT / ".nox-reports"
 CORE = "packages/z4j-core"
+BRAIN = "packages/z4j-brain"
 
 
 def find_python(version: str) -> str:
@@ -49,7 +50,7 @@ TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "core", "packaging"]
+nox.options.sessions = ["lint", "core", "brain", "packaging"]
 
 # One id for the whole run, so every session's tests share the same service slices.
 os.environ.setdefault("Z4J_TEST_RUN_ID", uuid.uuid4().hex[:12])
@@ -71,7 +72,7 @@ def run_pytest(session: nox.Session, *paths: str) -> None:
 @nox.session(python=DEFAULT_PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff and mypy (mypy checks against the lowest Python we declare)."""
-    session.install("ruff==0.17.6", "mypy==2.4.1", *TEST_TOOLS, "-e", CORE)
+    session.install("ruff==0.17.6", "mypy==2.4.1", *TEST_TOOLS, "-e", CORE, "-e", BRAIN)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
@@ -82,6 +83,13 @@ def core(session: nox.Session) -> None:
     """z4j-core's own tests, on the lowest Python it declares."""
     session.install(*TEST_TOOLS, "-e", CORE)
     run_pytest(session, f"{CORE}/tests")
+
+
+@nox.session(python=LOWEST_PYTHON)
+def brain(session: nox.Session) -> None:
+    """The brain's own tests, and the agent against real brain processes (tests/link)."""
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN)
+    run_pytest(session, f"{BRAIN}/tests", "tests/link")
 
 
 @nox.session(python=DEFAULT_PYTHON)

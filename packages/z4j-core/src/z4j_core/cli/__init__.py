@@ -26,6 +26,7 @@ class CLIError(Exception):
 # Each module exposes `register(subparsers)`; it adds its subcommands and sets `func` on them.
 COMMAND_MODULES = (
     "z4j_core.cli.schedules",
+    "z4j_core.cli.agent",
     "z4j_core.cli.brain",
 )
 
