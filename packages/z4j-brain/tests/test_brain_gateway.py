@@ -7,10 +7,10 @@ import asyncio
 import time
 
 import pytest
+from brain_helpers import ADMIN, RunningBrain, TestAgent, make_hello
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from conftest import ADMIN, RunningBrain, TestAgent, make_hello
 from z4j_core.wire import (
     Ack,
     CloseCode,
@@ -113,7 +113,7 @@ async def _faulty_agent_and_a_witness(brain: RunningBrain, fault: str) -> tuple[
     token = brain.create_token(f"tok-{fault}")
     witness = await TestAgent.connect(brain.ws_url, token, make_hello("witness"))
     agent = await TestAgent.connect(brain.ws_url, token, make_hello("faulty"))
-    batch = EventBatch(first_seq=0, events=[*__import__("conftest").make_events(0, 1)])
+    batch = EventBatch(first_seq=0, events=[*__import__("brain_helpers").make_events(0, 1)])
     data = agent.session.send(batch, time.monotonic())
     if fault == "altered":
         mutable = bytearray(data)
