@@ -84,7 +84,7 @@ class AgentConfig:
     disabled: bool = False
     allow_insecure: bool = False
     spool_dir: str = field(default_factory=_default_spool_dir)
-    max_memory_events: int = 20_000
+    max_memory_events: int = 10_000
     max_spool_bytes: int = 256 * 1024 * 1024
     drain_timeout: float = 5.0
     redact_keys: tuple[str, ...] = ()

@@ -55,10 +55,10 @@ class Redactor:
         self._key_cache: dict[str, bool] = {}
 
     def is_secret_key(self, key: object) -> bool:
-        if not isinstance(key, str):
-            return False
-        cached = self._key_cache.get(key)
+        cached = self._key_cache.get(key) if type(key) is str else None
         if cached is None:
+            if not isinstance(key, str):
+                return False
             normal = key.lower().replace("-", "_").replace(" ", "_")
             cached = any(part in normal for part in self._key_parts)
             if len(self._key_cache) < 4096:
@@ -86,30 +86,39 @@ class Redactor:
         return _cut(scrub(value), limit)
 
     def _walk(self, value: Any, depth: int) -> str:
-        if isinstance(value, str):
-            return repr(_cut(scrub(value), MAX_VALUE_CHARS))
-        if value is None or isinstance(value, (bool, int, float)):
+        # Exact type checks first: this runs inside `emit`, and ABC isinstance checks are slow.
+        kind = type(value)
+        if kind is str:
+            if len(value) > MAX_VALUE_CHARS:
+                # Scrub before the final cut, so a credential is never left half-removed.
+                value = _cut(scrub(value[: 2 * MAX_VALUE_CHARS]), MAX_VALUE_CHARS)
+            elif "@" in value or "earer " in value or "asic " in value:
+                value = scrub(value)
+            return repr(value)
+        if kind is int or kind is float or kind is bool or value is None:
             return repr(value)
         if depth <= 0:
             return "..."
-        if isinstance(value, Mapping):
+        if kind is dict or isinstance(value, Mapping):
             parts = []
+            secret = self.is_secret_key
             for index, (key, item) in enumerate(value.items()):
                 if index >= MAX_ITEMS:
                     parts.append("...")
                     break
-                shown = REDACTED if self.is_secret_key(key) else self._walk(item, depth - 1)
-                parts.append(
-                    f"{key!r}: {shown}" if isinstance(key, str) else f"{_safe_repr(key)}: {shown}"
-                )
+                shown = REDACTED if secret(key) else self._walk(item, depth - 1)
+                key_text = repr(key) if type(key) is str else _safe_repr(key)
+                parts.append(key_text + ": " + shown)
             return "{" + ", ".join(parts) + "}"
-        if isinstance(value, (list, tuple)):
+        if kind is tuple or kind is list or isinstance(value, (list, tuple)):
             items = [self._walk(item, depth - 1) for item in value[:MAX_ITEMS]]
             if len(value) > MAX_ITEMS:
                 items.append("...")
             if isinstance(value, tuple):
                 return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
             return "[" + ", ".join(items) + "]"
+        if isinstance(value, str):
+            return self._walk(str(value), depth)
         return _cut(scrub(_safe_repr(value)), MAX_VALUE_CHARS)
 
 
