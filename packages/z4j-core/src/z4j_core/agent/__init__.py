@@ -7,6 +7,6 @@ from explicit arguments, then `Z4J_*` variables (see `z4j_core.agent.config`), t
 
 from z4j_core.agent.config import AgentConfig, ConfigError
 from z4j_core.agent.redaction import Redactor
-from z4j_core.agent.runtime import Agent
+from z4j_core.agent.runtime import Agent, attach, default_agent
 
-__all__ = ["Agent", "AgentConfig", "ConfigError", "Redactor"]
+__all__ = ["Agent", "AgentConfig", "ConfigError", "Redactor", "attach", "default_agent"]

@@ -493,3 +493,48 @@ def _replay_hello(meta: Mapping[str, Any]) -> Hello:
 
 def _safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:64] or "default"
+
+
+_default_agent: Agent | None = None
+_default_lock = threading.Lock()
+
+
+def default_agent(**options: Any) -> Agent:
+    """The process's agent: created on the first call (options, then `Z4J_*`, then defaults).
+
+    Every adapter's `instrument(...)` goes through here, so two engines instrumented in one
+    process share one agent and one WebSocket. Options given to a later call are ignored with a
+    warning when they differ from the first call's.
+    """
+    global _default_agent
+    with _default_lock:
+        if _default_agent is None:
+            _default_agent = Agent(**options)
+        elif options:
+            first = _default_agent.config
+            differing = [k for k, v in options.items() if getattr(first, k, v) != v]
+            if differing:
+                log.warning(
+                    "z4j agent already configured; ignoring later options: %s",
+                    ", ".join(sorted(differing)),
+                )
+        return _default_agent
+
+
+def attach(adapter: EngineAdapter, *, start: bool = True, **options: Any) -> Agent:
+    """Add `adapter` to the process's agent and install its lifecycle capture.
+
+    start: start the link now. An adapter whose engine forks workers passes False here and
+    calls `agent.start()` itself at the right moment (after the pool forked, in the process
+    that will see the events).
+    """
+    agent = default_agent(**options)
+    emit = agent.add_adapter(adapter)
+    try:
+        agent.plugins.hook.z4j_install_capture(adapter=adapter, emit=emit)
+    except Exception:
+        agent.errors += 1
+        log.exception("z4j could not install lifecycle capture for %s", adapter.engine)
+    if start:
+        agent.start()
+    return agent
