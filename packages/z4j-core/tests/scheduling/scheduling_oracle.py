@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -137,7 +137,7 @@ def brute_force_fires(
     return sorted(ts for ts in fires if lo <= ts <= hi)
 
 
-@lru_cache(maxsize=None)
+@cache
 def transitions(zone_name: str, first_year: int, last_year: int) -> tuple[int, ...]:
     """Instants where the zone's UTC offset changes, by probing every hour then bisecting."""
     zone = ZoneInfo(zone_name)

@@ -180,15 +180,16 @@ def test_next_after_strictly_increases_and_only_returns_allowed_instants(
     for _ in range(40):
         slot = schedule.next_after(previous)
         assert slot is not None
-        assert slot > previous
-        assert slot.utcoffset() is not None and slot.microsecond == 0
-        local = slot.replace(tzinfo=None)
+        assert slot.timestamp() > previous.timestamp()
+        assert slot.tzinfo is UTC and slot.microsecond == 0
+        aware_local = slot.astimezone(ZoneInfo(zone))
+        local = aware_local.replace(tzinfo=None)
         if not rule.matches_wall(local):
             # Only a fixed-hour slot moved out of a DST gap may read another wall time, and
             # then it sits exactly on a transition.
             assert rule.fixed_hours
-            before = (slot - timedelta(seconds=1)).utcoffset()
-            assert before is not None and before < slot.utcoffset()  # type: ignore[operator]
+            before = (slot - timedelta(seconds=1)).astimezone(ZoneInfo(zone)).utcoffset()
+            assert before is not None and before < aware_local.utcoffset()  # type: ignore[operator]
         elif local.fold == 1 and rule.fixed_hours:
             pytest.fail(f"{expression!r} fired in the second occurrence of {local}")
         previous = slot

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
@@ -28,6 +28,7 @@ DEFAULT_MISFIRE_GRACE = timedelta(seconds=60)
 DEFAULT_MAX_CATCH_UP = 100
 # How far `slots()` and catch-up look for a bound: a schedule is a value, it may never fire.
 _ONE_MICROSECOND = timedelta(microseconds=1)
+_UTC = timezone.utc
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -87,12 +88,15 @@ class Schedule:
     def next_after(self, after: datetime) -> datetime | None:
         """The first slot strictly after `after`, or None when the schedule never fires again.
 
-        The answer is an aware datetime in the schedule's zone (with the right `fold`).
+        The answer is an aware datetime in UTC: arithmetic and comparisons on it are absolute
+        (Python adds and compares datetimes that share a ZoneInfo on the wall clock). Use
+        `slot.astimezone(schedule.timezone)` for the local reading, with its `fold`.
         """
         require_aware(after, "after")
+        after = after.astimezone(_UTC)
         start = self.start
         if start is not None and after < start:
-            after = start - _ONE_MICROSECOND
+            after = start.astimezone(_UTC) - _ONE_MICROSECOND
         slot = self._next_slot_after(after)
         if slot is None:
             return None
@@ -102,6 +106,7 @@ class Schedule:
         return slot
 
     def _next_slot_after(self, after: datetime) -> datetime | None:
+        """The first slot after `after` (given in UTC), in UTC, ignoring start and end."""
         raise NotImplementedError
 
     def slots(self, after: datetime, count: int) -> list[datetime]:
@@ -116,6 +121,7 @@ class Schedule:
 
     def due_at(self, schedule_id: str, slot: datetime) -> datetime:
         """When a slot is due: the slot plus this schedule's deterministic jitter for it."""
+        slot = slot.astimezone(_UTC)
         if not self.jitter:
             return slot
         return slot + jitter_offset(schedule_id, slot, self.jitter)

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from z4j_core.scheduling.base import CATCH_UP_POLICIES, CatchUpPolicy, Schedule
 from z4j_core.scheduling.errors import ScheduleError
-from z4j_core.scheduling.instants import require_aware
+from z4j_core.scheduling.instants import UTC, require_aware
 
 _ONE_SECOND = timedelta(seconds=1)
 
@@ -45,6 +45,7 @@ def latest_slot_between(schedule: Schedule, after: datetime, until: datetime) ->
     forward inside that window only; a month-long backlog of a per-second schedule costs a
     few calls, not millions.
     """
+    after, until = after.astimezone(UTC), until.astimezone(UTC)
     first = schedule.next_after(after)
     if first is None or first > until:
         return None
@@ -77,8 +78,8 @@ def catch_up(
     With `include_on_time=False` only the missed part is settled (the due queue fires
     on-time slots one by one, each at its jittered due time).
     """
-    require_aware(cursor, "cursor")
-    require_aware(now, "now")
+    cursor = require_aware(cursor, "cursor").astimezone(UTC)
+    now = require_aware(now, "now").astimezone(UTC)
     policy = schedule.catch_up if policy is None else policy
     if policy not in CATCH_UP_POLICIES:
         raise ScheduleError(f"unknown catch-up policy {policy!r} (use skip, one or all)")
@@ -127,4 +128,4 @@ def catch_up(
 
 def schedule_previous(schedule: Schedule, after: datetime, before: datetime) -> datetime | None:
     """The newest slot in (after, before), i.e. the one just before `before`."""
-    return latest_slot_between(schedule, after, before - timedelta(microseconds=1))
+    return latest_slot_between(schedule, after, before.astimezone(UTC) - timedelta(microseconds=1))

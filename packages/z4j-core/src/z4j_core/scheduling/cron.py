@@ -50,6 +50,7 @@ ALIASES = {
 }
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
+_UTC = timezone.utc
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _MAX_ORDINAL = date(9999, 12, 31).toordinal()
 # Quartz writes "last Friday" as 5L; croniter reads L5. Accept both.
@@ -379,11 +380,11 @@ class CronSchedule(Schedule):
             require_aware(after, "after")
         start = self.start
         if start is not None and after < start:
-            after = start - _ONE_MICROSECOND
+            after = start.astimezone(_UTC) - _ONE_MICROSECOND
         fire = next_fire_ts(self._rule, self._timeline, math.floor(after.timestamp()) + 1)
         if fire is None:
             return None
-        slot = datetime.fromtimestamp(fire, self.timezone)
+        slot = datetime.fromtimestamp(fire, _UTC)
         end = self.end
         if end is not None and slot > end:
             return None
@@ -391,7 +392,7 @@ class CronSchedule(Schedule):
 
     def _next_slot_after(self, after: datetime) -> datetime | None:
         fire = next_fire_ts(self._rule, self._timeline, math.floor(after.timestamp()) + 1)
-        return None if fire is None else datetime.fromtimestamp(fire, self.timezone)
+        return None if fire is None else datetime.fromtimestamp(fire, _UTC)
 
     def to_dict(self) -> dict[str, Any]:
         return {

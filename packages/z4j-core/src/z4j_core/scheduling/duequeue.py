@@ -119,7 +119,7 @@ class DueQueue:
         """Hold a schedule; its first slot is the first after `cursor`. Returns when it is due
         (None when it never fires again)."""
         check_schedule_id(schedule_id)
-        require_aware(cursor, "cursor")
+        cursor = require_aware(cursor, "cursor").astimezone(_UTC)
         if schedule_id in self._entries:
             raise ScheduleError(f"schedule {schedule_id!r} is already in the due queue")
         entry = _Entry(schedule, cursor)
@@ -132,7 +132,7 @@ class DueQueue:
         heap = self._heap
         for schedule_id, schedule, cursor in schedules:
             check_schedule_id(schedule_id)
-            require_aware(cursor, "cursor")
+            cursor = require_aware(cursor, "cursor").astimezone(_UTC)
             if schedule_id in self._entries:
                 raise ScheduleError(f"schedule {schedule_id!r} is already in the due queue")
             entry = _Entry(schedule, cursor)
@@ -150,7 +150,7 @@ class DueQueue:
         entry = self._entry(schedule_id)
         entry.schedule = schedule
         if cursor is not None:
-            entry.cursor = require_aware(cursor, "cursor")
+            entry.cursor = require_aware(cursor, "cursor").astimezone(_UTC)
         if entry.paused:
             return None
         due = self._place(schedule_id, entry)
@@ -170,7 +170,7 @@ class DueQueue:
     def resume(self, schedule_id: str, cursor: datetime) -> datetime | None:
         """Put a paused schedule back; slots up to `cursor` (usually now) do not fire."""
         entry = self._entry(schedule_id)
-        require_aware(cursor, "cursor")
+        cursor = require_aware(cursor, "cursor").astimezone(_UTC)
         entry.paused = False
         entry.cursor = max(entry.cursor, cursor)
         return self._place(schedule_id, entry)
@@ -221,7 +221,7 @@ class DueQueue:
         an older one settles the backlog with the schedule's catch-up policy. A truncated
         `all` catch-up continues on the next call, so one call is bounded.
         """
-        require_aware(now, "now")
+        now = require_aware(now, "now").astimezone(_UTC)
         now_ts = now.timestamp()
         heap, entries = self._heap, self._entries
         popped: list[Due] = []

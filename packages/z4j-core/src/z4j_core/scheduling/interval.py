@@ -14,7 +14,7 @@ from typing import Any
 
 from z4j_core.scheduling.base import Schedule
 from z4j_core.scheduling.errors import ScheduleError
-from z4j_core.scheduling.instants import EPOCH, duration_seconds, require_aware
+from z4j_core.scheduling.instants import EPOCH, UTC, duration_seconds, require_aware
 
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -42,9 +42,10 @@ class IntervalSchedule(Schedule):
         return self.start if self.start is not None else EPOCH
 
     def _next_slot_after(self, after: datetime) -> datetime | None:
-        anchor = self.effective_anchor
+        # In UTC: Python adds a timedelta to a ZoneInfo datetime on the wall clock.
+        anchor = self.effective_anchor.astimezone(UTC)
         if after < anchor:
-            return anchor.astimezone(self.timezone)
+            return anchor
         # Exact integer arithmetic in microseconds: no float drift over long runs.
         elapsed = (after - anchor) // _MICROSECOND
         step = self.every // _MICROSECOND
@@ -53,7 +54,7 @@ class IntervalSchedule(Schedule):
             slot = anchor + timedelta(microseconds=count * step)
         except OverflowError:
             return None
-        return slot.astimezone(self.timezone)
+        return slot
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from z4j_core.scheduling.base import Schedule
-from z4j_core.scheduling.instants import format_instant, require_aware
+from z4j_core.scheduling.instants import UTC, format_instant, require_aware
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -27,7 +27,8 @@ class OneShotSchedule(Schedule):
         require_aware(self.at, "at")
 
     def _next_slot_after(self, after: datetime) -> datetime | None:
-        return self.at.astimezone(self.timezone) if self.at > after else None
+        at = self.at.astimezone(UTC)
+        return at if at > after else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "at": self.at.isoformat(), **self._common_dict()}

@@ -15,7 +15,7 @@ from typing import Any
 
 from z4j_core.scheduling.base import Schedule
 from z4j_core.scheduling.errors import ScheduleError
-from z4j_core.scheduling.instants import duration_seconds
+from z4j_core.scheduling.instants import UTC, duration_seconds
 
 SOLAR_EVENTS = ("sunrise", "sunset", "dawn", "dusk", "noon", "midnight")
 DEPRESSIONS = {"civil": 6.0, "nautical": 12.0, "astronomical": 18.0}
@@ -101,7 +101,8 @@ class SolarSchedule(Schedule):
         for _ in range(SEARCH_DAYS + 2):
             found = self.event_on(day)
             if found is not None:
-                slot = (found + self.offset).astimezone(self.timezone)
+                # In UTC: adding to a ZoneInfo datetime would move the wall clock instead.
+                slot = found.astimezone(UTC) + self.offset
                 # Two dates can name one event (astral searches a neighbouring day); keep
                 # the sequence strictly increasing.
                 if slot > after and (previous is None or slot > previous):
