@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -54,7 +55,7 @@ def test_interval_is_a_fixed_rate_through_dst() -> None:
         "08:00",
         "09:30",
     ]
-    assert [b - a for a, b in zip(slots, slots[1:], strict=False)] == [timedelta(minutes=90)] * 3
+    assert [b - a for a, b in itertools.pairwise(slots)] == [timedelta(minutes=90)] * 3
     # In local time the gap shows: 00:00, 01:30, 04:00 (EDT), 05:30.
     assert [s.astimezone(NY).strftime("%H:%M") for s in slots] == [
         "00:00",
@@ -114,7 +115,7 @@ def test_solar_offset_and_strict_increase_across_dst() -> None:
     after = datetime(2025, 3, 28, tzinfo=UTC)
     shifted, unshifted = schedule.slots(after, 5), plain.slots(after, 5)
     assert [b - a for a, b in zip(shifted, unshifted, strict=True)] == [timedelta(minutes=30)] * 5
-    assert all(a < b for a, b in zip(shifted, shifted[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(shifted))
 
 
 @pytest.mark.parametrize("event", ["dawn", "dusk"])
@@ -176,8 +177,7 @@ def test_noon_and_midnight_always_exist_even_in_polar_night() -> None:
         slots = schedule.slots(datetime(2025, 12, 20, tzinfo=UTC), 3)
         assert len(slots) == 3
         assert all(
-            timedelta(hours=23) < b - a < timedelta(hours=25)
-            for a, b in zip(slots, slots[1:], strict=False)
+            timedelta(hours=23) < b - a < timedelta(hours=25) for a, b in itertools.pairwise(slots)
         )
 
 

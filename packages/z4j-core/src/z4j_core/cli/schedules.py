@@ -201,7 +201,7 @@ def _run_preview(args: argparse.Namespace) -> int:
     zone = str(schedule.timezone.key)
     header = ("#", "UTC", f"local ({zone})", "note")
     table = [
-        (str(i), row["utc"], str(row["local"]).replace("T", " "), row["note"])
+        (str(i), str(row["utc"]), str(row["local"]).replace("T", " "), str(row["note"]))
         for i, row in enumerate(rows, 1)
     ]
     widths = [max(len(header[c]), *(len(r[c]) for r in table)) for c in range(3)]

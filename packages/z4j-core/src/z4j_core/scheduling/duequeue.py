@@ -130,9 +130,9 @@ class DueQueue:
         """Add many schedules at once (one O(n) heapify instead of n pushes); returns how many."""
         added = 0
         heap = self._heap
-        for schedule_id, schedule, cursor in schedules:
+        for schedule_id, schedule, given_cursor in schedules:
             check_schedule_id(schedule_id)
-            cursor = require_aware(cursor, "cursor").astimezone(_UTC)
+            cursor = require_aware(given_cursor, "cursor").astimezone(_UTC)
             if schedule_id in self._entries:
                 raise ScheduleError(f"schedule {schedule_id!r} is already in the due queue")
             entry = _Entry(schedule, cursor)
