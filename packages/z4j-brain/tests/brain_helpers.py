@@ -39,15 +39,30 @@ from z4j_core.wire.limits import PROTOCOL_VERSION
 ADMIN = "z4j_admin_test-admin-token"
 
 
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """A fresh database: a SQLite file, or a Postgres database of its own (dropped after)."""
+    if request.param == "sqlite":
+        yield tmp_path / "brain.sqlite3"
+        return
+    from z4j_core.testing.postgres import temporary_database
+
+    with temporary_database() as url:
+        yield url
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(tmp_path / "brain.sqlite3")
+def store(database: Path | str) -> Iterator[Store]:
+    s = Store.open(database)
     yield s
     s.close()
 
 
 class RunningBrain:
-    def __init__(self, thread: ServerThread, database: Path) -> None:
+    def __init__(self, thread: ServerThread, database: Path | str) -> None:
         self.thread = thread
         self.brain = thread.brain
         self.database = database
@@ -78,8 +93,7 @@ class RunningBrain:
 
 
 @pytest.fixture
-def running_brain(tmp_path: Path) -> Iterator[RunningBrain]:
-    database = tmp_path / "brain.sqlite3"
+def running_brain(database: Path | str) -> Iterator[RunningBrain]:
     config = BrainConfig.load(
         host="127.0.0.1",
         port=0,

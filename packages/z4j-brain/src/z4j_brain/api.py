@@ -8,22 +8,38 @@ validated here and a bad one gets a 400 with a one-line ``error``. Never echoes 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from z4j_brain import __version__
 from z4j_brain.brain import Brain, NoAgentError
 from z4j_brain.gateway import AGENT_PATH, agent_endpoint
+from z4j_brain.metrics import METRICS_CONTENT_TYPE, METRICS_PATH, render_metrics
+from z4j_brain.openapi import API_PREFIX, OPENAPI_PATH, openapi_document
+from z4j_brain.store import StoreError
+from z4j_brain.tokens import TokenError, check_name, hash_hex, token_summary
 from z4j_core.wire.frames import CommandKind, CommandOptions
+from z4j_core.wire.signing import new_token
 
-API_PREFIX: Final = "/api/v1"
+log = logging.getLogger("z4j.brain.api")
+
+T = TypeVar("T")
+
 MAX_LIMIT: Final = 10000
+#: Longest long poll ``GET /api/v1/events?wait=`` may ask for, in seconds.
+MAX_WAIT_SECONDS: Final = 30
+#: How often a long poll re-reads the store while it waits (other brains' batches).
+POLL_SECONDS: Final = 0.25
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -54,16 +70,28 @@ def error(status: int, message: str) -> JSONResponse:
 
 
 def protected(handler: Handler) -> Handler:
-    """Require ``Authorization: Bearer <admin token>``."""
+    """Require ``Authorization: Bearer <admin token>``; refuse an address that presented too
+    many bad tokens with 429 before looking at its token."""
 
     async def guarded(request: Request) -> Response:
         brain: Brain = request.app.state.brain
+        client = request.client.host if request.client else "?"
+        retry_after = brain.auth_limiter.retry_after(client)
+        if retry_after is not None:
+            return JSONResponse(
+                {"error": "too many bad tokens from this address; try again later"},
+                status_code=429,
+                headers={"Retry-After": str(max(1, round(retry_after)))},
+            )
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         if (
             scheme.lower() != "bearer"
             or brain.admin is None
             or not brain.admin.verify(value.strip())
         ):
+            brain.auth_limiter.failed(client)
+            brain.auth_refused += 1
+            log.warning("refused an API call from %s: bad admin token", client)
             return JSONResponse(
                 {"error": "admin token missing or wrong"},
                 status_code=401,
@@ -73,6 +101,9 @@ def protected(handler: Handler) -> Handler:
             return await handler(request)
         except BadRequest as exc:
             return error(400, str(exc))
+        except Exception as exc:
+            log.exception("%s %s failed", request.method, request.url.path)
+            return error(500, f"the brain failed to answer: {type(exc).__name__}")
 
     return guarded
 
@@ -92,13 +123,7 @@ def _int_param(request: Request, name: str, default: int, maximum: int = MAX_LIM
 
 async def post_command(request: Request) -> Response:
     brain: Brain = request.app.state.brain
-    body = await request.body()
-    try:
-        req = msgspec.json.decode(body, type=CommandRequest)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"invalid command: {exc}") from None
-    except msgspec.DecodeError:
-        raise BadRequest("the body must be a JSON object") from None
+    req = _decode(await request.body(), CommandRequest, "command")
     if req.deadline is not None and req.deadline <= 0:
         raise BadRequest("deadline must be a positive number of seconds")
     try:
@@ -158,12 +183,97 @@ async def get_tasks(request: Request) -> Response:
 
 
 async def get_events(request: Request) -> Response:
+    """Events stored after position ``after``; with ``wait`` (seconds), waits that long for the
+    first new one (a long poll: ``z4j events tail`` follows the store with it)."""
     brain: Brain = request.app.state.brain
     after = _int_param(request, "after", 0, maximum=2**62)
     limit = _int_param(request, "limit", 1000)
-    events = await brain.read(lambda s: s.events_after(after, limit))
+    wait = _int_param(request, "wait", 0, maximum=MAX_WAIT_SECONDS)
+    deadline = time.monotonic() + wait
+    while True:
+        events = await brain.read(lambda s: s.events_after(after, limit))
+        left = deadline - time.monotonic()
+        if events or left <= 0:
+            break
+        # Woken by a batch stored here; the timeout also catches batches stored by another
+        # brain on the same Postgres database.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(brain.events_changed.wait(), min(left, POLL_SECONDS))
     next_after = events[-1]["position"] if events else after
     return JSONResponse({"events": events, "next_after": next_after})
+
+
+class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /api/v1/tokens``."""
+
+    name: str
+    labels: dict[str, str] = {}
+    expires_in: float | None = None  # seconds
+
+
+async def post_token(request: Request) -> Response:
+    brain: Brain = request.app.state.brain
+    req = _decode(await request.body(), TokenRequest, "token request")
+    try:
+        check_name(req.name)
+    except TokenError as exc:
+        raise BadRequest(str(exc)) from None
+    if req.expires_in is not None and req.expires_in <= 0:
+        raise BadRequest("expires_in must be a positive number of seconds")
+    token = new_token()
+    now = time.time()
+    expires_at = now + req.expires_in if req.expires_in is not None else None
+    try:
+        await brain.write(
+            lambda s: s.create_token(req.name, hash_hex(token), req.labels, now, expires_at)
+        )
+    except StoreError as exc:
+        return error(409, str(exc))
+    await brain.tokens.refresh()
+    rows = await brain.read(lambda s: s.token_rows())
+    (row,) = [r for r in rows if r.name == req.name]
+    return JSONResponse({**token_summary(row, now), "token": token}, status_code=201)
+
+
+async def get_tokens(request: Request) -> Response:
+    brain: Brain = request.app.state.brain
+    rows = await brain.read(lambda s: s.token_rows())
+    now = time.time()
+    return JSONResponse({"tokens": [token_summary(r, now) for r in rows]})
+
+
+async def delete_token(request: Request) -> Response:
+    """Revoke a token: its agents are cut off within a second (the name stays taken)."""
+    brain: Brain = request.app.state.brain
+    name = request.path_params["name"]
+    now = time.time()
+    found = await brain.write(lambda s: s.revoke_token(name, now))
+    if not found:
+        return error(404, f"no token named {name!r}")
+    await brain.tokens.refresh()
+    brain.tokens.cut_off_unusable()
+    rows = await brain.read(lambda s: s.token_rows())
+    (row,) = [r for r in rows if r.name == name]
+    return JSONResponse(token_summary(row, time.time()))
+
+
+async def get_openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document(__version__))
+
+
+async def get_metrics(request: Request) -> Response:
+    brain: Brain = request.app.state.brain
+    dropped = await brain.read(lambda s: s.dropped_events_total())
+    return PlainTextResponse(render_metrics(brain, dropped), media_type=METRICS_CONTENT_TYPE)
+
+
+def _decode(body: bytes, kind: type[T], what: str) -> T:
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"invalid {what}: {exc}") from None
+    except msgspec.DecodeError:
+        raise BadRequest("the body must be a JSON object") from None
 
 
 async def get_agents(request: Request) -> Response:
@@ -186,7 +296,8 @@ async def healthz(request: Request) -> Response:
 
 
 def create_app(brain: Brain) -> Starlette:
-    """The ASGI app: ``/v1/agent`` (WebSocket), ``/api/v1/...`` (admin token), ``/healthz``."""
+    """The ASGI app: ``/v1/agent`` (WebSocket), ``/api/v1/...`` (admin token), ``/healthz``,
+    ``/metrics`` and the OpenAPI document (both without a token: they hold no secrets)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -206,6 +317,11 @@ def create_app(brain: Brain) -> Starlette:
         Route(f"{API_PREFIX}/events", protected(get_events)),
         Route(f"{API_PREFIX}/agents", protected(get_agents)),
         Route(f"{API_PREFIX}/inventory", protected(get_inventory)),
+        Route(f"{API_PREFIX}/tokens", protected(get_tokens)),
+        Route(f"{API_PREFIX}/tokens", protected(post_token), methods=["POST"]),
+        Route(f"{API_PREFIX}/tokens/{{name}}", protected(delete_token), methods=["DELETE"]),
+        Route(OPENAPI_PATH, get_openapi),
+        Route(METRICS_PATH, get_metrics),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.brain = brain

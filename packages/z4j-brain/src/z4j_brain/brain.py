@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any, Final, TypeVar
 
 from z4j_brain.config import BrainConfig
 from z4j_brain.gateway import AgentConnection
+from z4j_brain.ratelimit import AuthFailureLimiter
 from z4j_brain.store import Store, TokenRow
 from z4j_brain.tokens import AdminCheck, ensure_admin_token, find_token
 from z4j_brain.writer import StoreWriter
@@ -77,7 +79,15 @@ class TokenRegistry:
         self._rows: list[TokenRow] = []
 
     async def refresh(self) -> None:
-        self._rows = await self._brain.read(lambda s: s.token_rows())
+        self._rows, admin_hash = await self._brain.read(
+            lambda s: (s.token_rows(), s.admin_token_hash())
+        )
+        # The admin token may have been rotated by `z4j brain admin-token --rotate`, run by
+        # another process on the same database: the new one works here within a refresh.
+        if admin_hash is not None and (
+            self._brain.admin is None or self._brain.admin.stored_hash_hex != admin_hash
+        ):
+            self._brain.admin = AdminCheck(admin_hash)
 
     async def verify(self, presented: str) -> TokenRow | None:
         """The usable token matching ``presented``; reloads once on a miss, so a token created
@@ -226,6 +236,8 @@ class CommandRouter:
         )
 
     async def _record(self, outcome: CommandOutcome) -> None:
+        counts = self.brain.commands_by_status
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
         await self.brain.write(
             lambda s: s.answer_command(
                 outcome.command_id, outcome.status, outcome.native_id, outcome.reason, time.time()
@@ -252,6 +264,16 @@ class Brain:
         self.commands = CommandRouter(self)
         self.connections: dict[str, AgentConnection] = {}
         self.events_stored = 0
+        #: Set (then cleared) each time a batch is stored here: wakes long-polling readers.
+        self.events_changed = asyncio.Event()
+        self.commands_by_status: dict[str, int] = {}
+        self.auth_refused = 0
+        self.auth_limiter = AuthFailureLimiter(
+            config.auth_failure_limit, config.auth_failure_window_seconds
+        )
+        self.started_at = time.time()
+        #: (monotonic time, events_stored) once a second over the last minute, for the rate.
+        self._stored_samples: deque[tuple[float, int]] = deque(maxlen=61)
         self.admin: AdminCheck | None = None
         #: The admin token created by this start (to print once), else None.
         self.new_admin_token: str | None = None
@@ -288,6 +310,7 @@ class Brain:
                 self._every(self.config.token_refresh_seconds, self._refresh_tokens)
             ),
             asyncio.create_task(self._every(self.config.purge_interval_seconds, self.purge)),
+            asyncio.create_task(self._every(1.0, self._sample_rate)),
         ]
 
     async def stop(self) -> None:
@@ -337,6 +360,22 @@ class Brain:
             with self._reader_lock:
                 self._reader_stores.append(store)
         return query(store)
+
+    def note_events_stored(self, count: int) -> None:
+        self.events_stored += count
+        self.events_changed.set()
+        self.events_changed.clear()
+
+    def events_per_second(self) -> float:
+        """Events stored by this brain per second, over the last ten seconds or so."""
+        samples = list(self._stored_samples)[-11:]
+        if len(samples) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = samples[0], samples[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+    async def _sample_rate(self) -> None:
+        self._stored_samples.append((time.monotonic(), self.events_stored))
 
     async def _refresh_tokens(self) -> None:
         await self.tokens.refresh()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from z4j_brain.db import is_postgres
 from z4j_core.wire.frames import Limits
 from z4j_core.wire.limits import (
     DEFAULT_HEARTBEAT_SECONDS,
@@ -25,6 +26,10 @@ ENV_HOME: Final = "Z4J_HOME"
 ENV_HOST: Final = "Z4J_BRAIN_HOST"
 ENV_PORT: Final = "Z4J_BRAIN_PORT"
 ENV_DATABASE: Final = "Z4J_DATABASE"
+ENV_DATABASE_URL: Final = "Z4J_DATABASE_URL"
+ENV_TLS_CERTFILE: Final = "Z4J_TLS_CERTFILE"
+ENV_TLS_KEYFILE: Final = "Z4J_TLS_KEYFILE"
+ENV_AUTH_FAILURE_LIMIT: Final = "Z4J_AUTH_FAILURE_LIMIT"
 ENV_RETENTION_DAYS: Final = "Z4J_EVENT_RETENTION_DAYS"
 ENV_HEARTBEAT: Final = "Z4J_HEARTBEAT_SECONDS"
 ENV_WINDOW: Final = "Z4J_WINDOW"
@@ -40,6 +45,10 @@ DEFAULT_RETENTION_DAYS: Final = 7.0
 DEFAULT_COMMAND_DEADLINE_SECONDS: Final = 30.0
 #: How often the brain reloads the tokens table to cut off revoked or expired tokens.
 TOKEN_REFRESH_SECONDS: Final = 0.5
+#: Bad tokens (agent upgrades and API calls together) one address may present per window
+#: before it gets HTTP 429 until the window ends.
+DEFAULT_AUTH_FAILURE_LIMIT: Final = 20
+AUTH_FAILURE_WINDOW_SECONDS: Final = 60.0
 #: How often events older than the retention are purged.
 PURGE_INTERVAL_SECONDS: Final = 300.0
 
@@ -60,17 +69,30 @@ class BrainConfig:
 
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    database: Path = field(default_factory=lambda: default_database_path({}))
+    #: A SQLite file (a ``Path``) or a ``postgresql://`` URL (a ``str``).
+    database: Path | str = field(default_factory=lambda: default_database_path({}))
     retention_seconds: float = DEFAULT_RETENTION_DAYS * 86400.0
     limits: Limits = field(default_factory=Limits)
     admin_token: str | None = None  # used only when the database has no admin token yet
     purge_interval_seconds: float = PURGE_INTERVAL_SECONDS
     token_refresh_seconds: float = TOKEN_REFRESH_SECONDS
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    auth_failure_limit: int = DEFAULT_AUTH_FAILURE_LIMIT
+    auth_failure_window_seconds: float = AUTH_FAILURE_WINDOW_SECONDS
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_certfile is not None
+
+    @property
+    def is_postgres(self) -> bool:
+        return is_postgres(self.database)
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
     def ws_max_size(self) -> int:
@@ -86,15 +108,37 @@ class BrainConfig:
         port: int | None = None,
         database: str | Path | None = None,
         retention_days: float | None = None,
+        certfile: str | Path | None = None,
+        keyfile: str | Path | None = None,
         env: Mapping[str, str] | None = None,
     ) -> BrainConfig:
-        """Explicit arguments win, then ``env`` (``os.environ`` by default), then defaults."""
+        """Explicit arguments win, then ``env`` (``os.environ`` by default), then defaults.
+
+        ``database`` is a SQLite file or a ``postgresql://`` URL (``Z4J_DATABASE_URL``, then
+        ``Z4J_DATABASE``, then ``$Z4J_HOME/brain.sqlite3``).
+        """
         env = os.environ if env is None else env
         resolved_port = port if port is not None else _int(env, ENV_PORT, DEFAULT_PORT)
         if not 0 <= resolved_port <= 65535:
             raise ConfigError(f"port {resolved_port} is out of range (0-65535)")
         if database is None:
-            database = env.get(ENV_DATABASE) or default_database_path(env)
+            database = (
+                env.get(ENV_DATABASE_URL) or env.get(ENV_DATABASE) or default_database_path(env)
+            )
+        target: Path | str = str(database) if is_postgres(database) else Path(database).expanduser()
+        cert = certfile or env.get(ENV_TLS_CERTFILE) or None
+        key = keyfile or env.get(ENV_TLS_KEYFILE) or None
+        if (cert is None) != (key is None):
+            raise ConfigError(
+                "TLS needs both a certificate and its key (--certfile and --keyfile, or "
+                f"{ENV_TLS_CERTFILE} and {ENV_TLS_KEYFILE})"
+            )
+        for label, value in (("certificate", cert), ("key", key)):
+            if value is not None and not Path(value).expanduser().is_file():
+                raise ConfigError(f"TLS {label} file {str(value)!r} does not exist")
+        failure_limit = _int(env, ENV_AUTH_FAILURE_LIMIT, DEFAULT_AUTH_FAILURE_LIMIT)
+        if failure_limit < 1:
+            raise ConfigError(f"{ENV_AUTH_FAILURE_LIMIT} must be at least 1")
         days = (
             retention_days
             if retention_days is not None
@@ -115,10 +159,13 @@ class BrainConfig:
         return cls(
             host=host or env.get(ENV_HOST) or DEFAULT_HOST,
             port=resolved_port,
-            database=Path(database).expanduser(),
+            database=target,
             retention_seconds=days * 86400.0,
             limits=limits,
             admin_token=env.get(ENV_ADMIN_TOKEN) or None,
+            tls_certfile=Path(cert).expanduser() if cert is not None else None,
+            tls_keyfile=Path(key).expanduser() if key is not None else None,
+            auth_failure_limit=failure_limit,
         )
 
 

@@ -2,10 +2,11 @@
 ``BrainSession``.
 
 Owns the upgrade check (a missing, unknown, revoked or expired token gets an HTTP 401 and never
-a WebSocket), the handshake, and the per-connection pumps: a receive loop, one sender that
-writes bytes in the order the session sealed them, and a heartbeat ticker. Event batches go to
-the store writer and are acknowledged from its completion callback, so acks and commands never
-wait behind other batches' storage. Never logs a token, a MAC or an event's contents.
+a WebSocket; an address that presented too many bad tokens gets 429 first), the handshake, and
+the per-connection pumps: a receive loop, one sender that writes bytes in the order the session
+sealed them, and a heartbeat ticker. Event batches go to the store writer and are acknowledged
+from its completion callback, so acks and commands never wait behind other batches' storage.
+Never logs a token, a MAC or an event's contents.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ log = logging.getLogger("z4j.brain.gateway")
 AGENT_PATH: Final = "/v1/agent"
 #: Body of the HTTP refusal of an upgrade with a bad token (never says which check failed).
 TOKEN_REFUSED: Final = "z4j: agent token refused (missing, unknown, revoked or expired)\n"
+#: Body of the refusal of an address that presented too many bad tokens.
+RATE_LIMITED: Final = "z4j: too many bad tokens from this address; try again later\n"
 #: Seconds between heartbeat ticks of each connection.
 TICK_SECONDS: Final = 1.0
 
@@ -70,10 +73,23 @@ def bearer_token(websocket: WebSocket) -> str | None:
 async def agent_endpoint(websocket: WebSocket) -> None:
     """The ``/v1/agent`` route."""
     brain: Brain = websocket.app.state.brain
+    client = websocket.client.host if websocket.client else "?"
+    retry_after = brain.auth_limiter.retry_after(client)
+    if retry_after is not None:
+        # Decided before any token check or database read.
+        await websocket.send_denial_response(
+            PlainTextResponse(
+                RATE_LIMITED,
+                status_code=429,
+                headers={"Retry-After": str(max(1, round(retry_after)))},
+            )
+        )
+        return
     presented = bearer_token(websocket)
     token = await brain.tokens.verify(presented) if presented is not None else None
     if token is None:
-        client = websocket.client.host if websocket.client else "?"
+        brain.auth_limiter.failed(client)
+        brain.auth_refused += 1
         log.warning("refused an agent upgrade from %s: bad token", client)
         await websocket.send_denial_response(
             PlainTextResponse(
@@ -292,7 +308,7 @@ class AgentConnection:
             )
             self.close(CloseCode.INTERNAL, "storage failed; resend later")
             return
-        self.brain.events_stored += future.result()
+        self.brain.note_events_stored(future.result())
         if self.session.state in (State.OPEN, State.CLOSING) and not self._closing:
             self.send_frame(Ack(up_to_seq=last_seq))
 

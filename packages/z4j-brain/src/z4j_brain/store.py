@@ -1,24 +1,25 @@
 """The brain's store: what agents reported (events, latest task states, inventories), the
-agents themselves, tokens and commands, in SQLite.
+agents themselves, tokens and commands, in SQLite or Postgres.
 
 Owns every SQL statement the brain runs besides the schema (see ``migrations``). A ``Store`` wraps
 one connection and is used by one thread: the gateway's writes go through ``StoreWriter`` (one
 thread, one connection, group commit); reads open their own ``Store`` on their own thread. Write
 methods never commit: the caller wraps them in ``transaction()``. Never logs event contents or
-token hashes. SQL stays portable to Postgres (``ON CONFLICT``, no SQLite-only functions) except
-in ``connect``, which holds the SQLite-specific pragmas.
+token hashes. SQL is portable between SQLite and Postgres (``ON CONFLICT``, no dialect-only
+functions), except the Postgres fast path for event batches (``unnest``); driver differences live
+in ``db``.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from z4j_brain.db import POSTGRES, Connection, IntegrityError, connect
 from z4j_brain.migrations import LATEST_VERSION, MIGRATIONS
 from z4j_core.wire.frames import Event, Hello, Inventory, LifecycleKind
 
@@ -72,11 +73,12 @@ def _state(column: str) -> str:
     return f"{column} = CASE WHEN {_WINS} THEN excluded.{column} ELSE tasks.{column} END"
 
 
-_TASK_UPSERT: Final = f"""
-INSERT INTO tasks (engine, task_id, name, state, state_rank, state_agent, state_seq, app, queue,
-    worker, enqueued_at, received_at, started_at, finished_at, runtime, retries, exception,
-    message, traceback, fire_id, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+_TASK_COLUMNS: Final = (
+    "engine, task_id, name, state, state_rank, state_agent, state_seq, app, queue, worker, "
+    "enqueued_at, received_at, started_at, finished_at, runtime, retries, exception, message, "
+    "traceback, fire_id, updated_at"
+)
+_TASK_ON_CONFLICT: Final = f"""
 ON CONFLICT (engine, task_id) DO UPDATE SET
     {_latest("name")}, {_latest("app")}, {_latest("queue")}, {_latest("worker")},
     {_latest("enqueued_at")}, {_latest("received_at")}, {_latest("started_at")},
@@ -85,6 +87,41 @@ ON CONFLICT (engine, task_id) DO UPDATE SET
     updated_at = excluded.updated_at,
     {_state("state")}, {_state("state_rank")}, {_state("state_agent")}, {_state("state_seq")}
 """
+_TASK_UPSERT: Final = (
+    f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({', '.join('?' * 21)}) {_TASK_ON_CONFLICT}"
+)
+_EVENT_INSERT: Final = (
+    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 22)}) "
+    "ON CONFLICT (agent_instance, seq) DO NOTHING"
+)
+
+# Postgres stores a whole batch in one statement per table: the rows travel as one array per
+# column and ``unnest`` turns them back into rows (one round trip, one plan, however many rows).
+_TEXT, _BIGINT, _INT, _FLOAT = "text[]", "bigint[]", "integer[]", "double precision[]"
+# Column types in the order of _EVENT_COLUMNS and _TASK_COLUMNS.
+_EVENT_TYPES: Final = (
+    *(_TEXT, _BIGINT, _BIGINT, _FLOAT, _TEXT, _TEXT, _FLOAT),
+    *[_TEXT] * 8,
+    *(_FLOAT, _INT, _TEXT, _TEXT, _TEXT, _TEXT, _TEXT),
+)
+_TASK_TYPES: Final = (
+    *(_TEXT, _TEXT, _TEXT, _TEXT, _INT, _TEXT, _BIGINT, _TEXT, _TEXT, _TEXT),
+    *[_FLOAT] * 5,
+    *(_INT, _TEXT, _TEXT, _TEXT, _TEXT, _FLOAT),
+)
+
+
+def _unnest(types: Sequence[str]) -> str:
+    return "SELECT * FROM unnest(" + ", ".join(f"%s::{t}" for t in types) + ")"
+
+
+_PG_EVENT_INSERT: Final = (
+    f"INSERT INTO events ({_EVENT_COLUMNS}) {_unnest(_EVENT_TYPES)} "
+    "ON CONFLICT (agent_instance, seq) DO NOTHING"
+)
+_PG_TASK_UPSERT: Final = (
+    f"INSERT INTO tasks ({_TASK_COLUMNS}) {_unnest(_TASK_TYPES)} {_TASK_ON_CONFLICT}"
+)
 # The state columns come last: SQLite and Postgres both evaluate every SET expression against
 # the row as it was before the update, so their order does not change the result; keeping them
 # last only makes that easy to see.
@@ -107,34 +144,23 @@ class TokenRow:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
 
 
-def connect(path: str | Path, *, shared: bool = False) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL journal.
-
-    ``shared`` allows closing it from another thread than the one using it (reader pools).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=not shared)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 10000")
-    conn.execute("PRAGMA journal_mode = WAL")
-    # WAL with synchronous=NORMAL survives a killed process without losing a commit; only a
-    # power loss may lose the last transactions.
-    conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
-
-
 class Store:
     """One connection's view of the store. Not thread-safe: one thread per ``Store``."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.dialect = conn.dialect
 
     @classmethod
-    def open(cls, path: str | Path, *, migrate: bool = True, shared: bool = False) -> Store:
-        store = cls(connect(path, shared=shared))
+    def open(cls, target: str | Path, *, migrate: bool = True, shared: bool = False) -> Store:
+        """Open a SQLite file or a ``postgresql://`` URL (and migrate it, unless told not to)."""
+        store = cls(connect(target, shared=shared))
         if migrate:
-            store.migrate()
+            try:
+                store.migrate()
+            except BaseException:
+                store.close()
+                raise
         return store
 
     def close(self) -> None:
@@ -142,21 +168,19 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.begin()
         try:
             yield
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:
+                self.conn.rollback()
             raise
-        self.conn.execute("COMMIT")
+        self.conn.commit()
 
     # -- schema --------------------------------------------------------------------------------
 
     def schema_version(self) -> int:
-        exists = self.conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-        ).fetchone()
-        if exists is None:
+        if not self.conn.table_exists("schema_version"):
             return 0
         row = self.conn.execute("SELECT version FROM schema_version").fetchone()
         return 0 if row is None else int(row[0])
@@ -168,30 +192,31 @@ class Store:
         whose schema is newer than this brain knows.
         """
         applied: list[int] = []
-        with self.transaction():
-            self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
-            )
-            if self.conn.execute("SELECT version FROM schema_version").fetchone() is None:
-                self.conn.execute("INSERT INTO schema_version (version) VALUES (0)")
-        current = self.schema_version()
-        if current > LATEST_VERSION:
-            raise StoreError(
-                f"the database schema is version {current}, newer than this brain knows "
-                f"({LATEST_VERSION}): upgrade z4j-brain"
-            )
-        for version, statements in MIGRATIONS:
-            if version <= current:
-                continue
+        with self.conn.migration_lock():
             with self.transaction():
-                # Re-read inside the write lock: another process may have migrated meanwhile.
-                if self.schema_version() >= version:
+                self.conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+                )
+                if self.conn.execute("SELECT version FROM schema_version").fetchone() is None:
+                    self.conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+            current = self.schema_version()
+            if current > LATEST_VERSION:
+                raise StoreError(
+                    f"the database schema is version {current}, newer than this brain knows "
+                    f"({LATEST_VERSION}): upgrade z4j-brain"
+                )
+            for version, statements in MIGRATIONS:
+                if version <= current:
                     continue
-                for statement in statements:
-                    self.conn.execute(statement)
-                self.conn.execute("UPDATE schema_version SET version = ?", (version,))
-            applied.append(version)
-        return applied
+                with self.transaction():
+                    # Re-read inside the write lock: another process may have migrated meanwhile.
+                    if self.schema_version() >= version:
+                        continue
+                    for statement in statements:
+                        self.conn.execute(statement)
+                    self.conn.execute("UPDATE schema_version SET version = ?", (version,))
+                applied.append(version)
+            return applied
 
     # -- events and tasks ----------------------------------------------------------------------
 
@@ -202,45 +227,41 @@ class Store:
 
         Returns how many were new. Also brings each task's latest state up to date.
         """
+        self.conn.lock_event_positions()
         row = self.conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()
         position = int(row[0])
-        before = self.conn.total_changes
-        self.conn.executemany(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (agent_instance, seq) DO NOTHING",
-            [
-                (
-                    agent_instance,
-                    e.seq,
-                    position + i,
-                    stored_at,
-                    app,
-                    e.kind.value,
-                    e.at,
-                    e.engine,
-                    e.task_id,
-                    e.task_name,
-                    e.queue,
-                    e.worker,
-                    e.args,
-                    e.kwargs,
-                    e.result,
-                    e.runtime,
-                    e.retries,
-                    e.exception,
-                    e.message,
-                    e.traceback,
-                    e.fire_id,
-                    json.dumps(e.extra) if e.extra else None,
-                )
-                for i, e in enumerate(events, start=1)
-            ],
-        )
-        stored = self.conn.total_changes - before
-        self.conn.executemany(
-            _TASK_UPSERT, [_task_row(agent_instance, app, e, stored_at) for e in events]
-        )
+        event_rows = [
+            (
+                agent_instance,
+                e.seq,
+                position + i,
+                stored_at,
+                app,
+                e.kind.value,
+                e.at,
+                e.engine,
+                e.task_id,
+                e.task_name,
+                e.queue,
+                e.worker,
+                e.args,
+                e.kwargs,
+                e.result,
+                e.runtime,
+                e.retries,
+                e.exception,
+                e.message,
+                e.traceback,
+                e.fire_id,
+                json.dumps(e.extra) if e.extra else None,
+            )
+            for i, e in enumerate(events, start=1)
+        ]
+        task_rows = [_task_row(agent_instance, app, e, stored_at) for e in events]
+        if self.dialect == POSTGRES:
+            return _pg_store_events(self.conn, event_rows, task_rows)
+        stored = self.conn.executemany(_EVENT_INSERT, event_rows)
+        self.conn.executemany(_TASK_UPSERT, task_rows)
         return stored
 
     def purge(self, cutoff: float) -> tuple[int, int]:
@@ -386,6 +407,11 @@ class Store:
             result.append(item)
         return result
 
+    def dropped_events_total(self) -> int:
+        """Events the agents reported dropping, summed over every agent instance known."""
+        row = self.conn.execute("SELECT COALESCE(SUM(dropped_total), 0) FROM agents").fetchone()
+        return int(row[0])
+
     def replace_inventory(self, agent_instance: str, inventory: Inventory, now: float) -> None:
         self.conn.execute(
             "INSERT INTO inventory (agent_instance, engine, app, tasks, schedules, queues, "
@@ -498,7 +524,7 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?)",
                 (name, token_hash_hex, json.dumps(labels, sort_keys=True), now, expires_at),
             )
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise StoreError(
                 f"a token named {name!r} already exists (names stay taken after revoke)"
             ) from None
@@ -542,6 +568,49 @@ class Store:
         )
 
 
+def _pg_store_events(
+    conn: Connection, event_rows: list[tuple[Any, ...]], task_rows: list[tuple[Any, ...]]
+) -> int:
+    from z4j_brain.db import PostgresConnection
+
+    assert isinstance(conn, PostgresConnection)
+    if not event_rows:
+        return 0
+    try:
+        stored = conn.execute_native(_PG_EVENT_INSERT, _columns(event_rows)).rowcount
+    except ValueError:
+        # psycopg refuses NUL characters (Postgres text cannot hold them) before sending.
+        event_rows = [_without_nul(r) for r in event_rows]
+        task_rows = [_without_nul(r) for r in task_rows]
+        stored = conn.execute_native(_PG_EVENT_INSERT, _columns(event_rows)).rowcount
+    # One statement cannot update a row twice, so a task seen several times in the batch is
+    # upserted in rounds: its first event in the first round, its second in the next...
+    for round_rows in _rounds(task_rows):
+        conn.execute_native(_PG_TASK_UPSERT, _columns(round_rows))
+    return max(int(stored), 0)
+
+
+def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _rounds(rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+    seen: dict[tuple[Any, Any], int] = {}
+    rounds: list[list[tuple[Any, ...]]] = []
+    for row in rows:
+        key = (row[0], row[1])
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(row)
+    return rounds
+
+
+def _without_nul(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in row)
+
+
 def _task_row(agent_instance: str, app: str, e: Event, now: float) -> tuple[Any, ...]:
     kind = e.kind
     return (
@@ -569,7 +638,7 @@ def _task_row(agent_instance: str, app: str, e: Event, now: float) -> tuple[Any,
     )
 
 
-def _event_dict(row: sqlite3.Row) -> dict[str, Any]:
+def _event_dict(row: Any) -> dict[str, Any]:
     item = dict(row)
     item["extra"] = json.loads(item["extra"]) if item["extra"] else {}
     return item

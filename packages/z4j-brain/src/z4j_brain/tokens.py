@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from z4j_brain.store import Store, TokenRow
 from z4j_core.wire.limits import TOKEN_BYTES
@@ -83,8 +83,34 @@ def find_token(rows: list[TokenRow], presented: str, now: float) -> TokenRow | N
     return found
 
 
+def token_summary(row: TokenRow, now: float) -> dict[str, Any]:
+    """What listings show of a token: never its secret nor its hash."""
+    if row.revoked_at is not None:
+        status = "revoked"
+    elif row.usable(now):
+        status = "active"
+    else:
+        status = "expired"
+    return {
+        "name": row.name,
+        "status": status,
+        "labels": row.labels,
+        "created_at": row.created_at,
+        "expires_at": row.expires_at,
+        "revoked_at": row.revoked_at,
+    }
+
+
 def new_admin_token() -> str:
     return ADMIN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def rotate_admin_token(store: Store, now: float) -> str:
+    """Replace the admin token (a lost or leaked one stops working); return the new one."""
+    token = new_admin_token()
+    with store.transaction():
+        store.set_admin_token_hash(hash_hex(token), now)
+    return token
 
 
 def ensure_admin_token(store: Store, now: float, preset: str | None = None) -> str | None:

@@ -1,7 +1,7 @@
 """The store's one writer: a thread with its own connection that runs write jobs in group
-commits.
+commits (SQLite or Postgres).
 
-Owns the rule that the event loop never waits on SQLite: the gateway submits a job (a function
+Owns the rule that the event loop never waits on the database: the gateway submits a job (a function
 of a ``Store``) and gets a ``concurrent.futures.Future`` that completes only after the job's
 transaction committed. Jobs queued together share one transaction (group commit); each runs
 inside its own savepoint, so one failing job fails alone. Never runs gateway code on its thread
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -37,8 +38,8 @@ class WriterClosed(RuntimeError):
 class StoreWriter:
     """Runs write jobs on one thread; start it with ``start()``, end it with ``close()``."""
 
-    def __init__(self, path: str | Path) -> None:
-        self._path = Path(path)
+    def __init__(self, target: str | Path) -> None:
+        self._target = target
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="z4j-brain-writer", daemon=True)
         self._closed = False
@@ -69,7 +70,7 @@ class StoreWriter:
 
     def _run(self) -> None:
         try:
-            store = Store.open(self._path, migrate=False)
+            store = Store.open(self._target, migrate=False)
         except BaseException as exc:
             self._start_error = exc
             self._ready.set()
@@ -89,14 +90,35 @@ class StoreWriter:
                     group = [item for item in group if item is not _STOP]
                 if group:
                     self._commit_group(store, group)
+                    store = self._reconnect_if_broken(store)
         finally:
             store.close()
+
+    def _reconnect_if_broken(self, store: Store) -> Store:
+        """A Postgres connection lost (server restart, failover) is replaced before the next
+        group; its jobs failed, so their batches stay unacknowledged and are resent."""
+        if not getattr(store.conn, "broken", False):
+            return store
+        try:
+            store.close()
+        except Exception:
+            pass
+        while not self._closed:
+            try:
+                fresh = Store.open(self._target, migrate=False)
+            except Exception as exc:
+                log.error("store reconnect failed, retrying: %s", exc)
+                time.sleep(1.0)
+                continue
+            log.warning("store connection replaced after it broke")
+            return fresh
+        return store
 
     def _commit_group(self, store: Store, group: list[Any]) -> None:
         outcomes: list[tuple[Future[Any], bool, Any]] = []
         conn = store.conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.begin()
             for job, future in group:
                 if not future.set_running_or_notify_cancel():
                     continue
@@ -110,11 +132,14 @@ class StoreWriter:
                 else:
                     conn.execute("RELEASE SAVEPOINT job")
                     outcomes.append((future, True, result))
-            conn.execute("COMMIT")
+            conn.commit()
         except Exception as exc:
             log.error("store commit failed: %s", type(exc).__name__)
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            try:
+                if conn.in_transaction:
+                    conn.rollback()
+            except Exception:
+                pass  # a broken connection: replaced by _reconnect_if_broken
             for _job, future in group:
                 if future.done():
                     continue
