@@ -1,0 +1,95 @@
+"""Where the agent runs in a Huey consumer, for each worker type, and when it starts and stops.
+
+- `thread` and `greenlet` workers share the consumer's process: its one agent sees every event.
+  The link starts when the consumer has started its workers, and drains when the consumer stops.
+- `process` workers are forked by the consumer. The link is never started before that fork; each
+  forked worker (and the scheduler process, which enqueues periodic tasks) gets a fresh agent
+  identity through the agent's `after_fork="restart"` policy, connected on its first event and
+  drained by a multiprocessing finalizer when the child exits (Huey's children leave with
+  `os._exit`, so `atexit` never runs there). The consumer's own process keeps an agent for
+  commands and inventory.
+- A process that only enqueues (a web app, a script) starts the link when it instruments Huey,
+  and drains it at interpreter exit.
+Never raises into Huey: every wrapper falls back to Huey's own behaviour.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing.util
+import os
+import sys
+from typing import Any
+
+from z4j_core.agent import Agent
+
+log = logging.getLogger("z4j.huey")
+
+CONSUMER_MODULE = "huey.bin.huey_consumer"
+_atexit_agents: set[int] = set()
+
+
+def in_consumer_command() -> bool:
+    """Whether this process is `huey_consumer` (the app module is imported before it forks)."""
+    if CONSUMER_MODULE in sys.modules:
+        return True
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if getattr(spec, "name", None) == CONSUMER_MODULE:
+        return True
+    return os.path.basename(sys.argv[0] if sys.argv else "").startswith("huey_consumer")
+
+
+def drain_at_exit(agent: Agent) -> None:
+    """Stop (drain, then spool what is left) at interpreter exit; once per agent."""
+    if id(agent) in _atexit_agents:
+        return
+    _atexit_agents.add(id(agent))
+    atexit.register(agent.stop)
+
+
+def follow_consumers(huey: Any, agent: Agent, start_with_consumer: bool) -> None:
+    """Wrap `huey.create_consumer` so each consumer starts and stops the agent at the right time."""
+    original = huey.create_consumer
+    if getattr(original, "_z4j_agent", None) is agent:
+        return
+
+    def create_consumer(**options: Any) -> Any:
+        consumer = original(**options)
+        try:
+            _follow(consumer, agent, start_with_consumer)
+        except Exception:
+            agent.errors += 1
+            log.exception("z4j could not follow the Huey consumer; events may be missed")
+        return consumer
+
+    create_consumer._z4j_agent = agent  # type: ignore[attr-defined]
+    huey.create_consumer = create_consumer
+
+
+def _follow(consumer: Any, agent: Agent, start_with_consumer: bool) -> None:
+    original_start = consumer.start
+    original_run = consumer.run
+    forks = bool(getattr(consumer.environment, "forks", False))
+
+    def start() -> None:
+        if forks:
+            multiprocessing.util.register_after_fork(agent, _in_forked_child)
+        original_start()
+        if start_with_consumer:
+            agent.start()
+
+    def run() -> None:
+        try:
+            original_run()
+        finally:
+            agent.stop()
+
+    consumer.start = start
+    consumer.run = run
+
+
+def _in_forked_child(agent: Agent) -> None:
+    """In each process the consumer forks: drain this process's agent when the child exits."""
+    multiprocessing.util.Finalize(None, agent.stop, exitpriority=100)
