@@ -117,7 +117,7 @@ class Link:
     def absorb(self) -> int:
         if self.records is None:
             return 0
-        taken = self.outbox.absorb(self.records.drain(50_000))
+        taken = self.outbox.absorb(self.records.drain(5_000))
         return taken
 
     async def sweep_forever(self) -> None:
@@ -126,7 +126,10 @@ class Link:
             got = self.absorb()
             if got:
                 self._wake.set()
-            await asyncio.sleep(FLUSH_BUSY if got else FLUSH_IDLE)
+            if self.records is not None and len(self.records):
+                await asyncio.sleep(0)  # a burst: keep draining, only yield to the writer
+            else:
+                await asyncio.sleep(FLUSH_BUSY if got else FLUSH_IDLE)
 
     async def run(self) -> None:
         """Connect, pump, reconnect with backoff; returns when stopped (or emptied, for replays)."""
