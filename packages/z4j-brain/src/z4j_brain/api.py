@@ -200,7 +200,8 @@ async def get_events(request: Request) -> Response:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(brain.events_changed.wait(), min(left, POLL_SECONDS))
     next_after = events[-1]["position"] if events else after
-    return JSONResponse({"events": events, "next_after": next_after})
+    latest = await brain.read(lambda s: s.latest_position())
+    return JSONResponse({"events": events, "next_after": next_after, "latest": latest})
 
 
 class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -1,4 +1,6 @@
-"""The brain's subcommands: ``z4j brain serve`` and ``z4j tokens create|list|revoke``.
+"""The brain's own subcommands, run where its database is: ``z4j brain serve``,
+``z4j brain admin-token --rotate`` and ``z4j tokens ... --database`` (the local mode; without
+``--database`` the core CLI manages tokens through the HTTP API).
 
 Owns their arguments and output. ``z4j_core.cli.brain`` imports this module only when one of
 them runs and forwards the remaining arguments to ``run``. A user error prints one line
@@ -12,7 +14,6 @@ import argparse
 import asyncio
 import json
 import logging
-import re
 import signal
 import sqlite3
 import sys
@@ -20,13 +21,27 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-from z4j_brain.config import ENV_DATABASE, BrainConfig, ConfigError
+from z4j_brain.config import (
+    ENV_DATABASE,
+    ENV_DATABASE_URL,
+    ENV_TLS_CERTFILE,
+    ENV_TLS_KEYFILE,
+    BrainConfig,
+    ConfigError,
+)
+from z4j_brain.db import DatabaseError
 from z4j_brain.store import Store, StoreError
-from z4j_brain.tokens import TokenError, check_name, create_token, parse_labels
+from z4j_brain.tokens import (
+    TokenError,
+    check_name,
+    create_token,
+    parse_labels,
+    rotate_admin_token,
+    token_summary,
+)
+from z4j_core.cli.tables import parse_duration, print_tokens
 
 EXIT_USAGE: Final = 2
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
-_UNITS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class UserError(Exception):
@@ -45,7 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1, or Z4J_BRAIN_HOST)")
     serve.add_argument("--port", type=int, help="port to bind (default 7700, or Z4J_BRAIN_PORT)")
     _database_argument(serve)
+    serve.add_argument(
+        "--certfile", help=f"TLS certificate (PEM): serve https:// and wss:// (${ENV_TLS_CERTFILE})"
+    )
+    serve.add_argument("--keyfile", help=f"the certificate's private key (${ENV_TLS_KEYFILE})")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    admin = commands.add_parser(
+        "admin-token", help="replace the admin token (run where the database is reachable)"
+    )
+    admin.add_argument(
+        "--rotate", action="store_true", required=True, help="make a new one; the old one stops"
+    )
+    _database_argument(admin)
 
     tokens = commands.add_parser("tokens", help="agent tokens on the local database")
     actions = tokens.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -66,7 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _database_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database",
-        help=f"SQLite file (default ${ENV_DATABASE}, else $Z4J_HOME/brain.sqlite3)",
+        "--database-url",
+        dest="database",
+        help=(
+            f"SQLite file or postgresql:// URL (default ${ENV_DATABASE_URL}, ${ENV_DATABASE}, "
+            "else $Z4J_HOME/brain.sqlite3)"
+        ),
     )
 
 
@@ -76,12 +108,24 @@ def run(argv: Sequence[str]) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "admin-token":
+            return _rotate_admin_token(args)
         return _tokens(args)
     except (UserError, ConfigError, StoreError, TokenError) as exc:
         print(f"z4j: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except DatabaseError as exc:
+        print(f"z4j: error: {exc}", file=sys.stderr)
+        return 1
     except sqlite3.Error as exc:
         print(f"z4j: error: database: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        # A driver error (e.g. Postgres went away mid-command): one line, never a traceback.
+        if type(exc).__module__.split(".")[0] != "psycopg":
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"z4j: error: database: {first}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(
@@ -90,11 +134,20 @@ def run(argv: Sequence[str]) -> int:
         return 1
 
 
-def parse_duration(text: str) -> float:
-    match = _DURATION.match(text.strip())
-    if not match or float(match.group(1)) <= 0:
-        raise UserError(f"duration {text!r} is not like 3600, 90m, 12h or 30d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+def _rotate_admin_token(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        token = rotate_admin_token(store, time.time())
+    finally:
+        store.close()
+    print(token)
+    print(
+        "z4j: admin token replaced; it is shown only now. Running brains on this database "
+        "accept it (and refuse the old one) within a second; give it to the CLI as "
+        "Z4J_ADMIN_TOKEN",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _open_store(args: argparse.Namespace) -> Store:
@@ -107,7 +160,10 @@ def _tokens(args: argparse.Namespace) -> int:
         check_name(args.name)
         labels = parse_labels(args.labels)
         now = time.time()
-        expires_at = now + parse_duration(args.expires) if args.expires else None
+        try:
+            expires_at = now + parse_duration(args.expires) if args.expires else None
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         store = _open_store(args)
         try:
             token = create_token(store, args.name, labels, now, expires_at)
@@ -133,29 +189,11 @@ def _tokens(args: argparse.Namespace) -> int:
     finally:
         store.close()
     now = time.time()
-    items: list[dict[str, Any]] = [
-        {
-            "name": r.name,
-            "labels": r.labels,
-            "created_at": r.created_at,
-            "expires_at": r.expires_at,
-            "revoked_at": r.revoked_at,
-            "status": "revoked"
-            if r.revoked_at is not None
-            else "active"
-            if r.usable(now)
-            else "expired",
-        }
-        for r in rows
-    ]
+    items: list[dict[str, Any]] = [token_summary(r, now) for r in rows]
     if args.json:
         print(json.dumps(items, indent=2))
         return 0
-    print(f"{'NAME':<24} {'STATUS':<8} {'CREATED':<20} LABELS")
-    for item in items:
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item["created_at"]))
-        shown = ",".join(f"{k}={v}" for k, v in sorted(item["labels"].items()))
-        print(f"{item['name']:<24} {item['status']:<8} {created:<20} {shown}")
+    print_tokens(items)
     return 0
 
 
@@ -163,7 +201,13 @@ def _serve(args: argparse.Namespace) -> int:
     from z4j_brain.brain import Brain
     from z4j_brain.server import print_url, serve
 
-    config = BrainConfig.load(host=args.host, port=args.port, database=args.database)
+    config = BrainConfig.load(
+        host=args.host,
+        port=args.port,
+        database=args.database,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+    )
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -337,6 +337,10 @@ def openapi_document(version: str) -> dict[str, Any]:
                                     "type": "integer",
                                     "description": "Pass as after= to get the next page.",
                                 },
+                                "latest": {
+                                    "type": "integer",
+                                    "description": "Position of the newest stored event.",
+                                },
                             },
                         }
                     ),

@@ -2,7 +2,8 @@
 ``websockets`` library's sans-I/O protocol.
 
 Owns the uvicorn settings that matter to the protocol (message size ceiling from the wire
-limits, no per-message compression, no WebSocket-level keepalive: heartbeats are the session's)
+limits, no per-message compression, no WebSocket-level keepalive: heartbeats are the session's;
+TLS from the configured certificate and key, so https:// and wss:// share the port)
 and two ways to run: ``serve`` in the foreground (the CLI) and ``ServerThread`` in a background
 thread (tests, embedding).
 """
@@ -41,6 +42,8 @@ def uvicorn_config(brain: Brain, *, log_level: str = "info") -> uvicorn.Config:
         log_level=log_level,
         log_config=None,
         timeout_graceful_shutdown=5,
+        ssl_certfile=str(config.tls_certfile) if config.tls_certfile else None,
+        ssl_keyfile=str(config.tls_keyfile) if config.tls_keyfile else None,
     )
 
 
@@ -50,7 +53,7 @@ def bound_url(server: uvicorn.Server, config: BrainConfig) -> str:
         for sock in listener.sockets:
             host, port = sock.getsockname()[:2]
             host = f"[{host}]" if ":" in host else host
-            return f"http://{host}:{port}"
+            return f"{'https' if config.tls else 'http'}://{host}:{port}"
     return config.url
 
 
@@ -80,7 +83,7 @@ async def serve(
 
 def print_url(stream: TextIO = sys.stdout) -> Callable[[str], None]:
     def announce(url: str) -> None:
-        ws = url.replace("http", "ws", 1) + AGENT_PATH
+        ws = url.replace("http", "ws", 1) + AGENT_PATH  # https -> wss
         print(f"z4j brain serving on {url} (agents connect to {ws})", file=stream, flush=True)
 
     return announce

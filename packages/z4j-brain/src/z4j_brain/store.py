@@ -286,6 +286,11 @@ class Store:
         ).fetchall()
         return [_event_dict(r) for r in rows]
 
+    def latest_position(self) -> int:
+        """The position of the newest stored event (0 when there is none)."""
+        row = self.conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()
+        return int(row[0])
+
     def count_events(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 

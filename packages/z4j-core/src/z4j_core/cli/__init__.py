@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "z4j_core.cli.schedules",
     "z4j_core.cli.agent",
     "z4j_core.cli.brain",
+    "z4j_core.cli.tokens",
+    "z4j_core.cli.ops",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -1,4 +1,5 @@
-"""Subcommands served by the brain package (`z4j brain ...`, `z4j tokens ...`).
+"""Subcommands served by the brain package (`z4j brain ...`; `z4j tokens ... --database`
+forwards here too, see ``cli.tokens``).
 
 The brain is an optional install: this module imports `z4j_brain` only when one of its
 subcommands runs, and says how to install it when it is missing.
@@ -29,19 +30,9 @@ def _run_brain(args: argparse.Namespace) -> int:
     return result
 
 
-def _run_tokens(args: argparse.Namespace) -> int:
-    result: int = load_brain_cli().run(["tokens", *args.tokens_args])
-    return result
-
-
 def register(subparsers: Any) -> None:
     brain = subparsers.add_parser(
         "brain", help="run and administer the brain server (needs z4j[brain])", add_help=False
     )
     brain.add_argument("brain_args", nargs=argparse.REMAINDER)
     brain.set_defaults(func=_run_brain)
-    tokens = subparsers.add_parser(
-        "tokens", help="create, list and revoke agent tokens (needs z4j[brain])", add_help=False
-    )
-    tokens.add_argument("tokens_args", nargs=argparse.REMAINDER)
-    tokens.set_defaults(func=_run_tokens)

@@ -1,0 +1,329 @@
+"""Operator commands over the brain's HTTP API: `z4j agents`, `z4j tasks` (list, `show`,
+`run`) and `z4j events tail`.
+
+Owns what each prints: readable tables by default, `--json` on every listing (the API's own
+objects), one line per event when tailing. Talks to the brain only through ``BrainClient``, so
+each works against a remote brain; every failure is one line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.parse
+from typing import Any, Final
+
+from z4j_core.cli import CLIError
+from z4j_core.cli.http import EXIT_FAILED, BrainClient, add_client_arguments
+from z4j_core.cli.tables import age, labels_text, print_table, seconds_text, timestamp
+
+#: Seconds one long poll of `events tail` waits for new events (the API allows up to 30).
+TAIL_WAIT_SECONDS: Final = 20
+TASK_COLUMNS: Final = (
+    *("name", "state", "engine", "app", "queue", "worker"),
+    *("task id", "updated", "runtime", "failure"),
+)
+#: `tasks run`: statuses that mean the engine has the job.
+ENQUEUED_STATUSES: Final = ("enqueued",)
+
+
+def register(subparsers: Any) -> None:
+    agents = subparsers.add_parser("agents", help="agents connected now and recently seen")
+    agents.add_argument("--connected", action="store_true", help="only those connected now")
+    agents.add_argument("--json", action="store_true", help="print JSON")
+    add_client_arguments(agents)
+    agents.set_defaults(func=_agents)
+
+    tasks = subparsers.add_parser("tasks", help="tasks' latest states; `run` one, `show` one")
+    _task_filters(tasks)
+    tasks.set_defaults(func=_tasks)
+    actions = tasks.add_subparsers(dest="action", metavar="ACTION")
+    listing = actions.add_parser("list", help="latest state per task (the default)")
+    _task_filters(listing)
+    listing.set_defaults(func=_tasks)
+
+    show = actions.add_parser("show", help="one task: every field, traceback and events")
+    show.add_argument("task_id")
+    show.add_argument("--engine", help="the engine, when two engines share a task id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    add_client_arguments(show)
+    show.set_defaults(func=_show)
+
+    run = actions.add_parser("run", help="enqueue a task now through a connected agent")
+    run.add_argument("name", help="task name as the engine knows it")
+    run.add_argument("--engine", required=True, help="engine: celery, rq, huey, ...")
+    run.add_argument("--app", help="the application (default: the only one serving the engine)")
+    run.add_argument("--args", default="[]", help="positional arguments as a JSON list")
+    run.add_argument("--kwargs", default="{}", help="keyword arguments as a JSON object")
+    run.add_argument("--queue", help="queue to enqueue on (default: the task's own)")
+    run.add_argument("--labels", help="only agents with these labels: k=v,k2=v2")
+    run.add_argument("--deadline", type=float, help="seconds the agent has to answer (30)")
+    run.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    add_client_arguments(run)
+    run.set_defaults(func=_run)
+
+    events = subparsers.add_parser("events", help="the event stream")
+    event_actions = events.add_subparsers(dest="action", metavar="ACTION", required=True)
+    tail = event_actions.add_parser("tail", help="print events as they are stored (follows)")
+    start = tail.add_mutually_exclusive_group()
+    start.add_argument("--after", type=int, help="start after this position")
+    start.add_argument("--from-start", action="store_true", help="start at the oldest stored")
+    tail.add_argument("--count", type=int, help="stop after this many events")
+    tail.add_argument("--no-follow", action="store_true", help="print what is stored, then stop")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_client_arguments(tail)
+    tail.set_defaults(func=_tail)
+
+
+def _task_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state", help="only this state: failed, succeeded, started, ...")
+    parser.add_argument("--name", help="only this task name")
+    parser.add_argument("--engine", help="only this engine")
+    parser.add_argument("--app", help="only this app")
+    parser.add_argument("--limit", type=int, default=50, help="at most this many (50)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_client_arguments(parser)
+
+
+def _emit_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+# -- agents ------------------------------------------------------------------------------------
+
+
+def _agents(args: argparse.Namespace) -> int:
+    query = {"connected": "1"} if args.connected else None
+    agents = BrainClient.from_args(args).get("agents", query)["agents"]
+    if args.json:
+        _emit_json(agents)
+        return 0
+    if not agents:
+        print("no agents" + (" connected" if args.connected else " seen yet"), file=sys.stderr)
+        return 0
+    now = time.time()
+    print_table(
+        ["app", "state", "engines", "labels", "host", "pid", "version", "last seen", "dropped"],
+        [
+            (
+                a["app"],
+                "connected" if a["connected"] else "gone",
+                ",".join(f"{e['name']} {e['version']}".strip() for e in a["engines"]),
+                labels_text(a["labels"]),
+                a["host"],
+                a["pid"],
+                a["agent_version"],
+                "now" if a["connected"] else age(a["last_seen_at"], now),
+                a["dropped_total"],
+            )
+            for a in agents
+        ],
+    )
+    return 0
+
+
+# -- tasks -------------------------------------------------------------------------------------
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    if args.limit is not None and not 1 <= args.limit <= 10000:
+        raise CLIError("--limit must be between 1 and 10000")
+    query = {
+        "state": args.state,
+        "name": args.name,
+        "engine": args.engine,
+        "app": args.app,
+        "limit": args.limit,
+    }
+    tasks = BrainClient.from_args(args).get("tasks", query)["tasks"]
+    if args.json:
+        _emit_json(tasks)
+        return 0
+    if not tasks:
+        print("no tasks match", file=sys.stderr)
+        return 0
+    print_table(
+        TASK_COLUMNS,
+        [
+            (
+                t["name"],
+                t["state"],
+                t["engine"],
+                t["app"],
+                t["queue"],
+                t["worker"],
+                t["task_id"],
+                timestamp(t["updated_at"]),
+                seconds_text(t["runtime"]),
+                _failure(t),
+            )
+            for t in tasks
+        ],
+    )
+    return 0
+
+
+def _failure(task: dict[str, Any]) -> str:
+    if not task.get("exception"):
+        return ""
+    message = task.get("message") or ""
+    return f"{task['exception']}: {message}" if message else str(task["exception"])
+
+
+def _show(args: argparse.Namespace) -> int:
+    client = BrainClient.from_args(args)
+    tasks = client.get("tasks", {"task_id": args.task_id, "engine": args.engine, "limit": 10})
+    found = tasks["tasks"]
+    if not found:
+        raise CLIError(f"no task {args.task_id!r} is stored (see z4j tasks)", EXIT_FAILED)
+    if len(found) > 1:
+        engines = ", ".join(sorted(t["engine"] for t in found))
+        raise CLIError(f"task id {args.task_id!r} exists in several engines ({engines}): --engine")
+    task = found[0]
+    path = f"tasks/{urllib.parse.quote(args.task_id, safe='')}/events"
+    events = client.get(path, {"engine": task["engine"]})["events"]
+    if args.json:
+        _emit_json({**task, "events": events})
+        return 0
+    fields = [
+        ("task id", task["task_id"]),
+        ("name", task["name"]),
+        ("state", task["state"]),
+        ("engine", task["engine"]),
+        ("app", task["app"]),
+        ("queue", task["queue"]),
+        ("worker", task["worker"]),
+        ("enqueued", timestamp(task["enqueued_at"])),
+        ("received", timestamp(task["received_at"])),
+        ("started", timestamp(task["started_at"])),
+        ("finished", timestamp(task["finished_at"])),
+        ("runtime", seconds_text(task["runtime"])),
+        ("retries", task["retries"]),
+        ("failure", _failure(task) or None),
+        ("fire id", task["fire_id"]),
+    ]
+    for label, value in fields:
+        print(f"{label + ':':<10} {'-' if value is None else value}")
+    if task.get("traceback"):
+        print("traceback (redacted by the agent):")
+        print(task["traceback"].rstrip())
+    print(f"events ({len(events)}):")
+    for event in events:
+        print("  " + _event_line(event))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    task_args = _json_arg(args.args, "--args", list, "a JSON list, e.g. '[1, 2]'")
+    task_kwargs = _json_arg(args.kwargs, "--kwargs", dict, "a JSON object, e.g. '{\"x\": 1}'")
+    labels: dict[str, str] = {}
+    if args.labels:
+        from z4j_core.cli.tokens import parse_labels
+
+        labels = parse_labels(args.labels)
+    if args.deadline is not None and args.deadline <= 0:
+        raise CLIError("--deadline must be a positive number of seconds")
+    client = BrainClient.from_args(args)
+    app = args.app or _only_app(client, args.engine)
+    body: dict[str, Any] = {
+        "kind": "enqueue",
+        "engine": args.engine,
+        "app": app,
+        "task": args.name,
+        "args": task_args,
+        "kwargs": task_kwargs,
+        "labels": labels,
+    }
+    if args.queue:
+        body["options"] = {"queue": args.queue}
+    if args.deadline is not None:
+        body["deadline"] = args.deadline
+    wait = (args.deadline or 30.0) + 10.0
+    status, outcome = client.request(
+        "POST", "commands", body=body, timeout=max(wait, args.timeout), expected=(409,)
+    )
+    if status == 409:
+        raise CLIError(f"not enqueued: {outcome['error']}", EXIT_FAILED)
+    if args.json:
+        _emit_json(outcome)
+    elif outcome["status"] in ENQUEUED_STATUSES:
+        print(
+            f"enqueued {args.name} on {args.engine} (app {app}) as {outcome['native_id']} "
+            f"by agent {outcome['agent_instance']}"
+        )
+    else:
+        reason = f": {outcome['reason']}" if outcome.get("reason") else ""
+        print(f"not enqueued: {outcome['status']}{reason}", file=sys.stderr)
+    return 0 if outcome["status"] in ENQUEUED_STATUSES else EXIT_FAILED
+
+
+def _only_app(client: BrainClient, engine: str) -> str:
+    agents = client.get("agents", {"connected": "1"})["agents"]
+    apps = sorted({a["app"] for a in agents if any(e["name"] == engine for e in a["engines"])})
+    if len(apps) == 1:
+        return str(apps[0])
+    if not apps:
+        raise CLIError(f"no connected agent serves engine {engine!r} (see z4j agents)", EXIT_FAILED)
+    raise CLIError(f"several apps serve engine {engine!r} ({', '.join(apps)}): pass --app")
+
+
+def _json_arg(text: str, option: str, kind: type, example: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise CLIError(f"{option} is not valid JSON; give {example}") from None
+    if not isinstance(value, kind):
+        raise CLIError(f"{option} must be {example}")
+    return value
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+def _event_line(e: dict[str, Any]) -> str:
+    parts = [
+        timestamp(e["at"]),
+        f"{e['kind']:<10}",
+        e["engine"],
+        e["task_name"],
+        e["task_id"],
+        f"app={e['app']}",
+    ]
+    for key in ("queue", "worker"):
+        if e.get(key):
+            parts.append(f"{key}={e[key]}")
+    if e.get("runtime") is not None:
+        parts.append(f"runtime={seconds_text(e['runtime'])}")
+    if e.get("exception"):
+        parts.append(f"failure={e['exception']}")
+    return " ".join(str(p) for p in parts)
+
+
+def _tail(args: argparse.Namespace) -> int:
+    if args.count is not None and args.count < 1:
+        raise CLIError("--count must be at least 1")
+    client = BrainClient.from_args(args)
+    if args.from_start:
+        after = 0
+    elif args.after is not None:
+        after = args.after
+    else:
+        after = client.get("events", {"limit": 0})["latest"]
+    printed = 0
+    wait = 0 if args.no_follow else TAIL_WAIT_SECONDS
+    while True:
+        page = client.get(
+            "events",
+            {"after": after, "limit": 1000, "wait": wait},
+            timeout=max(args.timeout, wait + 15),
+        )
+        for event in page["events"]:
+            print(json.dumps(event) if args.json else _event_line(event), flush=True)
+            printed += 1
+            if args.count is not None and printed >= args.count:
+                return 0
+        after = page["next_after"]
+        if args.no_follow and not page["events"]:
+            return 0
