@@ -42,12 +42,12 @@ def crontab_settings(validate: Callable[..., Any]) -> list[list[int]] | None:
     return [month, day, weekday, hour, minute]
 
 
-def render_field(values: Sequence[int], full: range) -> str:
+def render_field(values: Sequence[int], full: range, steps: bool = True) -> str:
     """`[0, 15, 30, 45]` over 0-59 -> `*/15`; `[1, 2, 3, 7]` -> `1-3,7`."""
     chosen = sorted(set(values))
     if chosen == list(full):
         return "*"
-    for step in range(2, len(full)):
+    for step in range(2, len(full) // 2 + 1 if steps else 2):  # Huey has no */n for weekdays
         if chosen == list(full[::step]):
             return f"*/{step}"
     parts: list[str] = []
@@ -72,7 +72,7 @@ def cron_expression(settings: Sequence[Sequence[int]]) -> str:
             render_field(hour, r_hour),
             render_field(day, r_day),
             render_field(month, r_month),
-            render_field(weekday, r_weekday),
+            render_field(weekday, r_weekday, steps=False),
         )
     )
 
