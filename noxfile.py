@@ -20,6 +20,7 @@ ROOT = Path(__file__).parent
 REPORTS = ROOT / ".nox-reports"
 CORE = "packages/z4j-core"
 BRAIN = "packages/z4j-brain"
+HUEY = "packages/z4j-huey"
 
 
 def find_python(version: str) -> str:
@@ -50,7 +51,7 @@ TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "core", "brain", "packaging"]
+nox.options.sessions = ["lint", "core", "brain", "huey", "packaging"]
 
 # One id for the whole run, so every session's tests share the same service slices.
 os.environ.setdefault("Z4J_TEST_RUN_ID", uuid.uuid4().hex[:12])
@@ -90,6 +91,14 @@ def brain(session: nox.Session) -> None:
     """The brain's own tests, and the agent against real brain processes (tests/link)."""
     session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN)
     run_pytest(session, f"{BRAIN}/tests", "tests/link")
+
+
+@nox.session(python=LOWEST_PYTHON)
+def huey(session: nox.Session) -> None:
+    """The Huey adapter: unit tests, and the conformance suite on real consumers (SqliteHuey,
+    RedisHuey) through a real brain; gevent for the greenlet worker type; the demo."""
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "redis", "gevent")
+    run_pytest(session, f"{HUEY}/tests")
 
 
 @nox.session(python=DEFAULT_PYTHON)
