@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -92,13 +93,14 @@ class RunningBrain:
                 return exc.code, json.loads(exc.read() or b"null")
 
 
-@pytest.fixture
-def running_brain(database: Path | str) -> Iterator[RunningBrain]:
+@contextlib.contextmanager
+def serving(database: Path | str, **env: str) -> Iterator[RunningBrain]:
+    """A brain served from a thread on a free port; ``env`` adds ``Z4J_*`` settings."""
     config = BrainConfig.load(
         host="127.0.0.1",
         port=0,
         database=database,
-        env={"Z4J_ADMIN_TOKEN": ADMIN, "Z4J_HEARTBEAT_SECONDS": "5"},
+        env={"Z4J_ADMIN_TOKEN": ADMIN, "Z4J_HEARTBEAT_SECONDS": "5", **env},
     )
     thread = ServerThread(Brain(config, command_deadline_seconds=5.0))
     thread.start()
@@ -106,6 +108,12 @@ def running_brain(database: Path | str) -> Iterator[RunningBrain]:
         yield RunningBrain(thread, database)
     finally:
         thread.stop()
+
+
+@pytest.fixture
+def running_brain(database: Path | str) -> Iterator[RunningBrain]:
+    with serving(database) as brain:
+        yield brain
 
 
 def make_hello(

@@ -304,6 +304,7 @@ class Brain:
         if self.admin is None:
             await asyncio.to_thread(self.prepare)
         self.writer.start()
+        self._stored_samples.append((time.monotonic(), self.events_stored))
         await self.tokens.refresh()
         self._background = [
             asyncio.create_task(

@@ -53,7 +53,7 @@ class _Terminated(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="z4j", add_help=True)
+    parser = argparse.ArgumentParser(prog="z4j brain", add_help=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser("serve", help="run the brain (agent gateway and HTTP API)")
