@@ -88,8 +88,9 @@ def core(session: nox.Session) -> None:
 
 @nox.session(python=LOWEST_PYTHON)
 def brain(session: nox.Session) -> None:
-    """The brain's own tests, and the agent against real brain processes (tests/link)."""
-    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN)
+    """The brain's own tests (SQLite and Postgres), and the agent against real brain processes
+    (tests/link). `cryptography` makes the test CA for the TLS tests."""
+    session.install(*TEST_TOOLS, "cryptography>=42", "-e", CORE, "-e", BRAIN)
     run_pytest(session, f"{BRAIN}/tests", "tests/link")
 
 

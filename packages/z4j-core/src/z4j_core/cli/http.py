@@ -184,9 +184,9 @@ class BrainClient:
     def _connection_error(self, reason: object, wait: float) -> CLIError:
         where = self.base_url
         if isinstance(reason, ssl.SSLCertVerificationError):
-            detail = reason.verify_message or reason.reason or "certificate verify failed"
+            detail = reason.verify_message or reason.reason or "?"
             return CLIError(
-                f"TLS failed with {where}: {detail} (pass --ca-bundle or set {ENV_CA_BUNDLE} "
+                f"TLS failed with {where}: certificate verify failed: {detail} (pass --ca-bundle or set {ENV_CA_BUNDLE} "
                 "to the CA that signed the brain's certificate)",
                 EXIT_FAILED,
             )
