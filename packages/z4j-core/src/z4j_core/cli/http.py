@@ -186,8 +186,9 @@ class BrainClient:
         if isinstance(reason, ssl.SSLCertVerificationError):
             detail = reason.verify_message or reason.reason or "?"
             return CLIError(
-                f"TLS failed with {where}: certificate verify failed: {detail} (pass --ca-bundle or set {ENV_CA_BUNDLE} "
-                "to the CA that signed the brain's certificate)",
+                f"TLS failed with {where}: certificate verify failed: {detail} "
+                f"(pass --ca-bundle or set {ENV_CA_BUNDLE} to the CA that signed the brain's "
+                "certificate)",
                 EXIT_FAILED,
             )
         if isinstance(reason, ssl.SSLError):
