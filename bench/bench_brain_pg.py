@@ -1,0 +1,163 @@
+"""Brain store benchmark: sustained events/s from 1 and from 10 agents into a brain on Postgres,
+and the same on SQLite for comparison. Stored (events queryable, tasks' latest state kept) and
+acknowledged, measured from the first emit to the last acknowledgement.
+
+Prints figures; asserts nothing about time. Run: python bench/bench_brain_pg.py [--quick]
+Needs the brain installed (`pip install -e packages/z4j-brain`) and Postgres at 127.0.0.1:5432
+(trust auth; Z4J_TEST_PG_* variables move it). Each agent is its own process running
+`z4j_core.agent.Agent`, as in a worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from z4j_core.testing.brainproc import BrainProcess
+
+HERE = Path(__file__).resolve()
+
+
+def worker(url: str, token: str, spool: str, count: int) -> None:
+    """One agent process: connect, wait for `go` on stdin, emit `count` events, wait for acks."""
+    from z4j_core.agent import Agent
+    from z4j_core.plugins import PluginRegistry, new_plugin_manager
+
+    agent = Agent(
+        brain_url=url,
+        token=token,
+        spool_dir=spool,
+        plugins=PluginRegistry(new_plugin_manager()),
+        max_memory_events=max(20_000, count),
+    )
+    agent.start()
+    if not agent.wait_connected(30):
+        print(json.dumps({"error": "not connected"}), flush=True)
+        return
+    print(json.dumps({"ready": True}), flush=True)
+    sys.stdin.readline()
+    began = time.time()
+    pid = os.getpid()
+    for i in range(count):
+        agent.emit(
+            "succeeded",
+            f"t-{pid}-{i:09d}",
+            "shop.tasks.charge_card",
+            engine="bench",
+            args=(i,),
+            runtime=0.01,
+            queue="default",
+        )
+    deadline = time.monotonic() + 600
+    while agent.stats["acked"] < count and time.monotonic() < deadline:
+        time.sleep(0.002)
+    ended = time.time()
+    acked = agent.stats["acked"]
+    agent.stop(5)
+    print(json.dumps({"began": began, "ended": ended, "acked": acked}), flush=True)
+
+
+def run_agents(brain: BrainProcess, token: str, spool: Path, agents: int, total: int) -> float:
+    """Events per second from `agents` processes sending `total` events together."""
+    each = total // agents
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE),
+                "--worker",
+                brain.url,
+                token,
+                str(spool / str(n)),
+                str(each),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(agents)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            ready = json.loads(proc.stdout.readline() or "{}")
+            if not ready.get("ready"):
+                raise RuntimeError(f"an agent did not connect: {ready}")
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results: list[dict[str, Any]] = []
+        for proc in procs:
+            assert proc.stdout is not None
+            results.append(json.loads(proc.stdout.readline()))
+            proc.wait(60)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    stream.close()
+    acked = sum(r["acked"] for r in results)
+    if acked < each * agents:
+        raise RuntimeError(f"only {acked:,} of {each * agents:,} events were acknowledged")
+    elapsed = max(r["ended"] for r in results) - min(r["began"] for r in results)
+    return acked / elapsed
+
+
+def stored_count(brain: BrainProcess) -> int:
+    body = brain.api("GET", "/api/v1/events?limit=0")
+    return int(body["latest"])
+
+
+def measure(label: str, database: str | None, workdir: Path, counts: dict[int, int]) -> None:
+    brain = BrainProcess(workdir / label, database=database)
+    with brain:
+        token = brain.create_token("bench")
+        spool = workdir / f"{label}-spool"
+        for agents, total in counts.items():
+            rates = [run_agents(brain, token, spool / str(run), agents, total) for run in range(3)]
+            target = "  [target: >= 20,000]" if label == "postgres" and agents == 1 else ""
+            print(
+                f"{label:<8} {agents:>2} agent{'s' if agents > 1 else ' '} -> 1 brain, stored + "
+                f"acked: median {statistics.median(rates):,.0f} events/s over 3 runs of "
+                f"{total:,} (min {min(rates):,.0f}, max {max(rates):,.0f}){target}",
+                flush=True,
+            )
+        print(f"{label:<8} positions assigned: {stored_count(brain):,}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="reduced counts")
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=["postgres", "sqlite"], help="one store only")
+    args = parser.parse_args()
+    if args.worker:
+        url, token, spool, count = args.worker
+        worker(url, token, spool, int(count))
+        return
+    counts = {1: 50_000, 10: 100_000} if args.quick else {1: 300_000, 10: 500_000}
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        if args.only != "sqlite":
+            from z4j_core.testing.postgres import temporary_database
+
+            url = stack.enter_context(temporary_database("bench"))
+            measure("postgres", url, Path(tmp), counts)
+        if args.only != "postgres":
+            measure("sqlite", None, Path(tmp), counts)
+
+
+if __name__ == "__main__":
+    main()
