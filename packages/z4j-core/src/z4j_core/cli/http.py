@@ -10,17 +10,17 @@ timeout, an error answer. Never prints or logs the admin token.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
-import socket
-import ssl
-import urllib.error
-import urllib.parse
-import urllib.request
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from z4j_core.cli import CLIError
+
+if TYPE_CHECKING:
+    import ssl
+
+# urllib, ssl and http.client are imported when a request is made: every `z4j` run builds the
+# parser (and so imports this module), and most never talk to a brain.
 
 ENV_BRAIN_URL: Final = "Z4J_BRAIN_URL"
 ENV_ADMIN_TOKEN: Final = "Z4J_ADMIN_TOKEN"
@@ -79,6 +79,8 @@ class BrainClient:
         self.timeout = timeout
         self._context: ssl.SSLContext | None = None
         if self.base_url.startswith("https://"):
+            import ssl
+
             try:
                 self._context = ssl.create_default_context(cafile=ca_bundle)
             except (OSError, ssl.SSLError) as exc:
@@ -117,6 +119,12 @@ class BrainClient:
         """``path`` is below ``/api/v1`` (or absolute when it starts with ``/`` and not ``/api``
         is wanted: pass the full path). Answers whose status is in ``expected`` are returned as
         ``(status, body)`` instead of raising."""
+        import http.client
+        import ssl
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
         if self.admin_token is None:
             raise CLIError(
                 f"no admin token: pass --admin-token or set {ENV_ADMIN_TOKEN} "
@@ -182,6 +190,9 @@ class BrainClient:
         return CLIError(message or f"the brain answered HTTP {status}", EXIT_FAILED)
 
     def _connection_error(self, reason: object, wait: float) -> CLIError:
+        import socket
+        import ssl
+
         where = self.base_url
         if isinstance(reason, ssl.SSLCertVerificationError):
             detail = reason.verify_message or reason.reason or "?"

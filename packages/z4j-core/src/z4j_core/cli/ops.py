@@ -12,7 +12,6 @@ import argparse
 import json
 import sys
 import time
-import urllib.parse
 from typing import Any, Final
 
 from z4j_core.cli import CLIError
@@ -182,7 +181,9 @@ def _show(args: argparse.Namespace) -> int:
         engines = ", ".join(sorted(t["engine"] for t in found))
         raise CLIError(f"task id {args.task_id!r} exists in several engines ({engines}): --engine")
     task = found[0]
-    path = f"tasks/{urllib.parse.quote(args.task_id, safe='')}/events"
+    from urllib.parse import quote
+
+    path = f"tasks/{quote(args.task_id, safe='')}/events"
     events = client.get(path, {"engine": task["engine"]})["events"]
     if args.json:
         _emit_json({**task, "events": events})

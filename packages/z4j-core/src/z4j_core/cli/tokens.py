@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.parse
 from typing import Any
 
 from z4j_core.cli import CLIError
@@ -107,7 +106,9 @@ def _list(args: argparse.Namespace) -> int:
 def _revoke(args: argparse.Namespace) -> int:
     if args.database:
         return _local(args, ["revoke", args.name])
+    from urllib.parse import quote
+
     client = BrainClient.from_args(args)
-    client.delete(f"tokens/{urllib.parse.quote(args.name, safe='')}")
+    client.delete(f"tokens/{quote(args.name, safe='')}")
     print(f"revoked token {args.name!r}: agents using it are cut off")
     return 0
