@@ -303,3 +303,40 @@ def test_a_bad_postgres_url_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1 and result.stderr.startswith("z4j: error: cannot connect to")
     assert "secret" not in result.stderr and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+def test_the_brain_survives_its_postgres_connections_being_killed(database: Path | str) -> None:
+    """Every brain connection terminated (as a Postgres restart does): the batch in flight is
+    not acknowledged, the agent's next session stores and is acknowledged, reads recover."""
+    import psycopg
+
+    from z4j_core.testing.postgres import server_url
+
+    with serving(database) as running:
+        token = running.create_token("agent-a")
+
+        async def scenario() -> None:
+            agent = await TestAgent.connect(running.ws_url, token, make_hello("inst-1"))
+            await agent.send_batch(0, 5)
+            await agent.recv_frame()
+            name = str(database).rsplit("/", 1)[1]
+            with psycopg.connect(server_url(), autocommit=True) as admin:
+                killed = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = %s AND application_name = 'z4j-brain'",
+                    (name,),
+                ).fetchone()
+            assert killed is not None and killed[0] >= 2  # the writer and a reader at least
+            await agent.send_batch(5, 5)
+            assert await agent.close_code(timeout=10) == CloseCode.INTERNAL
+            again = await TestAgent.connect(running.ws_url, token, make_hello("inst-1"))
+            await again.send_batch(5, 5)
+            ack = await again.recv_frame(timeout=20)
+            assert getattr(ack, "up_to_seq", None) == 9
+            await again.ws.close()
+
+        asyncio.run(scenario())
+        status, body = running.api("GET", "/api/v1/events?after=0")
+        assert status == 200 and [e["seq"] for e in body["events"]] == list(range(10))

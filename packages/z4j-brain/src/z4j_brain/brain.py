@@ -354,13 +354,34 @@ class Brain:
         return events, tasks
 
     def _run_read(self, query: Callable[[Store], T]) -> T:
+        store = self._reader_store()
+        try:
+            return query(store)
+        except Exception:
+            if not getattr(store.conn, "broken", False):
+                raise
+        # The connection broke (a Postgres restart or failover): once more on a fresh one.
+        self._drop_reader_store(store)
+        return query(self._reader_store())
+
+    def _reader_store(self) -> Store:
         store: Store | None = getattr(self._reader_local, "store", None)
         if store is None:
             store = Store.open(self.config.database, migrate=False, shared=True)
             self._reader_local.store = store
             with self._reader_lock:
                 self._reader_stores.append(store)
-        return query(store)
+        return store
+
+    def _drop_reader_store(self, store: Store) -> None:
+        self._reader_local.store = None
+        with self._reader_lock:
+            if store in self._reader_stores:
+                self._reader_stores.remove(store)
+        try:
+            store.close()
+        except Exception:
+            pass
 
     def note_events_stored(self, count: int) -> None:
         self.events_stored += count
