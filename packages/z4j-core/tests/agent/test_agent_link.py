@@ -315,3 +315,35 @@ def test_a_disabled_agent_does_nothing(disabled: str, monkeypatch: pytest.Monkey
     agent.emit("started", "t", "x")
     assert agent._thread is None
     agent.stop(1)
+
+
+def test_stop_returns_within_its_timeout_when_the_brain_blackholes(tmp_path: Path) -> None:
+    """A brain that accepts TCP and then never answers must not hold the host's shutdown."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        port = listener.getsockname()[1]
+        agent, _ = make_agent(f"ws://127.0.0.1:{port}/v1/agent", tmp_path)
+        agent.start()
+        emit_many(agent, 1000)
+        time.sleep(1.0)  # the link is stuck in its opening handshake
+        began = time.perf_counter()
+        agent.stop(1.0)
+        elapsed = time.perf_counter() - began
+    assert elapsed < 1.0 + 1.0  # the timeout plus the documented margin, with slack
+    assert agent._thread is not None and not agent._thread.is_alive()
+    assert list(tmp_path.glob("*/*.seg")), "undelivered events were not spooled"
+
+
+def test_stop_returns_within_its_timeout_when_the_brain_never_acks(tmp_path: Path) -> None:
+    brain = MiniBrain(ack=False)
+    with brain.running():
+        agent, _ = make_agent(brain.url, tmp_path)
+        agent.start()
+        assert agent.wait_connected(10)
+        emit_many(agent, 5000)
+        began = time.perf_counter()
+        agent.stop(1.5)
+        elapsed = time.perf_counter() - began
+    assert elapsed < 1.5 + 1.0
+    assert agent._thread is not None and not agent._thread.is_alive()

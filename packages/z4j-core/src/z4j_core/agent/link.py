@@ -51,6 +51,7 @@ BACKOFF_CAP = 30.0
 TERMINAL_BACKOFF = (120.0, 300.0)  # auth refused, version refused: an operator must act
 STABLE_SESSION = 10.0  # a session that lived this long resets the backoff
 DRAIN_SWEEP = 0.01
+CLOSE_WAIT = 0.2  # seconds to say goodbye on stop; a blackholed brain must not hold us
 
 
 class TerminalRefusal(Exception):

@@ -44,6 +44,7 @@ from z4j_core.wire import (
 log = logging.getLogger("z4j.agent")
 
 INVENTORY_REFRESH_SECONDS = 60.0
+STOP_MARGIN = 0.5  # seconds of `stop(timeout)` kept for the goodbye, the spool and the join
 
 EmitFn = Callable[..., None]
 
@@ -94,6 +95,7 @@ class Agent:
         self._outbox: Outbox | None = None
         self._ready = threading.Event()
         self._replayed = False
+        self._last_inventory: dict[tuple[str, str], Inventory] = {}
         self._main_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[Any]] = set()
 
@@ -202,15 +204,19 @@ class Agent:
         thread, loop, link = self._thread, self._loop, self._link
         if thread is None or loop is None or link is None or self._forked_child:
             return
-        deadline = time.monotonic() + timeout
+        # The whole stop fits in `timeout` plus a small margin: draining ends early enough to
+        # leave time for the goodbye, the spool write and the thread's exit.
+        began = time.monotonic()
+        margin = min(STOP_MARGIN, timeout / 2)
+        drain_deadline = began + timeout - margin
         try:
-            future = asyncio.run_coroutine_threadsafe(link.stop(deadline), loop)
+            future = asyncio.run_coroutine_threadsafe(link.stop(drain_deadline), loop)
             with contextlib.suppress(Exception):
-                future.result(max(0.1, deadline - time.monotonic() + 1.0))
+                future.result(max(0.05, began + timeout - time.monotonic()))
             loop.call_soon_threadsafe(self._cancel_main)
         except RuntimeError:
             pass  # the loop is already gone
-        thread.join(max(0.1, deadline - time.monotonic() + 1.5))
+        thread.join(max(0.05, began + timeout + STOP_MARGIN - time.monotonic()))
 
     def _cancel_main(self) -> None:
         if self._main_task is not None:
@@ -300,6 +306,7 @@ class Agent:
         tasks = [
             asyncio.ensure_future(self._link.sweep_forever()),
             asyncio.ensure_future(self._link.run()),
+            asyncio.ensure_future(self._refresh_inventory()),
         ]
         try:
             await asyncio.gather(*tasks)
@@ -343,6 +350,7 @@ class Agent:
         )
 
     def _on_open(self, link: Link) -> None:
+        self._last_inventory.clear()
         self._spawn(self._send_inventory(link))
         if not self._replayed:
             self._replayed = True
@@ -354,11 +362,24 @@ class Agent:
         task.add_done_callback(self._background.discard)
 
     async def _send_inventory(self, link: Link) -> None:
+        """Send each adapter's inventory when it changed since the last one this session."""
         loop = asyncio.get_running_loop()
         for adapter in list(self.adapters):
             inventory = await loop.run_in_executor(None, self._inventory_of, adapter)
-            if inventory is not None:
+            if inventory is None:
+                continue
+            key = (inventory.engine, inventory.app)
+            if self._last_inventory.get(key) != inventory:
+                self._last_inventory[key] = inventory
                 link.send_control(inventory)
+
+    async def _refresh_inventory(self) -> None:
+        """Engines learn tasks and schedules as they run (RQ sees functions in jobs)."""
+        while True:
+            await asyncio.sleep(INVENTORY_REFRESH_SECONDS)
+            link = self._link
+            if link is not None and link.connected.is_set():
+                await self._send_inventory(link)
 
     def _inventory_of(self, adapter: EngineAdapter) -> Inventory | None:
         hook = self.plugins.hook
