@@ -123,7 +123,6 @@ class CommandRunner:
         self._concurrency = concurrency
         self._idle = 0
         self._lock = threading.Lock()
-        self.running = 0
 
     def submit(self, command: Command) -> None:
         """Accept a command now; its deadline counts from this moment on our own clock."""
@@ -159,11 +158,7 @@ class CommandRunner:
             if item is None:
                 return
             command, deadline = item
-            self.running += 1
-            try:
-                result = self._run(command, deadline)
-            finally:
-                self.running -= 1
+            result = self._run(command, deadline)
             try:
                 self._report(result)
             except Exception:

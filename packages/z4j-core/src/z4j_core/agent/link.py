@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from z4j_core.agent.config import AgentConfig
 from z4j_core.agent.outbox import Outbox, RecordQueue
@@ -35,7 +35,6 @@ from z4j_core.wire import (
     Error,
     Frame,
     Hello,
-    ProtocolError,
     RemoteProtocolError,
     State,
     Welcome,
@@ -328,11 +327,3 @@ class Link:
             with contextlib.suppress(asyncio.TimeoutError):
                 timeout = FLUSH_BUSY if self._draining else FLUSH_IDLE
                 await asyncio.wait_for(self._wake.wait(), timeout)
-
-
-def protocol_error_text(exc: BaseException) -> str:
-    if isinstance(exc, ProtocolError):
-        return exc.reason
-    if isinstance(exc, ConnectionClosed):
-        return f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
-    return f"{type(exc).__name__}: {exc}"

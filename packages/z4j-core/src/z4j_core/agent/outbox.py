@@ -16,7 +16,6 @@ import itertools
 import json
 import logging
 import os
-import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -401,7 +400,3 @@ class Outbox:
         for chunk in reversed(chunks):
             self.spool.prepend(chunk)
         return len(memory)
-
-
-def monotonic() -> float:
-    return time.monotonic()
