@@ -347,3 +347,44 @@ def test_stop_returns_within_its_timeout_when_the_brain_never_acks(tmp_path: Pat
         elapsed = time.perf_counter() - began
     assert elapsed < 1.5 + 1.0
     assert agent._thread is not None and not agent._thread.is_alive()
+
+
+def test_records_prepared_in_a_child_arrive_redacted_with_the_childs_time(tmp_path: Path) -> None:
+    """`prepare` in a forked child, `emit_prepared` in the parent: the relay path adapters use
+    for prefork pools. The child's drops are counted with the agent's own."""
+    brain = MiniBrain()
+    with brain.running():
+        agent, _ = make_agent(brain.url, tmp_path)
+        agent.start()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: prepares, never emits
+            import pickle
+
+            record = agent.prepare(
+                "started",
+                "relayed-task",
+                "app.tasks.login",
+                engine="testengine",
+                kwargs={"password": "hunter2", "user": "bob"},
+                message="postgres://bob:hunter2@db/app failed",
+            )
+            os.write(write_end, pickle.dumps((record, agent.stats["connected"])))
+            os._exit(0)
+        os.close(write_end)
+        os.waitpid(pid, 0)
+        import pickle
+
+        with os.fdopen(read_end, "rb") as pipe:
+            record, child_connected = pickle.loads(pipe.read())
+        assert child_connected is False, "a child that only prepares must not start a link"
+        agent.emit_prepared(record)
+        agent.count_relay_dropped(3)
+        assert agent.dropped >= 3
+        assert wait_until(lambda: len(brain.events) == 1)
+        agent.stop(5)
+    event = next(iter(brain.events.values()))
+    assert event.task_id == "relayed-task"
+    assert event.at == record[1], "the event keeps the time it was prepared at"
+    assert "hunter2" not in (event.kwargs or "") + (event.message or "")
+    assert "bob" in (event.kwargs or "")

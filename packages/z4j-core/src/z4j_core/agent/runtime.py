@@ -26,7 +26,7 @@ from z4j_core import __version__
 from z4j_core.agent.commands import CommandRunner, FireMemory
 from z4j_core.agent.config import AgentConfig
 from z4j_core.agent.link import Link
-from z4j_core.agent.outbox import Outbox, RecordQueue, Spool, orphan_folders
+from z4j_core.agent.outbox import Outbox, Record, RecordQueue, Spool, orphan_folders
 from z4j_core.agent.redaction import MAX_TRACEBACK_CHARS, Redactor
 from z4j_core.hookspecs import EngineAdapter
 from z4j_core.plugins import PluginRegistry, load_adapters
@@ -82,6 +82,7 @@ class Agent:
     def _reset_process_state(self) -> None:
         self.instance_id = uuid.uuid4().hex
         self.pid = os.getpid()
+        self._relay_dropped = 0  # events other processes dropped on their way here
         # Generous: the link thread drains this every few ms; the cap only guards a stuck thread.
         self._records = RecordQueue(cap=max(2 * self.config.max_memory_events, 20_000))
         self._closed = self.config.disabled
@@ -166,6 +167,59 @@ class Agent:
         except Exception:
             self.errors += 1
 
+    # -- relays from other processes of this host -----------------------------------------------
+
+    def prepare(
+        self,
+        kind: Any,
+        task_id: str,
+        task_name: str,
+        *,
+        engine: str = "",
+        args: Any = None,
+        kwargs: Any = None,
+        **fields: Any,
+    ) -> Record:
+        """The record `emit` would push, redacted and stamped now, without pushing it.
+
+        For an adapter's relay: a process that must not run its own link (a prefork pool child)
+        prepares records with the agent it inherited and hands them to its parent, which pushes
+        them with `emit_prepared`. No I/O, no lock; raises what redaction raises (the caller
+        catches it, as capture code does).
+        """
+        redactor = self.redactor
+        if args is not None:
+            fields["args"] = redactor.args(args)
+        if kwargs is not None:
+            fields["kwargs"] = redactor.kwargs(kwargs)
+        if "traceback" in fields:
+            fields["traceback"] = redactor.text(fields["traceback"], MAX_TRACEBACK_CHARS)
+        if "message" in fields:
+            fields["message"] = redactor.text(fields["message"])
+        if "result" in fields:
+            fields["result"] = redactor.args(fields["result"])
+        return (kind, time.time(), engine, task_id, task_name, fields or None)
+
+    def emit_prepared(self, record: Record) -> None:
+        """Push a record made by `prepare` (in this process or a child); like `emit`, never
+        raises and does no I/O."""
+        try:
+            if self._closed:
+                return
+            if self._forked_child:
+                if self.after_fork == "disable":
+                    return
+                self._forked_child = False
+                self.start()
+            self._records.push(record)
+        except Exception:
+            self.errors += 1
+
+    def count_relay_dropped(self, count: int) -> None:
+        """Count events another process of this host dropped before they reached this agent
+        (reported to the brain with the agent's own drops)."""
+        self._relay_dropped += count
+
     # -- life cycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -241,7 +295,7 @@ class Agent:
     @property
     def dropped(self) -> int:
         outbox, spool = self._outbox, self._spool
-        total = self._records.dropped
+        total = self._records.dropped + self._relay_dropped
         if outbox is not None:
             total += outbox.invalid + outbox.overflow_dropped
         if spool is not None:
