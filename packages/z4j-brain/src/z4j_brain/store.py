@@ -112,7 +112,7 @@ _TASK_TYPES: Final = (
 
 
 def _unnest(types: Sequence[str]) -> str:
-    return "SELECT * FROM unnest(" + ", ".join(f"%s::{t}" for t in types) + ")"
+    return "SELECT * FROM unnest(" + ", ".join(f"%b::{t}" for t in types) + ")"
 
 
 _PG_EVENT_INSERT: Final = (
@@ -581,18 +581,21 @@ def _pg_store_events(
     assert isinstance(conn, PostgresConnection)
     if not event_rows:
         return 0
-    try:
-        stored = conn.execute_native(_PG_EVENT_INSERT, _columns(event_rows)).rowcount
-    except ValueError:
-        # psycopg refuses NUL characters (Postgres text cannot hold them) before sending.
-        event_rows = [_without_nul(r) for r in event_rows]
-        task_rows = [_without_nul(r) for r in task_rows]
-        stored = conn.execute_native(_PG_EVENT_INSERT, _columns(event_rows)).rowcount
+    events = _without_nul(_columns(event_rows), _EVENT_TYPES)
+    stored = conn.execute_native(_PG_EVENT_INSERT, events).rowcount
     # One statement cannot update a row twice, so a task seen several times in the batch is
     # upserted in rounds: its first event in the first round, its second in the next...
     for round_rows in _rounds(task_rows):
-        conn.execute_native(_PG_TASK_UPSERT, _columns(round_rows))
+        conn.execute_native(_PG_TASK_UPSERT, _without_nul(_columns(round_rows), _TASK_TYPES))
     return max(int(stored), 0)
+
+
+def _without_nul(columns: list[list[Any]], types: Sequence[str]) -> list[list[Any]]:
+    """Postgres text cannot hold NUL characters (SQLite can): they become U+FFFD."""
+    for column, kind in zip(columns, types, strict=True):
+        if kind == _TEXT and any(v is not None and "\x00" in v for v in column):
+            column[:] = [v.replace("\x00", "\ufffd") if v is not None else None for v in column]
+    return columns
 
 
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
@@ -610,10 +613,6 @@ def _rounds(rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
             rounds.append([])
         rounds[n].append(row)
     return rounds
-
-
-def _without_nul(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in row)
 
 
 def _task_row(agent_instance: str, app: str, e: Event, now: float) -> tuple[Any, ...]:
