@@ -212,3 +212,24 @@ def test_dropped_reports_never_lower_the_count(store: Store) -> None:
     with store.transaction():
         store.agent_disconnected("a", "s1", 4.0)
     assert store.agents(connected_only=True) == []
+
+
+def test_text_with_nul_characters_is_stored(store: Store) -> None:
+    # SQLite keeps them; Postgres text cannot, so they become U+FFFD there. Never a failure that
+    # would leave the batch unacknowledged forever.
+    events = [ev(0, LifecycleKind.FAILED, message="bad\x00byte", exception="E\x00")]
+    assert store_batch(store, "a", events) == 1
+    (event,) = store.task_events("t1")
+    assert event["message"] in ("bad\x00byte", "bad\ufffdbyte")
+    assert store.tasks()[0]["exception"] in ("E\x00", "E\ufffd")
+
+
+def test_a_batch_with_the_same_task_many_times_keeps_the_last_state(store: Store) -> None:
+    kinds = [LifecycleKind.ENQUEUED, LifecycleKind.RECEIVED, LifecycleKind.STARTED]
+    events = [ev(i, kind) for i, kind in enumerate(kinds)]
+    events += [ev(3, LifecycleKind.SUCCEEDED, runtime=2.0), ev(4, LifecycleKind.STARTED, "t2")]
+    assert store_batch(store, "w", events) == 5
+    tasks = {t["task_id"]: t for t in store.tasks()}
+    assert tasks["t1"]["state"] == "succeeded" and tasks["t1"]["runtime"] == 2.0
+    assert tasks["t1"]["enqueued_at"] == 100.0 and tasks["t1"]["started_at"] == 102.0
+    assert tasks["t2"]["state"] == "started"
