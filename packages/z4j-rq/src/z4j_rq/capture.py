@@ -1,0 +1,408 @@
+"""Lifecycle capture: RQ's job states mapped onto z4j's lifecycle kinds.
+
+Owns where each event is seen, and that no code of ours runs in a work horse:
+- `enqueued` / `scheduled`: on the producer side, around `Queue.enqueue_job`, `schedule_job`
+  and `enqueue_many` (patched once per process; a queue counts when its Redis server and
+  database are an instrumented connection's).
+- `started`, then the outcome: in the long-lived worker process, around each job
+  (`z4j_rq.worker`). A forking worker's horse is gone when the job ends, so the outcome is read
+  back the way RQ recorded it: the job's status and the latest result of its stream, in one
+  pipelined round trip. A job RQ will run again (retries left) is `retried`, never `failed`.
+- `cancelled`: around `Job.cancel` in any instrumented process.
+- abandoned jobs: an exception handler RQ calls when it cleans up after a dead worker.
+Every entry point catches and counts its own exceptions; `emit` only appends to memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import time
+import traceback
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from z4j_core.wire import LifecycleKind
+from z4j_rq.adapter import RQAdapter, connection_key
+
+K = LifecycleKind
+
+#: Bound on per-job state kept between the exception and the outcome (SimpleWorker).
+MAX_IN_FLIGHT = 1024
+
+# RQ's Result.Type values (rq.results), spelled here so reading a result needs no import.
+RESULT_SUCCESSFUL = 1
+RESULT_FAILED = 2
+RESULT_STOPPED = 3
+RESULT_RETRIED = 4
+RESULT_MAX_RETRIES_EXCEEDED = 5
+
+ABANDONED = "rq.exceptions.AbandonedJobError"
+
+# Set in a work horse (by `z4j_rq.worker`), where nothing of ours may emit or start an agent.
+_horse = False
+# The pid of the process running a z4j worker loop (a forked horse has another pid).
+_worker_pid = 0
+
+
+def mark_horse() -> None:
+    global _horse
+    _horse = True
+
+
+def mark_worker_process() -> None:
+    global _worker_pid
+    _worker_pid = os.getpid()
+
+
+def in_work_horse() -> bool:
+    """Whether this process is an RQ work horse (forked or spawned for one job)."""
+    if _horse:
+        return True
+    return bool(os.environ.get("RQ_JOB_ID")) and _worker_pid != os.getpid()
+
+
+def parse_exc_string(text: str) -> tuple[str, str]:
+    """(exception type, message) from RQ's recorded failure text (a formatted traceback)."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if lines and lines[0].startswith("Traceback"):
+        for line in reversed(lines):
+            if not line[:1].isspace():
+                name, sep, message = line.partition(": ")
+                if " " not in name and name:
+                    return name, message if sep else name
+                break
+    if text.startswith("Work-horse terminated unexpectedly"):
+        return "rq.WorkHorseTerminated", text.strip()
+    if text.startswith("Moved to FailedJobRegistry, due to AbandonedJobError"):
+        return ABANDONED, text.strip()
+    return "rq.JobFailed", text.strip()[:500] or "the job failed"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Outcome:
+    """What RQ recorded about one execution, read in one round trip."""
+
+    __slots__ = ("exc_string", "number_of_retries", "result_type", "retries_left", "runtime")
+
+    def __init__(self) -> None:
+        self.result_type: int | None = None
+        self.exc_string = ""
+        self.runtime: float | None = None
+        self.retries_left: int | None = None
+        self.number_of_retries: int | None = None
+
+
+def read_outcome(connection: Any, job_id: str, job_key: str, execution_id: str | None) -> Any:
+    """(status or None when the job is gone, Outcome): one pipelined round trip to Redis."""
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hmget(job_key, "status", "retries_left", "number_of_retries")
+        pipe.xrevrange(f"rq:results:{job_id}", "+", "-", count=1)
+        (status, retries_left, retries_done), results = pipe.execute()
+    outcome = Outcome()
+    if retries_left is not None:
+        outcome.retries_left = int(retries_left)
+    if retries_done is not None:
+        outcome.number_of_retries = int(retries_done)
+    if results:
+        _, payload = results[0]
+        fields = {_text(k): v for k, v in payload.items()}
+        recorded_for = fields.get("execution_id")
+        if execution_id is None or recorded_for is None or _text(recorded_for) == execution_id:
+            outcome.result_type = int(fields.get("type") or 0)
+            exc = fields.get("exc_string")
+            if exc:
+                outcome.exc_string = zlib.decompress(base64.b64decode(exc)).decode(
+                    errors="replace"
+                )
+            began, ended = fields.get("execution_started_at"), fields.get("execution_ended_at")
+            if began and ended:
+                outcome.runtime = max(float(ended) - float(began), 0.0)
+    return (None if status is None else _text(status)), outcome
+
+
+class JobCapture:
+    """Emits the lifecycle events of the jobs on one instrumented Redis connection."""
+
+    def __init__(self, adapter: RQAdapter, emit: Callable[..., None]) -> None:
+        self.adapter = adapter
+        self.emit = emit
+        self.errors = 0
+        self._local = threading.local()  # the fire id of an enqueue z4j is running now
+        self._exceptions: dict[str, tuple[str, str, str]] = {}
+
+    def set_fire_id(self, fire_id: str | None) -> None:
+        self._local.fire_id = fire_id
+
+    # -- the producer side --------------------------------------------------------------------
+
+    def enqueued(self, job: Any, queue: str, eta: Any = None) -> None:
+        try:
+            if in_work_horse():
+                return
+            status = _text(getattr(job, "_status", "") or "")
+            kind = K.SCHEDULED if eta is not None or status == "deferred" else K.ENQUEUED
+            fields: dict[str, Any] = {}
+            if eta is not None:
+                fields["extra"] = {"eta": eta.isoformat()}
+            elif status == "deferred":
+                fields["extra"] = {"deferred": "waiting for the jobs it depends on"}
+            fire_id = getattr(self._local, "fire_id", None)
+            if fire_id:
+                fields["fire_id"] = fire_id
+            name = job.func_name
+            self.adapter.saw(name, queue)
+            self.emit(
+                kind, job.id, name, queue=queue, args=job.args, kwargs=job.kwargs, **fields
+            )
+        except Exception:
+            self.errors += 1
+
+    def cancelled(self, job: Any) -> None:
+        try:
+            if in_work_horse():
+                return
+            self.emit(
+                K.CANCELLED,
+                job.id,
+                job.func_name,
+                queue=job.origin,
+                message="cancelled with RQ's Job.cancel",
+            )
+        except Exception:
+            self.errors += 1
+
+    # -- the worker process -------------------------------------------------------------------
+
+    def started(self, job: Any, queue: str, worker: str) -> None:
+        try:
+            name = job.func_name
+            self.adapter.saw(name, queue)
+            self.emit(
+                K.STARTED,
+                job.id,
+                name,
+                queue=queue,
+                worker=worker,
+                args=job.args,
+                kwargs=job.kwargs,
+                retries=job.retries_left,
+            )
+        except Exception:
+            self.errors += 1
+
+    def exception(self, job: Any, exc_info: tuple[Any, ...]) -> None:
+        """An exception seen in this process (a SimpleWorker runs jobs in-process)."""
+        try:
+            exc_type, exc, tb = exc_info
+            if exc_type is None:
+                return
+            text = "".join(traceback.format_exception(exc_type, exc, tb))
+            kept = self._exceptions
+            if len(kept) >= MAX_IN_FLIGHT:
+                kept.clear()
+            kept[job.id] = (_dotted(exc_type), str(exc) or exc_type.__name__, text)
+        except Exception:
+            self.errors += 1
+
+    def finished(
+        self,
+        job: Any,
+        queue: str,
+        worker: str,
+        execution_id: str | None,
+        elapsed: float,
+    ) -> None:
+        """After the job's execution ended (its horse exited): report what RQ recorded."""
+        try:
+            self._finished(job, queue, worker, execution_id, elapsed)
+        except Exception:
+            self.errors += 1
+
+    def _finished(
+        self, job: Any, queue: str, worker: str, execution_id: str | None, elapsed: float
+    ) -> None:
+        status, outcome = read_outcome(self.adapter.connection, job.id, job.key, execution_id)
+        seen = self._exceptions.pop(job.id, None)
+        runtime = outcome.runtime if outcome.runtime is not None else elapsed
+        fields: dict[str, Any] = {"queue": queue, "worker": worker, "runtime": runtime}
+        result_type = outcome.result_type
+        if outcome.exc_string:
+            exception, message = parse_exc_string(outcome.exc_string)
+            failure = (exception, message, outcome.exc_string)
+        elif seen is not None:
+            failure = seen
+        else:
+            failure = ("rq.JobFailed", "the job failed (RQ recorded no traceback)", "")
+        name = job.func_name
+
+        if status == "stopped" or result_type == RESULT_STOPPED:
+            kind = K.REVOKED
+            fields.update(message="stopped with RQ's stop-job command", extra={"rq": "stopped"})
+        elif status == "canceled":
+            kind = K.CANCELLED
+            fields.update(message="cancelled while it ran")
+        elif result_type == RESULT_SUCCESSFUL or status == "finished":
+            kind = K.SUCCEEDED
+        elif status is None and seen is None and not outcome.exc_string:
+            kind = K.SUCCEEDED  # RQ deletes a finished job at once when its result_ttl is 0
+        elif result_type == RESULT_RETRIED or status in ("queued", "scheduled"):
+            kind = K.RETRIED
+            fields["retries"] = outcome.retries_left or 0
+            if result_type == RESULT_RETRIED:
+                fields["message"] = "the job returned rq.Retry"
+                fields["extra"] = {"number_of_retries": str(outcome.number_of_retries or 0)}
+            else:
+                exception, message, text = failure
+                fields.update(exception=exception, message=message)
+                if text:
+                    fields["traceback"] = text
+        else:
+            kind = K.FAILED
+            fields["retries"] = 0
+            if result_type == RESULT_MAX_RETRIES_EXCEEDED:
+                fields.update(exception="rq.Retry", message="the job's rq.Retry ran out of tries")
+            else:
+                exception, message, text = failure
+                fields.update(exception=exception, message=message)
+                if text:
+                    fields["traceback"] = text
+        self.emit(kind, job.id, name, **fields)
+
+    def abandoned(self, job: Any, worker: str) -> None:
+        """RQ's registry cleanup found `job` started by a worker that is gone."""
+        try:
+            retries_left = job.retries_left or 0
+            kind = K.RETRIED if retries_left > 0 else K.FAILED
+            self.emit(
+                kind,
+                job.id,
+                job.func_name,
+                queue=job.origin,
+                worker=worker,
+                retries=max(retries_left - 1, 0),
+                exception=ABANDONED,
+                message="the worker running this job died; RQ cleaned it up",
+                extra={"rq": "abandoned"},
+            )
+        except Exception:
+            self.errors += 1
+
+
+def _dotted(cls: type) -> str:
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+# -- process-wide hooks into RQ: installed once, dispatched by Redis server and database -------
+
+_captures: dict[tuple[Any, ...], JobCapture] = {}
+_by_connection: dict[int, JobCapture | None] = {}
+_patched = False
+_patch_lock = threading.Lock()
+
+
+def capture_for(connection: Any) -> JobCapture | None:
+    """The capture of the instrumented connection to the same server and database, if any."""
+    try:
+        found = _by_connection.get(id(connection), False)
+        if found is False:
+            found = _captures.get(connection_key(connection))
+            if len(_by_connection) < 256:
+                _by_connection[id(connection)] = found
+        return found  # type: ignore[return-value]
+    except Exception:
+        return None
+
+
+def install(adapter: RQAdapter, emit: Callable[..., None]) -> JobCapture:
+    """Capture the jobs of `adapter`'s connection in this process; idempotent per adapter."""
+    if adapter.capture is not None:
+        return adapter.capture  # type: ignore[no-any-return]
+    capture = JobCapture(adapter, emit)
+    adapter.capture = capture
+    _captures.setdefault(adapter.key, capture)
+    _by_connection.clear()
+    _patch_rq()
+    return capture
+
+
+def uninstall(adapter: RQAdapter) -> None:
+    capture = adapter.capture
+    if capture is None:
+        return
+    if _captures.get(adapter.key) is capture:
+        del _captures[adapter.key]
+    _by_connection.clear()
+    adapter.capture = None
+
+
+def _patch_rq() -> None:
+    """Wrap the producer-side entry points of RQ's Queue and Job once per process."""
+    global _patched
+    with _patch_lock:
+        if _patched:
+            return
+        from rq.job import Job
+        from rq.queue import Queue
+
+        enqueue_job = Queue.enqueue_job
+        schedule_job = Queue.schedule_job
+        enqueue_many = Queue.enqueue_many
+        cancel = Job.cancel
+
+        def z4j_enqueue_job(self: Any, job: Any, *args: Any, **kwargs: Any) -> Any:
+            result = enqueue_job(self, job, *args, **kwargs)
+            if _captures:
+                capture = capture_for(self.connection)
+                if capture is not None:
+                    capture.enqueued(result, self.name)
+            return result
+
+        def z4j_schedule_job(self: Any, job: Any, datetime: Any, *args: Any, **kwargs: Any) -> Any:
+            result = schedule_job(self, job, datetime, *args, **kwargs)
+            if _captures:
+                capture = capture_for(self.connection)
+                if capture is not None:
+                    capture.enqueued(result, self.name, eta=datetime)
+            return result
+
+        def z4j_enqueue_many(self: Any, *args: Any, **kwargs: Any) -> Any:
+            jobs = enqueue_many(self, *args, **kwargs)
+            if _captures:
+                capture = capture_for(self.connection)
+                if capture is not None:
+                    for job in jobs or ():
+                        capture.enqueued(job, self.name)
+            return jobs
+
+        def z4j_cancel(self: Any, *args: Any, **kwargs: Any) -> Any:
+            result = cancel(self, *args, **kwargs)
+            if _captures:
+                capture = capture_for(self.connection)
+                if capture is not None:
+                    capture.cancelled(self)
+            return result
+
+        for wrapper, original in (
+            (z4j_enqueue_job, enqueue_job),
+            (z4j_schedule_job, schedule_job),
+            (z4j_enqueue_many, enqueue_many),
+            (z4j_cancel, cancel),
+        ):
+            wrapper.__doc__ = original.__doc__
+            wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+        Queue.enqueue_job = z4j_enqueue_job  # type: ignore[method-assign]
+        Queue.schedule_job = z4j_schedule_job  # type: ignore[method-assign]
+        Queue.enqueue_many = z4j_enqueue_many  # type: ignore[method-assign]
+        Job.cancel = z4j_cancel  # type: ignore[method-assign]
+        _patched = True
+
+
+def monotonic() -> float:
+    return time.perf_counter()

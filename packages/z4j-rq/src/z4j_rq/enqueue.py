@@ -1,0 +1,125 @@
+"""Enqueueing the brain's commands natively into RQ, by dotted function path.
+
+Owns turning a `wire.Command` into an RQ job: the function path, args and kwargs, the queue, a
+delay (`enqueue_in`), an expiry (RQ's `ttl`: a job not started in time is discarded), RQ's own
+options from headers (`rq.timeout`, `rq.result_ttl`, `rq.failure_ttl`; other headers go to the
+job's meta), and for fires the fire id as the job id with `unique=True`, so RQ itself refuses a
+second job for the same fire while the first exists. Answers `rejected` (never enqueues) for a
+function the worker could not import, a priority (RQ has none) or an id RQ cannot hold.
+Runs on the agent's command threads, never on a host thread; may block on Redis.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import re
+from typing import Any
+
+from z4j_core.wire import Command, CommandResult, CommandStatus
+from z4j_rq.adapter import RQAdapter
+
+#: RQ accepts only these characters in a job id.
+JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+INT_HEADERS = {"rq.timeout": "job_timeout", "rq.result_ttl": "result_ttl", "rq.failure_ttl": "failure_ttl"}
+
+
+def _result(command: Command, status: CommandStatus, **fields: Any) -> CommandResult:
+    return CommandResult(command_id=command.command_id, status=status, **fields)
+
+
+def _rejected(command: Command, reason: str) -> CommandResult:
+    return _result(command, CommandStatus.REJECTED, reason=reason[:200])
+
+
+def resolve(name: str) -> str | None:
+    """Why `name` is not a function RQ can run (None when it is): the worker imports it too."""
+    module_name, _, attribute = name.rpartition(".")
+    if not module_name or not attribute:
+        return "RQ runs functions by dotted path (module.function)"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        return f"cannot import {module_name!r}: {exc}"
+    target: Any = module
+    for part in attribute.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            return f"{module_name!r} has no {attribute!r}"
+    if not callable(target):
+        return f"{name!r} is not callable"
+    return None
+
+
+def enqueue(adapter: RQAdapter, command: Command) -> CommandResult:
+    from rq import Queue
+    from rq.exceptions import DuplicateJobError
+
+    name = command.task
+    if name not in adapter.functions:
+        problem = resolve(name)
+        if problem is not None:
+            return _rejected(command, f"unknown task {name!r}: {problem}")
+    options = command.options
+    if options.priority:
+        return _rejected(command, "RQ has no job priority (use a separate queue)")
+    job_id = command.fire_id or None
+    if job_id is not None and not JOB_ID.match(job_id):
+        return _rejected(command, f"fire id {job_id!r} is not a valid RQ job id ([A-Za-z0-9_-])")
+    rq_options: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    for header, value in options.headers.items():
+        option = INT_HEADERS.get(header)
+        if option is None:
+            meta[header] = value
+            continue
+        try:
+            rq_options[option] = int(value)
+        except ValueError:
+            return _rejected(command, f"header {header}={value!r} must be a whole number")
+    if command.fire_id:
+        meta["z4j_fire_id"] = command.fire_id
+    if command.schedule_id:
+        meta["z4j_schedule_id"] = command.schedule_id
+    if command.slot:
+        meta["z4j_slot"] = command.slot
+    if options.expires_seconds:
+        rq_options["ttl"] = max(int(options.expires_seconds), 1)
+    queue = Queue(
+        options.queue or adapter.default_queue,
+        connection=adapter.connection,
+        serializer=adapter.serializer,
+    )
+    call = {
+        "args": tuple(command.args),
+        "kwargs": dict(command.kwargs),
+        "job_id": job_id,
+        "meta": meta or None,
+        "unique": job_id is not None,
+        **rq_options,
+    }
+    found = adapter.capture
+    if found is not None and command.fire_id:
+        found.set_fire_id(command.fire_id)
+    try:
+        if options.delay_seconds:
+            delay = datetime.timedelta(seconds=options.delay_seconds)
+            job = queue.enqueue_in(delay, name, **_call_kwargs(call))
+        else:
+            job = queue.enqueue(name, **_call_kwargs(call))
+    except DuplicateJobError:
+        return _result(
+            command,
+            CommandStatus.DUPLICATE,
+            native_id=job_id,
+            reason="RQ already has a job with this id",
+        )
+    finally:
+        if found is not None and command.fire_id:
+            found.set_fire_id(None)
+    return _result(command, CommandStatus.ENQUEUED, native_id=job.id)
+
+
+def _call_kwargs(call: dict[str, Any]) -> dict[str, Any]:
+    """RQ's enqueue keywords (`args`/`kwargs` are passed explicitly, so never mistaken)."""
+    return {key: value for key, value in call.items() if value is not None}

@@ -1,0 +1,113 @@
+"""The worker classes: `rq worker -w z4j_rq.Worker` (or `z4j_rq.SimpleWorker`, `SpawnWorker`).
+
+Owns where the agent lives in an RQ worker. RQ forks (or spawns) a work horse for every job; the
+agent runs in the long-lived worker process only. Around each job the worker process emits
+`started`, lets RQ run the job, then reads back what RQ recorded (`z4j_rq.capture`). In a horse,
+our only code is one flag set before the job runs, so nothing of ours emits or starts an agent
+there, and the agent is told to stay disabled in every process this one forks (horses, RQ's
+scheduler). The link starts with the work loop and drains when the loop ends.
+Never raises into RQ: every hook falls back to RQ's own behaviour.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, ClassVar
+
+from rq.exceptions import AbandonedJobError
+from rq.worker import SimpleWorker as RQSimpleWorker
+from rq.worker import SpawnWorker as RQSpawnWorker
+from rq.worker import Worker as RQWorker
+
+from z4j_rq import capture
+
+log = logging.getLogger("z4j.rq")
+
+
+def report_abandoned(job: Any, exc_type: Any, exc: Any, tb: Any) -> bool:
+    """An RQ exception handler: reports jobs RQ's registry cleanup found abandoned.
+
+    A module-level function, so SpawnWorker can pickle it with the worker's configuration.
+    """
+    try:
+        if exc_type is AbandonedJobError and not capture.in_work_horse():
+            found = capture.capture_for(job.connection)
+            if found is not None:
+                found.abandoned(job, getattr(job, "worker_name", None) or "")
+    except Exception:
+        pass
+    return True
+
+
+class Z4JWorkerMixin:
+    """Adds z4j to an RQ worker class. `z4j_options` are agent options (`app_name`, ...)."""
+
+    z4j_options: ClassVar[dict[str, Any]] = {}
+    _z4j_capture: capture.JobCapture | None = None
+    _z4j_execution_id: str | None = None
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        agent = self._z4j_attach()
+        try:
+            return super().work(*args, **kwargs)  # type: ignore[misc,no-any-return]
+        finally:
+            if agent is not None:
+                agent.stop()
+
+    def _z4j_attach(self) -> Any:
+        try:
+            from z4j_rq import attach_worker
+
+            capture.mark_worker_process()
+            agent, adapter = attach_worker(self, **self.z4j_options)
+            self._z4j_capture = adapter.capture
+            handlers = self._exc_handlers  # type: ignore[attr-defined]
+            if report_abandoned not in handlers:
+                self.push_exc_handler(report_abandoned)  # type: ignore[attr-defined]
+            return agent
+        except Exception:
+            log.exception("z4j could not attach to this RQ worker; jobs run without it")
+            return None
+
+    def prepare_execution(self, job: Any) -> Any:
+        execution = super().prepare_execution(job)  # type: ignore[misc]
+        self._z4j_execution_id = getattr(execution, "id", None)
+        return execution
+
+    def execute_job(self, job: Any, queue: Any) -> None:
+        found = self._z4j_capture
+        if found is None:
+            super().execute_job(job, queue)  # type: ignore[misc]
+            return
+        name: str = self.name  # type: ignore[attr-defined]
+        found.started(job, queue.name, name)
+        self._z4j_execution_id = None
+        began = time.perf_counter()
+        try:
+            super().execute_job(job, queue)  # type: ignore[misc]
+        finally:
+            elapsed = time.perf_counter() - began
+            found.finished(job, queue.name, name, self._z4j_execution_id, elapsed)
+
+    def handle_exception(self, job: Any, *exc_info: Any) -> None:
+        found = self._z4j_capture
+        if found is not None and not self._is_horse:  # type: ignore[attr-defined]
+            found.exception(job, exc_info)
+        super().handle_exception(job, *exc_info)  # type: ignore[misc]
+
+    def main_work_horse(self, job: Any, queue: Any) -> None:
+        capture.mark_horse()  # the horse-side guard: nothing of ours emits in this process
+        super().main_work_horse(job, queue)  # type: ignore[misc]
+
+
+class Worker(Z4JWorkerMixin, RQWorker):
+    """RQ's forking worker with z4j: `rq worker -w z4j_rq.Worker`."""
+
+
+class SimpleWorker(Z4JWorkerMixin, RQSimpleWorker):
+    """RQ's in-process worker with z4j: `rq worker -w z4j_rq.SimpleWorker`."""
+
+
+class SpawnWorker(Z4JWorkerMixin, RQSpawnWorker):
+    """RQ's posix_spawn worker with z4j: `rq worker -w z4j_rq.SpawnWorker`."""

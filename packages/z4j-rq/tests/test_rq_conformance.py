@@ -1,0 +1,32 @@
+"""The engine conformance suite on real `rq worker` processes (forking Worker, SimpleWorker,
+SpawnWorker) with an `rq cron` process beside them, on real Redis, through a real brain."""
+
+from __future__ import annotations
+
+import pytest
+from rq_harness import harness
+
+from z4j_core.testing.conformance import EngineConformance, EngineHarness
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(180)]
+
+
+class TestRQForkingWorker(EngineConformance):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def harness(cls, redis_url: str) -> EngineHarness:
+        return harness(redis_url, "z4j_rq.Worker")
+
+
+class TestRQSimpleWorker(EngineConformance):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def harness(cls, redis_url: str) -> EngineHarness:
+        return harness(redis_url, "z4j_rq.SimpleWorker")
+
+
+class TestRQSpawnWorker(EngineConformance):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def harness(cls, redis_url: str) -> EngineHarness:
+        return harness(redis_url, "z4j_rq.SpawnWorker")
