@@ -43,8 +43,12 @@ from z4j_core.wire import (
 
 log = logging.getLogger("z4j.agent")
 
-FLUSH_BUSY = 0.005  # seconds between outbox sweeps while events flow
-FLUSH_IDLE = 0.05  # ... and while nothing came in the last sweep
+# Batching by time: every wake-up of the link thread costs the host CPU (a GIL hand-over, a
+# syscall or two), so events are collected for FLUSH_BUSY before a batch goes out; a full batch
+# goes at once. The writer otherwise sleeps until woken, at most WRITER_IDLE (heartbeats).
+FLUSH_BUSY = 0.025  # seconds between outbox sweeps while events flow
+FLUSH_IDLE = 0.1  # ... and while nothing came in the last sweep
+WRITER_IDLE = 1.0
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 TERMINAL_BACKOFF = (120.0, 300.0)  # auth refused, version refused: an operator must act
@@ -98,6 +102,7 @@ class Link:
         self._wake = asyncio.Event()
         self._stopping = False
         self._draining = False
+        self._flush_due = False
         self._reported_dropped = 0
         self._ws: ClientConnection | None = None
 
@@ -125,6 +130,7 @@ class Link:
         while not self._stopping:
             got = self.absorb()
             if got:
+                self._flush_due = True
                 self._wake.set()
             if self.records is not None and len(self.records):
                 await asyncio.sleep(0)  # a burst: keep draining, only yield to the writer
@@ -313,17 +319,32 @@ class Link:
                     )
                 )
                 self._reported_dropped = dropped
-            self.absorb()
-            if session.can_send_batch and self.outbox.has_sendable():
+            if self._draining:
+                self.absorb()
+            # A partial batch waits for the sweeper's next flush; a full one, a resend after a
+            # reconnect or a drain goes at once. Acks alone never trigger a send, so a quick
+            # brain does not turn batching into one frame per sweep.
+            send_now = (
+                self._flush_due
+                or self._draining
+                or self.records is None  # a replay: everything is already here
+                or self.outbox.resend_pending
+                or len(self.outbox.head) >= limits.max_batch_events
+            )
+            if send_now and session.can_send_batch and self.outbox.has_sendable():
                 batch = self.outbox.next_batch(limits.max_batch_events, max_bytes)
                 if batch is not None:
                     await ws.send(session.send(batch, time.monotonic()))
                     self.stats.batches_sent += 1
                     continue
+            if session.can_send_batch:
+                self._flush_due = False  # everything flushed (or nothing to send)
+            if session.can_send_batch:
+                self._flush_due = False  # everything flushed (or nothing to send)
             if self.finish_when_empty and self.outbox.is_empty():
                 await ws.send(session.close(CloseCode.NORMAL, "replay done", time.monotonic()))
                 return
             self.stats.last_rtt = session.last_rtt
             with contextlib.suppress(asyncio.TimeoutError):
-                timeout = FLUSH_BUSY if self._draining else FLUSH_IDLE
+                timeout = DRAIN_SWEEP if self._draining else WRITER_IDLE
                 await asyncio.wait_for(self._wake.wait(), timeout)

@@ -335,6 +335,11 @@ class Outbox:
         """A new session: everything unacknowledged is sent again, first."""
         self._resend_from = 0
 
+    @property
+    def resend_pending(self) -> bool:
+        """Unacknowledged events of an earlier session not yet sent in this one."""
+        return self._resend_from < len(self.unacked)
+
     def has_sendable(self) -> bool:
         if self._resend_from < len(self.unacked):
             return True
