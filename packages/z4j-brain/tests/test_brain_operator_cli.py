@@ -16,6 +16,7 @@ from brain_helpers import ADMIN, RunningBrain, TestAgent, make_hello
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from z4j_brain.store import Store
 from z4j_core.wire import (
     Command,
     CommandResult,
@@ -336,6 +337,16 @@ def test_listings_when_empty_and_agents_connected_filter(running_brain: RunningB
     empty = z4j(running_brain, "agents", "--connected")
     assert empty.returncode == 0 and empty.stdout == "" and "no agents connected" in empty.stderr
     assert json.loads(z4j(running_brain, "agents", "--json").stdout) == []
+    recent = z4j(running_brain, "agents")
+    assert recent.returncode == 0 and "no agents seen in the last day" in recent.stderr
+    store = Store.open(running_brain.database)
+    with store.transaction():
+        store.agent_connected(make_hello("old"), {}, "t", "s", time.time() - 3 * 86400)
+        store.agent_disconnected("old", "s", time.time() - 2 * 86400)
+    store.close()
+    assert z4j(running_brain, "agents").stdout == ""
+    old = z4j(running_brain, "agents", "--all").stdout.splitlines()[1]
+    assert "gone" in old and "2d ago" in old
     assert json.loads(z4j(running_brain, "tasks", "--json").stdout) == []
     assert z4j(running_brain, "events", "tail", "--no-follow").stdout == ""
 

@@ -212,6 +212,7 @@ def test_dropped_reports_never_lower_the_count(store: Store) -> None:
     with store.transaction():
         store.agent_disconnected("a", "s1", 4.0)
     assert store.agents(connected_only=True) == []
+    assert len(store.agents(seen_since=4.0)) == 1 and store.agents(seen_since=4.5) == []
 
 
 def test_text_with_nul_characters_is_stored(store: Store) -> None:

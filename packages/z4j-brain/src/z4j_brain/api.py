@@ -280,7 +280,11 @@ def _decode(body: bytes, kind: type[T], what: str) -> T:
 async def get_agents(request: Request) -> Response:
     brain: Brain = request.app.state.brain
     connected_only = request.query_params.get("connected") in ("1", "true")
-    agents = await brain.read(lambda s: s.agents(connected_only))
+    within = request.query_params.get("seen_within")
+    seen_since = None
+    if within is not None:
+        seen_since = time.time() - _int_param(request, "seen_within", 0, maximum=2**31)
+    agents = await brain.read(lambda s: s.agents(connected_only, seen_since))
     return JSONResponse({"agents": agents})
 
 

@@ -352,7 +352,14 @@ def openapi_document(version: str) -> dict[str, Any]:
             "get": {
                 "summary": "Agents connected now and recently seen",
                 "security": secured,
-                "parameters": [_query("connected", "1: only agents connected now.")],
+                "parameters": [
+                    _query("connected", "1: only agents connected now."),
+                    _query(
+                        "seen_within",
+                        "Only agents connected now or seen within this many seconds.",
+                        "integer",
+                    ),
+                ],
                 "responses": {"200": _ok(_list_of("agents", "Agent")), **_AUTH_ERRORS},
             }
         },

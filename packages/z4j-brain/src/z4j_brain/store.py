@@ -396,12 +396,21 @@ class Store:
             "UPDATE agents SET last_seen_at = ? WHERE agent_instance = ?", (now, agent_instance)
         )
 
-    def agents(self, connected_only: bool = False) -> list[dict[str, Any]]:
-        where = " WHERE connected = 1" if connected_only else ""
+    def agents(
+        self, connected_only: bool = False, seen_since: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Agents, most recently seen first; ``seen_since`` keeps those connected or seen at or
+        after that time."""
+        where, params = "", []
+        if connected_only:
+            where = " WHERE connected = 1"
+        elif seen_since is not None:
+            where, params = " WHERE connected = 1 OR last_seen_at >= ?", [seen_since]
         rows = self.conn.execute(
             "SELECT agent_instance, token_name, app, host, pid, engines, labels, agent_version, "
             "session_id, connected, connected_at, last_seen_at, dropped_total, dropped_reason "
-            f"FROM agents{where} ORDER BY last_seen_at DESC, agent_instance"
+            f"FROM agents{where} ORDER BY last_seen_at DESC, agent_instance",
+            params,
         ).fetchall()
         result = []
         for r in rows:

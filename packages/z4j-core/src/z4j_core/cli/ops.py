@@ -24,13 +24,19 @@ TASK_COLUMNS: Final = (
     *("name", "state", "engine", "app", "queue", "worker"),
     *("task id", "updated", "runtime", "failure"),
 )
+#: `z4j agents` shows agents connected or seen this recently (seconds) unless --all.
+RECENT_SECONDS: Final = 86400
 #: `tasks run`: statuses that mean the engine has the job.
 ENQUEUED_STATUSES: Final = ("enqueued",)
 
 
 def register(subparsers: Any) -> None:
     agents = subparsers.add_parser("agents", help="agents connected now and recently seen")
-    agents.add_argument("--connected", action="store_true", help="only those connected now")
+    which = agents.add_mutually_exclusive_group()
+    which.add_argument("--connected", action="store_true", help="only those connected now")
+    which.add_argument(
+        "--all", action="store_true", help="every agent ever seen (default: the last day)"
+    )
     agents.add_argument("--json", action="store_true", help="print JSON")
     add_client_arguments(agents)
     agents.set_defaults(func=_agents)
@@ -94,13 +100,18 @@ def _emit_json(value: Any) -> None:
 
 
 def _agents(args: argparse.Namespace) -> int:
-    query = {"connected": "1"} if args.connected else None
+    query: dict[str, Any] = {}
+    if args.connected:
+        query["connected"] = "1"
+    elif not args.all:
+        query["seen_within"] = RECENT_SECONDS
     agents = BrainClient.from_args(args).get("agents", query)["agents"]
     if args.json:
         _emit_json(agents)
         return 0
     if not agents:
-        print("no agents" + (" connected" if args.connected else " seen yet"), file=sys.stderr)
+        which = " connected" if args.connected else "" if args.all else " seen in the last day"
+        print(f"no agents{which}", file=sys.stderr)
         return 0
     now = time.time()
     print_table(
