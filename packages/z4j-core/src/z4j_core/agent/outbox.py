@@ -79,38 +79,55 @@ class RecordQueue:
         return int(repr(self._dropped)[6:-1])
 
 
+_KINDS: dict[Any, LifecycleKind] = {
+    **{k.value: k for k in LifecycleKind},
+    **{k: k for k in LifecycleKind},
+}
+
+
+def _as_str(value: Any) -> str:
+    return value if type(value) is str else str(value)
+
+
+def _as_retries(value: Any) -> int:
+    return max(0, int(value))
+
+
+def _as_extra(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()}
+
+
+# How each optional field is coerced; any other field travels as a string in `extra`.
+_COERCE: dict[str, Any] = {
+    **dict.fromkeys(_STR_FIELDS, _as_str),
+    "fire_id": _as_str,
+    "runtime": float,
+    "retries": _as_retries,
+    "extra": _as_extra,
+}
+
+
 def record_to_event(seq: int, record: Record) -> Event:
     """Build a wire event, coercing field types so a sloppy adapter can never poison a batch."""
     kind, at, engine, task_id, task_name, fields = record
-    kind = kind if isinstance(kind, LifecycleKind) else LifecycleKind(kind)
-    if not fields:
-        return Event(
-            seq=seq, kind=kind, at=at, engine=engine, task_id=str(task_id), task_name=str(task_name)
-        )
     values: dict[str, Any] = {}
-    for name in _STR_FIELDS:
-        value = fields.get(name)
-        if value is not None:
-            values[name] = value if isinstance(value, str) else str(value)
-    runtime = fields.get("runtime")
-    if runtime is not None:
-        values["runtime"] = float(runtime)
-    retries = fields.get("retries")
-    if retries is not None:
-        values["retries"] = max(0, int(retries))
-    fire_id = fields.get("fire_id")
-    if fire_id is not None:
-        values["fire_id"] = str(fire_id)
-    extra = fields.get("extra")
-    if extra:
-        values["extra"] = {str(k): str(v) for k, v in extra.items()}
+    if fields:
+        coerce = _COERCE
+        for name, value in fields.items():
+            if value is None:
+                continue
+            convert = coerce.get(name)
+            if convert is not None:
+                values[name] = convert(value)
+            else:  # a field the wire has no slot for travels in `extra`
+                values.setdefault("extra", {})[name] = _as_str(value)
     return Event(
         seq=seq,
-        kind=kind,
+        kind=_KINDS[kind],
         at=at,
         engine=engine,
-        task_id=str(task_id),
-        task_name=str(task_name),
+        task_id=_as_str(task_id),
+        task_name=_as_str(task_name),
         **values,
     )
 
