@@ -517,7 +517,9 @@ class EngineConformance:
         deployment.wait_marks({token: 1})
         proved.add(Capability.TRIGGER_NOW.value)
 
-    def test_the_engine_refuses_a_repeated_fire_id_itself(self, deployment: Deployment) -> None:
+    def test_the_engine_refuses_a_repeated_fire_id_itself(
+        self, deployment: Deployment, proved: set[str]
+    ) -> None:
         h = deployment.harness
         self.require(deployment, Capability.NATIVE_DEDUP)
         assert h.in_process_adapter is not None, "native_dedup needs `in_process_adapter`"
@@ -543,6 +545,7 @@ class EngineConformance:
 
         assert fire().status is CommandStatus.ENQUEUED
         assert fire().status is CommandStatus.DUPLICATE, "the engine ran a repeated id twice"
+        proved.add(Capability.NATIVE_DEDUP.value)
 
     # -- options -------------------------------------------------------------------------------
 
