@@ -46,8 +46,8 @@ log = logging.getLogger("z4j.agent")
 # Batching by time: every wake-up of the link thread costs the host CPU (a GIL hand-over, a
 # syscall or two), so events are collected for FLUSH_BUSY before a batch goes out; a full batch
 # goes at once. The writer otherwise sleeps until woken, at most WRITER_IDLE (heartbeats).
-FLUSH_BUSY = 0.025  # seconds between outbox sweeps while events flow
-FLUSH_IDLE = 0.1  # ... and while nothing came in the last sweep
+FLUSH_BUSY = 0.05  # seconds between outbox sweeps while events flow
+FLUSH_IDLE = 0.2  # ... and while nothing came in the last sweep
 WRITER_IDLE = 1.0
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
