@@ -1,0 +1,416 @@
+"""Lifecycle capture: Celery's signals mapped onto z4j's lifecycle kinds.
+
+Owns one set of signal receivers per instrumented app. Celery sends each signal synchronously
+where the thing happened: `after_task_publish` in the publishing process, `task_received`,
+`task_revoked`, `task_rejected` and `task_unknown` in the worker's main process, and
+`task_prerun` / `task_success` / `task_failure` / `task_retry` wherever the task runs (a pool
+child under prefork, a thread, or the main process under solo). In the main process a receiver
+hands the event to the agent (`emit`); in a prefork pool child it prepares the event with the
+inherited agent and sends it through the worker's relay (`z4j_celery.relay`). Celery's own task
+events (`-E`, `worker_send_task_events`) are never switched on.
+
+Receivers must be cheap and never raise: every exception is caught and counted here. They do no
+I/O except the relay's one non-blocking send in a pool child.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from z4j_celery.adapter import CeleryAdapter
+from z4j_core.wire import LifecycleKind
+
+K = LifecycleKind
+
+#: Bound on per-task start times kept between `task_prerun` and the task's end.
+MAX_IN_FLIGHT = 10_000
+
+_DISPATCH_UID = "z4j-celery"
+
+
+def dotted(cls: type) -> str:
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def result_size(value: Any) -> str:
+    """How big a result is, without serializing it: characters of a string, bytes of a bytes
+    object, items of a container, characters of the repr of a number."""
+    kind = type(value)
+    if value is None or kind is bool or kind is int or kind is float:
+        return str(len(repr(value)))
+    try:
+        return str(len(value))
+    except Exception:
+        return ""
+
+
+def _ids(request: Any, pid: int) -> dict[str, str]:
+    """The pid of the process that saw the event, and the task's parent and root ids."""
+    extra = {"pid": str(pid)}
+    if type(request) is dict:
+        parent, root = request.get("parent_id"), request.get("root_id")
+    else:
+        parent = getattr(request, "parent_id", None)
+        root = getattr(request, "root_id", None)
+    if parent:
+        extra["parent_id"] = str(parent)
+    if root:
+        extra["root_id"] = str(root)
+    return extra
+
+
+def _queue(delivery_info: Any) -> str | None:
+    if not delivery_info:
+        return None
+    queue = delivery_info.get("routing_key")
+    return str(queue) if queue else None
+
+
+class SignalCapture:
+    """The receivers connected to one app's signals; calls `out` for each event."""
+
+    def __init__(self, adapter: CeleryAdapter, emit: Callable[..., None]) -> None:
+        self.adapter = adapter
+        self.app = adapter.app
+        self.emit = emit
+        self.out: Callable[..., None] = emit  # replaced in a prefork pool child
+        self.errors = 0
+        self.pid = os.getpid()
+        self.capture_results = adapter.capture_results
+        self._started: dict[str, float] = {}
+        self.fire_ids: set[str] = set()  # fire ids being published by z4j right now
+        self._connected: list[tuple[Any, Callable[..., None]]] = []
+
+    # -- wiring ---------------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        from celery import signals
+
+        pairs = [
+            (signals.after_task_publish, self.on_published),
+            (signals.task_received, self.on_received),
+            (signals.task_prerun, self.on_prerun),
+            (signals.task_success, self.on_success),
+            (signals.task_failure, self.on_failure),
+            (signals.task_retry, self.on_retry),
+            (signals.task_revoked, self.on_revoked),
+            (signals.task_rejected, self.on_rejected),
+            (signals.task_unknown, self.on_unknown),
+            (signals.task_internal_error, self.on_internal_error),
+        ]
+        for signal, receiver in pairs:
+            signal.connect(receiver, weak=False, dispatch_uid=(_DISPATCH_UID, id(self)))
+            self._connected.append((signal, receiver))
+
+    def disconnect(self) -> None:
+        for signal, receiver in self._connected:
+            signal.disconnect(receiver, dispatch_uid=(_DISPATCH_UID, id(self)))
+        self._connected.clear()
+
+    def in_pool_child(self, relay: Any, agent: Any) -> None:
+        """Route events through `relay`: this process is a prefork pool child of the worker."""
+        prepare = agent.prepare
+        send = relay.send
+        engine = self.adapter.engine
+
+        def relayed(kind: Any, task_id: str, task_name: str, **fields: Any) -> None:
+            send(prepare(kind, task_id, task_name, engine=engine, **fields))
+
+        self.pid = os.getpid()
+        self._started.clear()
+        self.out = relayed
+
+    # -- the publisher ---------------------------------------------------------------------------
+
+    def on_published(
+        self, sender: Any = None, body: Any = None, headers: Any = None, **kw: Any
+    ) -> None:
+        try:
+            if not headers or "id" not in headers:
+                return  # task protocol 1 (Celery 3 clients): nothing reliable to report
+            task_id = headers["id"]
+            args = kwargs = None
+            if type(body) is tuple and len(body) >= 2:
+                args, kwargs = body[0], body[1]
+            fields: dict[str, Any] = {"queue": kw.get("routing_key") or None}
+            eta = headers.get("eta")
+            extra = _ids(headers, self.pid)
+            if eta:
+                extra["eta"] = str(eta)
+            if headers.get("expires"):
+                extra["expires"] = str(headers["expires"])
+            if task_id in self.fire_ids:
+                fields["fire_id"] = task_id
+            retries = headers.get("retries")
+            if retries:
+                fields["retries"] = int(retries)
+            self.out(
+                K.SCHEDULED if eta else K.ENQUEUED,
+                task_id,
+                headers.get("task") or str(sender),
+                args=args,
+                kwargs=kwargs,
+                extra=extra,
+                **fields,
+            )
+        except Exception:
+            self.errors += 1
+
+    # -- the worker's main process ---------------------------------------------------------------
+
+    def on_received(self, sender: Any = None, request: Any = None, **kw: Any) -> None:
+        try:
+            if getattr(sender, "app", self.app) is not self.app:
+                return
+            extra = _ids(request, self.pid)
+            if request.eta is not None:
+                extra["eta"] = request.eta.isoformat()
+            self.out(
+                K.RECEIVED,
+                request.id,
+                request.name,
+                queue=_queue(request.delivery_info),
+                worker=request.hostname,
+                args=request.args,
+                kwargs=request.kwargs,
+                extra=extra,
+            )
+        except Exception:
+            self.errors += 1
+
+    def on_revoked(
+        self,
+        sender: Any = None,
+        request: Any = None,
+        terminated: bool = False,
+        signum: Any = None,
+        expired: bool = False,
+        **kw: Any,
+    ) -> None:
+        try:
+            if getattr(sender, "app", self.app) is not self.app:
+                return
+            extra = _ids(request, self.pid)
+            if terminated:
+                extra["terminated"] = "true"
+                if signum is not None:
+                    extra["signum"] = str(signum)
+            if expired:
+                kind, message = K.EXPIRED, "expired before a worker started it"
+            elif terminated:
+                kind, message = K.REVOKED, f"terminated while running (signal {signum})"
+            else:
+                kind, message = K.REVOKED, "revoked before it ran"
+            self.out(
+                kind,
+                request.id,
+                getattr(request, "task", None) or getattr(sender, "name", ""),
+                queue=_queue(getattr(request, "delivery_info", None)),
+                worker=getattr(request, "hostname", None),
+                runtime=self._runtime(request.id),
+                message=message,
+                extra=extra,
+            )
+        except Exception:
+            self.errors += 1
+
+    def on_rejected(
+        self, sender: Any = None, message: Any = None, exc: Any = None, **kw: Any
+    ) -> None:
+        try:
+            headers = getattr(message, "headers", None) or {}
+            task_id = headers.get("id")
+            if not task_id:
+                return
+            fields: dict[str, Any] = {"message": "the worker rejected the message"}
+            if exc is not None:
+                fields.update(exception=dotted(type(exc)), message=str(exc))
+            self.out(
+                K.REJECTED,
+                task_id,
+                headers.get("task") or "",
+                queue=_queue(getattr(message, "delivery_info", None)),
+                worker=getattr(sender, "hostname", None),
+                extra=_ids(headers, self.pid),
+                **fields,
+            )
+        except Exception:
+            self.errors += 1
+
+    def on_unknown(
+        self, sender: Any = None, name: Any = None, id: Any = None, message: Any = None, **kw: Any
+    ) -> None:
+        try:
+            headers = getattr(message, "headers", None) or {}
+            self.out(
+                K.REJECTED,
+                str(id),
+                str(name),
+                queue=_queue(getattr(message, "delivery_info", None)),
+                worker=getattr(sender, "hostname", None),
+                exception="celery.exceptions.NotRegistered",
+                message=f"unknown task {name!r}: this worker does not have it (message dropped)",
+                extra={**_ids(headers, self.pid), "unknown_task": "true"},
+            )
+        except Exception:
+            self.errors += 1
+
+    # -- wherever the task runs --------------------------------------------------------------------
+
+    def on_prerun(
+        self, sender: Any = None, task_id: Any = None, task: Any = None, args: Any = None,
+        kwargs: Any = None, **kw: Any,
+    ) -> None:  # fmt: skip
+        try:
+            if task.app is not self.app:
+                return
+            started = self._started
+            if len(started) >= MAX_IN_FLIGHT:
+                started.clear()
+            started[task_id] = time.perf_counter()
+            request = task.request
+            self.out(
+                K.STARTED,
+                task_id,
+                task.name,
+                queue=_queue(request.delivery_info),
+                worker=request.hostname,
+                args=args,
+                kwargs=kwargs,
+                retries=request.retries or 0,
+                extra=_ids(request, self.pid),
+            )
+        except Exception:
+            self.errors += 1
+
+    def _runtime(self, task_id: str) -> float | None:
+        began = self._started.pop(task_id, None)
+        return None if began is None else time.perf_counter() - began
+
+    def on_success(self, sender: Any = None, result: Any = None, **kw: Any) -> None:
+        try:
+            if sender.app is not self.app:
+                return
+            request = sender.request
+            runtime = self._runtime(request.id)
+            if kw.get("runtime") is not None:
+                runtime = float(kw["runtime"])  # Celery >= 5.7 measures it itself
+            extra = _ids(request, self.pid)
+            extra["result_type"] = dotted(type(result))
+            extra["result_size"] = result_size(result)
+            fields: dict[str, Any] = {}
+            if self.capture_results:
+                fields["result"] = result
+            self.out(
+                K.SUCCEEDED,
+                request.id,
+                sender.name,
+                queue=_queue(request.delivery_info),
+                worker=request.hostname,
+                runtime=runtime,
+                retries=request.retries or 0,
+                extra=extra,
+                **fields,
+            )
+        except Exception:
+            self.errors += 1
+
+    def on_failure(
+        self, sender: Any = None, task_id: Any = None, exception: Any = None, einfo: Any = None,
+        **kw: Any,
+    ) -> None:  # fmt: skip
+        try:
+            if sender.app is not self.app:
+                return
+            request = sender.request
+            if getattr(request, "id", None) != task_id:
+                request = None  # reported by the main process (a lost or timed-out child)
+            traceback = getattr(einfo, "traceback", None)
+            self.out(
+                K.FAILED,
+                str(task_id),
+                sender.name,
+                queue=_queue(getattr(request, "delivery_info", None)),
+                worker=getattr(request, "hostname", None),
+                runtime=self._runtime(task_id),
+                retries=(getattr(request, "retries", 0) or 0),
+                exception=dotted(type(exception)),
+                message=str(exception),
+                extra=_ids(request, self.pid),
+                **({"traceback": traceback} if traceback else {}),
+            )
+        except Exception:
+            self.errors += 1
+
+    def on_retry(
+        self, sender: Any = None, request: Any = None, reason: Any = None, einfo: Any = None,
+        **kw: Any,
+    ) -> None:  # fmt: skip
+        try:
+            if sender.app is not self.app:
+                return
+            original = getattr(reason, "exc", None)
+            exception = dotted(type(original if original is not None else reason))
+            traceback = getattr(einfo, "traceback", None)
+            extra = _ids(request, self.pid)
+            when = getattr(reason, "when", None)
+            if when is not None:
+                extra["retry_in"] = str(when)
+            self.out(
+                K.RETRIED,
+                request.id,
+                sender.name,
+                queue=_queue(getattr(request, "delivery_info", None)),
+                worker=getattr(request, "hostname", None),
+                runtime=self._runtime(request.id),
+                retries=(request.retries or 0) + 1,
+                exception=exception,
+                message=str(reason),
+                extra=extra,
+                **({"traceback": traceback} if traceback else {}),
+            )
+        except Exception:
+            self.errors += 1
+
+    def on_internal_error(
+        self, sender: Any = None, task_id: Any = None, exception: Any = None, einfo: Any = None,
+        **kw: Any,
+    ) -> None:  # fmt: skip
+        try:
+            if sender.app is not self.app:
+                return
+            traceback = getattr(einfo, "traceback", None)
+            self.out(
+                K.FAILED,
+                str(task_id),
+                sender.name,
+                runtime=self._runtime(task_id),
+                exception=dotted(type(exception)),
+                message=f"Celery internal error: {exception}",
+                extra={"pid": str(self.pid), "internal_error": "true"},
+                **({"traceback": traceback} if traceback else {}),
+            )
+        except Exception:
+            self.errors += 1
+
+
+def install(adapter: CeleryAdapter, emit: Callable[..., None]) -> SignalCapture:
+    """Connect the receivers for `adapter.app`; idempotent per adapter."""
+    if adapter.capture is not None:
+        return adapter.capture  # type: ignore[no-any-return]
+    capture = SignalCapture(adapter, emit)
+    capture.connect()
+    adapter.capture = capture
+    return capture
+
+
+def uninstall(adapter: CeleryAdapter) -> None:
+    capture = adapter.capture
+    if capture is None:
+        return
+    capture.disconnect()
+    adapter.capture = None

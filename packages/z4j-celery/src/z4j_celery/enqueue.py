@@ -1,0 +1,133 @@
+"""Enqueueing a z4j command natively into Celery: `app.send_task` by name.
+
+Owns turning a `wire.Command` into `send_task(name, args, kwargs, task_id=..., queue=...,
+priority=..., countdown=..., expires=..., headers=...)`. A fire's id becomes the Celery task id.
+Celery itself would run a repeated task id twice; the agent refuses a fire id it has already
+enqueued before this hook is called, which is the whole of the duplicate guarantee on Celery.
+
+A task name this process does not know is rejected when the worker side is known to lack it:
+in a worker process (whose registry is what its pool runs), or in a publisher when the workers
+that answer a short `inspect registered` all lack it. When no worker answers, the task is sent
+by name, as `send_task` would. Runs on the agent's command threads; may block on the broker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from z4j_celery.adapter import CeleryAdapter
+from z4j_core.wire import Command, CommandKind, CommandResult, CommandStatus
+
+#: How long a publisher waits for workers to say which tasks they have.
+INSPECT_TIMEOUT = 1.0
+#: How long a workers' answer is trusted before they are asked again.
+INSPECT_TTL = 30.0
+
+
+def registered_names(app: Any) -> list[str]:
+    """The app's own task names (Celery's built-in `celery.*` tasks left out)."""
+    return sorted(name for name in app.tasks if not name.startswith("celery."))
+
+
+class WorkerRegistry:
+    """What the workers of an app say they have, asked at most every `INSPECT_TTL` seconds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._names: set[str] | None = None
+        self._asked = 0.0
+
+    def names(self, app: Any) -> set[str] | None:
+        """Every task name some worker answered with, or None when no worker answered."""
+        with self._lock:
+            if self._asked and time.monotonic() - self._asked < INSPECT_TTL:
+                return self._names
+            answers = app.control.inspect(timeout=INSPECT_TIMEOUT).registered() or {}
+            names: set[str] | None = None
+            if answers:
+                names = set()
+                for tasks in answers.values():
+                    names.update(str(t).split(" ", 1)[0] for t in tasks)
+            self._names, self._asked = names, time.monotonic()
+            return names
+
+    def forget(self) -> None:
+        with self._lock:
+            self._asked = 0.0
+
+
+_workers: dict[int, WorkerRegistry] = {}
+
+
+def _result(command: Command, status: CommandStatus, **fields: Any) -> CommandResult:
+    return CommandResult(command_id=command.command_id, status=status, **fields)
+
+
+def unknown_task_reason(adapter: CeleryAdapter, name: str) -> str | None:
+    """Why `name` cannot run, or None when it can (or nobody can tell)."""
+    app = adapter.app
+    if name in app.tasks:
+        return None
+    known = ", ".join(registered_names(app)[:10]) or "none"
+    if adapter.worker is not None:
+        return (
+            f"unknown task {name!r}: Celery worker {adapter.app_name!r} does not have it "
+            f"(registered: {known})"
+        )[:300]
+    registry = _workers.setdefault(id(app), WorkerRegistry())
+    try:
+        names = registry.names(app)
+    except Exception:
+        return None  # no answer is no knowledge: send it by name
+    if names is not None and name not in names:
+        registry.forget()  # a worker with the task may just have started: ask again next time
+        return (
+            f"unknown task {name!r}: no worker of Celery app {adapter.app_name!r} that answered "
+            "has it"
+        )[:300]
+    return None
+
+
+def enqueue(adapter: CeleryAdapter, command: Command) -> CommandResult:
+    reason = unknown_task_reason(adapter, command.task)
+    if reason is not None:
+        return _result(command, CommandStatus.REJECTED, reason=reason)
+    options = command.options
+    send: dict[str, Any] = {}
+    if options.queue:
+        send["queue"] = options.queue
+    if options.priority is not None:
+        send["priority"] = options.priority
+    if options.delay_seconds:
+        send["countdown"] = options.delay_seconds
+    if options.expires_seconds:
+        send["expires"] = options.expires_seconds
+    headers = dict(options.headers)
+    if command.kind is not CommandKind.ENQUEUE:
+        headers["z4j_fire_id"] = str(command.fire_id)
+        headers["z4j_schedule_id"] = str(command.schedule_id)
+        if command.slot:
+            headers["z4j_slot"] = command.slot
+    if headers:
+        send["headers"] = headers
+    fire_id = command.fire_id or None
+    capture = adapter.capture
+    if capture is not None and fire_id:
+        capture.fire_ids.add(fire_id)
+    try:
+        result = adapter.app.send_task(
+            command.task, args=list(command.args), kwargs=dict(command.kwargs),
+            task_id=fire_id, **send,
+        )  # fmt: skip
+    except Exception as exc:
+        return _result(
+            command,
+            CommandStatus.FAILED,
+            reason=f"Celery could not publish {command.task!r}: {type(exc).__name__}: {exc}"[:300],
+        )
+    finally:
+        if capture is not None and fire_id:
+            capture.fire_ids.discard(fire_id)
+    return _result(command, CommandStatus.ENQUEUED, native_id=str(result.id))

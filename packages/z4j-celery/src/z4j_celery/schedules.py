@@ -1,0 +1,414 @@
+"""Observing celery beat's schedules, read-only: never written, never re-enabled, never fired.
+
+Owns reading three sources into `wire.ObservedSchedule`s:
+- the static `beat_schedule` of the app, with the last run times the default persistent
+  scheduler (`celerybeat-schedule`, a shelve file) recorded, when that file can be read;
+- `django-celery-beat` periodic tasks, when Django is configured and the app is installed;
+- `celery-redbeat` entries in Redis, whose sorted-set score is the true next run.
+Each schedule is rendered as a cron expression (`crontab`), an interval (`timedelta` or a
+number of seconds) or a solar event, and its next runs are computed the way celery beat computes
+them: in the app's timezone, and for a crontab with both day fields restricted, only on days
+where both match (Celery ANDs them, where classic cron ORs them). The math is
+`z4j_core.scheduling`'s; only `observe` reads the clock, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import os
+import shelve
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from z4j_core.wire import ObservedSchedule
+
+log = logging.getLogger("z4j.celery")
+
+SOURCE_STATIC = "celery_beat"
+SOURCE_DJANGO = "django_celery_beat"
+SOURCE_REDBEAT = "redbeat"
+NEXT_RUNS = 5
+
+# Cron field order as written: minute hour day-of-month month day-of-week (0 = Sunday).
+_RANGES = (range(60), range(24), range(1, 32), range(1, 13), range(7))
+
+# Celery's solar events -> (z4j event, depression)
+SOLAR_EVENTS: dict[str, tuple[str, str]] = {
+    "dawn_astronomical": ("dawn", "astronomical"),
+    "dawn_nautical": ("dawn", "nautical"),
+    "dawn_civil": ("dawn", "civil"),
+    "sunrise": ("sunrise", "civil"),
+    "solar_noon": ("noon", "civil"),
+    "sunset": ("sunset", "civil"),
+    "dusk_civil": ("dusk", "civil"),
+    "dusk_nautical": ("dusk", "nautical"),
+    "dusk_astronomical": ("dusk", "astronomical"),
+}
+
+UTC = datetime.timezone.utc
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+def render_field(values: Iterable[int], full: range) -> str:
+    """`{0, 15, 30, 45}` over 0-59 -> `*/15`; `{1, 2, 3, 7}` -> `1-3,7`; everything -> `*`."""
+    chosen = sorted(set(values))
+    if chosen == list(full):
+        return "*"
+    for step in range(2, len(full) // 2 + 1):
+        if chosen == list(full[::step]):
+            return f"*/{step}"
+    parts: list[str] = []
+    start = prev = chosen[0]
+    for value in [*chosen[1:], None]:
+        if value is not None and value == prev + 1:
+            prev = value
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if value is not None:
+            start = prev = value
+    return ",".join(parts)
+
+
+def cron_fields(minute: Iterable[int], hour: Iterable[int], day_of_month: Iterable[int],
+                month: Iterable[int], day_of_week: Iterable[int]) -> str:  # fmt: skip
+    """Five cron fields from the value sets a Celery crontab matches."""
+    sets = (minute, hour, day_of_month, month, {int(d) % 7 for d in day_of_week})
+    return " ".join(render_field(values, full) for values, full in zip(sets, _RANGES))
+
+
+def both_days_restricted(expression: str) -> bool:
+    fields = expression.split()
+    return fields[2] != "*" and fields[4] != "*"
+
+
+def zone_name(app: Any) -> str:
+    zone = getattr(app, "timezone", None)
+    name = getattr(zone, "key", None) or getattr(zone, "zone", None) or str(zone or "UTC")
+    return "UTC" if name in ("UTC", "Etc/UTC", "utc") else str(name)
+
+
+# -- one schedule object ----------------------------------------------------------------------------
+
+
+class Rendered:
+    """A beat schedule as z4j reads it: kind, expression, and a `z4j_core.scheduling` value."""
+
+    def __init__(self, kind: str, expression: str, schedule: Any, interval: float = 0.0) -> None:
+        self.kind = kind
+        self.expression = expression
+        self.schedule = schedule
+        self.interval = interval
+
+
+def render(value: Any, zone: str) -> Rendered | None:
+    """Read a celery beat schedule (crontab, schedule/timedelta/number, solar), else None."""
+    from z4j_core import scheduling
+
+    tz = scheduling.resolve_zone(zone)
+    suffix = "" if zone == "UTC" else f" ({zone})"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = datetime.timedelta(seconds=value)
+    if isinstance(value, datetime.timedelta):
+        seconds = value.total_seconds()
+        return Rendered("interval", f"every {_seconds(seconds)}s", None, seconds)
+    kind = type(value).__name__
+    if kind == "crontab":
+        expression = cron_fields(
+            value.minute, value.hour, value.day_of_month, value.month_of_year, value.day_of_week
+        )
+        cron = scheduling.CronSchedule(expression=expression, day_and=True, timezone=tz)
+        shown = expression + (" (day and weekday)" if both_days_restricted(expression) else "")
+        return Rendered("cron", shown + suffix, cron)
+    if kind == "solar":
+        event, depression = SOLAR_EVENTS.get(value.event, (value.event, "civil"))
+        solar = scheduling.SolarSchedule(
+            event=event, latitude=float(value.lat), longitude=float(value.lon),
+            depression=depression, timezone=tz,
+        )  # fmt: skip
+        return Rendered("solar", f"{value.event} at {value.lat},{value.lon}", solar)
+    run_every = getattr(value, "run_every", None)
+    if isinstance(run_every, datetime.timedelta):  # celery.schedules.schedule
+        seconds = run_every.total_seconds()
+        return Rendered("interval", f"every {_seconds(seconds)}s", None, seconds)
+    return None
+
+
+def _seconds(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+def next_runs(
+    rendered: Rendered,
+    now: datetime.datetime,
+    last_run: datetime.datetime | None = None,
+    count: int = NEXT_RUNS,
+) -> list[float]:
+    """The next `count` runs after `now`, as celery beat will make them (epoch seconds).
+
+    An interval runs `interval` after its last run (beat's own start when it never ran, which
+    only beat knows: then from `now`), and once at once when that moment has passed.
+    """
+    if rendered.schedule is not None:
+        return [slot.timestamp() for slot in rendered.schedule.slots(now, count)]
+    every = rendered.interval
+    if every <= 0:
+        return []
+    first = (last_run or now).timestamp() + every
+    first = max(first, now.timestamp())
+    return [first + i * every for i in range(count)]
+
+
+# -- the sources --------------------------------------------------------------------------------
+
+
+def observe(app: Any, now: datetime.datetime | None = None) -> list[ObservedSchedule]:
+    """Every schedule celery beat would run for `app` that this process can see."""
+    now = now or datetime.datetime.now(UTC)
+    zone = zone_name(app)
+    observed = observe_static(app, now, zone, last_runs(app))
+    for source in (observe_django, observe_redbeat):
+        try:
+            observed.extend(source(app, now, zone))
+        except Exception:
+            log.warning("z4j could not read %s schedules", source.__name__[8:], exc_info=True)
+    return observed
+
+
+def observe_static(
+    app: Any, now: datetime.datetime, zone: str, last: Mapping[str, datetime.datetime]
+) -> list[ObservedSchedule]:
+    observed = []
+    for name, entry in sorted((app.conf.beat_schedule or {}).items()):
+        try:
+            item = _observed(SOURCE_STATIC, name, entry, now, zone, last.get(name))
+        except Exception:
+            log.warning("z4j could not read beat_schedule entry %r", name, exc_info=True)
+            continue
+        if item is not None:
+            observed.append(item)
+    return observed
+
+
+def _observed(
+    source: str,
+    name: str,
+    entry: Mapping[str, Any],
+    now: datetime.datetime,
+    zone: str,
+    last_run: datetime.datetime | None,
+    first_run: float | None = None,
+) -> ObservedSchedule | None:
+    rendered = render(entry.get("schedule"), zone)
+    if rendered is None:
+        return None
+    runs = next_runs(rendered, now, last_run)
+    if first_run is not None and runs:
+        runs = [first_run, *[r for r in runs if r > first_run]][: len(runs)]
+    details = _details(entry, last_run)
+    expression = rendered.expression + (f" [{details}]" if details else "")
+    return ObservedSchedule(
+        source=source,
+        name=name,
+        task=str(entry.get("task") or ""),
+        kind=rendered.kind,
+        expression=expression,
+        next_runs=runs,
+        read_only=True,
+    )
+
+
+def _details(entry: Mapping[str, Any], last_run: datetime.datetime | None) -> str:
+    parts = []
+    args, kwargs = entry.get("args"), entry.get("kwargs")
+    if args:
+        parts.append(f"args={_short(list(args))}")
+    if kwargs:
+        parts.append(f"kwargs={_short(sorted(dict(kwargs)))}")
+    options = entry.get("options") or {}
+    if options.get("queue"):
+        parts.append(f"queue={options['queue']}")
+    if last_run is not None:
+        parts.append(f"last run {last_run.astimezone(UTC).isoformat(timespec='seconds')}")
+    return "; ".join(parts)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def schedule_filename(app: Any) -> str:
+    return str(app.conf.beat_schedule_filename or "celerybeat-schedule")
+
+
+def last_runs(app: Any, filename: str | None = None) -> dict[str, datetime.datetime]:
+    """Last run times from the default persistent scheduler's shelve file, when readable."""
+    filename = filename or schedule_filename(app)
+    if not any(os.path.exists(filename + s) for s in ("", ".db", ".dat", ".dir", ".pag")):
+        return {}
+    for flag in ("ru", "r"):  # gdbm: read without taking beat's lock
+        try:
+            with shelve.open(filename, flag=flag) as store:  # type: ignore[arg-type]
+                entries = dict(store.get("entries") or {})
+            break
+        except Exception:
+            continue
+    else:
+        return {}
+    found = {}
+    for name, entry in entries.items():
+        when = getattr(entry, "last_run_at", None)
+        if isinstance(when, datetime.datetime):
+            found[str(name)] = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return found
+
+
+def observe_django(app: Any, now: datetime.datetime, zone: str) -> list[ObservedSchedule]:
+    """django-celery-beat's enabled periodic tasks, when Django is configured with it."""
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return []
+    try:
+        from django.apps import apps as django_apps
+    except ImportError:
+        return []
+    if not django_apps.ready or not django_apps.is_installed("django_celery_beat"):
+        return []
+    from django.db import close_old_connections
+    from django_celery_beat.models import PeriodicTask
+
+    observed = []
+    try:
+        tasks = list(PeriodicTask.objects.filter(enabled=True).order_by("name"))
+        for task in tasks:
+            schedule = _django_schedule(task)
+            if schedule is None:
+                continue
+            entry = {
+                "task": task.task,
+                "schedule": schedule,
+                "args": json.loads(task.args or "[]"),
+                "kwargs": json.loads(task.kwargs or "{}"),
+                "options": {"queue": task.queue} if task.queue else {},
+            }
+            tz_name = zone
+            crontab_model = getattr(task, "crontab", None)
+            if crontab_model is not None and getattr(crontab_model, "timezone", None):
+                tz_name = str(crontab_model.timezone)
+            item = _observed(SOURCE_DJANGO, task.name, entry, now, tz_name, task.last_run_at)
+            if item is not None:
+                observed.append(item)
+    finally:
+        close_old_connections()
+    return observed
+
+
+def _django_schedule(task: Any) -> Any:
+    from celery import schedules as celery_schedules
+
+    if task.crontab is not None:
+        c = task.crontab
+        return celery_schedules.crontab(
+            minute=c.minute, hour=c.hour, day_of_week=c.day_of_week,
+            day_of_month=c.day_of_month, month_of_year=c.month_of_year,
+        )  # fmt: skip
+    if task.interval is not None:
+        return datetime.timedelta(**{str(task.interval.period): int(task.interval.every)})
+    if task.solar is not None:
+        s = task.solar
+        return celery_schedules.solar(s.event, float(s.latitude), float(s.longitude))
+    return None
+
+
+def observe_redbeat(app: Any, now: datetime.datetime, zone: str) -> list[ObservedSchedule]:
+    """celery-redbeat entries from Redis (`redbeat_redis_url`); the sorted set's score is the
+    next run redbeat will make."""
+    conf = app.conf
+    url = conf.get("redbeat_redis_url") or (
+        conf.broker_url if "redbeat" in str(conf.get("beat_scheduler") or "") else None
+    )
+    if not url or not str(url).startswith(("redis://", "rediss://", "unix://")):
+        return []
+    import redis
+
+    prefix = str(conf.get("redbeat_key_prefix") or "redbeat:")
+    client = redis.Redis.from_url(str(url), socket_timeout=5, socket_connect_timeout=5)
+    try:
+        scored = client.zrange(prefix + ":schedule", 0, -1, withscores=True)
+        observed = []
+        for key, score in scored:
+            definition, meta = client.hmget(key, "definition", "meta")
+            if not definition:
+                continue
+            item = _redbeat_entry(json.loads(definition), meta, score, now, zone)
+            if item is not None:
+                observed.append(item)
+        return observed
+    finally:
+        client.close()
+
+
+def _redbeat_entry(
+    definition: Mapping[str, Any], meta: Any, score: float, now: datetime.datetime, zone: str
+) -> ObservedSchedule | None:
+    if definition.get("enabled") is False:
+        return None
+    schedule = _from_redbeat_json(definition.get("schedule") or {})
+    if schedule is None:
+        return None
+    last_run = None
+    if meta:
+        with contextlib.suppress(Exception):
+            when = json.loads(meta).get("last_run_at")
+            if isinstance(when, dict):
+                when = _redbeat_datetime(when)
+            elif isinstance(when, str):
+                when = datetime.datetime.fromisoformat(when)
+            if isinstance(when, datetime.datetime):
+                last_run = when if when.tzinfo else when.replace(tzinfo=UTC)
+    entry = {**definition, "schedule": schedule}
+    return _observed(
+        SOURCE_REDBEAT, str(definition.get("name")), entry, now, zone, last_run, float(score)
+    )
+
+
+def _redbeat_datetime(value: Mapping[str, Any]) -> datetime.datetime | None:
+    fields = ("year", "month", "day", "hour", "minute", "second", "microsecond")
+    if not all(f in value for f in fields[:3]):
+        return None
+    moment = datetime.datetime(*(int(value.get(f, 0)) for f in fields))
+    return moment.replace(tzinfo=UTC)
+
+
+def _from_redbeat_json(data: Mapping[str, Any]) -> Any:
+    """redbeat's JSON for a schedule (`__type__` crontab, interval, solar) as a Celery object."""
+    from celery import schedules as celery_schedules
+
+    kind = data.get("__type__")
+    if kind == "crontab":
+        return celery_schedules.crontab(
+            minute=data.get("minute", "*"), hour=data.get("hour", "*"),
+            day_of_week=data.get("day_of_week", "*"), day_of_month=data.get("day_of_month", "*"),
+            month_of_year=data.get("month_of_year", "*"),
+        )  # fmt: skip
+    if kind == "interval":
+        return datetime.timedelta(seconds=float(data.get("every", 0)))
+    if kind == "solar":
+        return celery_schedules.solar(data["event"], float(data["lat"]), float(data["lon"]))
+    return None
+
+
+__all__: Sequence[str] = [
+    "SOURCE_DJANGO",
+    "SOURCE_REDBEAT",
+    "SOURCE_STATIC",
+    "cron_fields",
+    "last_runs",
+    "next_runs",
+    "observe",
+    "render",
+]

@@ -1,0 +1,130 @@
+"""Where the agent runs in a Celery worker, for each pool, and when it starts and stops.
+
+- The worker's main process owns the one agent of the worker. `worker_init` (main process,
+  before the pool exists) makes the relay; `worker_ready` (after the pool has forked its
+  processes and the consumer is up) starts the relay's reader and the agent's link, so no thread
+  of ours exists when billiard forks the initial pool; `worker_shutdown` (after the pool has
+  stopped) reads what the children sent last and drains the agent.
+- prefork: each pool child (`worker_process_init` in a process other than the main one, also
+  for children forked later to replace others) routes its events through the relay and never
+  starts a link of its own.
+- solo and threads: tasks run in the main process (Celery sends `worker_process_init` there too
+  for solo), so events go straight to the agent.
+- A process that only publishes (a web app, a script, celery beat) starts the link when it
+  instruments the app, and drains it at interpreter exit.
+Never raises into Celery: each receiver logs and counts what goes wrong.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+from typing import Any
+
+from z4j_celery.adapter import CeleryAdapter
+from z4j_celery.relay import Relay
+from z4j_core.agent import Agent
+
+log = logging.getLogger("z4j.celery")
+
+_DISPATCH_UID = "z4j-celery-worker"
+_atexit_agents: set[int] = set()
+
+
+def in_worker_command(argv: list[str] | None = None) -> bool:
+    """Whether this process is `celery ... worker` (the app module is imported before the pool
+    forks). `celery multi` starts such processes; `app.worker_main()` needs `start=False`."""
+    argv = sys.argv if argv is None else argv
+    if not argv:
+        return False
+    program = os.path.basename(argv[0])
+    if program not in ("celery", "__main__.py", "celery.exe") and not program.startswith("celery"):
+        return False
+    return "worker" in argv[1:]
+
+
+def drain_at_exit(agent: Agent) -> None:
+    """Stop (drain, then spool what is left) at interpreter exit; once per agent."""
+    if id(agent) in _atexit_agents:
+        return
+    _atexit_agents.add(id(agent))
+    atexit.register(agent.stop)
+
+
+class WorkerLife:
+    """The receivers that start and stop one app's agent with its worker."""
+
+    def __init__(self, adapter: CeleryAdapter, agent: Agent) -> None:
+        self.adapter = adapter
+        self.agent = agent
+        self.main_pid: int | None = None
+        self.relay: Relay | None = None
+        self.pool = ""
+
+    def connect(self) -> None:
+        from celery import signals
+
+        for signal, receiver in (
+            (signals.worker_init, self.on_worker_init),
+            (signals.worker_process_init, self.on_process_init),
+            (signals.worker_ready, self.on_worker_ready),
+            (signals.worker_shutdown, self.on_worker_shutdown),
+        ):
+            signal.connect(receiver, weak=False, dispatch_uid=(_DISPATCH_UID, id(self)))
+
+    def _mine(self, sender: Any) -> bool:
+        return getattr(sender, "app", self.adapter.app) is self.adapter.app
+
+    def on_worker_init(self, sender: Any = None, **kw: Any) -> None:
+        try:
+            if not self._mine(sender):
+                return
+            self.main_pid = os.getpid()
+            self.adapter.worker = self
+            pool = getattr(sender, "pool_cls", "")
+            self.pool = str(getattr(pool, "__module__", pool) or "")
+            self.relay = Relay()
+        except Exception:
+            self.agent.errors += 1
+            log.exception("z4j could not prepare the Celery worker; pool events may be missed")
+
+    def on_process_init(self, sender: Any = None, **kw: Any) -> None:
+        try:
+            relay, capture = self.relay, self.adapter.capture
+            if self.main_pid is None or os.getpid() == self.main_pid:
+                return  # solo sends it in the main process
+            if relay is None or capture is None:
+                return
+            relay.enter_child()
+            capture.in_pool_child(relay, self.agent)
+        except Exception:
+            self.agent.errors += 1
+
+    def on_worker_ready(self, sender: Any = None, **kw: Any) -> None:
+        try:
+            if not self._mine(sender) or os.getpid() != self.main_pid:
+                return
+            if self.relay is not None:
+                self.relay.start(self.agent)
+            self.agent.start()
+        except Exception:
+            self.agent.errors += 1
+            log.exception("z4j could not start with the Celery worker")
+
+    def on_worker_shutdown(self, sender: Any = None, **kw: Any) -> None:
+        try:
+            if not self._mine(sender) or os.getpid() != self.main_pid:
+                return
+            if self.relay is not None:
+                self.relay.stop()
+            self.agent.stop()
+        except Exception:
+            self.agent.errors += 1
+
+
+def follow_worker(adapter: CeleryAdapter, agent: Agent) -> WorkerLife:
+    life = WorkerLife(adapter, agent)
+    life.connect()
+    return life

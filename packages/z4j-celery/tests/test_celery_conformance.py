@@ -1,0 +1,51 @@
+"""The engine conformance suite on real Celery workers: Redis and RabbitMQ brokers, with the
+prefork (concurrency 2), solo and threads pools."""
+
+from __future__ import annotations
+
+import pytest
+from celery_harness import RABBITMQ_URL, harness
+
+from z4j_core.testing.conformance import EngineConformance, EngineHarness
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+@pytest.mark.redis
+class TestRedisPrefork(EngineConformance):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def harness(cls, redis_url: str) -> EngineHarness:
+        return harness("prefork", redis_url, "redis-prefork", backend=redis_url)
+
+
+@pytest.mark.redis
+class TestRedisSolo(EngineConformance):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def harness(cls, redis_url: str) -> EngineHarness:
+        return harness("solo", redis_url, "redis-solo")
+
+
+@pytest.mark.redis
+class TestRedisThreads(EngineConformance):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def harness(cls, redis_url: str) -> EngineHarness:
+        return harness("threads", redis_url, "redis-threads")
+
+
+@pytest.mark.rabbitmq
+class TestRabbitMQPrefork(EngineConformance):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def harness(cls) -> EngineHarness:
+        return harness("prefork", RABBITMQ_URL, "amqp-prefork")
+
+
+@pytest.mark.rabbitmq
+class TestRabbitMQThreads(EngineConformance):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def harness(cls) -> EngineHarness:
+        return harness("threads", RABBITMQ_URL, "amqp-threads")
