@@ -71,3 +71,15 @@ APP = z4j_rq.instrument(
     Redis.from_url(os.environ["RQ_CONFORMANCE_URL"]),
     tasks=[succeed, fail, retry, slow, raise_until, whoami, enqueue_child],
 )
+
+
+def office_hours() -> None:
+    """Registered with `rq cron` (rq_conformance_cron.py)."""
+
+
+def monthly() -> None:
+    """Registered with `rq cron`."""
+
+
+def hourly() -> None:
+    """Registered with `rq cron` as an interval job."""

@@ -2,8 +2,8 @@
 
 from rq import cron
 
-from rq_conformance_app import succeed
+from rq_conformance_app import hourly, monthly, office_hours
 
-cron.register(succeed, "default", args=("cron-office-hours",), cron="*/15 9-17 * * 1-5")
-cron.register(succeed, "default", args=("cron-monthly",), cron="30 3 1 * *", name="monthly")
-cron.register(succeed, "default", args=("cron-interval",), interval=3600, name="hourly")
+cron.register(office_hours, "default", cron="*/15 9-17 * * 1-5")
+cron.register(monthly, "default", cron="30 3 1 * *")
+cron.register(hourly, "default", interval=3600)

@@ -109,8 +109,9 @@ class RQProcesses:
 
 SCHEDULES = [
     ExpectedSchedule(
-        task="rq_conformance_app.succeed", kind="cron", expression="*/15 9-17 * * 1-5"
+        task="rq_conformance_app.office_hours", kind="cron", expression="*/15 9-17 * * 1-5"
     ),
+    ExpectedSchedule(task="rq_conformance_app.monthly", kind="cron", expression="30 3 1 * *"),
 ]
 
 
@@ -118,6 +119,7 @@ def harness(redis_url: str, worker_class: str = "z4j_rq.Worker") -> EngineHarnes
     from redis import Redis
 
     Redis.from_url(redis_url).flushdb()  # each class starts from an empty database
+
     def in_process_adapter() -> tuple[object, object]:
         from redis import Redis
 

@@ -117,9 +117,7 @@ def read_outcome(connection: Any, job_id: str, job_key: str, execution_id: str |
             outcome.result_type = int(fields.get("type") or 0)
             exc = fields.get("exc_string")
             if exc:
-                outcome.exc_string = zlib.decompress(base64.b64decode(exc)).decode(
-                    errors="replace"
-                )
+                outcome.exc_string = zlib.decompress(base64.b64decode(exc)).decode(errors="replace")
             began, ended = fields.get("execution_started_at"), fields.get("execution_ended_at")
             if began and ended:
                 outcome.runtime = max(float(ended) - float(began), 0.0)
@@ -157,9 +155,7 @@ class JobCapture:
                 fields["fire_id"] = fire_id
             name = job.func_name
             self.adapter.saw(name, queue)
-            self.emit(
-                kind, job.id, name, queue=queue, args=job.args, kwargs=job.kwargs, **fields
-            )
+            self.emit(kind, job.id, name, queue=queue, args=job.args, kwargs=job.kwargs, **fields)
         except Exception:
             self.errors += 1
 

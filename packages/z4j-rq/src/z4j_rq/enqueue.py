@@ -1,12 +1,13 @@
 """Enqueueing the brain's commands natively into RQ, by dotted function path.
 
 Owns turning a `wire.Command` into an RQ job: the function path, args and kwargs, the queue, a
-delay (`enqueue_in`), an expiry (RQ's `ttl`: a job not started in time is discarded), RQ's own
-options from headers (`rq.timeout`, `rq.result_ttl`, `rq.failure_ttl`; other headers go to the
-job's meta), and for fires the fire id as the job id with `unique=True`, so RQ itself refuses a
-second job for the same fire while the first exists. Answers `rejected` (never enqueues) for a
-function the worker could not import, a priority (RQ has none) or an id RQ cannot hold.
-Runs on the agent's command threads, never on a host thread; may block on Redis.
+delay (`enqueue_at`, rounded up to RQ's whole seconds), an expiry (RQ's `ttl`: a job not
+started in time is discarded), RQ's own options from headers (`rq.timeout`, `rq.result_ttl`,
+`rq.failure_ttl`; other headers go to the job's meta), and for fires the fire id as the job id
+with `unique=True`, so RQ itself refuses a second job for the same fire while the first exists.
+Answers `rejected` (never enqueues) for a function that cannot be imported, a priority (RQ has
+none) or an id RQ cannot hold. Runs on the agent's command threads, never on a host thread;
+may block on Redis.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from z4j_rq.adapter import RQAdapter
 
 #: RQ accepts only these characters in a job id.
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-INT_HEADERS = {"rq.timeout": "job_timeout", "rq.result_ttl": "result_ttl", "rq.failure_ttl": "failure_ttl"}
+INT_HEADERS = {
+    "rq.timeout": "job_timeout",
+    "rq.result_ttl": "result_ttl",
+    "rq.failure_ttl": "failure_ttl",
+}
 
 
 def _result(command: Command, status: CommandStatus, **fields: Any) -> CommandResult:
@@ -103,8 +108,7 @@ def enqueue(adapter: RQAdapter, command: Command) -> CommandResult:
         found.set_fire_id(command.fire_id)
     try:
         if options.delay_seconds:
-            delay = datetime.timedelta(seconds=options.delay_seconds)
-            job = queue.enqueue_in(delay, name, **_call_kwargs(call))
+            job = queue.enqueue_at(run_at(options.delay_seconds), name, **_call_kwargs(call))
         else:
             job = queue.enqueue(name, **_call_kwargs(call))
     except DuplicateJobError:
@@ -118,6 +122,19 @@ def enqueue(adapter: RQAdapter, command: Command) -> CommandResult:
         if found is not None and command.fire_id:
             found.set_fire_id(None)
     return _result(command, CommandStatus.ENQUEUED, native_id=job.id)
+
+
+def run_at(delay_seconds: float, now: datetime.datetime | None = None) -> datetime.datetime:
+    """When a job delayed by `delay_seconds` may run, rounded up to a whole second.
+
+    RQ's scheduled registry keeps whole seconds (it truncates), so without rounding up a job
+    could run up to a second before its delay is over.
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    at = now + datetime.timedelta(seconds=delay_seconds)
+    if at.microsecond:
+        at = at.replace(microsecond=0) + datetime.timedelta(seconds=1)
+    return at
 
 
 def _call_kwargs(call: dict[str, Any]) -> dict[str, Any]:
