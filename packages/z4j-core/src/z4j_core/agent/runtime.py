@@ -152,18 +152,11 @@ class Agent:
                     return
                 self._forked_child = False
                 self.start()
-            redactor = self.redactor
-            if args is not None:
-                fields["args"] = redactor.args(args)
-            if kwargs is not None:
-                fields["kwargs"] = redactor.kwargs(kwargs)
-            if "traceback" in fields:
-                fields["traceback"] = redactor.text(fields["traceback"], MAX_TRACEBACK_CHARS)
-            if "message" in fields:
-                fields["message"] = redactor.text(fields["message"])
-            if "result" in fields:
-                fields["result"] = redactor.args(fields["result"])
-            self._records.push((kind, time.time(), engine, task_id, task_name, fields or None))
+            self._records.push(
+                self.prepare(
+                    kind, task_id, task_name, engine=engine, args=args, kwargs=kwargs, **fields
+                )
+            )
         except Exception:
             self.errors += 1
 
