@@ -21,6 +21,7 @@ REPORTS = ROOT / ".nox-reports"
 CORE = "packages/z4j-core"
 BRAIN = "packages/z4j-brain"
 HUEY = "packages/z4j-huey"
+RQ = "packages/z4j-rq"
 
 
 def find_python(version: str) -> str:
@@ -51,7 +52,7 @@ TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "core", "brain", "huey", "packaging"]
+nox.options.sessions = ["lint", "core", "brain", "huey", "rq", "packaging"]
 
 # One id for the whole run, so every session's tests share the same service slices.
 os.environ.setdefault("Z4J_TEST_RUN_ID", uuid.uuid4().hex[:12])
@@ -100,6 +101,16 @@ def huey(session: nox.Session) -> None:
     RedisHuey) through a real brain; gevent for the greenlet worker type; the demo."""
     session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "redis", "gevent")
     run_pytest(session, f"{HUEY}/tests")
+
+
+@nox.session(python=LOWEST_PYTHON)
+def rq(session: nox.Session) -> None:
+    """The RQ adapter: unit tests, real `rq worker` processes (forking, simple, spawn) and
+    `rq cron` through a real brain, and rq-scheduler's jobs read from real Redis. RQ's pins may
+    clash with other engines', so it has a session of its own; rq-scheduler's `crontab`
+    clashes with python-crontab by import name, which nothing here installs."""
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", RQ, "rq>=3.0", "rq-scheduler")
+    run_pytest(session, f"{RQ}/tests")
 
 
 @nox.session(python=DEFAULT_PYTHON)

@@ -1,7 +1,6 @@
 """`rq cron rq_conformance_cron.py`: the native cron and interval jobs the suite observes."""
 
 from rq import cron
-
 from rq_conformance_app import hourly, monthly, office_hours
 
 cron.register(office_hours, "default", cron="*/15 9-17 * * 1-5")

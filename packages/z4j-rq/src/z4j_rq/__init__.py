@@ -51,7 +51,7 @@ def instrument(app: A, *, start: bool = True, tasks: Iterable[Any] = (), **optio
         )
     if capture.in_work_horse():
         return app
-    agent, adapter = _attach(app, connection, tasks, options)
+    agent, _ = _attach(app, connection, tasks, options)
     if start:
         agent.start()
     _drain_at_exit(agent)

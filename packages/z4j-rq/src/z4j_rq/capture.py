@@ -393,10 +393,10 @@ def _patch_rq() -> None:
         ):
             wrapper.__doc__ = original.__doc__
             wrapper.__wrapped__ = original  # type: ignore[attr-defined]
-        Queue.enqueue_job = z4j_enqueue_job  # type: ignore[method-assign]
-        Queue.schedule_job = z4j_schedule_job  # type: ignore[method-assign]
-        Queue.enqueue_many = z4j_enqueue_many  # type: ignore[method-assign]
-        Job.cancel = z4j_cancel  # type: ignore[method-assign]
+        Queue.enqueue_job = z4j_enqueue_job
+        Queue.schedule_job = z4j_schedule_job
+        Queue.enqueue_many = z4j_enqueue_many
+        Job.cancel = z4j_cancel
         _patched = True
 
 
