@@ -22,6 +22,7 @@ CORE = "packages/z4j-core"
 BRAIN = "packages/z4j-brain"
 HUEY = "packages/z4j-huey"
 RQ = "packages/z4j-rq"
+CELERY = "packages/z4j-celery"
 
 
 def find_python(version: str) -> str:
@@ -52,7 +53,7 @@ TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "core", "brain", "huey", "rq", "packaging"]
+nox.options.sessions = ["lint", "core", "brain", "huey", "rq", "celery", "packaging"]
 
 # One id for the whole run, so every session's tests share the same service slices.
 os.environ.setdefault("Z4J_TEST_RUN_ID", uuid.uuid4().hex[:12])
@@ -111,6 +112,19 @@ def rq(session: nox.Session) -> None:
     clashes with python-crontab by import name, which nothing here installs."""
     session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", RQ, "rq>=3.0", "rq-scheduler")
     run_pytest(session, f"{RQ}/tests")
+
+
+@nox.session(python=LOWEST_PYTHON)
+def celery(session: nox.Session) -> None:
+    """The Celery adapter: unit tests, the conformance suite on real `celery worker` processes
+    (prefork, solo, threads) on Redis and RabbitMQ through a real brain, and beat observation
+    (django-celery-beat on SQLite, redbeat in Redis). Celery's Redis transport needs a redis-py
+    that arq's pin refuses, so Celery has a session of its own."""
+    session.install(
+        *TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", CELERY,
+        "celery[redis]", "django", "django-celery-beat", "celery-redbeat",
+    )  # fmt: skip
+    run_pytest(session, f"{CELERY}/tests")
 
 
 @nox.session(python=DEFAULT_PYTHON)

@@ -27,6 +27,7 @@ class WorkerProcess:
 
     def __init__(
         self,
+        *,
         pool: str,
         concurrency: int,
         broker: str,
@@ -109,7 +110,10 @@ def harness(pool: str, broker: str, label: str, backend: str = "") -> EngineHarn
     queue = queue_name(label)
 
     def start(context: WorkerContext) -> WorkerProcess:
-        worker = WorkerProcess(pool, concurrency, broker, queue, context, backend)
+        worker = WorkerProcess(
+            pool=pool, concurrency=concurrency, broker=broker, queue=queue,
+            context=context, backend=backend,
+        )  # fmt: skip
         worker.wait_ready()
         return worker
 

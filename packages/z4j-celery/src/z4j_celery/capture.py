@@ -90,7 +90,7 @@ class SignalCapture:
     def connect(self) -> None:
         from celery import signals
 
-        pairs = [
+        pairs: list[tuple[Any, Callable[..., None]]] = [
             (signals.after_task_publish, self.on_published),
             (signals.task_received, self.on_received),
             (signals.task_prerun, self.on_prerun),

@@ -49,7 +49,7 @@ def z4j_registered_tasks(adapter: EngineAdapter) -> list[TaskInfo] | None:
         options: dict[str, str] = {}
         for option in _OPTIONS:
             value = getattr(task, option, None)
-            if value not in (None, False, "") and value == value:
+            if value not in (None, False, ""):
                 options[option] = str(value)
         queue = getattr(task, "queue", None)
         if not queue:

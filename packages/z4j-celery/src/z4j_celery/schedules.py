@@ -78,7 +78,7 @@ def cron_fields(minute: Iterable[int], hour: Iterable[int], day_of_month: Iterab
                 month: Iterable[int], day_of_week: Iterable[int]) -> str:  # fmt: skip
     """Five cron fields from the value sets a Celery crontab matches."""
     sets = (minute, hour, day_of_month, month, {int(d) % 7 for d in day_of_week})
-    return " ".join(render_field(values, full) for values, full in zip(sets, _RANGES))
+    return " ".join(render_field(values, full) for values, full in zip(sets, _RANGES, strict=True))
 
 
 def both_days_restricted(expression: str) -> bool:
@@ -92,7 +92,7 @@ def zone_name(app: Any) -> str:
     return "UTC" if name in ("UTC", "Etc/UTC", "utc") else str(name)
 
 
-# -- one schedule object ----------------------------------------------------------------------------
+# -- one schedule object -------------------------------------------------------------------------
 
 
 class Rendered:
@@ -185,7 +185,9 @@ def observe_static(
     observed = []
     for name, entry in sorted((app.conf.beat_schedule or {}).items()):
         try:
-            item = _observed(SOURCE_STATIC, name, entry, now, zone, last.get(name))
+            item = _observed(
+                SOURCE_STATIC, name, entry, now=now, zone=zone, last_run=last.get(name)
+            )
         except Exception:
             log.warning("z4j could not read beat_schedule entry %r", name, exc_info=True)
             continue
@@ -198,6 +200,7 @@ def _observed(
     source: str,
     name: str,
     entry: Mapping[str, Any],
+    *,
     now: datetime.datetime,
     zone: str,
     last_run: datetime.datetime | None,
@@ -253,7 +256,7 @@ def last_runs(app: Any, filename: str | None = None) -> dict[str, datetime.datet
         return {}
     for flag in ("ru", "r"):  # gdbm: read without taking beat's lock
         try:
-            with shelve.open(filename, flag=flag) as store:  # type: ignore[arg-type]
+            with shelve.open(filename, flag=flag) as store:
                 entries = dict(store.get("entries") or {})
             break
         except Exception:
@@ -299,7 +302,9 @@ def observe_django(app: Any, now: datetime.datetime, zone: str) -> list[Observed
             crontab_model = getattr(task, "crontab", None)
             if crontab_model is not None and getattr(crontab_model, "timezone", None):
                 tz_name = str(crontab_model.timezone)
-            item = _observed(SOURCE_DJANGO, task.name, entry, now, tz_name, task.last_run_at)
+            item = _observed(
+                SOURCE_DJANGO, task.name, entry, now=now, zone=tz_name, last_run=task.last_run_at
+            )
             if item is not None:
                 observed.append(item)
     finally:
@@ -338,7 +343,7 @@ def observe_redbeat(app: Any, now: datetime.datetime, zone: str) -> list[Observe
     prefix = str(conf.get("redbeat_key_prefix") or "redbeat:")
     client = redis.Redis.from_url(str(url), socket_timeout=5, socket_connect_timeout=5)
     try:
-        scored = client.zrange(prefix + ":schedule", 0, -1, withscores=True)
+        scored: list[Any] = list(client.zrange(prefix + ":schedule", 0, -1, withscores=True))
         observed = []
         for key, score in scored:
             definition, meta = client.hmget(key, "definition", "meta")
@@ -372,16 +377,17 @@ def _redbeat_entry(
                 last_run = when if when.tzinfo else when.replace(tzinfo=UTC)
     entry = {**definition, "schedule": schedule}
     return _observed(
-        SOURCE_REDBEAT, str(definition.get("name")), entry, now, zone, last_run, float(score)
-    )
+        SOURCE_REDBEAT, str(definition.get("name")), entry,
+        now=now, zone=zone, last_run=last_run, first_run=float(score),
+    )  # fmt: skip
 
 
 def _redbeat_datetime(value: Mapping[str, Any]) -> datetime.datetime | None:
     fields = ("year", "month", "day", "hour", "minute", "second", "microsecond")
     if not all(f in value for f in fields[:3]):
         return None
-    moment = datetime.datetime(*(int(value.get(f, 0)) for f in fields))
-    return moment.replace(tzinfo=UTC)
+    y, mo, d, h, mi, sec, us = (int(value.get(f, 0)) for f in fields)
+    return datetime.datetime(y, mo, d, h, mi, sec, us, tzinfo=UTC)
 
 
 def _from_redbeat_json(data: Mapping[str, Any]) -> Any:

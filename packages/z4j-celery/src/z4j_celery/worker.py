@@ -26,6 +26,7 @@ from typing import Any
 from z4j_celery.adapter import CeleryAdapter
 from z4j_celery.relay import Relay
 from z4j_core.agent import Agent
+from z4j_core.wire import Capability
 
 log = logging.getLogger("z4j.celery")
 
@@ -51,6 +52,21 @@ def drain_at_exit(agent: Agent) -> None:
         return
     _atexit_agents.add(id(agent))
     atexit.register(agent.stop)
+
+
+#: Pools that hand a task to an execution slot only when one is free, so Celery's expiry check
+#: (made as the task is handed over) still means "not started before it expired".
+EXPIRY_CHECKED_BY_POOL = frozenset({"prefork", "solo"})
+
+
+def pool_name(pool: Any) -> str:
+    """`prefork`, `solo`, `threads`, `gevent`, `eventlet` (or a custom pool's module name)."""
+    if isinstance(pool, str):
+        name = pool
+    else:
+        name = str(getattr(pool, "__module__", "") or "").rsplit(".", 1)[-1]
+    name = name.lower()
+    return "prefork" if name == "processes" else name
 
 
 class WorkerLife:
@@ -83,8 +99,10 @@ class WorkerLife:
                 return
             self.main_pid = os.getpid()
             self.adapter.worker = self
-            pool = getattr(sender, "pool_cls", "")
-            self.pool = str(getattr(pool, "__module__", pool) or "")
+            self.pool = pool_name(getattr(sender, "pool_cls", ""))
+            if self.pool not in EXPIRY_CHECKED_BY_POOL:
+                # These pools take every task at once and never look at its expiry again.
+                self.adapter.capabilities = self.adapter.capabilities - {Capability.EXPIRES.value}
             self.relay = Relay()
         except Exception:
             self.agent.errors += 1
