@@ -26,7 +26,7 @@ def test_migrate_from_empty_then_rerun_is_a_no_op(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "db.sqlite3"
     store = Store.open(path, migrate=False)
     assert store.schema_version() == 0
-    assert store.migrate() == [LATEST_VERSION]
+    assert store.migrate() == list(range(1, LATEST_VERSION + 1))
     assert store.schema_version() == LATEST_VERSION
     assert store.migrate() == []
     store.close()
@@ -234,3 +234,24 @@ def test_a_batch_with_the_same_task_many_times_keeps_the_last_state(store: Store
     assert tasks["t1"]["state"] == "succeeded" and tasks["t1"]["runtime"] == 2.0
     assert tasks["t1"]["enqueued_at"] == 100.0 and tasks["t1"]["started_at"] == 102.0
     assert tasks["t2"]["state"] == "started"
+
+
+def test_agents_of_a_stopped_or_stale_brain_are_disconnected_others_stay(store: Store) -> None:
+    from brain_helpers import make_hello
+
+    with store.transaction():
+        store.brain_alive("b1", "h", 1, 100.0)
+        store.brain_alive("b2", "h", 2, 100.0)
+        store.agent_connected(make_hello("a1"), {}, "t", "s", 100.0, brain_id="b1")
+        store.agent_connected(make_hello("a2"), {}, "t", "s", 100.0, brain_id="b2")
+        store.agent_connected(make_hello("a3"), {}, "t", "s", 100.0, brain_id="b3")  # b3 never seen
+    with store.transaction():
+        assert store.disconnect_orphans(stale_before=50.0, now=101.0) == 1
+    assert {a["agent_instance"] for a in store.agents(connected_only=True)} == {"a1", "a2"}
+    with store.transaction():
+        store.brain_gone("b1", 102.0)
+        store.brain_alive("b2", "h", 2, 140.0)
+    assert {a["agent_instance"] for a in store.agents(connected_only=True)} == {"a2"}
+    with store.transaction():  # b2 stops refreshing: stale after the threshold
+        assert store.disconnect_orphans(stale_before=150.0, now=200.0) == 1
+    assert store.agents(connected_only=True) == []

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -44,6 +46,10 @@ ANSWER_GRACE_SECONDS: Final = 2.0
 #: agent enqueued it.
 UNKNOWN: Final = "unknown"
 PENDING: Final = "pending"
+#: How often a brain records that it is alive in the ``brains`` table, and how old that record
+#: may get before its agents count as disconnected (a brain killed without a clean stop).
+BRAIN_HEARTBEAT_SECONDS: Final = 5.0
+BRAIN_STALE_SECONDS: Final = 30.0
 
 
 class NoAgentError(LookupError):
@@ -258,6 +264,8 @@ class Brain:
     def __init__(self, config: BrainConfig, command_deadline_seconds: float = 30.0) -> None:
         self.config = config
         self.config_command_deadline = command_deadline_seconds
+        #: This brain process among those sharing the database.
+        self.brain_id = uuid.uuid4().hex
         self.writer = StoreWriter(config.database)
         self.writer_closed = False
         self.tokens = TokenRegistry(self)
@@ -292,7 +300,10 @@ class Brain:
         try:
             now = time.time()
             with store.transaction():
-                store.mark_all_disconnected()
+                store.brain_alive(self.brain_id, socket.gethostname(), os.getpid(), now)
+                # Agents of brains that are gone (this one before a restart, a killed one on
+                # the same Postgres) are not connected; other live brains' agents stay.
+                store.disconnect_orphans(now - BRAIN_STALE_SECONDS, now)
             self.new_admin_token = ensure_admin_token(store, now, self.config.admin_token)
             stored = store.admin_token_hash()
             assert stored is not None
@@ -312,6 +323,7 @@ class Brain:
             ),
             asyncio.create_task(self._every(self.config.purge_interval_seconds, self.purge)),
             asyncio.create_task(self._every(1.0, self._sample_rate)),
+            asyncio.create_task(self._every(BRAIN_HEARTBEAT_SECONDS, self._heartbeat)),
         ]
 
     async def stop(self) -> None:
@@ -325,6 +337,11 @@ class Brain:
         for connection in list(self.connections.values()):
             connection.close(CloseCode.GOING_AWAY, "brain shutting down")
         await asyncio.sleep(0)
+        brain_id = self.brain_id
+        try:
+            await asyncio.wait_for(self.write(lambda s: s.brain_gone(brain_id, time.time())), 5)
+        except Exception as exc:
+            log.warning("could not record this brain's stop: %s", type(exc).__name__)
         self.writer_closed = True
         await asyncio.to_thread(self.writer.close)
         self._readers.shutdown(wait=True)
@@ -395,6 +412,18 @@ class Brain:
             return 0.0
         (t0, n0), (t1, n1) = samples[0], samples[-1]
         return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+    async def _heartbeat(self) -> None:
+        brain_id, host, pid = self.brain_id, socket.gethostname(), os.getpid()
+
+        def beat(store: Store) -> int:
+            now = time.time()
+            store.brain_alive(brain_id, host, pid, now)
+            return store.disconnect_orphans(now - BRAIN_STALE_SECONDS, now)
+
+        orphans = await self.write(beat)
+        if orphans:
+            log.info("marked %d agents of a stopped brain disconnected", orphans)
 
     async def _sample_rate(self) -> None:
         self._stored_samples.append((time.monotonic(), self.events_stored))

@@ -279,7 +279,12 @@ class AgentConnection:
         session_id = self.session.session_id or ""
         labels = dict(self.labels)
         token_name = self.token.name
-        self._write(lambda s: s.agent_connected(hello, labels, token_name, session_id, time.time()))
+        brain_id = self.brain.brain_id
+        self._write(
+            lambda s: s.agent_connected(
+                hello, labels, token_name, session_id, time.time(), brain_id=brain_id
+            )
+        )
         log.info(
             "agent %s connected (app %s, host %s, pid %d)",
             hello.agent_instance,

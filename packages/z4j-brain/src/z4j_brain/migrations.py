@@ -128,6 +128,21 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "CREATE INDEX commands_fire_id ON commands (fire_id)",
         ),
     ),
+    (
+        2,
+        (
+            # Brains sharing a database (Postgres), each alive while it refreshes seen_at;
+            # an agent's row names the brain it is connected to.
+            """CREATE TABLE brains (
+                brain_id TEXT PRIMARY KEY,
+                host TEXT NOT NULL,
+                pid BIGINT NOT NULL,
+                started_at DOUBLE PRECISION NOT NULL,
+                seen_at DOUBLE PRECISION NOT NULL
+            )""",
+            "ALTER TABLE agents ADD COLUMN brain_id TEXT",
+        ),
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1][0]

@@ -334,6 +334,8 @@ class Store:
         token_name: str,
         session_id: str,
         now: float,
+        *,
+        brain_id: str | None = None,
     ) -> None:
         engines = json.dumps(
             [
@@ -347,14 +349,14 @@ class Store:
         )
         self.conn.execute(
             "INSERT INTO agents (agent_instance, token_name, app, host, pid, engines, labels, "
-            "agent_version, session_id, connected, connected_at, last_seen_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) "
+            "agent_version, session_id, connected, connected_at, last_seen_at, brain_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?) "
             "ON CONFLICT (agent_instance) DO UPDATE SET token_name = excluded.token_name, "
             "app = excluded.app, host = excluded.host, pid = excluded.pid, "
             "engines = excluded.engines, labels = excluded.labels, "
             "agent_version = excluded.agent_version, session_id = excluded.session_id, "
             "connected = 1, connected_at = excluded.connected_at, "
-            "last_seen_at = excluded.last_seen_at",
+            "last_seen_at = excluded.last_seen_at, brain_id = excluded.brain_id",
             (
                 hello.agent_instance,
                 token_name,
@@ -367,6 +369,7 @@ class Store:
                 session_id,
                 now,
                 now,
+                brain_id,
             ),
         )
 
@@ -378,9 +381,34 @@ class Store:
             (now, agent_instance, session_id),
         )
 
-    def mark_all_disconnected(self) -> None:
-        """At start: no agent is connected to a brain that was not running."""
-        self.conn.execute("UPDATE agents SET connected = 0 WHERE connected = 1")
+    def brain_alive(self, brain_id: str, host: str, pid: int, now: float) -> None:
+        """Record that brain ``brain_id`` runs (at start, then every few seconds)."""
+        self.conn.execute(
+            "INSERT INTO brains (brain_id, host, pid, started_at, seen_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (brain_id) DO UPDATE SET seen_at = excluded.seen_at",
+            (brain_id, host, pid, now, now),
+        )
+
+    def disconnect_orphans(self, stale_before: float, now: float) -> int:
+        """Forget brains not seen since ``stale_before`` (killed ones) and mark the agents that
+        were connected to no live brain disconnected; returns how many agents."""
+        self.conn.execute("DELETE FROM brains WHERE seen_at < ?", (stale_before,))
+        return int(
+            self.conn.execute(
+                "UPDATE agents SET connected = 0, last_seen_at = ? WHERE connected = 1 AND "
+                "(brain_id IS NULL OR brain_id NOT IN (SELECT brain_id FROM brains))",
+                (now,),
+            ).rowcount
+        )
+
+    def brain_gone(self, brain_id: str, now: float) -> None:
+        """A clean stop: the brain's row goes, its agents are disconnected."""
+        self.conn.execute("DELETE FROM brains WHERE brain_id = ?", (brain_id,))
+        self.conn.execute(
+            "UPDATE agents SET connected = 0, last_seen_at = ? "
+            "WHERE brain_id = ? AND connected = 1",
+            (now, brain_id),
+        )
 
     def agent_dropped(self, agent_instance: str, total: int, reason: str, now: float) -> None:
         # Reports are cumulative per agent instance: never let a late one lower the count.
