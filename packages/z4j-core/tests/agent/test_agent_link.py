@@ -388,3 +388,18 @@ def test_records_prepared_in_a_child_arrive_redacted_with_the_childs_time(tmp_pa
     assert event.at == record[1], "the event keeps the time it was prepared at"
     assert "hunter2" not in (event.kwargs or "") + (event.message or "")
     assert "bob" in (event.kwargs or "")
+
+
+def test_stopping_twice_is_quiet(tmp_path: Path) -> None:
+    """A worker's shutdown hook stops the agent, then atexit stops it again: the second call
+    must neither warn (an un-awaited coroutine) nor wait."""
+    brain = MiniBrain()
+    with brain.running():
+        agent, _ = make_agent(brain.url, tmp_path)
+        agent.start()
+        agent.emit("started", "t-1", "app.tasks.add", engine="testengine")
+        assert wait_until(lambda: len(brain.events) == 1)
+        agent.stop(5)
+        began = time.monotonic()
+        agent.stop(5)  # filterwarnings=error turns a RuntimeWarning into a failure here
+        assert time.monotonic() - began < 0.5

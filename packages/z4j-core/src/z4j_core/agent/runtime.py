@@ -251,6 +251,8 @@ class Agent:
         thread, loop, link = self._thread, self._loop, self._link
         if thread is None or loop is None or link is None or self._forked_child:
             return
+        if not thread.is_alive() or loop.is_closed():
+            return  # stopped already (a worker's shutdown hook, then atexit)
         # The whole stop fits in `timeout` plus a small margin: draining ends early enough to
         # leave time for the goodbye, the spool write and the thread's exit.
         began = time.monotonic()
