@@ -47,7 +47,8 @@ app.conf.update(
         },
     },
 )
-z4j_celery.instrument(app)
+if not os.environ.get("CELERY_CONFORMANCE_NO_AGENT"):
+    z4j_celery.instrument(app)
 
 
 class ConformanceError(Exception):
@@ -77,3 +78,14 @@ def retry(self: object) -> None:
 def slow(mark: str, seconds: float) -> None:
     conformance.mark(mark)
     time.sleep(seconds)
+
+
+@app.task(name="celery_conformance_app.spawn", bind=True)
+def spawn(self: object, mark: str) -> str:
+    """Publishes `succeed(mark)` from inside a task: the child has parent and root ids."""
+    return str(succeed.delay(mark).id)
+
+
+@app.task(name="celery_conformance_app.sized")
+def sized(length: int) -> str:
+    return "x" * length

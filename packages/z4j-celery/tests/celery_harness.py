@@ -36,6 +36,7 @@ class WorkerProcess:
         backend: str = "",
         extra_env: dict[str, str] | None = None,
     ) -> None:
+        context.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = context.workdir / f"worker-{pool}-{time.monotonic_ns()}.log"
         env = {
             **os.environ,
