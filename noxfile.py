@@ -122,7 +122,7 @@ def celery(session: nox.Session) -> None:
     that arq's pin refuses, so Celery has a session of its own."""
     session.install(
         *TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", CELERY,
-        "celery[redis]", "django", "django-celery-beat", "celery-redbeat",
+        "celery[redis]", "ephem", "django", "django-celery-beat", "celery-redbeat",
     )  # fmt: skip
     run_pytest(session, f"{CELERY}/tests")
 

@@ -14,12 +14,12 @@ where both match (Celery ANDs them, where classic cron ORs them). The math is
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import logging
 import os
 import shelve
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -209,9 +209,13 @@ def _observed(
     rendered = render(entry.get("schedule"), zone)
     if rendered is None:
         return None
-    runs = next_runs(rendered, now, last_run)
-    if first_run is not None and runs:
-        runs = [first_run, *[r for r in runs if r > first_run]][: len(runs)]
+    if first_run is None:
+        runs = next_runs(rendered, now, last_run)
+    elif rendered.schedule is None:  # an interval from the run its scheduler has due
+        runs = [first_run + i * rendered.interval for i in range(NEXT_RUNS)]
+    else:  # the scheduler's own next run, then the slots after it
+        after = max(now, datetime.datetime.fromtimestamp(first_run + 1, UTC))
+        runs = [first_run, *next_runs(rendered, after, None, NEXT_RUNS - 1)]
     details = _details(entry, last_run)
     expression = rendered.expression + (f" [{details}]" if details else "")
     return ObservedSchedule(
@@ -273,13 +277,18 @@ def last_runs(app: Any, filename: str | None = None) -> dict[str, datetime.datet
 
 def observe_django(app: Any, now: datetime.datetime, zone: str) -> list[ObservedSchedule]:
     """django-celery-beat's enabled periodic tasks, when Django is configured with it."""
-    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
-        return []
+    if "django" not in sys.modules and not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return []  # never import Django into an app that does not use it
     try:
         from django.apps import apps as django_apps
+        from django.conf import settings
     except ImportError:
         return []
-    if not django_apps.ready or not django_apps.is_installed("django_celery_beat"):
+    if (
+        not settings.configured
+        or not django_apps.ready
+        or not django_apps.is_installed("django_celery_beat")
+    ):
         return []
     from django.db import close_old_connections
     from django_celery_beat.models import PeriodicTask
@@ -330,82 +339,45 @@ def _django_schedule(task: Any) -> Any:
 
 
 def observe_redbeat(app: Any, now: datetime.datetime, zone: str) -> list[ObservedSchedule]:
-    """celery-redbeat entries from Redis (`redbeat_redis_url`); the sorted set's score is the
-    next run redbeat will make."""
+    """celery-redbeat entries from Redis (`redbeat_redis_url`, else the broker when beat runs
+    redbeat), read with redbeat's own decoder; the sorted set's score is the next run redbeat
+    will make."""
     conf = app.conf
     url = conf.get("redbeat_redis_url") or (
         conf.broker_url if "redbeat" in str(conf.get("beat_scheduler") or "") else None
     )
     if not url or not str(url).startswith(("redis://", "rediss://", "unix://")):
         return []
-    import redis
-
+    try:
+        import redis
+        from redbeat.decoder import RedBeatJSONDecoder
+    except ImportError:
+        return []
     prefix = str(conf.get("redbeat_key_prefix") or "redbeat:")
     client = redis.Redis.from_url(str(url), socket_timeout=5, socket_connect_timeout=5)
+    observed = []
     try:
         scored: list[Any] = list(client.zrange(prefix + ":schedule", 0, -1, withscores=True))
-        observed = []
         for key, score in scored:
             definition, meta = client.hmget(key, "definition", "meta")
             if not definition:
                 continue
-            item = _redbeat_entry(json.loads(definition), meta, score, now, zone)
+            entry = json.loads(definition, cls=RedBeatJSONDecoder)
+            if entry.get("enabled") is False:
+                continue
+            last_run = None
+            if meta:
+                last_run = json.loads(meta, cls=RedBeatJSONDecoder).get("last_run_at")
+            item = _observed(
+                SOURCE_REDBEAT, str(entry.get("name")), entry, now=now, zone=zone,
+                last_run=last_run if isinstance(last_run, datetime.datetime) else None,
+                first_run=float(score),
+            )  # fmt: skip
             if item is not None:
                 observed.append(item)
-        return observed
     finally:
         client.close()
-
-
-def _redbeat_entry(
-    definition: Mapping[str, Any], meta: Any, score: float, now: datetime.datetime, zone: str
-) -> ObservedSchedule | None:
-    if definition.get("enabled") is False:
-        return None
-    schedule = _from_redbeat_json(definition.get("schedule") or {})
-    if schedule is None:
-        return None
-    last_run = None
-    if meta:
-        with contextlib.suppress(Exception):
-            when = json.loads(meta).get("last_run_at")
-            if isinstance(when, dict):
-                when = _redbeat_datetime(when)
-            elif isinstance(when, str):
-                when = datetime.datetime.fromisoformat(when)
-            if isinstance(when, datetime.datetime):
-                last_run = when if when.tzinfo else when.replace(tzinfo=UTC)
-    entry = {**definition, "schedule": schedule}
-    return _observed(
-        SOURCE_REDBEAT, str(definition.get("name")), entry,
-        now=now, zone=zone, last_run=last_run, first_run=float(score),
-    )  # fmt: skip
-
-
-def _redbeat_datetime(value: Mapping[str, Any]) -> datetime.datetime | None:
-    fields = ("year", "month", "day", "hour", "minute", "second", "microsecond")
-    if not all(f in value for f in fields[:3]):
-        return None
-    y, mo, d, h, mi, sec, us = (int(value.get(f, 0)) for f in fields)
-    return datetime.datetime(y, mo, d, h, mi, sec, us, tzinfo=UTC)
-
-
-def _from_redbeat_json(data: Mapping[str, Any]) -> Any:
-    """redbeat's JSON for a schedule (`__type__` crontab, interval, solar) as a Celery object."""
-    from celery import schedules as celery_schedules
-
-    kind = data.get("__type__")
-    if kind == "crontab":
-        return celery_schedules.crontab(
-            minute=data.get("minute", "*"), hour=data.get("hour", "*"),
-            day_of_week=data.get("day_of_week", "*"), day_of_month=data.get("day_of_month", "*"),
-            month_of_year=data.get("month_of_year", "*"),
-        )  # fmt: skip
-    if kind == "interval":
-        return datetime.timedelta(seconds=float(data.get("every", 0)))
-    if kind == "solar":
-        return celery_schedules.solar(data["event"], float(data["lat"]), float(data["lon"]))
-    return None
+    return observed
 
 
 __all__: Sequence[str] = [
