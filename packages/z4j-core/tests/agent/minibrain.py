@@ -46,10 +46,15 @@ class MiniBrain:
     results: dict[str, CommandResult] = field(default_factory=dict)
     dropped: int = 0
     port: int = 0
+    rate_limit_first: int = 0  # answer HTTP 429 (Retry-After: 1) to this many upgrades
+    upgrades: int = 0
     _sessions: list[tuple[ServerConnection, BrainSession]] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
 
     def _check_token(self, connection: ServerConnection, request: Request) -> Response | None:
+        self.upgrades += 1
+        if self.upgrades <= self.rate_limit_first:
+            return Response(429, "Too Many Requests", Headers({"Retry-After": "1"}), b"slow down\n")
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return Response(403, "Forbidden", Headers(), b"token refused\n")
         return None

@@ -403,3 +403,17 @@ def test_stopping_twice_is_quiet(tmp_path: Path) -> None:
         began = time.monotonic()
         agent.stop(5)  # filterwarnings=error turns a RuntimeWarning into a failure here
         assert time.monotonic() - began < 0.5
+
+
+def test_a_rate_limited_agent_waits_as_told_then_connects(tmp_path: Path) -> None:
+    brain = MiniBrain(rate_limit_first=2)
+    with brain.running():
+        agent, _ = make_agent(brain.url, tmp_path)
+        began = time.monotonic()
+        agent.start()
+        emit_many(agent, 10)
+        assert wait_until(lambda: len(brain.events) == 10, timeout=30)
+        # Two refusals, each asking for a second: the agent honoured both.
+        assert time.monotonic() - began >= 2.0
+        assert brain.upgrades == 3
+        agent.stop(5)

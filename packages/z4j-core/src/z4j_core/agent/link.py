@@ -61,6 +61,14 @@ class TerminalRefusal(Exception):
     """The brain refused us in a way retrying soon cannot fix."""
 
 
+class RateLimited(Exception):
+    """The brain asked us to come back later (HTTP 429, `Retry-After` seconds)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited by the brain; retrying in {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
 @dataclass
 class LinkStats:
     connects: int = 0
@@ -146,6 +154,11 @@ class Link:
                 await self._connect_and_pump()
                 if self.finish_when_empty and self.outbox.is_empty():
                     return
+            except RateLimited as exc:
+                self.stats.last_error = str(exc)
+                log.warning("z4j %s", exc)
+                await self._sleep(exc.retry_after + random.uniform(0, BACKOFF_BASE * 4))
+                continue
             except TerminalRefusal as exc:
                 delay = random.uniform(*TERMINAL_BACKOFF)
                 log.error("z4j brain refused this agent: %s; retrying in %.0f s", exc, delay)
@@ -224,6 +237,8 @@ class Link:
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
+            if status == 429:
+                raise RateLimited(_retry_after(exc.response.headers.get("Retry-After"))) from None
             if status in (401, 403):
                 raise TerminalRefusal(
                     f"the brain refused the token (HTTP {status}); check Z4J_TOKEN"
@@ -348,3 +363,12 @@ class Link:
             with contextlib.suppress(asyncio.TimeoutError):
                 timeout = DRAIN_SWEEP if self._draining else WRITER_IDLE
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds from a `Retry-After` header, bounded; a missing or odd value means a minute."""
+    try:
+        seconds = float(value) if value is not None else 60.0
+    except ValueError:
+        seconds = 60.0
+    return min(max(seconds, 1.0), 600.0)
