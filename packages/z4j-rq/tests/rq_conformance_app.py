@@ -44,7 +44,9 @@ def raise_until(mark: str, failures: int) -> str:
     path = os.environ.get(conformance.MARKS_ENV, "")
     with open(path) as marks:
         if sum(1 for line in marks if line.strip() == mark) <= failures:
-            raise ConformanceError(f"attempt failed (password=hunter2-in-message) {mark}")
+            raise ConformanceError(
+                f"attempt failed (postgres://bob:pw-in-message@db.example/app) {mark}"
+            )
     return mark
 
 

@@ -3,7 +3,7 @@
 Owns where each event is seen, and that no code of ours runs in a work horse:
 - `enqueued` / `scheduled`: on the producer side, around `Queue.enqueue_job`, `schedule_job`
   and `enqueue_many` (patched once per process; a queue counts when its Redis server and
-  database are an instrumented connection's).
+  database are an instrumented connection's); `rejected` when RQ then fails to write the job.
 - `started`, then the outcome: in the long-lived worker process, around each job
   (`z4j_rq.worker`). A forking worker's horse is gone when the job ends, so the outcome is read
   back the way RQ recorded it: the job's status and the latest result of its stream, in one
@@ -159,6 +159,22 @@ class JobCapture:
         except Exception:
             self.errors += 1
 
+    def refused(self, job: Any, queue: str, exc: BaseException) -> None:
+        """RQ raised while writing a job just reported enqueued."""
+        try:
+            if in_work_horse():
+                return
+            self.emit(
+                K.REJECTED,
+                job.id,
+                job.func_name,
+                queue=queue,
+                exception=_dotted(type(exc)),
+                message=f"RQ did not enqueue it: {exc}",
+            )
+        except Exception:
+            self.errors += 1
+
     def cancelled(self, job: Any) -> None:
         try:
             if in_work_horse():
@@ -234,7 +250,12 @@ class JobCapture:
         elif seen is not None:
             failure = seen
         else:
-            failure = ("rq.JobFailed", "the job failed (RQ recorded no traceback)", "")
+            # RQ keeps no traceback for an attempt it retries, and the horse that saw it is gone.
+            failure = (
+                "",
+                "the attempt raised; RQ keeps no traceback for an attempt it retries",
+                "",
+            )
         name = job.func_name
 
         if status == "stopped" or result_type == RESULT_STOPPED:
@@ -255,7 +276,9 @@ class JobCapture:
                 fields["extra"] = {"number_of_retries": str(outcome.number_of_retries or 0)}
             else:
                 exception, message, text = failure
-                fields.update(exception=exception, message=message)
+                fields["message"] = message
+                if exception:
+                    fields["exception"] = exception
                 if text:
                     fields["traceback"] = text
         else:
@@ -265,7 +288,7 @@ class JobCapture:
                 fields.update(exception="rq.Retry", message="the job's rq.Retry ran out of tries")
             else:
                 exception, message, text = failure
-                fields.update(exception=exception, message=message)
+                fields.update(exception=exception or "rq.JobFailed", message=message)
                 if text:
                     fields["traceback"] = text
         self.emit(kind, job.id, name, **fields)
@@ -298,32 +321,39 @@ def _dotted(cls: type) -> str:
 # -- process-wide hooks into RQ: installed once, dispatched by Redis server and database -------
 
 _captures: dict[tuple[Any, ...], JobCapture] = {}
-_by_connection: dict[int, JobCapture | None] = {}
+_generation = 0  # bumped by install/uninstall, so a connection's cached answer goes stale
 _patched = False
 _patch_lock = threading.Lock()
 
 
 def capture_for(connection: Any) -> JobCapture | None:
-    """The capture of the instrumented connection to the same server and database, if any."""
+    """The capture of the instrumented connection to the same server and database, if any.
+
+    The answer is cached on the connection object itself (never by `id()`, which is reused).
+    """
     try:
-        found = _by_connection.get(id(connection), False)
-        if found is False:
-            found = _captures.get(connection_key(connection))
-            if len(_by_connection) < 256:
-                _by_connection[id(connection)] = found
-        return found  # type: ignore[return-value]
+        cached = getattr(connection, "_z4j_capture", None)
+        if cached is not None and cached[0] == _generation:
+            return cached[1]  # type: ignore[no-any-return]
+        found = _captures.get(connection_key(connection))
+        connection._z4j_capture = (_generation, found)
+        return found
     except Exception:
         return None
 
 
 def install(adapter: RQAdapter, emit: Callable[..., None]) -> JobCapture:
-    """Capture the jobs of `adapter`'s connection in this process; idempotent per adapter."""
+    """Capture the jobs of `adapter`'s connection in this process; idempotent per adapter.
+
+    The first capture installed for a Redis server and database receives its jobs' events.
+    """
+    global _generation
     if adapter.capture is not None:
         return adapter.capture  # type: ignore[no-any-return]
     capture = JobCapture(adapter, emit)
     adapter.capture = capture
     _captures.setdefault(adapter.key, capture)
-    _by_connection.clear()
+    _generation += 1
     _patch_rq()
     return capture
 
@@ -332,10 +362,44 @@ def uninstall(adapter: RQAdapter) -> None:
     capture = adapter.capture
     if capture is None:
         return
+    global _generation
     if _captures.get(adapter.key) is capture:
         del _captures[adapter.key]
-    _by_connection.clear()
+    _generation += 1
     adapter.capture = None
+
+
+def _around_enqueue(
+    queue: Any,
+    job: Any,
+    eta: Any,
+    unique: bool,
+    original: Callable[..., Any],
+    *,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """Report a job as it is handed to RQ.
+
+    Reported just before RQ writes it, so `enqueued` orders before the worker's `started`
+    even when a worker takes the job at once; if the write fails, `rejected` follows with the
+    error (the application sees RQ's exception as before). With `unique=True` RQ may refuse
+    the id because that job exists: then it is reported only once RQ accepted it, so the
+    existing job's history gets no stray events.
+    """
+    capture = capture_for(queue.connection) if _captures else None
+    if capture is None:
+        return original(queue, job, *args, **kwargs)
+    if unique:
+        result = original(queue, job, *args, **kwargs)
+        capture.enqueued(result, queue.name, eta=eta)
+        return result
+    capture.enqueued(job, queue.name, eta=eta)
+    try:
+        return original(queue, job, *args, **kwargs)
+    except Exception as exc:
+        capture.refused(job, queue.name, exc)
+        raise
 
 
 def _patch_rq() -> None:
@@ -353,20 +417,15 @@ def _patch_rq() -> None:
         cancel = Job.cancel
 
         def z4j_enqueue_job(self: Any, job: Any, *args: Any, **kwargs: Any) -> Any:
-            result = enqueue_job(self, job, *args, **kwargs)
-            if _captures:
-                capture = capture_for(self.connection)
-                if capture is not None:
-                    capture.enqueued(result, self.name)
-            return result
+            unique = kwargs.get("unique", args[2] if len(args) > 2 else False)
+            return _around_enqueue(self, job, None, unique, enqueue_job, args=args, kwargs=kwargs)
 
         def z4j_schedule_job(self: Any, job: Any, datetime: Any, *args: Any, **kwargs: Any) -> Any:
-            result = schedule_job(self, job, datetime, *args, **kwargs)
-            if _captures:
-                capture = capture_for(self.connection)
-                if capture is not None:
-                    capture.enqueued(result, self.name, eta=datetime)
-            return result
+            unique = kwargs.get("unique", args[1] if len(args) > 1 else False)
+            args = (datetime, *args)
+            return _around_enqueue(
+                self, job, datetime, unique, schedule_job, args=args, kwargs=kwargs
+            )
 
         def z4j_enqueue_many(self: Any, *args: Any, **kwargs: Any) -> Any:
             jobs = enqueue_many(self, *args, **kwargs)
