@@ -273,14 +273,13 @@ class SignalCapture:
                 started.clear()
             started[task_id] = time.perf_counter()
             request = task.request
+            # args and kwargs went with `received` (every pool's main process reports it).
             self.out(
                 K.STARTED,
                 task_id,
                 task.name,
                 queue=_queue(request.delivery_info),
                 worker=request.hostname,
-                args=args,
-                kwargs=kwargs,
                 retries=request.retries or 0,
                 extra=_ids(request, self.pid),
             )
@@ -299,9 +298,7 @@ class SignalCapture:
             runtime = self._runtime(request.id)
             if kw.get("runtime") is not None:
                 runtime = float(kw["runtime"])  # Celery >= 5.7 measures it itself
-            extra = _ids(request, self.pid)
-            extra["result_type"] = dotted(type(result))
-            extra["result_size"] = result_size(result)
+            extra = {"result_type": dotted(type(result)), "result_size": result_size(result)}
             fields: dict[str, Any] = {}
             if self.capture_results:
                 fields["result"] = result
