@@ -62,7 +62,6 @@ def stored_events(brain: BrainProcess) -> int:
         return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
 
-
 def one_run(
     variant: str,
     tasks: int,

@@ -31,6 +31,7 @@ if VARIANT == "ours":
     z4j_celery.instrument(app)
 elif VARIANT == "theirs":
     from z4j_bare import install_agent  # type: ignore[import-not-found]
+
     from z4j_celery import CeleryEngineAdapter  # type: ignore[attr-defined]
 
     install_agent(
