@@ -95,6 +95,12 @@ class Relay:
                 break
         thread.join(max(0.0, deadline - time.monotonic()))
 
+    def close(self) -> None:
+        """Close both ends (after `stop`, or for a relay that never started)."""
+        for sock in (self._reader, self._writer):
+            with contextlib.suppress(OSError):
+                sock.close()
+
     def _read(self) -> None:
         reader = self._reader
         recv = reader.recv
