@@ -1,0 +1,220 @@
+"""Lifecycle capture: `Z4JMiddleware`, taskiq's middleware hooks mapped onto z4j's kinds.
+
+Owns the middleware a broker carries (`broker.add_middlewares(Z4JMiddleware())`): `post_send`
+in the process that kicks a task (`enqueued`), `pre_execute` in the worker (`started`),
+`on_error` and `post_execute` after the task ran (`succeeded`, `failed` or `retried`), and the
+broker's `startup`/`shutdown`, where the agent starts and drains (see `z4j_taskiq.worker`).
+Every hook is synchronous and cheap, does no I/O and never raises: an exception is caught and
+counted here, so none reaches taskiq or the task.
+
+taskiq's retry middlewares decide in their own `on_error`, which may run before or after ours,
+by kicking the same task id again with a `_retries` label. An attempt is reported `retried` when
+this process saw that re-kick while the attempt was running, or when its result's error was
+replaced by `NoResultError` (the retry middlewares' `no_result_on_retry`); otherwise `failed`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from taskiq.abc.middleware import TaskiqMiddleware
+from taskiq.exceptions import NoResultError
+
+from z4j_core.wire import LifecycleKind
+from z4j_taskiq import worker
+
+K = LifecycleKind
+
+#: Bound on attempts tracked between `pre_execute` and `post_execute` in one process.
+MAX_IN_FLIGHT = 10_000
+
+#: The fire id of the kick z4j is running now (set by `z4j_taskiq.enqueue` in its coroutine).
+current_fire_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "z4j_taskiq_fire_id", default=None
+)
+
+_HOST = socket.gethostname()
+_worker = f"{_HOST}:{os.getpid()}"
+
+
+def _refresh_worker() -> None:
+    global _worker
+    _worker = f"{_HOST}:{os.getpid()}"
+
+
+os.register_at_fork(after_in_child=_refresh_worker)
+
+
+def dotted(cls: type) -> str:
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def attempt_of(labels: dict[str, Any]) -> int:
+    """How many times this task id ran before (taskiq's retry label `_retries`)."""
+    try:
+        return int(labels.get("_retries") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+class _Attempt:
+    __slots__ = ("began", "exception", "resent")
+
+    def __init__(self, began: float) -> None:
+        self.began = began
+        self.exception: BaseException | None = None
+        self.resent = False
+
+
+class Z4JMiddleware(TaskiqMiddleware):
+    """The z4j middleware: add it to a broker once, in every process that imports the broker.
+
+    start: None (default) starts the agent's link when the broker starts in this process
+        (`await broker.startup()`, which `taskiq worker` and `taskiq scheduler` call in each of
+        their processes); False leaves starting to you (`z4j_taskiq.agent_of(broker).start()`).
+    options: agent options (`brain_url`, `token`, `app_name`, `labels`, ...), which win over
+        `Z4J_*` variables.
+    """
+
+    def __init__(self, *, start: bool | None = None, **options: Any) -> None:
+        super().__init__()
+        self.start_policy = start
+        self.options = options
+        self.adapter: Any = None  # the `TaskiqAdapter`, once `set_broker` ran
+        self.agent: Any = None
+        self.emit: Callable[..., None] | None = None  # connected by the plugin's install hook
+        self.errors = 0
+        self.queue: str | None = None
+        self._running: dict[tuple[str, int], _Attempt] = {}
+
+    # -- set up by taskiq --------------------------------------------------------------------
+
+    def set_broker(self, broker: Any) -> None:
+        super().set_broker(broker)
+        worker.attach_middleware(self, broker)
+
+    def startup(self) -> None:
+        worker.on_broker_startup(self)
+
+    async def shutdown(self) -> None:
+        await worker.on_broker_shutdown(self)
+
+    # -- the producer side -------------------------------------------------------------------
+
+    def post_send(self, message: Any) -> None:
+        try:
+            emit = self.emit
+            if emit is None:
+                return
+            labels = message.labels
+            if "_retries" in labels:
+                attempt = self._running.get((message.task_id, attempt_of(labels) - 1))
+                if attempt is not None:  # a retry middleware re-kicked a running attempt
+                    attempt.resent = True
+                    return
+            fields: dict[str, Any] = {}
+            fire_id = current_fire_id.get()
+            if fire_id:
+                fields["fire_id"] = fire_id
+            schedule_id = labels.get("schedule_id")
+            if schedule_id:
+                fields["extra"] = {"schedule_id": str(schedule_id)}
+            emit(
+                K.ENQUEUED,
+                message.task_id,
+                message.task_name,
+                queue=labels.get("queue_name") or self.queue,
+                worker=_worker,
+                args=message.args,
+                kwargs=message.kwargs,
+                retries=attempt_of(labels),
+                **fields,
+            )
+        except Exception:
+            self.errors += 1
+
+    # -- the worker side ---------------------------------------------------------------------
+
+    def pre_execute(self, message: Any) -> Any:
+        try:
+            emit = self.emit
+            if emit is not None:
+                labels = message.labels
+                retries = attempt_of(labels)
+                running = self._running
+                if len(running) >= MAX_IN_FLIGHT:
+                    running.clear()
+                running[(message.task_id, retries)] = _Attempt(time.perf_counter())
+                emit(
+                    K.STARTED,
+                    message.task_id,
+                    message.task_name,
+                    queue=labels.get("queue_name") or self.queue,
+                    worker=_worker,
+                    args=message.args,
+                    kwargs=message.kwargs,
+                    retries=retries,
+                )
+        except Exception:
+            self.errors += 1
+        return message
+
+    def on_error(self, message: Any, result: Any, exception: BaseException) -> None:
+        try:
+            attempt = self._running.get((message.task_id, attempt_of(message.labels)))
+            if attempt is not None:
+                attempt.exception = exception
+        except Exception:
+            self.errors += 1
+
+    def post_execute(self, message: Any, result: Any) -> None:
+        try:
+            emit = self.emit
+            if emit is None:
+                return
+            labels = message.labels
+            retries = attempt_of(labels)
+            attempt = self._running.pop((message.task_id, retries), None)
+            runtime = None if attempt is None else time.perf_counter() - attempt.began
+            queue = labels.get("queue_name") or self.queue
+            error = result.error
+            exception = attempt.exception if attempt is not None else None
+            if exception is None:
+                exception = error
+            if exception is None or isinstance(exception, NoResultError):
+                # NoResultError raised by the task itself means "ran, keep no result".
+                emit(
+                    K.SUCCEEDED,
+                    message.task_id,
+                    message.task_name,
+                    queue=queue,
+                    worker=_worker,
+                    runtime=runtime,
+                    retries=retries,
+                )
+                return
+            replaced = error is not exception and isinstance(error, NoResultError)
+            retried = replaced or (attempt is not None and attempt.resent)
+            emit(
+                K.RETRIED if retried else K.FAILED,
+                message.task_id,
+                message.task_name,
+                queue=queue,
+                worker=_worker,
+                runtime=runtime,
+                retries=retries + 1 if retried else retries,
+                exception=dotted(type(exception)),
+                message=str(exception) or type(exception).__name__,
+                traceback="".join(
+                    traceback.format_exception(type(exception), exception, exception.__traceback__)
+                ),
+            )
+        except Exception:
+            self.errors += 1
