@@ -21,12 +21,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from z4j_brain import __version__
+from z4j_brain import __version__, api_schedules
 from z4j_brain.brain import Brain, NoAgentError
 from z4j_brain.gateway import AGENT_PATH, agent_endpoint
 from z4j_brain.metrics import METRICS_CONTENT_TYPE, METRICS_PATH, render_metrics
 from z4j_brain.openapi import API_PREFIX, OPENAPI_PATH, openapi_document
-from z4j_brain.store import StoreError
+from z4j_brain.store import Store, StoreError
 from z4j_brain.tokens import TokenError, check_name, hash_hex, token_summary
 from z4j_core.wire.frames import CommandKind, CommandOptions
 from z4j_core.wire.signing import new_token
@@ -224,10 +224,16 @@ async def post_token(request: Request) -> Response:
     token = new_token()
     now = time.time()
     expires_at = now + req.expires_in if req.expires_in is not None else None
+    who, audit = api_schedules.actor(request), api_schedules._audit(brain)
+
+    def create(store: Store) -> None:
+        store.create_token(req.name, hash_hex(token), req.labels, now, expires_at)
+        after = {"name": req.name, "labels": req.labels, "expires_at": expires_at}
+        audit.append(store, actor=who, action="token.create", target=req.name, before=None,
+                     after=after, now=now)  # fmt: skip
+
     try:
-        await brain.write(
-            lambda s: s.create_token(req.name, hash_hex(token), req.labels, now, expires_at)
-        )
+        await brain.write(create)
     except StoreError as exc:
         return error(409, str(exc))
     await brain.tokens.refresh()
@@ -248,7 +254,16 @@ async def delete_token(request: Request) -> Response:
     brain: Brain = request.app.state.brain
     name = request.path_params["name"]
     now = time.time()
-    found = await brain.write(lambda s: s.revoke_token(name, now))
+    who, audit = api_schedules.actor(request), api_schedules._audit(brain)
+
+    def revoke(store: Store) -> bool:
+        found = store.revoke_token(name, now)
+        if found:
+            audit.append(store, actor=who, action="token.revoke", target=name, before=None,
+                         after={"revoked_at": now}, now=now)  # fmt: skip
+        return found
+
+    found = await brain.write(revoke)
     if not found:
         return error(404, f"no token named {name!r}")
     await brain.tokens.refresh()
@@ -325,6 +340,7 @@ def create_app(brain: Brain) -> Starlette:
         Route(f"{API_PREFIX}/tokens", protected(get_tokens)),
         Route(f"{API_PREFIX}/tokens", protected(post_token), methods=["POST"]),
         Route(f"{API_PREFIX}/tokens/{{name}}", protected(delete_token), methods=["DELETE"]),
+        *api_schedules.routes(protected),
         Route(OPENAPI_PATH, get_openapi),
         Route(METRICS_PATH, get_metrics),
     ]

@@ -19,11 +19,15 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from z4j_brain import schedules
+from z4j_brain.audit import AuditLog, load_key
 from z4j_brain.config import BrainConfig
 from z4j_brain.gateway import AgentConnection
 from z4j_brain.ratelimit import AuthFailureLimiter
+from z4j_brain.scheduler import Scheduler, SingleBrainLock
 from z4j_brain.store import Store, TokenRow
 from z4j_brain.tokens import AdminCheck, ensure_admin_token, find_token
 from z4j_brain.writer import StoreWriter
@@ -125,10 +129,18 @@ class CommandRouter:
     pending: dict[str, asyncio.Future[CommandResult]] = field(default_factory=dict)
 
     def pick_agent(
-        self, engine: str, app: str, kind: CommandKind, labels: dict[str, str]
+        self,
+        engine: str,
+        app: str,
+        kind: CommandKind,
+        labels: dict[str, str],
+        agent_instance: str | None = None,
     ) -> AgentConnection:
         candidates = [
-            c for c in self.brain.connections.values() if c.serves(engine, app, kind, labels)
+            c
+            for c in self.brain.connections.values()
+            if c.serves(engine, app, kind, labels)
+            and (agent_instance is None or c.agent_instance == agent_instance)
         ]
         if not candidates:
             wanted = f"engine {engine!r}, app {app!r}"
@@ -152,7 +164,10 @@ class CommandRouter:
         slot: str | None = None,
         labels: dict[str, str] | None = None,
         deadline_seconds: float | None = None,
+        agent_instance: str | None = None,
     ) -> CommandOutcome:
+        """Send to one agent serving engine, app and labels (``agent_instance``: that one
+        only) and wait for its answer, or record ``unknown`` at the deadline."""
         deadline = deadline_seconds or self.brain.config_command_deadline
         command = Command(
             command_id=uuid.uuid4().hex,
@@ -168,7 +183,7 @@ class CommandRouter:
             schedule_id=schedule_id,
             slot=slot,
         )
-        connection = self.pick_agent(engine, app, kind, labels or {})
+        connection = self.pick_agent(engine, app, kind, labels or {}, agent_instance)
         agent_instance = connection.agent_instance
         now = time.time()
         payload = {
@@ -235,11 +250,26 @@ class CommandRouter:
         outcome = CommandOutcome(
             result.command_id, agent_instance, result.status.value, result.native_id, result.reason
         )
-        self.brain.writer.submit(
-            lambda s: s.answer_command(
-                outcome.command_id, outcome.status, outcome.native_id, outcome.reason, time.time()
+
+        def record(store: Store) -> None:
+            now = time.time()
+            store.answer_command(
+                outcome.command_id, outcome.status, outcome.native_id, outcome.reason, now
             )
-        )
+            row = store.command(outcome.command_id)
+            if row is not None and row["fire_id"]:
+                schedules.record_answer(
+                    store,
+                    row["fire_id"],
+                    agent_instance,
+                    status=outcome.status,
+                    command_id=outcome.command_id,
+                    native_id=outcome.native_id,
+                    reason=outcome.reason,
+                    now=now,
+                )
+
+        self.brain.writer.submit(record)
 
     async def _record(self, outcome: CommandOutcome) -> None:
         counts = self.brain.commands_by_status
@@ -290,12 +320,30 @@ class Brain:
         self._reader_stores: list[Store] = []
         self._reader_lock = threading.Lock()
         self._background: list[asyncio.Task[None]] = []
+        self.scheduler = Scheduler(self)
+        self.audit: AuditLog | None = None
+        self._single_lock: SingleBrainLock | None = None
 
     def prepare(self) -> None:
         """Synchronous start-up work: create and migrate the database, the admin token.
 
         Call before the event loop serves (the CLI does it before uvicorn starts).
         """
+        if not self.config.is_postgres and self._single_lock is None:
+            assert isinstance(self.config.database, Path)
+            lock = SingleBrainLock(self.config.database)
+            lock.acquire()
+            self._single_lock = lock
+        try:
+            self._prepare_store()
+        except BaseException:
+            if self._single_lock is not None:
+                self._single_lock.release()
+                self._single_lock = None
+            raise
+
+    def _prepare_store(self) -> None:
+        self.audit = AuditLog(load_key(self.config.audit_key, self.config.audit_key_file))
         store = Store.open(self.config.database)
         try:
             now = time.time()
@@ -325,8 +373,10 @@ class Brain:
             asyncio.create_task(self._every(1.0, self._sample_rate)),
             asyncio.create_task(self._every(BRAIN_HEARTBEAT_SECONDS, self._heartbeat)),
         ]
+        await self.scheduler.start()
 
     async def stop(self) -> None:
+        await self.scheduler.stop()
         for task in self._background:
             task.cancel()
         for task in self._background:
@@ -349,6 +399,9 @@ class Brain:
             for store in self._reader_stores:
                 store.close()
             self._reader_stores.clear()
+        if self._single_lock is not None:
+            self._single_lock.release()
+            self._single_lock = None
 
     async def read(self, query: Callable[[Store], T]) -> T:
         """Run ``query`` on a reader thread with that thread's own connection."""

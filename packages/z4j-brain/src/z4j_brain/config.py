@@ -36,6 +36,13 @@ ENV_WINDOW: Final = "Z4J_WINDOW"
 ENV_MAX_BATCH_EVENTS: Final = "Z4J_MAX_BATCH_EVENTS"
 ENV_MAX_FRAME_BYTES: Final = "Z4J_MAX_FRAME_BYTES"
 ENV_ADMIN_TOKEN: Final = "Z4J_ADMIN_TOKEN"
+#: The audit log's HMAC key (any string of 16 characters or more). Every brain sharing a
+#: database needs the same one. Without it the key lives in a file beside a SQLite database
+#: (``<database>.audit-key``), or ``$Z4J_HOME/audit.key`` for Postgres, created on first start.
+ENV_AUDIT_KEY: Final = "Z4J_AUDIT_KEY"
+#: The Postgres advisory-lock key the scheduler leader holds (default ``LEADER_LOCK``);
+#: tests give each run its own.
+ENV_LEADER_LOCK_KEY: Final = "Z4J_LEADER_LOCK_KEY"
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 7700
@@ -80,6 +87,9 @@ class BrainConfig:
     tls_keyfile: Path | None = None
     auth_failure_limit: int = DEFAULT_AUTH_FAILURE_LIMIT
     auth_failure_window_seconds: float = AUTH_FAILURE_WINDOW_SECONDS
+    audit_key: str | None = None
+    audit_key_file: Path | None = None
+    leader_lock_key: int | None = None
 
     @property
     def tls(self) -> bool:
@@ -156,8 +166,19 @@ class BrainConfig:
             _validate_limits(limits)
         except ValueError as exc:
             raise ConfigError(f"invalid limits: {exc}") from None
+        audit_key = env.get(ENV_AUDIT_KEY) or None
+        if audit_key is not None and len(audit_key) < 16:
+            raise ConfigError(f"{ENV_AUDIT_KEY} must be at least 16 characters long")
+        if isinstance(target, Path):
+            key_file = target.with_name(target.name + ".audit-key")
+        else:
+            key_file = Path(env.get(ENV_HOME) or DEFAULT_HOME).expanduser() / "audit.key"
+        lock_key = env.get(ENV_LEADER_LOCK_KEY)
         return cls(
             host=host or env.get(ENV_HOST) or DEFAULT_HOST,
+            audit_key=audit_key,
+            audit_key_file=key_file,
+            leader_lock_key=_int(env, ENV_LEADER_LOCK_KEY, 0) if lock_key else None,
             port=resolved_port,
             database=target,
             retention_seconds=days * 86400.0,

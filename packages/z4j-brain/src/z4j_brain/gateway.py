@@ -285,6 +285,8 @@ class AgentConnection:
                 hello, labels, token_name, session_id, time.time(), brain_id=brain_id
             )
         )
+        # Fires waiting for this agent (or re-offered to it after a reconnect) go out now.
+        self.brain.scheduler.fires_waiting()
         log.info(
             "agent %s connected (app %s, host %s, pid %d)",
             hello.agent_instance,

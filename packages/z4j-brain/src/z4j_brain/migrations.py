@@ -143,6 +143,83 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "ALTER TABLE agents ADD COLUMN brain_id TEXT",
         ),
     ),
+    (
+        3,
+        (
+            # Schedules the brain owns. ``schedule_id`` is immutable (fire ids derive from it);
+            # ``name`` is unique and may change. ``spec`` is the core's ``to_dict()``; ``cursor``
+            # is the newest slot settled (epoch seconds), advanced by the leader in the same
+            # transaction as the fires it writes; ``version`` grows with every edit so leaders
+            # on other brains see what changed.
+            """CREATE TABLE schedules (
+                schedule_id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                task TEXT NOT NULL,
+                engine TEXT NOT NULL,
+                app TEXT NOT NULL,
+                labels TEXT NOT NULL DEFAULT '{}',
+                args TEXT NOT NULL DEFAULT '[]',
+                kwargs TEXT NOT NULL DEFAULT '{}',
+                options TEXT NOT NULL DEFAULT '{}',
+                spec TEXT NOT NULL,
+                enabled INTEGER NOT NULL DEFAULT 1,
+                pause_note TEXT NOT NULL DEFAULT '',
+                description TEXT NOT NULL DEFAULT '',
+                cursor DOUBLE PRECISION NOT NULL,
+                skipped_through DOUBLE PRECISION,
+                version BIGINT NOT NULL DEFAULT 1,
+                created_at DOUBLE PRECISION NOT NULL,
+                created_by TEXT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                updated_by TEXT NOT NULL
+            )""",
+            # One row per fire; the primary key is the core's deterministic fire id, so a
+            # second leader computing the same slot cannot add a second fire.
+            """CREATE TABLE fires (
+                fire_id TEXT PRIMARY KEY,
+                schedule_id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                slot DOUBLE PRECISION NOT NULL,
+                due_at DOUBLE PRECISION NOT NULL,
+                deliver_by DOUBLE PRECISION NOT NULL,
+                engine TEXT NOT NULL,
+                app TEXT NOT NULL,
+                task TEXT NOT NULL,
+                labels TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                state TEXT NOT NULL,
+                agent_instance TEXT,
+                agent_session TEXT,
+                native_dedup INTEGER NOT NULL DEFAULT 0,
+                claimed_by TEXT,
+                command_id TEXT,
+                native_id TEXT,
+                reason TEXT NOT NULL DEFAULT '',
+                attempts INTEGER NOT NULL DEFAULT 0,
+                idempotency_key TEXT UNIQUE,
+                created_at DOUBLE PRECISION NOT NULL,
+                sent_at DOUBLE PRECISION,
+                answered_at DOUBLE PRECISION
+            )""",
+            "CREATE INDEX fires_schedule ON fires (schedule_id, slot)",
+            "CREATE INDEX fires_state ON fires (state, due_at)",
+            "CREATE INDEX tasks_fire_id ON tasks (fire_id)",
+            # The audit log: each row's HMAC covers its content and the previous row's HMAC,
+            # under a key kept outside the database.
+            """CREATE TABLE audit (
+                seq BIGINT PRIMARY KEY,
+                at DOUBLE PRECISION NOT NULL,
+                actor TEXT NOT NULL,
+                source TEXT NOT NULL,
+                action TEXT NOT NULL,
+                target TEXT NOT NULL,
+                before_state TEXT,
+                after_state TEXT,
+                prev_hmac TEXT NOT NULL,
+                hmac TEXT NOT NULL
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1][0]

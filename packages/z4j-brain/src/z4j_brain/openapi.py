@@ -447,6 +447,7 @@ def openapi_document(version: str) -> dict[str, Any]:
             }
         },
     }
+    paths.update(_schedule_paths())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -463,6 +464,295 @@ def openapi_document(version: str) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
-            "schemas": _SCHEMAS,
+            "schemas": {**_SCHEMAS, **_SCHEDULE_SCHEMAS},
+        },
+    }
+
+
+_SCHEDULE_SCHEMAS: dict[str, Any] = {
+    "ScheduleRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "task", "engine", "schedule"],
+        "properties": {
+            "id": {"type": "string", "description": "Immutable id (default: generated)."},
+            "name": {"type": "string", "description": "Unique; may be changed later."},
+            "task": {"type": "string"},
+            "engine": {"type": "string"},
+            "app": {
+                "type": "string",
+                "description": "Default: the one app whose agents run this engine.",
+            },
+            "labels": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Only agents with these labels may enqueue it.",
+            },
+            "args": {"type": "array"},
+            "kwargs": {"type": "object"},
+            "options": {
+                "type": "object",
+                "properties": {
+                    "queue": {"type": "string"},
+                    "priority": {"type": "integer"},
+                    "expires_seconds": {"type": "number"},
+                },
+            },
+            "schedule": {
+                "type": "object",
+                "description": "The schedule as docs/schedules.md spells it: kind (cron, "
+                "interval, oneshot, solar) and its fields, timezone, start, end, jitter, "
+                "catch_up (skip, one, all), misfire_grace, max_catch_up.",
+            },
+            "description": {"type": "string"},
+            "enabled": {"type": "boolean"},
+        },
+    },
+    "Schedule": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "task": {"type": "string"},
+            "engine": {"type": "string"},
+            "app": {"type": "string"},
+            "labels": {"type": "object"},
+            "args": {"type": "array"},
+            "kwargs": {"type": "object"},
+            "options": {"type": "object"},
+            "schedule": {"type": "object"},
+            "enabled": {"type": "boolean"},
+            "pause_note": {"type": "string"},
+            "description": {"type": "string"},
+            "cursor": {"type": "number", "description": "Newest slot settled (epoch s)."},
+            "skipped_through": {**_NUM, "description": "Newest slot skipped by catch-up."},
+            "version": {"type": "integer"},
+            "created_at": {"type": "number"},
+            "created_by": {"type": "string"},
+            "updated_at": {"type": "number"},
+            "updated_by": {"type": "string"},
+            "next_slots": {"type": "array", "items": {"type": "string"}},
+            "describe": {"type": "string"},
+        },
+    },
+    "Fire": {
+        "type": "object",
+        "description": "One fire: a schedule's slot (or a trigger) and its delivery.",
+        "properties": {
+            "fire_id": {"type": "string"},
+            "schedule_id": {"type": "string"},
+            "kind": {"enum": ["scheduled", "catch_up", "trigger"]},
+            "slot": {"type": "number"},
+            "due_at": {"type": "number"},
+            "deliver_by": {"type": "number"},
+            "state": {
+                "enum": [
+                    "pending",
+                    "delivering",
+                    "enqueued",
+                    "duplicate",
+                    "rejected",
+                    "failed",
+                    "unknown",
+                    "missed",
+                ]
+            },
+            "agent_instance": _STR,
+            "native_id": _STR,
+            "reason": {"type": "string"},
+            "task_state": {**_STR, "description": "History only: the task's latest state."},
+        },
+    },
+    "AuditRow": {
+        "type": "object",
+        "properties": {
+            "seq": {"type": "integer"},
+            "at": {"type": "number"},
+            "actor": {"type": "string"},
+            "source": {"type": "string"},
+            "action": {"type": "string"},
+            "target": {"type": "string"},
+            "before": {},
+            "after": {},
+            "prev_hmac": {"type": "string"},
+            "hmac": {"type": "string"},
+        },
+    },
+}
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _schedule_paths() -> dict[str, Any]:
+    secured: list[dict[str, list[str]]] = [{"adminToken": []}]
+    p = API_PREFIX
+    ref = _path_param("ref")
+    one = _ok({"$ref": "#/components/schemas/Schedule"})
+    missing = _err("No schedule with that id or name.")
+    body = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ScheduleRequest"}}
+        },
+    }
+    note_body = {
+        "required": False,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "properties": {"note": {"type": "string"}}}
+            }
+        },
+    }
+    return {
+        f"{p}/schedules": {
+            "get": {
+                "summary": "The brain's schedules (native ones agents observe: see /inventory)",
+                "security": secured,
+                "responses": {"200": _ok(_list_of("schedules", "Schedule")), **_AUTH_ERRORS},
+            },
+            "post": {
+                "summary": "Create a schedule (audited; the leader acts on it at once)",
+                "security": secured,
+                "requestBody": body,
+                "responses": {
+                    "201": _ok({"$ref": "#/components/schemas/Schedule"}, "Created"),
+                    "400": _err("A value is invalid; the error names it."),
+                    "409": _err("The name (or id) is taken."),
+                    **_AUTH_ERRORS,
+                },
+            },
+        },
+        f"{p}/schedules/{{ref}}": {
+            "get": {
+                "summary": "One schedule by id or name, with its next slots",
+                "security": secured,
+                "parameters": [ref],
+                "responses": {"200": one, "404": missing, **_AUTH_ERRORS},
+            },
+            "patch": {
+                "summary": "Edit fields of a schedule, live (audited; the cursor is kept)",
+                "security": secured,
+                "parameters": [ref],
+                "requestBody": body,
+                "responses": {
+                    "200": one,
+                    "400": _err("A value is invalid; the error names it."),
+                    "404": missing,
+                    "409": _err("The new name is taken."),
+                    **_AUTH_ERRORS,
+                },
+            },
+            "delete": {
+                "summary": "Delete a schedule (audited; its fire history stays)",
+                "security": secured,
+                "parameters": [ref],
+                "responses": {
+                    "200": _ok({"type": "object", "properties": {"deleted": {"type": "object"}}}),
+                    "404": missing,
+                    **_AUTH_ERRORS,
+                },
+            },
+        },
+        f"{p}/schedules/{{ref}}/pause": {
+            "post": {
+                "summary": "Pause a schedule, with an optional note (audited)",
+                "security": secured,
+                "parameters": [ref],
+                "requestBody": note_body,
+                "responses": {"200": one, "404": missing, **_AUTH_ERRORS},
+            }
+        },
+        f"{p}/schedules/{{ref}}/resume": {
+            "post": {
+                "summary": "Resume a schedule; slots that passed while paused do not fire",
+                "security": secured,
+                "parameters": [ref],
+                "responses": {"200": one, "404": missing, **_AUTH_ERRORS},
+            }
+        },
+        f"{p}/schedules/{{ref}}/trigger": {
+            "post": {
+                "summary": "Fire a schedule now with its own fire id, cadence unchanged",
+                "security": secured,
+                "parameters": [
+                    ref,
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "A retried request with the same key triggers once.",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "201": _ok({"type": "object"}, "Triggered: {fire, created: true}"),
+                    "200": _ok({"type": "object"}, "Key seen before: the first {fire}"),
+                    "404": missing,
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        f"{p}/schedules/{{ref}}/fires": {
+            "get": {
+                "summary": "A schedule's fires, newest first, with each task's outcome",
+                "security": secured,
+                "parameters": [ref, _query("limit", "At most this many (default 50).", "integer")],
+                "responses": {
+                    "200": _ok(_list_of("fires", "Fire")),
+                    "404": missing,
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        f"{p}/fires/{{fire_id}}": {
+            "get": {
+                "summary": "One fire",
+                "security": secured,
+                "parameters": [_path_param("fire_id")],
+                "responses": {
+                    "200": _ok({"$ref": "#/components/schemas/Fire"}),
+                    "404": _err("No such fire."),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        f"{p}/scheduler": {
+            "get": {
+                "summary": "This brain's part in scheduling (leader or not) and fires by state",
+                "security": secured,
+                "responses": {"200": _ok({"type": "object"}), **_AUTH_ERRORS},
+            }
+        },
+        f"{p}/scheduler/applied": {
+            "get": {
+                "summary": "Wait until this brain's leader acts on a schedule's version",
+                "security": secured,
+                "parameters": [
+                    _query("schedule_id", "The schedule's id."),
+                    _query("version", "The version the edit returned.", "integer"),
+                    _query("timeout", "Seconds to wait (default 5, max 30).", "number"),
+                ],
+                "responses": {"200": _ok({"type": "object"}), **_AUTH_ERRORS},
+            }
+        },
+        f"{p}/audit": {
+            "get": {
+                "summary": "Audit rows in order",
+                "security": secured,
+                "parameters": [
+                    _query("after", "Sequence number to start after.", "integer"),
+                    _query("limit", "At most this many (default 100).", "integer"),
+                ],
+                "responses": {"200": _ok(_list_of("audit", "AuditRow")), **_AUTH_ERRORS},
+            }
+        },
+        f"{p}/audit/verify": {
+            "get": {
+                "summary": "Check the HMAC chain: OK with the count, or the first bad row",
+                "security": secured,
+                "responses": {"200": _ok({"type": "object"}), **_AUTH_ERRORS},
+            }
         },
     }
