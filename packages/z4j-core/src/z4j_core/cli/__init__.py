@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "z4j_core.cli.brain",
     "z4j_core.cli.tokens",
     "z4j_core.cli.ops",
+    "z4j_core.cli.audit",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -28,6 +28,9 @@ def register(subparsers: Any) -> None:
     commands = schedules.add_subparsers(dest="schedules_command", metavar="SUBCOMMAND")
     schedules.set_defaults(func=lambda args: _print_help(schedules))
     _register_preview(commands)
+    from z4j_core.cli import schedule_admin
+
+    schedule_admin.register(commands)
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
