@@ -1,0 +1,148 @@
+"""RQ benchmark: 10,000 no-op jobs through one forking `rq worker`, with and without the agent.
+
+Without: `rq worker -w rq.worker.Worker`; with: `rq worker -w z4j_rq.Worker`, its agent
+connected to a real brain process (every job's `started` and `succeeded` events are stored
+there). The jobs are enqueued first by an uninstrumented producer; the worker runs in burst mode
+and the rate is measured from the first job to the last. Runs alternate between the variants;
+medians are reported with their ratio (target: with the agent at least 0.97 of without).
+Prints figures; asserts nothing. Run: python bench/bench_rq.py [--jobs N] [--rounds R] [--quick]
+Needs Redis on 127.0.0.1:6379 and core, brain, z4j-rq, rq and redis installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from redis import Redis
+from rq import Queue
+
+from z4j_core.testing import services
+from z4j_core.testing.brainproc import BrainProcess
+
+HERE = Path(__file__).resolve().parent
+RQ = str(Path(sys.executable).parent / "rq")
+WORKERS = {False: "rq.worker.Worker", True: "z4j_rq.Worker"}
+
+
+def fill(queue: Queue, jobs: int) -> None:
+    """Enqueue `jobs` no-op jobs in pipelined batches (the producer is not instrumented)."""
+    batch = 1000
+    for start in range(0, jobs, batch):
+        queue.enqueue_many(
+            [
+                Queue.prepare_data("bench_rq_app.noop", (index, jobs - 1), result_ttl=60)
+                for index in range(start, min(start + batch, jobs))
+            ]
+        )
+
+
+def one_run(
+    with_agent: bool, jobs: int, redis_url: str, *, brain: BrainProcess, token: str, work: Path
+) -> tuple[float, float]:
+    """Jobs per second from the first job to the last, and the worker's CPU µs per job."""
+    connection = Redis.from_url(redis_url)
+    connection.flushdb()
+    fill(Queue("bench", connection=connection), jobs)
+    times = work / f"times-{time.monotonic_ns()}.txt"
+    env = {
+        **os.environ,
+        "BENCH_TIMES": str(times),
+        "Z4J_BRAIN_URL": brain.url,
+        "Z4J_TOKEN": token,
+        "Z4J_APP": "bench-rq",
+        "Z4J_SPOOL_DIR": str(work / "spool"),
+        "PYTHONPATH": str(HERE),
+    }
+    worker = subprocess.Popen(
+        [
+            RQ,
+            "worker",
+            "-w",
+            WORKERS[with_agent],
+            "-u",
+            redis_url,
+            "--burst",
+            "--logging_level",
+            "WARNING",
+            "--disable-job-desc-logging",
+            "bench",
+        ],
+        cwd=HERE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _, status, usage = os.wait4(worker.pid, 0)
+    worker.returncode = os.waitstatus_to_exitcode(status)
+    stamps = dict(line.split() for line in times.read_text().splitlines())
+    elapsed = float(stamps[str(jobs - 1)]) - float(stamps["0"])
+    cpu = usage.ru_utime + usage.ru_stime  # the worker and its horses, start-up included
+    return (jobs - 1) / elapsed, cpu / jobs * 1e6
+
+
+def stored_events(brain: BrainProcess) -> int:
+    import sqlite3
+
+    with sqlite3.connect(brain.database) as db:
+        return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each variant")
+    parser.add_argument("--quick", action="store_true", help="1,000 jobs, 3 rounds")
+    options = parser.parse_args()
+    if options.quick:
+        options.jobs, options.rounds = 1000, 3
+    database = services.claim_redis_database()
+    redis_url = f"redis://127.0.0.1:6379/{database}"
+    with tempfile.TemporaryDirectory(prefix="z4j-bench-rq-") as folder:
+        work = Path(folder)
+        brain = BrainProcess(work / "brain")
+        token = brain.create_token("bench")
+        brain.start()
+        results: dict[bool, list[float]] = {False: [], True: []}
+        cpus: dict[bool, list[float]] = {False: [], True: []}
+        try:
+            for round_index in range(options.rounds):
+                for with_agent in (False, True) if round_index % 2 == 0 else (True, False):
+                    before = stored_events(brain)
+                    rate, cpu = one_run(
+                        with_agent, options.jobs, redis_url, brain=brain, token=token, work=work
+                    )
+                    time.sleep(0.5)
+                    stored = stored_events(brain) - before
+                    results[with_agent].append(rate)
+                    cpus[with_agent].append(cpu)
+                    label = "with agent   " if with_agent else "without agent"
+                    print(
+                        f"round {round_index + 1} {label}: {rate:8.0f} jobs/s, "
+                        f"worker CPU {cpu:7.1f} us/job"
+                        + (f"  ({stored} events stored)" if with_agent else ""),
+                        flush=True,
+                    )
+        finally:
+            brain.stop()
+            Redis.from_url(redis_url).flushdb()
+            services.release_redis_database(database)
+    without = statistics.median(results[False])
+    with_ = statistics.median(results[True])
+    print(f"jobs per run: {options.jobs}, one forking worker (a work horse per job)")
+    print(f"median without agent: {without:.0f} jobs/s")
+    print(f"median with agent:    {with_:.0f} jobs/s")
+    print(f"ratio: {with_ / without:.3f} (target >= 0.97)")
+    cpu_without, cpu_with = statistics.median(cpus[False]), statistics.median(cpus[True])
+    print(f"worker CPU per job: {cpu_without:.1f} us without, {cpu_with:.1f} us with the agent")
+    print(f"machine: {os.cpu_count()} CPUs shared by the worker, Redis and the brain")
+
+
+if __name__ == "__main__":
+    main()
