@@ -23,6 +23,7 @@ BRAIN = "packages/z4j-brain"
 HUEY = "packages/z4j-huey"
 RQ = "packages/z4j-rq"
 CELERY = "packages/z4j-celery"
+DRAMATIQ = "packages/z4j-dramatiq"
 
 
 def find_python(version: str) -> str:
@@ -53,7 +54,7 @@ TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "core", "brain", "huey", "rq", "celery", "packaging"]
+nox.options.sessions = ["lint", "core", "brain", "huey", "rq", "celery", "dramatiq", "packaging"]
 
 # One id for the whole run, so every session's tests share the same service slices.
 os.environ.setdefault("Z4J_TEST_RUN_ID", uuid.uuid4().hex[:12])
@@ -125,6 +126,18 @@ def celery(session: nox.Session) -> None:
         "celery[redis]", "ephem", "django", "django-celery-beat", "celery-redbeat",
     )  # fmt: skip
     run_pytest(session, f"{CELERY}/tests")
+
+
+@nox.session(python=LOWEST_PYTHON)
+def dramatiq(session: nox.Session) -> None:
+    """The Dramatiq adapter: unit tests, the conformance suite on real `dramatiq` worker
+    processes on Redis and RabbitMQ through a real brain (periodiq schedules observed), and
+    dramatiq-crontab observation (it needs Django)."""
+    session.install(
+        *TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", DRAMATIQ,
+        "dramatiq[redis,rabbitmq]", "periodiq", "dramatiq-crontab", "django",
+    )  # fmt: skip
+    run_pytest(session, f"{DRAMATIQ}/tests")
 
 
 @nox.session(python=DEFAULT_PYTHON)
