@@ -1,0 +1,115 @@
+"""Enqueueing the brain's commands natively into Dramatiq, by actor name.
+
+Owns turning a `wire.Command` into a Dramatiq `Message`: the actor's queue (or the queue the
+command names, for an actor this process has not imported), args and kwargs, a delay, the
+message options Dramatiq accepts (`CommandOptions.headers` become message options when the
+broker's middleware declares them, e.g. `max_retries`, `time_limit`), and the fire id as the
+message id. Answers `rejected` (never enqueues) for an unknown actor with no queue given or an
+option Dramatiq cannot honour, so nothing lands in a queue where a worker would dead-letter it.
+Runs on the agent's command threads, never on a host thread; may block on the broker.
+
+Dramatiq itself runs a message id twice if it is sent twice: the agent's fire-id memory
+(`z4j_core.agent.commands.FireMemory`) refuses a repeated fire before this module is called.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from z4j_core.wire import Command, CommandResult, CommandStatus
+from z4j_dramatiq.adapter import DramatiqAdapter
+
+#: Dramatiq's largest delay (the Redis broker refuses more than 7 days).
+MAX_DELAY_MS = 7 * 24 * 3600 * 1000
+
+
+def _result(command: Command, status: CommandStatus, **fields: Any) -> CommandResult:
+    return CommandResult(command_id=command.command_id, status=status, **fields)
+
+
+def _rejected(command: Command, reason: str) -> CommandResult:
+    return _result(command, CommandStatus.REJECTED, reason=reason[:200])
+
+
+def _option_value(text: str) -> Any:
+    """Headers travel as strings; `3` and `true` mean a number and a boolean to Dramatiq."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def enqueue(adapter: DramatiqAdapter, command: Command) -> CommandResult:
+    import dramatiq
+    from dramatiq.errors import ActorNotFound
+
+    broker = adapter.broker
+    options = command.options
+    try:
+        actor = broker.get_actor(command.task)
+    except ActorNotFound:
+        actor = None
+    queue = options.queue or None
+    if actor is None and queue is None:
+        known = ", ".join(sorted(broker.get_declared_actors())[:10]) or "none"
+        return _rejected(
+            command,
+            f"unknown actor {command.task!r} for Dramatiq {adapter.app_name!r}: give its queue "
+            f"to send it anyway (declared: {known})",
+        )
+    if options.priority:
+        return _rejected(
+            command,
+            "Dramatiq has no per-message priority across workers (actor priority only orders "
+            "one worker's prefetched messages)",
+        )
+    if options.expires_seconds:
+        return _rejected(
+            command,
+            "Dramatiq cannot expire a message (AgeLimit's max_age skips it instead: pass "
+            "max_age in headers)",
+        )
+    delay_ms: int | None = None
+    if options.delay_seconds:
+        delay_ms = round(options.delay_seconds * 1000)
+        if delay_ms > MAX_DELAY_MS:
+            return _rejected(command, f"Dramatiq delays at most 7 days, not {delay_ms} ms")
+    message_options: dict[str, Any] = {}
+    if options.headers:
+        allowed = set(broker.actor_options)
+        unknown = sorted(set(options.headers) - allowed)
+        if unknown:
+            return _rejected(
+                command,
+                f"option(s) {', '.join(unknown)} are not declared by this broker's middleware "
+                f"(accepted: {', '.join(sorted(allowed))})",
+            )
+        message_options = {k: _option_value(v) for k, v in options.headers.items()}
+    if actor is not None:
+        queue = queue or actor.queue_name
+        if queue != actor.queue_name:
+            # Dramatiq's workers consume declared queues only; declaring it is what send does.
+            broker.declare_queue(queue)
+    message = dramatiq.Message(
+        queue_name=queue,
+        actor_name=command.task,
+        args=tuple(command.args),
+        kwargs=dict(command.kwargs),
+        options=message_options,
+        **({"message_id": command.fire_id} if command.fire_id else {}),
+    )
+    capture = adapter.capture
+    if capture is not None and command.fire_id:
+        capture.set_fire_id(command.fire_id)
+    try:
+        sent = broker.enqueue(message, delay=delay_ms)
+    except Exception as exc:
+        if capture is not None:
+            # `enqueued` was reported just before the write (so it sorts before `started`).
+            capture.enqueue_failed(message, exc)
+        raise
+    finally:
+        if capture is not None and command.fire_id:
+            capture.set_fire_id(None)
+    return _result(command, CommandStatus.ENQUEUED, native_id=sent.message_id)
