@@ -221,7 +221,55 @@ def send_tasks(demo: Demo) -> None:
     demo.send("demo_tasks.no_such_task")
 
 
-STEPS: list[Callable[[Demo], None]] = [show_inventory, send_tasks]
+def z4j(demo: Demo, *args: str) -> str:
+    """Run the `z4j` command as an operator would, show it and its output."""
+    demo.say(color("$ z4j " + " ".join(args), "1"))
+    result = demo.brain.cli(*args, "--brain-url", demo.brain.http_url, check=False)
+    for line in (result.stdout + result.stderr).rstrip().splitlines():
+        print(f"         {line}", flush=True)
+    if result.returncode != 0 and args[:2] != ("audit", "verify"):
+        raise SystemExit(f"z4j {' '.join(args)} failed")
+    return result.stdout
+
+
+def wait_for_fires(demo: Demo, name: str, count: int, timeout: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    fires: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        fires = demo.brain.api("GET", f"/api/v1/schedules/{name}/fires")["fires"]
+        if sum(f["task_state"] == "succeeded" for f in fires) >= count:
+            break
+        time.sleep(0.2)
+    return fires
+
+
+def schedules(demo: Demo) -> None:
+    """Schedules owned by the brain: created, fired, triggered and edited live from the CLI."""
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 4))
+    task = "demo_tasks.add"
+    z4j(demo, "schedules", "add", "tick", "--task", task, "--engine", "huey",
+        "--cron", "* * * * * */10", "--args", "[1, 1]")  # fmt: skip
+    z4j(demo, "schedules", "add", "heartbeat", "--task", task, "--engine", "huey",
+        "--every", "3s", "--args", "[2, 2]", "--catch-up", "one")  # fmt: skip
+    z4j(demo, "schedules", "add", "launch", "--task", task, "--engine", "huey",
+        "--at", soon, "--args", "[3, 3]")  # fmt: skip
+    z4j(demo, "schedules", "add", "lights-on", "--task", task, "--engine", "huey",
+        "--solar", "sunset", "--lat", "48.85", "--lon", "2.35", "--tz", "Europe/Paris")  # fmt: skip
+    z4j(demo, "schedules", "list", "--all")
+    z4j(demo, "schedules", "trigger", "tick", "--idempotency-key", "demo-1")
+    fires = wait_for_fires(demo, "heartbeat", 2, 10)
+    demo.say(color("fires arriving", "1;32") + f": heartbeat fired {len(fires)} times so far")
+    z4j(demo, "schedules", "edit", "heartbeat", "--every", "1s")
+    time.sleep(2.5)
+    wait_for_fires(demo, "launch", 1, 8)
+    z4j(demo, "schedules", "history", "heartbeat", "--limit", "6")
+    z4j(demo, "schedules", "history", "launch")
+    z4j(demo, "schedules", "pause", "heartbeat", "--note", "demo over")
+    z4j(demo, "audit", "list")
+    z4j(demo, "audit", "verify")
+
+
+STEPS: list[Callable[[Demo], None]] = [show_inventory, send_tasks, schedules]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import pytest
 
 MAIN = Path(__file__).resolve().parents[3] / "scripts" / "demo_app" / "main.py"
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 
 def test_the_demo_shows_the_lifecycle_and_leaves_nothing_running() -> None:
@@ -23,7 +23,7 @@ def test_the_demo_shows_the_lifecycle_and_leaves_nothing_running() -> None:
         capture_output=True,
         text=True,
         env=env,
-        timeout=90,
+        timeout=110,
     )
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
@@ -35,6 +35,13 @@ def test_the_demo_shows_the_lifecycle_and_leaves_nothing_running() -> None:
     assert "no_such_task -> rejected (unknown task" in out
     assert "sk-live-not-for-your-eyes" not in out, "a secret reached the brain"
     assert "first task succeeded" in out
+    # Schedules owned by the brain, driven through the CLI.
+    assert "created schedule 'tick'" in out and "created schedule 'lights-on'" in out
+    assert re.search(r"triggered 'tick': fire \S+_\d{8}T\d{12,}Z", out), out
+    assert "observed (huey_periodic, read-only" in out
+    assert "edited schedule 'heartbeat': every 1 second" in out
+    assert re.search(r"\d{8}T\d{6}Z\s+scheduled\s+enqueued\s+\S+\s+\S+\s+succeeded", out), out
+    assert re.search(r"audit log OK: \d+ rows verified", out), out
     pids = [int(p) for p in re.findall(r"pid (\d+)", out.splitlines()[-1])]
     assert len(pids) == 2
     for pid in pids:
