@@ -1,0 +1,173 @@
+"""The arq adapter object: what the agent knows of one instrumented arq worker or pool.
+
+Owns the engine name, version, app name and capabilities, the worker settings (functions, cron
+jobs, queue, time zone) for a worker, or the `ArqRedis` pool for a process that only enqueues,
+and the running `arq.worker.Worker` once its `on_startup` has found it. Does no I/O and never
+talks to Redis.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from z4j_core.wire import Capability
+
+ENGINE = "arq"
+DEFAULT_QUEUE = "arq:queue"  # arq.constants.default_queue_name
+
+CAPABILITIES: frozenset[str] = frozenset(
+    c.value
+    for c in (
+        Capability.LIFECYCLE,
+        Capability.LIST_TASKS,
+        Capability.OBSERVE_SCHEDULES,
+        Capability.ENQUEUE,
+        Capability.FIRE,
+        Capability.TRIGGER_NOW,
+        Capability.ETA,
+        Capability.EXPIRES,
+        Capability.NATIVE_DEDUP,
+    )
+)
+
+
+def arq_version() -> str:
+    try:
+        from arq.version import VERSION
+
+        return str(VERSION)
+    except Exception:
+        return "unknown"
+
+
+def is_pool(app: object) -> bool:
+    """Whether `app` is an `arq.connections.ArqRedis` (checked without importing arq if absent)."""
+    try:
+        from arq.connections import ArqRedis
+    except ImportError:
+        return False
+    return isinstance(app, ArqRedis)
+
+
+def is_settings(app: object) -> bool:
+    """Whether `app` looks like arq worker settings: a class or dict with `functions` or
+    `cron_jobs` (arq reads a class's own `__dict__`, never inherited attributes)."""
+    values = settings_dict(app)
+    return values is not None and bool(values.get("functions") or values.get("cron_jobs"))
+
+
+def settings_dict(app: object) -> dict[str, Any] | None:
+    """The mapping arq's `create_worker` reads: a dict itself, or a class's own `__dict__`."""
+    if isinstance(app, Mapping):
+        return dict(app)
+    if isinstance(app, type):
+        return dict(vars(app))
+    return None
+
+
+def function_names(functions: Iterable[Any]) -> dict[str, Any]:
+    """arq's name for each function (`func()` does the naming: its `name=`, else `__qualname__`)."""
+    from arq.worker import func
+
+    named: dict[str, Any] = {}
+    for function in functions:
+        wrapped = func(function)
+        named[wrapped.name] = wrapped
+    return named
+
+
+def dotted_name(function: Any) -> str:
+    coroutine = getattr(function, "coroutine", function)
+    module = getattr(coroutine, "__module__", None) or "?"
+    return f"{module}.{getattr(coroutine, '__qualname__', repr(coroutine))}"
+
+
+@dataclass(eq=False)
+class ArqAdapter:
+    """One instrumented arq worker (settings) or pool (`z4j_core.hookspecs.EngineAdapter`).
+
+    functions: arq function name -> `arq.worker.Function` (a worker's own, or declared by a
+        producer); None of them for a producer that declared nothing (then any name is sent).
+    cron_jobs: the worker's `arq.cron.CronJob`s (the same objects its worker runs).
+    worker: the running `arq.worker.Worker`, set by `on_startup`.
+    pool: the producer's `ArqRedis`, or the worker's own pool once it started.
+    """
+
+    settings: dict[str, Any] | None = None
+    pool: Any = None
+    engine: str = ENGINE
+    engine_version: str = field(default_factory=arq_version)
+    app_name: str = ""
+    capabilities: frozenset[str] = CAPABILITIES
+    functions: dict[str, Any] = field(default_factory=dict)
+    cron_jobs: list[Any] = field(default_factory=list)
+    worker: Any = None
+    capture: Any = None  # the installed `z4j_arq.capture.JobCapture`, if any
+    commands: Any = None  # the `z4j_arq.enqueue.PrivateLoop` commands enqueue on, once needed
+
+    def __post_init__(self) -> None:
+        settings = self.settings or {}
+        if settings:
+            self.functions.update(function_names(settings.get("functions") or ()))
+            self.cron_jobs = list(settings.get("cron_jobs") or ())
+            for cron_job in self.cron_jobs:
+                self.functions[cron_job.name] = cron_job
+        if not self.app_name:
+            self.app_name = "arq"
+
+    @property
+    def is_worker(self) -> bool:
+        return self.settings is not None
+
+    @property
+    def queue(self) -> str:
+        """The queue this worker reads, or the pool's default queue."""
+        worker = self.worker
+        if worker is not None:
+            return str(worker.queue_name)
+        if self.settings is not None:
+            name = self.settings.get("queue_name")
+            if name:
+                return str(name)
+        pool = self.pool
+        if pool is not None:
+            return str(getattr(pool, "default_queue_name", DEFAULT_QUEUE))
+        return DEFAULT_QUEUE
+
+    @property
+    def timezone(self) -> datetime.tzinfo:
+        """The zone arq evaluates cron jobs in: the settings' `timezone`, else the system's
+        local offset at start (arq takes `datetime.now().astimezone().tzinfo`)."""
+        worker = self.worker
+        if worker is not None and worker.timezone is not None:
+            return worker.timezone  # type: ignore[no-any-return]
+        zone = (self.settings or {}).get("timezone")
+        if zone is not None:
+            return zone  # type: ignore[no-any-return]
+        return datetime.datetime.now().astimezone().tzinfo or datetime.timezone.utc
+
+    def declare(self, functions: Iterable[Any]) -> None:
+        """Functions a producer knows it may enqueue (listed in the inventory)."""
+        self.functions.update(function_names(functions))
+
+    def knows(self, name: str, queue: str) -> bool | None:
+        """Whether a worker reading `queue` here has `name`: None when this process cannot know
+        (a producer, or another queue, which another worker may serve)."""
+        if not self.is_worker or queue != self.queue:
+            return None
+        return name in self.functions
+
+
+def create_adapter(app: object, options: Mapping[str, Any]) -> ArqAdapter | None:
+    """The adapter for arq worker settings or an `ArqRedis` pool, or None for anything else."""
+    app_name = str(options.get("app_name") or "")
+    if is_pool(app):
+        adapter = ArqAdapter(pool=app, app_name=app_name)
+        adapter.declare(options.get("functions") or ())
+        return adapter
+    if is_settings(app):
+        return ArqAdapter(settings=settings_dict(app), app_name=app_name)
+    return None

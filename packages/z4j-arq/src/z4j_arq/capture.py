@@ -1,0 +1,419 @@
+"""Lifecycle capture: an arq worker's jobs and a pool's enqueues mapped onto z4j's kinds.
+
+arq gives its per-job hooks only the job's `ctx` (id, try, enqueue time), never the function,
+its arguments or how it ended, so capture reads them where arq already has them, with no extra
+Redis round trip and without wrapping user functions:
+
+- the function name, args and kwargs: the worker's `job_deserializer`, wrapped, leaves what it
+  decoded in a context variable of the job's own `run_job` task, which `on_job_start` reads;
+- the outcome: the worker's `job_tasks` dict is replaced by `JobTasks`, whose `__delitem__`
+  runs in `run_job`'s `finally` right after the job's task ended, while arq's exception (with
+  its traceback) is still in flight; it classifies it exactly as arq's `run_job` will (Retry,
+  abort, cancelled and run again, failure) and `after_job_end` emits it once arq has stored it;
+- jobs that end before they start (expired, aborted before start, unknown function, too many
+  tries) are seen by the worker's `job_serializer`, wrapped, when arq serializes their result;
+- enqueues: `ArqRedis.enqueue_job` of an instrumented pool (the producer's, the worker's own
+  for cron jobs and jobs enqueued by jobs) is wrapped on that instance; the event is stamped
+  before the write and pushed once arq accepted the job (nothing for a duplicate id).
+
+Every entry point catches every exception and counts it: nothing here reaches a job or the
+worker's loop. Never does I/O; the agent's `emit` only appends to an in-memory queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime
+import functools
+import os
+import pickle
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from z4j_arq.adapter import ArqAdapter
+from z4j_core.wire import LifecycleKind
+
+K = LifecycleKind
+
+_HOST = socket.gethostname()
+_worker = f"{_HOST}:{os.getpid()}"
+
+
+def _refresh_worker() -> None:
+    global _worker
+    _worker = f"{_HOST}:{os.getpid()}"
+
+
+os.register_at_fork(after_in_child=_refresh_worker)
+
+
+def dotted(cls: type) -> str:
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+@dataclass
+class Decoded:
+    """What the worker's deserializer decoded for the job `run_job` is running."""
+
+    function: str
+    args: Any
+    kwargs: Any
+    job_try: int | None
+
+
+@dataclass
+class Running:
+    """One job between `on_job_start` and `after_job_end` (lives in run_job's context)."""
+
+    job_id: str
+    name: str
+    job_try: int
+    began: float = 0.0
+    kind: LifecycleKind | None = None
+    fields: dict[str, Any] | None = None
+
+
+_decoded: contextvars.ContextVar[Decoded | None] = contextvars.ContextVar(
+    "z4j_arq_decoded", default=None
+)
+_running: contextvars.ContextVar[Running | None] = contextvars.ContextVar(
+    "z4j_arq_running", default=None
+)
+
+
+class JobTasks(dict):  # type: ignore[type-arg]
+    """The worker's `job_tasks` (job id -> the job function's task), reporting each outcome.
+
+    arq deletes a job's entry in the `finally` around awaiting it, so `__delitem__` sees the
+    exception arq is handling (None on success) before arq decides what to do with it.
+    """
+
+    def __init__(self, capture: JobCapture, worker: Any, initial: dict[str, Any]) -> None:
+        super().__init__(initial)
+        self.capture = capture
+        self.worker = worker
+
+    def __delitem__(self, job_id: str) -> None:
+        task = self.get(job_id)
+        super().__delitem__(job_id)
+        try:
+            self.capture.job_ended(self.worker, job_id, task)
+        except Exception:
+            self.capture.errors += 1
+
+
+def _error_fields(exc: BaseException) -> dict[str, Any]:
+    fields: dict[str, Any] = {"exception": dotted(type(exc)), "message": str(exc) or repr(exc)}
+    tb = exc.__traceback__
+    if tb is not None:
+        fields["traceback"] = "".join(traceback.format_exception(type(exc), exc, tb))
+    return fields
+
+
+class JobCapture:
+    """The capture for one arq adapter: hooks for its worker, wrappers for its pools."""
+
+    def __init__(self, adapter: ArqAdapter, emit: Callable[..., None]) -> None:
+        self.adapter = adapter
+        self.emit = emit
+        #: set by `z4j_arq.instrument` to the agent's `prepare` / `emit_prepared`, so an enqueue
+        #: is stamped before arq writes it (a worker may start it before the write returns)
+        self.prepare: Callable[..., Any] | None = None
+        self.emit_prepared: Callable[[Any], None] | None = None
+        self.errors = 0
+        self.queue = adapter.queue
+
+    # -- the worker's serializers ------------------------------------------------------------
+
+    def wrap_deserializer(self, inner: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+        loads = inner or pickle.loads
+
+        def z4j_job_deserializer(data: bytes) -> Any:
+            decoded = loads(data)
+            try:
+                if isinstance(decoded, dict) and "f" in decoded and "s" not in decoded:
+                    _decoded.set(
+                        Decoded(decoded["f"], decoded.get("a"), decoded.get("k"), decoded.get("t"))
+                    )
+            except Exception:
+                self.errors += 1
+            return decoded
+
+        z4j_job_deserializer.z4j_inner = inner  # type: ignore[attr-defined]
+        return z4j_job_deserializer
+
+    def wrap_serializer(self, inner: Callable[[Any], bytes] | None) -> Callable[[Any], bytes]:
+        dumps = inner or pickle.dumps
+
+        def z4j_job_serializer(data: Any) -> bytes:
+            try:
+                if isinstance(data, dict) and data.get("s") is False and _running.get() is None:
+                    self.ended_before_start(data)
+            except Exception:
+                self.errors += 1
+            return dumps(data)
+
+        z4j_job_serializer.z4j_inner = inner  # type: ignore[attr-defined]
+        return z4j_job_serializer
+
+    # -- the worker's per-job hooks ---------------------------------------------------------
+
+    def on_job_start(self, ctx: dict[str, Any]) -> None:
+        try:
+            decoded = _decoded.get()
+            job_id = str(ctx.get("job_id"))
+            job_try = int(ctx.get("job_try") or 1)
+            name = decoded.function if decoded is not None else "<unknown>"
+            running = Running(job_id, name, job_try, began=time.perf_counter())
+            _running.set(running)
+            self.emit(
+                K.STARTED,
+                job_id,
+                name,
+                queue=self.queue,
+                worker=_worker,
+                args=decoded.args if decoded is not None else None,
+                kwargs=decoded.kwargs if decoded is not None else None,
+                retries=job_try - 1,
+            )
+        except Exception:
+            self.errors += 1
+
+    def job_ended(self, worker: Any, job_id: str, task: Any) -> None:
+        """In run_job's `finally`: decide the outcome as arq's `except` clauses will."""
+        import sys
+
+        from arq.worker import Retry, RetryJob
+
+        running = _running.get()
+        if running is None or running.job_id != job_id:
+            return
+        runtime = time.perf_counter() - running.began
+        exc = sys.exc_info()[1]
+        fields: dict[str, Any] = {"runtime": runtime, "retries": running.job_try - 1}
+        retry_jobs = bool(getattr(worker, "retry_jobs", True))
+        if exc is None:
+            kind = K.SUCCEEDED
+        elif retry_jobs and isinstance(exc, Retry):
+            kind = K.RETRIED
+            fields.update(_error_fields(exc), retries=running.job_try)
+            defer = exc.defer_score
+            if defer:
+                fields["extra"] = {"defer_seconds": defer / 1000}
+        elif isinstance(exc, asyncio.CancelledError) and job_id in getattr(
+            worker, "aborting_tasks", ()
+        ):
+            kind = K.CANCELLED
+            fields.update(exception="arq.aborted", message="aborted with Job.abort()")
+        elif retry_jobs and isinstance(exc, (asyncio.CancelledError, RetryJob)):
+            kind = K.RETRIED
+            fields.update(
+                exception=dotted(type(exc)),
+                message="cancelled (the worker stopped or lost the job); arq runs it again",
+                retries=running.job_try,
+            )
+        else:
+            kind = K.FAILED
+            fields.update(_error_fields(exc))
+        running.kind = kind
+        running.fields = fields
+
+    def after_job_end(self, ctx: dict[str, Any]) -> None:
+        try:
+            running = _running.get()
+            if running is None or running.kind is None:
+                return
+            _running.set(None)
+            fields = running.fields or {}
+            self.emit(
+                running.kind,
+                running.job_id,
+                running.name,
+                queue=self.queue,
+                worker=_worker,
+                **fields,
+            )
+        except Exception:
+            self.errors += 1
+
+    def ended_before_start(self, data: dict[str, Any]) -> None:
+        """A job arq failed before running it (its result is being serialized)."""
+        from arq.worker import JobExecutionFailed
+
+        result = data.get("r")
+        job_id = str(data.get("id") or "")
+        name = str(data.get("f") or "<unknown>")
+        message = str(result)
+        kind = K.FAILED
+        if isinstance(result, asyncio.CancelledError):
+            kind, message = K.CANCELLED, "aborted with Job.abort() before it started"
+            exception = "arq.aborted"
+        elif isinstance(result, JobExecutionFailed) and message == "job expired":
+            kind = K.EXPIRED
+            exception = dotted(type(result))
+        elif isinstance(result, JobExecutionFailed) and message.endswith("not found"):
+            kind = K.REJECTED
+            exception = dotted(type(result))
+        elif isinstance(result, BaseException):
+            exception = dotted(type(result))
+            kind = K.REJECTED if "Serializ" in type(result).__name__ else K.FAILED
+        else:
+            exception = "arq.failed"
+        job_try = data.get("t")
+        self.emit(
+            kind,
+            job_id,
+            name,
+            queue=str(data.get("q") or self.queue),
+            worker=_worker,
+            exception=exception,
+            message=message,
+            **({"retries": max(int(job_try) - 1, 0)} if isinstance(job_try, int) else {}),
+        )
+
+    def follow_worker(self, worker: Any) -> None:
+        """Replace the worker's `job_tasks` so each job's outcome is seen (idempotent)."""
+        if not isinstance(worker.job_tasks, JobTasks):
+            worker.job_tasks = JobTasks(self, worker, worker.job_tasks)
+        self.queue = str(worker.queue_name)
+
+    # -- enqueues ------------------------------------------------------------------------------
+
+    def enqueued_record(
+        self,
+        job_id: str,
+        function: str,
+        *,
+        args: Any,
+        kwargs: Any,
+        queue: str,
+        defer_until: datetime.datetime | None = None,
+        defer_by: Any = None,
+        fire_id: str | None = None,
+    ) -> Callable[[], None]:
+        """Stamp the enqueued (or scheduled) event now; returns what pushes it later."""
+        kind = K.ENQUEUED
+        extra = None
+        eta = None
+        if defer_until is not None:
+            eta = defer_until
+        elif defer_by:
+            seconds = (
+                defer_by.total_seconds()
+                if isinstance(defer_by, datetime.timedelta)
+                else float(defer_by)
+            )
+            if seconds > 0:
+                eta = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+                    seconds=seconds
+                )
+        if eta is not None:
+            kind = K.SCHEDULED
+            extra = {"eta": eta.isoformat()}
+        fields: dict[str, Any] = {"queue": queue, "worker": _worker}
+        if fire_id:
+            fields["fire_id"] = fire_id
+        if extra:
+            fields["extra"] = extra
+        prepare, push = self.prepare, self.emit_prepared
+        if prepare is not None and push is not None:
+            record = prepare(
+                kind,
+                job_id,
+                function,
+                engine=self.adapter.engine,
+                args=args,
+                kwargs=kwargs,
+                **fields,
+            )
+            return functools.partial(push, record)
+        emit = self.emit
+        return functools.partial(emit, kind, job_id, function, args=args, kwargs=kwargs, **fields)
+
+    def instrument_pool(self, pool: Any) -> None:
+        """Wrap `pool.enqueue_job` on this instance (idempotent)."""
+        original = pool.enqueue_job
+        if getattr(original, "z4j_capture", None) is not None:
+            return
+        capture = self
+
+        @functools.wraps(original)
+        async def enqueue_job(
+            function: str,
+            *args: Any,
+            _job_id: str | None = None,
+            _queue_name: str | None = None,
+            _defer_until: datetime.datetime | None = None,
+            _defer_by: Any = None,
+            _expires: Any = None,
+            _job_try: int | None = None,
+            **kwargs: Any,
+        ) -> Any:
+            job_id = _job_id or uuid.uuid4().hex  # what arq would choose, chosen here first
+            push = None
+            try:
+                queue = _queue_name or pool.default_queue_name
+                push = capture.enqueued_record(
+                    job_id,
+                    function,
+                    args=args,
+                    kwargs=kwargs,
+                    queue=queue,
+                    defer_until=_defer_until,
+                    defer_by=_defer_by,
+                )
+            except Exception:
+                capture.errors += 1
+            job = await original(
+                function,
+                *args,
+                _job_id=job_id,
+                _queue_name=_queue_name,
+                _defer_until=_defer_until,
+                _defer_by=_defer_by,
+                _expires=_expires,
+                _job_try=_job_try,
+                **kwargs,
+            )
+            if job is not None and push is not None:
+                try:
+                    push()
+                except Exception:
+                    capture.errors += 1
+            return job
+
+        enqueue_job.z4j_capture = self  # type: ignore[attr-defined]
+        pool.enqueue_job = enqueue_job
+
+
+def install(adapter: ArqAdapter, emit: Callable[..., None]) -> JobCapture:
+    """Create the capture for `adapter`; wraps a producer's pool at once (a worker's hooks are
+    installed by `z4j_arq.worker`). Idempotent per adapter."""
+    if adapter.capture is not None:
+        return adapter.capture  # type: ignore[no-any-return]
+    capture = JobCapture(adapter, emit)
+    adapter.capture = capture
+    if adapter.pool is not None:
+        capture.instrument_pool(adapter.pool)
+    return capture
+
+
+def uninstall(adapter: ArqAdapter) -> None:
+    capture = adapter.capture
+    if capture is None:
+        return
+    pool = adapter.pool
+    wrapped = getattr(pool, "enqueue_job", None) if pool is not None else None
+    if getattr(wrapped, "z4j_capture", None) is capture:
+        del pool.enqueue_job  # the class's own method shows through again
+    worker = adapter.worker
+    if worker is not None and isinstance(worker.job_tasks, JobTasks):
+        worker.job_tasks = dict(worker.job_tasks)
+    adapter.capture = None

@@ -1,0 +1,184 @@
+"""Enqueueing the brain's commands natively into arq, by function name.
+
+Owns turning a `wire.Command` into `ArqRedis.enqueue_job`: the function name, args and kwargs,
+the queue (`_queue_name`), a delay (`_defer_by`), an expiry (`_expires`: a job not started in
+time is dropped by the worker) and for fires and triggers the fire id as `_job_id`, so arq
+itself refuses a second job for the same fire (it returns None while the job is queued or
+running or its result is kept: `duplicate`). Answers `rejected` (never enqueues) for a function
+the worker of that queue does not have (when this process is that worker), a priority (arq has
+none), a keyword arq would take as its own option, or an expiry that ends before the delay.
+
+Commands run on the agent's command threads, never on the host's loop: the enqueue itself runs
+on a private event loop thread with a connection of its own to the same Redis, so a busy or
+blocked host loop never delays a command and a command never takes time from the host's loop.
+May block on Redis (under the command's deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import uuid
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from z4j_arq.adapter import ArqAdapter
+from z4j_core.wire import Command, CommandResult, CommandStatus
+
+#: keywords `enqueue_job` takes for itself; a task kwarg of this name would be swallowed
+RESERVED = frozenset(
+    {"_job_id", "_queue_name", "_defer_until", "_defer_by", "_expires", "_job_try"}
+)
+ENQUEUE_TIMEOUT = 30.0
+
+T = TypeVar("T")
+
+
+def _result(command: Command, status: CommandStatus, **fields: Any) -> CommandResult:
+    return CommandResult(command_id=command.command_id, status=status, **fields)
+
+
+def _rejected(command: Command, reason: str) -> CommandResult:
+    return _result(command, CommandStatus.REJECTED, reason=reason[:200])
+
+
+class PrivateLoop:
+    """One daemon thread running an event loop for commands; made again after a fork."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
+        loop = self._ensure()
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            future.cancel()
+            raise
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="z4j-arq-enqueue", daemon=True
+                )
+                thread.start()
+                self._loop, self._pid = loop, os.getpid()
+            return self._loop
+
+
+def clone_pool(source: Any) -> Any:
+    """A new `ArqRedis` on its own connections to the server and database of `source`."""
+    from arq.connections import ArqRedis
+    from redis.asyncio import BlockingConnectionPool, ConnectionPool
+
+    connections = source.connection_pool
+    if type(connections) not in (ConnectionPool, BlockingConnectionPool):
+        raise TypeError(
+            f"z4j cannot open its own connections like {type(connections).__name__} "
+            "(instrument a pool on a plain ConnectionPool)"
+        )
+    pool = ConnectionPool(
+        connection_class=connections.connection_class, **connections.connection_kwargs
+    )
+    return ArqRedis(
+        pool,
+        job_serializer=_inner(getattr(source, "job_serializer", None)),
+        job_deserializer=_inner(getattr(source, "job_deserializer", None)),
+        default_queue_name=source.default_queue_name,
+        expires_extra_ms=source.expires_extra_ms,
+    )
+
+
+def _inner(function: Any) -> Any:
+    """The user's own serializer behind our wrapper (the private pool reports by itself)."""
+    return getattr(function, "z4j_inner", function)
+
+
+def source_pool(adapter: ArqAdapter) -> Any:
+    """The pool whose server the private pool connects to, or None before a worker started."""
+    if adapter.pool is not None:
+        return adapter.pool
+    worker = adapter.worker
+    return worker.pool if worker is not None else None
+
+
+async def _enqueue_on_own_connection(
+    adapter: ArqAdapter, name: str, args: list[Any], kwargs: dict[str, Any]
+) -> Any:
+    """Enqueue on a connection of our own, closed again at once (commands are rare; a pool
+    kept open would outlive its loop in processes that never close it)."""
+    source = source_pool(adapter)
+    if source is None:
+        from arq.connections import RedisSettings, create_pool
+
+        settings = (adapter.settings or {}).get("redis_settings") or RedisSettings()
+        pool = await create_pool(settings, default_queue_name=adapter.queue)
+    else:
+        pool = clone_pool(source)
+    try:
+        return await pool.enqueue_job(name, *args, **kwargs)
+    finally:
+        await pool.aclose(close_connection_pool=True)
+
+
+def enqueue(adapter: ArqAdapter, command: Command, private: PrivateLoop) -> CommandResult:
+    name = command.task
+    options = command.options
+    queue = options.queue or adapter.queue
+    known = adapter.knows(name, queue)
+    if known is False:
+        names = ", ".join(sorted(adapter.functions)[:10]) or "none"
+        return _rejected(
+            command,
+            f"unknown function {name!r} for the arq worker of {queue!r} (functions: {names})",
+        )
+    if options.priority:
+        return _rejected(command, "arq has no job priority (use another queue)")
+    clash = sorted(RESERVED & set(command.kwargs))
+    if clash:
+        return _rejected(command, f"arq takes {', '.join(clash)} as its own enqueue options")
+    delay, expires = options.delay_seconds or 0, options.expires_seconds or 0
+    if expires and delay and expires <= delay:
+        return _rejected(command, f"expires after {expires}s, before its {delay}s delay ends")
+    job_id = command.fire_id or uuid.uuid4().hex
+    enqueue_kwargs: dict[str, Any] = {"_job_id": job_id, "_queue_name": queue}
+    if delay:
+        enqueue_kwargs["_defer_by"] = delay
+    if expires:
+        enqueue_kwargs["_expires"] = expires
+    enqueue_kwargs.update(command.kwargs)
+    capture = adapter.capture
+    push = None
+    if capture is not None:
+        with contextlib.suppress(Exception):
+            push = capture.enqueued_record(
+                job_id,
+                name,
+                args=tuple(command.args),
+                kwargs=dict(command.kwargs),
+                queue=queue,
+                defer_by=delay or None,
+                fire_id=command.fire_id,
+            )
+    job = private.run(
+        _enqueue_on_own_connection(adapter, name, list(command.args), enqueue_kwargs),
+        ENQUEUE_TIMEOUT,
+    )
+    if job is None:
+        return _result(
+            command,
+            CommandStatus.DUPLICATE,
+            native_id=job_id,
+            reason="arq already has a job (or a kept result) with this id",
+        )
+    if push is not None:
+        with contextlib.suppress(Exception):
+            push()
+    return _result(command, CommandStatus.ENQUEUED, native_id=job.job_id)

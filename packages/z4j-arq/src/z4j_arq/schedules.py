@@ -1,0 +1,137 @@
+"""Observing an arq worker's `cron_jobs`, read-only.
+
+Owns rendering each `arq.cron.CronJob` as cron fields a person can read and computing its next
+run times exactly as arq does: `arq.cron.next_cron` from the current time in the worker's time
+zone, so arq's default microsecond offset (123456) and its AND of day and weekday are included.
+arq's weekday counts from Monday = 0; the expression uses cron's Sunday = 0. Seconds other
+than 0 add a sixth field (croniter's order: seconds last). Pure functions plus `observe`, which
+reads the clock once. Never writes.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from typing import Any
+
+from z4j_core.wire import ObservedSchedule
+
+SOURCE = "arq_cron"
+NEXT_RUNS = 5
+WEEKDAYS = ("mon", "tues", "wed", "thurs", "fri", "sat", "sun")  # arq.typing.WEEKDAYS
+
+_RANGES = {
+    "minute": range(60),
+    "hour": range(24),
+    "day": range(1, 32),
+    "month": range(1, 13),
+    "weekday": range(7),
+    "second": range(60),
+}
+
+
+def values_of(option: Any) -> list[int] | None:
+    """An arq cron option (None, an int, a set, a weekday name) as sorted values, None for all."""
+    if option is None:
+        return None
+    if isinstance(option, str):
+        return [WEEKDAYS.index(option.lower())]
+    if isinstance(option, int):
+        return [option]
+    return sorted({int(v) for v in option})
+
+
+def render_field(values: list[int] | None, full: range) -> str:
+    """`[0, 15, 30, 45]` over 0-59 -> `*/15`; `[1, 2, 3, 7]` -> `1-3,7`; None -> `*`."""
+    if values is None or values == list(full):
+        return "*"
+    for step in range(2, len(full) // 2 + 1):
+        if values == list(full[::step]):
+            return f"*/{step}"
+    parts: list[str] = []
+    start = prev = values[0]
+    for value in [*values[1:], None]:
+        if value is not None and value == prev + 1:
+            prev = value
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if value is not None:
+            start = prev = value
+    return ",".join(parts)
+
+
+def cron_expression(cron_job: Any) -> str:
+    """Cron's five fields (minute hour day month weekday, Sunday = 0), and seconds last when
+    the job runs at other seconds than 0."""
+    weekdays = values_of(cron_job.weekday)
+    if weekdays is not None:
+        weekdays = sorted({(v + 1) % 7 for v in weekdays})  # arq: Monday = 0
+    fields = [
+        render_field(values_of(cron_job.minute), _RANGES["minute"]),
+        render_field(values_of(cron_job.hour), _RANGES["hour"]),
+        render_field(values_of(cron_job.day), _RANGES["day"]),
+        render_field(values_of(cron_job.month), _RANGES["month"]),
+        "*" if weekdays is None else render_field(weekdays, _RANGES["weekday"]),
+    ]
+    seconds = values_of(cron_job.second)
+    if seconds != [0]:
+        fields.append(render_field(seconds, _RANGES["second"]))
+    return " ".join(fields)
+
+
+def next_runs(
+    cron_job: Any, after: datetime.datetime, count: int = NEXT_RUNS
+) -> list[datetime.datetime]:
+    """The next `count` runs after `after` (aware, in the worker's zone), as arq finds them:
+    the worker starts from `calculate_next(now)`, then from each run."""
+    from arq.cron import next_cron
+
+    runs: list[datetime.datetime] = []
+    moment = after
+    for _ in range(count):
+        moment = next_cron(
+            moment,
+            month=cron_job.month,
+            day=cron_job.day,
+            weekday=cron_job.weekday,
+            hour=cron_job.hour,
+            minute=cron_job.minute,
+            second=cron_job.second,
+            microsecond=cron_job.microsecond,
+        )
+        runs.append(moment)
+    return runs
+
+
+def zone_label(zone: datetime.tzinfo) -> str:
+    """'' for UTC, else the zone's name (an IANA key, or a fixed offset like UTC+02:00)."""
+    key = getattr(zone, "key", None)
+    if key is not None:
+        return "" if key in ("UTC", "Etc/UTC") else str(key)
+    offset = zone.utcoffset(None)
+    if offset is None or offset == datetime.timedelta(0):
+        return ""
+    return str(zone.tzname(None) or offset)
+
+
+def observe(
+    cron_jobs: Iterable[Any], zone: datetime.tzinfo, now: datetime.datetime | None = None
+) -> list[ObservedSchedule]:
+    """Every cron job, with its expression and next run times (epoch seconds)."""
+    now = now or datetime.datetime.now(tz=zone)
+    label = zone_label(zone)
+    observed = []
+    for cron_job in sorted(cron_jobs, key=lambda job: job.name):
+        expression = cron_expression(cron_job) + (f" ({label})" if label else "")
+        observed.append(
+            ObservedSchedule(
+                source=SOURCE,
+                name=cron_job.name,
+                task=cron_job.name,
+                kind="cron",
+                expression=expression,
+                next_runs=[run.timestamp() for run in next_runs(cron_job, now)],
+                read_only=True,
+            )
+        )
+    return observed

@@ -1,0 +1,129 @@
+"""Where the agent runs in an arq worker, and when it starts and stops.
+
+An arq worker is one process running one asyncio loop. `instrument_settings` returns worker
+settings whose `on_startup`, `on_shutdown`, `on_job_start` and `after_job_end` run ours and
+then the user's own (the user's `on_shutdown` first, so what it does is still reported), and
+whose `job_serializer` / `job_deserializer` wrap the user's (or arq's pickle default).
+
+- `on_startup`: finds the `arq.worker.Worker` (arq hands hooks only `ctx`, so it is read from
+  the awaiting frame, `Worker.main`), makes its `job_tasks` report outcomes, wraps its pool's
+  `enqueue_job` (cron jobs, jobs enqueued by jobs), then starts the agent's link;
+- `on_shutdown`: drains the agent on a thread of the default executor, so the loop stays free.
+
+The link runs on the agent's own thread, not on the worker's loop: bench/bench_arq.py measures
+both (docs/engines/arq.md has the figures). Never raises into arq: a failure in our part of a
+hook is counted and logged, and the user's hook still runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from z4j_arq.adapter import ArqAdapter
+from z4j_core.agent import Agent
+
+log = logging.getLogger("z4j.arq")
+
+HOOKS = ("on_startup", "on_shutdown", "on_job_start", "after_job_end")
+MARK = "_z4j_adapter"
+
+Hook = Callable[[dict[Any, Any]], Awaitable[Any]]
+
+
+def user_hook(settings: dict[str, Any], name: str) -> Hook | None:
+    hook = settings.get(name)
+    if isinstance(hook, staticmethod):
+        hook = hook.__func__
+    return hook
+
+
+def find_worker(depth: int = 6) -> Any:
+    """The `arq.worker.Worker` awaiting the current hook (its frame is a few levels up)."""
+    from arq.worker import Worker
+
+    frame = sys._getframe(1)
+    for _ in range(depth):
+        if frame is None:
+            break
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, Worker):
+            return candidate
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def instrument_settings(
+    settings: Any, adapter: ArqAdapter, agent: Agent, start: bool | None
+) -> Any:
+    """Settings like `settings` (a class or a dict) with our hooks and serializers added."""
+    capture = adapter.capture
+    values = dict(adapter.settings or {})
+    user = {name: user_hook(values, name) for name in HOOKS}
+
+    async def on_startup(ctx: dict[Any, Any]) -> None:
+        try:
+            worker = find_worker()
+            if worker is None:
+                log.warning("z4j could not find the arq worker; job outcomes will not be reported")
+            else:
+                adapter.worker = worker
+                if adapter.pool is None:
+                    adapter.pool = worker.pool
+                if capture is not None:
+                    capture.follow_worker(worker)
+            pool = ctx.get("redis")
+            if capture is not None and pool is not None:
+                capture.instrument_pool(pool)
+            if start is None or start:
+                agent.start()
+        except Exception:
+            agent.errors += 1
+            log.exception("z4j could not follow the arq worker; events may be missed")
+        if user["on_startup"] is not None:
+            await user["on_startup"](ctx)
+
+    async def on_shutdown(ctx: dict[Any, Any]) -> None:
+        try:
+            if user["on_shutdown"] is not None:
+                await user["on_shutdown"](ctx)
+        finally:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, agent.stop)
+            except Exception:
+                agent.errors += 1
+
+    async def on_job_start(ctx: dict[Any, Any]) -> None:
+        if capture is not None:
+            capture.on_job_start(ctx)
+        if user["on_job_start"] is not None:
+            await user["on_job_start"](ctx)
+
+    async def after_job_end(ctx: dict[Any, Any]) -> None:
+        if capture is not None:
+            capture.after_job_end(ctx)
+        if user["after_job_end"] is not None:
+            await user["after_job_end"](ctx)
+
+    ours: dict[str, Any] = {
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "on_job_start": on_job_start,
+        "after_job_end": after_job_end,
+        MARK: adapter,
+    }
+    if capture is not None:
+        ours["job_serializer"] = capture.wrap_serializer(values.get("job_serializer"))
+        ours["job_deserializer"] = capture.wrap_deserializer(values.get("job_deserializer"))
+    if isinstance(settings, type):
+        # arq reads only the class's own __dict__: copy it, then put ours on top.
+        namespace = {k: v for k, v in vars(settings).items() if not k.startswith("__")}
+        namespace.update(ours)
+        namespace["__module__"] = settings.__module__
+        namespace["__doc__"] = settings.__doc__
+        namespace["__qualname__"] = settings.__qualname__
+        return type(settings.__name__, (settings,), namespace)
+    return {**values, **ours}
