@@ -220,7 +220,7 @@ def test_capture_never_raises_into_rq(adapter: RQAdapter, connection: Redis) -> 
     found = capture.install(adapter, broken_emit)
     try:
         job = Queue("default", connection=connection).enqueue("os.getcwd")
-        found.finished(job, "default", "w", None, 0.1)
+        found.finished(job, "default", worker="w", execution_id=None, elapsed=0.1)
         found.started(job, "default", "w")
         job.cancel()
     finally:
@@ -340,3 +340,40 @@ def test_next_interval_runs() -> None:
     assert schedules.next_interval_runs(95, 10, 100, 2) == [105, 115]
     assert schedules.next_interval_runs(50, 10, 100, 2) == [100, 110]
     assert schedules.next_interval_runs(50, 0, 100) == []
+
+
+def test_a_workers_outcome_read_rides_on_its_heartbeat(
+    adapter: RQAdapter, connection: Redis
+) -> None:
+    """In the worker process: `started` before the job, the outcome once RQ's post-job
+    heartbeat is sent (the read shares its pipeline), with what RQ recorded."""
+    import z4j_rq
+
+    emitted: list[tuple[Any, ...]] = []
+    found = capture.install(adapter, lambda kind, task_id, name, **f: emitted.append((kind, f)))
+    try:
+        queue = Queue("default", connection=connection)
+        ok = queue.enqueue("os.getcwd")
+        bad = queue.enqueue("os.path.join", 1, 2)  # raises TypeError
+        worker = z4j_rq.SimpleWorker([queue], connection=connection)
+        worker._z4j_capture = found
+        worker.register_birth()
+        for job in (ok, bad):
+            worker.execute_job(job, queue)
+            assert [k for k, _ in emitted][-1] is LifecycleKind.STARTED
+            worker.heartbeat()
+        worker._z4j_flush()  # nothing pending any more
+    finally:
+        capture.uninstall(adapter)
+    emitted = [e for e in emitted if e[0] is not LifecycleKind.ENQUEUED]  # the producer side
+    kinds = [k for k, _ in emitted]
+    assert kinds == [
+        LifecycleKind.STARTED,
+        LifecycleKind.SUCCEEDED,
+        LifecycleKind.STARTED,
+        LifecycleKind.FAILED,
+    ]
+    assert emitted[1][1]["runtime"] >= 0
+    failed = emitted[3][1]
+    assert failed["exception"] == "TypeError" and "join" in failed["traceback"], failed
+    assert connection.hget(worker.key, "last_heartbeat") is not None

@@ -6,8 +6,9 @@ Owns where each event is seen, and that no code of ours runs in a work horse:
   database are an instrumented connection's); `rejected` when RQ then fails to write the job.
 - `started`, then the outcome: in the long-lived worker process, around each job
   (`z4j_rq.worker`). A forking worker's horse is gone when the job ends, so the outcome is read
-  back the way RQ recorded it: the job's status and the latest result of its stream, in one
-  pipelined round trip. A job RQ will run again (retries left) is `retried`, never `failed`.
+  back the way RQ recorded it: the job's status and the latest result of its stream, sent in
+  the same pipelined round trip as the worker's own heartbeat after the job. A job RQ will run
+  again (retries left) is `retried`, never `failed`.
 - `cancelled`: around `Job.cancel` in any instrumented process.
 - abandoned jobs: an exception handler RQ calls when it cleans up after a dead worker.
 Every entry point catches and counts its own exceptions; `emit` only appends to memory.
@@ -98,12 +99,15 @@ class Outcome:
         self.number_of_retries: int | None = None
 
 
-def read_outcome(connection: Any, job_id: str, job_key: str, execution_id: str | None) -> Any:
-    """(status or None when the job is gone, Outcome): one pipelined round trip to Redis."""
-    with connection.pipeline(transaction=False) as pipe:
-        pipe.hmget(job_key, "status", "retries_left", "number_of_retries")
-        pipe.xrevrange(f"rq:results:{job_id}", "+", "-", count=1)
-        (status, retries_left, retries_done), results = pipe.execute()
+def queue_outcome_read(pipe: Any, job_id: str, job_key: str) -> None:
+    """Add the two reads of a job's outcome to a (non-transactional) pipeline."""
+    pipe.hmget(job_key, "status", "retries_left", "number_of_retries")
+    pipe.xrevrange(f"rq:results:{job_id}", "+", "-", count=1)
+
+
+def parse_outcome(replies: list[Any], execution_id: str | None) -> tuple[str | None, Outcome]:
+    """(status or None when the job is gone, Outcome) from the replies to `queue_outcome_read`."""
+    (status, retries_left, retries_done), results = replies
     outcome = Outcome()
     if retries_left is not None:
         outcome.retries_left = int(retries_left)
@@ -122,6 +126,16 @@ def read_outcome(connection: Any, job_id: str, job_key: str, execution_id: str |
             if began and ended:
                 outcome.runtime = max(float(ended) - float(began), 0.0)
     return (None if status is None else _text(status)), outcome
+
+
+def read_outcome(
+    connection: Any, job_id: str, job_key: str, execution_id: str | None
+) -> tuple[str | None, Outcome]:
+    """The outcome in one pipelined round trip of its own."""
+    with connection.pipeline(transaction=False) as pipe:
+        queue_outcome_read(pipe, job_id, job_key)
+        replies = pipe.execute()
+    return parse_outcome(replies, execution_id)
 
 
 class JobCapture:
@@ -226,22 +240,43 @@ class JobCapture:
         self,
         job: Any,
         queue: str,
+        *,
         worker: str,
         execution_id: str | None,
         elapsed: float,
+        replies: list[Any] | None = None,
     ) -> None:
-        """After the job's execution ended (its horse exited): report what RQ recorded."""
+        """After the job's execution ended (its horse exited): report what RQ recorded.
+
+        replies: the answers to `queue_outcome_read` when the caller sent it in a pipeline of
+        its own; otherwise the outcome is read here, in one round trip.
+        """
         try:
-            self._finished(job, queue, worker, execution_id, elapsed)
+            if replies is None:
+                status, outcome = read_outcome(
+                    self.adapter.connection, job.id, job.key, execution_id
+                )
+            else:
+                status, outcome = parse_outcome(replies, execution_id)
+            self._finished(
+                job, queue, worker=worker, status=status, outcome=outcome, runtime=elapsed
+            )
         except Exception:
             self.errors += 1
 
     def _finished(
-        self, job: Any, queue: str, worker: str, execution_id: str | None, elapsed: float
+        self,
+        job: Any,
+        queue: str,
+        *,
+        worker: str,
+        status: str | None,
+        outcome: Outcome,
+        runtime: float,
     ) -> None:
-        status, outcome = read_outcome(self.adapter.connection, job.id, job.key, execution_id)
         seen = self._exceptions.pop(job.id, None)
-        runtime = outcome.runtime if outcome.runtime is not None else elapsed
+        if outcome.runtime is not None:
+            runtime = outcome.runtime  # RQ's own execution start to end
         fields: dict[str, Any] = {"queue": queue, "worker": worker, "runtime": runtime}
         result_type = outcome.result_type
         if outcome.exc_string:

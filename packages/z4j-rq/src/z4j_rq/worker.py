@@ -2,7 +2,8 @@
 
 Owns where the agent lives in an RQ worker. RQ forks (or spawns) a work horse for every job; the
 agent runs in the long-lived worker process only. Around each job the worker process emits
-`started`, lets RQ run the job, then reads back what RQ recorded (`z4j_rq.capture`). In a horse,
+`started`, lets RQ run the job, then reads back what RQ recorded (`z4j_rq.capture`) in the
+same pipelined round trip as the heartbeat RQ sends after each job. In a horse,
 our only code is one flag set before the job runs, so nothing of ours emits or starts an agent
 there, and the agent is told to stay disabled in every process this one forks (horses, RQ's
 scheduler). The link starts with the work loop and drains when the loop ends.
@@ -46,12 +47,14 @@ class Z4JWorkerMixin:
     z4j_options: ClassVar[dict[str, Any]] = {}
     _z4j_capture: capture.JobCapture | None = None
     _z4j_execution_id: str | None = None
+    _z4j_pending: dict[str, Any] | None = None
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         agent = self._z4j_attach()
         try:
             return super().work(*args, **kwargs)  # type: ignore[misc,no-any-return]
         finally:
+            self._z4j_flush()
             if agent is not None:
                 agent.stop()
 
@@ -80,6 +83,7 @@ class Z4JWorkerMixin:
         if found is None:
             super().execute_job(job, queue)  # type: ignore[misc]
             return
+        self._z4j_flush()
         name: str = self.name  # type: ignore[attr-defined]
         found.started(job, queue.name, name)
         self._z4j_execution_id = None
@@ -88,7 +92,40 @@ class Z4JWorkerMixin:
             super().execute_job(job, queue)  # type: ignore[misc]
         finally:
             elapsed = time.perf_counter() - began
-            found.finished(job, queue.name, name, self._z4j_execution_id, elapsed)
+            # RQ's work loop sends a heartbeat right after each job: the outcome read rides
+            # in the same round trip (`heartbeat` below), or is flushed on its own.
+            self._z4j_pending = {
+                "job": job,
+                "queue": queue.name,
+                "worker": name,
+                "execution_id": self._z4j_execution_id,
+                "elapsed": elapsed,
+            }
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        pending = self._z4j_pending
+        if pending is None or pipeline is not None or self._z4j_capture is None:
+            super().heartbeat(timeout, pipeline)  # type: ignore[misc]
+            return
+        self._z4j_pending = None
+        job = pending["job"]
+        try:
+            with self.connection.pipeline(transaction=False) as pipe:  # type: ignore[attr-defined]
+                capture.queue_outcome_read(pipe, job.id, job.key)
+                super().heartbeat(timeout, pipe)  # type: ignore[misc]
+                replies = pipe.execute()
+        except Exception:
+            self._z4j_capture.errors += 1
+            super().heartbeat(timeout)  # type: ignore[misc]
+            self._z4j_capture.finished(**pending)
+            return
+        self._z4j_capture.finished(**pending, replies=replies[:2])
+
+    def _z4j_flush(self) -> None:
+        """Report a finished job whose outcome did not ride on a heartbeat."""
+        pending, self._z4j_pending = self._z4j_pending, None
+        if pending is not None and self._z4j_capture is not None:
+            self._z4j_capture.finished(**pending)
 
     def handle_exception(self, job: Any, *exc_info: Any) -> None:
         found = self._z4j_capture
