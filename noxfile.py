@@ -23,6 +23,7 @@ BRAIN = "packages/z4j-brain"
 HUEY = "packages/z4j-huey"
 RQ = "packages/z4j-rq"
 CELERY = "packages/z4j-celery"
+ARQ = "packages/z4j-arq"
 DRAMATIQ = "packages/z4j-dramatiq"
 
 
@@ -54,7 +55,7 @@ TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "core", "brain", "huey", "rq", "celery", "dramatiq", "packaging"]
+nox.options.sessions = ["lint", "core", "brain", "huey", "rq", "celery", "dramatiq", "arq", "packaging"]
 
 # One id for the whole run, so every session's tests share the same service slices.
 os.environ.setdefault("Z4J_TEST_RUN_ID", uuid.uuid4().hex[:12])
@@ -138,6 +139,15 @@ def dramatiq(session: nox.Session) -> None:
         "dramatiq[redis,rabbitmq]", "periodiq", "dramatiq-crontab", "django",
     )  # fmt: skip
     run_pytest(session, f"{DRAMATIQ}/tests")
+
+
+@nox.session(python=LOWEST_PYTHON)
+def arq(session: nox.Session) -> None:
+    """The arq adapter: unit tests, the conformance suite and lifecycle tests on real `arq`
+    worker processes on Redis through a real brain. arq pins redis<6, which Celery's transport
+    refuses, so arq has a session of its own."""
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", ARQ, "arq")
+    run_pytest(session, f"{ARQ}/tests")
 
 
 @nox.session(python=DEFAULT_PYTHON)

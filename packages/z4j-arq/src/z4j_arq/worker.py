@@ -21,6 +21,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from types import FrameType
 from typing import Any
 
 from z4j_arq.adapter import ArqAdapter
@@ -45,14 +46,14 @@ def find_worker(depth: int = 6) -> Any:
     """The `arq.worker.Worker` awaiting the current hook (its frame is a few levels up)."""
     from arq.worker import Worker
 
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     for _ in range(depth):
         if frame is None:
             break
         candidate = frame.f_locals.get("self")
         if isinstance(candidate, Worker):
             return candidate
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return None
 
 
