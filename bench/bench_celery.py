@@ -7,7 +7,8 @@ result backend), with no agent, with ours, and with the existing product's agent
   relay). No `-E`: capture does not use Celery's task events.
 - theirs: z4j-celery 1.13 with z4j-bare, from the package index, in its own virtualenv
   (`--theirs-python`), worker started with `-E` (which it needs), connected to a z4j 1.13 server
-  the caller runs (`--theirs-env`: a file of BENCH_THEIRS_URL/TOKEN/PROJECT/HMAC lines).
+  the caller runs (`--theirs-env`: a file of BENCH_THEIRS_URL/TOKEN/PROJECT/HMAC/DB lines);
+  `bench/bench_celery_theirs.sh` sets all of that up and writes the file.
 
 The tasks are queued before the worker starts; throughput is measured from the first task
 running to every result being stored. Variants alternate round by round; medians are reported
@@ -57,8 +58,8 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
-def stored_events(brain: BrainProcess) -> int:
-    with sqlite3.connect(brain.database) as db:
+def stored_events(database: Path | str) -> int:
+    with sqlite3.connect(database) as db:
         return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
 
@@ -70,7 +71,8 @@ def one_run(
     work: Path,
     env_extra: dict[str, str],
     python: str,
-    brain: BrainProcess | None,
+    events_db: Path | str | None,
+    wait_for_events: bool,
 ) -> dict[str, float]:
     import redis
     from celery import Celery
@@ -84,7 +86,7 @@ def one_run(
     app.close()
     result_keys = [f"celery-task-meta-{task_id}" for task_id in ids]
     times = work / f"times-{time.monotonic_ns()}.txt"
-    events_before = stored_events(brain) if brain is not None else 0
+    events_before = stored_events(events_db) if events_db is not None else 0
     env = {
         **os.environ,
         **env_extra,
@@ -128,12 +130,14 @@ def one_run(
             "rss": rss,
             "pool_rss": pool_rss,
         }
-        if brain is not None:
+        if events_db is not None:
             expected = events_before + EVENTS_PER_TASK * tasks
-            stored = stored_events(brain)
-            while stored < expected and time.time() - end < 30:
+            stored = stored_events(events_db)
+            figures["stored_by_end"] = stored - events_before
+            figures["store_rate"] = (stored - events_before) / (end - first)
+            while wait_for_events and stored < expected and time.time() - end < 30:
                 time.sleep(0.02)
-                stored = stored_events(brain)
+                stored = stored_events(events_db)
             figures["stored"] = stored - events_before
             figures["lag"] = time.time() - end
     finally:
@@ -194,7 +198,12 @@ def main() -> None:
                         work=work,
                         env_extra=ours_env if variant == "ours" else theirs_env,
                         python=options.theirs_python if variant == "theirs" else sys.executable,
-                        brain=brain if variant == "ours" else None,
+                        events_db=(
+                            brain.database
+                            if variant == "ours"
+                            else theirs_env.get("BENCH_THEIRS_DB")
+                        ),
+                        wait_for_events=variant == "ours",
                     )
                     results[variant].append(figures)
                     print(f"round {round_index + 1} {variant:6}: {describe(figures)}", flush=True)
@@ -212,7 +221,9 @@ def main() -> None:
             f"main-process CPU {medians['cpu_us']:7.1f} us/task  "
             f"RSS main {medians['rss']:.0f} MiB, pool {medians['pool_rss']:.0f} MiB"
             + (
-                f"  events stored {medians['stored']:.0f} ({medians['lag']:.2f}s after the last)"
+                f"  events stored by the last result {medians['stored_by_end']:.0f} "
+                f"({medians['store_rate']:.0f}/s), all {medians['stored']:.0f} "
+                f"{medians['lag']:.2f}s after it"
                 if "stored" in medians
                 else ""
             )
@@ -226,7 +237,10 @@ def describe(figures: dict[str, Any]) -> str:
         f"RSS {figures['rss']:.0f}+{figures['pool_rss']:.0f} MiB"
     )
     if "stored" in figures:
-        text += f", {figures['stored']:.0f} events stored {figures['lag']:.2f}s after the last"
+        text += (
+            f", events stored {figures['stored_by_end']:.0f} by the last result "
+            f"({figures['store_rate']:.0f}/s), {figures['stored']:.0f} {figures['lag']:.2f}s after"
+        )
     return text
 
 
