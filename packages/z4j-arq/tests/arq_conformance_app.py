@@ -13,10 +13,10 @@ import datetime
 import os
 from typing import Any
 
-import z4j_arq
 from arq import Retry, cron
 from arq.connections import RedisSettings
 
+import z4j_arq
 from z4j_core.testing import conformance
 
 if os.environ.get(conformance.FAULT_ENV):

@@ -90,8 +90,8 @@ def in_process_adapter(redis_url: str) -> tuple[Any, Any]:
     """A producer's adapter in the test process (an ArqRedis pool, no worker here)."""
     from arq.connections import ArqRedis
     from redis.asyncio import ConnectionPool
-    from z4j_arq.adapter import create_adapter
 
+    from z4j_arq.adapter import create_adapter
     from z4j_core.plugins import load_adapters
 
     adapter = create_adapter(ArqRedis(ConnectionPool.from_url(redis_url)), {"app_name": APP})

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import datetime
 
-import z4j_arq
 from arq import cron
 from arq_conformance_app import REDIS, _log_hook, always_retry, fail, retry, slow, succeed, tick
+
+import z4j_arq
 
 
 @z4j_arq.instrument

@@ -7,7 +7,8 @@ whose `job_serializer` / `job_deserializer` wrap the user's (or arq's pickle def
 
 - `on_startup`: finds the `arq.worker.Worker` (arq hands hooks only `ctx`, so it is read from
   the awaiting frame, `Worker.main`), makes its `job_tasks` report outcomes, wraps its pool's
-  `enqueue_job` (cron jobs, jobs enqueued by jobs), then starts the agent's link;
+  `enqueue_job` (cron jobs, jobs enqueued by jobs), drops the adapters of other settings that
+  were only imported here, then starts the agent's link;
 - `on_shutdown`: drains the agent on a thread of the default executor, so the loop stays free.
 
 The link runs on the agent's own thread, not on the worker's loop: bench/bench_arq.py measures
@@ -57,6 +58,19 @@ def find_worker(depth: int = 6) -> Any:
     return None
 
 
+def step_aside(agent: Agent, running: ArqAdapter) -> None:
+    """This process runs `running`'s worker: settings instrumented only because their module
+    was imported here are not a worker, so they stop answering for it (commands, inventory)."""
+    for other in list(agent.adapters):
+        if (
+            isinstance(other, ArqAdapter)
+            and other is not running
+            and other.is_worker
+            and other.worker is None
+        ):
+            agent.adapters.remove(other)
+
+
 def instrument_settings(
     settings: Any, adapter: ArqAdapter, agent: Agent, start: bool | None
 ) -> Any:
@@ -79,6 +93,7 @@ def instrument_settings(
             pool = ctx.get("redis")
             if capture is not None and pool is not None:
                 capture.instrument_pool(pool)
+            step_aside(agent, adapter)
             if start is None or start:
                 agent.start()
         except Exception:
