@@ -55,7 +55,18 @@ TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "core", "brain", "huey", "rq", "celery", "dramatiq", "arq", "packaging"]
+nox.options.sessions = [
+    "lint",
+    "core",
+    "brain",
+    "huey",
+    "scheduler",
+    "rq",
+    "celery",
+    "dramatiq",
+    "arq",
+    "packaging",
+]
 
 # One id for the whole run, so every session's tests share the same service slices.
 os.environ.setdefault("Z4J_TEST_RUN_ID", uuid.uuid4().hex[:12])
@@ -104,6 +115,16 @@ def huey(session: nox.Session) -> None:
     RedisHuey) through a real brain; gevent for the greenlet worker type; the demo."""
     session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "redis", "gevent")
     run_pytest(session, f"{HUEY}/tests")
+
+
+@nox.session(python=LOWEST_PYTHON)
+def scheduler(session: nox.Session) -> None:
+    """The brain's scheduler end to end (tests/scheduler): real brain processes on SQLite and
+    Postgres, a real Huey consumer counting executions by fire id, the leader SIGKILLed a few
+    times (bench/bench_scheduler.py does 20), catch-up after downtime, live edits, the audit
+    chain."""
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "psycopg[binary]")
+    run_pytest(session, "tests/scheduler")
 
 
 @nox.session(python=LOWEST_PYTHON)
