@@ -101,25 +101,24 @@ def _inner(function: Any) -> Any:
     return getattr(function, "z4j_inner", function)
 
 
-def source_pool(adapter: ArqAdapter) -> Any:
-    """The pool whose server the private pool connects to, or None before a worker started."""
-    if adapter.pool is not None:
-        return adapter.pool
-    worker = adapter.worker
-    return worker.pool if worker is not None else None
-
-
 async def _enqueue_on_own_connection(
     adapter: ArqAdapter, name: str, args: list[Any], kwargs: dict[str, Any]
 ) -> Any:
     """Enqueue on a connection of our own, closed again at once (commands are rare; a pool
-    kept open would outlive its loop in processes that never close it)."""
-    source = source_pool(adapter)
+    kept open would outlive its loop in processes that never close it). A worker connects
+    with its own `redis_settings` (Sentinel included) and serializer; a producer clones its
+    pool's connection settings."""
+    settings = adapter.settings or {}
+    source = adapter.pool if not adapter.is_worker else settings.get("redis_pool")
     if source is None:
         from arq.connections import RedisSettings, create_pool
 
-        settings = (adapter.settings or {}).get("redis_settings") or RedisSettings()
-        pool = await create_pool(settings, default_queue_name=adapter.queue)
+        pool = await create_pool(
+            settings.get("redis_settings") or RedisSettings(),
+            job_serializer=settings.get("job_serializer"),
+            job_deserializer=settings.get("job_deserializer"),
+            default_queue_name=adapter.queue,
+        )
     else:
         pool = clone_pool(source)
     try:
