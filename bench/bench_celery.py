@@ -198,11 +198,10 @@ def main() -> None:
                         work=work,
                         env_extra=ours_env if variant == "ours" else theirs_env,
                         python=options.theirs_python if variant == "theirs" else sys.executable,
-                        events_db=(
-                            brain.database
-                            if variant == "ours"
-                            else theirs_env.get("BENCH_THEIRS_DB")
-                        ),
+                        events_db={
+                            "ours": brain.database,
+                            "theirs": theirs_env.get("BENCH_THEIRS_DB"),
+                        }.get(variant),
                         wait_for_events=variant == "ours",
                     )
                     results[variant].append(figures)
