@@ -9,6 +9,7 @@ thread of the pool; the others, and the event stream, go on.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import queue
@@ -17,19 +18,32 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from z4j_core.wire import Command, CommandResult, CommandStatus
 
 log = logging.getLogger("z4j.agent")
 
 Enqueue = Callable[[Command], CommandResult]
+_T = TypeVar("_T")
+
+
+# Lines of the shared fire log: "<epoch> <fire id> <state>", where state is CLAIMED (an agent
+# is enqueueing it), RELEASED (that attempt failed; the fire may be tried again) or the native id
+# it was enqueued under.
+CLAIMED = "~"
+RELEASED = "!"
 
 
 class FireMemory:
-    """Fire ids this agent's app has enqueued (or is enqueueing), for `ttl` seconds.
+    """Fire ids this app has enqueued, or is enqueueing, for `ttl` seconds: never twice.
 
-    Kept in memory (bounded by `max_entries`, oldest forgotten first) and appended to a small
-    log file shared by the app's processes, so a restarted agent still refuses them.
+    One append-only log per app in the spool folder, shared by every process of the app on this
+    host (a Dramatiq or Huey worker runs one agent per process). A claim takes an exclusive
+    `flock` on the log, reads what the other processes appended since, and appends its own
+    claim, so two processes of one host can never both enqueue a fire. A claim whose process
+    died mid-enqueue stays claimed: answering `duplicate` is the safe side of "never twice".
+    Without a path (no spool folder) the memory is this process's alone.
     """
 
     def __init__(
@@ -39,68 +53,147 @@ class FireMemory:
         self.ttl = ttl
         self.max_entries = max_entries
         self._lock = threading.Lock()
+        # fire id -> (when, state): CLAIMED or the native id ("" when the engine gave none)
         self._known: OrderedDict[str, tuple[float, str]] = OrderedDict()
-        self._in_progress: set[str] = set()
+        self._fd: int | None = None
+        self._inode = -1
+        self._offset = 0
+        self._partial = b""
         if path is not None:
-            self._load(path)
+            try:
+                self._open()
+                self._with_file_lock(self._maybe_compact)
+            except OSError as exc:
+                log.warning("z4j fire memory is per process (%s: %s)", path, exc)
+                self._close()
 
-    def _load(self, path: Path) -> None:
-        now = time.time()
+    # -- the shared log ----------------------------------------------------------------------
+
+    def _open(self) -> None:
+        assert self.path is not None
+        self._close()
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        self._inode = os.fstat(self._fd).st_ino
+        self._offset = 0
+        self._partial = b""
+        self._known.clear()
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = None
+
+    def _with_file_lock(self, action: Callable[[], _T]) -> _T:
+        if self._fd is None:
+            return action()
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            lines = path.read_text().splitlines()
-        except OSError:
+            assert self.path is not None
+            if os.stat(self.path).st_ino != self._inode:  # compacted by another process
+                self._open()
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._catch_up()
+            return action()
+        finally:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _catch_up(self) -> None:
+        """Read what was appended since we last looked."""
+        assert self._fd is not None
+        chunks = []
+        while True:
+            chunk = os.pread(self._fd, 1 << 20, self._offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            self._offset += len(chunk)
+        if not chunks:
             return
-        for line in lines[-self.max_entries :]:
-            parts = line.split(" ")
+        data = self._partial + b"".join(chunks)
+        *lines, self._partial = data.split(b"\n")
+        now = time.time()
+        for line in lines:
+            parts = line.decode(errors="replace").split(" ")
             if len(parts) != 3:
                 continue
             try:
                 at = float(parts[0])
             except ValueError:
                 continue
-            if now - at < self.ttl:
-                self._known[parts[1]] = (at, parts[2])
-        if len(lines) > 2 * max(len(self._known), 1000):
-            self._compact()
+            fire_id, state = parts[1], parts[2]
+            if state == RELEASED:
+                self._known.pop(fire_id, None)
+            elif now - at < self.ttl:
+                self._known[fire_id] = (at, "" if state == "-" else state)
+                self._known.move_to_end(fire_id)
+        while len(self._known) > self.max_entries:
+            self._known.popitem(last=False)
 
-    def _compact(self) -> None:
-        if self.path is None:
+    def _append(self, fire_id: str, state: str) -> None:
+        if self._fd is None:
+            return
+        line = f"{time.time()} {fire_id} {state or '-'}\n".encode()
+        os.write(self._fd, line)
+        self._offset += len(line)  # our own line: no need to read it back
+
+    def _maybe_compact(self) -> None:
+        """Rewrite the log with only live entries once it is mostly dead lines."""
+        if self._fd is None or self.path is None:
+            return
+        if self._offset < 4096 or self._offset < 200 * max(len(self._known), 1):
             return
         tmp = self.path.with_suffix(".tmp")
-        with contextlib.suppress(OSError):
-            tmp.write_text("".join(f"{at} {fid} {nid}\n" for fid, (at, nid) in self._known.items()))
-            tmp.replace(self.path)
+        tmp.write_text(
+            "".join(f"{at} {fid} {state or '-'}\n" for fid, (at, state) in self._known.items())
+        )
+        tmp.replace(self.path)
+        known = dict(self._known)
+        self._open()
+        self._catch_up()
+        self._known.update(known)
+
+    # -- claims ------------------------------------------------------------------------------
 
     def claim(self, fire_id: str) -> str | None:
-        """Reserve `fire_id`. Returns None when it is new, else the native id already known."""
-        with self._lock:
+        """Reserve `fire_id`. None when it is new (now claimed); else the native id it was
+        enqueued under ("" while another attempt is still enqueueing it)."""
+
+        def decide() -> str | None:
             known = self._known.get(fire_id)
             if known is not None and time.time() - known[0] < self.ttl:
-                return known[1]
-            if fire_id in self._in_progress:
-                return ""
-            self._in_progress.add(fire_id)
+                return "" if known[1] == CLAIMED else known[1]
+            self._known[fire_id] = (time.time(), CLAIMED)
+            self._append(fire_id, CLAIMED)
             return None
 
-    def settle(self, fire_id: str, native_id: str | None) -> None:
-        """The claim ended: remember the fire as enqueued (native_id) or forget it (None)."""
         with self._lock:
-            self._in_progress.discard(fire_id)
-            if native_id is None:
-                return
-            at = time.time()
-            self._known[fire_id] = (at, native_id or "-")
-            while len(self._known) > self.max_entries:
-                self._known.popitem(last=False)
-        if self.path is not None:
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                try:
-                    os.write(fd, f"{at} {fire_id} {native_id or '-'}\n".encode())
-                finally:
-                    os.close(fd)
+                return self._with_file_lock(decide)
+            except OSError as exc:
+                log.warning("z4j fire log unavailable, using memory only: %s", exc)
+                self._close()
+                return decide()
+
+    def settle(self, fire_id: str, native_id: str | None) -> None:
+        """The claim ended: remember the fire as enqueued (native_id) or release it (None)."""
+
+        def record() -> None:
+            if native_id is None:
+                self._known.pop(fire_id, None)
+                self._append(fire_id, RELEASED)
+            else:
+                self._known[fire_id] = (time.time(), native_id)
+                self._append(fire_id, native_id)
+
+        with self._lock:
+            try:
+                self._with_file_lock(record)
             except OSError as exc:
                 log.warning("z4j could not record fire %s on disk: %s", fire_id, exc)
+                self._close()
+                record()
 
 
 class CommandRunner:
