@@ -79,6 +79,7 @@ def stream(count: int, rate: float) -> None:
     start_seconds = time.perf_counter() - began
     interval = 1.0 / rate
     next_at = time.monotonic()
+    max_pending = 0  # events held in memory (the rest is in the spool)
     for i in range(count):
         agent.emit(
             "succeeded",
@@ -90,6 +91,8 @@ def stream(count: int, rate: float) -> None:
             kwargs={"token": "s3cret"},
         )
         if i % 100 == 99:
+            pending = agent.stats["pending"]
+            max_pending = max(max_pending, pending)
             next_at += 100 * interval
             delay = next_at - time.monotonic()
             if delay > 0:
@@ -99,7 +102,10 @@ def stream(count: int, rate: float) -> None:
         time.sleep(0.05)
     stats = agent.stats
     agent.stop(5)
-    print(json.dumps({"start_seconds": start_seconds, **stats}), flush=True)
+    print(
+        json.dumps({"start_seconds": start_seconds, "max_pending": max_pending, **stats}),
+        flush=True,
+    )
 
 
 def serve(seconds: float) -> None:
