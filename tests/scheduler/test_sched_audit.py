@@ -88,9 +88,11 @@ def test_the_key_file_is_created_beside_the_database_without_the_variable(
     brain.start()
     try:
         brain.api("POST", "/api/v1/tokens", {"name": "w"})
-        assert brain.cli("audit", "verify", "--brain-url", brain.http_url).stdout.startswith(
-            "audit log OK: 1 rows"
-        )
+        brain.create_token("w2")  # on the database directly: audited with the same key
+        url = ("--brain-url", brain.http_url)
+        assert brain.cli("audit", "verify", *url).stdout.startswith("audit log OK: 2 rows")
+        rows = json.loads(brain.cli("audit", "list", "--json", *url).stdout)
+        assert rows[1]["action"] == "token.create" and rows[1]["actor"].startswith("local:")
     finally:
         brain.stop()
     key_file = Path(brain.database + ".audit-key")

@@ -18,9 +18,10 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from z4j_brain.audit import AuditKeyError
 from z4j_brain.config import (
     ENV_DATABASE,
     ENV_DATABASE_URL,
@@ -111,7 +112,7 @@ def run(argv: Sequence[str]) -> int:
         if args.command == "admin-token":
             return _rotate_admin_token(args)
         return _tokens(args)
-    except (UserError, ConfigError, StoreError, TokenError) as exc:
+    except (UserError, ConfigError, StoreError, TokenError, AuditKeyError) as exc:
         print(f"z4j: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except DatabaseError as exc:
@@ -136,8 +137,11 @@ def run(argv: Sequence[str]) -> int:
 
 def _rotate_admin_token(args: argparse.Namespace) -> int:
     store = _open_store(args)
+    now = time.time()
     try:
-        token = rotate_admin_token(store, time.time())
+        token = rotate_admin_token(
+            store, now, _audited(args, "admin_token.rotate", "admin", {"rotated_at": now})
+        )
     finally:
         store.close()
     print(token)
@@ -148,6 +152,27 @@ def _rotate_admin_token(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _audited(
+    args: argparse.Namespace, action: str, target: str, after: Any
+) -> Callable[[Store], object]:
+    """An audit row for a change made on the database directly (actor: the local user)."""
+    import getpass
+
+    from z4j_brain.audit import Actor, AuditLog, load_key
+
+    config = BrainConfig.load(database=args.database)
+    log = AuditLog(load_key(config.audit_key, config.audit_key_file))
+    actor = Actor(f"local:{getpass.getuser()}", "local")
+
+    def append(store: Store) -> object:
+        return log.append(
+            store, actor=actor, action=action, target=target, before=None, after=after,
+            now=time.time(),
+        )  # fmt: skip
+
+    return append
 
 
 def _open_store(args: argparse.Namespace) -> Store:
@@ -166,7 +191,11 @@ def _tokens(args: argparse.Namespace) -> int:
             raise UserError(str(exc)) from None
         store = _open_store(args)
         try:
-            token = create_token(store, args.name, labels, now, expires_at)
+            after = {"name": args.name, "labels": labels, "expires_at": expires_at}
+            token = create_token(
+                store, args.name, labels, now, expires_at,
+                also=_audited(args, "token.create", args.name, after),
+            )  # fmt: skip
         finally:
             store.close()
         print(token)
@@ -179,8 +208,12 @@ def _tokens(args: argparse.Namespace) -> int:
     store = _open_store(args)
     try:
         if args.action == "revoke":
+            now = time.time()
+            audit = _audited(args, "token.revoke", args.name, {"revoked_at": now})
             with store.transaction():
-                found = store.revoke_token(args.name, time.time())
+                found = store.revoke_token(args.name, now)
+                if found:
+                    audit(store)
             if not found:
                 raise UserError(f"no token named {args.name!r} (see z4j tokens list)")
             print(f"revoked token {args.name!r}")

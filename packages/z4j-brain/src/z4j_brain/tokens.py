@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -57,12 +58,17 @@ def create_token(
     labels: dict[str, str],
     now: float,
     expires_at: float | None = None,
+    *,
+    also: Callable[[Store], object] | None = None,
 ) -> str:
-    """Create an agent token named ``name``; return the token (the only time it exists)."""
+    """Create an agent token named ``name``; return the token (the only time it exists).
+    ``also`` runs in the same transaction (the audit row)."""
     check_name(name)
     token = new_token()
     with store.transaction():
         store.create_token(name, hash_hex(token), labels, now, expires_at)
+        if also is not None:
+            also(store)
     return token
 
 
@@ -105,11 +111,16 @@ def new_admin_token() -> str:
     return ADMIN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
 
 
-def rotate_admin_token(store: Store, now: float) -> str:
-    """Replace the admin token (a lost or leaked one stops working); return the new one."""
+def rotate_admin_token(
+    store: Store, now: float, also: Callable[[Store], object] | None = None
+) -> str:
+    """Replace the admin token (a lost or leaked one stops working); return the new one.
+    ``also`` runs in the same transaction (the audit row)."""
     token = new_admin_token()
     with store.transaction():
         store.set_admin_token_hash(hash_hex(token), now)
+        if also is not None:
+            also(store)
     return token
 
 
