@@ -1,7 +1,7 @@
 """Lifecycle capture: `Z4JMiddleware`, taskiq's middleware hooks mapped onto z4j's kinds.
 
-Owns the middleware a broker carries (`broker.add_middlewares(Z4JMiddleware())`): `post_send`
-in the process that kicks a task (`enqueued`), `pre_execute` in the worker (`started`),
+Owns the middleware a broker carries (`broker.add_middlewares(Z4JMiddleware())`): `pre_send`
+and `post_send` in the process that kicks a task (`enqueued`), `pre_execute` in the worker (`started`),
 `on_error` and `post_execute` after the task ran (`succeeded`, `failed` or `retried`), and the
 broker's `startup`/`shutdown`, where the agent starts and drains (see `z4j_taskiq.worker`).
 Every hook is synchronous and cheap, does no I/O and never raises: an exception is caught and
@@ -9,7 +9,7 @@ counted here, so none reaches taskiq or the task.
 
 taskiq's retry middlewares decide in their own `on_error`, which may run before or after ours,
 by kicking the same task id again with a `_retries` label. An attempt is reported `retried` when
-this process saw that re-kick while the attempt was running, or when its result's error was
+that re-kick happened while the attempt was running (in its asyncio task), or when its result's error was
 replaced by `NoResultError` (the retry middlewares' `no_result_on_retry`); otherwise `failed`.
 """
 
@@ -28,11 +28,19 @@ from taskiq.exceptions import NoResultError
 
 from z4j_core.wire import LifecycleKind
 from z4j_taskiq import worker
+from z4j_taskiq.adapter import ENGINE
 
 K = LifecycleKind
 
-#: Bound on attempts tracked between `pre_execute` and `post_execute` in one process.
+#: Bound on `enqueued` records prepared in `pre_send` and not yet pushed by `post_send`.
 MAX_IN_FLIGHT = 10_000
+
+#: The attempt running in this asyncio task. taskiq calls `pre_execute`, `on_error`, the retry
+#: middleware's re-kick and `post_execute` of one message in one asyncio task, so this finds the
+#: attempt without trusting the message's labels, which a retry middleware's kicker mutates.
+current_attempt: contextvars.ContextVar["_Attempt | None"] = contextvars.ContextVar(
+    "z4j_taskiq_attempt", default=None
+)
 
 #: The fire id of the kick z4j is running now (set by `z4j_taskiq.enqueue` in its coroutine).
 current_fire_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -65,9 +73,13 @@ def attempt_of(labels: dict[str, Any]) -> int:
 
 
 class _Attempt:
-    __slots__ = ("began", "exception", "resent")
+    """One run of a task in this worker, from `pre_execute` to `post_execute`."""
 
-    def __init__(self, began: float) -> None:
+    __slots__ = ("began", "exception", "resent", "retries", "task_id")
+
+    def __init__(self, task_id: str, retries: int, began: float) -> None:
+        self.task_id = task_id
+        self.retries = retries
         self.began = began
         self.exception: BaseException | None = None
         self.resent = False
@@ -92,7 +104,7 @@ class Z4JMiddleware(TaskiqMiddleware):
         self.emit: Callable[..., None] | None = None  # connected by the plugin's install hook
         self.errors = 0
         self.queue: str | None = None
-        self._running: dict[tuple[str, int], _Attempt] = {}
+        self._sending: dict[str, Any] = {}  # prepared `enqueued` records, until the kick ends
 
     # -- set up by taskiq --------------------------------------------------------------------
 
@@ -107,18 +119,20 @@ class Z4JMiddleware(TaskiqMiddleware):
         await worker.on_broker_shutdown(self)
 
     # -- the producer side -------------------------------------------------------------------
+    # The event is prepared (and time-stamped) before the kick, because a worker can start the
+    # task before `post_send` runs, and pushed only after it, so a kick that raised is never
+    # reported as enqueued. When this process starts the task first, `pre_execute` pushes it,
+    # so the agent's sequence numbers keep `enqueued` before `started`.
 
-    def post_send(self, message: Any) -> None:
+    def pre_send(self, message: Any) -> Any:
         try:
-            emit = self.emit
-            if emit is None:
-                return
+            if self.emit is None:
+                return message
             labels = message.labels
-            if "_retries" in labels:
-                attempt = self._running.get((message.task_id, attempt_of(labels) - 1))
-                if attempt is not None:  # a retry middleware re-kicked a running attempt
-                    attempt.resent = True
-                    return
+            attempt = current_attempt.get()
+            if attempt is not None and attempt.task_id == message.task_id:
+                attempt.resent = True  # a retry middleware re-kicks the running attempt
+                return message
             fields: dict[str, Any] = {}
             fire_id = current_fire_id.get()
             if fire_id:
@@ -126,10 +140,14 @@ class Z4JMiddleware(TaskiqMiddleware):
             schedule_id = labels.get("schedule_id")
             if schedule_id:
                 fields["extra"] = {"schedule_id": str(schedule_id)}
-            emit(
+            sending = self._sending
+            if len(sending) >= MAX_IN_FLIGHT:
+                sending.clear()
+            sending[message.task_id] = self.agent.prepare(
                 K.ENQUEUED,
                 message.task_id,
                 message.task_name,
+                engine=ENGINE,
                 queue=labels.get("queue_name") or self.queue,
                 worker=_worker,
                 args=message.args,
@@ -139,6 +157,15 @@ class Z4JMiddleware(TaskiqMiddleware):
             )
         except Exception:
             self.errors += 1
+        return message
+
+    def post_send(self, message: Any) -> None:
+        try:
+            record = self._sending.pop(message.task_id, None)
+            if record is not None:
+                self.agent.emit_prepared(record)
+        except Exception:
+            self.errors += 1
 
     # -- the worker side ---------------------------------------------------------------------
 
@@ -146,12 +173,13 @@ class Z4JMiddleware(TaskiqMiddleware):
         try:
             emit = self.emit
             if emit is not None:
+                if self._sending:
+                    record = self._sending.pop(message.task_id, None)
+                    if record is not None:
+                        self.agent.emit_prepared(record)
                 labels = message.labels
                 retries = attempt_of(labels)
-                running = self._running
-                if len(running) >= MAX_IN_FLIGHT:
-                    running.clear()
-                running[(message.task_id, retries)] = _Attempt(time.perf_counter())
+                current_attempt.set(_Attempt(message.task_id, retries, time.perf_counter()))
                 emit(
                     K.STARTED,
                     message.task_id,
@@ -168,8 +196,8 @@ class Z4JMiddleware(TaskiqMiddleware):
 
     def on_error(self, message: Any, result: Any, exception: BaseException) -> None:
         try:
-            attempt = self._running.get((message.task_id, attempt_of(message.labels)))
-            if attempt is not None:
+            attempt = current_attempt.get()
+            if attempt is not None and attempt.task_id == message.task_id:
                 attempt.exception = exception
         except Exception:
             self.errors += 1
@@ -180,8 +208,12 @@ class Z4JMiddleware(TaskiqMiddleware):
             if emit is None:
                 return
             labels = message.labels
-            retries = attempt_of(labels)
-            attempt = self._running.pop((message.task_id, retries), None)
+            attempt = current_attempt.get()
+            if attempt is not None:
+                current_attempt.set(None)
+                if attempt.task_id != message.task_id:
+                    attempt = None
+            retries = attempt.retries if attempt is not None else attempt_of(labels)
             runtime = None if attempt is None else time.perf_counter() - attempt.began
             queue = labels.get("queue_name") or self.queue
             error = result.error

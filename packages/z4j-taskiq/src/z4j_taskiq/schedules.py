@@ -238,7 +238,8 @@ def redis_list_schedules(source: Any) -> list[Any]:
 
 
 def redis_key_schedules(source: Any) -> list[Any]:
-    """Every schedule a `RedisScheduleSource` holds (`<prefix>:<id>`), decoded with its serializer."""
+    """Every schedule a `RedisScheduleSource` holds (`<prefix>:<id>`), decoded with its
+    serializer (keys under the prefix that are not schedules are skipped)."""
     from taskiq.scheduler.scheduled_task import ScheduledTask
 
     client = sync_client(source.connection_pool)
