@@ -68,6 +68,14 @@ class Redactor:
     def args(self, args: Any) -> str | None:
         if args is None:
             return None
+        if type(args) is tuple and len(args) <= MAX_ITEMS:
+            # The common case, flat and small: one C-level repr, then the credential scrub.
+            for item in args:
+                kind = type(item)
+                if kind not in _FLAT or (kind is str and len(item) > MAX_VALUE_CHARS):
+                    break
+            else:
+                return _cut(_scrub_if_needed(repr(args)), MAX_FIELD_CHARS)
         if isinstance(args, (list, tuple)) and not args:
             return "()"
         return _cut(self._walk(args, MAX_DEPTH), MAX_FIELD_CHARS)
@@ -75,6 +83,19 @@ class Redactor:
     def kwargs(self, kwargs: Any) -> str | None:
         if kwargs is None:
             return None
+        if type(kwargs) is dict and len(kwargs) <= MAX_ITEMS:
+            secret = self.is_secret_key
+            for key, item in kwargs.items():
+                kind = type(item)
+                if (
+                    type(key) is not str
+                    or secret(key)
+                    or kind not in _FLAT
+                    or (kind is str and len(item) > MAX_VALUE_CHARS)
+                ):
+                    break
+            else:
+                return _cut(_scrub_if_needed(repr(kwargs)), MAX_FIELD_CHARS)
         if isinstance(kwargs, Mapping) and not kwargs:
             return "{}"
         return _cut(self._walk(kwargs, MAX_DEPTH), MAX_FIELD_CHARS)
@@ -120,6 +141,15 @@ class Redactor:
         if isinstance(value, str):
             return self._walk(str(value), depth)
         return _cut(scrub(_safe_repr(value)), MAX_VALUE_CHARS)
+
+
+_FLAT = frozenset({str, int, float, bool, type(None)})
+
+
+def _scrub_if_needed(text: str) -> str:
+    if "@" in text or "earer " in text or "asic " in text:
+        return scrub(text)
+    return text
 
 
 def scrub(text: str) -> str:
