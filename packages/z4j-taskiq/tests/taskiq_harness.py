@@ -81,7 +81,9 @@ class WorkerProcess:
 
 
 SCHEDULES = [
-    ExpectedSchedule(task="taskiq_conformance_app.succeed", kind="cron", expression="*/15 9-17 * * 1-5"),
+    ExpectedSchedule(
+        task="taskiq_conformance_app.succeed", kind="cron", expression="*/15 9-17 * * 1-5"
+    ),
     ExpectedSchedule(task="taskiq_conformance_app.fail", kind="cron", expression="30 3 1 * *"),
 ]
 

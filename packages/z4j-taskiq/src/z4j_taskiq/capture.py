@@ -38,7 +38,7 @@ MAX_IN_FLIGHT = 10_000
 #: The attempt running in this asyncio task. taskiq calls `pre_execute`, `on_error`, the retry
 #: middleware's re-kick and `post_execute` of one message in one asyncio task, so this finds the
 #: attempt without trusting the message's labels, which a retry middleware's kicker mutates.
-current_attempt: contextvars.ContextVar["_Attempt | None"] = contextvars.ContextVar(
+current_attempt: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
     "z4j_taskiq_attempt", default=None
 )
 
@@ -75,10 +75,11 @@ def attempt_of(labels: dict[str, Any]) -> int:
 class _Attempt:
     """One run of a task in this worker, from `pre_execute` to `post_execute`."""
 
-    __slots__ = ("began", "exception", "resent", "retries", "task_id")
+    __slots__ = ("began", "exception", "outer", "resent", "retries", "task_id")
 
-    def __init__(self, task_id: str, retries: int, began: float) -> None:
+    def __init__(self, task_id: str, retries: int, began: float, outer: _Attempt | None) -> None:
         self.task_id = task_id
+        self.outer = outer  # an attempt this one runs inside (a broker that kicks in place)
         self.retries = retries
         self.began = began
         self.exception: BaseException | None = None
@@ -179,7 +180,8 @@ class Z4JMiddleware(TaskiqMiddleware):
                         self.agent.emit_prepared(record)
                 labels = message.labels
                 retries = attempt_of(labels)
-                current_attempt.set(_Attempt(message.task_id, retries, time.perf_counter()))
+                outer = current_attempt.get()
+                current_attempt.set(_Attempt(message.task_id, retries, time.perf_counter(), outer))
                 emit(
                     K.STARTED,
                     message.task_id,
@@ -210,8 +212,9 @@ class Z4JMiddleware(TaskiqMiddleware):
             labels = message.labels
             attempt = current_attempt.get()
             if attempt is not None:
-                current_attempt.set(None)
-                if attempt.task_id != message.task_id:
+                if attempt.task_id == message.task_id:
+                    current_attempt.set(attempt.outer)
+                else:
                     attempt = None
             retries = attempt.retries if attempt is not None else attempt_of(labels)
             runtime = None if attempt is None else time.perf_counter() - attempt.began
