@@ -306,7 +306,7 @@ def started_broker() -> Iterator[tuple[Any, TaskiqAdapter, Recorder, list[Any]]]
 def test_enqueue_kicks_by_name_with_the_fire_id_as_task_id_and_headers_as_labels(
     started_broker: tuple[Any, TaskiqAdapter, Recorder, list[Any]],
 ) -> None:
-    broker, adapter, recorder, ran = started_broker
+    _, adapter, recorder, ran = started_broker
     fire = command(
         "units.record",
         kind=CommandKind.FIRE,

@@ -1,16 +1,18 @@
 """Lifecycle capture: `Z4JMiddleware`, taskiq's middleware hooks mapped onto z4j's kinds.
 
-Owns the middleware a broker carries (`broker.add_middlewares(Z4JMiddleware())`): `pre_send`
-and `post_send` in the process that kicks a task (`enqueued`), `pre_execute` in the worker (`started`),
-`on_error` and `post_execute` after the task ran (`succeeded`, `failed` or `retried`), and the
-broker's `startup`/`shutdown`, where the agent starts and drains (see `z4j_taskiq.worker`).
+Owns the middleware a broker carries (`broker.add_middlewares(Z4JMiddleware())`):
+`pre_send` and `post_send` in the process that kicks a task (`enqueued`), `pre_execute` in the
+worker (`started`), `on_error` and `post_execute` after the task ran (`succeeded`, `failed` or
+`retried`), and the broker's `startup`/`shutdown`, where the agent starts and drains (see
+`z4j_taskiq.worker`).
 Every hook is synchronous and cheap, does no I/O and never raises: an exception is caught and
 counted here, so none reaches taskiq or the task.
 
 taskiq's retry middlewares decide in their own `on_error`, which may run before or after ours,
 by kicking the same task id again with a `_retries` label. An attempt is reported `retried` when
-that re-kick happened while the attempt was running (in its asyncio task), or when its result's error was
-replaced by `NoResultError` (the retry middlewares' `no_result_on_retry`); otherwise `failed`.
+that re-kick happened while the attempt was running (in its asyncio task), or when its result's
+error was replaced by `NoResultError` (the retry middlewares' `no_result_on_retry`); otherwise
+`failed`.
 """
 
 from __future__ import annotations
