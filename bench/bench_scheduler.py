@@ -251,14 +251,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument("--only", choices=("latency", "herd", "failover", "edit"))
+    parser.add_argument("--count", type=int, default=1000, help="schedules (latency, herd)")
     options = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="z4j-bench-sched-"))
     chosen = [options.only] if options.only else ["edit", "herd", "latency", "failover"]
     for name in chosen:
         if name == "latency":
-            bench_latency(work, 1000, 10 if options.quick else 60)
+            bench_latency(work, options.count, 10 if options.quick else 60)
         elif name == "herd":
-            bench_herd(work, 1000)
+            bench_herd(work, options.count)
         elif name == "failover":
             bench_failover(work, 5 if options.quick else 20)
         else:

@@ -69,6 +69,8 @@ class CommandOutcome:
     status: str
     native_id: str | None = None
     reason: str = ""
+    #: When the answer arrived (epoch seconds); 0 when none did.
+    answered_at: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -207,6 +209,29 @@ class CommandRouter:
                 deadline_at=now + deadline,
             )
         )
+        return await self._exchange(command, connection, deadline)
+
+    async def deliver(
+        self,
+        command: Command,
+        agent_instance: str,
+        also: Callable[[Store, CommandOutcome], object],
+    ) -> CommandOutcome:
+        """Send a command whose row is already stored (the scheduler stores it with the fire's
+        claim) to that one agent; its answer and ``also`` are written in one transaction."""
+        connection = self.brain.connections.get(agent_instance)
+        if connection is None or not connection.is_open:
+            raise NoAgentError(f"agent {agent_instance} is not connected here")
+        return await self._exchange(command, connection, command.deadline_seconds, also)
+
+    async def _exchange(
+        self,
+        command: Command,
+        connection: AgentConnection,
+        deadline: float,
+        also: Callable[[Store, CommandOutcome], object] | None = None,
+    ) -> CommandOutcome:
+        agent_instance = connection.agent_instance
         waiter: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
         self.pending[command.command_id] = waiter
         connection.in_flight_commands += 1
@@ -229,15 +254,20 @@ class CommandRouter:
                         UNKNOWN,
                         reason="no answer from the agent before the deadline",
                     )
-                    await self._record(outcome)
+                    await self._record(outcome, also)
                     return outcome
         finally:
             connection.in_flight_commands -= 1
             self.pending.pop(command.command_id, None)
         outcome = CommandOutcome(
-            command.command_id, agent_instance, result.status.value, result.native_id, result.reason
+            command.command_id,
+            agent_instance,
+            result.status.value,
+            result.native_id,
+            result.reason,
+            answered_at=time.time(),
         )
-        await self._record(outcome)
+        await self._record(outcome, also)
         return outcome
 
     def resolve(self, result: CommandResult, agent_instance: str) -> None:
@@ -271,14 +301,22 @@ class CommandRouter:
 
         self.brain.writer.submit(record)
 
-    async def _record(self, outcome: CommandOutcome) -> None:
+    async def _record(
+        self,
+        outcome: CommandOutcome,
+        also: Callable[[Store, CommandOutcome], object] | None = None,
+    ) -> None:
         counts = self.brain.commands_by_status
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
-        await self.brain.write(
-            lambda s: s.answer_command(
+
+        def record(store: Store) -> None:
+            store.answer_command(
                 outcome.command_id, outcome.status, outcome.native_id, outcome.reason, time.time()
             )
-        )
+            if also is not None:
+                also(store, outcome)
+
+        await self.brain.write(record)
 
 
 def _options_dict(options: CommandOptions) -> dict[str, Any]:

@@ -286,7 +286,7 @@ class AgentConnection:
             )
         )
         # Fires waiting for this agent (or re-offered to it after a reconnect) go out now.
-        self.brain.scheduler.fires_waiting()
+        self.brain.scheduler.agent_connected()
         log.info(
             "agent %s connected (app %s, host %s, pid %d)",
             hello.agent_instance,

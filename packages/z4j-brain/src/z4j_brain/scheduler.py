@@ -29,16 +29,19 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
+import msgspec
+
 from z4j_brain import schedules as sched
 from z4j_brain.db import DatabaseError, PostgresConnection
 from z4j_brain.store import Store
 from z4j_core.scheduling import Due, DueQueue, ScheduleError, format_instant
-from z4j_core.wire.frames import Capability, CommandKind, CommandOptions
+from z4j_core.wire.frames import Capability, Command, CommandKind, CommandOptions
 
 if TYPE_CHECKING:
     from z4j_brain.brain import Brain
@@ -60,6 +63,9 @@ TICK_LIMIT: Final = 5000
 MIN_DELIVERY_SECONDS: Final = 10.0
 #: Longest a fire command waits for its agent's answer.
 MAX_COMMAND_SECONDS: Final = 30.0
+#: How often delivery looks for fires bound to an agent that reconnected, besides at once
+#: when an agent connects.
+REOFFER_SECONDS: Final = 5.0
 FIRES_CHANNEL: Final = "z4j_fires"
 SCHEDULES_CHANNEL: Final = "z4j_schedules"
 _UTC = timezone.utc
@@ -183,6 +189,69 @@ class PostgresListener:
                     conn.close()
 
 
+def command_for(fire: sched.Claimed, now: float) -> Command:
+    """The command that delivers a claimed fire (``trigger_now`` for a trigger)."""
+    payload = fire.payload
+    options = payload.get("options") or {}
+    return Command(
+        command_id=uuid.uuid4().hex,
+        kind=CommandKind.TRIGGER_NOW if fire.kind == "trigger" else CommandKind.FIRE,
+        deadline_seconds=min(MAX_COMMAND_SECONDS, max(5.0, fire.deliver_by - now)),
+        engine=fire.engine,
+        app=fire.app,
+        task=fire.task,
+        args=list(payload.get("args") or []),
+        kwargs=dict(payload.get("kwargs") or {}),
+        options=CommandOptions(
+            queue=options.get("queue"),
+            priority=options.get("priority"),
+            expires_seconds=options.get("expires_seconds"),
+        ),
+        fire_id=fire.fire_id,
+        schedule_id=fire.schedule_id,
+        slot=format_instant(datetime.fromtimestamp(fire.slot, _UTC)),
+    )
+
+
+def claim_and_store(
+    store: Store,
+    agents: list[sched.Agent],
+    brain_id: str,
+    now: float,
+    limit: int,
+    *,
+    reoffer: bool = False,
+) -> list[tuple[sched.Claimed, Command]]:
+    """Claim open fires for ``agents`` and store the command of each, in the caller's
+    transaction: a fire is never marked delivering without its command recorded."""
+    if not agents:
+        return []
+    result = []
+    for fire in sched.claim(store, agents, brain_id, now, limit, reoffer=reoffer):
+        command = command_for(fire, now)
+        store.insert_command(
+            command_id=command.command_id,
+            agent_instance=fire.agent_instance,
+            kind=command.kind.value,
+            engine=fire.engine,
+            app=fire.app,
+            task=fire.task,
+            payload={
+                "args": command.args,
+                "kwargs": command.kwargs,
+                "options": msgspec.to_builtins(command.options),
+                "schedule_id": command.schedule_id,
+                "slot": command.slot,
+            },
+            fire_id=fire.fire_id,
+            created_at=now,
+            deadline_at=now + command.deadline_seconds,
+        )
+        sched.set_command(store, fire.fire_id, command.command_id)
+        result.append((fire, command))
+    return result
+
+
 def notify(store: Store, channel: str, payload: str = "") -> None:
     """Inside a transaction: wake the other brains when it commits (Postgres only)."""
     if store.dialect == "postgres":
@@ -213,6 +282,9 @@ class Scheduler:
         self._listener: PostgresListener | None = None
         self.applied_version: dict[str, int] = {}
         self._version_waiters: list[tuple[str, int, asyncio.Future[None]]] = []
+        self._reoffer = True
+        self._last_reoffer = 0.0
+        self._reload = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -277,6 +349,11 @@ class Scheduler:
         """Fires were written here, or an agent connected: look for work now."""
         self._fires_waiting.set()
 
+    def agent_connected(self) -> None:
+        """An agent (re)connected here: fires bound to its earlier session are offered again."""
+        self._reoffer = True
+        self._fires_waiting.set()
+
     async def applied(self, schedule_id: str, version: int, timeout: float) -> bool:
         """Wait until this brain's leader holds ``version`` of a schedule (or a later one, or
         has dropped it); False when not leading here or on timeout. For tests and benchmarks
@@ -319,6 +396,9 @@ class Scheduler:
         await self._sync()
         last_sync = time.monotonic()
         while self.leading:
+            if self._reload:
+                self._reload = False
+                return  # _lead_loop leads again from the stored cursors
             if self._schedules_changed.is_set() or time.monotonic() - last_sync >= POLL_SECONDS:
                 self._schedules_changed.clear()
                 await self._sync()
@@ -326,7 +406,8 @@ class Scheduler:
             now = datetime.now(_UTC)
             dues = self.queue.pop_due(now, limit=TICK_LIMIT)
             if dues:
-                await self._write(dues, now)
+                self._write(dues, now)
+                await asyncio.sleep(0)
                 continue
             wake = self.queue.next_wakeup()
             timeout = POLL_SECONDS
@@ -382,7 +463,7 @@ class Scheduler:
                 keep.append((sid, version, future))
         self._version_waiters = keep
 
-    async def _write(self, dues: list[Due], now: datetime) -> None:
+    def _write(self, dues: list[Due], now: datetime) -> None:
         """One transaction: every due slot's fire, and each schedule's cursor."""
         now_ts = now.timestamp()
         batches: list[tuple[sched.ScheduleRow, list[sched.NewFire], float, float | None]] = []
@@ -409,29 +490,43 @@ class Scheduler:
             skipped = due.skipped_through.timestamp() if due.skipped_through else None
             batches.append((row, fires, due.cursor.timestamp(), skipped))
 
-        def write(store: Store) -> int:
+        agents = self._agents()
+        brain_id = self.brain.brain_id
+
+        def write(store: Store) -> tuple[int, list[tuple[sched.Claimed, Command]]]:
             written = 0
             for row, fires, cursor, skipped in batches:
                 written += sched.insert_fires(store, row, fires, now_ts)
                 sched.advance_cursor(store, row.schedule_id, cursor, skipped)
             if written:
                 notify(store, FIRES_CHANNEL)
-            return written
+            # This brain's own agents get their fires in the same transaction (one hop less).
+            claimed = claim_and_store(store, agents, brain_id, time.time(), CLAIM_LIMIT)
+            return written, claimed
 
         if not self.leading:
             return
-        try:
-            written = await self.brain.write(write)
-        except Exception:
+        # Not awaited: the next tick's slots need not wait for this commit (the writer keeps
+        # the order, and queued jobs share one transaction).
+        future = self.brain.writer.submit(write)
+        loop = asyncio.get_running_loop()
+        future.add_done_callback(lambda done: loop.call_soon_threadsafe(self._written, done))
+
+    def _written(self, done: Any) -> None:
+        error = done.exception()
+        if error is not None:
             # The queue moved on but the store did not: start again from the stored cursors.
-            self.held.clear()
-            self.rows.clear()
-            self.queue = DueQueue()
-            raise
+            log.error("writing fires failed (%s); reloading schedules", type(error).__name__)
+            self._reload = True
+            self._schedules_changed.set()
+            return
+        written, claimed = done.result()
         self.fires_written += written
+        self._dispatch(claimed)
         if written:
             self.last_fire_at = time.time()
-            self._fires_waiting.set()
+            if len(claimed) >= CLAIM_LIMIT:
+                self._fires_waiting.set()
 
     # -- trigger_now ----------------------------------------------------------------------------
 
@@ -520,69 +615,60 @@ class Scheduler:
         if not agents:
             return
         brain_id = self.brain.brain_id
+        # Fires bound to an agent that reconnected are looked for after a connection, and now
+        # and then (they are rare: only a brain or agent that died mid-delivery leaves them).
+        reoffer = self._reoffer or time.monotonic() - self._last_reoffer > REOFFER_SECONDS
+        if reoffer:
+            self._reoffer = False
+            self._last_reoffer = time.monotonic()
         while True:
             claimed = await self.brain.write(
-                lambda s: sched.claim(s, agents, brain_id, time.time(), CLAIM_LIMIT)
+                lambda s: claim_and_store(
+                    s, agents, brain_id, time.time(), CLAIM_LIMIT, reoffer=reoffer
+                )
             )
-            for fire in claimed:
-                task = asyncio.create_task(self._send(fire))
-                self._sending.add(task)
-                task.add_done_callback(self._sending.discard)
+            self._dispatch(claimed)
             if len(claimed) < CLAIM_LIMIT:
                 return
 
-    async def _send(self, fire: sched.Claimed) -> None:
-        payload = fire.payload
-        options = payload.get("options") or {}
-        kind = CommandKind.TRIGGER_NOW if fire.kind == "trigger" else CommandKind.FIRE
-        deadline = min(MAX_COMMAND_SECONDS, max(5.0, fire.deliver_by - time.time()))
-        slot = format_instant(datetime.fromtimestamp(fire.slot, _UTC))
-        try:
-            outcome = await self.brain.send_command(
-                kind=kind,
-                engine=fire.engine,
-                app=fire.app,
-                task=fire.task,
-                args=payload.get("args") or [],
-                kwargs=payload.get("kwargs") or {},
-                options=CommandOptions(
-                    queue=options.get("queue"),
-                    priority=options.get("priority"),
-                    expires_seconds=options.get("expires_seconds"),
-                ),
-                fire_id=fire.fire_id,
-                schedule_id=fire.schedule_id,
-                slot=slot,
-                deadline_seconds=deadline,
-                agent_instance=fire.agent_instance,
-            )
-        except Exception as exc:
-            # The agent went away before the command left: the fire stays bound to it and is
-            # re-offered when it reconnects (or to any agent, for a deduplicating engine).
-            log.warning("fire %s not sent: %s", fire.fire_id, exc)
-            await self.brain.write(
-                lambda s: sched.release_unanswered(s, fire.fire_id, fire.agent_instance, "")
-            )
-            return
-        if outcome.status == "unknown":
-            await self.brain.write(
-                lambda s: sched.release_unanswered(
-                    s, fire.fire_id, fire.agent_instance, outcome.command_id
+    def _dispatch(self, claimed: list[tuple[sched.Claimed, Command]]) -> None:
+        for fire, command in claimed:
+            task = asyncio.create_task(self._send(fire, command))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, fire: sched.Claimed, command: Command) -> None:
+        """Send one claimed fire; its answer is recorded on the fire with the command's."""
+
+        def record(store: Store, outcome: Any) -> None:
+            if outcome.status == "unknown":
+                sched.release_unanswered(
+                    store, fire.fire_id, fire.agent_instance, command.command_id
                 )
-            )
-            return
-        await self.brain.write(
-            lambda s: sched.record_answer(
-                s,
+                return
+            sched.record_answer(
+                store,
                 fire.fire_id,
                 fire.agent_instance,
                 status=outcome.status,
                 command_id=outcome.command_id,
                 native_id=outcome.native_id,
                 reason=outcome.reason,
-                now=time.time(),
+                now=outcome.answered_at or time.time(),
             )
-        )
+
+        try:
+            outcome = await self.brain.commands.deliver(command, fire.agent_instance, record)
+        except LookupError as exc:
+            # The agent went away before the command left: the fire stays bound to it and is
+            # re-offered when it reconnects (or to any agent, for a deduplicating engine).
+            log.warning("fire %s not sent: %s", fire.fire_id, exc)
+            await self.brain.write(
+                lambda s: sched.release_unanswered(
+                    s, fire.fire_id, fire.agent_instance, command.command_id
+                )
+            )
+            return
         if outcome.status == "failed":
             self._fires_waiting.set()
 

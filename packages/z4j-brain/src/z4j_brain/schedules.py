@@ -542,14 +542,21 @@ class Claimed:
 
 
 def claim(
-    store: Store, agents: Sequence[Agent], brain_id: str, now: float, limit: int = 500
+    store: Store,
+    agents: Sequence[Agent],
+    brain_id: str,
+    now: float,
+    limit: int = 500,
+    *,
+    reoffer: bool = False,
 ) -> list[Claimed]:
     """Bind open fires to this brain's agents and mark them ``delivering``.
 
-    A pending fire goes to any agent that serves it (the least loaded first). A delivering fire
-    whose agent reconnected (its session changed, here) is offered to that same agent again:
-    the agent answers ``duplicate`` if it had enqueued it. Postgres rows are taken with
-    ``FOR UPDATE SKIP LOCKED`` so brains never claim the same fire.
+    A pending fire goes to any agent that serves it (the least loaded first; on-time fires
+    before catch-up ones). With ``reoffer`` (after an agent connected), a delivering fire whose
+    agent reconnected (its session changed) is offered to that same agent again: the agent
+    answers ``duplicate`` if it had enqueued it. Postgres rows are taken with ``FOR UPDATE
+    SKIP LOCKED`` so brains never claim the same fire.
     """
     if not agents:
         return []
@@ -557,13 +564,20 @@ def claim(
     marks = ", ".join("?" * len(apps))
     lock = " FOR UPDATE SKIP LOCKED" if store.dialect == "postgres" else ""
     by_instance = {a.agent_instance: a for a in agents}
-    inst_marks = ", ".join("?" * len(by_instance))
     rows = store.conn.execute(
-        f"SELECT {_FIRE_COLUMNS} FROM fires WHERE app IN ({marks}) AND deliver_by >= ? AND ("
-        f"state = 'pending' OR (state = 'delivering' AND agent_instance IN ({inst_marks}))) "
-        f"ORDER BY due_at LIMIT ?{lock}",
-        [*apps, now, *by_instance, limit],
+        f"SELECT {_FIRE_COLUMNS} FROM fires WHERE state = 'pending' AND app IN ({marks}) "
+        "AND deliver_by >= ? ORDER BY CASE WHEN kind = 'catch_up' THEN 1 ELSE 0 END, due_at "
+        f"LIMIT ?{lock}",
+        [*apps, now, limit],
     ).fetchall()
+    if reoffer:
+        inst_marks = ", ".join("?" * len(by_instance))
+        rows += store.conn.execute(
+            f"SELECT {_FIRE_COLUMNS} FROM fires WHERE state = 'delivering' "
+            f"AND agent_instance IN ({inst_marks}) AND deliver_by >= ? ORDER BY due_at "
+            f"LIMIT ?{lock}",
+            [*by_instance, now, limit],
+        ).fetchall()
     load: dict[str, int] = {a.agent_instance: 0 for a in agents}
     claimed: list[Claimed] = []
     for raw in rows:
@@ -631,6 +645,10 @@ def record_answer(
         "WHERE fire_id = ? AND (state IN ('delivering', 'unknown')) AND agent_instance = ?",
         (status, command_id, native_id, reason, now, fire_id, agent_instance),
     )
+
+
+def set_command(store: Store, fire_id: str, command_id: str) -> None:
+    store.conn.execute("UPDATE fires SET command_id = ? WHERE fire_id = ?", (command_id, fire_id))
 
 
 def release_unanswered(store: Store, fire_id: str, agent_instance: str, command_id: str) -> None:
