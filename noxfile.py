@@ -25,6 +25,7 @@ RQ = "packages/z4j-rq"
 CELERY = "packages/z4j-celery"
 ARQ = "packages/z4j-arq"
 DRAMATIQ = "packages/z4j-dramatiq"
+TASKIQ = "packages/z4j-taskiq"
 
 
 def find_python(version: str) -> str:
@@ -65,6 +66,7 @@ nox.options.sessions = [
     "celery",
     "dramatiq",
     "arq",
+    "taskiq",
     "packaging",
 ]
 
@@ -169,6 +171,16 @@ def arq(session: nox.Session) -> None:
     refuses, so arq has a session of its own."""
     session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", ARQ, "arq")
     run_pytest(session, f"{ARQ}/tests")
+
+
+@nox.session(python=LOWEST_PYTHON)
+def taskiq(session: nox.Session) -> None:
+    """The taskiq adapter: unit tests, the conformance suite on real `taskiq worker` processes
+    (taskiq-redis's list-queue and stream brokers) through a real brain, a producer and a
+    `taskiq scheduler` process, and schedules stored in Redis. taskiq-redis needs redis>=8,
+    which arq's pin refuses, so taskiq has a session of its own."""
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", TASKIQ, "taskiq", "taskiq-redis")
+    run_pytest(session, f"{TASKIQ}/tests")
 
 
 @nox.session(python=DEFAULT_PYTHON)
