@@ -278,14 +278,17 @@ class Link:
             self._on_open(self)
         reader = asyncio.ensure_future(self._read(ws, session))
         writer = asyncio.ensure_future(self._write(ws, session))
-        done, pending = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        for task in done:
-            task.result()
+        try:
+            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Whether one side ended or we are being cancelled (stop), end the other and collect
+            # both outcomes, so no task's exception is left unretrieved.
+            for task in (reader, writer):
+                task.cancel()
+            outcomes = await asyncio.gather(reader, writer, return_exceptions=True)
+        for task, outcome in zip((reader, writer), outcomes, strict=True):
+            if task in done and isinstance(outcome, Exception):
+                raise outcome
 
     async def _read(self, ws: ClientConnection, session: AgentSession) -> None:
         while True:
