@@ -12,6 +12,7 @@ Never raises into RQ: every hook falls back to RQ's own behaviour.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from typing import Any, ClassVar
@@ -45,12 +46,20 @@ class Z4JWorkerMixin:
     """Adds z4j to an RQ worker class. `z4j_options` are agent options (`app_name`, ...)."""
 
     z4j_options: ClassVar[dict[str, Any]] = {}
+    #: Freeze the objects that exist when the work loop starts (modules, the app, the agent)
+    #: out of the cyclic garbage collector, so a horse's collections never walk them and copy
+    #: their pages (Python's advice for pre-fork servers). Only new cyclic garbage created
+    #: before the loop could never be collected; objects are still freed by reference count.
+    z4j_freeze_before_fork: ClassVar[bool] = False
     _z4j_capture: capture.JobCapture | None = None
     _z4j_execution_id: str | None = None
     _z4j_pending: dict[str, Any] | None = None
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         agent = self._z4j_attach()
+        if self.z4j_freeze_before_fork:
+            gc.collect()
+            gc.freeze()
         try:
             return super().work(*args, **kwargs)  # type: ignore[misc,no-any-return]
         finally:
@@ -140,6 +149,8 @@ class Z4JWorkerMixin:
 
 class Worker(Z4JWorkerMixin, RQWorker):
     """RQ's forking worker with z4j: `rq worker -w z4j_rq.Worker`."""
+
+    z4j_freeze_before_fork = True
 
 
 class SimpleWorker(Z4JWorkerMixin, RQSimpleWorker):
