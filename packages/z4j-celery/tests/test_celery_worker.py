@@ -241,3 +241,27 @@ def test_a_worker_whose_brain_is_down_behaves_like_one_without_the_agent(
         assert package not in down["log"], down["log"][-3000:]
     # a warm shutdown still fits the agent's drain deadline (a few seconds), not a hang
     assert down["stop_seconds"] < without["stop_seconds"] + 15, (down, without)
+
+
+def test_a_publisher_rejects_a_task_only_when_the_workers_that_answer_lack_it(
+    running: Running,
+) -> None:
+    """A web process that does not import the task modules: it asks the workers."""
+    from z4j_celery import enqueue
+    from z4j_celery.adapter import create_adapter
+
+    publisher = create_adapter(running.client, {})  # knows no tasks of its own
+    assert publisher is not None and publisher.worker is None
+    assert enqueue.unknown_task_reason(publisher, T + "succeed") is None, "the worker has it"
+    reason = enqueue.unknown_task_reason(publisher, "nowhere.at_all")
+    assert reason is not None and "nowhere.at_all" in reason, reason
+    lonely = Celery("lonely", broker=running.client.conf.broker_url)
+    lonely.conf.control_exchange = f"z4j-nobody-{uuid.uuid4().hex[:6]}"  # no worker listens
+    try:
+        alone = create_adapter(lonely, {})
+        assert alone is not None
+        assert enqueue.unknown_task_reason(alone, "nowhere.at_all") is None, (
+            "with no worker answering, nobody knows: the task is sent by name"
+        )
+    finally:
+        lonely.close()
