@@ -217,3 +217,18 @@ def test_capture_absorbs_a_fault_in_emit(memory_app: Celery) -> None:
     finally:
         capture.uninstall(adapter)
     assert installed.errors == 1
+
+
+def test_discovery_lists_the_apps_own_tasks_not_celerys(memory_app: Celery) -> None:
+    from z4j_celery import plugin
+
+    adapter = create_adapter(memory_app, {})
+    assert adapter is not None
+    tasks = plugin.z4j_registered_tasks(adapter)
+    assert tasks is not None
+    names = [t.name for t in tasks]
+    assert "units.add" in names
+    assert any(name.startswith("celery.") for name in memory_app.tasks), "Celery has built-ins"
+    assert not [n for n in names if n.startswith("celery.")], names
+    assert next(t for t in tasks if t.name == "units.add").queue == "units"
+    assert plugin.z4j_registered_tasks(object()) is None  # type: ignore[arg-type]
