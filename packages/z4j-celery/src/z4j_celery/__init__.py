@@ -50,6 +50,8 @@ def instrument(
     in_worker = worker.in_worker_command()
     agent = attach(adapter, start=False, **options)
     _ensure_plugin(agent, adapter)
+    if adapter.capture is not None:
+        adapter.capture.agent = agent
     app._z4j_adapter = adapter  # type: ignore[attr-defined]
     worker.follow_worker(adapter, agent)
     if start or (start is None and not in_worker):

@@ -82,7 +82,10 @@ class SignalCapture:
         self.pid = os.getpid()
         self.capture_results = adapter.capture_results
         self._started: dict[str, float] = {}
+        self._publishing: dict[str, float] = {}  # task id -> when its publish began
         self.fire_ids: set[str] = set()  # fire ids being published by z4j right now
+        self.agent: Any = None  # set by `instrument`: lets `enqueued` keep its publish time
+        self._relay: Any = None
         self._connected: list[tuple[Any, Callable[..., None]]] = []
 
     # -- wiring ---------------------------------------------------------------------------------
@@ -91,6 +94,7 @@ class SignalCapture:
         from celery import signals
 
         pairs: list[tuple[Any, Callable[..., None]]] = [
+            (signals.before_task_publish, self.on_publishing),
             (signals.after_task_publish, self.on_published),
             (signals.task_received, self.on_received),
             (signals.task_prerun, self.on_prerun),
@@ -122,9 +126,38 @@ class SignalCapture:
 
         self.pid = os.getpid()
         self._started.clear()
+        self._publishing.clear()
+        self.agent = agent
+        self._relay = relay
         self.out = relayed
 
+    def _out_at(self, at: float | None, kind: Any, task_id: str, name: str, **fields: Any) -> None:
+        """`out`, but stamped `at` (when the event really happened) where the agent allows."""
+        agent = self.agent
+        if at is None or agent is None:
+            self.out(kind, task_id, name, **fields)
+            return
+        record = agent.prepare(kind, task_id, name, engine=self.adapter.engine, **fields)
+        record = (record[0], at, *record[2:])
+        if self._relay is not None:
+            self._relay.send(record)
+        else:
+            agent.emit_prepared(record)
+
     # -- the publisher ---------------------------------------------------------------------------
+
+    def on_publishing(self, sender: Any = None, headers: Any = None, **kw: Any) -> None:
+        """Note when the publish began: `after_task_publish` fires once the broker has the
+        message, by which time a fast worker may already have received and started it."""
+        try:
+            task_id = headers.get("id") if headers else None
+            if task_id:
+                publishing = self._publishing
+                if len(publishing) >= MAX_IN_FLIGHT:
+                    publishing.clear()
+                publishing[task_id] = time.time()
+        except Exception:
+            self.errors += 1
 
     def on_published(
         self, sender: Any = None, body: Any = None, headers: Any = None, **kw: Any
@@ -148,7 +181,8 @@ class SignalCapture:
             retries = headers.get("retries")
             if retries:
                 fields["retries"] = int(retries)
-            self.out(
+            self._out_at(
+                self._publishing.pop(task_id, None),
                 K.SCHEDULED if eta else K.ENQUEUED,
                 task_id,
                 headers.get("task") or str(sender),
