@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 
-import z4j_taskiq
 from taskiq import AsyncBroker, SimpleRetryMiddleware
 from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend, RedisStreamBroker
 
+import z4j_taskiq
 from z4j_core.testing import conformance
 
 APP = "z4j-conformance"

@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import z4j_taskiq
 from taskiq import InMemoryBroker, SimpleRetryMiddleware, TaskiqMiddleware
 from taskiq.exceptions import NoResultError, SendTaskError
+
+import z4j_taskiq
+from z4j_core.wire import Command, CommandKind, CommandOptions, CommandStatus
 from z4j_taskiq import enqueue, plugin
 from z4j_taskiq.adapter import TaskiqAdapter
 from z4j_taskiq.capture import Z4JMiddleware
-
-from z4j_core.wire import Command, CommandKind, CommandOptions, CommandStatus
 
 
 class Recorder:

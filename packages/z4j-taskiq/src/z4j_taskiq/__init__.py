@@ -69,4 +69,4 @@ def observe(*sources_or_schedulers: Any) -> None:
 def agent_of(broker: Any) -> Agent | None:
     """The agent a `Z4JMiddleware` on `broker` attached, if any."""
     middleware = middleware_of(broker)
-    return None if middleware is None else middleware.agent  # type: ignore[no-any-return]
+    return None if middleware is None else middleware.agent

@@ -127,7 +127,7 @@ def observed(
     *,
     cron: str | None = None,
     cron_offset: Any = None,
-    at: datetime.datetime | None = None,
+    at: datetime.datetime | str | None = None,
     interval: Any = None,
     now: float,
     anchor: float | None = None,
