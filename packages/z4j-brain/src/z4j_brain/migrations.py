@@ -182,6 +182,7 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
                 slot DOUBLE PRECISION NOT NULL,
                 due_at DOUBLE PRECISION NOT NULL,
                 deliver_by DOUBLE PRECISION NOT NULL,
+                claim_order DOUBLE PRECISION NOT NULL,
                 engine TEXT NOT NULL,
                 app TEXT NOT NULL,
                 task TEXT NOT NULL,
@@ -202,7 +203,9 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
                 answered_at DOUBLE PRECISION
             )""",
             "CREATE INDEX fires_schedule ON fires (schedule_id, slot)",
-            "CREATE INDEX fires_state ON fires (state, due_at)",
+            # Delivery takes pending fires in claim order: on-time ones by due time, catch-up
+            # ones behind the on-time slots of the next moments (a backlog never starves them).
+            "CREATE INDEX fires_state ON fires (state, claim_order)",
             "CREATE INDEX tasks_fire_id ON tasks (fire_id)",
             # The audit log: each row's HMAC covers its content and the previous row's HMAC,
             # under a key kept outside the database.

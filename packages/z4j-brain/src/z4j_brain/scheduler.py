@@ -66,6 +66,8 @@ MAX_COMMAND_SECONDS: Final = 30.0
 #: How often delivery looks for fires bound to an agent that reconnected, besides at once
 #: when an agent connects.
 REOFFER_SECONDS: Final = 5.0
+#: How far behind on-time fires a catch-up fire is queued for delivery.
+CATCH_UP_DELAY: Final = 0.5
 FIRES_CHANNEL: Final = "z4j_fires"
 SCHEDULES_CHANNEL: Final = "z4j_schedules"
 _UTC = timezone.utc
@@ -475,16 +477,20 @@ class Scheduler:
             grace = max(schedule.misfire_grace.total_seconds(), MIN_DELIVERY_SECONDS)
             late = schedule.lateness_allowed
             fires = []
-            for slot, fid in zip(due.slots, due.fire_ids, strict=True):
+            for n, (slot, fid) in enumerate(zip(due.slots, due.fire_ids, strict=True)):
                 due_at = schedule.due_at(due.schedule_id, slot).timestamp()
+                missed = now - slot > late
                 fires.append(
                     sched.NewFire(
                         fire_id=fid,
                         schedule_id=due.schedule_id,
-                        kind="catch_up" if now - slot > late else "scheduled",
+                        kind="catch_up" if missed else "scheduled",
                         slot=slot.timestamp(),
                         due_at=due_at,
                         deliver_by=max(due_at, now_ts) + grace,
+                        # A backlog goes out behind the on-time slots of the next moments,
+                        # oldest first, paced by the tick (max_catch_up per schedule).
+                        claim_order=now_ts + CATCH_UP_DELAY + n * 1e-6 if missed else None,
                     )
                 )
             skipped = due.skipped_through.timestamp() if due.skipped_through else None

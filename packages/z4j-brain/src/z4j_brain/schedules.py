@@ -421,6 +421,8 @@ class NewFire:
     slot: float
     due_at: float
     deliver_by: float
+    #: Delivery order: the due time, or (catch-up) a moment after the write.
+    claim_order: float | None = None
 
 
 _FIRE_COLUMNS: Final = (
@@ -445,9 +447,10 @@ def insert_fires(
     payload = fire_payload(row)
     labels = _dumps(row.labels)
     sql = (
-        "INSERT INTO fires (fire_id, schedule_id, kind, slot, due_at, deliver_by, engine, app, "
-        "task, labels, payload, state, idempotency_key, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (fire_id) DO NOTHING"
+        "INSERT INTO fires (fire_id, schedule_id, kind, slot, due_at, deliver_by, claim_order, "
+        "engine, app, task, labels, payload, state, idempotency_key, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
+        "ON CONFLICT (fire_id) DO NOTHING"
     )
     written = 0
     for fire in fires:
@@ -460,6 +463,7 @@ def insert_fires(
                 fire.slot,
                 fire.due_at,
                 fire.deliver_by,
+                fire.due_at if fire.claim_order is None else fire.claim_order,
                 row.engine,
                 row.app,
                 row.task,
@@ -566,8 +570,7 @@ def claim(
     by_instance = {a.agent_instance: a for a in agents}
     rows = store.conn.execute(
         f"SELECT {_FIRE_COLUMNS} FROM fires WHERE state = 'pending' AND app IN ({marks}) "
-        "AND deliver_by >= ? ORDER BY CASE WHEN kind = 'catch_up' THEN 1 ELSE 0 END, due_at "
-        f"LIMIT ?{lock}",
+        f"AND deliver_by >= ? ORDER BY claim_order LIMIT ?{lock}",
         [*apps, now, limit],
     ).fetchall()
     if reoffer:
