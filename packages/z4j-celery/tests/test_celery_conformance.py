@@ -44,6 +44,14 @@ class TestRabbitMQPrefork(EngineConformance):
 
 
 @pytest.mark.rabbitmq
+class TestRabbitMQSolo(EngineConformance):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def harness(cls) -> EngineHarness:
+        return harness("solo", RABBITMQ_URL, "amqp-solo")
+
+
+@pytest.mark.rabbitmq
 class TestRabbitMQThreads(EngineConformance):
     @pytest.fixture(scope="class")
     @classmethod
