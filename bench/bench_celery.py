@@ -21,6 +21,7 @@ Needs Redis on 127.0.0.1:6379, and core, brain, z4j-celery and celery[redis] ins
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sqlite3
@@ -104,7 +105,9 @@ def one_run(
     if variant == "theirs":
         command.append("-E")
     log = open(work / f"worker-{variant}.log", "ab")  # noqa: SIM115 -- handed to the child
-    worker = subprocess.Popen(command, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(
+        command, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     log.close()
     try:
         deadline = time.monotonic() + 600
@@ -145,8 +148,10 @@ def one_run(
         try:
             worker.wait(60)
         except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+            print(f"the {variant} worker did not stop within 60 s of SIGTERM: killed", flush=True)
+        with contextlib.suppress(ProcessLookupError):  # its pool children too
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
         client.close()
     return figures
 
