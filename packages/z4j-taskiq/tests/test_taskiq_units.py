@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -44,12 +45,12 @@ class RecordingAgent:
         self.recorder = recorder
 
     def prepare(self, kind: Any, task_id: str, task_name: str, **fields: Any) -> Any:
-        fields.pop("engine", None)
-        return (kind, task_id, task_name, fields)
+        engine = fields.pop("engine", "")
+        return (kind, time.time(), engine, task_id, task_name, fields)  # the agent's Record
 
     def emit_prepared(self, record: Any) -> None:
-        kind, task_id, task_name, fields = record
-        self.recorder(kind, task_id, task_name, **fields)
+        kind, at, _, task_id, task_name, fields = record
+        self.recorder(kind, task_id, task_name, at=at, **fields)
 
 
 def captured(broker: Any, *before: TaskiqMiddleware, after: tuple[Any, ...] = ()) -> Recorder:

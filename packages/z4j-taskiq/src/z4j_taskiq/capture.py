@@ -77,7 +77,7 @@ def attempt_of(labels: dict[str, Any]) -> int:
 class _Attempt:
     """One run of a task in this worker, from `pre_execute` to `post_execute`."""
 
-    __slots__ = ("began", "exception", "outer", "resent", "retries", "task_id")
+    __slots__ = ("began", "exception", "outer", "resent", "resent_at", "retries", "task_id")
 
     def __init__(self, task_id: str, retries: int, began: float, outer: _Attempt | None) -> None:
         self.task_id = task_id
@@ -86,6 +86,7 @@ class _Attempt:
         self.began = began
         self.exception: BaseException | None = None
         self.resent = False
+        self.resent_at = 0.0  # wall clock of the re-kick: another worker may run it at once
 
 
 class Z4JMiddleware(TaskiqMiddleware):
@@ -135,6 +136,7 @@ class Z4JMiddleware(TaskiqMiddleware):
             attempt = current_attempt.get()
             if attempt is not None and attempt.task_id == message.task_id:
                 attempt.resent = True  # a retry middleware re-kicks the running attempt
+                attempt.resent_at = time.time()
                 return message
             fields: dict[str, Any] = {}
             fire_id = current_fire_id.get()
@@ -239,19 +241,25 @@ class Z4JMiddleware(TaskiqMiddleware):
                 return
             replaced = error is not exception and isinstance(error, NoResultError)
             retried = replaced or (attempt is not None and attempt.resent)
-            emit(
-                K.RETRIED if retried else K.FAILED,
-                message.task_id,
-                message.task_name,
-                queue=queue,
-                worker=_worker,
-                runtime=runtime,
-                retries=retries + 1 if retried else retries,
-                exception=dotted(type(exception)),
-                message=str(exception) or type(exception).__name__,
-                traceback="".join(
+            fields: dict[str, Any] = {
+                "queue": queue,
+                "worker": _worker,
+                "runtime": runtime,
+                "retries": retries + 1 if retried else retries,
+                "exception": dotted(type(exception)),
+                "message": str(exception) or type(exception).__name__,
+                "traceback": "".join(
                     traceback.format_exception(type(exception), exception, exception.__traceback__)
                 ),
-            )
+            }
+            if retried and attempt is not None and attempt.resent_at:
+                # Stamped when the retry was kicked: the next attempt may already have run in
+                # another worker, and its events must not look older than this one.
+                record = self.agent.prepare(
+                    K.RETRIED, message.task_id, message.task_name, engine=ENGINE, **fields
+                )
+                self.agent.emit_prepared((record[0], attempt.resent_at, *record[2:]))
+                return
+            emit(K.RETRIED if retried else K.FAILED, message.task_id, message.task_name, **fields)
         except Exception:
             self.errors += 1
