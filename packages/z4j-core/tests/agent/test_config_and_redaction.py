@@ -94,3 +94,21 @@ def test_long_values_are_truncated() -> None:
     assert text is not None and len(text) < 500
     many = Redactor().args(tuple(range(10_000)))
     assert many is not None and len(many) < 2100
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("connect failed: password=hunter2 host=db", "hunter2"),
+        ('bad config {"api_key": "abc123", "user": "bob"}', "abc123"),
+        ("Token: xyz789 rejected", "xyz789"),
+        ("DB_PASSWORD = 's3cr3t!'", "s3cr3t!"),
+    ],
+)
+def test_secrets_assigned_in_free_text_are_scrubbed(text: str, secret: str) -> None:
+    scrubbed = Redactor().text(text)
+    assert scrubbed is not None and secret not in scrubbed and REDACTED in scrubbed
+
+
+def test_free_text_without_secrets_is_left_alone() -> None:
+    assert Redactor().text("no secrets here: a=1, b: 2") == "no secrets here: a=1, b: 2"

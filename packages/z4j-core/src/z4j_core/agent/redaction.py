@@ -36,6 +36,11 @@ SECRET_KEY_PARTS: tuple[str, ...] = (
 _URL_CREDENTIALS = re.compile(
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@"
 )
+# `password=hunter2`, `api_key: abc`, `"token": "abc"` in free text (a message, a traceback).
+_ASSIGNED_SECRET = re.compile(
+    r"(?i)\b((?:db_|client_)?(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key"
+    r"|private[_-]?key|authorization)['\"]?)(\s*[=:]\s*)['\"]?[^\s'\",;&)]+['\"]?"
+)
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 
 MAX_VALUE_CHARS = 200
@@ -101,10 +106,14 @@ class Redactor:
         return _cut(self._walk(kwargs, MAX_DEPTH), MAX_FIELD_CHARS)
 
     def text(self, value: str | None, limit: int = MAX_FIELD_CHARS) -> str | None:
-        """Free text (exception messages, tracebacks): credentials in URLs and headers scrubbed."""
+        """Free text (exception messages, tracebacks): credentials in URLs and headers, and
+        `password=...`-style assignments, scrubbed."""
         if value is None:
             return None
-        return _cut(scrub(value), limit)
+        value = scrub(value)
+        if "=" in value or ":" in value:
+            value = _ASSIGNED_SECRET.sub(lambda m: m.group(1) + m.group(2) + REDACTED, value)
+        return _cut(value, limit)
 
     def _walk(self, value: Any, depth: int) -> str:
         # Exact type checks first: this runs inside `emit`, and ABC isinstance checks are slow.
