@@ -260,6 +260,10 @@ def notify(store: Store, channel: str, payload: str = "") -> None:
         store.conn.execute("SELECT pg_notify(?, ?)", (channel, payload))
 
 
+#: (schedule, its new fires, its new cursor, skipped through, when popped)
+_Batch = tuple[sched.ScheduleRow, list[sched.NewFire], float, float | None, float]
+
+
 class Scheduler:
     """The scheduler of one brain: elected or not, it always delivers to its own agents."""
 
@@ -287,6 +291,9 @@ class Scheduler:
         self._reoffer = True
         self._last_reoffer = 0.0
         self._reload = False
+        #: Popped slots not yet submitted, and whether a write of them is in flight.
+        self._unwritten: list[_Batch] = []
+        self._writing = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -395,6 +402,7 @@ class Scheduler:
         self.rows.clear()
         self.held.clear()
         self.applied_version.clear()
+        self._unwritten.clear()
         await self._sync()
         last_sync = time.monotonic()
         while self.leading:
@@ -468,7 +476,7 @@ class Scheduler:
     def _write(self, dues: list[Due], now: datetime) -> None:
         """One transaction: every due slot's fire, and each schedule's cursor."""
         now_ts = now.timestamp()
-        batches: list[tuple[sched.ScheduleRow, list[sched.NewFire], float, float | None]] = []
+        batches: list[_Batch] = []
         for due in dues:
             row = self.rows.get(due.schedule_id)
             if row is None:
@@ -494,15 +502,23 @@ class Scheduler:
                     )
                 )
             skipped = due.skipped_through.timestamp() if due.skipped_through else None
-            batches.append((row, fires, due.cursor.timestamp(), skipped))
+            batches.append((row, fires, due.cursor.timestamp(), skipped, now_ts))
+        self._unwritten.extend(batches)
+        self._flush()
 
+    def _flush(self) -> None:
+        """Submit what the ticks popped, unless a write is in flight: then it goes with the
+        next one (under load, ticks batch themselves; idle, each goes at once)."""
+        if self._writing or not self._unwritten or not self.leading:
+            return
+        batches, self._unwritten = self._unwritten, []
         agents = self._agents()
         brain_id = self.brain.brain_id
 
         def write(store: Store) -> tuple[int, list[tuple[sched.Claimed, Command]]]:
             written = 0
-            for row, fires, cursor, skipped in batches:
-                written += sched.insert_fires(store, row, fires, now_ts)
+            for row, fires, cursor, skipped, popped_at in batches:
+                written += sched.insert_fires(store, row, fires, popped_at)
                 sched.advance_cursor(store, row.schedule_id, cursor, skipped)
             if written:
                 notify(store, FIRES_CHANNEL)
@@ -510,22 +526,23 @@ class Scheduler:
             claimed = claim_and_store(store, agents, brain_id, time.time(), CLAIM_LIMIT)
             return written, claimed
 
-        if not self.leading:
-            return
-        # Not awaited: the next tick's slots need not wait for this commit (the writer keeps
-        # the order, and queued jobs share one transaction).
+        # Not awaited: the next tick's slots need not wait for this commit.
+        self._writing = True
         future = self.brain.writer.submit(write)
         loop = asyncio.get_running_loop()
         future.add_done_callback(lambda done: loop.call_soon_threadsafe(self._written, done))
 
     def _written(self, done: Any) -> None:
+        self._writing = False
         error = done.exception()
         if error is not None:
+            self._unwritten.clear()
             # The queue moved on but the store did not: start again from the stored cursors.
             log.error("writing fires failed (%s); reloading schedules", type(error).__name__)
             self._reload = True
             self._schedules_changed.set()
             return
+        self._flush()
         written, claimed = done.result()
         self.fires_written += written
         self._dispatch(claimed)
