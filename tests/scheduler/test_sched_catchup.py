@@ -34,6 +34,16 @@ def test_each_catch_up_policy_after_downtime(tmp_path: Path) -> None:
         up_at = time.time()
         time.sleep(3)
         settled = {p: fires(brain, p) for p in ("skip", "one", "all")}
+        # No agent ever took them: past their deadline they are missed, visibly.
+        wait_for(
+            lambda: brain.api("GET", "/api/v1/scheduler")["fires"].get("missed"),
+            20,
+            "fires recorded missed",
+        )
+        listing = brain.cli("schedules", "list", "--brain-url", brain.http_url)
+        assert "fires missed (no agent took them in time)" in listing.stderr
+        history = brain.cli("schedules", "history", "all", "--brain-url", brain.http_url)
+        assert "missed" in history.stdout and "missed among these fires" in history.stderr
     finally:
         brain.stop()
     for policy, found in settled.items():

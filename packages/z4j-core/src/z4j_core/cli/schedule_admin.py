@@ -284,6 +284,14 @@ def _list(args: argparse.Namespace) -> int:
         print("no schedules (create one with z4j schedules add)")
         return 0
     print_table(("name", "schedule", "task", "engine/app", "state", "next"), rows)
+    counts = client.get("scheduler").get("fires", {})
+    lost = {state: counts.get(state, 0) for state in ("missed", "unknown")}
+    if any(lost.values()):
+        print(
+            f"note: {lost['missed']} fires missed (no agent took them in time) and "
+            f"{lost['unknown']} unknown (no answer); see z4j schedules history NAME",
+            file=sys.stderr,
+        )
     ours = {(i["engine"], i["task"]): i["name"] for i in items}
     for native in observed:
         both = ours.get((native["engine"], native["task"]))
