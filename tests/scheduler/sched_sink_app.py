@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from huey import SqliteHuey
+from huey import SqliteHuey, crontab
 
 import z4j_huey
 
@@ -21,3 +21,8 @@ def record(task: object = None) -> str:
     with open(os.environ["SINK_FILE"], "a") as sink:
         sink.write(job_id + "\n")
     return job_id
+
+
+@huey.periodic_task(crontab(minute="0", hour="3"))
+def nightly() -> None:
+    """A native periodic task: agents report it, z4j only observes it."""

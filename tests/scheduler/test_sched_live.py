@@ -87,6 +87,13 @@ def test_edit_pause_resume_trigger_delete_without_restart(tmp_path: Path) -> Non
         time.sleep(0.5)
         counts = sink.counts()
         assert all(n == 1 for n in counts.values()), counts
+        # The native periodic task is listed beside z4j's schedules, read-only; scheduling the
+        # same task in z4j too is warned about.
+        nightly = schedule_body("nightly-too", {"kind": "cron", "expression": "0 4 * * *"})
+        brain.api("POST", "/api/v1/schedules", {**nightly, "task": "sched_sink_app.nightly"})
+        listing = brain.cli("schedules", "list", "--all", "--brain-url", brain.http_url)
+        assert "observed (huey_periodic, read-only" in listing.stdout
+        assert "warning: task 'sched_sink_app.nightly' is scheduled both natively" in listing.stderr
         cli = brain.cli("schedules", "history", "live", "--brain-url", brain.http_url).stdout
         assert "succeeded" in cli and trigger_id in cli
         assert deleted_at  # deleted schedules leave their history
