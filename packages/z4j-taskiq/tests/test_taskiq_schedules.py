@@ -66,13 +66,15 @@ def test_next_cron_runs_are_the_minutes_taskiq_fires(cron: str, offset: Any, aft
 
 def test_a_fall_back_fires_both_occurrences_and_a_gap_never() -> None:
     berlin_fall = schedules.next_cron_runs(
-        "30 2 * * *", "Europe/Berlin", at("2026-10-24T12:00Z"), 2
+        "30 2 * * *", "Europe/Berlin", at("2026-10-24T12:00:00+00:00"), 2
     )
     assert [datetime.datetime.fromtimestamp(r, UTC).isoformat() for r in berlin_fall] == [
         "2026-10-25T00:30:00+00:00",
         "2026-10-25T01:30:00+00:00",
     ]
-    spring = schedules.next_cron_runs("30 2 * * *", "Europe/Berlin", at("2026-03-28T12:00Z"), 1)
+    spring = schedules.next_cron_runs(
+        "30 2 * * *", "Europe/Berlin", at("2026-03-28T12:00:00+00:00"), 1
+    )
     assert datetime.datetime.fromtimestamp(spring[0], UTC).date() == datetime.date(2026, 3, 30)
 
 
@@ -116,7 +118,7 @@ def test_label_schedules_of_the_brokers_tasks() -> None:
     async def report() -> None:
         pass
 
-    found = schedules.observe(TaskiqAdapter(broker=broker), now=at("2026-05-01T00:00Z"))
+    found = schedules.observe(TaskiqAdapter(broker=broker), now=at("2026-05-01T00:00:00+00:00"))
     assert [(s.source, s.name, s.task, s.kind) for s in found] == [
         ("taskiq_labels", "morning", "labels.report", "cron"),
         ("taskiq_labels", "labels.report[1]", "labels.report", "interval"),
