@@ -39,6 +39,8 @@ MARKS_ENV = "Z4J_CONFORMANCE_MARKS"
 FAULT_ENV = "Z4J_CONFORMANCE_FAULT"
 
 QUEUED_KINDS = frozenset({"enqueued", "received", "scheduled"})
+# How long to wait for a queued event that another agent of the host may still be batching.
+QUEUED_GRACE_SECONDS = 3.0
 TERMINAL_KINDS = frozenset(
     {
         "succeeded",
@@ -212,8 +214,25 @@ class Deployment:
         done: Callable[[list[dict[str, Any]]], bool] | None = None,
         timeout: float = 45.0,
     ) -> list[dict[str, Any]]:
-        """Poll the brain until `done(events)` (default: a terminal event is stored)."""
-        done = done or (lambda events: any(e["kind"] in TERMINAL_KINDS for e in events))
+        """Poll the brain until `done(events)`.
+
+        By default: a terminal event is stored, and so is a queued one (or a few seconds passed
+        after the terminal one). Events of one task may come from several agents (a producer's
+        `enqueued`, a worker child's `started`), each batching on its own clock, so the last
+        event to arrive need not be the last that happened.
+        """
+        terminal_seen_at: list[float] = []
+
+        def default_done(events: list[dict[str, Any]]) -> bool:
+            if not any(e["kind"] in TERMINAL_KINDS for e in events):
+                return False
+            if any(e["kind"] in QUEUED_KINDS for e in events):
+                return True
+            if not terminal_seen_at:
+                terminal_seen_at.append(time.monotonic())
+            return time.monotonic() - terminal_seen_at[0] > QUEUED_GRACE_SECONDS
+
+        done = done or default_done
         deadline = time.monotonic() + timeout
         events: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
