@@ -42,7 +42,9 @@ def test_each_catch_up_policy_after_downtime(tmp_path: Path) -> None:
         )
         listing = brain.cli("schedules", "list", "--brain-url", brain.http_url)
         assert "fires missed (no agent took them in time)" in listing.stderr
-        history = brain.cli("schedules", "history", "all", "--brain-url", brain.http_url)
+        history = brain.cli(
+            "schedules", "history", "all", "--limit", "1000", "--brain-url", brain.http_url
+        )
         assert "missed" in history.stdout and "missed among these fires" in history.stderr
     finally:
         brain.stop()
