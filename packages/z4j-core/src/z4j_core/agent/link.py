@@ -49,6 +49,8 @@ log = logging.getLogger("z4j.agent")
 FLUSH_BUSY = 0.05  # seconds between outbox sweeps while events flow
 FLUSH_IDLE = 0.2  # ... and while nothing came in the last sweep
 WRITER_IDLE = 1.0
+BURST_EVENTS = 1000  # a sweep that found this many events means a burst ...
+BURST_SWEEP = 0.005  # ... so the next sweep comes sooner
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 TERMINAL_BACKOFF = (120.0, 300.0)  # auth refused, version refused: an operator must act
@@ -142,6 +144,8 @@ class Link:
                 self._wake.set()
             if self.records is not None and len(self.records):
                 await asyncio.sleep(0)  # a burst: keep draining, only yield to the writer
+            elif got >= BURST_EVENTS:
+                await asyncio.sleep(BURST_SWEEP)  # events pour in: sweep often, keep up
             else:
                 await asyncio.sleep(FLUSH_BUSY if got else FLUSH_IDLE)
 

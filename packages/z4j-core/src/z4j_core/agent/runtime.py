@@ -84,7 +84,7 @@ class Agent:
         self.pid = os.getpid()
         self._relay_dropped = 0  # events other processes dropped on their way here
         # Generous: the link thread drains this every few ms; the cap only guards a stuck thread.
-        self._records = RecordQueue(cap=max(2 * self.config.max_memory_events, 20_000))
+        self._records = RecordQueue(cap=max(2 * self.config.max_memory_events, 50_000))
         self._closed = self.config.disabled
         self._started = False
         self._forked_child = False
