@@ -145,6 +145,8 @@ def _cpu_work() -> int:
 
 def work(agent: Agent, status: Status, count: int) -> dict[str, Any]:
     """A worker's loop: the agent's emits around each task, latency measured around all of it."""
+    agent.wait_connected(30)  # both runs start in session; a test may then cut the brain off
+    time.sleep(0.5)
     latencies: list[float] = []
     slowest_emit = 0.0
     pause = float(os.environ.get("HOST_TASK_PAUSE", "0.002"))

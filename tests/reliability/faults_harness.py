@@ -7,6 +7,7 @@ three of them (see docs/protocol.md, Heartbeats); operators tune the same variab
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -129,7 +130,7 @@ def wait_for(probe: Callable[[], T], timeout: float, what: str, interval: float 
 
 def stored_task_counts(brain: BrainProcess, prefix: str = "task-") -> Counter[str]:
     """How many rows the brain stored per task id (an event's identity in these tests)."""
-    with sqlite3.connect(brain.database) as db:
+    with contextlib.closing(sqlite3.connect(brain.database)) as db:
         rows = db.execute(
             "SELECT task_id FROM events WHERE task_id LIKE ?", (prefix + "%",)
         ).fetchall()
@@ -137,7 +138,7 @@ def stored_task_counts(brain: BrainProcess, prefix: str = "task-") -> Counter[st
 
 
 def stored_rows(brain: BrainProcess, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-    with sqlite3.connect(brain.database) as db:
+    with contextlib.closing(sqlite3.connect(brain.database)) as db:
         return db.execute(sql, params).fetchall()
 
 

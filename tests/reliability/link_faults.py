@@ -114,10 +114,12 @@ def blackhole(
             hole_at = time.monotonic()
             proxy.blackhole()
             noticed = _disconnected(host, DETECT_DEADLINE, "the agent to notice the half-open link")
-            rss_in_hole = []
+            rss_in_hole, pending_in_hole = [], []
             while time.monotonic() < hole_at + hole_seconds:
-                rss_in_hole.append(host.status().get("rss", 0))
-                time.sleep(0.2)
+                now = host.status()
+                rss_in_hole.append(now.get("rss", 0))
+                pending_in_hole.append(now.get("pending", 0))
+                time.sleep(0.1)
             held = host.status()
             restored_at = time.monotonic()
             proxy.passthrough()
@@ -131,7 +133,8 @@ def blackhole(
         "detect_s": noticed - hole_at,
         "recovery_s": back - restored_at,
         "rss_in_hole_mb": max(rss_in_hole) / 2**20,
-        "pending_in_hole": held.get("pending"),
+        "emitted_in_hole": held.get("emitted", 0) - status.get("emitted", 0),
+        "max_pending_in_hole": max(pending_in_hole),
         "spooled_bytes_in_hole": held.get("spooled_bytes"),
         "brain_dropped_total": sum(int(a.get("dropped_total", 0)) for a in agents),
     }
@@ -168,14 +171,11 @@ def host_latency(workdir: Path, tasks: int = 3000, hole: bool = True) -> dict:
     """A worker loop with the agent attached; the brain blackholed (or healthy) throughout."""
     with brain_behind_proxy(workdir) as (brain, proxy):
         token = brain.create_token("worker")
-        host = start_host(
-            proxy.url(), token, workdir / "host", "idle", "0", extra_env={}, deadline=5
-        )
-        host.finish(30)  # one connect first, so the token and agent row exist
-        if hole:
-            proxy.blackhole()
         worker = start_host(proxy.url(), token, workdir / "worker", "work", str(tasks))
         try:
+            if hole:  # once the agent is in session: a half-open link, not a refused one
+                wait_for(lambda: worker.status().get("connected"), 30, "the agent to connect")
+                proxy.blackhole()
             summary = worker.finish(120)
         finally:
             worker.kill()

@@ -241,6 +241,8 @@ class ThreadedProxy:
             self._call(self.proxy.close)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def __enter__(self) -> ThreadedProxy:
         return self.start()
