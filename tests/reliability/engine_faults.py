@@ -142,8 +142,11 @@ def worker_stop_while_blackholed(
         brain.api("POST", "/api/v1/schedules", _every_second("busy"))
         wait_for(lambda: len(sink.counts()) >= 2 if sink else False, 20, "tasks to run")  # type: ignore[union-attr]
         if hole:
-            proxy.blackhole()
-        time.sleep(1.0)  # lifecycle events of the last runs are now stuck in the agent
+            # Fires still reach the consumer and run, but nothing the agent sends arrives: the
+            # lifecycle events and results of those runs pile up unacknowledged.
+            proxy.blackhole("up")
+        time.sleep(2.0)
+        ran_in_hole = len(sink.counts())
         began = time.monotonic()
         sink.process.send_signal(signal.SIGTERM)
         try:
@@ -163,6 +166,7 @@ def worker_stop_while_blackholed(
         "exited": exited,
         "shutdown_s": took,
         "exit_code": sink.process.returncode if sink else None,
+        "tasks_run_total": ran_in_hole,
     }
 
 
@@ -210,7 +214,7 @@ def postgres_cut(
             )
             recoveries.append(time.monotonic() - restored_at)
             outages.append(restored_at - fault_at)
-        time.sleep(1.0)
+        time.sleep(3.0)
         alive = next(b for b in brains if _fires_or_none([b]))
         settled = _settled_fires(alive, "tick", timeout=90)
         counts = _runs_at_sink(sink, {f["fire_id"] for f in settled})

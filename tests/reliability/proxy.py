@@ -6,7 +6,9 @@ connections, open and future, from the moment it is set:
 - ``pass``: bytes flow both ways as they arrive;
 - ``delay``: every chunk is held ``delay`` seconds before it goes on (order kept);
 - ``blackhole``: sockets stay open, every byte either way is read and thrown away (a half-open
-  link: neither side sees an error, nothing arrives); new connections are accepted the same way;
+  link: neither side sees an error, nothing arrives); new connections are accepted the same way.
+  ``direction="up"`` drops only what the client sends (``"down"``: only what the target sends),
+  an asymmetric partition;
 - ``reject``: new connections are accepted and reset at once (the path is down).
 
 ``cut()`` resets every open connection on both sides (``SO_LINGER`` 0, so the peers see an RST,
@@ -16,8 +18,8 @@ bounded queue, so a peer that stops reading (SIGSTOP) eventually stops the other
 In-process: ``ThreadedProxy(target_port).start()`` runs the proxy's loop on a daemon thread and
 its methods are safe to call from any thread. As a subprocess:
 ``python proxy.py --target 127.0.0.1:5432 [--listen 0]`` prints ``listening PORT`` and then reads
-commands on stdin, one per line: ``pass``, ``delay SECONDS``, ``blackhole``, ``reject``, ``cut``,
-``stats``; each answers with one line (``ok ...``).
+commands on stdin, one per line: ``pass``, ``delay SECONDS``, ``blackhole [up|down|both]``,
+``reject``, ``cut``, ``stats``; each answers with one line (``ok ...`` or ``error ...``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MODES = ("pass", "delay", "blackhole", "reject")
+DIRECTIONS = {
+    "both": frozenset({"up", "down"}),
+    "up": frozenset({"up"}),  # client -> target
+    "down": frozenset({"down"}),  # target -> client
+}
 CHUNK = 64 * 1024
 QUEUE_CHUNKS = 16  # per direction: at most ~1 MiB buffered before backpressure
 
@@ -76,6 +83,7 @@ class Proxy:
         self.listen = (listen_host, port)
         self.mode = "pass"
         self.delay = 0.0
+        self.dropping: frozenset[str] = frozenset()
         self.stats = ProxyStats()
         self._pairs: set[_Pair] = set()
         self._server: asyncio.Server | None = None
@@ -94,13 +102,16 @@ class Proxy:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
 
-    def set_mode(self, mode: str, delay: float = 0.0) -> None:
+    def set_mode(self, mode: str, delay: float = 0.0, direction: str = "both") -> None:
         if mode not in MODES:
             raise ValueError(f"unknown proxy mode {mode!r}; use one of {', '.join(MODES)}")
         if delay < 0:
             raise ValueError(f"delay {delay} must not be negative")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction {direction!r} must be one of {', '.join(DIRECTIONS)}")
         self.mode = mode
         self.delay = delay if mode == "delay" else 0.0
+        self.dropping = DIRECTIONS[direction] if mode == "blackhole" else frozenset()
 
     def cut(self) -> int:
         """Reset every open connection, both sides; returns how many were cut."""
@@ -139,20 +150,24 @@ class Proxy:
         pair = _Pair(writer, up_writer)
         self._pairs.add(pair)
         self.stats.open_now = len(self._pairs)
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
+        for direction, src, dst in (("up", reader, up_writer), ("down", up_reader, writer)):
             queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(QUEUE_CHUNKS)
-            pair.tasks.append(asyncio.ensure_future(self._read(pair, src, queue)))
-            pair.tasks.append(asyncio.ensure_future(self._write(pair, dst, queue)))
+            pair.tasks.append(asyncio.ensure_future(self._read(pair, direction, src, queue)))
+            pair.tasks.append(asyncio.ensure_future(self._write(pair, direction, dst, queue)))
 
     async def _read(
-        self, pair: _Pair, src: asyncio.StreamReader, queue: asyncio.Queue[tuple[float, bytes]]
+        self,
+        pair: _Pair,
+        direction: str,
+        src: asyncio.StreamReader,
+        queue: asyncio.Queue[tuple[float, bytes]],
     ) -> None:
         try:
             while True:
                 data = await src.read(CHUNK)
                 if not data:
                     break
-                if self.mode == "blackhole":
+                if direction in self.dropping:
                     self.stats.bytes_dropped += len(data)
                     continue
                 await queue.put((time.monotonic() + self.delay, data))
@@ -168,7 +183,11 @@ class Proxy:
         self._drop(pair)
 
     async def _write(
-        self, pair: _Pair, dst: asyncio.StreamWriter, queue: asyncio.Queue[tuple[float, bytes]]
+        self,
+        pair: _Pair,
+        direction: str,
+        dst: asyncio.StreamWriter,
+        queue: asyncio.Queue[tuple[float, bytes]],
     ) -> None:
         try:
             while True:
@@ -176,7 +195,7 @@ class Proxy:
                 wait = due - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                if self.mode == "blackhole":
+                if direction in self.dropping:
                     self.stats.bytes_dropped += len(data)
                     continue
                 dst.write(data)
@@ -222,14 +241,14 @@ class ThreadedProxy:
         self._call(self.proxy.start)
         return self
 
-    def set_mode(self, mode: str, delay: float = 0.0) -> None:
-        self._call(self.proxy.set_mode, mode, delay)
+    def set_mode(self, mode: str, delay: float = 0.0, direction: str = "both") -> None:
+        self._call(self.proxy.set_mode, mode, delay, direction)
 
     def passthrough(self) -> None:
         self.set_mode("pass")
 
-    def blackhole(self) -> None:
-        self.set_mode("blackhole")
+    def blackhole(self, direction: str = "both") -> None:
+        self.set_mode("blackhole", direction=direction)
 
     def cut(self) -> int:
         return int(self._call(self.proxy.cut))
@@ -269,6 +288,9 @@ async def _serve_stdin(proxy: Proxy) -> None:
             elif command == "delay":
                 proxy.set_mode("delay", float(args[0]) if args else 0.0)
                 answer = "ok delay"
+            elif command == "blackhole":
+                proxy.set_mode("blackhole", direction=args[0] if args else "both")
+                answer = f"ok blackhole {args[0] if args else 'both'}"
             else:
                 proxy.set_mode(command)
                 answer = f"ok {command}"
