@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,9 @@ def clock_skew(workdir: Path, offset: float, events: int = 2000, seconds: float 
         if sink is not None:
             sink.stop()
         brain.stop()
-    rows = stored_rows(brain, "SELECT task_id, at, stored_at FROM events WHERE task_id LIKE 'task-%'")
+    rows = stored_rows(
+        brain, "SELECT task_id, at, stored_at FROM events WHERE task_id LIKE 'task-%'"
+    )
     shifts = [at - stored_at for _, at, stored_at in rows]
     return {
         "offset_s": offset,
@@ -231,11 +234,13 @@ def postgres_cut(
         "mode": mode,
         "faults": faults,
         "slots": len(slots),
-        "slot_gaps": [b for a, b in zip(slots, slots[1:]) if b != a + 1],
+        "slot_gaps": [b for a, b in pairwise(slots) if b != a + 1],
         "slots_doubled": len(slots) - len(set(slots)),
         "fire_states": dict(states),
         "runs_twice": sum(1 for n in counts.values() if n > 1),
-        "never_run": [f["fire_id"] for f in settled if f["state"] == "enqueued" and not counts[f["fire_id"]]],
+        "never_run": [
+            f["fire_id"] for f in settled if f["state"] == "enqueued" and not counts[f["fire_id"]]
+        ],
         "leaders_at_end": leaders,
         "outage_s": outages,
         "recovery_s": recoveries,

@@ -70,7 +70,9 @@ class Host:
         except subprocess.TimeoutExpired:
             self.process.kill()
             out, err = self.process.communicate()
-            raise AssertionError(f"the host did not finish in {timeout} s:\n{err[-3000:]}") from None
+            raise AssertionError(
+                f"the host did not finish in {timeout} s:\n{err[-3000:]}"
+            ) from None
         assert self.process.returncode == 0, err[-3000:]
         summary: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         return summary

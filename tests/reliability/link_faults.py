@@ -22,6 +22,7 @@ from faults_harness import (
     start_host,
     wait_for,
 )
+
 from z4j_core.testing.brainproc import BrainProcess
 
 #: A silent peer is given up after three heartbeats; the tests wait far longer than that.

@@ -139,9 +139,7 @@ class Proxy:
             _reset(writer)
             return
         try:
-            up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(*self.target), 10
-            )
+            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(*self.target), 10)
         except (OSError, asyncio.TimeoutError):
             self.stats.rejected += 1
             _reset(writer)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from engine_faults import clock_skew, postgres_cut, worker_stop_while_blackholed
-
 from faults_harness import print_figure
 
 pytestmark = [pytest.mark.timeout(300)]

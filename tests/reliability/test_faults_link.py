@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from faults_harness import print_figure
 from link_faults import (
     blackhole,
     brain_stopped,
@@ -19,7 +20,6 @@ from link_faults import (
     shutdown_while_blackholed,
 )
 
-from faults_harness import print_figure
 from z4j_core.agent.outbox import SEGMENT_EVENTS
 from z4j_core.wire import DEFAULT_WINDOW, MAX_BATCH_EVENTS
 
