@@ -189,6 +189,7 @@ def postgres_cut(
     sink: Sink | None = None
     recoveries: list[float] = []
     outages: list[float] = []
+    leaders: list[str] = []  # which brain led before each fault
     try:
         for brain in brains:
             brain.start()
@@ -197,7 +198,7 @@ def postgres_cut(
         brains[0].api("POST", "/api/v1/schedules", _every_second("tick"))
         wait_for(lambda: len(fires(brains[0], "tick")) >= 2, 15, "the first fires")
         for _ in range(faults):
-            wait_for(lambda: any(is_leader(b) for b in brains), 30, "a leader")
+            leaders.append(wait_for(lambda: _leader(brains), 30, "a leader"))
             time.sleep(1.5)
             fault_at = time.monotonic()
             if mode == "cut":
@@ -221,7 +222,7 @@ def postgres_cut(
         alive = next(b for b in brains if _fires_or_none([b]))
         settled = _settled_fires(alive, "tick", timeout=90)
         counts = _runs_at_sink(sink, {f["fire_id"] for f in settled})
-        leaders = sum(1 for b in brains if is_leader(b))
+        leading = [name for name, b in zip("ab", brains, strict=True) if is_leader(b)]
     finally:
         if sink is not None:
             sink.stop()
@@ -241,7 +242,8 @@ def postgres_cut(
         "never_run": [
             f["fire_id"] for f in settled if f["state"] == "enqueued" and not counts[f["fire_id"]]
         ],
-        "leaders_at_end": leaders,
+        "leader_before_each_fault": "".join(leaders),
+        "leaders_at_end": len(leading),
         "outage_s": outages,
         "recovery_s": recoveries,
     }
@@ -255,3 +257,8 @@ def _fires_or_none(brains: list[BrainProcess]) -> list[dict[str, Any]] | None:
             if found:
                 return found
     return None
+
+
+def _leader(brains: list[BrainProcess]) -> str | None:
+    """Which brain leads now ("a", "b"), or None."""
+    return next((name for name, b in zip("ab", brains, strict=True) if is_leader(b)), None)
