@@ -73,12 +73,16 @@ def run(quick: bool, only: set[str]) -> list[dict[str, Any]]:
         hole = 6.0 if quick else 10.0
         record(
             "blackhole",
-            lambda w: link_faults.blackhole(w, 30_000, 2500, hole, extra_env=small),
+            lambda w: link_faults.blackhole(
+                w, count=30_000, rate=2500, hole_seconds=hole, extra_env=small
+            ),
         )
         bounded = {**small, "Z4J_MAX_SPOOL_BYTES": "200000"}
         record(
             "blackhole past the spool bound",
-            lambda w: link_faults.blackhole(w, 30_000, 2500, hole, extra_env=bounded),
+            lambda w: link_faults.blackhole(
+                w, count=30_000, rate=2500, hole_seconds=hole, extra_env=bounded
+            ),
         )
     if "sigstop" in only:
         seconds = 6.0 if quick else 10.0

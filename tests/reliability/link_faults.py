@@ -92,13 +92,16 @@ def cut_mid_batch(workdir: Path, count: int = 20_000, rate: float = 2000, cuts: 
 
 def blackhole(
     workdir: Path,
+    *,
     count: int = 12_000,
     rate: float = 1000,
     hole_seconds: float = 8.0,
     extra_env: dict[str, str] | None = None,
+    brain_env: dict[str, str] | None = None,
 ) -> dict:
-    """Drop every byte both ways (a half-open link) for `hole_seconds`, then restore it."""
-    with brain_behind_proxy(workdir) as (brain, proxy):
+    """Drop every byte both ways (a half-open link) for `hole_seconds`, then restore it.
+    `extra_env` goes to the agent's host, `brain_env` to the brain (its announced limits)."""
+    with brain_behind_proxy(workdir, **(brain_env or {})) as (brain, proxy):
         token = brain.create_token("holed")
         host = start_host(
             proxy.url(),
