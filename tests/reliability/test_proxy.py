@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import socket
 import socketserver
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from proxy import ThreadedProxy
@@ -82,8 +85,8 @@ def test_cut_resets_both_sides_and_reject_refuses_new_ones(proxy: ThreadedProxy)
             sock.sendall(b"b" * 65536)
             sock.recv(10)
     proxy.set_mode("reject")
-    with _connect(proxy) as sock, pytest.raises((ConnectionResetError, BrokenPipeError)):
-        sock.sendall(b"c")
+    with pytest.raises((ConnectionResetError, BrokenPipeError)), _connect(proxy) as sock:
+        sock.sendall(b"c")  # the reset may come as early as the connect
         time.sleep(0.1)
         sock.sendall(b"d")
         sock.recv(10)
@@ -94,3 +97,37 @@ def test_bad_mode_is_named(proxy: ThreadedProxy) -> None:
         proxy.set_mode("sideways")
     with pytest.raises(ValueError, match="direction 'left'"):
         proxy.blackhole("left")
+
+
+def test_as_a_subprocess_it_takes_commands_on_stdin(proxy: ThreadedProxy) -> None:
+    """`python proxy.py --target HOST:PORT`, as benches and manual runs use it."""
+    with subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).parent / "proxy.py"),
+            "--target",
+            f"127.0.0.1:{proxy.port}",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdin is not None and child.stdout is not None
+        stdin, stdout = child.stdin, child.stdout
+        port = int(stdout.readline().split()[1])
+
+        def command(line: str) -> str:
+            stdin.write(line + "\n")
+            stdin.flush()
+            return stdout.readline().strip()
+
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.settimeout(5)
+            sock.sendall(b"through two proxies")
+            assert sock.recv(100) == b"through two proxies"
+            assert command("blackhole up") == "ok blackhole up"
+            assert command("sideways").startswith("error unknown proxy mode 'sideways'")
+            assert command("pass") == "ok pass"
+            assert command("cut") == "ok cut 1"
+        stdin.close()
+        assert child.wait(10) == 0
