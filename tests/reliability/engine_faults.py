@@ -206,8 +206,7 @@ def postgres_cut(
             else:
                 pg_proxy.blackhole()
                 time.sleep(outage)
-                pg_proxy.cut()  # what was held open is reset when the path comes back
-                pg_proxy.passthrough()
+                pg_proxy.restore()  # what was held open is reset as the path comes back
             restored_at, restored_wall = time.monotonic(), time.time()
             # Recovered when a slot due after the path came back has fired (a second's wait is
             # the schedule's own); leadership may have moved to the other brain meanwhile.

@@ -80,8 +80,7 @@ def cut_mid_batch(workdir: Path, count: int = 20_000, rate: float = 2000, cuts: 
                 time.sleep(0.3)
                 in_flight.append(host.status()["pending"])
                 cut_at = time.monotonic()
-                proxy.cut()
-                proxy.passthrough()
+                proxy.restore()  # reset both sides, and pass again
                 back = _reconnected_after(host, status["sessions"], 30, "a reconnect after a cut")
                 recoveries.append(back - cut_at)
             figures = _totals(brain, host, count, 120)

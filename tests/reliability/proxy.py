@@ -251,6 +251,17 @@ class ThreadedProxy:
     def cut(self) -> int:
         return int(self._call(self.proxy.cut))
 
+    def restore(self) -> int:
+        """Back to `pass` and reset every connection held open meanwhile, in one step (no
+        connection made between the two sees the old mode); returns how many were reset."""
+
+        def both() -> int:
+            cut = self.proxy.cut()
+            self.proxy.set_mode("pass")
+            return cut
+
+        return int(self._call(both))
+
     def close(self) -> None:
         if not self._thread.is_alive():
             return
