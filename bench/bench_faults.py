@@ -5,8 +5,9 @@
     python bench/bench_faults.py --only cut,blackhole --json figures.json
 
 Scenarios (real brain, agent and Huey processes; a TCP proxy injects the fault):
-- cut: the agent<->brain link reset (RST both ways) while batches are in flight, 5 times;
-  recovery = from the cut to the agent's next session.
+- cut: the agent<->brain link reset (RST both ways) while batches are in flight, 5 times
+  in quick succession (the reconnect backoff grows), then 5 times 11 s apart (each from a
+  stable session); recovery = from the cut to the agent's next session.
 - blackhole: every byte dropped both ways for 10 s (a half-open link); detect = from the hole
   to the agent dropping the link, recovery = from the path's return to the next session; the
   agent's RSS and events held in memory while blackholed.
@@ -68,6 +69,11 @@ def run(quick: bool, only: set[str]) -> list[dict[str, Any]]:
     if "cut" in only:
         count, cuts = (10_000, 2) if quick else (50_000, 5)
         record("cut mid-batch", lambda w: link_faults.cut_mid_batch(w, count, 2500, cuts))
+        if not quick:  # each cut after a stable session: the backoff starts from zero
+            record(
+                "cut mid-batch, 11 s apart",
+                lambda w: link_faults.cut_mid_batch(w, 160_000, 2500, 5, spacing=11),
+            )
     if "blackhole" in only:
         small = {"Z4J_MAX_MEMORY_EVENTS": "1000"}
         hole = 6.0 if quick else 10.0

@@ -66,15 +66,24 @@ def _totals(brain: BrainProcess, host: Host, count: int, timeout: float) -> dict
     }
 
 
-def cut_mid_batch(workdir: Path, count: int = 20_000, rate: float = 2000, cuts: int = 3) -> dict:
-    """Reset the link (RST both ways) while batches are in flight, `cuts` times."""
+def cut_mid_batch(
+    workdir: Path, count: int = 20_000, rate: float = 2000, cuts: int = 3, spacing: float = 0
+) -> dict:
+    """Reset the link (RST both ways) while batches are in flight, `cuts` times, at least
+    `spacing` seconds after the previous reconnect (a session that lived 10 s resets the
+    agent's backoff; quicker cuts show the backoff growing, as for a flapping link)."""
     with brain_behind_proxy(workdir) as (brain, proxy):
         token = brain.create_token("cutter")
-        host = start_host(proxy.url(), token, workdir / "host", "stream", str(count), str(rate))
+        host = start_host(
+            proxy.url(), token, workdir / "host", "stream", str(count), str(rate), deadline=120
+        )
         try:
             recoveries, in_flight = [], []
+            back = time.monotonic()
             for n in range(cuts):
-                status = _until_acked(host, (n + 1) * count // (cuts + 2))
+                status = _until_acked(host, (n + 1) * count // (cuts + 2), timeout=120)
+                time.sleep(max(0.0, back + spacing - time.monotonic()))
+                status = host.status()
                 # Hold bytes 0.2 s in the proxy so a window of batches is surely unacknowledged.
                 proxy.set_mode("delay", 0.2)
                 time.sleep(0.3)
