@@ -68,6 +68,7 @@ nox.options.sessions = [
     "arq",
     "taskiq",
     "packaging",
+    "faults",
 ]
 
 # One id for the whole run, so every session's tests share the same service slices.
@@ -188,3 +189,14 @@ def packaging(session: nox.Session) -> None:
     """Build every distribution and install it from the built files into fresh environments."""
     session.install(*TEST_TOOLS, "uv==0.13.8", "-e", CORE)
     run_pytest(session, "tests/distribution")
+
+
+@nox.session(python=LOWEST_PYTHON)
+def faults(session: nox.Session) -> None:
+    """Faults with real processes (tests/reliability): a TCP proxy cuts, delays and blackholes
+    agent<->brain and brain<->Postgres links, the brain is SIGSTOPped, agents run minutes off the
+    brain's clock, and a Huey consumer fires a per-second schedule through it all: no event
+    lost or stored twice, no slot fired twice, bounded memory and shutdown. Reduced counts here;
+    bench/bench_faults.py prints the figures at full counts."""
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "psycopg[binary]")
+    run_pytest(session, "tests/reliability")

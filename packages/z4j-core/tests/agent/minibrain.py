@@ -48,6 +48,7 @@ class MiniBrain:
     port: int = 0
     rate_limit_first: int = 0  # answer HTTP 429 (Retry-After: 1) to this many upgrades
     upgrades: int = 0
+    frozen: bool = False  # see `freeze`
     _sessions: list[tuple[ServerConnection, BrainSession]] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
 
@@ -69,6 +70,11 @@ class MiniBrain:
             await ws.send(session.accept(time.monotonic()))
             self._sessions.append((ws, session))
             while True:
+                if self.frozen:
+                    if ws.transport.is_closing():
+                        return
+                    await asyncio.sleep(0.05)
+                    continue
                 try:
                     raw = await asyncio.wait_for(ws.recv(decode=False), 0.2)
                 except asyncio.TimeoutError:
@@ -94,6 +100,18 @@ class MiniBrain:
             await ws.close(exc.code, exc.reason)
         except Exception:
             return
+
+    def freeze(self) -> None:
+        """Go silent without closing (a blackholed or frozen brain): stop reading the sockets,
+        so not even a WebSocket close is answered, and send nothing more."""
+
+        def pause() -> None:
+            self.frozen = True
+            for ws, _ in self._sessions:
+                ws.transport.pause_reading()
+
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(pause)
 
     def send_command(self, command: Command) -> None:
         async def send() -> None:
@@ -131,9 +149,15 @@ class MiniBrain:
             yield self
         finally:
             assert self._loop is not None
-            self._loop.call_soon_threadsafe(
-                lambda: stop and not stop.done() and stop.set_result(None)
-            )
+
+            def shut_down() -> None:
+                if self.frozen:  # a frozen brain would not answer its own close either
+                    for ws, _ in self._sessions:
+                        ws.transport.abort()
+                if stop is not None and not stop.done():
+                    stop.set_result(None)
+
+            self._loop.call_soon_threadsafe(shut_down)
             thread.join(10)
 
     @property

@@ -349,6 +349,26 @@ def test_stop_returns_within_its_timeout_when_the_brain_never_acks(tmp_path: Pat
     assert agent._thread is not None and not agent._thread.is_alive()
 
 
+def test_stop_spools_what_a_brain_gone_silent_mid_session_never_acked(tmp_path: Path) -> None:
+    """A brain that stops answering mid-session (not even the WebSocket close) must neither hold
+    the host's shutdown past its timeout nor make the agent lose what it did not acknowledge."""
+    brain = MiniBrain()
+    with brain.running():
+        agent, _ = make_agent(brain.url, tmp_path)
+        agent.start()
+        assert agent.wait_connected(10)
+        brain.freeze()
+        time.sleep(0.2)
+        emit_many(agent, 3000)
+        time.sleep(0.3)
+        began = time.perf_counter()
+        agent.stop(1.0)
+        elapsed = time.perf_counter() - began
+        assert agent._thread is not None and not agent._thread.is_alive()
+    assert elapsed < 1.0 + 1.0
+    assert list(tmp_path.glob("*/*.seg")), "unacknowledged events were not spooled"
+
+
 def test_records_prepared_in_a_child_arrive_redacted_with_the_childs_time(tmp_path: Path) -> None:
     """`prepare` in a forked child, `emit_prepared` in the parent: the relay path adapters use
     for prefork pools. The child's drops are counted with the agent's own."""

@@ -209,13 +209,11 @@ class Link:
         self._wake.set()
         ws, session = self._ws, self.session
         if ws is not None and session is not None and session.state is State.OPEN:
+            goodbye = session.close(CloseCode.GOING_AWAY, "agent stopping", time.monotonic())
             with contextlib.suppress(Exception):
-                await ws.send(
-                    session.close(CloseCode.GOING_AWAY, "agent stopping", time.monotonic())
-                )
+                await asyncio.wait_for(ws.send(goodbye), CLOSE_WAIT)
         if ws is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(CloseCode.GOING_AWAY, "agent stopping"), 1.0)
+            await _close_within(ws, CLOSE_WAIT, CloseCode.GOING_AWAY, "agent stopping")
 
     # -- one connection ------------------------------------------------------------------------
 
@@ -254,8 +252,9 @@ class Link:
         try:
             await self._pump(ws)
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 2)
+            # On stop the brain gets CLOSE_WAIT to answer our close, not the usual 2 s: the
+            # drain deadline has been spent already and the host is waiting for us.
+            await _close_within(ws, CLOSE_WAIT if self._stopping else 2.0)
 
     async def _pump(self, ws: ClientConnection) -> None:
         session = AgentSession(self.config.token, self._hello())
@@ -370,6 +369,16 @@ class Link:
             with contextlib.suppress(asyncio.TimeoutError):
                 timeout = DRAIN_SWEEP if self._draining else WRITER_IDLE
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+
+async def _close_within(
+    ws: ClientConnection, seconds: float, code: int = CloseCode.NORMAL, reason: str = ""
+) -> None:
+    """Close the WebSocket, waiting at most `seconds` for the brain's answer, then drop the
+    socket: a brain that blackholes our traffic never answers, and must not hold us."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.close(code, reason), seconds)
+    ws.transport.abort()  # nothing to do when the close completed
 
 
 def _retry_after(value: str | None) -> float:
