@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchjson import Recorder, add_option
+
 from z4j_core.testing.brainproc import BrainProcess
 
 HERE = Path(__file__).resolve()

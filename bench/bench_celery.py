@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchjson import Recorder, add_option
+
 from z4j_core.testing import services
 from z4j_core.testing.brainproc import BrainProcess
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from benchjson import Recorder, add_option
+
 from z4j_core.testing import services
 from z4j_core.testing.brainproc import BrainProcess
 

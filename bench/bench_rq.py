@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchjson import Recorder, add_option
 from redis import Redis
 from rq import Queue
 
-from benchjson import Recorder, add_option
 from z4j_core.testing import services
 from z4j_core.testing.brainproc import BrainProcess
 

@@ -34,6 +34,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "scheduler"))
 
+from benchjson import Recorder, add_option  # noqa: E402
 from sched_harness import (  # noqa: E402
     Sink,
     fires,
@@ -44,7 +45,6 @@ from sched_harness import (  # noqa: E402
     wait_for,
 )
 
-from benchjson import Recorder, add_option  # noqa: E402
 from z4j_core.testing import services  # noqa: E402
 from z4j_core.testing.brainproc import BrainProcess  # noqa: E402
 

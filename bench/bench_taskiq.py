@@ -140,9 +140,9 @@ def stored_events(brain: Any) -> int:
 
 
 def main() -> None:
+    from benchjson import Recorder, add_option
     from redis import Redis
 
-    from benchjson import Recorder, add_option
     from z4j_core.testing import services
     from z4j_core.testing.brainproc import BrainProcess
 
