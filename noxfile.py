@@ -68,6 +68,7 @@ nox.options.sessions = [
     "arq",
     "taskiq",
     "packaging",
+    "bench_report",
 ]
 
 # One id for the whole run, so every session's tests share the same service slices.
@@ -188,3 +189,11 @@ def packaging(session: nox.Session) -> None:
     """Build every distribution and install it from the built files into fresh environments."""
     session.install(*TEST_TOOLS, "uv==0.13.8", "-e", CORE)
     run_pytest(session, "tests/distribution")
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def bench_report(session: nox.Session) -> None:
+    """bench/report.py's renderer on a canned report: tables, ratios to no-agent, percentiles,
+    load warnings and the PNG charts (matplotlib). No bench runs here and nothing is timed."""
+    session.install(*TEST_TOOLS, "matplotlib", "-e", CORE)
+    run_pytest(session, "tests/bench_report")

@@ -65,23 +65,6 @@ VENV_SPECS: dict[str, tuple[str, ...]] = {
     "dramatiq": (*CORE, "-e", "packages/z4j-dramatiq", "dramatiq[redis]"),
     "arq": (*CORE, "-e", "packages/z4j-arq", "arq"),
     "taskiq": (*CORE, "-e", "packages/z4j-taskiq", "taskiq", "taskiq-redis"),
-    # The classic schedulers side by side with ours: celery beat and rq-scheduler share a
-    # redis-py (both accept 8.x), and the z4j side fires into the same engines.
-    "classic": (
-        *CORE,
-        "-e",
-        "packages/z4j-celery",
-        "-e",
-        "packages/z4j-rq",
-        "-e",
-        "packages/z4j-huey",
-        "celery[redis]",
-        "rq>=3.0",
-        "rq-scheduler",
-        "huey",
-        "redis",
-        "psycopg[binary]",
-    ),
 }
 
 
@@ -95,6 +78,9 @@ class Run:
     args: tuple[str, ...] = ()
     full_args: tuple[str, ...] = ()
     repeat_full: int = 1  # full-run repetitions whose samples are pooled
+    # Options naming another virtualenv's interpreter, for the workers a bench starts there:
+    # (option, venv), e.g. ("--python", "celery") adds `--python .venv-bench/celery/bin/python`.
+    worker_venvs: tuple[tuple[str, str], ...] = ()
     needs: tuple[str, ...] = ("redis",)
     optional: bool = False  # the script may not exist yet (another branch adds it)
 
@@ -124,9 +110,9 @@ SECTIONS: tuple[Section, ...] = (
             Run(
                 f"latency-{engine}",
                 "bench_fire_latency.py",
-                ENGINE_VENV[engine],
+                "core",
                 ("--engine", engine),
-                needs=("redis", "postgres"),
+                worker_venvs=(("--python", ENGINE_VENV[engine]),),
                 optional=True,
             )
             for engine in ENGINES
@@ -155,7 +141,11 @@ SECTIONS: tuple[Section, ...] = (
         "Classic schedulers against z4j",
         (
             Run(
-                "classic", "bench_classic.py", "classic", needs=("redis", "postgres"), optional=True
+                "classic",
+                "bench_classic.py",
+                "core",
+                worker_venvs=(("--celery-python", "celery"), ("--rq-python", "rq")),
+                optional=True,
             ),
         ),
     ),
@@ -328,7 +318,9 @@ def run_bench(
         args = [*(["--quick"] if quick else []), *run.args, *([] if quick else run.full_args)]
         command = [str(python), str(script), *args, *extra, "--json", str(raw)]
         entry.setdefault("commands", []).append(
-            " ".join([f".venv-bench/{run.venv}/bin/python", f"bench/{run.script}", *args, *extra])
+            " ".join(
+                [f".venv-bench/{run.venv}/bin/python", f"bench/{run.script}", *args, *extra]
+            ).replace(f"{ROOT}/", "")
         )
         print(
             f"[{run.name}] {' '.join(command[1:])}"
@@ -415,7 +407,13 @@ def run_all(options: argparse.Namespace) -> dict[str, Any]:
         "loadavg_start": list(os.getloadavg()),
         "sections": [],
     }
-    needed = {r.venv for s in sections for r in s.runs if (HERE / r.script).exists()}
+    needed = {
+        venv
+        for section in sections
+        for r in section.runs
+        if (HERE / r.script).exists()
+        for venv in (r.venv, *(v for _, v in r.worker_venvs))
+    }
     pythons = {}
     for name in sorted(needed):
         pythons[name] = venv_python(name) if options.no_setup else prepare_venv(name)
@@ -448,7 +446,9 @@ def run_all(options: argparse.Namespace) -> dict[str, Any]:
                         }
                     )
                     continue
-                extra = theirs if run.name == "celery" else []
+                extra = list(theirs) if run.name == "celery" else []
+                for option, venv in run.worker_venvs:
+                    extra += [option, str(venv_python(venv))]
                 entries.append(
                     run_bench(
                         run,
@@ -880,6 +880,7 @@ def draw_charts(report: dict[str, Any], out: Path) -> dict[str, str]:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         print("matplotlib is not installed here: no charts (bench/report installs it)", flush=True)
         return {}
@@ -906,10 +907,10 @@ def draw_charts(report: dict[str, Any], out: Path) -> dict[str, str]:
             ]
             label = "z4j agent" if variant == "ours" else "existing product's agent"
             axes.bar(xs, medians, width, yerr=errors, capsize=4, color=colour, label=label)
-            for x, value in zip(xs, medians, strict=True):
+            for x, value in zip(xs, values, strict=True):
                 axes.annotate(
-                    f"{value:.2f}",
-                    (x, value),
+                    f"{value[0]:.2f}",
+                    (x, value[2]),  # above the error bar
                     textcoords="offset points",
                     xytext=(0, 3),
                     ha="center",
@@ -976,12 +977,17 @@ def draw_charts(report: dict[str, Any], out: Path) -> dict[str, str]:
         for result in series:
             values = sorted(max(v, 0.01) for v in result["samples"])
             fractions = [(i + 1) / len(values) for i in range(len(values))]
+            details = [
+                f"{k} {v}" for k, v in result["config"].items() if k not in (key, "schedules")
+            ]
             label = (
-                f"{result['config'][key]} (p50 {number(percentile(values, 0.5))} ms, "
+                f"{result['config'][key]} ({', '.join(details)}{', ' if details else ''}"
+                f"p50 {number(percentile(values, 0.5))} ms, "
                 f"p99 {number(percentile(values, 0.99))} ms, n={len(values):,})"
             )
             axes.step(values, fractions, where="post", label=label)
         axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axes.set_xlabel("ms (log scale)")
         axes.set_ylabel("fraction of fires")
         axes.set_ylim(0, 1.02)
