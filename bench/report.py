@@ -53,6 +53,7 @@ ENGINES = ("celery", "rq", "dramatiq", "huey", "arq", "taskiq")
 # The virtualenv each engine's benches run in (Huey's needs nothing the core one lacks).
 ENGINE_VENV = {**{engine: engine for engine in ENGINES}, "huey": "core"}
 LOAD_SAMPLE_SECONDS = 5.0
+MAX_FIRE_RATE = 1000
 # 1-minute load average per CPU above which a section's figures are flagged as noisy.
 BUSY_LOAD_PER_CPU = 0.5
 
@@ -81,6 +82,8 @@ class Run:
     # Options naming another virtualenv's interpreter, for the workers a bench starts there:
     # (option, venv), e.g. ("--python", "celery") adds `--python .venv-bench/celery/bin/python`.
     worker_venvs: tuple[tuple[str, str], ...] = ()
+    # Fire at half the no-op throughput this run measured for this engine (`--rate`).
+    rate_engine: str = ""
     needs: tuple[str, ...] = ("redis",)
     optional: bool = False  # the script may not exist yet (another branch adds it)
 
@@ -113,6 +116,7 @@ SECTIONS: tuple[Section, ...] = (
                 "core",
                 ("--engine", engine),
                 worker_venvs=(("--python", ENGINE_VENV[engine]),),
+                rate_engine=engine,
                 optional=True,
             )
             for engine in ENGINES
@@ -344,6 +348,15 @@ def run_bench(
     return entry
 
 
+def latency_rate(report: dict[str, Any], engine: str) -> int | None:
+    """Half the engine's no-op throughput without agent measured earlier in this run, at most
+    MAX_FIRE_RATE a second (issue 13's fire-latency workload); None if not measured here."""
+    none = pick(results_of(report, "overhead"), "throughput", engine=engine, variant="none")
+    if not none:
+        return None
+    return max(1, min(MAX_FIRE_RATE, int(none[0]["median"] / 2)))
+
+
 def stream(command: list[str], log: Path, *, prefix: str, env: dict[str, str]) -> int:
     with open(log, "w") as out:
         process = subprocess.Popen(
@@ -449,6 +462,9 @@ def run_all(options: argparse.Namespace) -> dict[str, Any]:
                 extra = list(theirs) if run.name == "celery" else []
                 for option, venv in run.worker_venvs:
                     extra += [option, str(venv_python(venv))]
+                if run.rate_engine:
+                    rate = latency_rate(report, run.rate_engine)
+                    extra += ["--rate", str(rate)] if rate else []
                 entries.append(
                     run_bench(
                         run,
@@ -761,6 +777,21 @@ def render_section(
             latency_rows(chosen, key),
         )
         shown |= {r["metric"] for r in chosen}
+        if name == "latency":
+            lines += [
+                "From each slot to the brain recording the agent's `enqueued` answer; the "
+                "schedules are spread over the second at half the engine's no-op throughput "
+                "without agent measured by this run's overhead section (at most 1,000 a "
+                "second), or the bench's default rate when that section did not run.",
+                "",
+            ]
+        else:
+            lines += [
+                "The same workload for each scheduler; how each one's lateness is taken (its "
+                "own due instant to the task on the broker, or for z4j the slot to the "
+                "brain recording `enqueued`) is in bench/bench_classic.py's docstring.",
+                "",
+            ]
     elif name == "scale":
         rows = []
         for result in pick(results, "load_time"):

@@ -245,3 +245,13 @@ def test_charts_are_drawn_and_linked(tmp_path: Path) -> None:
     text = report_py.render(report, charts)
     assert "![overhead](overhead.png)" in text
     assert "![fire_latency](fire_latency.png)" in text
+
+
+def test_fire_rate_is_half_the_measured_no_agent_throughput_capped_at_1000() -> None:
+    report = canned(quick=True, load=0.1)
+    assert report_py.latency_rate(report, "celery") == 500  # median without agent: 1,000/s
+    report["sections"][0]["runs"][0]["bench"]["results"].append(
+        result("throughput", "tasks/s", [5000.0], engine="huey", variant="none")
+    )
+    assert report_py.latency_rate(report, "huey") == 1000
+    assert report_py.latency_rate(report, "arq") is None  # not measured in this run
