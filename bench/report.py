@@ -292,7 +292,8 @@ def pooled(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 merged[key] = dict(result)
     for result in merged.values():
         values = result["samples"]
-        result.update(median=statistics.median(values), min=min(values), max=max(values))
+        if values:  # a run with no sample (every fire missing) has no median
+            result.update(median=statistics.median(values), min=min(values), max=max(values))
     first["results"] = list(merged.values())
     first["repeats"] = [{"started": d["started"], "machine": d["machine"]} for d in documents]
     return first
@@ -363,11 +364,20 @@ def stream(command: list[str], log: Path, *, prefix: str, env: dict[str, str]) -
             command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         assert process.stdout is not None
-        for line in process.stdout:
-            out.write(line)
-            out.flush()
-            print(prefix + line, end="", flush=True)
-        return process.wait()
+        try:
+            for line in process.stdout:
+                out.write(line)
+                out.flush()
+                print(prefix + line, end="", flush=True)
+            return process.wait()
+        except BaseException:
+            process.send_signal(signal.SIGINT)  # a bench cleans up its workers on SIGINT
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            raise
 
 
 def machine_facts() -> dict[str, Any]:
@@ -431,11 +441,9 @@ def run_all(options: argparse.Namespace) -> dict[str, Any]:
     for name in sorted(needed):
         pythons[name] = venv_python(name) if options.no_setup else prepare_venv(name)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for name in VENV_SPECS:  # so a bench can start another engine's worker in its own venv
-        if venv_python(name).exists():
-            env[f"BENCH_PYTHON_{name.upper()}"] = str(venv_python(name))
     theirs: list[str] = []
-    if "overhead" in chosen and not options.no_theirs and services["redis"]:
+    with_theirs = "overhead" in chosen and not options.no_theirs and services["redis"]
+    if with_theirs:
         theirs = prepare_theirs()
     sampler = LoadSampler()
     sampler.start()
@@ -497,9 +505,13 @@ def run_all(options: argparse.Namespace) -> dict[str, Any]:
                     "runs": entries,
                 }
             )
+    except KeyboardInterrupt:
+        # Keep what finished: the report says it was interrupted.
+        report["interrupted"] = True
+        print("\ninterrupted: writing the report of the sections that finished", flush=True)
     finally:
         sampler.stop()
-        if theirs:
+        if with_theirs:
             stop_theirs_server()
     report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     report["loadavg_end"] = list(os.getloadavg())
@@ -526,7 +538,9 @@ def pick(results: Iterable[dict[str, Any]], metric: str, **config: Any) -> list[
     ]
 
 
-def number(value: float) -> str:
+def number(value: float | None) -> str:
+    if value is None:
+        return "-"
     if value == 0:
         return "0"
     magnitude = abs(value)
@@ -613,13 +627,14 @@ def latency_rows(results: list[dict[str, Any]], key: str) -> list[list[Any]]:
         rows.append(
             [
                 config.get(key, "?"),
-                result["metric"],
                 rest,
                 f"{len(samples):,}",
-                number(percentile(samples, 0.5)),
-                number(percentile(samples, 0.99)),
-                number(result["max"]),
-                number(result["min"]),
+                number(percentile(samples, 0.5) if samples else None),
+                number(percentile(samples, 0.99) if samples else None),
+                number(result["max"] if samples else None),
+                number(result["min"] if samples else None),
+                result.get("missing", ""),
+                result.get("doubled", ""),
             ]
         )
     return rows
@@ -631,6 +646,8 @@ def render(report: dict[str, Any], charts: dict[str, str]) -> str:
     lines = ["# z4j benchmark report", ""]
     all_load = [v for s in report["sections"] for v in s.get("loadavg", [])]
     warnings = []
+    if report.get("interrupted"):
+        warnings.append("**Interrupted**: only the sections below finished.")
     if quick:
         warnings.append(
             "**Quick run**: reduced counts and rounds; a check that the tooling "
@@ -773,7 +790,17 @@ def render_section(
         key = "engine" if name == "latency" else "scheduler"
         chosen = [r for r in results if key in r["config"] and r["unit"] == "ms"]
         lines += table(
-            [key, "metric", "config", "fires", "p50 ms", "p99 ms", "max ms", "min ms"],
+            [
+                key,
+                "config",
+                "fires",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "min ms",
+                "slots missing",
+                "doubled",
+            ],
             latency_rows(chosen, key),
         )
         shown |= {r["metric"] for r in chosen}

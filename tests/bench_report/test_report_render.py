@@ -146,14 +146,31 @@ def canned(*, quick: bool, load: float) -> dict[str, Any]:
                     run(
                         "latency-huey",
                         [
-                            result(
-                                "fire_latency",
-                                "ms",
-                                latencies,
-                                engine="huey",
-                                schedules=1000,
-                                rate_per_s=1000,
-                            ),
+                            # The latency bench's own extra fields: slots missing, doubled.
+                            {
+                                **result(
+                                    "fire_latency",
+                                    "ms",
+                                    latencies,
+                                    engine="huey",
+                                    schedules=1000,
+                                    rate_per_s=1000,
+                                ),
+                                "missing": 0,
+                                "doubled": 1,
+                            },
+                            # An engine none of whose fires was enqueued: no median at all.
+                            {
+                                "metric": "fire_latency",
+                                "config": {"engine": "rq", "schedules": 10, "rate_per_s": 10},
+                                "unit": "ms",
+                                "median": None,
+                                "min": None,
+                                "max": None,
+                                "samples": [],
+                                "missing": 100,
+                                "doubled": 0,
+                            },
                         ],
                     )
                 ],
@@ -184,9 +201,9 @@ def test_tables_carry_medians_ranges_and_ratios_to_no_agent() -> None:
     assert "| postgres | 10 | 20,000 | 19,000 | 21,000 | 3 | 100,000 |" in text
     # p50 and p99 come from every fire's latency, not from the summary fields.
     assert (
-        "| huey | fire_latency | schedules 1000, rate_per_s 1000 | 100 | 51.0 | 100 | 100 | 1.00 |"
-        in text
+        "| huey | schedules 1000, rate_per_s 1000 | 100 | 51.0 | 100 | 100 | 1.00 | 0 | 1 |" in text
     )
+    assert "| rq | schedules 10, rate_per_s 10 | 0 | - | - | - | - | 100 | 0 |" in text
     assert "Not measured: bench/bench_classic.py does not exist." in text
     assert "worker_rss" in text  # a figure no table knows is still listed
     assert "commit: `0123456789ab` on `main`" in text
