@@ -693,6 +693,7 @@ def render(report: dict[str, Any], charts: dict[str, str]) -> str:
     )
     for section in report["sections"]:
         lines += render_section(report, section, charts)
+    lines += notes_on_noise(report, all_load)
     lines += ["## Runs", ""]
     rows = []
     for section in report["sections"]:
@@ -716,6 +717,39 @@ def render(report: dict[str, Any], charts: dict[str, str]) -> str:
                 lines += [f"### {run['name']} failed ({run.get('reason', '')})", "", "```"]
                 lines += [*run.get("log_tail", []), "```", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def notes_on_noise(report: dict[str, Any], load: Sequence[float]) -> list[str]:
+    cpus = report["machine"].get("cpus") or 1
+    notes = [
+        "Each bench alternates its configurations round by round (none, ours, theirs, then "
+        "the reverse), so slow drift in the machine's load hits every configuration alike; "
+        "the median damps a single disturbed round, min and max show how far rounds spread.",
+        f"A section is marked noisy when the median 1-minute load average during it exceeded "
+        f"{BUSY_LOAD_PER_CPU} per CPU ({BUSY_LOAD_PER_CPU * cpus:g} here): the load average "
+        "counts this run's own workers, Redis and brains too, so a busy bench raises it "
+        "itself; above the number of CPUs, other work was competing.",
+    ]
+    _, chart = overhead_rows(results_of(report, "overhead"))
+    above = [e for e, c in chart.items() if "ours" in c and c["ours"][0] > 1.0]
+    if above:
+        notes.append(
+            f"A ratio above 1 ({', '.join(above)}) means the rounds' spread is larger than "
+            "the agent's cost: read those as 'no measurable overhead at this noise', and "
+            "rerun on a quiet machine for a figure."
+        )
+    if report.get("quick"):
+        notes.append(
+            "A quick run has 2 or 3 rounds per configuration: a median of two rounds is their "
+            "mean, so one disturbed round moves it."
+        )
+    if load and statistics.median(load) > cpus:
+        notes.append(
+            f"The load average stayed above the {cpus} CPUs for most of this run: every "
+            "figure here is a lower bound on what the machine can do, and ratios between "
+            "configurations are only indicative."
+        )
+    return ["## Notes on noise", "", *(f"- {n}" for n in notes), ""]
 
 
 def fmt_load(values: Sequence[float]) -> str:
