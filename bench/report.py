@@ -308,8 +308,8 @@ def run_bench(
     if not script.exists():
         entry.update(
             status="skipped",
-            reason=f"bench/{run.script} does not exist in this "
-            "checkout (it comes from another branch); nothing measured",
+            reason=f"bench/{run.script} does not exist in this checkout (it comes from "
+            "another branch)",
         )
         print(f"[{run.name}] skipped: {entry['reason']}", flush=True)
         return entry
@@ -414,7 +414,7 @@ def git_commit() -> dict[str, Any]:
     }
 
 
-def run_all(options: argparse.Namespace) -> dict[str, Any]:
+def run_all(options: argparse.Namespace, previous: dict[str, Any] | None) -> dict[str, Any]:
     chosen = options.only or list(SECTION_NAMES)
     sections = [s for s in SECTIONS if s.name in chosen]
     tmp = HERE / "results" / "tmp" / ("quick" if options.quick else "full")
@@ -441,6 +441,8 @@ def run_all(options: argparse.Namespace) -> dict[str, Any]:
     for name in sorted(needed):
         pythons[name] = venv_python(name) if options.no_setup else prepare_venv(name)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if previous:
+        keep_earlier(report, previous, chosen)
     theirs: list[str] = []
     with_theirs = "overhead" in chosen and not options.no_theirs and services["redis"]
     if with_theirs:
@@ -452,6 +454,7 @@ def run_all(options: argparse.Namespace) -> dict[str, Any]:
             sampler.enter(section.name)
             print(f"\n== {section.title} ({section.name}) ==", flush=True)
             began = time.monotonic()
+            section_started = datetime.now(timezone.utc).isoformat(timespec="seconds")
             entries = []
             for run in section.runs:
                 down = [n for n in run.needs if not services[n]]
@@ -500,6 +503,8 @@ def run_all(options: argparse.Namespace) -> dict[str, Any]:
                 {
                     "name": section.name,
                     "title": section.title,
+                    "started": section_started,
+                    "commit": report["git"]["commit"],
                     "seconds": round(time.monotonic() - began, 1),
                     "loadavg": sampler.samples.get(section.name, []),
                     "runs": entries,
@@ -515,7 +520,22 @@ def run_all(options: argparse.Namespace) -> dict[str, Any]:
             stop_theirs_server()
     report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     report["loadavg_end"] = list(os.getloadavg())
+    order = {name: index for index, name in enumerate(SECTION_NAMES)}
+    report["sections"].sort(key=lambda s: order[s["name"]])
     return report
+
+
+def keep_earlier(report: dict[str, Any], previous: dict[str, Any], chosen: list[str]) -> None:
+    """--update: the sections this run does not run come from the earlier report (before
+    running, so the latency section can read an earlier run's overhead figures)."""
+    for section in previous["sections"]:
+        if section["name"] not in chosen:
+            section.setdefault("started", previous["started"])
+            section.setdefault("commit", previous["git"]["commit"])
+            report["sections"].append(section)
+    report["started"] = min(previous["started"], report["started"])
+    report["updated"] = [*previous.get("updated", []), report["command"]]
+    report["command"] = previous["command"]
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -668,6 +688,7 @@ def render(report: dict[str, Any], charts: dict[str, str]) -> str:
         f"- commit: `{git['commit'][:12]}` on `{git['branch']}`"
         + (" (with uncommitted changes)" if git.get("dirty") else ""),
         f"- command: `{report['command']}`",
+        *(f"- then rerun, replacing its sections: `{c}`" for c in report.get("updated", [])),
         f"- machine: {machine['cpus']} CPUs ({machine.get('cpu_model', '?')}), "
         f"{machine.get('memory_gib', '?')} GiB, Linux {machine.get('kernel', '?')}, "
         f"Python {machine.get('python', '?')}",
@@ -680,10 +701,11 @@ def render(report: dict[str, Any], charts: dict[str, str]) -> str:
         "",
     ]
     lines += table(
-        ["section", "took", "1-min load average (sampled every 5 s)", "noisy?"],
+        ["section", "started", "took", "1-min load average (sampled every 5 s)", "noisy?"],
         [
             [
                 s["name"],
+                s.get("started", "?").replace("+00:00", "Z"),
                 f"{s['seconds']:.0f} s",
                 load_summary(s.get("loadavg", [])),
                 "yes" if busy(report, s.get("loadavg", [])) else "no",
@@ -696,10 +718,14 @@ def render(report: dict[str, Any], charts: dict[str, str]) -> str:
     lines += notes_on_noise(report, all_load)
     lines += ["## Runs", ""]
     rows = []
+    last_reason = ""
     for section in report["sections"]:
         for run in section["runs"]:
             what = "; ".join(run.get("commands", [])) or run.get("script", "")
-            note = run.get("reason", "")
+            note = reason = run.get("reason", "")
+            if reason and reason == last_reason:
+                note = "as above"
+            last_reason = reason
             rows.append(
                 [
                     section["name"],
@@ -977,18 +1003,25 @@ def draw_charts(report: dict[str, Any], out: Path) -> dict[str, str]:
         print("matplotlib is not installed here: no charts (bench/report installs it)", flush=True)
         return {}
     drawn: dict[str, str] = {}
-    subtitle = ("quick run, " if report.get("quick") else "") + report["started"][:10]
+    all_load = [v for s in report["sections"] for v in s.get("loadavg", [])]
+    subtitle = (
+        ("quick run, " if report.get("quick") else "")
+        + ("loaded machine, " if busy(report, all_load) else "")
+        + report["started"][:10]
+    )
 
     _, chart = overhead_rows(results_of(report, "overhead"))
     if chart:
         figure, axes = plt.subplots(figsize=(9, 4.8))
         engines = list(chart)
         width = 0.38
-        for offset, variant, colour in (
-            (-width / 2, "ours", "#2a7ab9"),
-            (width / 2, "theirs", "#d9822b"),
-        ):
-            xs = [i + offset for i, e in enumerate(engines) if variant in chart[e]]
+        for side, variant, colour in ((-1, "ours", "#2a7ab9"), (1, "theirs", "#d9822b")):
+            # Side by side where an engine has both agents, centred where it has ours only.
+            xs = [
+                i + (side * width / 2 if len(chart[e]) > 1 else 0.0)
+                for i, e in enumerate(engines)
+                if variant in chart[e]
+            ]
             if not xs:
                 continue
             values = [chart[e][variant] for e in engines if variant in chart[e]]
@@ -1013,13 +1046,13 @@ def draw_charts(report: dict[str, Any], out: Path) -> dict[str, str]:
         axes.set_xticks(range(len(engines)), engines)
         axes.set_ylabel("throughput with agent / without (median)")
         axes.set_title(f"Agent overhead on no-op tasks (bars: min-max rounds) — {subtitle}")
-        axes.set_ylim(0, max(1.15, *(v[2] for c in chart.values() for v in c.values())) * 1.05)
-        axes.legend(loc="lower right", fontsize=8)
+        axes.set_ylim(0, max(1.1, *(v[2] for c in chart.values() for v in c.values())) * 1.2)
+        axes.legend(loc="upper right", fontsize=8, ncol=3)
         drawn["overhead"] = save(figure, out / "overhead.png")
 
     brain = pick(results_of(report, "brain"), "events_stored")
     if brain:
-        figure, axes = plt.subplots(figsize=(7, 4.5))
+        figure, axes = plt.subplots(figsize=(8, 4.5))
         stores = sorted({r["config"]["store"] for r in brain})
         counts = sorted({r["config"]["agents"] for r in brain})
         width = 0.8 / len(counts)
@@ -1050,6 +1083,7 @@ def draw_charts(report: dict[str, Any], out: Path) -> dict[str, str]:
             )
         axes.set_xticks(range(len(stores)), stores)
         axes.set_ylabel("events stored per second (median)")
+        axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
         axes.set_title(f"Brain ingest (bars: min-max runs) — {subtitle}")
         axes.legend(fontsize=8)
         drawn["brain_events"] = save(figure, out / "brain_events.png")
@@ -1147,6 +1181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="skip the existing product's Celery agent (no package index)",
     )
     parser.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the other sections of the report.json already at --out (rerun one section)",
+    )
+    parser.add_argument(
         "--render-only",
         type=Path,
         metavar="REPORT_JSON",
@@ -1165,7 +1204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.out is None:
         options.out = HERE / "results" / ("quick" if options.quick else "")
         options.out = options.out.resolve()
-    report = run_all(options)
+    previous_path = options.out / "report.json"
+    if options.update and not previous_path.exists():
+        parser.error(f"--update: {previous_path} does not exist; run without --update first")
+    previous = json.loads(previous_path.read_text()) if options.update else None
+    report = run_all(options, previous)
     write_report(report, options.out)
     failed = [r["name"] for s in report["sections"] for r in s["runs"] if r["status"] == "failed"]
     if failed:

@@ -74,6 +74,7 @@ def canned(*, quick: bool, load: float) -> dict[str, Any]:
                 "name": "overhead",
                 "title": "Agent overhead per engine",
                 "seconds": 100.0,
+                "started": "2026-11-26T01:00:00+00:00",
                 "loadavg": [load, load],
                 "runs": [
                     run(
@@ -215,7 +216,10 @@ def test_a_quick_run_on_a_loaded_machine_says_so() -> None:
     loaded = report_py.render(canned(quick=True, load=3.5), {})
     assert "**Quick run**" in loaded
     assert "**Loaded machine**" in loaded and "median 3.50" in loaded
-    assert "| overhead | 100 s | median 3.50 (min 3.50, max 3.50) | yes |" in loaded
+    assert (
+        "| overhead | 2026-11-26T01:00:00Z | 100 s | median 3.50 (min 3.50, max 3.50) | yes |"
+        in loaded
+    )
 
 
 def test_repeats_pool_their_samples() -> None:
