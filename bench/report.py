@@ -147,7 +147,7 @@ SECTIONS: tuple[Section, ...] = (
             Run(
                 "classic",
                 "bench_classic.py",
-                "core",
+                "rq",  # the driver schedules rq-scheduler's jobs itself
                 worker_venvs=(("--celery-python", "celery"), ("--rq-python", "rq")),
                 optional=True,
             ),
@@ -1104,7 +1104,9 @@ def draw_charts(report: dict[str, Any], out: Path) -> dict[str, str]:
             values = sorted(max(v, 0.01) for v in result["samples"])
             fractions = [(i + 1) / len(values) for i in range(len(values))]
             details = [
-                f"{k} {v}" for k, v in result["config"].items() if k not in (key, "schedules")
+                f"{v:g}/s" if k == "rate_per_s" else f"{k} {v}"
+                for k, v in result["config"].items()
+                if k not in (key, "schedules", "seconds")
             ]
             label = (
                 f"{result['config'][key]} ({', '.join(details)}{', ' if details else ''}"
@@ -1119,7 +1121,7 @@ def draw_charts(report: dict[str, Any], out: Path) -> dict[str, str]:
         axes.set_ylim(0, 1.02)
         axes.grid(True, which="both", alpha=0.3)
         axes.set_title(f"{title} — {subtitle}")
-        axes.legend(fontsize=8, loc="lower right")
+        axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
         drawn[name] = save(figure, out / f"{name}.png")
     plt.close("all")
     return drawn
@@ -1127,7 +1129,7 @@ def draw_charts(report: dict[str, Any], out: Path) -> dict[str, str]:
 
 def save(figure: Any, path: Path) -> str:
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")  # legends may sit outside the axes
     return path.name
 
 
