@@ -313,6 +313,16 @@ def run_bench(
         )
         print(f"[{run.name}] skipped: {entry['reason']}", flush=True)
         return entry
+    tracked = (
+        subprocess.run(
+            ["git", "ls-files", "--error-unmatch", str(script)],
+            cwd=ROOT,
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+    entry["script_committed"] = tracked
     repeats = 1 if quick else run.repeat_full
     documents = []
     began = time.monotonic()
@@ -410,7 +420,10 @@ def git_commit() -> dict[str, Any]:
     return {
         "commit": git("rev-parse", "HEAD"),
         "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
-        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        # Changes under bench/results (this report's own output) do not count.
+        "dirty": bool(
+            git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+        ),
     }
 
 
@@ -534,6 +547,7 @@ def keep_earlier(report: dict[str, Any], previous: dict[str, Any], chosen: list[
             section.setdefault("commit", previous["git"]["commit"])
             report["sections"].append(section)
     report["started"] = min(previous["started"], report["started"])
+    report["loadavg_start"] = previous["loadavg_start"]
     report["updated"] = [*previous.get("updated", []), report["command"]]
     report["command"] = previous["command"]
 
@@ -726,6 +740,9 @@ def render(report: dict[str, Any], charts: dict[str, str]) -> str:
             if reason and reason == last_reason:
                 note = "as above"
             last_reason = reason
+            if run.get("script_committed") is False:
+                note = f"{note}; " if note else ""
+                note += "the script was not committed in this checkout"
             rows.append(
                 [
                     section["name"],
