@@ -1110,21 +1110,23 @@ def draw_charts(report: dict[str, Any], out: Path) -> dict[str, str]:
         ("classic", "classic", "scheduler", "Fire lateness: classic schedulers and z4j"),
     ):
         series = [
-            r
-            for r in results_of(report, section)
-            if key in r["config"] and r["unit"] == "ms" and r["samples"]
+            r for r in results_of(report, section) if key in r["config"] and r["unit"] == "ms"
         ]
-        if not series:
+        if not any(r["samples"] for r in series):
             continue
         figure, axes = plt.subplots(figsize=(8, 4.8))
         for result in series:
-            values = sorted(max(v, 0.01) for v in result["samples"])
-            fractions = [(i + 1) / len(values) for i in range(len(values))]
             details = [
-                f"{v:g}/s" if k == "rate_per_s" else f"{k} {v}"
+                config_words(k, v)
                 for k, v in result["config"].items()
                 if k not in (key, "schedules", "seconds")
             ]
+            if not result["samples"]:  # said in the legend, with nothing to draw
+                axes.plot([], [], " ", label=f"{result['config'][key]} ({', '.join(details)}): "
+                          "no fire")  # fmt: skip
+                continue
+            values = sorted(max(v, 0.01) for v in result["samples"])
+            fractions = [(i + 1) / len(values) for i in range(len(values))]
             label = (
                 f"{result['config'][key]} ({', '.join(details)}{', ' if details else ''}"
                 f"p50 {number(percentile(values, 0.5))} ms, "
@@ -1138,10 +1140,23 @@ def draw_charts(report: dict[str, Any], out: Path) -> dict[str, str]:
         axes.set_ylim(0, 1.02)
         axes.grid(True, which="both", alpha=0.3)
         axes.set_title(f"{title} — {subtitle}")
-        axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+        longest = max(len(line.get_label()) for line in axes.get_lines())
+        axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13),
+                    ncol=1 if longest > 60 else 2)  # fmt: skip
         drawn[name] = save(figure, out / f"{name}.png")
     plt.close("all")
     return drawn
+
+
+def config_words(key: str, value: Any) -> str:
+    """A config entry as a chart label says it: `500/s`, `every 60 s`, `into celery`."""
+    if key == "rate_per_s":
+        return f"{value:g}/s"
+    if key == "period_s":
+        return f"every {value:g} s"
+    if key == "engine":
+        return f"into {value}"
+    return f"{key} {value}"
 
 
 def save(figure: Any, path: Path) -> str:
