@@ -1,20 +1,24 @@
 """The benchmark report: every bench of issue 13, on this machine, in one run, one command.
 
-    bench/report [--quick] [--only SECTION[,SECTION...]]      # prepares the venvs, then runs
-    python bench/report.py --render-only bench/results/report.json   # re-draw from raw results
+    bench/report                    # the full run (about 70 minutes on a quiet 2-CPU machine)
+    bench/report --quick            # reduced counts: checks the tooling (15-35 minutes)
+    bench/report --only failover --update    # rerun one section into the existing report
+    bench/report --render-only bench/results/report.json    # re-draw from the raw results
 
 Sections, in the order they run (each bench alternates its own variants round by round):
   overhead   no-op throughput per engine, no agent vs ours (and, for Celery, the existing
              product's agent in its own virtualenv, set up by bench_celery_theirs.sh);
   brain      events/s stored by the brain from 1 and from 10 agents, SQLite and Postgres;
-  latency    fire latency from slot to `enqueued`, per engine (bench_fire_latency.py);
+  latency    fire latency from slot to `enqueued`, per engine (bench_fire_latency.py), at half
+             the no-op throughput the overhead section measured (at most 1,000/s);
   scale      scheduler load time and memory for 100,000 and 1,000,000 schedules, a herd of
              100,000 due at once (bench_scheduling.py, repeated 3 times in a full run);
   failover   leader failover on Postgres (bench_scheduler.py --only failover);
   classic    celery beat and rq-scheduler lateness against z4j's (bench_classic.py).
 
 Each bench runs in the virtualenv its engine needs (under .venv-bench/, made on first use,
-refreshed when our packages' pyproject files change) and writes its figures with `--json`
+refreshed when our packages' pyproject files change; the latency benches get each engine's
+interpreter for their workers) and writes its figures with `--json`
 (bench/benchjson.py's shape); this script never reads a bench's printed output. It writes
 report.md, report.json (every raw sample) and PNG charts to bench/results/ (a quick run to
 bench/results/quick/), the bench logs and raw files to bench/results/tmp/.
