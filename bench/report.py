@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -1171,7 +1172,10 @@ def save(figure: Any, path: Path) -> str:
 
 def write_report(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    text = json.dumps(report, indent=1)
+    # Lists of numbers (the samples) on one line each: readable, and a tenth of the size.
+    text = re.sub(r"\[[-\d\s.,eE+]*\]", lambda match: re.sub(r"\s+", "", match[0]), text)
+    (out / "report.json").write_text(text + "\n")
     charts = draw_charts(report, out)
     (out / "report.md").write_text(render(report, charts))
     print(
