@@ -1,6 +1,6 @@
 """The benchmark report: every bench of issue 13, on this machine, in one run, one command.
 
-    bench/report                    # the full run (about 70 minutes on a quiet 2-CPU machine)
+    bench/report                    # the full run (roughly 1½ hours on a quiet 2-CPU machine)
     bench/report --quick            # reduced counts: checks the tooling (15-35 minutes)
     bench/report --only failover --update    # rerun one section into the existing report
     bench/report --render-only bench/results/report.json    # re-draw from the raw results
