@@ -69,6 +69,7 @@ nox.options.sessions = [
     "taskiq",
     "packaging",
     "faults",
+    "bench_report",
 ]
 
 # One id for the whole run, so every session's tests share the same service slices.
@@ -200,3 +201,11 @@ def faults(session: nox.Session) -> None:
     bench/bench_faults.py prints the figures at full counts."""
     session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "psycopg[binary]")
     run_pytest(session, "tests/reliability")
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def bench_report(session: nox.Session) -> None:
+    """bench/report.py's renderer on a canned report: tables, ratios to no-agent, percentiles,
+    load warnings and the PNG charts (matplotlib). No bench runs here and nothing is timed."""
+    session.install(*TEST_TOOLS, "matplotlib", "-e", CORE)
+    run_pytest(session, "tests/bench_report")

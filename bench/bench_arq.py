@@ -33,7 +33,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchjson import Recorder, add_option
+
 VARIANTS = ("none", "thread", "loop", "roundtrip")
+ARQ_VARIANT_NAMES = {"none": "none", "thread": "ours", "loop": "ours-loop",
+                     "roundtrip": "ours-roundtrip"}  # fmt: skip
 PROBE_SECONDS = 0.005
 
 
@@ -181,12 +185,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 jobs, 3 rounds")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--redis", help=argparse.SUPPRESS)
+    add_option(parser)
     options = parser.parse_args()
     if options.worker:
         run_worker(options.worker, options.redis, options.jobs)
         return
     if options.quick:
         options.jobs, options.rounds = 2_000, 3
+    recorder = Recorder("arq", options.json)
 
     from z4j_core.testing import services
     from z4j_core.testing.brainproc import BrainProcess
@@ -235,6 +241,14 @@ def main() -> None:
             f"loop lag p99 {p99:5.2f} ms, max {worst:6.2f} ms"
         )
     print("target: thread ratio >= 0.97")
+    for variant in VARIANTS:
+        rows = results[variant]
+        # `thread` is the agent as shipped; `loop` and `roundtrip` are this bench's alternatives.
+        config = {"engine": "arq", "variant": ARQ_VARIANT_NAMES[variant], "jobs": options.jobs}
+        recorder.add("throughput", "tasks/s", [r["jobs_per_s"] for r in rows], **config)
+        recorder.add("worker_cpu", "us/task", [r["cpu_us_per_job"] for r in rows], **config)
+        recorder.add("loop_lag_p99", "ms", [r["lag_p99_ms"] for r in rows], **config)
+    recorder.write()
     print(f"machine: {os.cpu_count()} CPUs shared by the worker, Redis and the brain")
 
 

@@ -22,6 +22,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from benchjson import Recorder, add_option
+
 from z4j_core.testing.brainproc import BrainProcess
 
 HERE = Path(__file__).resolve()
@@ -121,13 +123,17 @@ def stored_count(brain: BrainProcess) -> int:
     return int(body["latest"])
 
 
-def measure(label: str, database: str | None, workdir: Path, counts: dict[int, int]) -> None:
+def measure(
+    label: str, database: str | None, workdir: Path, counts: dict[int, int], recorder: Recorder
+) -> None:
     brain = BrainProcess(workdir / label, database=database)
     with brain:
         token = brain.create_token("bench")
         spool = workdir / f"{label}-spool"
         for agents, total in counts.items():
             rates = [run_agents(brain, token, spool / str(run), agents, total) for run in range(3)]
+            recorder.add("events_stored", "events/s", rates, store=label, agents=agents,
+                         events=total)  # fmt: skip
             target = "  [target: >= 20,000]" if label == "postgres" and agents == 1 else ""
             print(
                 f"{label:<8} {agents:>2} agent{'s' if agents > 1 else ' '} -> 1 brain, stored + "
@@ -143,20 +149,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="reduced counts")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=["postgres", "sqlite"], help="one store only")
+    add_option(parser)
     args = parser.parse_args()
     if args.worker:
         url, token, spool, count = args.worker
         worker(url, token, spool, int(count))
         return
+    recorder = Recorder("brain_pg", args.json)
     counts = {1: 50_000, 10: 100_000} if args.quick else {1: 300_000, 10: 500_000}
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         if args.only != "sqlite":
             from z4j_core.testing.postgres import temporary_database
 
             url = stack.enter_context(temporary_database("bench"))
-            measure("postgres", url, Path(tmp), counts)
+            measure("postgres", url, Path(tmp), counts, recorder)
         if args.only != "postgres":
-            measure("sqlite", None, Path(tmp), counts)
+            measure("sqlite", None, Path(tmp), counts, recorder)
+    recorder.write()
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchjson import Recorder, add_option
+
 from z4j_core.testing import services
 from z4j_core.testing.brainproc import BrainProcess
 
@@ -172,7 +174,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 tasks, 2 rounds")
     parser.add_argument("--theirs-python", help="python of the existing product's virtualenv")
     parser.add_argument("--theirs-env", help="file with BENCH_THEIRS_URL/TOKEN/PROJECT/HMAC")
+    add_option(parser)
     options = parser.parse_args()
+    recorder = Recorder("celery", options.json)
     if options.quick:
         options.tasks, options.rounds = 2_000, 2
     variants = ["none", "ours"]
@@ -233,6 +237,17 @@ def main() -> None:
             )
         )
     print(f"tasks per run: {options.tasks}; machine: {os.cpu_count()} CPUs shared by all")
+    for variant in variants:
+        config = {"engine": "celery", "variant": variant, "tasks": options.tasks}
+        runs = results[variant]
+        recorder.add("throughput", "tasks/s", [f["rate"] for f in runs], **config)
+        recorder.add("worker_cpu", "us/task", [f["cpu_us"] for f in runs], **config)
+        recorder.add("worker_rss", "MiB", [f["rss"] + f["pool_rss"] for f in runs], **config)
+        if "stored" in runs[0]:  # of 3 events a task (received, started, succeeded)
+            expected = EVENTS_PER_TASK * options.tasks
+            recorder.add("events_stored_share", "%", [100 * f["stored"] / expected for f in runs],
+                         **config)  # fmt: skip
+    recorder.write()
 
 
 def describe(figures: dict[str, Any]) -> str:

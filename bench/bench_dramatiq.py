@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchjson import Recorder, add_option
+
 from z4j_core.testing import services
 from z4j_core.testing.brainproc import BrainProcess
 
@@ -101,7 +103,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5, help="runs of each variant")
     parser.add_argument("--quick", action="store_true", help="2,000 messages, 3 rounds")
+    add_option(parser)
     options = parser.parse_args()
+    recorder = Recorder("dramatiq", options.json)
     if options.quick:
         options.messages, options.rounds = 2000, 3
     database = services.claim_redis_database()
@@ -141,6 +145,11 @@ def main() -> None:
     print(f"median with agent:    {with_:.0f} messages/s")
     print(f"ratio: {with_ / without:.3f} (target >= 0.97)")
     print(f"machine: {os.cpu_count()} CPUs shared by the workers, Redis and the brain")
+    for with_agent in (False, True):
+        config = {"engine": "dramatiq", "variant": "ours" if with_agent else "none",
+                  "messages": options.messages}  # fmt: skip
+        recorder.add("throughput", "tasks/s", results[with_agent], **config)
+    recorder.write()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 The agent variant instruments the app and connects to a real brain process (every task's
 `started` and `succeeded` events are stored there). Runs alternate between the two variants;
 medians are reported with their ratio (target: with the agent at least 0.97 of without).
-Prints figures; asserts nothing. Run: python bench/bench_huey.py [--tasks N] [--rounds R]
+Prints figures; asserts nothing.
+Run: python bench/bench_huey.py [--tasks N] [--rounds R] [--quick]
 Needs Redis on 127.0.0.1:6379 and core, brain, z4j-huey, huey and redis installed.
 """
 
@@ -18,6 +19,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchjson import Recorder, add_option
 
 from z4j_core.testing import services
 from z4j_core.testing.brainproc import BrainProcess
@@ -84,7 +87,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5, help="runs of each variant")
+    parser.add_argument("--quick", action="store_true", help="2,000 tasks, 3 rounds")
+    add_option(parser)
     options = parser.parse_args()
+    if options.quick:
+        options.tasks, options.rounds = 2000, 3
+    recorder = Recorder("huey", options.json)
     database = services.claim_redis_database()
     redis_url = f"redis://127.0.0.1:6379/{database}"
     with tempfile.TemporaryDirectory(prefix="z4j-bench-huey-") as folder:
@@ -123,6 +131,12 @@ def main() -> None:
     cpu_without, cpu_with = statistics.median(cpus[False]), statistics.median(cpus[True])
     print(f"consumer CPU per task: {cpu_without:.1f} us without, {cpu_with:.1f} us with the agent")
     print(f"machine: {os.cpu_count()} CPUs shared by the consumer, Redis and the brain")
+    for with_agent in (False, True):
+        config = {"engine": "huey", "variant": "ours" if with_agent else "none",
+                  "tasks": options.tasks}  # fmt: skip
+        recorder.add("throughput", "tasks/s", results[with_agent], **config)
+        recorder.add("worker_cpu", "us/task", cpus[with_agent], **config)
+    recorder.write()
 
 
 if __name__ == "__main__":

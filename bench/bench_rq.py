@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchjson import Recorder, add_option
 from redis import Redis
 from rq import Queue
 
@@ -99,7 +100,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5, help="runs of each variant")
     parser.add_argument("--quick", action="store_true", help="1,000 jobs, 3 rounds")
+    add_option(parser)
     options = parser.parse_args()
+    recorder = Recorder("rq", options.json)
     if options.quick:
         options.jobs, options.rounds = 1000, 3
     database = services.claim_redis_database()
@@ -142,6 +145,12 @@ def main() -> None:
     cpu_without, cpu_with = statistics.median(cpus[False]), statistics.median(cpus[True])
     print(f"worker CPU per job: {cpu_without:.1f} us without, {cpu_with:.1f} us with the agent")
     print(f"machine: {os.cpu_count()} CPUs shared by the worker, Redis and the brain")
+    for with_agent in (False, True):
+        config = {"engine": "rq", "variant": "ours" if with_agent else "none",
+                  "jobs": options.jobs}  # fmt: skip
+        recorder.add("throughput", "tasks/s", results[with_agent], **config)
+        recorder.add("worker_cpu", "us/task", cpus[with_agent], **config)
+    recorder.write()
 
 
 if __name__ == "__main__":

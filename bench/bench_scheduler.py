@@ -34,6 +34,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "scheduler"))
 
+from benchjson import Recorder, add_option  # noqa: E402
 from sched_harness import (  # noqa: E402
     Sink,
     fires,
@@ -114,7 +115,7 @@ def with_redis_brain(work: Path, body: Any) -> Any:
         services.release_redis_database(database)
 
 
-def bench_latency(work: Path, count: int, seconds: float) -> None:
+def bench_latency(work: Path, count: int, seconds: float, recorder: Recorder) -> None:
     def body(brain: BrainProcess) -> None:
         base = datetime.now(timezone.utc).replace(microsecond=0)
         # No slot before every schedule exists: creating 1,000 takes a while.
@@ -134,6 +135,8 @@ def bench_latency(work: Path, count: int, seconds: float) -> None:
         ]
         done = [r["answered_at"] - r["due_at"] for r in rows if r["state"] == "enqueued"]
         other = len(rows) - len(done)
+        recorder.add("fire_latency", "ms", [d * 1000 for d in done], engine="huey",
+                     schedules=count, rate_per_s=count)  # fmt: skip
         print(
             f"fire latency ({count} schedules of 1 s, {seconds:.0f} s, RedisHuey): "
             f"{len(done)} fires, p50 {ms(pct(done, 0.5))}, p99 {ms(pct(done, 0.99))}, "
@@ -144,7 +147,7 @@ def bench_latency(work: Path, count: int, seconds: float) -> None:
     with_redis_brain(work / "latency", body)
 
 
-def bench_herd(work: Path, count: int) -> None:
+def bench_herd(work: Path, count: int, recorder: Recorder) -> None:
     def body(brain: BrainProcess) -> None:
         at = (datetime.now(timezone.utc) + timedelta(seconds=8)).replace(microsecond=0)
         for i in range(count):
@@ -161,13 +164,14 @@ def bench_herd(work: Path, count: int) -> None:
 
         rows = wait_for(all_enqueued, 60, "every herd fire to be enqueued")
         last = max(r["answered_at"] for r in rows) - at.timestamp()
+        recorder.add("herd_enqueued", "s", [last], engine="huey", schedules=count)
         print(f"herd: {count} one-shots due at one instant, last enqueued after {ms(last)}",
               flush=True)  # fmt: skip
 
     with_redis_brain(work / "herd", body)
 
 
-def bench_failover(work: Path, trials: int) -> None:
+def bench_failover(work: Path, trials: int, recorder: Recorder) -> None:
     from z4j_core.testing.postgres import temporary_database
 
     with temporary_database("bench") as url:
@@ -213,6 +217,9 @@ def bench_failover(work: Path, trials: int) -> None:
                 brain.stop()
         twice = sum(1 for n in counts.values() if n > 1)
         missing = sum(1 for f in settled if f["fire_id"] not in counts)
+        recorder.add("failover", "s", times, store="postgres", trials=trials)
+        recorder.add("failover_slots_run_twice", "count", [twice], store="postgres")
+        recorder.add("failover_slots_missing", "count", [missing], store="postgres")
         print(
             f"failover ({trials} SIGKILLs of the leader): median {ms(statistics.median(times))}, "
             f"max {ms(max(times))}; {len(settled)} slots, run twice: {twice}, missing: {missing}",
@@ -220,7 +227,7 @@ def bench_failover(work: Path, trials: int) -> None:
         )
 
 
-def bench_edit(work: Path, edits: int) -> None:
+def bench_edit(work: Path, edits: int, recorder: Recorder) -> None:
     brain = make_brain(work / "edit" / "brain")
     brain.start()
     try:
@@ -240,6 +247,7 @@ def bench_edit(work: Path, edits: int) -> None:
             )
             latencies.append(time.perf_counter() - returned)
             assert answer["applied"], answer
+        recorder.add("edit_applied", "ms", [v * 1000 for v in latencies], edits=edits)
         print(
             f"live edit ({edits} edits, API return to the leader holding the new version, one "
             f"HTTP round trip included): p50 {ms(pct(latencies, 0.5))}, "
@@ -255,18 +263,21 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument("--only", choices=("latency", "herd", "failover", "edit"))
     parser.add_argument("--count", type=int, default=1000, help="schedules (latency, herd)")
+    add_option(parser)
     options = parser.parse_args()
+    recorder = Recorder("scheduler", options.json)
     work = Path(tempfile.mkdtemp(prefix="z4j-bench-sched-"))
     chosen = [options.only] if options.only else ["edit", "herd", "latency", "failover"]
     for name in chosen:
         if name == "latency":
-            bench_latency(work, options.count, 10 if options.quick else 60)
+            bench_latency(work, options.count, 10 if options.quick else 60, recorder)
         elif name == "herd":
-            bench_herd(work, options.count)
+            bench_herd(work, options.count, recorder)
         elif name == "failover":
-            bench_failover(work, 5 if options.quick else 20)
+            bench_failover(work, 5 if options.quick else 20, recorder)
         else:
-            bench_edit(work, 200 if options.quick else 1000)
+            bench_edit(work, 200 if options.quick else 1000, recorder)
+    recorder.write()
     print(f"(work files in {work})")
     return 0
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import time
 import tracemalloc
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from benchjson import Recorder, add_option
 from croniter import croniter
 
 from z4j_core.scheduling import (
@@ -49,7 +51,12 @@ def rate(count: int, seconds: float) -> str:
     return f"{count / seconds:>12,.0f}/s  ({seconds / count * 1e6:7.2f} us each)"
 
 
-def bench_cron(calls: int) -> None:
+def rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def bench_cron(calls: int, recorder: Recorder) -> None:
     print(
         f"cron next_after vs croniter get_next ({calls:,} calls per side, same expressions/zones)"
     )
@@ -81,6 +88,8 @@ def bench_cron(calls: int) -> None:
     print(f"  ours      {rate(total, ours_time)}")
     print(f"  croniter  {rate(total, theirs_time)}")
     print(f"  ratio     {theirs_time / ours_time:.1f}x faster")
+    recorder.add("cron_next_after", "calls/s", [total / ours_time], implementation="z4j")
+    recorder.add("cron_next_after", "calls/s", [total / theirs_time], implementation="croniter")
 
 
 def bench_kinds(calls: int) -> None:
@@ -136,15 +145,24 @@ def mixed_schedules(count: int, seed: int = 1) -> list[tuple[str, Schedule, date
     return made
 
 
-def bench_queue(count: int) -> None:
+def bench_queue(count: int, recorder: Recorder) -> None:
     print(f"due queue with {count:,} mixed schedules")
+    gc.collect()
+    rss_before = rss_mib()
     schedules = mixed_schedules(count)
     gc.collect()
+    rss_made = rss_mib()
     queue = DueQueue()
     t0 = time.perf_counter()
     queue.load(schedules)
     load_seconds = time.perf_counter() - t0
+    gc.collect()
+    rss_loaded = rss_mib()
     print(f"  load (first slot of each)   {load_seconds:8.3f} s")
+    recorder.add("load_time", "s", [load_seconds], schedules=count)
+    # Resident memory grown by the schedule values and the queue together, and by the queue.
+    recorder.add("memory", "MiB", [rss_loaded - rss_before], schedules=count, part="all")
+    recorder.add("memory", "MiB", [rss_loaded - rss_made], schedules=count, part="queue")
     # Memory is traced on a sample (tracemalloc slows allocation too much to time with it).
     sample = min(count, 50_000)
     gc.collect()
@@ -182,7 +200,7 @@ def bench_queue(count: int) -> None:
     )
 
 
-def bench_herd(count: int) -> None:
+def bench_herd(count: int, recorder: Recorder) -> None:
     at = START + timedelta(hours=1)
     queue = DueQueue()
     queue.load((f"herd-{i:08d}", OneShotSchedule(at=at), START) for i in range(count))
@@ -191,6 +209,8 @@ def bench_herd(count: int) -> None:
     popped = queue.pop_due(at)
     seconds = time.perf_counter() - t0
     slots = sum(len(d.slots) for d in popped)
+    recorder.add("herd_pop", "s", [seconds], schedules=2 * count)
+    recorder.add("herd_dropped", "count", [2 * count - slots], schedules=2 * count)
     print(
         f"herd: {2 * count:,} schedules due at one instant popped in {seconds:.3f} s "
         f"({len(popped):,} popped, {slots:,} slots, none dropped: {slots == 2 * count})"
@@ -200,13 +220,16 @@ def bench_herd(count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="reduced counts")
+    add_option(parser)
     args = parser.parse_args()
+    recorder = Recorder("scheduling", args.json)
     calls = 20_000 if args.quick else 200_000
-    bench_cron(calls)
+    bench_cron(calls, recorder)
     bench_kinds(calls // 4)
     for count in (10_000, 50_000) if args.quick else (100_000, 1_000_000):
-        bench_queue(count)
-    bench_herd(10_000 if args.quick else 50_000)
+        bench_queue(count, recorder)
+    bench_herd(10_000 if args.quick else 50_000, recorder)
+    recorder.write()
 
 
 if __name__ == "__main__":

@@ -140,6 +140,7 @@ def stored_events(brain: Any) -> int:
 
 
 def main() -> None:
+    from benchjson import Recorder, add_option
     from redis import Redis
 
     from z4j_core.testing import services
@@ -149,7 +150,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5, help="runs of each variant")
     parser.add_argument("--quick", action="store_true", help="1,000 tasks, 3 rounds")
+    add_option(parser)
     options = parser.parse_args()
+    recorder = Recorder("taskiq", options.json)
     if options.quick:
         options.tasks, options.rounds = 1000, 3
     database = services.claim_redis_database()
@@ -194,6 +197,12 @@ def main() -> None:
     cpu_without, cpu_with = statistics.median(cpus[False]), statistics.median(cpus[True])
     print(f"worker CPU per task: {cpu_without:.1f} us without, {cpu_with:.1f} us with the agent")
     print(f"machine: {os.cpu_count()} CPUs shared by the worker, Redis and the brain")
+    for with_agent in (False, True):
+        config = {"engine": "taskiq", "variant": "ours" if with_agent else "none",
+                  "tasks": options.tasks}  # fmt: skip
+        recorder.add("throughput", "tasks/s", results[with_agent], **config)
+        recorder.add("worker_cpu", "us/task", cpus[with_agent], **config)
+    recorder.write()
 
 
 if __name__ == "__main__":
