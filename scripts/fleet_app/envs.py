@@ -46,13 +46,23 @@ ENVIRONMENTS = {
         "main",
         ".venv-fleet",
         ("z4j-core", "z4j-brain", "z4j-huey", "z4j-rq", "z4j-dramatiq"),
-        ("huey", "redis", "rq>=3.0", "dramatiq[redis]", "periodiq", "psycopg[binary]", "uv==0.13.8"),
+        (
+            "huey",
+            "redis",
+            "rq>=3.0",
+            "dramatiq[redis]",
+            "periodiq",
+            "psycopg[binary]",
+            "uv==0.13.8",
+        ),
     ),
-    "celery": Environment("celery", ".venv-fleet-celery", ("z4j-core", "z4j-celery"),
-                          ("celery[redis]",)),  # fmt: skip
+    "celery": Environment(
+        "celery", ".venv-fleet-celery", ("z4j-core", "z4j-celery"), ("celery[redis]",)
+    ),
     "arq": Environment("arq", ".venv-fleet-arq", ("z4j-core", "z4j-arq"), ("arq",)),
-    "taskiq": Environment("taskiq", ".venv-fleet-taskiq", ("z4j-core", "z4j-taskiq"),
-                          ("taskiq", "taskiq-redis")),  # fmt: skip
+    "taskiq": Environment(
+        "taskiq", ".venv-fleet-taskiq", ("z4j-core", "z4j-taskiq"), ("taskiq", "taskiq-redis")
+    ),
 }
 STAMP = ".z4j-fleet-stamp"
 
@@ -68,9 +78,10 @@ def stamp_of(env: Environment, python: str, root: Path = ROOT) -> str:
     ).stdout
     digest.update(version.encode())
     digest.update("\n".join(env.requirements).encode())
-    for package in ("", *env.packages):
-        digest.update((root / "packages" / package / "pyproject.toml").read_bytes()
-                      if package else (root / "pyproject.toml").read_bytes())  # fmt: skip
+    sources = [root / "pyproject.toml"]
+    sources += [root / "packages" / package / "pyproject.toml" for package in env.packages]
+    for source in sources:
+        digest.update(source.read_bytes())
     return digest.hexdigest()
 
 
@@ -108,8 +119,8 @@ def ensure(name: str, python: str | None = None, root: Path = ROOT, quiet: bool 
         if stamp.exists() and stamp.read_text().strip() == want and venv_python(folder).exists():
             return venv_python(folder)
         if not quiet:
-            print(f"fleet: preparing {folder.name} ({', '.join(env.requirements)}); "
-                  "first run only...", file=sys.stderr, flush=True)  # fmt: skip
+            wanted = ", ".join(env.requirements)
+            print(f"fleet: preparing {folder.name} ({wanted}); first run only...", file=sys.stderr)
         shutil.rmtree(folder, ignore_errors=True)
         uv = uv_command()
         if uv is None:  # a bare python3: a stdlib venv, then uv inside it
@@ -122,7 +133,9 @@ def ensure(name: str, python: str | None = None, root: Path = ROOT, quiet: bool 
             uv = [str(venv_python(folder)), "-m", "uv"]
         else:
             subprocess.run([*uv, "venv", "--quiet", "--python", base, str(folder)], check=True)
-        editable = [arg for package in env.packages for arg in ("-e", str(root / "packages" / package))]
+        editable = [
+            arg for package in env.packages for arg in ("-e", str(root / "packages" / package))
+        ]
         subprocess.run(
             [*uv, "pip", "install", "--quiet", "--python", str(venv_python(folder)),
              *editable, *env.requirements],

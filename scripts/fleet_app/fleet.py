@@ -114,6 +114,7 @@ class Fleet:
         pythons: Mapping[str, Path],
         redis_url: str,
         database: str | None = None,
+        *,
         say: Callable[[str], None] = print,
         engines: Iterable[Engine] = ENGINES,
     ) -> None:
@@ -239,7 +240,7 @@ class Fleet:
         that failed."""
         with ThreadPoolExecutor(max_workers=4) as pool:
             results = list(pool.map(lambda args: self.z4j(*args, echo=False), commands))
-        for args, result in zip(commands, results):
+        for args, result in zip(commands, results, strict=True):
             if echo:
                 self.show_command(args, result)
             if result.returncode != 0:
@@ -252,7 +253,9 @@ class Fleet:
         self, cron: str = "* * * * * */2", every: str = "3s", oneshot_in: float = 8.0
     ) -> list[Schedule]:
         """Every kind for every engine, through `z4j schedules add`; the one-shots last, at
-        `oneshot_in` seconds after the others exist."""
+        `oneshot_in` seconds after the others exist, plus as long as creating those took (a
+        one-shot created after its instant never fires, and on a loaded machine each `z4j`
+        process takes a while to start)."""
         commands: list[list[str]] = []
         wanted: list[Schedule] = []
         for engine in self.engines:
@@ -267,8 +270,10 @@ class Fleet:
                 name = f"{engine.name}-{kind}"
                 wanted.append(Schedule(name, engine.name, kind))
                 commands.append(self._add_command(name, engine, option))
+        began = time.monotonic()
         self.z4j_many(commands)
-        at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=oneshot_in)
+        lead = oneshot_in + (time.monotonic() - began)
+        at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=round(lead))
         commands = []
         for engine in self.engines:
             name = f"{engine.name}-once"
@@ -294,15 +299,13 @@ class Fleet:
         was fired can settle and be counted."""
         names = [s.name for s in self.schedules if s.kind != "solar"]
         self.z4j_many([["schedules", "pause", n, "--note", note] for n in names], echo=False)
-        self.say(f"$ z4j schedules pause NAME --note {_quote(note)}   (x{len(names)}: "
-                 f"{', '.join(names[:3])}, ...)")  # fmt: skip
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        self.say(f"$ z4j schedules pause NAME --note {_quote(note)}   (x{len(names)}: {shown})")
 
     # -- what happened -------------------------------------------------------------------------
 
     def agents(self) -> list[dict[str, Any]]:
-        agents: list[dict[str, Any]] = self.brain.api("GET", "/api/v1/agents?connected=1")[
-            "agents"
-        ]
+        agents: list[dict[str, Any]] = self.brain.api("GET", "/api/v1/agents?connected=1")["agents"]
         return agents
 
     def fires(self, schedule: Schedule) -> list[dict[str, Any]]:
@@ -384,4 +387,4 @@ class Fleet:
 
 
 def _quote(arg: str) -> str:
-    return f"'{arg}'" if any(c in arg for c in " *[]\"{}") else arg
+    return f"'{arg}'" if any(c in arg for c in ' *[]"{}') else arg

@@ -9,8 +9,10 @@ stopped before it exits, also on Ctrl-C. docs/fleet.md says how to read what it 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import envs
-from engines import BY_NAME, ENGINES
+from engines import BY_NAME
 from fleet import TERMINAL_TASK_STATES, Fleet, Snapshot
 
 from z4j_core.testing import services
@@ -61,7 +63,7 @@ def table(snapshot: Snapshot, fleet: Fleet) -> list[str]:
             twice,
             view.tasks["succeeded"],
         ]
-        totals = [a + b for a, b in zip(totals, row)]
+        totals = [a + b for a, b in zip(totals, row, strict=True)]
         events = "/".join(str(view.events[k]) for k in EVENT_KINDS[:5])
         lines.append(
             f"{engine.name:<9}{row[0]:>7}{row[1]:>7}{row[2]:>9}{row[3]:>6}{row[4]:>6}"
@@ -195,53 +197,91 @@ def engine_pythons(names: set[str]) -> dict[str, Path]:
     return pythons
 
 
-def summary(fleet: Fleet, snapshot: Snapshot) -> bool:
-    """Per engine: fires, and whether each ran exactly once in its own engine."""
+def seconds(values: list[float]) -> dict[str, float | None]:
+    """Median and max of `values` (seconds), None when there are none."""
+    if not values:
+        return {"p50": None, "max": None}
+    return {"p50": round(statistics.median(values), 3), "max": round(max(values), 3)}
+
+
+def summary(fleet: Fleet, snapshot: Snapshot) -> dict[str, Any]:
+    """Per engine: fires, whether each ran exactly once in its own engine, and how long from
+    each slot to the agent's `enqueued` answer and to the task's success (figures, printed)."""
     print(bold("summary"), flush=True)
-    everything_once = True
+    figures: dict[str, Any] = {}
     for engine in fleet.engines:
         fires = [f for f in snapshot.fires if f["engine"] == engine.name]
         enqueued = [f for f in fires if f["state"] == "enqueued"]
         runs = snapshot.engines[engine.name].runs
         once = sum(1 for f in enqueued if runs.get(f["fire_id"]) == 1)
         twice = sum(1 for f in enqueued if runs.get(f["fire_id"], 0) > 1)
-        never = len(enqueued) - once - twice
-        succeeded = sum(1 for f in enqueued if f["task_state"] == "succeeded")
-        lost = len(fires) - len(enqueued)
-        ok = twice == 0 and never == 0 and lost == 0
-        everything_once &= ok
+        succeeded = [f for f in enqueued if f["task_state"] == "succeeded"]
+        row = {
+            "fires": len(fires),
+            "ran_once": once,
+            "ran_twice": twice,
+            "not_run": len(enqueued) - once - twice,
+            "not_enqueued": len(fires) - len(enqueued),
+            "succeeded": len(succeeded),
+            "slot_to_enqueued_s": seconds(
+                [f["answered_at"] - f["slot"] for f in enqueued if f["answered_at"]]
+            ),
+            "slot_to_succeeded_s": seconds(
+                [f["task_finished_at"] - f["slot"] for f in succeeded if f["task_finished_at"]]
+            ),
+        }
+        row["ok"] = row["fires"] > 0 and not (twice or row["not_run"] or row["not_enqueued"])
+        figures[engine.name] = row
+        to_enqueued, to_done = row["slot_to_enqueued_s"], row["slot_to_succeeded_s"]
         print(
             f"  {engine.name:<9} {len(fires):>4} fires: {once} ran once, {twice} twice, "
-            f"{never} not (yet) run, {lost} not enqueued; {succeeded} succeeded per the brain"
-            f"{'' if ok else '   <-- look here'}",
+            f"{row['not_run']} not (yet) run, {row['not_enqueued']} not enqueued; "
+            f"{len(succeeded)} succeeded; slot to enqueued p50 {to_enqueued['p50']} s "
+            f"(max {to_enqueued['max']}), to succeeded p50 {to_done['p50']} s "
+            f"(max {to_done['max']}){'' if row['ok'] else '   <-- look here'}",
             flush=True,
         )
-    return everything_once
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/fleet", description=(__doc__ or "").splitlines()[0]
     )
-    parser.add_argument("--duration", type=float, default=60.0,
-                        help="seconds to watch before stopping (60; 0: until Ctrl-C)")  # fmt: skip
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=60.0,
+        help="seconds to watch before stopping (60; 0: until Ctrl-C)",
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--sqlite", action="store_true", help="the brain on SQLite")
-    where.add_argument("--database-url", metavar="URL",
-                       help="an existing postgresql:// database for the brain (default: a new "
-                            "one on 127.0.0.1:5432, dropped afterwards)")  # fmt: skip
-    parser.add_argument("--redis-url", metavar="URL",
-                        help="the Redis database the engines use (default: a free one claimed "
-                             "on 127.0.0.1:6379)")  # fmt: skip
-    parser.add_argument("--cron", default="* * * * * */2",
-                        help="the cron schedules' expression (every 2 s; seconds last)")  # fmt: skip
+    where.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="an existing postgresql:// database for the brain (default: a new "
+        "one on 127.0.0.1:5432, dropped afterwards)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="the Redis database the engines use (default: a free one claimed on 127.0.0.1:6379)",
+    )
+    parser.add_argument(
+        "--cron",
+        default="* * * * * */2",
+        help="the cron schedules' expression (every 2 s; seconds last)",
+    )
     parser.add_argument("--every", default="3s", help="the interval schedules' period (3s)")
-    parser.add_argument("--engines", default=",".join(BY_NAME),
-                        help="which engines, comma-separated (all six)")  # fmt: skip
-    parser.add_argument("--plain", action="store_true",
-                        help="print lines instead of redrawing the screen")  # fmt: skip
+    parser.add_argument(
+        "--engines", default=",".join(BY_NAME), help="which engines, comma-separated (all six)"
+    )
+    parser.add_argument(
+        "--plain", action="store_true", help="print lines instead of redrawing the screen"
+    )
     parser.add_argument("--refresh", type=float, default=1.0, help="seconds between refreshes")
     parser.add_argument("--keep", action="store_true", help="keep the run's folder and logs")
+    parser.add_argument("--json", metavar="PATH", help="also write the summary's figures here")
     options = parser.parse_args(argv)
     unknown = set(options.engines.split(",")) - set(BY_NAME)
     if unknown:
@@ -256,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pythons = engine_pythons({e.environment for e in engines})
     workdir = Path(tempfile.mkdtemp(prefix="z4j-fleet-"))
-    all_once = False
+    figures: dict[str, Any] = {}
     with redis_slice(options.redis_url) as redis_url, brain_database(options) as database:
         fleet = Fleet(workdir, pythons, redis_url, database, say=say, engines=engines)
         try:
@@ -276,15 +316,35 @@ def main(argv: list[str] | None = None) -> int:
             snapshot = fleet.settle(settle_for)
             for command in (["agents"], ["tasks", "--limit", "30"], ["schedules", "list", "--all"]):
                 fleet.z4j(*command)
-            all_once = summary(fleet, snapshot)
+            figures = summary(fleet, snapshot)
         except KeyboardInterrupt:
             say("interrupted")
         finally:
             say("stopping every process...")
             fleet.stop()
             left = [w.argv[0] for w in fleet.workers if w.process.poll() is None]
-            say(f"stopped: brain and {len(fleet.workers)} engine processes"
-                + (f"; still running: {left}" if left else "; nothing left running"))  # fmt: skip
+            say(
+                f"stopped: brain and {len(fleet.workers)} engine processes"
+                + (f"; still running: {left}" if left else "; nothing left running")
+            )
+    all_once = bool(figures) and all(row["ok"] for row in figures.values())
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(
+        f"every fire ran exactly once in its engine: {'yes' if all_once else 'NO'}; "
+        f"load average at the end: {load} ({os.cpu_count()} CPUs)"
+    )
+    if options.json:
+        report = {
+            "duration_s": options.duration,
+            "database": "sqlite" if options.sqlite else "postgres",
+            "cron": options.cron,
+            "every": options.every,
+            "load_average": os.getloadavg(),
+            "every_fire_ran_once": all_once,
+            "engines": figures,
+        }
+        Path(options.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"figures written to {options.json}")
     if options.keep:
         print(f"kept {workdir}")
     else:

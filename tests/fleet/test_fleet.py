@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "fleet_app"))
 
 import envs  # noqa: E402
-from engines import ENGINES, Engine  # noqa: E402
+from engines import APP, ENGINES, Engine  # noqa: E402
 from fleet import Fleet, Schedule  # noqa: E402
 
 from z4j_core.scheduling import fire_id, parse_fire_id, schedule_from_dict  # noqa: E402
@@ -71,14 +71,21 @@ class Outcome:
         return set()
 
 
-def _recurring_fired_past(fleet: Fleet, cut: float) -> bool:
+def _not_fired_past(fleet: Fleet, cut: float) -> dict[str, list[str]]:
+    """The schedules that have not fired past `cut` yet (one-shots: not at all), each with its
+    latest fires' states, for the failure message."""
+    waiting: dict[str, list[str]] = {}
     for schedule in fleet.schedules:
-        if schedule.kind in ("cron", "every"):
-            if not any(f["slot"] >= cut for f in fleet.fires(schedule)):
-                return False
-        elif schedule.kind == "once" and not fleet.fires(schedule):
-            return False
-    return True
+        if schedule.kind == "solar":
+            continue
+        fires = fleet.fires(schedule)
+        done = fires if schedule.kind == "once" else [f for f in fires if f["slot"] >= cut]
+        if not done:
+            waiting[schedule.name] = [
+                f"{f['fire_id']} {f['state']} {f['reason'] or ''} task={f['task_state']}".strip()
+                for f in fires[-3:]
+            ]
+    return waiting
 
 
 @pytest.fixture(scope="module")
@@ -101,11 +108,11 @@ def outcome(
             fleet.create_schedules(cron=CRON, every=EVERY, oneshot_in=ONESHOT_IN)
             cut = max(s.created_at for s in fleet.schedules) + RUN_FOR
             deadline = time.monotonic() + FIRED_DEADLINE
-            while not _recurring_fired_past(fleet, cut):
+            while waiting := _not_fired_past(fleet, cut):
                 if time.monotonic() > deadline:
                     pytest.fail(
-                        f"not every schedule fired past the cut-off within {FIRED_DEADLINE:g}s"
-                        f"\n{_fleet_logs(fleet)}"
+                        f"not every schedule fired past the cut-off within {FIRED_DEADLINE:g}s: "
+                        f"{json.dumps(waiting, indent=1)}\n{_fleet_logs(fleet)}"
                     )
                 time.sleep(0.5)
             fleet.pause_all()
@@ -140,7 +147,9 @@ def _cli(fleet: Fleet, *args: str) -> str:
 
 
 def _fleet_logs(fleet: Fleet) -> str:
-    return "\n".join(f"--- {w.engine.name} ({w.log_path}):\n{w.output(1500)}" for w in fleet.workers)
+    return "\n".join(
+        f"--- {w.engine.name} ({w.log_path}):\n{w.output(1500)}" for w in fleet.workers
+    )
 
 
 def _slots(schedule: Schedule, after: float, through: float) -> list[float]:
@@ -181,6 +190,9 @@ def test_schedules_list_shows_ours_and_every_engines_native_ones_side_by_side(
     sources = {(o["engine"], o["source"]) for o in outcome.listing_json["observed"]}
     for engine in ENGINES:
         assert (engine.name, engine.native_source) in sources, sorted(sources)
+    # Observed under the app the agents route by (Z4J_APP), as the brain's schedules are.
+    apps = {(o["engine"], o["app"]) for o in outcome.listing_json["observed"]}
+    assert apps == {(e.name, APP) for e in ENGINES}, sorted(apps)
     rows = outcome.listing.splitlines()
     for schedule in outcome.schedules():
         assert any(row.startswith(schedule.name + " ") for row in rows), outcome.listing
@@ -209,6 +221,7 @@ def test_every_slot_fired_once_into_its_engine(outcome: Outcome, engine: str) ->
         assert len(slots) == len(set(slots)), f"{schedule.name}: a slot fired twice: {slots}"
         if schedule.kind == "once":
             expected = _slots(schedule, schedule.created_at, float("inf"))
+            assert expected, f"{schedule.name} was created after its instant: {schedule.spec}"
             assert slots == expected, f"{schedule.name}: fired {slots}, its slot is {expected}"
         else:
             expected = _slots(schedule, schedule.created_at, outcome.cut)
@@ -258,9 +271,7 @@ def test_every_fire_ran_exactly_once_in_its_own_engine(outcome: Outcome, engine:
 @pytest.mark.parametrize("engine", [e.name for e in ENGINES])
 def test_every_fired_tasks_lifecycle_reached_the_brain(outcome: Outcome, engine: str) -> None:
     wanted = _engine(engine).lifecycle
-    fires = [
-        f for s in outcome.schedules() if s.engine == engine for f in outcome.fires[s.name]
-    ]
+    fires = [f for s in outcome.schedules() if s.engine == engine for f in outcome.fires[s.name]]
     assert fires
     for fire in fires:
         kinds = [e["kind"] for e in outcome.events[fire["fire_id"]]]

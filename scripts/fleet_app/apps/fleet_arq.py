@@ -8,9 +8,9 @@ from typing import Any
 
 from arq import cron
 from arq.connections import RedisSettings
+from fleet_runs import record_async, redis_url
 
 import z4j_arq
-from fleet_runs import record_async, redis_url
 
 
 async def record(ctx: dict[str, Any], schedule: str) -> str:

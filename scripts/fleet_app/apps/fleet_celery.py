@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from celery import Celery, Task
 from celery.schedules import crontab
-
-import z4j_celery
 from fleet_runs import record as record_run
 from fleet_runs import redis_url
+
+import z4j_celery
 
 app = Celery("fleet", broker=redis_url())
 app.conf.update(
@@ -21,7 +21,10 @@ app.conf.update(
     # A native schedule, observed by the agent and listed beside the brain's (never run here:
     # the fleet starts no celery beat).
     beat_schedule={
-        "nightly-report": {"task": "fleet_celery.nightly_report", "schedule": crontab(hour=3, minute=0)}
+        "nightly-report": {
+            "task": "fleet_celery.nightly_report",
+            "schedule": crontab(hour=3, minute=0),
+        }
     },
 )
 z4j_celery.instrument(app)

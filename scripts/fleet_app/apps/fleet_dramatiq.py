@@ -6,11 +6,11 @@ from __future__ import annotations
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage
+from fleet_runs import record as record_run
+from fleet_runs import redis_url
 from periodiq import PeriodiqMiddleware, cron
 
 import z4j_dramatiq
-from fleet_runs import record as record_run
-from fleet_runs import redis_url
 
 broker = RedisBroker(url=redis_url())
 broker.add_middleware(CurrentMessage())

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from fleet_runs import record as record_run
+from fleet_runs import redis_url
 from huey import RedisHuey, crontab
 from huey.api import Task
 
 import z4j_huey
-from fleet_runs import record as record_run
-from fleet_runs import redis_url
 
 huey = z4j_huey.instrument(RedisHuey("fleet", url=redis_url()))
 

@@ -3,12 +3,12 @@ fleet_rq_cron.py` registers the native schedule; the agent reads the Z4J_* varia
 
 from __future__ import annotations
 
+from fleet_runs import record as record_run
+from fleet_runs import redis_url
 from redis import Redis
 from rq import Queue, get_current_job
 
 import z4j_rq
-from fleet_runs import record as record_run
-from fleet_runs import redis_url
 
 
 def record(schedule: str) -> str:
