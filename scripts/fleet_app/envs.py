@@ -96,8 +96,9 @@ def uv_command() -> list[str] | None:
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     """One builder at a time per environment (a test and a hand-run fleet may start together)."""
-    lock_path = folder.with_name(folder.name + ".lock")
-    with open(lock_path, "w") as lock:
+    locks = folder.parent / ".venv-fleet-locks"  # a folder, so .gitignore's `.venv*/` covers it
+    locks.mkdir(exist_ok=True)
+    with open(locks / f"{folder.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
