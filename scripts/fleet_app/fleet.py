@@ -128,6 +128,7 @@ class Fleet:
             database=database,
             python=str(self.pythons["main"]),
             env={"Z4J_LEADER_LOCK_KEY": str(advisory_lock_base() + 0x7A13)},
+            new_session=True,
         )
         self.redis = Redis.from_url(redis_url)
         self.workers: list[WorkerProcess] = []

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -32,6 +33,11 @@ from z4j_core.testing import services
 PROBLEM_FIRE_STATES = ("missed", "unknown", "rejected", "failed", "duplicate")
 EVENT_KINDS = ("enqueued", "received", "started", "succeeded", "failed", "retried")
 CLEAR = "\033[H\033[2J"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def bold(text: str) -> str:
@@ -294,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         print(f"{time.monotonic() - began:6.1f}s  {text}", flush=True)
 
+    for stop_signal in STOP_SIGNALS[1:]:  # a closed terminal or `kill` stops it like Ctrl-C
+        signal.signal(stop_signal, _interrupt)
     pythons = engine_pythons({e.environment for e in engines})
     workdir = Path(tempfile.mkdtemp(prefix="z4j-fleet-"))
     figures: dict[str, Any] = {}
@@ -319,7 +327,11 @@ def main(argv: list[str] | None = None) -> int:
             figures = summary(fleet, snapshot)
         except KeyboardInterrupt:
             say("interrupted")
+        except RuntimeError as exc:  # a worker that died, a brain or a z4j command that failed
+            say(f"the fleet failed: {exc}")
         finally:
+            for stop_signal in STOP_SIGNALS:  # stopping is bounded: let nothing interrupt it
+                signal.signal(stop_signal, signal.SIG_IGN)
             say("stopping every process...")
             fleet.stop()
             left = [w.argv[0] for w in fleet.workers if w.process.poll() is None]
