@@ -36,7 +36,6 @@ TERMINAL_TASK_STATES = frozenset(
     {"succeeded", "failed", "revoked", "cancelled", "expired", "rejected", "skipped", "locked",
      "dead_lettered"}
 )  # fmt: skip
-KINDS = ("cron", "every", "once", "solar")
 
 
 @dataclass
@@ -236,7 +235,9 @@ class Fleet:
         for line in (result.stdout + result.stderr).rstrip().splitlines():
             self.say(f"    {line}")
 
-    def z4j_many(self, commands: list[list[str]], echo: bool = True) -> list[Any]:
+    def z4j_many(
+        self, commands: list[list[str]], echo: bool = True
+    ) -> list[subprocess.CompletedProcess[str]]:
         """Run several `z4j` commands four at a time; show them in order; fail on the first
         that failed."""
         with ThreadPoolExecutor(max_workers=4) as pool:
