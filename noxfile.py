@@ -70,6 +70,7 @@ nox.options.sessions = [
     "packaging",
     "faults",
     "bench_report",
+    "fleet",
 ]
 
 # One id for the whole run, so every session's tests share the same service slices.
@@ -209,3 +210,20 @@ def bench_report(session: nox.Session) -> None:
     load warnings and the PNG charts (matplotlib). No bench runs here and nothing is timed."""
     session.install(*TEST_TOOLS, "matplotlib", "-e", CORE)
     run_pytest(session, "tests/bench_report")
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def fleet(session: nox.Session) -> None:
+    """The fleet end to end (tests/fleet): a brain on Postgres and one real worker per engine
+    with the agent, schedules of every kind created through the CLI, each slot checked to have
+    fired once into the right engine. Huey, RQ and Dramatiq run in this session's environment;
+    Celery, arq and taskiq, whose redis-py pins clash, in environments of their own that the
+    test makes with uv exactly as `scripts/fleet` does (scripts/fleet_app/envs.py, cached in
+    .venv-fleet-*)."""
+    sys.path.insert(0, str(ROOT / "scripts" / "fleet_app"))
+    from envs import ENVIRONMENTS
+
+    main = ENVIRONMENTS["main"]
+    ours = [arg for package in main.packages for arg in ("-e", f"packages/{package}")]
+    session.install(*TEST_TOOLS, *ours, *main.requirements)
+    run_pytest(session, "tests/fleet")

@@ -232,3 +232,40 @@ def test_discovery_lists_the_apps_own_tasks_not_celerys(memory_app: Celery) -> N
     assert not [n for n in names if n.startswith("celery.")], names
     assert next(t for t in tasks if t.name == "units.add").queue == "units"
     assert plugin.z4j_registered_tasks(object()) is None  # type: ignore[arg-type]
+
+
+class _Received:
+    """What `task_received` hands over, enough for the capture."""
+
+    def __init__(self, task_id: str) -> None:
+        self.id = task_id
+        self.name = "units.add"
+        self.eta = None
+        self.hostname = "celery@units"
+        self.args, self.kwargs = [1, 2], {}
+        self.delivery_info = {"routing_key": "celery"}
+
+
+def test_a_task_received_before_its_publish_returns_is_reported_enqueued_first(
+    memory_app: Celery,
+) -> None:
+    """A worker that publishes (a z4j fire) may receive the message before Celery fires
+    `after_task_publish` in the publishing thread: `enqueued` must still come first, once."""
+    adapter, events = make_adapter(memory_app)
+    installed = adapter.capture
+    received_early: list[str] = []
+
+    def receive_now(headers: dict[str, Any] | None = None, **kw: Any) -> None:
+        task_id = (headers or {})["id"]
+        received_early.append(task_id)
+        installed.on_received(request=_Received(task_id))
+
+    signals.before_task_publish.connect(receive_now, weak=False)
+    try:
+        result = memory_app.send_task("units.add", args=[1, 2])
+    finally:
+        signals.before_task_publish.disconnect(receive_now)
+        capture.uninstall(adapter)
+    assert received_early == [result.id]
+    kinds = [(kind.value, task_id) for kind, task_id, _, _ in events]
+    assert kinds == [("enqueued", result.id), ("received", result.id)]

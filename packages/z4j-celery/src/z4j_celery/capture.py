@@ -16,6 +16,7 @@ I/O except the relay's one non-blocking send in a pool child.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -82,7 +83,11 @@ class SignalCapture:
         self.pid = os.getpid()
         self.capture_results = adapter.capture_results
         self._started: dict[str, float] = {}
-        self._publishing: dict[str, float] = {}  # task id -> when its publish began
+        # task id -> (when its publish began, sender, body, headers, routing key)
+        self._publishing: dict[str, tuple[float, Any, Any, Any, Any]] = {}
+        self._reported_early: set[str] = set()  # enqueued reported at receipt, before published
+        # Held only to report one task's `enqueued` once and before its `received` (no I/O).
+        self._order = threading.Lock()
         self.fire_ids: set[str] = set()  # fire ids being published by z4j right now
         self.agent: Any = None  # set by `instrument`: lets `enqueued` keep its publish time
         self._relay: Any = None
@@ -127,6 +132,7 @@ class SignalCapture:
         self.pid = os.getpid()
         self._started.clear()
         self._publishing.clear()
+        self._reported_early.clear()
         self.agent = agent
         self._relay = relay
         self.out = relayed
@@ -146,16 +152,19 @@ class SignalCapture:
 
     # -- the publisher ---------------------------------------------------------------------------
 
-    def on_publishing(self, sender: Any = None, headers: Any = None, **kw: Any) -> None:
-        """Note when the publish began: `after_task_publish` fires once the broker has the
-        message, by which time a fast worker may already have received and started it."""
+    def on_publishing(
+        self, sender: Any = None, body: Any = None, headers: Any = None, **kw: Any
+    ) -> None:
+        """Note when the publish began and what it publishes: `after_task_publish` fires once
+        the broker has the message, by which time a fast worker may already have received and
+        started it (see `on_received`)."""
         try:
             task_id = headers.get("id") if headers else None
             if task_id:
                 publishing = self._publishing
                 if len(publishing) >= MAX_IN_FLIGHT:
                     publishing.clear()
-                publishing[task_id] = time.time()
+                publishing[task_id] = (time.time(), sender, body, headers, kw.get("routing_key"))
         except Exception:
             self.errors += 1
 
@@ -166,33 +175,46 @@ class SignalCapture:
             if not headers or "id" not in headers:
                 return  # task protocol 1 (Celery 3 clients): nothing reliable to report
             task_id = headers["id"]
-            args = kwargs = None
-            if type(body) is tuple and len(body) >= 2:
-                args, kwargs = body[0], body[1]
-            fields: dict[str, Any] = {"queue": kw.get("routing_key") or None}
-            eta = headers.get("eta")
-            extra = _ids(headers, self.pid)
-            if eta:
-                extra["eta"] = str(eta)
-            if headers.get("expires"):
-                extra["expires"] = str(headers["expires"])
-            if task_id in self.fire_ids:
-                fields["fire_id"] = task_id
-            retries = headers.get("retries")
-            if retries:
-                fields["retries"] = int(retries)
-            self._out_at(
-                self._publishing.pop(task_id, None),
-                K.SCHEDULED if eta else K.ENQUEUED,
-                task_id,
-                headers.get("task") or str(sender),
-                args=args,
-                kwargs=kwargs,
-                extra=extra,
-                **fields,
-            )
+            with self._order:
+                publishing = self._publishing.pop(task_id, None)
+                if publishing is not None:
+                    self._report_published(*publishing)
+                elif task_id in self._reported_early:
+                    self._reported_early.discard(task_id)  # `on_received` reported it
+                else:
+                    self._report_published(None, sender, body, headers, kw.get("routing_key"))
         except Exception:
             self.errors += 1
+
+    def _report_published(
+        self, began: float | None, sender: Any, body: Any, headers: Any, routing_key: Any
+    ) -> None:
+        task_id = headers["id"]
+        args = kwargs = None
+        if type(body) is tuple and len(body) >= 2:
+            args, kwargs = body[0], body[1]
+        fields: dict[str, Any] = {"queue": routing_key or None}
+        eta = headers.get("eta")
+        extra = _ids(headers, self.pid)
+        if eta:
+            extra["eta"] = str(eta)
+        if headers.get("expires"):
+            extra["expires"] = str(headers["expires"])
+        if task_id in self.fire_ids:
+            fields["fire_id"] = task_id
+        retries = headers.get("retries")
+        if retries:
+            fields["retries"] = int(retries)
+        self._out_at(
+            began,
+            K.SCHEDULED if eta else K.ENQUEUED,
+            task_id,
+            headers.get("task") or str(sender),
+            args=args,
+            kwargs=kwargs,
+            extra=extra,
+            **fields,
+        )
 
     # -- the worker's main process ---------------------------------------------------------------
 
@@ -200,6 +222,18 @@ class SignalCapture:
         try:
             if getattr(sender, "app", self.app) is not self.app:
                 return
+            # Published by this very process (a z4j command in the worker) and received before
+            # `after_task_publish` ran: report `enqueued` now, so that this agent's sequence
+            # numbers keep the task's events in the order they happened.
+            if request.id in self._publishing:
+                with self._order:
+                    publishing = self._publishing.pop(request.id, None)
+                    if publishing is not None:
+                        reported = self._reported_early
+                        if len(reported) >= MAX_IN_FLIGHT:
+                            reported.clear()
+                        reported.add(request.id)
+                        self._report_published(*publishing)
             extra = _ids(request, self.pid)
             if request.eta is not None:
                 extra["eta"] = request.eta.isoformat()

@@ -441,7 +441,9 @@ class Agent:
             return None
         return Inventory(
             engine=adapter.engine,
-            app=adapter.app_name or self.app_name,
+            # The app this agent routes commands and reports events by (Z4J_APP / app_name
+            # first, as in its hello), so observed schedules show under the same app.
+            app=self.config.app_name or adapter.app_name or self.app_name,
             tasks=list(tasks),
             schedules=list(schedules),
             workers=[f"{self.config.host}:{self.pid}"],

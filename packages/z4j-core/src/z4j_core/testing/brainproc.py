@@ -39,13 +39,18 @@ class BrainProcess:
         database: str | None = None,
         python: str = sys.executable,
         env: dict[str, str] | None = None,
+        *,
+        new_session: bool = False,
     ) -> None:
+        """new_session: run the brain in a session of its own, so a Ctrl-C meant for the
+        program driving it (which stops it in order) does not reach it first."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.database = database or str(self.workdir / "brain.sqlite3")
         self.python = python
         self.env = {**os.environ, "Z4J_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}
+        self.new_session = new_session
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "brain.log"
 
@@ -93,6 +98,7 @@ class BrainProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,
+            start_new_session=self.new_session,
         )
         log.close()
         deadline = time.monotonic() + timeout
