@@ -82,8 +82,18 @@ class Host:
         self.stderr = text[-4000:]
 
     def opens_of(self, n: int) -> list[dict[str, Any]]:
+        """Every agent's ``n``-th session."""
         with self._lock:
             return [o for o in self.opens if o["n"] == n]
+
+    def reopens_after(self, instant: float) -> dict[int, float]:
+        """Agent index -> the instant of its first session opened after ``instant``."""
+        found: dict[int, float] = {}
+        with self._lock:
+            for o in self.opens:
+                if o["t"] > instant and o["i"] not in found:
+                    found[o["i"]] = o["t"]
+        return found
 
     def stop(self) -> dict[str, Any] | None:
         if self.process.poll() is None:
@@ -95,6 +105,9 @@ class Host:
                 self.process.wait(5)
         self._reader.join(5)
         self._errors.join(5)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
         return self.final
 
 
@@ -146,7 +159,7 @@ class StormResult:
     hosts: int
     sigterm_at: float = 0.0
     down_at: float = 0.0  # the old brain process exited
-    back_at: float = 0.0  # the new brain answered /healthz for the first time
+    back_at: float = 0.0  # the new brain's first answer to a probe or first agent session
     first_opens: list[float] = field(default_factory=list)
     reopens: dict[int, float] = field(default_factory=dict)  # agent index -> reconnect instant
     probes: list[Probe] = field(default_factory=list)
@@ -157,7 +170,7 @@ class StormResult:
 
     @property
     def reconnect_delays(self) -> list[float]:
-        """Seconds from the new brain's first /healthz answer to each agent's new session."""
+        """Seconds from the new brain being back to each agent's new session."""
         return sorted(t - self.back_at for t in self.reopens.values())
 
     def probes_after_back(self) -> list[Probe]:
@@ -235,10 +248,10 @@ def run_storm(
         answered = [
             p.t for p in prober.samples if p.latency is not None and p.t > result.down_at
         ]
-        result.back_at = min([time.time(), *answered])
+        back_at = min([time.time(), *answered])
 
         def all_reconnected_and_acked() -> bool:
-            reopened = sum(len(h.opens_of(2)) for h in running)
+            reopened = sum(len(h.reopens_after(result.down_at)) for h in running)
             acked = sum(int(h.status["acked"]) for h in running)
             return reopened >= agents and acked >= 2 * agents
 
@@ -247,7 +260,10 @@ def run_storm(
         time.sleep(1.0)  # a second of probes after the storm
         result.probes = prober.stop()
         prober = None
-        result.reopens = {o["i"]: o["t"] for h in running for o in h.opens_of(2)}
+        result.reopens = {i: t for h in running for i, t in h.reopens_after(result.down_at).items()}
+        # Back: the first sign of the new brain, an answered probe or an agent's new session
+        # (probes come every 100 ms, so an agent may get in first).
+        result.back_at = min(back_at, *result.reopens.values())
         result.instances = {o["instance"] for h in running for o in h.opens_of(1)}
         result.events_by_agent = stored_events_by_agent(brain)
     finally:
