@@ -68,6 +68,7 @@ nox.options.sessions = [
     "arq",
     "taskiq",
     "packaging",
+    "soak",
 ]
 
 # One id for the whole run, so every session's tests share the same service slices.
@@ -188,3 +189,12 @@ def packaging(session: nox.Session) -> None:
     """Build every distribution and install it from the built files into fresh environments."""
     session.install(*TEST_TOOLS, "uv==0.13.8", "-e", CORE)
     run_pytest(session, "tests/distribution")
+
+
+@nox.session(python=LOWEST_PYTHON)
+def soak(session: nox.Session) -> None:
+    """Load: a reconnect storm of 200 simulated agents through a brain restart, and a short soak
+    (75 s of steady events and fires into a Huey consumer). Full counts: bench/bench_storm.py,
+    bench/soak.py."""
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "psycopg[binary]")
+    run_pytest(session, "tests/soak")
