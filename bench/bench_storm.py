@@ -56,9 +56,7 @@ def figures(result: StormResult) -> dict[str, Any]:
             "p99_ms": 1000 * percentile(values, 0.99) if values else None,
             "max_ms": 1000 * max(values) if values else None,
         }
-    before = [
-        p.latency for p in result.probes if p.t < result.sigterm_at and p.latency is not None
-    ]
+    before = [p.latency for p in result.probes if p.t < result.sigterm_at and p.latency is not None]
     attempts = [max(0, a["connects"] - 1) for a in result.finals]
     stored = sum(result.events_by_agent.values())
     return {
@@ -140,7 +138,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="z4j-bench-storm-"))
     load_before = os.getloadavg()
     result = run_storm(
-        work, options.agents, options.hosts, options.tokens, database=options.database_url
+        work,
+        options.agents,
+        hosts=options.hosts,
+        tokens=options.tokens,
+        database=options.database_url,
     )
     load_after = os.getloadavg()
     found = figures(result)

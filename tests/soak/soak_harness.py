@@ -97,8 +97,8 @@ class Emitter:
     """One `soak_emitter.py` process and the lines it wrote."""
 
     def __init__(
-        self, name: str, brain: BrainProcess, token: str, rate: float, start: float, end: float,
-        spool: Path,
+        self, name: str, brain: BrainProcess, *, token: str, rate: float, start: float,
+        end: float, spool: Path,
     ) -> None:  # fmt: skip
         env = {
             **os.environ,
@@ -233,8 +233,8 @@ class Soak:
         rate = plan.events_per_s / plan.emitters
         for k in range(plan.emitters):
             self.emitters.append(
-                Emitter(f"e{k}", self.brain, emitter_token, rate, self.start, self.end,
-                        self.workdir / f"spool-{k}")
+                Emitter(f"e{k}", self.brain, token=emitter_token, rate=rate, start=self.start,
+                        end=self.end, spool=self.workdir / f"spool-{k}")
             )  # fmt: skip
         self._db = Database(self.brain.database)
         self._answered_after = self.start
@@ -364,9 +364,7 @@ class Soak:
             "WHERE engine = 'soak'"
         )
         fire_ids = {
-            r[0]
-            for r in self._fire_rows_slots(self.start, self.end)
-            if r[1] in self.schedule_ids
+            r[0] for r in self._fire_rows_slots(self.start, self.end) if r[1] in self.schedule_ids
         }
         counts = self.sink_counts()
         ran = {f: counts[f] for f in fire_ids if counts.get(f, 0) >= 1}

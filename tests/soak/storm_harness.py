@@ -61,10 +61,11 @@ class Host:
         self.stderr = ""
         self._lock = threading.Lock()
         assert self.process.stdout is not None and self.process.stderr is not None
-        self._reader = threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True)
-        self._reader.start()
-        self._errors = threading.Thread(target=self._drain, args=(self.process.stderr,), daemon=True)
-        self._errors.start()
+        self._reader = threading.Thread(target=self._read, args=(self.process.stdout,))
+        self._errors = threading.Thread(target=self._drain, args=(self.process.stderr,))
+        for thread in (self._reader, self._errors):
+            thread.daemon = True
+            thread.start()
 
     def _read(self, stream: IO[str]) -> None:
         for line in stream:
@@ -210,6 +211,7 @@ def wait_until(probe: Any, timeout: float, what: str, hosts: list[Host]) -> None
 def run_storm(
     workdir: Path,
     agents: int,
+    *,
     hosts: int = 4,
     tokens: int = 10,
     database: str | None = None,
@@ -245,9 +247,7 @@ def run_storm(
         brain.stop()  # SIGTERM, waits for the process to exit
         result.down_at = time.time()
         brain.start(timeout=60)
-        answered = [
-            p.t for p in prober.samples if p.latency is not None and p.t > result.down_at
-        ]
+        answered = [p.t for p in prober.samples if p.latency is not None and p.t > result.down_at]
         back_at = min([time.time(), *answered])
 
         def all_reconnected_and_acked() -> bool:
