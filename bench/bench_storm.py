@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE.parent / "tests" / "soak"))
 from storm_harness import StormResult, percentile, run_storm  # noqa: E402
 
 
-def histogram(delays: list[float], width: float = 0.5) -> list[tuple[float, int]]:
+def histogram(delays: list[float], width: float = 1.0) -> list[tuple[float, int]]:
     """(bucket start, agents reconnected in [start, start + width)) up to the last agent."""
     if not delays:
         return []
@@ -69,7 +69,7 @@ def figures(result: StormResult) -> dict[str, Any]:
         "reconnect_p99_s": percentile(delays, 0.99),
         "reconnect_max_s": delays[-1],
         "sigterm_to_all_back_s": last_back - result.sigterm_at,
-        "histogram_0_5s": histogram(delays),
+        "histogram_1s": histogram(delays),
         "probe_latency_during_storm": latency,
         "probe_latency_before_ms": 1000 * statistics.median(before) if before else None,
         "probes_unanswered_after_back": len(result.probes_after_back()) - len(answered_after),
@@ -96,11 +96,11 @@ def report(found: dict[str, Any]) -> None:
         f"max {found['reconnect_max_s']:.2f} s"
     )
     print(f"  every agent back {found['sigterm_to_all_back_s']:.2f} s after the SIGTERM")
-    print("  reconnects per half second after the brain is back:")
-    peak = max(n for _, n in found["histogram_0_5s"])
-    for start, count in found["histogram_0_5s"]:
+    print("  reconnects per second after the brain is back:")
+    peak = max(n for _, n in found["histogram_1s"])
+    for start, count in found["histogram_1s"]:
         bar = "#" * max(1 if count else 0, round(40 * count / peak))
-        print(f"    {start:5.1f}-{start + 0.5:4.1f} s {count:5d} {bar}")
+        print(f"    {start:4.0f}-{start + 1:3.0f} s {count:5d} {bar}")
     print(
         f"  connect attempts per agent while the brain was away: median "
         f"{found['connect_attempts_per_agent']['median']}, "

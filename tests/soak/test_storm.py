@@ -1,7 +1,8 @@
 """A reconnect storm, reduced for CI: 200 simulated agents (real `Link`s, real tokens, the signed
 handshake) on a real brain that is stopped with SIGTERM and started again on the same port and
 database. Every agent comes back and its batches are stored once; the brain answers `/healthz`
-and its API throughout. The full 1,000-agent run with figures is `bench/bench_storm.py`.
+and its API throughout; the reconnect delays that spread the storm are uniformly jittered. The
+full 1,000-agent run with figures is `bench/bench_storm.py`.
 """
 
 from __future__ import annotations
