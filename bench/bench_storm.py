@@ -63,6 +63,10 @@ def figures(result: StormResult) -> dict[str, Any]:
         "agents": result.agents,
         "hosts": result.hosts,
         "stop_seconds": result.down_at - result.sigterm_at,
+        "stop_exit_code": result.exit_code,
+        "all_disconnected_s": (
+            None if result.disconnected_at is None else result.disconnected_at - result.sigterm_at
+        ),
         "restart_seconds": result.back_at - result.down_at,
         "reconnect_p50_s": percentile(delays, 0.5),
         "reconnect_p90_s": percentile(delays, 0.9),
@@ -86,9 +90,12 @@ def figures(result: StormResult) -> dict[str, Any]:
 def report(found: dict[str, Any]) -> None:
     agents = found["agents"]
     print(f"reconnect storm: {agents} agents in {found['hosts']} processes")
+    dropped = found["all_disconnected_s"]
     print(
-        f"  brain stop (SIGTERM to exit) {found['stop_seconds']:.2f} s, "
-        f"restart (exit to back) {found['restart_seconds']:.2f} s"
+        f"  brain stop: SIGTERM to every agent disconnected "
+        f"{'-' if dropped is None else f'{dropped:.2f}'} s, to exit {found['stop_seconds']:.2f} s "
+        f"(exit code {found['stop_exit_code']}); restart (exit to back) "
+        f"{found['restart_seconds']:.2f} s"
     )
     print(
         f"  reconnect after the brain is back: p50 {found['reconnect_p50_s']:.2f} s, "

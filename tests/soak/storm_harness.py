@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -57,6 +58,7 @@ class Host:
         )
         self.opens: list[dict[str, Any]] = []
         self.status: dict[str, Any] = {"connected": 0, "acked": 0}
+        self.statuses: list[dict[str, Any]] = []
         self.final: dict[str, Any] | None = None
         self.stderr = ""
         self._lock = threading.Lock()
@@ -75,6 +77,7 @@ class Host:
                     self.opens.append(message)
                 elif message["type"] == "status":
                     self.status = message
+                    self.statuses.append(message)
                 elif message["type"] == "final":
                     self.final = message
 
@@ -160,6 +163,8 @@ class StormResult:
     hosts: int
     sigterm_at: float = 0.0
     down_at: float = 0.0  # the old brain process exited
+    exit_code: int | None = None  # the old brain's (0: it shut down cleanly on SIGTERM)
+    disconnected_at: float | None = None  # no agent connected any more (hosts report twice a s)
     back_at: float = 0.0  # the new brain's first answer to a probe or first agent session
     first_opens: list[float] = field(default_factory=list)
     reopens: dict[int, float] = field(default_factory=dict)  # agent index -> reconnect instant
@@ -195,6 +200,28 @@ def stored_events_by_agent(brain: BrainProcess) -> Counter[str]:
         with sqlite3.connect(brain.database) as db:
             rows = db.execute(query).fetchall()
     return Counter({str(a): int(n) for a, n in rows})
+
+
+def stop_patiently(brain: BrainProcess, patience: float = 120.0) -> int | None:
+    """SIGTERM, then wait for the exit (SIGKILL only past ``patience``); the exit code."""
+    process = brain.process
+    assert process is not None
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(patience)
+    except subprocess.TimeoutExpired:
+        brain.kill()
+        return None
+
+
+def all_disconnected_at(hosts: list[Host], after: float) -> float | None:
+    """The first status instant after ``after`` at which every host reported no connection."""
+    instants = sorted({s["t"] for h in hosts for s in h.statuses if s["t"] > after})
+    for instant in instants:
+        latest = [next((s for s in reversed(h.statuses) if s["t"] <= instant), None) for h in hosts]
+        if all(s is not None and s["connected"] == 0 for s in latest):
+            return instant
+    return None
 
 
 def wait_until(probe: Any, timeout: float, what: str, hosts: list[Host]) -> None:
@@ -244,7 +271,7 @@ def run_storm(
         prober = Prober(brain).start()
         time.sleep(1.0)  # a second of probes before the restart
         result.sigterm_at = time.time()
-        brain.stop()  # SIGTERM, waits for the process to exit
+        result.exit_code = stop_patiently(brain)
         result.down_at = time.time()
         brain.start(timeout=60)
         answered = [p.t for p in prober.samples if p.latency is not None and p.t > result.down_at]
@@ -261,6 +288,7 @@ def run_storm(
         result.probes = prober.stop()
         prober = None
         result.reopens = {i: t for h in running for i, t in h.reopens_after(result.down_at).items()}
+        result.disconnected_at = all_disconnected_at(running, result.sigterm_at)
         # Back: the first sign of the new brain, an answered probe or an agent's new session
         # (probes come every 100 ms, so an agent may get in first).
         result.back_at = min(back_at, *result.reopens.values())
