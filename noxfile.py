@@ -71,6 +71,7 @@ nox.options.sessions = [
     "faults",
     "bench_report",
     "fleet",
+    "soak",
 ]
 
 # One id for the whole run, so every session's tests share the same service slices.
@@ -227,3 +228,9 @@ def fleet(session: nox.Session) -> None:
     ours = [arg for package in main.packages for arg in ("-e", f"packages/{package}")]
     session.install(*TEST_TOOLS, *ours, *main.requirements)
     run_pytest(session, "tests/fleet")
+def soak(session: nox.Session) -> None:
+    """Load: a reconnect storm of 200 simulated agents through a brain restart, and a short soak
+    (75 s of steady events and fires into a Huey consumer). Full counts: bench/bench_storm.py,
+    bench/soak.py."""
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "psycopg[binary]")
+    run_pytest(session, "tests/soak")

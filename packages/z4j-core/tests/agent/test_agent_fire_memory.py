@@ -7,7 +7,7 @@ import multiprocessing
 import time
 from pathlib import Path
 
-from z4j_core.agent.commands import FireMemory
+from z4j_core.agent.commands import COMPACT_WHILE_RUNNING, FireMemory
 
 
 def test_a_claim_is_seen_by_another_process_memory_on_the_same_log(tmp_path: Path) -> None:
@@ -58,6 +58,28 @@ def test_the_log_is_compacted_and_others_follow_the_new_file(tmp_path: Path) -> 
     assert other.claim("keep") == "k"
     assert memory.claim("keep") == "k"  # the old handle notices the new file
     assert memory.claim("f1") is None
+
+
+def test_a_long_lived_process_remembers_a_bounded_number_of_fires(tmp_path: Path) -> None:
+    """A worker fed fires for days: memory keeps the newest `max_entries`, and the log is
+    compacted as it goes instead of growing by two lines per fire forever."""
+    log = tmp_path / "fires-app.log"
+    memory = FireMemory(log, max_entries=100)
+    for i in range(40_000):
+        assert memory.claim(f"f{i:05d}") is None
+        memory.settle(f"f{i:05d}", f"n{i}")
+    assert memory.claim("f39999") == "n39999"  # the newest are remembered
+    assert memory.claim("f00000") is None  # the oldest were forgotten
+    assert log.stat().st_size < COMPACT_WHILE_RUNNING + 4096  # 40,000 fires wrote 2.4 MB
+    assert FireMemory(log).claim("f39990") == "n39990"  # the compacted log still holds them
+
+
+def test_without_a_log_the_memory_is_bounded_too() -> None:
+    memory = FireMemory(None, max_entries=10)
+    for i in range(50):
+        assert memory.claim(f"f{i}") is None
+    assert memory.claim("f49") == ""
+    assert memory.claim("f0") is None
 
 
 def _claim_all(path: str, fire_ids: list[str], results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
