@@ -70,7 +70,7 @@ def measure(
     label: str = "",
 ) -> dict[str, Any]:
     """Run one configuration and return its `fire_latency` result (also printed)."""
-    period = schedules / rate
+    period = round(schedules / rate, 6)
     with rig(engine, python, work, redis_db, database_url) as r:
         base = datetime.now(timezone.utc).replace(microsecond=0)
         # No slot before every schedule exists: creating them takes a while.
@@ -80,8 +80,8 @@ def measure(
         began_creating = time.monotonic()
         ids = create_schedules(r.brain, bodies)
         created_in = time.monotonic() - began_creating
-        ready = max(start.timestamp(), time.time())
-        began = base.timestamp() + -(-(ready + WARM_UP - base.timestamp()) // period) * period
+        # Any window of whole periods holds the same number of slots of every schedule.
+        began = max(start.timestamp(), time.time()) + WARM_UP
         ended = began + seconds
         print(
             f"{engine.name}: {schedules} schedules of {period:g} s created in {created_in:.1f} s; "

@@ -354,7 +354,7 @@ def tally(
             per_slot.setdefault(key, []).append(row)
     latencies, states = [], Counter[str]()
     missing = doubled = once = never = twice = 0
-    for key in wanted:
+    for key in sorted(wanted, key=lambda k: (k[1], k[0])):  # samples in slot order
         found = per_slot.get(key, [])
         states.update(r["state"] for r in found)
         enqueued = [r for r in found if r["state"] == "enqueued" and r["answered_at"]]
@@ -404,10 +404,12 @@ def result(config: dict[str, Any], samples_ms: list[float], missing: int, double
 
 
 def describe(samples_ms: list[float]) -> str:
+    import statistics
+
     if not samples_ms:
         return "no fires"
     return (
-        f"p50 {pct(samples_ms, 0.5):.1f} ms, p99 {pct(samples_ms, 0.99):.1f} ms, "
+        f"p50 {statistics.median(samples_ms):.1f} ms, p99 {pct(samples_ms, 0.99):.1f} ms, "
         f"max {max(samples_ms):.1f} ms, min {min(samples_ms):.1f} ms"
     )
 
