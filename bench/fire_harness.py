@@ -283,7 +283,9 @@ def interval_bodies(
     return bodies, anchors
 
 
-FIRE_COLUMNS = "fire_id, schedule_id, kind, slot, due_at, state, native_id, answered_at"
+FIRE_COLUMNS = (
+    "fire_id, schedule_id, kind, slot, due_at, state, native_id, created_at, sent_at, answered_at"
+)
 
 
 def fire_rows(brain: BrainProcess, schedule_ids: set[str]) -> list[dict[str, Any]]:
@@ -329,10 +331,20 @@ class Tally:
     executed_once: int
     not_executed: int
     executed_twice: int
+    #: Where the time went, per enqueued fire (ms after the slot): the leader's tick popped it
+    #: (`created_at`), the claim ran in the store's writer (`sent_at`), the answer arrived.
+    phases: dict[str, list[float]] = field(default_factory=dict)
 
     def describe(self) -> str:
         states = ", ".join(f"{k} {v}" for k, v in sorted(self.states.items()))
+        where = "; ".join(
+            f"{name} p50 {pct(values, 0.5):.1f} / p99 {pct(values, 0.99):.1f} ms"
+            for name, values in (("popped by the tick", self.phases.get("created_at", [])),
+                                 ("claimed in the writer", self.phases.get("sent_at", [])))
+            if values
+        )  # fmt: skip
         return (
+            f"after the slot: {where}\n  "
             f"{self.slots} slots, {self.fires} fires ({states}); missing {self.missing}, "
             f"doubled {self.doubled}; executions: once {self.executed_once}, never "
             f"{self.not_executed}, more than once {self.executed_twice}"
@@ -353,6 +365,7 @@ def tally(
         if key in wanted:
             per_slot.setdefault(key, []).append(row)
     latencies, states = [], Counter[str]()
+    phases: dict[str, list[float]] = {}
     missing = doubled = once = never = twice = 0
     for key in sorted(wanted, key=lambda k: (k[1], k[0])):  # samples in slot order
         found = per_slot.get(key, [])
@@ -365,6 +378,9 @@ def tally(
             continue
         fire = enqueued[0]
         latencies.append((fire["answered_at"] - fire["slot"]) * 1000)
+        for phase in ("created_at", "sent_at"):
+            if fire.get(phase):
+                phases.setdefault(phase, []).append((fire[phase] - fire["slot"]) * 1000)
         if executions is not None:
             runs = executions.get(str(fire["native_id"] or fire["fire_id"]), 0)
             once += runs == 1
@@ -373,7 +389,7 @@ def tally(
     if executions is not None:
         doubled += twice
     return Tally(latencies, len(wanted), sum(len(v) for v in per_slot.values()), missing,
-                 doubled, states, once, never, twice)  # fmt: skip
+                 doubled, states, once, never, twice, phases)  # fmt: skip
 
 
 # -- figures and the report's JSON -------------------------------------------------------------
