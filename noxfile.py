@@ -68,6 +68,7 @@ nox.options.sessions = [
     "arq",
     "taskiq",
     "packaging",
+    "bench_fire",
 ]
 
 # One id for the whole run, so every session's tests share the same service slices.
@@ -188,3 +189,11 @@ def packaging(session: nox.Session) -> None:
     """Build every distribution and install it from the built files into fresh environments."""
     session.install(*TEST_TOOLS, "uv==0.13.8", "-e", CORE)
     run_pytest(session, "tests/distribution")
+
+
+@nox.session(python=LOWEST_PYTHON)
+def bench_fire(session: nox.Session) -> None:
+    """The fire-latency benchmarks' counting (slots, missing, doubled) and one short run of
+    bench/bench_fire_latency.py into a real Huey consumer through a real brain (about 20 s)."""
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "redis")
+    run_pytest(session, "tests/bench_fire")

@@ -44,11 +44,11 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench_fire_latency import measure
+from bench_fire_latency import as_number, measure
 from fire_harness import (
     ENGINES,
     Process,
@@ -108,7 +108,7 @@ def print_classic(name: str, samples: list[float], slots: int, missing: int, dou
 
 
 def run_beat(
-    python: str, work: Path, redis_db: int, count: int, period: float, seconds: float
+    python: str, work: Path, *, redis_db: int, count: int, period: float, seconds: float
 ) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     redis_url = f"redis://127.0.0.1:6379/{redis_db}"
@@ -156,14 +156,20 @@ def run_beat(
     samples, slots, missing, doubled = lateness(runs, anchors, period, began, ended)
     print_classic("celery beat", samples, slots, missing, doubled)
     config = {"scheduler": "celery beat", "engine": "celery", "schedules": count,
-              "period_s": period}  # fmt: skip
+              "period_s": as_number(period)}  # fmt: skip
     return result(config, samples, missing, doubled)
 
 
 def run_rq_scheduler(
-    python: str, work: Path, redis_db: int, count: int, period: float, seconds: float,
+    python: str,
+    work: Path,
+    *,
+    redis_db: int,
+    count: int,
+    period: float,
+    seconds: float,
     interval: float,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     from redis import Redis
     from rq_scheduler import Scheduler
 
@@ -213,20 +219,27 @@ def run_rq_scheduler(
     samples, slots, missing, doubled = lateness(runs, anchors, period, began, ended)
     print_classic("rq-scheduler", samples, slots, missing, doubled)
     config = {"scheduler": "rq-scheduler", "engine": "rq", "schedules": count,
-              "period_s": period}  # fmt: skip
+              "period_s": as_number(period)}  # fmt: skip
     return result(config, samples, missing, doubled)
 
 
 def run_z4j(
-    engine: str, python: str, work: Path, redis_db: int, count: int, period: float,
-    seconds: float, database_url: str | None,
-) -> dict[str, Any]:  # fmt: skip
+    engine: str,
+    python: str,
+    work: Path,
+    *,
+    redis_db: int,
+    count: int,
+    period: float,
+    seconds: float,
+    database_url: str | None,
+) -> dict[str, Any]:
     entry = measure(
         ENGINES[engine], python, work, schedules=count, rate=count / period, seconds=seconds,
         database_url=database_url, redis_db=redis_db, label=" (z4j)",
     )  # fmt: skip
     entry["config"] = {"scheduler": "z4j", "engine": engine, "schedules": count,
-                       "period_s": period}  # fmt: skip
+                       "period_s": as_number(period)}  # fmt: skip
     return entry
 
 
@@ -236,15 +249,17 @@ def main() -> int:
     parser.add_argument("--json", metavar="PATH", help="write the results here")
     parser.add_argument("--only", help=f"comma-separated runs of {', '.join(RUNS)}")
     parser.add_argument("--schedules", type=int, default=1000)
-    parser.add_argument("--beat-period", type=float, default=1.0,
-                        help="celery beat's entries' period (and z4j's into Celery), s")  # fmt: skip
-    parser.add_argument("--rq-period", type=float, default=60.0,
-                        help="rq-scheduler's jobs' interval (and z4j's into RQ), s")  # fmt: skip
-    parser.add_argument("--rqs-interval", type=float, default=60.0,
-                        help="rq-scheduler's polling interval, s (its default: 60)")  # fmt: skip
+    parser.add_argument(
+        "--beat-period", type=float, default=1.0, help="beat's entries' period (and z4j's), s"
+    )
+    parser.add_argument(
+        "--rq-period", type=float, default=60.0, help="rq-scheduler's jobs' interval (and z4j's), s"
+    )
+    parser.add_argument(
+        "--rqs-interval", type=float, default=60.0, help="rq-scheduler's polling, s (default 60)"
+    )
     parser.add_argument("--seconds", type=float, help="per-second window (60, quick 10)")
-    parser.add_argument("--minute-seconds", type=float,
-                        help="per-minute window (300, quick 120)")  # fmt: skip
+    parser.add_argument("--minute-seconds", type=float, help="per-minute window (300, quick 120)")
     parser.add_argument("--database-url", help="a Postgres URL for z4j's brain (default SQLite)")
     parser.add_argument("--celery-python", help="the interpreter for Celery's processes")
     parser.add_argument("--rq-python", help="the interpreter for RQ's processes")
@@ -274,20 +289,27 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="z4j-bench-classic-") as folder:
             work = Path(folder)
             for name in chosen:
-                if name == "beat":
-                    entry = run_beat(celery_python, work / name, redis_db, n,
-                                     options.beat_period, beat_window)  # fmt: skip
-                elif name == "beat-minute":
-                    entry = run_beat(celery_python, work / name, redis_db, n, 60.0, slow)
-                elif name == "z4j-celery":
-                    entry = run_z4j("celery", celery_python, work / name, redis_db, n,
-                                    options.beat_period, beat_window, options.database_url)  # fmt: skip
+                folder_of_run = work / name
+                if name in ("beat", "beat-minute"):
+                    period = options.beat_period if name == "beat" else 60.0
+                    window = slow if period >= 60 else fast
+                    entry = run_beat(celery_python, folder_of_run, redis_db=redis_db, count=n,
+                                     period=period, seconds=window)  # fmt: skip
                 elif name == "rq-scheduler":
-                    entry = run_rq_scheduler(rq_python, work / name, redis_db, n,
-                                             options.rq_period, rq_window, options.rqs_interval)  # fmt: skip
+                    entry = run_rq_scheduler(
+                        rq_python, folder_of_run, redis_db=redis_db, count=n,
+                        period=options.rq_period, seconds=rq_window,
+                        interval=options.rqs_interval,
+                    )  # fmt: skip
                 else:
-                    entry = run_z4j("rq", rq_python, work / name, redis_db, n,
-                                    options.rq_period, rq_window, options.database_url)  # fmt: skip
+                    engine = "celery" if name == "z4j-celery" else "rq"
+                    period = options.beat_period if engine == "celery" else options.rq_period
+                    entry = run_z4j(
+                        engine, celery_python if engine == "celery" else rq_python,
+                        folder_of_run, redis_db=redis_db, count=n, period=period,
+                        seconds=beat_window if engine == "celery" else rq_window,
+                        database_url=options.database_url,
+                    )  # fmt: skip
                 report.add(entry)
     finally:
         flush(f"redis://127.0.0.1:6379/{redis_db}")

@@ -39,6 +39,7 @@ from fire_harness import (
     ENGINES,
     Engine,
     Report,
+    cpu_share,
     create_schedules,
     describe,
     engine_python,
@@ -50,6 +51,7 @@ from fire_harness import (
     rig,
     sink_counts,
     tally,
+    thread_cpu,
 )
 
 from z4j_core.testing import services
@@ -76,7 +78,9 @@ def measure(
         # No slot before every schedule exists: creating them takes a while.
         start = base + timedelta(seconds=max(5, schedules // 100))
         prefix = f"lat-{engine.name}-{int(time.time()) % 100_000}-"
-        bodies, anchors = interval_bodies(engine, schedules, period, base, start, prefix)
+        bodies, anchors = interval_bodies(
+            engine, schedules, period, base=base, start=start, prefix=prefix
+        )
         began_creating = time.monotonic()
         ids = create_schedules(r.brain, bodies)
         created_in = time.monotonic() - began_creating
@@ -93,7 +97,12 @@ def measure(
             ids[b["name"]]: expected_slots(a, period, began, ended)
             for b, a in zip(bodies, anchors, strict=True)
         }
-        time.sleep(max(0.0, ended - time.time()) + 3)
+        brain_pid = r.brain.process.pid if r.brain.process else 0
+        time.sleep(max(0.0, began - time.time()))
+        cpu_before = thread_cpu(brain_pid)
+        time.sleep(max(0.0, ended - time.time()))
+        busy = cpu_share(brain_pid, cpu_before, thread_cpu(brain_pid), seconds)
+        time.sleep(3)
         # Wait for the window's fires to be answered and their jobs to run.
         deadline = time.monotonic() + 60
         while True:
@@ -108,9 +117,14 @@ def measure(
     samples = result_.latencies_ms
     print(f"{engine.name}{label}: {describe(samples)}", flush=True)
     print(f"  {result_.describe()}", flush=True)
-    config = {"engine": engine.name, "schedules": schedules, "rate_per_s": rate,
-              "seconds": seconds}  # fmt: skip
+    print(f"  the brain during the window: {busy}", flush=True)
+    config = {"engine": engine.name, "schedules": schedules, "rate_per_s": as_number(rate),
+              "seconds": as_number(seconds)}  # fmt: skip
     return result(config, samples, result_.missing, result_.doubled)
+
+
+def as_number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else round(value, 6)
 
 
 def main() -> int:

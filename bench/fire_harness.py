@@ -35,7 +35,7 @@ ROOT = HERE.parent
 APPS = HERE / "fire_apps"
 sys.path.insert(0, str(ROOT / "tests" / "scheduler"))
 
-from sched_harness import live_agents, make_brain, wait_for  # noqa: E402
+from sched_harness import live_agents, make_brain  # noqa: E402
 
 from z4j_core.testing import services  # noqa: E402
 from z4j_core.testing.brainproc import BrainProcess  # noqa: E402
@@ -264,7 +264,7 @@ def create_schedules(brain: BrainProcess, bodies: list[dict[str, Any]]) -> dict[
 
 
 def interval_bodies(
-    engine: Engine, count: int, period: float, base: datetime, start: datetime, prefix: str
+    engine: Engine, count: int, period: float, *, base: datetime, start: datetime, prefix: str
 ) -> tuple[list[dict[str, Any]], list[float]]:
     """`count` interval schedules of `period` seconds, anchors spread evenly over one period
     from `base`; returns the bodies and each schedule's anchor (epoch seconds)."""
@@ -400,7 +400,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def result(config: dict[str, Any], samples_ms: list[float], missing: int, doubled: int) -> dict[str, Any]:
+def result(
+    config: dict[str, Any], samples_ms: list[float], missing: int, doubled: int
+) -> dict[str, Any]:
     import statistics
 
     ok = bool(samples_ms)
@@ -458,6 +460,32 @@ class Report:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(json.dumps(self.doc, indent=1) + "\n")
             print(f"JSON written to {path}")
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds so far of each thread of process `pid` (empty once it is gone)."""
+    seconds = {}
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                seconds[int(task.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return seconds
+
+
+def cpu_share(pid: int, before: dict[int, float], after: dict[int, float], span: float) -> str:
+    """How busy a process was over `span` seconds: all its threads, its main thread (the
+    brain's event loop) and its busiest other thread (the brain's store writer, under load)."""
+    used = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+    main = used.get(pid, 0.0)
+    others = sorted((v for tid, v in used.items() if tid != pid), reverse=True)
+    return (
+        f"{sum(used.values()) / span:.0%} of a CPU (main thread {main / span:.0%}, busiest "
+        f"other thread {(others[0] if others else 0.0) / span:.0%})"
+    )
 
 
 def loadavg() -> str:

@@ -1,4 +1,4 @@
-"""The fire-latency benchmark's arq worker settings, instrumented (`arq fire_arq.WorkerSettings`)."""
+"""The fire-latency benchmark's arq settings with the agent (`arq fire_arq.WorkerSettings`)."""
 
 from __future__ import annotations
 

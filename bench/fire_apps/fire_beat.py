@@ -18,8 +18,8 @@ from typing import Any
 
 os.environ["FIRE_NO_AGENT"] = "1"  # beat's process has no agent
 
-from celery.beat import PersistentScheduler  # noqa: E402
-from fire_celery import app  # noqa: E402
+from celery.beat import PersistentScheduler
+from fire_celery import app
 
 COUNT = int(os.environ.get("FIRE_BEAT_COUNT", "1000"))
 PERIOD = float(os.environ.get("FIRE_BEAT_PERIOD", "1"))
@@ -51,4 +51,5 @@ class RecordingScheduler(PersistentScheduler):  # type: ignore[misc]
         due = _epoch(entry.last_run_at) + entry.schedule.run_every.total_seconds()
         super().apply_entry(entry, producer=producer)
         if self._log is not None:
-            self._log.write(f"{entry.name} {due:.6f} {datetime.now(timezone.utc).timestamp():.6f}\n")
+            published = datetime.now(timezone.utc).timestamp()
+            self._log.write(f"{entry.name} {due:.6f} {published:.6f}\n")
