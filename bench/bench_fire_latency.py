@@ -39,6 +39,7 @@ from fire_harness import (
     ENGINES,
     Engine,
     Report,
+    cpu_pressure,
     cpu_share,
     create_schedules,
     describe,
@@ -102,12 +103,24 @@ def measure(
         cpu_before = thread_cpu(brain_pid)
         time.sleep(max(0.0, ended - time.time()))
         busy = cpu_share(brain_pid, cpu_before, thread_cpu(brain_pid), seconds)
+        pressure = cpu_pressure()
         time.sleep(3)
         # Wait for the window's fires to be answered and their jobs to run.
         deadline = time.monotonic() + 60
+        per_fire = ""
         while True:
+            cpu_now, now = thread_cpu(brain_pid), time.time()
             rows = fire_rows(r.brain, set(ids.values()))
             result_ = tally(rows, slots, sink_counts(r.sink))
+            if result_.missing == 0 and not per_fire:
+                # The brain's CPU from the window's start to the last of its fires answered,
+                # per fire answered in that time: what a fire costs the brain, load aside.
+                answered = sum(1 for f in rows if f["answered_at"] and began <= f["answered_at"])
+                spent = sum(cpu_now.values()) - sum(cpu_before.values())
+                per_fire = (
+                    f"; brain CPU {spent / max(answered, 1) * 1000:.2f} ms per fire answered "
+                    f"({answered} fires in {now - began:.0f} s)"
+                )
             settled = result_.missing == 0 and result_.not_executed == 0
             if settled or time.monotonic() > deadline or not r.worker.alive():
                 break
@@ -117,7 +130,9 @@ def measure(
     samples = result_.latencies_ms
     print(f"{engine.name}{label}: {describe(samples)}", flush=True)
     print(f"  {result_.describe()}", flush=True)
-    print(f"  the brain during the window: {busy}", flush=True)
+    print(f"  the brain during the window: {busy}{per_fire}", flush=True)
+    print(f"  CPU pressure at the window's end (share of time runnable tasks waited): {pressure}",
+          flush=True)  # fmt: skip
     config = {"engine": engine.name, "schedules": schedules, "rate_per_s": as_number(rate),
               "seconds": as_number(seconds)}  # fmt: skip
     return result(config, samples, result_.missing, result_.doubled)

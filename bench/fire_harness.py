@@ -98,8 +98,10 @@ ENGINES: dict[str, Engine] = {
                            "--threads", "4"],
         ),
         Engine(
-            "arq", ("arq",), "tick", 1000,
-            "bench_arq: 2,182 jobs/s without the agent on a quiet machine (639 loaded)", 1,
+            "arq", ("arq",), "tick", 300,
+            "bench_arq --quick: 639 jobs/s without the agent, median of 3 rounds on this loaded "
+            "machine (one quiet 1,000-job round gave 2,182); at 1,000 fires/s the agent's "
+            "enqueue fell seconds behind here", 1,
             lambda py, q: [_bin(py, "arq"), "fire_arq.WorkerSettings"],
         ),
         Engine(
@@ -486,6 +488,17 @@ def cpu_share(pid: int, before: dict[int, float], after: dict[int, float], span:
         f"{sum(used.values()) / span:.0%} of a CPU (main thread {main / span:.0%}, busiest "
         f"other thread {(others[0] if others else 0.0) / span:.0%})"
     )
+
+
+def cpu_pressure() -> str:
+    """The kernel's CPU pressure (PSI `some`: the share of time some runnable task waited for
+    a CPU) over the last 10 and 60 s, or "unknown" where /proc/pressure is absent."""
+    try:
+        fields = Path("/proc/pressure/cpu").read_text().split("\n")[0].split()
+    except OSError:
+        return "unknown"
+    values = dict(f.split("=") for f in fields[1:])
+    return f"{values['avg10']}% (10 s), {values['avg60']}% (60 s)"
 
 
 def loadavg() -> str:
