@@ -54,10 +54,12 @@ from fire_harness import (
     Process,
     Report,
     app_env,
+    cpu_pressure,
     describe,
     engine_python,
     loadavg,
     result,
+    thread_cpu,
 )
 
 from z4j_core.testing import services
@@ -107,6 +109,26 @@ def print_classic(name: str, samples: list[float], slots: int, missing: int, dou
     print(f"  {slots} slots, {len(samples)} runs; missing {missing}, doubled {doubled}", flush=True)
 
 
+def window_cpu(process: Process, began: float, ended: float) -> float:
+    """The CPU seconds `process` used from `began` to `ended` (sleeps until `ended`)."""
+    time.sleep(max(0.0, began - time.time()))
+    before = sum(thread_cpu(process.process.pid).values())
+    time.sleep(max(0.0, ended - time.time()))
+    return sum(thread_cpu(process.process.pid).values()) - before
+
+
+def print_cpu(
+    name: str, cpu: float, runs: list[tuple[int, float, float]], began: float, ended: float
+) -> None:
+    sent = sum(1 for _, _, at in runs if began <= at < ended)
+    per_run = f"{cpu / sent * 1000:.2f} ms per run sent" if sent else "no run sent"
+    print(
+        f"  {name}'s process during the window: {cpu / (ended - began):.0%} of a CPU, "
+        f"{per_run} ({sent} in {ended - began:g} s); CPU pressure {cpu_pressure()}",
+        flush=True,
+    )
+
+
 def run_beat(
     python: str, work: Path, *, redis_db: int, count: int, period: float, seconds: float
 ) -> dict[str, Any]:
@@ -142,6 +164,7 @@ def run_beat(
         flush=True,
     )
     try:
+        cpu = window_cpu(beat, began, ended)
         time.sleep(max(0.0, ended - time.time()) + min(2 * period, 15))
         if not beat.alive():
             raise SystemExit(f"celery beat exited:\n{beat.tail()}")
@@ -155,6 +178,7 @@ def run_beat(
         runs.append((int(name[1:]), float(due), float(published)))
     samples, slots, missing, doubled = lateness(runs, anchors, period, began, ended)
     print_classic("celery beat", samples, slots, missing, doubled)
+    print_cpu("celery beat", cpu, runs, began, ended)
     config = {"scheduler": "celery beat", "engine": "celery", "schedules": count,
               "period_s": as_number(period)}  # fmt: skip
     return result(config, samples, missing, doubled)
@@ -206,6 +230,7 @@ def run_rq_scheduler(
         flush=True,
     )
     try:
+        cpu = window_cpu(scheduler_process, began, ended)
         time.sleep(max(0.0, ended - time.time()) + interval + 5)
         if not scheduler_process.alive():
             raise SystemExit(f"rq-scheduler exited:\n{scheduler_process.tail()}")
@@ -218,6 +243,7 @@ def run_rq_scheduler(
         runs.append((int(job_id.rpartition("-")[2]), float(due), float(enqueued)))
     samples, slots, missing, doubled = lateness(runs, anchors, period, began, ended)
     print_classic("rq-scheduler", samples, slots, missing, doubled)
+    print_cpu("rq-scheduler", cpu, runs, began, ended)
     config = {"scheduler": "rq-scheduler", "engine": "rq", "schedules": count,
               "period_s": as_number(period)}  # fmt: skip
     return result(config, samples, missing, doubled)
