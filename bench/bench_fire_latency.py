@@ -58,6 +58,10 @@ from fire_harness import (
 from z4j_core.testing import services
 
 WARM_UP = 2.0
+#: After the window: how long to wait for its fires' answers and runs while none arrives, and
+#: at most (what is still unanswered then counts as missing).
+SETTLE_STALL = 30.0
+SETTLE_LIMIT = 900.0
 
 
 def measure(
@@ -105,8 +109,11 @@ def measure(
         busy = cpu_share(brain_pid, cpu_before, thread_cpu(brain_pid), seconds)
         pressure = cpu_pressure()
         time.sleep(3)
-        # Wait for the window's fires to be answered and their jobs to run.
-        deadline = time.monotonic() + 60
+        # Wait for the window's fires to be answered and their jobs to run: as long as that
+        # makes progress (a loaded brain may be minutes behind), never past SETTLE_LIMIT.
+        limit = time.monotonic() + SETTLE_LIMIT
+        progress: tuple[int, int] | None = None
+        stalled_since = time.monotonic()
         per_fire = ""
         while True:
             cpu_now, now = thread_cpu(brain_pid), time.time()
@@ -122,7 +129,10 @@ def measure(
                     f"({answered} fires in {now - began:.0f} s)"
                 )
             settled = result_.missing == 0 and result_.not_executed == 0
-            if settled or time.monotonic() > deadline or not r.worker.alive():
+            if (result_.missing, result_.not_executed) != progress:
+                progress, stalled_since = (result_.missing, result_.not_executed), time.monotonic()
+            stalled = time.monotonic() - stalled_since > SETTLE_STALL
+            if settled or stalled or time.monotonic() > limit or not r.worker.alive():
                 break
             time.sleep(1)
         if not r.worker.alive():
