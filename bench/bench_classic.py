@@ -5,7 +5,8 @@ task being on the broker.
     python bench/bench_classic.py --quick     # 10 s and 120 s
     python bench/bench_classic.py --only beat,z4j-celery --json out.json
 
-Five runs, one after the other, each with its own fresh processes and Redis database:
+Five runs (`--only`: beat, z4j-celery, beat-minute, rq-scheduler, z4j-rq), one after the
+other, each with fresh processes and an emptied Redis database:
 
 - `celery beat`: 1,000 entries of `timedelta(seconds=1)` (per-second; `--beat-period 60` for
   per-minute) in beat's default `PersistentScheduler`, with a plain Celery worker (prefork 2, no
@@ -16,13 +17,14 @@ Five runs, one after the other, each with its own fresh processes and Redis data
 - `beat-minute`: the same with `timedelta(seconds=60)` entries (per-minute), first runs spread
   over the minute.
 - `rq-scheduler`: 1,000 jobs scheduled with `interval=60` (per-minute), first runs spread over
-  the minute, polled every `--rqs-interval` seconds (rq-scheduler's default 60), with a plain
-  `rq worker` consuming. Lateness = when the job was on its queue minus its scheduled time (the
-  score rq-scheduler keeps, whole seconds); the scheduler process writes both
-  (bench/fire_apps/fire_rqscheduler.py runs `Scheduler.run()` as `rqscheduler` does).
-- `z4j` into Celery: 1,000 interval schedules of 1 s, anchors spread over the second, through a
-  real brain into a Celery worker (prefork 2) with the agent; and `z4j` into RQ: 1,000 interval
-  schedules of 60 s spread over the minute into `rq worker -w z4j_rq.Worker`. Lateness = the
+  the minute, polled every `--rqs-interval` seconds (what `rqscheduler --interval` sets;
+  default 60), with a plain `rq worker` consuming. Lateness = when the job was on its queue
+  minus its scheduled time (the score rq-scheduler keeps, whole seconds); the scheduler process
+  writes both (bench/fire_apps/fire_rqscheduler.py runs `Scheduler.run()` as `rqscheduler`
+  does).
+- `z4j-celery`, `z4j-rq`: 1,000 interval schedules of 1 s, anchors spread over the second, through a
+  real brain into a Celery worker (prefork 2) with the agent; and 1,000 interval schedules of
+  60 s spread over the minute into `rq worker -w z4j_rq.Worker`. Lateness = the
   slot to the brain recording the agent's `enqueued` answer (bench_fire_latency.py's
   measure): the task was on the broker before that answer left the worker, so z4j's figure
   includes one WebSocket hop more than the classic schedulers' own.
@@ -31,10 +33,10 @@ Slots: every schedule should fire once in each period of its own grid (anchor + 
 inside the measured window. A classic scheduler's run belongs to the grid slot its own due
 instant falls in (beat's drift moves later runs into later slots); a slot with no run is
 missing, one with two is doubled. A scheduler that is behind gets up to 120 s after the window
-to issue the window's runs (late runs count as late, not missing). z4j's fires carry their slot (`fires.slot`); see
-bench_fire_latency.py. Prints figures; asserts nothing. Needs Redis on 127.0.0.1:6379; the
-Celery and RQ interpreters are chosen as bench_fire_latency.py's are (`--celery-python`,
-`--rq-python`).
+to issue the window's runs (late runs count as late, not missing). z4j's fires carry their slot
+(`fires.slot`); see bench_fire_latency.py. Prints figures; asserts nothing. Needs Redis on
+127.0.0.1:6379; the Celery and RQ interpreters are chosen as bench_fire_latency.py's are
+(`--celery-python`, `--rq-python`); this interpreter needs rq-scheduler for its run.
 """
 
 from __future__ import annotations
