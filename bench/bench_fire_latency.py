@@ -119,14 +119,15 @@ def measure(
             cpu_now, now = thread_cpu(brain_pid), time.time()
             rows = fire_rows(r.brain, set(ids.values()))
             result_ = tally(rows, slots, sink_counts(r.sink))
-            if result_.missing == 0 and not per_fire:
+            if not per_fire.startswith("; all"):
                 # The brain's CPU from the window's start to the last of its fires answered,
                 # per fire answered in that time: what a fire costs the brain, load aside.
                 answered = sum(1 for f in rows if f["answered_at"] and began <= f["answered_at"])
                 spent = sum(cpu_now.values()) - sum(cpu_before.values())
                 per_fire = (
-                    f"; brain CPU {spent / max(answered, 1) * 1000:.2f} ms per fire answered "
-                    f"({answered} fires in {now - began:.0f} s)"
+                    f"; {'all answered' if result_.missing == 0 else 'at the end'}: brain CPU "
+                    f"{spent / max(answered, 1) * 1000:.2f} ms per fire answered ({answered} "
+                    f"fires in {now - began:.0f} s)"
                 )
             settled = result_.missing == 0 and result_.not_executed == 0
             if (result_.missing, result_.not_executed) != progress:
@@ -140,6 +141,12 @@ def measure(
     samples = result_.latencies_ms
     print(f"{engine.name}{label}: {describe(samples)}", flush=True)
     print(f"  {result_.describe()}", flush=True)
+    if result_.missing:
+        print(
+            "  (a fire the brain has not delivered within its schedule's misfire grace (60 s "
+            "by default, at least 10 s) of being written is never delivered: missed, by design)",
+            flush=True,
+        )
     print(f"  the brain during the window: {busy}{per_fire}", flush=True)
     print(f"  CPU pressure at the window's end (share of time runnable tasks waited): {pressure}",
           flush=True)  # fmt: skip
