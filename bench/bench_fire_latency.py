@@ -31,6 +31,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ from fire_harness import (
     ENGINES,
     Engine,
     Report,
+    Rig,
+    Tally,
     cpu_pressure,
     cpu_share,
     create_schedules,
@@ -50,6 +53,7 @@ from fire_harness import (
     loadavg,
     result,
     rig,
+    settled_fires,
     sink_counts,
     tally,
     thread_cpu,
@@ -109,39 +113,15 @@ def measure(
         busy = cpu_share(brain_pid, cpu_before, thread_cpu(brain_pid), seconds)
         pressure = cpu_pressure()
         time.sleep(3)
-        # Wait for the window's fires to be answered and their jobs to run: as long as that
-        # makes progress (a loaded brain may be minutes behind), never past SETTLE_LIMIT.
-        limit = time.monotonic() + SETTLE_LIMIT
-        progress: tuple[int, int] | None = None
-        stalled_since = time.monotonic()
-        per_fire = ""
-        while True:
-            cpu_now, now = thread_cpu(brain_pid), time.time()
-            rows = fire_rows(r.brain, set(ids.values()))
-            result_ = tally(rows, slots, sink_counts(r.sink))
-            if not per_fire.startswith("; all"):
-                # The brain's CPU from the window's start to the last of its fires answered,
-                # per fire answered in that time: what a fire costs the brain, load aside.
-                answered = sum(1 for f in rows if f["answered_at"] and began <= f["answered_at"])
-                spent = sum(cpu_now.values()) - sum(cpu_before.values())
-                per_fire = (
-                    f"; {'all answered' if result_.missing == 0 else 'at the end'}: brain CPU "
-                    f"{spent / max(answered, 1) * 1000:.2f} ms per fire answered ({answered} "
-                    f"fires in {now - began:.0f} s)"
-                )
-            settled = result_.missing == 0 and result_.not_executed == 0
-            if (result_.missing, result_.not_executed) != progress:
-                progress, stalled_since = (result_.missing, result_.not_executed), time.monotonic()
-            stalled = time.monotonic() - stalled_since > SETTLE_STALL
-            if settled or stalled or time.monotonic() > limit or not r.worker.alive():
-                break
-            time.sleep(1)
+        counted, per_fire = settle(
+            r, set(ids.values()), slots, began=began, ended=ended, cpu_before=cpu_before
+        )
         if not r.worker.alive():
             print(f"  the worker died:\n{r.worker.tail()}", flush=True)
-    samples = result_.latencies_ms
+    samples = counted.latencies_ms
     print(f"{engine.name}{label}: {describe(samples)}", flush=True)
-    print(f"  {result_.describe()}", flush=True)
-    if result_.missing:
+    print(f"  {counted.describe()}", flush=True)
+    if counted.missing:
         print(
             "  (a fire the brain has not delivered within its schedule's misfire grace (60 s "
             "by default, at least 10 s) of being written is never delivered: missed, by design)",
@@ -152,7 +132,48 @@ def measure(
           flush=True)  # fmt: skip
     config = {"engine": engine.name, "schedules": schedules, "rate_per_s": as_number(rate),
               "seconds": as_number(seconds)}  # fmt: skip
-    return result(config, samples, result_.missing, result_.doubled)
+    return result(config, samples, counted.missing, counted.doubled)
+
+
+def settle(
+    r: Rig,
+    schedule_ids: set[str],
+    slots: dict[str, list[float]],
+    *,
+    began: float,
+    ended: float,
+    cpu_before: dict[int, float],
+) -> tuple[Tally, str]:
+    """Wait for the window's fires to be answered, then for their jobs to run, each as long
+    as that makes progress (a loaded brain may be minutes behind) and never past
+    SETTLE_LIMIT; return the tally and the brain's CPU per fire answered."""
+    limit = time.monotonic() + SETTLE_LIMIT
+
+    def wait(probe: Callable[[], int]) -> None:
+        last, since = probe(), time.monotonic()
+        while last and time.monotonic() - since < SETTLE_STALL and time.monotonic() < limit:
+            if not r.worker.alive():
+                return
+            time.sleep(1)
+            now = probe()
+            if now != last:
+                last, since = now, time.monotonic()
+
+    pid = r.brain.process.pid if r.brain.process else 0
+    expected = sum(len(v) for v in slots.values())
+    wait(lambda: expected - settled_fires(r.brain, began, ended))
+    cpu_now, now = thread_cpu(pid), time.time()
+    rows = fire_rows(r.brain, schedule_ids)
+    # The brain's CPU from the window's start to the last of its fires answered, per fire
+    # answered in that time: what a fire costs the brain, load aside.
+    answered = sum(1 for f in rows if f["answered_at"] and began <= f["answered_at"] <= now)
+    spent = sum(cpu_now.values()) - sum(cpu_before.values())
+    per_fire = (
+        f"; brain CPU {spent / max(answered, 1) * 1000:.2f} ms per fire answered "
+        f"({answered} fires in {now - began:.0f} s)"
+    )
+    wait(lambda: tally(rows, slots, sink_counts(r.sink)).not_executed)
+    return tally(rows, slots, sink_counts(r.sink)), per_fire
 
 
 def as_number(value: float) -> float | int:

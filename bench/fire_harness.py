@@ -290,20 +290,35 @@ FIRE_COLUMNS = (
 )
 
 
-def fire_rows(brain: BrainProcess, schedule_ids: set[str]) -> list[dict[str, Any]]:
-    """The brain's fires of these schedules, read from its database (SQLite or Postgres)."""
-    query = f"SELECT {FIRE_COLUMNS} FROM fires"
+def query(brain: BrainProcess, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Rows of one read of the brain's database (SQLite, or Postgres: `?` become `%s`)."""
     if brain.database.startswith(("postgres://", "postgresql://")):
         import psycopg
         from psycopg.rows import dict_row
 
         with psycopg.connect(brain.database, row_factory=dict_row) as conn:
-            rows = [dict(r) for r in conn.execute(query).fetchall()]
-    else:
-        with sqlite3.connect(brain.database, timeout=30) as conn:
-            conn.row_factory = sqlite3.Row
-            rows = [dict(r) for r in conn.execute(query).fetchall()]
+            return [dict(r) for r in conn.execute(sql.replace("?", "%s"), params).fetchall()]
+    with sqlite3.connect(brain.database, timeout=30) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute(sql, params).fetchall()]
+
+
+def fire_rows(brain: BrainProcess, schedule_ids: set[str]) -> list[dict[str, Any]]:
+    """The brain's fires of these schedules."""
+    rows = query(brain, f"SELECT {FIRE_COLUMNS} FROM fires WHERE app = ?", (APP,))
     return [r for r in rows if r["schedule_id"] in schedule_ids]
+
+
+def settled_fires(brain: BrainProcess, began: float, ended: float) -> int:
+    """Fires of this benchmark's app with a slot in [began, ended) that are answered or given
+    up (a cheap count: polling the whole table would take CPU from a brain catching up)."""
+    rows = query(
+        brain,
+        "SELECT COUNT(*) AS n FROM fires WHERE app = ? AND slot >= ? AND slot < ? "
+        "AND state NOT IN ('pending', 'delivering')",
+        (APP, began, ended),
+    )
+    return int(rows[0]["n"])
 
 
 def sink_counts(sink: Path) -> Counter[str]:
