@@ -72,6 +72,7 @@ nox.options.sessions = [
     "bench_report",
     "fleet",
     "soak",
+    "bench_fire",
 ]
 
 # One id for the whole run, so every session's tests share the same service slices.
@@ -234,3 +235,8 @@ def soak(session: nox.Session) -> None:
     bench/soak.py."""
     session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "psycopg[binary]")
     run_pytest(session, "tests/soak")
+def bench_fire(session: nox.Session) -> None:
+    """The fire-latency benchmarks' counting (slots, missing, doubled) and one short run of
+    bench/bench_fire_latency.py into a real Huey consumer through a real brain (about 20 s)."""
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "redis")
+    run_pytest(session, "tests/bench_fire")
