@@ -39,13 +39,17 @@ class BrainProcess:
         database: str | None = None,
         python: str = sys.executable,
         env: dict[str, str] | None = None,
+        serve_args: tuple[str, ...] = (),
     ) -> None:
+        """``serve_args`` go after the default ``z4j brain serve`` arguments, so they win
+        (``("--log-level", "debug")``, ``("--host", "0.0.0.0")``)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.database = database or str(self.workdir / "brain.sqlite3")
         self.python = python
         self.env = {**os.environ, "Z4J_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}
+        self.serve_args = serve_args
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "brain.log"
 
@@ -89,6 +93,7 @@ class BrainProcess:
                 self.database,
                 "--log-level",
                 "warning",
+                *self.serve_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
