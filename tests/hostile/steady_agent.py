@@ -1,12 +1,14 @@
 """A well-behaved agent for the hostile-input tests: emits events at a steady rate until its
 stdin closes, then waits until every event is acknowledged and prints a JSON summary.
 
-Usage: python steady_agent.py RATE   (configuration from Z4J_* variables, as a real app would)
+Usage: python steady_agent.py RATE   (configuration from Z4J_* variables, as a real app would;
+STEADY_DRAIN_SECONDS, default 60, bounds the wait for acknowledgements)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -26,7 +28,7 @@ def main(rate: float) -> None:
     while not stop.wait(1.0 / rate):
         agent.emit("succeeded", f"steady-{emitted:07d}", "app.tasks.steady", engine="testengine")
         emitted += 1
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + float(os.environ.get("STEADY_DRAIN_SECONDS", "60"))
     while time.monotonic() < deadline and agent.stats["acked"] < emitted:
         time.sleep(0.05)
     stats = agent.stats
