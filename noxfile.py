@@ -68,6 +68,7 @@ nox.options.sessions = [
     "arq",
     "taskiq",
     "packaging",
+    "hostile",
 ]
 
 # One id for the whole run, so every session's tests share the same service slices.
@@ -188,3 +189,18 @@ def packaging(session: nox.Session) -> None:
     """Build every distribution and install it from the built files into fresh environments."""
     session.install(*TEST_TOOLS, "uv==0.13.8", "-e", CORE)
     run_pytest(session, "tests/distribution")
+
+
+@nox.session(python=LOWEST_PYTHON)
+def hostile(session: nox.Session) -> None:
+    """Hostile input against real brain processes (tests/hostile): the agent endpoint fuzzed
+    with hypothesis, the HTTP API with schemathesis over the served OpenAPI document, bad and
+    brute-forced tokens, tokens searched in logs and stores (SQLite, Postgres), mutations without
+    the admin token, the audit's actor and source, TLS, redaction through a real Huey consumer.
+    `Z4J_HOSTILE_SCALE=10` multiplies the generated inputs (bench and soak runs)."""
+    session.install(
+        *TEST_TOOLS, "schemathesis>=4.30,<5", "cryptography>=42", "psycopg[binary]", "huey",
+        "-e", CORE, "-e", BRAIN, "-e", HUEY,
+    )  # fmt: skip
+    run_pytest(session, "tests/hostile")
+
