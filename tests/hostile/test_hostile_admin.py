@@ -148,3 +148,17 @@ def test_the_audit_log_records_who_did_what_from_where(admin_brain: BrainProcess
     print("\naudit rows (actor, source, action, target):")
     for row in seen:
         print("  ", row)
+
+
+def test_without_a_trusted_proxy_a_forwarded_for_header_is_ignored(tmp_path: Path) -> None:
+    """`FORWARDED_ALLOW_IPS=""`: the brain is reached directly; nobody may claim an address."""
+    brain = BrainProcess(tmp_path / "brain", env={"FORWARDED_ALLOW_IPS": ""})
+    try:
+        brain.start()
+        answer = request(brain.http_url, "POST", "/api/v1/schedules", body=schedule_body("s"),
+                         token=ADMIN_TOKEN, headers={"X-Forwarded-For": "198.51.100.7"})  # fmt: skip
+        assert answer.status == 201, answer
+        (row,) = brain.api("GET", "/api/v1/audit")["audit"]
+        assert row["source"] == "127.0.0.1"
+    finally:
+        brain.stop()

@@ -75,6 +75,8 @@ def operation_labels() -> list[str]:
 def shorten_waits(case: Any) -> None:
     """A long poll (``wait``, ``timeout``) only slows the fuzz down: a positive finite value is
     sent as 0; every other value (negative, NaN, infinite, not a number) as generated."""
+    if case.path.endswith("/scheduler/applied") and "timeout" not in (case.query or {}):
+        case.query = {**(case.query or {}), "timeout": 0}  # its default is 5 s
     for name in ("wait", "timeout"):
         value = (case.query or {}).get(name)
         try:
