@@ -203,4 +203,3 @@ def hostile(session: nox.Session) -> None:
         "-e", CORE, "-e", BRAIN, "-e", HUEY,
     )  # fmt: skip
     run_pytest(session, "tests/hostile")
-

@@ -139,9 +139,7 @@ async def upgrade_status(
     if token is not None:
         sent["Authorization"] = f"Bearer {token}"
     try:
-        ws = await connect(
-            url, additional_headers=sent, open_timeout=30, local_addr=(source, 0)
-        )
+        ws = await connect(url, additional_headers=sent, open_timeout=30, local_addr=(source, 0))
     except InvalidStatus as exc:
         return exc.response.status_code
     await ws.close()

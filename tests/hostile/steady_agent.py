@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "link"))
 
-from agent_host import make_agent  # noqa: E402
+from agent_host import make_agent
 
 
 def main(rate: float) -> None:

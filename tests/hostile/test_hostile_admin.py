@@ -18,8 +18,13 @@ MUTATING = ("post", "put", "patch", "delete")
 
 
 def schedule_body(name: str) -> dict[str, Any]:
-    return {"name": name, "task": "app.tasks.nightly", "engine": "huey", "app": "billing",
-            "schedule": {"kind": "cron", "expression": "0 3 * * *", "timezone": "UTC"}}  # fmt: skip
+    return {
+        "name": name,
+        "task": "app.tasks.nightly",
+        "engine": "huey",
+        "app": "billing",
+        "schedule": {"kind": "cron", "expression": "0 3 * * *", "timezone": "UTC"},
+    }
 
 
 #: A body each known route would accept, so that a refusal is the token's doing; a route not
@@ -29,8 +34,12 @@ GOOD_BODIES: dict[tuple[str, str], Any] = {
     ("patch", "/api/v1/schedules/{ref}"): {"description": "changed by nobody"},
     ("post", "/api/v1/schedules/{ref}/pause"): {"note": "paused by nobody"},
     ("post", "/api/v1/tokens"): {"name": "minted-by-nobody"},
-    ("post", "/api/v1/commands"): {"kind": "enqueue", "engine": "huey", "app": "billing",
-                                   "task": "app.tasks.nightly"},  # fmt: skip
+    ("post", "/api/v1/commands"): {
+        "kind": "enqueue",
+        "engine": "huey",
+        "app": "billing",
+        "task": "app.tasks.nightly",
+    },
 }
 
 
@@ -94,22 +103,33 @@ def test_every_mutating_route_refuses_a_request_without_the_admin_token(
         body = GOOD_BODIES.get((method, path), {})
         for label, headers in credentials.items():
             for source in ("127.0.0.1", OTHER_SOURCE):
-                answer = request(brain.http_url, method.upper(), fill(path, refs), body=body,
-                                 headers=headers, source=source)  # fmt: skip
+                answer = request(
+                    brain.http_url,
+                    method.upper(),
+                    fill(path, refs),
+                    body=body,
+                    headers=headers,
+                    source=source,
+                )
                 tried += 1
                 assert answer.status == 401, (method, path, label, answer)
                 assert answer.json() == {"error": "admin token missing or wrong"}
     assert state(brain) == before
     # The same requests with the admin token go through: the refusals were the token's doing.
     for (method, path), body in GOOD_BODIES.items():
-        answer = request(brain.http_url, method.upper(), fill(path, refs), body=body,
-                         token=ADMIN_TOKEN)  # fmt: skip
+        answer = request(
+            brain.http_url, method.upper(), fill(path, refs), body=body, token=ADMIN_TOKEN
+        )
         expected = 409 if path == "/api/v1/commands" else None  # no agent of that app
         assert (answer.status == expected) if expected else 200 <= answer.status < 300, (
-            method, path, answer,
-        )  # fmt: skip
-    print(f"\n{len(operations)} mutating operations x {len(credentials)} credentials x 2 "
-          f"source addresses: {tried} requests, every one 401, nothing changed")  # fmt: skip
+            method,
+            path,
+            answer,
+        )
+    print(
+        f"\n{len(operations)} mutating operations x {len(credentials)} credentials x 2 "
+        f"source addresses: {tried} requests, every one 401, nothing changed"
+    )
 
 
 def test_the_audit_log_records_who_did_what_from_where(admin_brain: BrainProcess) -> None:
@@ -118,19 +138,36 @@ def test_the_audit_log_records_who_did_what_from_where(admin_brain: BrainProcess
     brain.start()
 
     def mutate(method: str, path: str, body: Any, source: str, **headers: str) -> None:
-        answer = request(brain.http_url, method, path, body=body, token=ADMIN_TOKEN,
-                         source=source, headers=headers)  # fmt: skip
+        answer = request(
+            brain.http_url,
+            method,
+            path,
+            body=body,
+            token=ADMIN_TOKEN,
+            source=source,
+            headers=headers,
+        )
         assert 200 <= answer.status < 300, answer
 
     mutate("POST", "/api/v1/schedules", schedule_body("from-one"), "127.0.0.1")
     mutate("POST", "/api/v1/schedules", schedule_body("from-two"), OTHER_SOURCE)
     mutate("POST", "/api/v1/schedules/from-two/pause", {"note": "n"}, OTHER_SOURCE)
     # A forwarded-for header from an address that is not a trusted proxy is ignored...
-    mutate("PATCH", "/api/v1/schedules/from-two", {"description": "d"}, OTHER_SOURCE,
-           **{"X-Forwarded-For": "203.0.113.9"})  # fmt: skip
+    mutate(
+        "PATCH",
+        "/api/v1/schedules/from-two",
+        {"description": "d"},
+        OTHER_SOURCE,
+        **{"X-Forwarded-For": "203.0.113.9"},
+    )
     # ...and believed from the trusted proxy address, 127.0.0.1 (a reverse proxy on the host).
-    mutate("DELETE", "/api/v1/schedules/from-one", None, "127.0.0.1",
-           **{"X-Forwarded-For": "198.51.100.7"})  # fmt: skip
+    mutate(
+        "DELETE",
+        "/api/v1/schedules/from-one",
+        None,
+        "127.0.0.1",
+        **{"X-Forwarded-For": "198.51.100.7"},
+    )
     mutate("DELETE", "/api/v1/tokens/from-the-cli", None, OTHER_SOURCE)
     rows = brain.api("GET", "/api/v1/audit?limit=100")["audit"]
     seen = [(r["actor"], r["source"], r["action"], r["target"]) for r in rows]
@@ -155,8 +192,14 @@ def test_without_a_trusted_proxy_a_forwarded_for_header_is_ignored(tmp_path: Pat
     brain = BrainProcess(tmp_path / "brain", env={"FORWARDED_ALLOW_IPS": ""})
     try:
         brain.start()
-        answer = request(brain.http_url, "POST", "/api/v1/schedules", body=schedule_body("s"),
-                         token=ADMIN_TOKEN, headers={"X-Forwarded-For": "198.51.100.7"})  # fmt: skip
+        answer = request(
+            brain.http_url,
+            "POST",
+            "/api/v1/schedules",
+            body=schedule_body("s"),
+            token=ADMIN_TOKEN,
+            headers={"X-Forwarded-For": "198.51.100.7"},
+        )
         assert answer.status == 201, answer
         (row,) = brain.api("GET", "/api/v1/audit")["audit"]
         assert row["source"] == "127.0.0.1"

@@ -95,7 +95,7 @@ def leak_in_traceback(which):
         raise LoginError("lookup failed") from exc
 '''
 
-PRODUCER = '''
+PRODUCER = """
 import secrets_app as app
 S = app.S
 app.charge(
@@ -111,7 +111,7 @@ for which in range(4):
 for which in range(3):
     app.leak_in_traceback(which)
 app.charge("a bare string is not recognisable as a secret: " + S[-1])
-'''
+"""
 
 
 def wait_for_events(database: str, names: dict[str, int], timeout: float = 90) -> None:
@@ -138,8 +138,9 @@ def test_planted_secrets_never_reach_the_store(brain: BrainProcess, tmp_path: Pa
     app_dir = tmp_path / "app"
     app_dir.mkdir()
     (app_dir / "secrets_app.py").write_text(
-        textwrap.dedent(APP).format(secrets=planted, s13=planted[13], s14=planted[14],
-                                    s15=planted[15])  # fmt: skip
+        textwrap.dedent(APP).format(
+            secrets=planted, s13=planted[13], s14=planted[14], s15=planted[15]
+        )
     )
     (app_dir / "producer.py").write_text(textwrap.dedent(PRODUCER).format())
     token = brain.create_token("huey")
@@ -153,21 +154,44 @@ def test_planted_secrets_never_reach_the_store(brain: BrainProcess, tmp_path: Pa
         "PYTHONPATH": os.pathsep.join(filter(None, [str(app_dir), os.environ.get("PYTHONPATH")])),
     }
     producer = subprocess.run(
-        [sys.executable, "producer.py"], cwd=app_dir, env={**env, "Z4J_SPOOL_DIR": str(tmp_path / "sp")},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [sys.executable, "producer.py"],
+        cwd=app_dir,
+        env={**env, "Z4J_SPOOL_DIR": str(tmp_path / "sp")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert producer.returncode == 0, producer.stderr
     log = (tmp_path / "consumer.log").open("wb")
     consumer = subprocess.Popen(
-        [sys.executable, "-m", "huey.bin.huey_consumer", "secrets_app.huey", "--workers", "2",
-         "--delay", "0.05", "--max-delay", "0.2"],
-        cwd=app_dir, env={**env, "Z4J_SPOOL_DIR": str(tmp_path / "sc")}, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "huey.bin.huey_consumer",
+            "secrets_app.huey",
+            "--workers",
+            "2",
+            "--delay",
+            "0.05",
+            "--max-delay",
+            "0.2",
+        ],
+        cwd=app_dir,
+        env={**env, "Z4J_SPOOL_DIR": str(tmp_path / "sc")},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     log.close()
     try:
-        wait_for_events(brain.database, {"secrets_app.charge": 2, "secrets_app.leak_in_message": 4,
-                                         "secrets_app.leak_in_traceback": 3})  # fmt: skip
+        wait_for_events(
+            brain.database,
+            {
+                "secrets_app.charge": 2,
+                "secrets_app.leak_in_message": 4,
+                "secrets_app.leak_in_traceback": 3,
+            },
+        )
     finally:
         consumer.send_signal(signal.SIGINT)
         try:
@@ -197,12 +221,15 @@ def test_planted_secrets_never_reach_the_store(brain: BrainProcess, tmp_path: Pa
     places = {**files, **{f"table {t}": r.encode() for t, r in rows.items()}}
     found = [
         f"{place} -> {name}"
-        for place, secret in zip([*PLACES, "control"], planted)
+        for place, secret in zip([*PLACES, "control"], planted, strict=True)
         for name, data in places.items()
         if secret.encode() in data
     ]
     assert "control -> table events" in found and f"control -> {database.name}" in found
     leaks = [f for f in found if not f.startswith("control")]
     assert not leaks, leaks
-    print(f"\n{len(PLACES)} planted secrets (and a control found where expected), {len(stored)} events of the tasks stored, "
-          f"{len(tables)} tables and {len(files)} database files searched: none found")  # fmt: skip
+    print(
+        f"\n{len(PLACES)} planted secrets (and a control found where expected), "
+        f"{len(stored)} events of the tasks stored, {len(tables)} tables and {len(files)} "
+        "database files searched: none found"
+    )

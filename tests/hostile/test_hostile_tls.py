@@ -25,7 +25,7 @@ from z4j_core.wire.signing import new_token
 
 pytest.importorskip("cryptography")
 sys.path.insert(0, str(Path(__file__).parents[2] / "packages" / "z4j-brain" / "tests"))
-from test_brain_tls import make_ca_and_certificate  # noqa: E402
+from test_brain_tls import make_ca_and_certificate
 
 
 class TlsBrain(BrainProcess):
@@ -45,19 +45,32 @@ def tls_brain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple
     ca, cert, key = make_ca_and_certificate(tmp_path)
     # urllib (the harness's health check and api()) trusts the test CA through this variable.
     monkeypatch.setenv("SSL_CERT_FILE", str(ca))
-    brain = TlsBrain(tmp_path / "brain", serve_args=("--certfile", str(cert), "--keyfile", str(key)))
+    brain = TlsBrain(
+        tmp_path / "brain", serve_args=("--certfile", str(cert), "--keyfile", str(key))
+    )
     yield brain, ca
     brain.stop()
 
 
 def run_agent(url: str, token: str, spool: Path, seconds: float, **env: str) -> dict[str, object]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("Z4J_") and k != "SSL_CERT_FILE"}
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith("Z4J_") and k != "SSL_CERT_FILE"
+    }
     process = subprocess.Popen(
         [sys.executable, str(STEADY_AGENT), "100"],
-        env={**clean, "Z4J_BRAIN_URL": url, "Z4J_TOKEN": token, "Z4J_SPOOL_DIR": str(spool),
-             "STEADY_DRAIN_SECONDS": "20", **env},
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env={
+            **clean,
+            "Z4J_BRAIN_URL": url,
+            "Z4J_TOKEN": token,
+            "Z4J_SPOOL_DIR": str(spool),
+            "STEADY_DRAIN_SECONDS": "20",
+            **env,
+        },
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(seconds)
     out, err = process.communicate(input="", timeout=90)
     assert process.returncode == 0, err
@@ -107,18 +120,32 @@ def test_without_the_ca_or_with_ws_to_the_tls_port_nothing_is_sent(
     context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
     with urllib.request.urlopen(f"{brain.http_url}/healthz", timeout=10, context=context) as r:
         assert json.loads(r.read())["agents_connected"] == 0
-    print(f"\nwithout the CA: {untrusted['last_error']!r}; ws:// to the TLS port: "
-          f"{plaintext['last_error']!r}")  # fmt: skip
+    print(
+        f"\nwithout the CA: {untrusted['last_error']!r}; ws:// to the TLS port: "
+        f"{plaintext['last_error']!r}"
+    )
 
 
 def test_the_agent_refuses_plaintext_to_a_remote_host_before_connecting() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("Z4J_")}
     for url in ("ws://192.0.2.10:7700/v1/agent", "http://brain.example.com:7700"):
         check = subprocess.run(
-            [sys.executable, "-m", "z4j_core.cli", "agent", "check", "--brain-url", url,
-             "--token", new_token()],
-            capture_output=True, text=True, env=env, timeout=60,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "z4j_core.cli",
+                "agent",
+                "check",
+                "--brain-url",
+                url,
+                "--token",
+                new_token(),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
         # Exit 2 is a configuration error, decided before any connection is tried.
         assert check.returncode == 2, check
         assert check.stderr.startswith("z4j: error: ") and check.stderr.count("\n") == 1

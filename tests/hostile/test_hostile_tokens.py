@@ -115,8 +115,9 @@ def test_a_live_agent_is_cut_off_when_its_token_is_revoked(brain: BrainProcess) 
     async def scenario() -> tuple[int | None, float]:
         ws, _ = await open_session(brain.url, secret, "doomed")
         began = time.monotonic()
-        await asyncio.to_thread(brain.cli, "tokens", "revoke", "doomed", "--database",
-                                brain.database)  # fmt: skip
+        await asyncio.to_thread(
+            brain.cli, "tokens", "revoke", "doomed", "--database", brain.database
+        )
         closed = await wait_closed(ws, timeout=30)
         return closed.code, time.monotonic() - began
 
@@ -151,8 +152,14 @@ def test_brute_force_is_limited_per_source_address(tmp_path: Path) -> None:
         other = [agent_status(brain, new_token(), OTHER_SOURCE) for _ in range(limit + 1)]
         assert other == [401] * limit + [429]
         # A forwarded-for header from an untrusted address changes nothing.
-        spoofed = request(brain.http_url, "GET", "/api/v1/agents", token=ADMIN_TOKEN,
-                          source=OTHER_SOURCE, headers={"X-Forwarded-For": "10.9.8.7"})  # fmt: skip
+        spoofed = request(
+            brain.http_url,
+            "GET",
+            "/api/v1/agents",
+            token=ADMIN_TOKEN,
+            source=OTHER_SOURCE,
+            headers={"X-Forwarded-For": "10.9.8.7"},
+        )
         assert spoofed.status == 429
         metrics = request(brain.http_url, "GET", "/metrics").body.decode()
         print(
@@ -176,22 +183,34 @@ def run_token_scenario(brain: BrainProcess, workdir: Path) -> list[str]:
     revoked = brain.create_token("to-revoke")
     secrets.append(revoked)
     brain.start()
-    made = request(brain.http_url, "POST", "/api/v1/tokens", token=ADMIN_TOKEN,
-                   body={"name": "api-agent", "expires_in": 3600})  # fmt: skip
+    made = request(
+        brain.http_url,
+        "POST",
+        "/api/v1/tokens",
+        token=ADMIN_TOKEN,
+        body={"name": "api-agent", "expires_in": 3600},
+    )
     assert made.status == 201, made
     api_token = made.json()["token"]
     secrets.append(api_token)
     # Real agents stream with two of them.
     agents = []
     for secret in (cli_token, api_token):
-        env = {**os.environ, "Z4J_BRAIN_URL": brain.url, "Z4J_TOKEN": secret,
-               "Z4J_SPOOL_DIR": str(workdir / f"spool-{len(agents)}")}  # fmt: skip
+        env = {
+            **os.environ,
+            "Z4J_BRAIN_URL": brain.url,
+            "Z4J_TOKEN": secret,
+            "Z4J_SPOOL_DIR": str(workdir / f"spool-{len(agents)}"),
+        }
         agents.append(
             subprocess.Popen(
                 [sys.executable, str(STEADY_AGENT), "100"],
-                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         )
     # Wrong tokens presented, on both doors.
     for _ in range(3):
@@ -261,8 +280,7 @@ def test_tokens_never_appear_in_the_postgres_tables(tmp_path: Path) -> None:
     from z4j_core.testing.postgres import temporary_database
 
     with temporary_database("hostile") as url:
-        brain = BrainProcess(tmp_path / "brain", database=url,
-                             serve_args=("--log-level", "debug"))  # fmt: skip
+        brain = BrainProcess(tmp_path / "brain", database=url, serve_args=("--log-level", "debug"))
         try:
             secrets = run_token_scenario(brain, tmp_path)
         finally:
@@ -278,5 +296,7 @@ def test_tokens_never_appear_in_the_postgres_tables(tmp_path: Path) -> None:
         assert token_hash(secrets[1]).hex().encode() in b"".join(dump.values())
         assert_nowhere(secrets, {"the brain's log": brain.log_path.read_bytes(), **dump})
         rows = sum(v.count(b"\n") + 1 for v in dump.values() if v)
-        print(f"\nsearched {len(secrets)} tokens in {len(dump)} Postgres tables "
-              f"({rows} rows): none found")  # fmt: skip
+        print(
+            f"\nsearched {len(secrets)} tokens in {len(dump)} Postgres tables "
+            f"({rows} rows): none found"
+        )

@@ -18,7 +18,6 @@ import os
 import random
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -128,18 +127,34 @@ async def first_message(url: str, message: bytes | str) -> Closed:
 
 def sample_frames() -> list[msgspec.Struct]:
     """One valid frame of every type, for mutating and for sending at the wrong moment."""
-    event = Event(seq=0, kind=LifecycleKind.STARTED, at=time.time(), engine="e", task_id="fz",
-                  task_name="fuzz")  # fmt: skip
+    event = Event(
+        seq=0,
+        kind=LifecycleKind.STARTED,
+        at=time.time(),
+        engine="e",
+        task_id="fz",
+        task_name="fuzz",
+    )
     return [
         make_hello("sample"),
-        Welcome(protocol_version=PROTOCOL_VERSION, session_id="0" * 32, nonce=b"\0" * 32,
-                limits=Limits()),  # fmt: skip
+        Welcome(
+            protocol_version=PROTOCOL_VERSION,
+            session_id="0" * 32,
+            nonce=b"\0" * 32,
+            limits=Limits(),
+        ),
         EventBatch(first_seq=0, events=[event]),
         Ack(up_to_seq=0),
         DroppedReport(total=1, reason="fuzz"),
         Inventory(engine="e", app="a"),
-        Command(command_id="c", kind=CommandKind.ENQUEUE, deadline_seconds=5.0, engine="e",
-                app="a", task="t"),  # fmt: skip
+        Command(
+            command_id="c",
+            kind=CommandKind.ENQUEUE,
+            deadline_seconds=5.0,
+            engine="e",
+            app="a",
+            task="t",
+        ),
         CommandResult(command_id="c", status=CommandStatus.ENQUEUED),
         Ping(id=1),
         Pong(id=1),
@@ -188,7 +203,7 @@ def test_frames_before_the_handshake_are_refused(arena: Arena) -> None:
         assert closed.code == CloseCode.UNSUPPORTED_VERSION and "version" in closed.reason
 
     async def second_hello() -> Closed:
-        ws, session = await open_session(arena.brain.url, token(), "twice")
+        ws, _ = await open_session(arena.brain.url, token(), "twice")
         await ws.send(unsigned(encode_frame(make_hello("twice"))))
         return await wait_closed(ws)
 
@@ -210,7 +225,9 @@ _values = st.recursive(
     | st.floats()
     | st.text(max_size=40)
     | st.binary(max_size=40),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -228,10 +245,19 @@ def hostile_payloads(draw: st.DrawFn) -> tuple[str, bytes]:
     fields = [k for k in sample if k != "type"]
     kind = draw(
         st.sampled_from(
-            ["unknown type", "wrong field type", "missing field", "extra field", "huge field",
-             "deep nesting", "not a map", "random bytes", "truncated"]
+            [
+                "unknown type",
+                "wrong field type",
+                "missing field",
+                "extra field",
+                "huge field",
+                "deep nesting",
+                "not a map",
+                "random bytes",
+                "truncated",
+            ]
         )
-    )  # fmt: skip
+    )
     if kind == "unknown type":
         sample["type"] = draw(st.text(max_size=30).filter(lambda t: t not in _TAGS))
     elif kind == "wrong field type" and fields:
@@ -291,8 +317,14 @@ def test_a_huge_but_valid_event_is_stored_and_bounded_by_the_frame_limit(arena: 
 
     async def send() -> tuple[list[Any], Closed]:
         ws, session = await open_session(arena.brain.url, token(), "huge")
-        event = Event(seq=0, kind=LifecycleKind.STARTED, at=time.time(), engine="e",
-                      task_id="huge-task", task_name=name)  # fmt: skip
+        event = Event(
+            seq=0,
+            kind=LifecycleKind.STARTED,
+            at=time.time(),
+            engine="e",
+            task_id="huge-task",
+            task_name=name,
+        )
         await ws.send(session.send(EventBatch(first_seq=0, events=[event]), time.monotonic()))
         frames = session.receive(await asyncio.wait_for(ws.recv(decode=False), 30), 0.0)
         await ws.send(session.close(CloseCode.NORMAL, "done", time.monotonic()))
@@ -329,8 +361,14 @@ def test_a_flood_of_batches_past_the_window_is_refused(arena: Arena) -> None:
         ws, session = await open_session(arena.brain.url, token(), "window")
         sent = 0
         for seq in range(examples(2000)):
-            event = Event(seq=seq, kind=LifecycleKind.STARTED, at=0.0, engine="e",
-                          task_id=f"w-{seq}", task_name="w")  # fmt: skip
+            event = Event(
+                seq=seq,
+                kind=LifecycleKind.STARTED,
+                at=0.0,
+                engine="e",
+                task_id=f"w-{seq}",
+                task_name="w",
+            )
             frame = encode_frame(EventBatch(first_seq=seq, events=[event]))
             try:
                 await ws.send(sign_payload(session, frame))

@@ -36,9 +36,10 @@ class AgentWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol with three gaps closed.
 
     ``websockets`` never logs at DEBUG here: it would write each upgrade's headers (the agent's
-    token) and each frame's bytes (events, MACs) into the brain's log. An upgrade request that ``websockets`` cannot parse (a header line over 8 KiB, more than
-    128 headers) gets a 400 and the connection is closed; uvicorn left it open without an
-    answer, and failed on it at shutdown. A refused upgrade (the gateway's 401 or 429) counts as
+    token) and each frame's bytes (events, MACs) into the brain's log. An upgrade request that
+    ``websockets`` cannot parse (a header line over 8 KiB, more than 128 headers) gets a 400
+    and the connection is closed; uvicorn left it open without an answer, and failed on it at
+    shutdown. A refused upgrade (the gateway's 401 or 429) counts as
     an answered handshake, so it is not also logged as an ERROR.
     """
 

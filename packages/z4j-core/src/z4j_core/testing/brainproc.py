@@ -39,6 +39,7 @@ class BrainProcess:
         database: str | None = None,
         python: str = sys.executable,
         env: dict[str, str] | None = None,
+        *,
         serve_args: tuple[str, ...] = (),
     ) -> None:
         """``serve_args`` go after the default ``z4j brain serve`` arguments, so they win
