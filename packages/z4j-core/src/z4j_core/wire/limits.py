@@ -53,3 +53,11 @@ MAC_BYTES: Final = 32
 #: Longest close or error reason a session puts on the wire (WebSocket close reasons must fit in
 #: 123 bytes of UTF-8).
 MAX_REASON_CHARS: Final = 120
+
+#: Largest sequence number, count or pid a frame may carry: the brain stores them in signed
+#: 64-bit columns, so a larger one is a malformed frame, not a storage failure.
+MAX_FRAME_INT: Final = 2**63 - 1
+
+#: Largest retry count an event may carry (a 32-bit column).
+MAX_RETRIES: Final = 2**31 - 1
+
