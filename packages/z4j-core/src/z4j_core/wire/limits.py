@@ -60,4 +60,3 @@ MAX_FRAME_INT: Final = 2**63 - 1
 
 #: Largest retry count an event may carry (a 32-bit column).
 MAX_RETRIES: Final = 2**31 - 1
-
