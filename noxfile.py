@@ -73,6 +73,7 @@ nox.options.sessions = [
     "fleet",
     "soak",
     "bench_fire",
+    "hostile",
 ]
 
 # One id for the whole run, so every session's tests share the same service slices.
@@ -240,3 +241,14 @@ def bench_fire(session: nox.Session) -> None:
     bench/bench_fire_latency.py into a real Huey consumer through a real brain (about 20 s)."""
     session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "redis")
     run_pytest(session, "tests/bench_fire")
+def hostile(session: nox.Session) -> None:
+    """Hostile input against real brain processes (tests/hostile): the agent endpoint fuzzed
+    with hypothesis, the HTTP API with schemathesis over the served OpenAPI document, bad and
+    brute-forced tokens, tokens searched in logs and stores (SQLite, Postgres), mutations without
+    the admin token, the audit's actor and source, TLS, redaction through a real Huey consumer.
+    `Z4J_HOSTILE_SCALE=10` multiplies the generated inputs (bench and soak runs)."""
+    session.install(
+        *TEST_TOOLS, "schemathesis>=4.30,<5", "cryptography>=42", "psycopg[binary]", "huey",
+        "-e", CORE, "-e", BRAIN, "-e", HUEY,
+    )  # fmt: skip
+    run_pytest(session, "tests/hostile")

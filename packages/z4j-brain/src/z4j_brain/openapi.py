@@ -461,12 +461,24 @@ def openapi_document(version: str) -> dict[str, Any]:
             ),
         },
         "security": secured,
-        "paths": paths,
+        "paths": _with_bad_request(paths),
         "components": {
             "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
             "schemas": {**_SCHEMAS, **_SCHEDULE_SCHEMAS},
         },
     }
+
+
+def _with_bad_request(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every guarded operation may answer 400: a query parameter, path or body it cannot use
+    (``protected`` turns each such refusal into a 400 with its ``error`` line)."""
+    for item in paths.values():
+        for operation in item.values():
+            if operation.get("security"):
+                operation["responses"].setdefault(
+                    "400", _err("A parameter or the body is malformed; the error says which.")
+                )
+    return paths
 
 
 _SCHEDULE_SCHEMAS: dict[str, Any] = {

@@ -14,16 +14,55 @@ import asyncio
 import sys
 import threading
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, Final, TextIO
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from z4j_brain.api import create_app
 from z4j_brain.brain import Brain
 from z4j_brain.config import BrainConfig
 from z4j_brain.gateway import AGENT_PATH
 
-WS_IMPLEMENTATION = "websockets-sansio"
+#: Answer to an upgrade request the WebSocket layer cannot parse.
+UNPARSEABLE_UPGRADE: Final = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 73\r\nConnection: close\r\n\r\n"
+    b"z4j: malformed WebSocket upgrade request (a header too long or too many)\n"
+)
+
+
+class AgentWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol with three gaps closed.
+
+    ``websockets`` never logs at DEBUG here: it would write each upgrade's headers (the agent's
+    token) and each frame's bytes (events, MACs) into the brain's log. An upgrade request that
+    ``websockets`` cannot parse (a header line over 8 KiB, more than 128 headers) gets a 400
+    and the connection is closed; uvicorn left it open without an answer, and failed on it at
+    shutdown. A refused upgrade (the gateway's 401 or 429) counts as
+    an answered handshake, so it is not also logged as an ERROR.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn.debug = False
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if (
+            not self.handshake_complete
+            and self.conn.handshake_exc is not None
+            and not self.transport.is_closing()
+        ):
+            self.close_sent = True
+            self.handshake_complete = True
+            self.transport.write(UNPARSEABLE_UPGRADE)
+            self.transport.close()
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            self.handshake_complete = True
 
 
 def uvicorn_config(brain: Brain, *, log_level: str = "info") -> uvicorn.Config:
@@ -32,7 +71,7 @@ def uvicorn_config(brain: Brain, *, log_level: str = "info") -> uvicorn.Config:
         create_app(brain),
         host=config.host,
         port=config.port,
-        ws=WS_IMPLEMENTATION,
+        ws=AgentWebSocketProtocol,
         ws_max_size=config.ws_max_size,
         ws_per_message_deflate=False,
         ws_ping_interval=None,

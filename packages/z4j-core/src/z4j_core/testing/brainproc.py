@@ -41,9 +41,12 @@ class BrainProcess:
         env: dict[str, str] | None = None,
         *,
         new_session: bool = False,
+        serve_args: tuple[str, ...] = (),
     ) -> None:
         """new_session: run the brain in a session of its own, so a Ctrl-C meant for the
-        program driving it (which stops it in order) does not reach it first."""
+        program driving it (which stops it in order) does not reach it first. ``serve_args`` go
+        after the default ``z4j brain serve`` arguments, so they win (``("--log-level", "debug")``,
+        ``("--host", "0.0.0.0")``)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -51,6 +54,7 @@ class BrainProcess:
         self.python = python
         self.env = {**os.environ, "Z4J_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}
         self.new_session = new_session
+        self.serve_args = serve_args
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "brain.log"
 
@@ -94,6 +98,7 @@ class BrainProcess:
                 self.database,
                 "--log-level",
                 "warning",
+                *self.serve_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-from z4j_core.wire.limits import MAX_REASON_CHARS
+from z4j_core.wire.limits import MAX_REASON_BYTES, MAX_REASON_CHARS
 
 
 class CloseCode(enum.IntEnum):
@@ -48,7 +48,12 @@ def is_terminal(code: int) -> bool:
 
 
 def _short(reason: str) -> str:
-    return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 3] + "..."
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 3] + "..."
+    data = reason.encode("utf-8", "backslashreplace")
+    if len(data) <= MAX_REASON_BYTES:
+        return data.decode("utf-8")
+    return data[: MAX_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."
 
 
 class ProtocolError(Exception):

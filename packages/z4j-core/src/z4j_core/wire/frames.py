@@ -9,6 +9,7 @@ Each frame is a msgspec Struct tagged by its ``type`` field; msgspec validates o
 from __future__ import annotations
 
 import enum
+import sys
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Union
 
@@ -20,10 +21,15 @@ from z4j_core.wire.limits import (
     DEFAULT_WINDOW,
     MAX_BATCH_EVENTS,
     MAX_FRAME_BYTES,
+    MAX_FRAME_INT,
+    MAX_RETRIES,
     MAX_WINDOW,
 )
 
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0, le=MAX_FRAME_INT)]
+RetryCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_RETRIES)]
+#: Any float but NaN and the infinities (a NaN instant cannot be stored or ordered).
+Finite = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 OptionalSeconds = Annotated[float, msgspec.Meta(ge=0)] | None
@@ -123,7 +129,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=Fa
 
     seq: NonNegative
     kind: LifecycleKind
-    at: float
+    at: Finite
     engine: str
     task_id: str
     task_name: str
@@ -132,8 +138,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=Fa
     args: str | None = None
     kwargs: str | None = None
     result: str | None = None
-    runtime: float | None = None  # seconds the task ran, when known
-    retries: NonNegative | None = None
+    runtime: Finite | None = None  # seconds the task ran, when known
+    retries: RetryCount | None = None
     exception: str | None = None  # exception type, dotted
     message: str | None = None
     traceback: str | None = None
@@ -189,7 +195,7 @@ class Hello(Frame, frozen=True, tag="hello"):
     agent_instance: str  # stable for the agent process's life; half of each event's identity
     app: str
     host: str
-    pid: int
+    pid: NonNegative
     agent_version: str
     engines: list[EngineInfo] = []
     labels: dict[str, str] = {}

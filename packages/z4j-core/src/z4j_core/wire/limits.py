@@ -50,6 +50,16 @@ TOKEN_BYTES: Final = 32
 #: Bytes of an HMAC-SHA256 tag, and of a derived session key.
 MAC_BYTES: Final = 32
 
-#: Longest close or error reason a session puts on the wire (WebSocket close reasons must fit in
-#: 123 bytes of UTF-8).
+#: Longest close or error reason a session puts on the wire, in characters...
 MAX_REASON_CHARS: Final = 120
+
+#: ...and in bytes of UTF-8: a WebSocket close reason must fit in 123, and a reason may echo a
+#: peer's characters of up to four bytes each.
+MAX_REASON_BYTES: Final = 123
+
+#: Largest sequence number, count or pid a frame may carry: the brain stores them in signed
+#: 64-bit columns, so a larger one is a malformed frame, not a storage failure.
+MAX_FRAME_INT: Final = 2**63 - 1
+
+#: Largest retry count an event may carry (a 32-bit column).
+MAX_RETRIES: Final = 2**31 - 1
