@@ -230,17 +230,23 @@ def fleet(session: nox.Session) -> None:
     ours = [arg for package in main.packages for arg in ("-e", f"packages/{package}")]
     session.install(*TEST_TOOLS, *ours, *main.requirements)
     run_pytest(session, "tests/fleet")
+
+
 def soak(session: nox.Session) -> None:
     """Load: a reconnect storm of 200 simulated agents through a brain restart, and a short soak
     (75 s of steady events and fires into a Huey consumer). Full counts: bench/bench_storm.py,
     bench/soak.py."""
     session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "psycopg[binary]")
     run_pytest(session, "tests/soak")
+
+
 def bench_fire(session: nox.Session) -> None:
     """The fire-latency benchmarks' counting (slots, missing, doubled) and one short run of
     bench/bench_fire_latency.py into a real Huey consumer through a real brain (about 20 s)."""
     session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "redis")
     run_pytest(session, "tests/bench_fire")
+
+
 def hostile(session: nox.Session) -> None:
     """Hostile input against real brain processes (tests/hostile): the agent endpoint fuzzed
     with hypothesis, the HTTP API with schemathesis over the served OpenAPI document, bad and
