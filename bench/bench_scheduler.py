@@ -42,11 +42,11 @@ from sched_harness import (  # noqa: E402
     live_agents,
     make_brain,
     schedule_body,
-    wait_for,
 )
 
 from z4j_core.testing import services  # noqa: E402
 from z4j_core.testing.brainproc import BrainProcess  # noqa: E402
+from z4j_core.testing.waiting import wait_for  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:

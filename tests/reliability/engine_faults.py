@@ -19,11 +19,12 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from faults_harness import HEARTBEAT, start_host, stored_rows, wait_for
+from faults_harness import HEARTBEAT, start_host, stored_rows
 from proxy import ThreadedProxy
 from sched_harness import Sink, fires, is_leader, live_agents, make_brain, schedule_body
 
 from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.waiting import wait_for
 
 SKEWED_CLOCK = Path(__file__).resolve().parent / "skewed_clock"
 

@@ -14,9 +14,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,18 +115,6 @@ def start_host(
         text=True,
     )
     return Host(process, status)
-
-
-def wait_for(probe: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def stored_task_counts(brain: BrainProcess, prefix: str = "task-") -> Counter[str]:

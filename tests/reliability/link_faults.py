@@ -20,10 +20,10 @@ from faults_harness import (
     brain_behind_proxy,
     check_every_event_once,
     start_host,
-    wait_for,
 )
 
 from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.waiting import wait_for
 
 #: A silent peer is given up after three heartbeats; the tests wait far longer than that.
 DETECT_DEADLINE = 3 * HEARTBEAT + 15

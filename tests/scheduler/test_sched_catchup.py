@@ -10,7 +10,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from sched_harness import fires, make_brain, schedule_body, wait_for
+from sched_harness import fires, make_brain, schedule_body
+
+from z4j_core.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -10,7 +10,9 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from sched_harness import Sink, fires, live_agents, make_brain, schedule_body, wait_for
+from sched_harness import Sink, fires, live_agents, make_brain, schedule_body
+
+from z4j_core.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
