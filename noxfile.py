@@ -232,6 +232,7 @@ def fleet(session: nox.Session) -> None:
     run_pytest(session, "tests/fleet")
 
 
+@nox.session(python=LOWEST_PYTHON)
 def soak(session: nox.Session) -> None:
     """Load: a reconnect storm of 200 simulated agents through a brain restart, and a short soak
     (75 s of steady events and fires into a Huey consumer). Full counts: bench/bench_storm.py,
@@ -240,6 +241,7 @@ def soak(session: nox.Session) -> None:
     run_pytest(session, "tests/soak")
 
 
+@nox.session(python=LOWEST_PYTHON)
 def bench_fire(session: nox.Session) -> None:
     """The fire-latency benchmarks' counting (slots, missing, doubled) and one short run of
     bench/bench_fire_latency.py into a real Huey consumer through a real brain (about 20 s)."""
@@ -247,6 +249,7 @@ def bench_fire(session: nox.Session) -> None:
     run_pytest(session, "tests/bench_fire")
 
 
+@nox.session(python=LOWEST_PYTHON)
 def hostile(session: nox.Session) -> None:
     """Hostile input against real brain processes (tests/hostile): the agent endpoint fuzzed
     with hypothesis, the HTTP API with schemathesis over the served OpenAPI document, bad and
@@ -258,3 +261,10 @@ def hostile(session: nox.Session) -> None:
         "-e", CORE, "-e", BRAIN, "-e", HUEY,
     )  # fmt: skip
     run_pytest(session, "tests/hostile")
+
+
+# A name in nox.options.sessions without its @nox.session function would be skipped by a run
+# that lists every session; refuse to load instead.
+_undefined = [name for name in nox.options.sessions if name not in nox.registry.get()]
+if _undefined:
+    raise SystemExit(f"noxfile.py: sessions listed but not defined: {', '.join(_undefined)}")
