@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import pytest
 
 from z4j_core.agent.config import AgentConfig, ConfigError
@@ -112,3 +115,32 @@ def test_secrets_assigned_in_free_text_are_scrubbed(text: str, secret: str) -> N
 
 def test_free_text_without_secrets_is_left_alone() -> None:
     assert Redactor().text("no secrets here: a=1, b: 2") == "no secrets here: a=1, b: 2"
+
+
+@pytest.mark.parametrize(
+    ("at", "fields"),
+    [
+        (float("nan"), {}),
+        (float("inf"), {}),
+        (1.0e9, {"retries": 2**31}),  # a producer can set any retries header
+        (1.0e9, {"retries": 10**30}),
+        (1.0e9, {"runtime": float("inf")}),
+        (1.0e9, {"runtime": float("nan")}),
+    ],
+)
+def test_an_event_with_values_the_wire_refuses_is_coerced_never_poisoning_its_batch(
+    at: float, fields: dict[str, Any]
+) -> None:
+    """The brain refuses a batch holding a NaN instant or an out-of-range count; if the agent
+    sent one, it would resend the same unacknowledged batch forever and everything after it
+    would wait. The outbox makes such values storable first."""
+    from z4j_core.agent.outbox import record_to_event
+    from z4j_core.wire import EventBatch, LifecycleKind, decode_frame, encode_frame
+
+    event = record_to_event(7, (LifecycleKind.SUCCEEDED, at, "test", "t-1", "tasks.add", fields))
+    decoded = decode_frame(encode_frame(EventBatch(first_seq=7, events=[event])))
+    assert isinstance(decoded, EventBatch)
+    (stored,) = decoded.events
+    assert math.isfinite(stored.at)
+    assert stored.runtime is None or math.isfinite(stored.runtime)
+    assert stored.retries is None or 0 <= stored.retries < 2**31

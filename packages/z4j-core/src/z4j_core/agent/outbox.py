@@ -15,7 +15,9 @@ import fcntl
 import itertools
 import json
 import logging
+import math
 import os
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import Any
 import msgspec
 
 from z4j_core.wire import Event, EventBatch, LifecycleKind
+from z4j_core.wire.limits import MAX_RETRIES
 
 log = logging.getLogger("z4j.agent")
 
@@ -90,7 +93,13 @@ def _as_str(value: Any) -> str:
 
 
 def _as_retries(value: Any) -> int:
-    return max(0, int(value))
+    return min(max(0, int(value)), MAX_RETRIES)
+
+
+def _as_finite(value: Any) -> float | None:
+    """A runtime the brain can store, or None (NaN and the infinities are refused on the wire)."""
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _as_extra(value: Any) -> dict[str, str]:
@@ -101,7 +110,7 @@ def _as_extra(value: Any) -> dict[str, str]:
 _COERCE: dict[str, Any] = {
     **dict.fromkeys(_STR_FIELDS, _as_str),
     "fire_id": _as_str,
-    "runtime": float,
+    "runtime": _as_finite,
     "retries": _as_retries,
     "extra": _as_extra,
 }
@@ -118,9 +127,13 @@ def record_to_event(seq: int, record: Record) -> Event:
                 continue
             convert = coerce.get(name)
             if convert is not None:
-                values[name] = convert(value)
+                converted = convert(value)
+                if converted is not None:
+                    values[name] = converted
             else:  # a field the wire has no slot for travels in `extra`
                 values.setdefault("extra", {})[name] = _as_str(value)
+    if not math.isfinite(at):  # a NaN instant would get the whole batch refused, forever
+        at = time.time()
     return Event(
         seq=seq,
         kind=_KINDS[kind],
