@@ -26,6 +26,7 @@ from hostile_harness import (
 )
 
 from z4j_core.testing.brainproc import ADMIN_TOKEN, BrainProcess
+from z4j_core.testing.waiting import wait_for
 from z4j_core.wire import CloseCode
 from z4j_core.wire.signing import new_token, token_hash
 
@@ -231,8 +232,8 @@ def run_token_scenario(brain: BrainProcess, workdir: Path) -> list[str]:
     assert all(s["acked"] == s["emitted"] > 0 for s in summaries), summaries
     rotated = brain.cli("brain", "admin-token", "--rotate", "--database", brain.database)
     secrets.append(rotated.stdout.strip().splitlines()[-1])
-    time.sleep(1.5)  # the brain reloads the admin hash
-    assert api_status(brain, secrets[-1]) == 200
+    new_admin = secrets[-1]  # the brain reloads the admin hash every half second
+    wait_for(lambda: api_status(brain, new_admin) == 200, 60, "the rotated admin token to work")
     assert api_status(brain, ADMIN_TOKEN) == 401
     brain.stop()
     return secrets

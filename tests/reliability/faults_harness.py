@@ -51,10 +51,13 @@ def brain_behind_proxy(workdir: Path, **env: str) -> Iterator[tuple[BrainProcess
 
 @dataclass
 class Host:
-    """One `fault_host.py` process and its status file."""
+    """One `fault_host.py` process and its status file. Its output goes to files, never to
+    pipes nobody reads while it runs (a chatty agent would block on a full pipe)."""
 
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
     status_path: Path
+    out_path: Path
+    err_path: Path
 
     def status(self) -> dict[str, Any]:
         try:
@@ -63,23 +66,25 @@ class Host:
         except (OSError, ValueError):
             return {}
 
+    def stderr_tail(self) -> str:
+        return self.err_path.read_text(errors="replace")[-3000:]
+
     def finish(self, timeout: float) -> dict[str, Any]:
         try:
-            out, err = self.process.communicate(timeout=timeout)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            out, err = self.process.communicate()
+            self.kill()
             raise AssertionError(
-                f"the host did not finish in {timeout} s:\n{err[-3000:]}"
+                f"the host did not finish in {timeout} s:\n{self.stderr_tail()}"
             ) from None
-        assert self.process.returncode == 0, err[-3000:]
-        summary: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        assert self.process.returncode == 0, self.stderr_tail()
+        summary: dict[str, Any] = json.loads(self.out_path.read_text().strip().splitlines()[-1])
         return summary
 
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
-            self.process.communicate()
+            self.process.wait()
 
 
 def start_host(
@@ -107,14 +112,11 @@ def start_host(
         env["HOST_STOP_TIMEOUT"] = str(stop_timeout)
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join([*pythonpath, env.get("PYTHONPATH", "")])
-    process = subprocess.Popen(
-        [sys.executable, str(HOST), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    return Host(process, status)
+    out_path, err_path = workdir / "host.out", workdir / "host.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        command = [sys.executable, str(HOST), *args]
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=err)
+    return Host(process, status, out_path, err_path)
 
 
 def stored_task_counts(brain: BrainProcess, prefix: str = "task-") -> Counter[str]:

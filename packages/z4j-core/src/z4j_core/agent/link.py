@@ -208,12 +208,14 @@ class Link:
         self._stopped_event().set()
         self._wake.set()
         ws, session = self._ws, self.session
+        goodbye_by = time.monotonic() + CLOSE_WAIT  # one budget for the goodbye and the close
         if ws is not None and session is not None and session.state is State.OPEN:
             goodbye = session.close(CloseCode.GOING_AWAY, "agent stopping", time.monotonic())
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.send(goodbye), CLOSE_WAIT)
         if ws is not None:
-            await _close_within(ws, CLOSE_WAIT, CloseCode.GOING_AWAY, "agent stopping")
+            left = max(0.0, goodbye_by - time.monotonic())
+            await _close_within(ws, left, CloseCode.GOING_AWAY, "agent stopping")
 
     # -- one connection ------------------------------------------------------------------------
 
