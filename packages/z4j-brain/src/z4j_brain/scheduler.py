@@ -40,7 +40,7 @@ import msgspec
 from z4j_brain import schedules as sched
 from z4j_brain.db import DatabaseError, PostgresConnection
 from z4j_brain.store import Store
-from z4j_core.scheduling import Due, DueQueue, Schedule, ScheduleError, format_instant
+from z4j_core.scheduling import Due, DueQueue, ScheduleError, format_instant
 from z4j_core.wire.frames import Capability, Command, CommandKind, CommandOptions
 
 if TYPE_CHECKING:
@@ -274,7 +274,6 @@ class Scheduler:
         self.leading_since: float | None = None
         self.queue = DueQueue()
         self.rows: dict[str, sched.ScheduleRow] = {}
-        self.parsed: dict[str, Schedule] = {}  # each held row's schedule, parsed once
         self.held: dict[str, int] = {}
         self.fires_written = 0
         self.last_fire_at: float | None = None
@@ -401,7 +400,6 @@ class Scheduler:
         """Lead until demoted: load every schedule, then tick."""
         self.queue = DueQueue()
         self.rows.clear()
-        self.parsed.clear()
         self.held.clear()
         self.applied_version.clear()
         self._unwritten.clear()
@@ -437,7 +435,6 @@ class Scheduler:
         for sid in gone:
             self.queue.remove(sid)
             self.rows.pop(sid, None)
-            self.parsed.pop(sid, None)
             del self.held[sid]
             self.applied_version[sid] = 1 << 62
         if changed:
@@ -456,7 +453,6 @@ class Scheduler:
         self.applied_version[sid] = row.version
         if not row.enabled:
             self.rows.pop(sid, None)
-            self.parsed.pop(sid, None)
             return
         try:
             schedule = row.schedule()
@@ -464,7 +460,6 @@ class Scheduler:
             log.error("schedule %s cannot be read (%s); not scheduled", row.name, exc)
             return
         self.rows[sid] = row
-        self.parsed[sid] = schedule
         self.queue.add(sid, schedule, cursor)
 
     def _wake_version_waiters(self) -> None:
@@ -486,7 +481,7 @@ class Scheduler:
             row = self.rows.get(due.schedule_id)
             if row is None:
                 continue
-            schedule = self.parsed[due.schedule_id]
+            schedule = due.schedule
             grace = max(schedule.misfire_grace.total_seconds(), MIN_DELIVERY_SECONDS)
             late = schedule.lateness_allowed
             fires = []

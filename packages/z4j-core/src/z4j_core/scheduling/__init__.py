@@ -32,7 +32,7 @@ Functions and structures:
 - `jitter_offset(schedule_id, slot, max_jitter) -> timedelta`.
 - `DueQueue`: `add(id, schedule, cursor)`, `load(iterable)`, `update(id, schedule, cursor=None)`,
   `pause(id)`, `resume(id, cursor)`, `remove(id)`, `pop_due(now, limit=None) -> list[Due]`,
-  `next_wakeup() -> datetime | None`; `Due(schedule_id, slots, cursor, truncated,
+  `next_wakeup() -> datetime | None`; `Due(schedule_id, schedule, slots, cursor, truncated,
   skipped_through)` with `.fire_ids`.
 - `resolve_zone(name) -> ZoneInfo`, `parse_instant(text)`, `parse_duration(value, what)`.
 - `ScheduleError(ValueError)`: every invalid schedule or argument; the message names the value.

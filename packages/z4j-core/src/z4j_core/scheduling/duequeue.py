@@ -31,12 +31,13 @@ _COMPACT_AT = 1024
 class Due:
     """One schedule popped from the queue.
 
-    `slots` fire now, oldest first (empty when catch-up skipped them all); `cursor` is the
-    newest slot settled, for the caller to store; `truncated` and `skipped_through` are as in
-    `CatchUp`.
+    `schedule` is the one the queue holds (parsed once, when added); `slots` fire now, oldest
+    first (empty when catch-up skipped them all); `cursor` is the newest slot settled, for the
+    caller to store; `truncated` and `skipped_through` are as in `CatchUp`.
     """
 
     schedule_id: str
+    schedule: Schedule
     slots: tuple[datetime, ...]
     cursor: datetime
     truncated: bool = False
@@ -238,7 +239,7 @@ class DueQueue:
             assert slot is not None  # an entry in the heap has a slot
             if now - slot <= schedule.lateness_allowed:
                 entry.cursor = slot
-                popped.append(Due(schedule_id, (slot,), slot))
+                popped.append(Due(schedule_id, schedule, (slot,), slot))
                 self._place(schedule_id, entry)
                 continue
             answer = catch_up(schedule, entry.cursor, now, include_on_time=False)
@@ -246,6 +247,7 @@ class DueQueue:
             popped.append(
                 Due(
                     schedule_id,
+                    schedule,
                     answer.slots,
                     answer.cursor,
                     answer.truncated,
