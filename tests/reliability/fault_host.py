@@ -88,6 +88,7 @@ class Status:
             "sessions": link.stats.sessions_opened if link else 0,
             "acked": stats["acked"],
             "pending": stats["pending"],
+            "in_flight": stats["in_flight"],
             "dropped": stats["dropped"],
             "errors": stats["errors"],
             "spooled_bytes": stats["spooled_bytes"],

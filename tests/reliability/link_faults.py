@@ -87,7 +87,7 @@ def cut_mid_batch(
                 # Hold bytes 0.2 s in the proxy so a window of batches is surely unacknowledged.
                 proxy.set_mode("delay", 0.2)
                 time.sleep(0.3)
-                in_flight.append(host.status()["pending"])
+                in_flight.append(host.status()["in_flight"])
                 cut_at = time.monotonic()
                 proxy.restore()  # reset both sides, and pass again
                 back = _reconnected_after(host, status["sessions"], 30, "a reconnect after a cut")

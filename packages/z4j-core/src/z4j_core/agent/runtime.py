@@ -278,6 +278,7 @@ class Agent:
             "instance": self.instance_id,
             "connected": bool(link and link.connected.is_set()),
             "pending": outbox.pending if outbox else len(self._records),
+            "in_flight": len(outbox.unacked) if outbox else 0,  # sent, not yet acknowledged
             "spooled_bytes": self._spool.bytes if self._spool else 0,
             "dropped": self.dropped,
             "errors": self.errors,
