@@ -147,7 +147,7 @@ def run_beat(
     python: str, work: Path, *, redis_db: int, count: int, period: float, seconds: float
 ) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
-    redis_url = f"redis://127.0.0.1:6379/{redis_db}"
+    redis_url = services.redis_url(redis_db)
     flush(redis_url)
     queue = f"z4j-fire-{services.run_id()}"
     base = math.ceil(time.time()) + 8.0
@@ -219,7 +219,7 @@ def run_rq_scheduler(
     from rq_scheduler import Scheduler
 
     work.mkdir(parents=True, exist_ok=True)
-    redis_url = f"redis://127.0.0.1:6379/{redis_db}"
+    redis_url = services.redis_url(redis_db)
     flush(redis_url)
     log = work / "rqs-runs.txt"
     env = app_env(redis_url, "default", work / "sink.txt",
@@ -359,7 +359,7 @@ def main() -> int:
                     )  # fmt: skip
                 report.add(entry)
     finally:
-        flush(f"redis://127.0.0.1:6379/{redis_db}")
+        flush(services.redis_url(redis_db))
         services.release_redis_database(redis_db)
     print()
     for entry in report.doc["results"]:

@@ -225,7 +225,7 @@ def rig(
     import redis
 
     work.mkdir(parents=True, exist_ok=True)
-    redis_url = f"redis://127.0.0.1:6379/{redis_db}"
+    redis_url = services.redis_url(redis_db)
     redis.Redis.from_url(redis_url).flushdb()
     brain = make_brain(work / "brain", database_url)
     token = brain.create_token(f"fire-{engine.name}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -82,11 +83,20 @@ def test_result_has_the_report_schema() -> None:
 @pytest.mark.redis
 def test_bench_fires_every_slot_once_into_huey_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "fire.json"
-    done = subprocess.run(
+    # In a session of its own: on a timeout its brain and worker go down with it.
+    bench = subprocess.Popen(
         [sys.executable, str(BENCH / "bench_fire_latency.py"), "--engine", "huey",
          "--rate", "10", "--seconds", "3", "--json", str(out)],
-        cwd=BENCH, capture_output=True, text=True, timeout=110, env=os.environ.copy(),
+        cwd=BENCH, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=os.environ.copy(), start_new_session=True,
     )  # fmt: skip
+    try:
+        stdout, stderr = bench.communicate(timeout=110)
+    except subprocess.TimeoutExpired:
+        os.killpg(bench.pid, signal.SIGKILL)
+        stdout, stderr = bench.communicate()
+        raise AssertionError(f"the bench did not finish in 110 s:\n{stdout}{stderr}") from None
+    done = subprocess.CompletedProcess(bench.args, bench.returncode, stdout, stderr)
     assert done.returncode == 0, done.stdout + done.stderr
     doc = json.loads(out.read_text())
     assert doc["bench"] == "fire_latency"

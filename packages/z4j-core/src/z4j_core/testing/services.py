@@ -60,6 +60,12 @@ SERVICES = {
 }
 
 
+def redis_url(database: int, service: Service | None = None) -> str:
+    """The URL of one Redis database of the (possibly moved) local Redis service."""
+    service = service or SERVICES["redis"]
+    return f"redis://{service.host}:{service.port}/{database}"
+
+
 def run_id() -> str:
     """This test run's id: set once per run (the test command exports it), else made here."""
     value = os.environ.get(RUN_ID_ENV)
