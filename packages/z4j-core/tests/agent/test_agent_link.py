@@ -7,6 +7,7 @@ end-to-end tests in tests/link run real brain processes.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
@@ -18,6 +19,10 @@ import pytest
 from minibrain import TOKEN, MiniBrain, wait_until
 
 from z4j_core.agent import Agent
+from z4j_core.agent import link as link_module
+from z4j_core.agent.config import AgentConfig
+from z4j_core.agent.link import Link
+from z4j_core.agent.outbox import Outbox
 from z4j_core.hookspecs import hookimpl
 from z4j_core.plugins import PluginRegistry, new_plugin_manager
 from z4j_core.wire import Command, CommandKind, CommandResult, CommandStatus
@@ -437,3 +442,37 @@ def test_a_rate_limited_agent_waits_as_told_then_connects(tmp_path: Path) -> Non
         assert time.monotonic() - began >= 2.0
         assert brain.upgrades == 3
         agent.stop(5)
+
+
+def test_reconnect_delays_are_spread_by_full_jitter() -> None:
+    """What spreads a storm: each failed attempt waits a uniform random delay in [0, bound], the
+    bound doubling from BACKOFF_BASE to BACKOFF_CAP, so agents cut at one instant do not come
+    back at one instant. (No clock involved: the delays asked for are recorded, not waited.)"""
+    attempts = 8
+    config = AgentConfig(token="t" * 43, spool_dir="/nonexistent")
+
+    def delays_of_one_agent() -> list[float]:
+        link = Link(config, lambda: None, Outbox(1000), records=None, on_command=print)
+        asked: list[float] = []
+
+        async def refused() -> None:
+            raise ConnectionRefusedError("the brain is away")
+
+        async def record(seconds: float) -> None:
+            asked.append(seconds)
+            if len(asked) == attempts:
+                link._stopping = True
+
+        link._connect_and_pump = refused
+        link._sleep = record
+        asyncio.run(link.run())
+        return asked
+
+    agents = [delays_of_one_agent() for _ in range(200)]
+    for attempt in range(attempts):
+        bound = min(link_module.BACKOFF_CAP, link_module.BACKOFF_BASE * 2 ** (attempt + 1))
+        delays = [agent[attempt] for agent in agents]
+        assert all(0 <= d <= bound for d in delays)
+        # Uniform over [0, bound]: 200 agents fill both halves of it (all in one half has a
+        # probability of 2**-199).
+        assert min(delays) < bound / 2 < max(delays)
