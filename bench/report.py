@@ -516,6 +516,8 @@ def run_all(options: argparse.Namespace, previous: dict[str, Any] | None) -> dic
                         for r in section.runs[len(entries) :]
                     )
                     break
+            if section.name == "overhead" and with_theirs:
+                stop_theirs_server()  # its server must not share the CPUs with later sections
             sampler.enter(section.name)
             report["sections"].append(
                 {
