@@ -6,13 +6,16 @@ Our own packages are always installed from this checkout, never by name from the
 
 from __future__ import annotations
 
+import functools
 import glob
+import json
 import os
 import shutil
 import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import nox
 
@@ -26,6 +29,7 @@ CELERY = "packages/z4j-celery"
 ARQ = "packages/z4j-arq"
 DRAMATIQ = "packages/z4j-dramatiq"
 TASKIQ = "packages/z4j-taskiq"
+DJANGO = "packages/z4j-django"
 
 
 def find_python(version: str) -> str:
@@ -52,14 +56,17 @@ def find_python(version: str) -> str:
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
 LOWEST_PYTHON = find_python("3.10")
 DEFAULT_PYTHON = find_python("3.11")
-TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
+# astral: the solar tests' independent reference (the core computes the sun itself).
+TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "astral>=3.2"]
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = [
     "lint",
     "core",
+    "adapter_kit",
     "brain",
+    "console",
     "huey",
     "scheduler",
     "rq",
@@ -67,6 +74,7 @@ nox.options.sessions = [
     "dramatiq",
     "arq",
     "taskiq",
+    "django",
     "packaging",
     "faults",
     "bench_report",
@@ -74,10 +82,32 @@ nox.options.sessions = [
     "soak",
     "bench_fire",
     "hostile",
+    "upgrade",
 ]
 
 # One id for the whole run, so every session's tests share the same service slices.
 os.environ.setdefault("Z4J_TEST_RUN_ID", uuid.uuid4().hex[:12])
+
+
+@functools.cache
+def run_spec() -> dict[str, Any]:
+    """The engine run spec's install facts (z4j_core/testing/engines.py), read by a child
+    interpreter since nox's own environment has no z4j installed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "z4j_core.testing.engines", "--json"],
+        env={**os.environ, "PYTHONPATH": str(ROOT / CORE / "src")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    facts: dict[str, Any] = json.loads(done.stdout)
+    return facts
+
+
+def engine(name: str) -> list[str]:
+    """An engine's adapter (editable, from this checkout) and its requirements, per the spec."""
+    facts = run_spec()["engines"][name]
+    return ["-e", f"packages/{facts['package']}", *facts["requirements"]]
 
 
 def run_pytest(session: nox.Session, *paths: str) -> None:
@@ -96,7 +126,18 @@ def run_pytest(session: nox.Session, *paths: str) -> None:
 @nox.session(python=DEFAULT_PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff and mypy (mypy checks against the lowest Python we declare)."""
-    session.install("ruff==0.17.6", "mypy==2.4.1", *TEST_TOOLS, "-e", CORE, "-e", BRAIN)
+    session.install(
+        "ruff==0.17.6",
+        "mypy==2.4.1",
+        *TEST_TOOLS,
+        "cryptography>=42",
+        "tomli>=1.1",
+        "-e",
+        CORE,
+        "-e",
+        BRAIN,
+    )  # cryptography: z4j_core.testing.tls is checked against its types; tomli: core reads
+    # TOML with it on 3.10, the version mypy checks against
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
@@ -110,6 +151,15 @@ def core(session: nox.Session) -> None:
 
 
 @nox.session(python=LOWEST_PYTHON)
+def adapter_kit(session: nox.Session) -> None:
+    """The adapter that docs/adapters.md shows, built from the page: a toy engine (a queue with
+    worker threads) driven through the agent in-process and through the conformance suite
+    against a real brain."""
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN)
+    run_pytest(session, "tests/adapter_kit")
+
+
+@nox.session(python=LOWEST_PYTHON)
 def brain(session: nox.Session) -> None:
     """The brain's own tests (SQLite and Postgres), and the agent against real brain processes
     (tests/link). `cryptography` makes the test CA for the TLS tests."""
@@ -118,10 +168,20 @@ def brain(session: nox.Session) -> None:
 
 
 @nox.session(python=LOWEST_PYTHON)
+def console(session: nox.Session) -> None:
+    """The web console in a real browser (tests/console): Playwright for Python driving
+    Debian's Chromium (/usr/bin/chromium; never `playwright install`) against a real brain and a
+    real Huey consumer; the tests also take the screenshots (into docs/console/ with
+    Z4J_CONSOLE_SCREENSHOTS=docs)."""
+    session.install(*TEST_TOOLS, "playwright>=1.40", "-e", CORE, "-e", BRAIN, *engine("huey"))
+    run_pytest(session, "tests/console")
+
+
+@nox.session(python=LOWEST_PYTHON)
 def huey(session: nox.Session) -> None:
     """The Huey adapter: unit tests, and the conformance suite on real consumers (SqliteHuey,
     RedisHuey) through a real brain; gevent for the greenlet worker type; the demo."""
-    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "redis", "gevent")
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, *engine("huey"), "gevent")
     run_pytest(session, f"{HUEY}/tests")
 
 
@@ -131,7 +191,7 @@ def scheduler(session: nox.Session) -> None:
     Postgres, a real Huey consumer counting executions by fire id, the leader SIGKILLed a few
     times (bench/bench_scheduler.py does 20), catch-up after downtime, live edits, the audit
     chain."""
-    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "psycopg[binary]")
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, *engine("huey"), "psycopg[binary]")
     run_pytest(session, "tests/scheduler")
 
 
@@ -141,7 +201,7 @@ def rq(session: nox.Session) -> None:
     `rq cron` through a real brain, and rq-scheduler's jobs read from real Redis. RQ's pins may
     clash with other engines', so it has a session of its own; rq-scheduler's `crontab`
     clashes with python-crontab by import name, which nothing here installs."""
-    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", RQ, "rq>=3.0", "rq-scheduler")
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, *engine("rq"), "rq-scheduler")
     run_pytest(session, f"{RQ}/tests")
 
 
@@ -152,8 +212,8 @@ def celery(session: nox.Session) -> None:
     (django-celery-beat on SQLite, redbeat in Redis). Celery's Redis transport needs a redis-py
     that arq's pin refuses, so Celery has a session of its own."""
     session.install(
-        *TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", CELERY,
-        "celery[redis]", "ephem", "django", "django-celery-beat", "celery-redbeat",
+        *TEST_TOOLS, "-e", CORE, "-e", BRAIN, *engine("celery"),
+        "ephem", "django", "django-celery-beat", "celery-redbeat",
     )  # fmt: skip
     run_pytest(session, f"{CELERY}/tests")
 
@@ -164,8 +224,8 @@ def dramatiq(session: nox.Session) -> None:
     processes on Redis and RabbitMQ through a real brain (periodiq schedules observed), and
     dramatiq-crontab observation (it needs Django)."""
     session.install(
-        *TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", DRAMATIQ,
-        "dramatiq[redis,rabbitmq]", "periodiq", "dramatiq-crontab", "django",
+        *TEST_TOOLS, "-e", CORE, "-e", BRAIN, *engine("dramatiq"),
+        "dramatiq[rabbitmq]", "periodiq", "dramatiq-crontab", "django",
     )  # fmt: skip
     run_pytest(session, f"{DRAMATIQ}/tests")
 
@@ -175,7 +235,7 @@ def arq(session: nox.Session) -> None:
     """The arq adapter: unit tests, the conformance suite and lifecycle tests on real `arq`
     worker processes on Redis through a real brain. arq pins redis<6, which Celery's transport
     refuses, so arq has a session of its own."""
-    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", ARQ, "arq")
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, *engine("arq"))
     run_pytest(session, f"{ARQ}/tests")
 
 
@@ -185,8 +245,23 @@ def taskiq(session: nox.Session) -> None:
     (taskiq-redis's list-queue and stream brokers) through a real brain, a producer and a
     `taskiq scheduler` process, and schedules stored in Redis. taskiq-redis needs redis>=8,
     which arq's pin refuses, so taskiq has a session of its own."""
-    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", TASKIQ, "taskiq", "taskiq-redis")
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, *engine("taskiq"))
     run_pytest(session, f"{TASKIQ}/tests")
+
+
+@nox.session(python=LOWEST_PYTHON)
+def django(session: nox.Session) -> None:
+    """The Django integration: a real Django project (settings.Z4J, INSTALLED_APPS) per engine,
+    each with a real worker process (`manage.py run_huey`, `manage.py rqworker`, `celery
+    worker`, `manage.py rundramatiq`) running a task through a real brain, the system checks,
+    and when the agent attaches in each kind of process (runserver's reloader, management
+    commands)."""
+    session.install(
+        *TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", DJANGO, "django",
+        *engine("huey"), "django-rq", *engine("rq"), *engine("celery"),
+        *engine("dramatiq"), "django-dramatiq",
+    )  # fmt: skip
+    run_pytest(session, f"{DJANGO}/tests")
 
 
 @nox.session(python=DEFAULT_PYTHON)
@@ -203,7 +278,7 @@ def faults(session: nox.Session) -> None:
     brain's clock, and a Huey consumer fires a per-second schedule through it all: no event
     lost or stored twice, no slot fired twice, bounded memory and shutdown. Reduced counts here;
     bench/bench_faults.py prints the figures at full counts."""
-    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "psycopg[binary]")
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, *engine("huey"), "psycopg[binary]")
     run_pytest(session, "tests/reliability")
 
 
@@ -221,31 +296,40 @@ def fleet(session: nox.Session) -> None:
     with the agent, schedules of every kind created through the CLI, each slot checked to have
     fired once into the right engine. Huey, RQ and Dramatiq run in this session's environment;
     Celery, arq and taskiq, whose redis-py pins clash, in environments of their own that the
-    test makes with uv exactly as `scripts/fleet` does (scripts/fleet_app/envs.py, cached in
+    test makes with uv exactly as `scripts/fleet` does (z4j_core/testing/engines.py, cached in
     .venv-fleet-*)."""
-    sys.path.insert(0, str(ROOT / "scripts" / "fleet_app"))
-    from envs import ENVIRONMENTS
-
-    main = ENVIRONMENTS["main"]
-    ours = [arg for package in main.packages for arg in ("-e", f"packages/{package}")]
-    session.install(*TEST_TOOLS, *ours, *main.requirements)
+    session.install(*TEST_TOOLS, *run_spec()["fleet"]["main"])
     run_pytest(session, "tests/fleet")
 
 
-@nox.session(python=LOWEST_PYTHON)
+@nox.session(python=DEFAULT_PYTHON)
 def soak(session: nox.Session) -> None:
-    """Load: a reconnect storm of 200 simulated agents through a brain restart, and a short soak
-    (75 s of steady events and fires into a Huey consumer). Full counts: bench/bench_storm.py,
-    bench/soak.py."""
-    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "psycopg[binary]")
+    """Load: a reconnect storm of 200 simulated agents through a brain restart, a short soak
+    (75 s of steady events and fires into a Huey consumer), and a short fleet soak on Postgres
+    (two brains, one real worker per engine, every fault kind at least once; about 2 minutes).
+    Full counts: bench/bench_storm.py, bench/soak.py, bench/soak_pg.py, `-s soak_nightly`.
+    The fleet's Python, so the Celery, arq and taskiq environments `-s fleet` made are reused."""
+    session.install(*TEST_TOOLS, *run_spec()["fleet"]["main"])
     run_pytest(session, "tests/soak")
+
+
+# Not in nox.options.sessions: `./scripts/test` (and CI) runs it only when named,
+# `./scripts/test -s soak_nightly`.
+@nox.session(python=DEFAULT_PYTHON)
+def soak_nightly(session: nox.Session) -> None:
+    """The nightly-style fleet soak: ten minutes at 5,000 events/s and 100 fires/s over six
+    engines' workers on two brains sharing Postgres, with every fault on its full period;
+    behaviour asserted, figures printed (`-- -s` shows them). An hour: bench/soak_pg.py."""
+    session.install(*TEST_TOOLS, *run_spec()["fleet"]["main"])
+    session.env["Z4J_SOAK_NIGHTLY"] = "1"
+    run_pytest(session, "tests/soak/test_soak_fleet.py", "-k", "nightly")
 
 
 @nox.session(python=LOWEST_PYTHON)
 def bench_fire(session: nox.Session) -> None:
     """The fire-latency benchmarks' counting (slots, missing, doubled) and one short run of
     bench/bench_fire_latency.py into a real Huey consumer through a real brain (about 20 s)."""
-    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, "-e", HUEY, "huey", "redis")
+    session.install(*TEST_TOOLS, "-e", CORE, "-e", BRAIN, *engine("huey"))
     run_pytest(session, "tests/bench_fire")
 
 
@@ -261,6 +345,18 @@ def hostile(session: nox.Session) -> None:
         "-e", CORE, "-e", BRAIN, "-e", HUEY,
     )  # fmt: skip
     run_pytest(session, "tests/hostile")
+
+
+@nox.session(python=LOWEST_PYTHON)
+def upgrade(session: nox.Session) -> None:
+    """Upgrades (tests/upgrade): the previous release, built from this repository's history
+    into `.venv-previous-<commit>` with uv, against this one: agents and brains of both
+    releases together, a previous store migrated in place (SQLite, Postgres), a rolling upgrade
+    of two brains, a schema newer than the brain refused."""
+    session.install(
+        *TEST_TOOLS, "uv==0.13.8", "huey", "psycopg[binary]", "-e", CORE, "-e", BRAIN, "-e", HUEY
+    )
+    run_pytest(session, "tests/upgrade")
 
 
 # A name in nox.options.sessions without its @nox.session function would be skipped by a run

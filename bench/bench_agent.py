@@ -21,11 +21,7 @@ from z4j_core.testing.brainproc import BrainProcess
 
 MEMORY_PROBE = r"""
 import json, os, sys, time, gc
-def rss():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+from z4j_core.testing.stats import rss_bytes as rss
 with_agent = sys.argv[1] == "1"
 count = int(sys.argv[2])
 if sys.argv[3] == "stdlib":

@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import os
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -37,20 +36,18 @@ from benchjson import Recorder, add_option
 
 from z4j_core.testing import services
 from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.brainstore import BrainStore
+from z4j_core.testing.engines import ENGINES, WorkerRun
+from z4j_core.testing.stats import rss_mib
 
 HERE = Path(__file__).resolve().parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 EVENTS_PER_TASK = 3  # received, started, succeeded
 
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-
-
-def rss_mib(pid: int) -> float:
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
 
 
 def children(pid: int) -> list[int]:
@@ -62,8 +59,7 @@ def children(pid: int) -> list[int]:
 
 
 def stored_events(database: Path | str) -> int:
-    with sqlite3.connect(database) as db:
-        return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    return BrainStore(str(database)).count_events()
 
 
 def one_run(
@@ -99,11 +95,9 @@ def one_run(
         "BENCH_VARIANT": variant,
         "PYTHONPATH": str(HERE),
     }
-    command = [
-        python, "-m", "celery", "-A", "bench_celery_app", "worker", "--pool", "prefork",
-        "--concurrency", "2", "--queues", queue, "--loglevel", "WARNING",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ]  # fmt: skip
+    run = WorkerRun(python, "bench_celery_app", concurrency=2, queues=(queue,),
+                    options=("--loglevel", "WARNING"))  # fmt: skip
+    command = ENGINES["celery"].worker(run)
     if variant == "theirs":
         command.append("-E")
     log = open(work / f"worker-{variant}.log", "ab")  # noqa: SIM115 -- handed to the child

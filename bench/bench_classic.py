@@ -52,7 +52,9 @@ from pathlib import Path
 from typing import Any
 
 from bench_fire_latency import as_number, measure
-from fire_harness import (
+
+from z4j_core.testing import services
+from z4j_core.testing.fire import (
     ENGINES,
     Process,
     Report,
@@ -60,12 +62,12 @@ from fire_harness import (
     cpu_pressure,
     describe,
     engine_python,
+    lateness,
     loadavg,
     result,
+    start_worker,
     thread_cpu,
 )
-
-from z4j_core.testing import services
 
 RUNS = ("beat", "z4j-celery", "beat-minute", "rq-scheduler", "z4j-rq")
 WARM_UP = 2.0
@@ -77,36 +79,6 @@ def flush(redis_url: str) -> None:
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
-
-
-def lateness(
-    runs: list[tuple[int, float, float]],
-    anchors: list[float],
-    period: float,
-    began: float,
-    ended: float,
-) -> tuple[list[float], int, int, int]:
-    """(schedule index, due, on broker) runs -> lateness samples (ms, in slot order) of runs
-    whose grid slot lies in [began, ended), slots, missing and doubled."""
-    by_slot: dict[tuple[int, int], list[float]] = {}
-    for index, due, published in runs:
-        k = math.floor((due - anchors[index]) / period + 1e-6)
-        slot = anchors[index] + k * period
-        if began <= slot < ended:
-            by_slot.setdefault((index, k), []).append((published - due) * 1000)
-    slots = missing = doubled = 0
-    for index, anchor in enumerate(anchors):
-        first = math.ceil((began - anchor) / period - 1e-9)
-        k = first
-        while anchor + k * period < ended:
-            slots += 1
-            found = by_slot.get((index, k), [])
-            missing += not found
-            doubled += len(found) > 1
-            k += 1
-    ordered = sorted(by_slot.items(), key=lambda item: anchors[item[0][0]] + item[0][1] * period)
-    samples = [ms for _, values in ordered for ms in values]
-    return samples, slots, missing, doubled
 
 
 def print_classic(name: str, samples: list[float], slots: int, missing: int, doubled: int) -> None:
@@ -156,7 +128,7 @@ def run_beat(
         "FIRE_NO_AGENT": "1", "FIRE_BEAT_COUNT": str(count), "FIRE_BEAT_PERIOD": str(period),
         "FIRE_BEAT_BASE": str(base), "FIRE_BEAT_LOG": str(log),
     })  # fmt: skip
-    worker = Process(ENGINES["celery"].argv(python, queue), env, work / "worker.log")
+    worker = start_worker(ENGINES["celery"], python, queue, env, work / "worker.log")
     beat = Process(
         [python, "-m", "celery", "-A", "fire_beat", "beat", "-S", "fire_beat:RecordingScheduler",
          "--schedule", str(work / "beat-schedule"), "--loglevel", "WARNING"],
@@ -168,7 +140,7 @@ def run_beat(
         if not beat.alive() or time.monotonic() > deadline:
             beat.stop()
             worker.stop()
-            raise SystemExit(f"celery beat sent nothing:\n{beat.tail()}")
+            raise SystemExit(f"celery beat sent nothing:\n{beat.output(3000)}")
         time.sleep(0.1)
     began = max(base, time.time()) + WARM_UP
     ended = began + seconds
@@ -189,7 +161,7 @@ def run_beat(
                 break
             time.sleep(1)
         if not beat.alive():
-            raise SystemExit(f"celery beat exited:\n{beat.tail()}")
+            raise SystemExit(f"celery beat exited:\n{beat.output(3000)}")
     finally:
         beat.stop()
         worker.stop()
@@ -254,7 +226,7 @@ def run_rq_scheduler(
         cpu = window_cpu(scheduler_process, began, ended)
         time.sleep(max(0.0, ended - time.time()) + interval + 5)
         if not scheduler_process.alive():
-            raise SystemExit(f"rq-scheduler exited:\n{scheduler_process.tail()}")
+            raise SystemExit(f"rq-scheduler exited:\n{scheduler_process.output(3000)}")
     finally:
         scheduler_process.stop()
         worker.stop()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from benchjson import Recorder, add_option
 
 from z4j_core.testing import services
 from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.brainstore import BrainStore
+from z4j_core.testing.engines import ENGINES, WorkerRun
 
 HERE = Path(__file__).resolve().parent
 PROCESSES, THREADS = 2, 4
@@ -72,9 +73,9 @@ def one_run(
         "Z4J_SPOOL_DIR": str(work / "spool"),
         "PYTHONPATH": str(HERE),
     }
+    run = WorkerRun(sys.executable, "bench_dramatiq_app", processes=PROCESSES, concurrency=THREADS)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "dramatiq", "bench_dramatiq_app",
-         "--processes", str(PROCESSES), "--threads", str(THREADS)],
+        ENGINES["dramatiq"].worker(run),
         cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -94,8 +95,7 @@ def one_run(
 
 
 def stored_events(brain: BrainProcess) -> int:
-    with sqlite3.connect(brain.database) as db:
-        return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    return BrainStore(brain.database).count_events()
 
 
 def main() -> None:

@@ -33,22 +33,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [
-    str(HERE.parent / "tests" / "reliability"),
-    str(HERE.parent / "tests" / "scheduler"),
-]
-
-import engine_faults  # noqa: E402
-import link_faults  # noqa: E402
-from faults_harness import print_figure  # noqa: E402
+from z4j_core.testing.faults import engine as engine_faults
+from z4j_core.testing.faults import link as link_faults
+from z4j_core.testing.faults.harness import print_figure
 
 SCENARIOS = ("cut", "blackhole", "sigstop", "latency", "shutdown", "skew", "postgres")
 

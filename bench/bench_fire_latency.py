@@ -36,7 +36,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from fire_harness import (
+from z4j_core.testing import services
+from z4j_core.testing.fire import (
     ENGINES,
     Engine,
     Report,
@@ -58,8 +59,6 @@ from fire_harness import (
     tally,
     thread_cpu,
 )
-
-from z4j_core.testing import services
 
 WARM_UP = 2.0
 #: After the window: how long to wait for its fires' answers and runs while none arrives, and
@@ -117,7 +116,7 @@ def measure(
             r, set(ids.values()), slots, began=began, ended=ended, cpu_before=cpu_before
         )
         if not r.worker.alive():
-            print(f"  the worker died:\n{r.worker.tail()}", flush=True)
+            print(f"  the worker died:\n{r.worker.output(3000)}", flush=True)
     samples = counted.latencies_ms
     print(f"{engine.name}{label}: {describe(samples)}", flush=True)
     print(f"  {counted.describe()}", flush=True)

@@ -11,17 +11,14 @@ import argparse
 import asyncio
 import os
 import random
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "hostile"))
-
-from hostile_harness import open_session, rss_kib, sign_payload, wait_closed, ws_connect
-
 from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.hostile import open_session, sign_payload, wait_closed, ws_connect
+from z4j_core.testing.stats import rss_kib
 from z4j_core.wire import Event, EventBatch, LifecycleKind, Ping
 from z4j_core.wire.codec import encode_frame
 from z4j_core.wire.limits import MAX_FRAME_BYTES

@@ -24,6 +24,8 @@ from benchjson import Recorder, add_option
 
 from z4j_core.testing import services
 from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.brainstore import BrainStore
+from z4j_core.testing.engines import ENGINES, WorkerRun
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,7 +35,6 @@ def one_run(
 ) -> tuple[float, float]:
     """Tasks per second from the first task to the last, and the consumer's CPU µs per task."""
     os.environ["BENCH_REDIS_URL"] = redis_url
-    sys.path.insert(0, str(HERE))
     import bench_huey_app  # the producer side: never instrumented
 
     bench_huey_app.huey.flush()
@@ -54,7 +55,7 @@ def one_run(
         "PYTHONPATH": str(HERE),
     }
     consumer = subprocess.Popen(
-        [sys.executable, "-m", "huey.bin.huey_consumer", "bench_huey_app.huey", "-w", "1"],
+        ENGINES["huey"].worker(WorkerRun(sys.executable, "bench_huey_app.huey", concurrency=1)),
         cwd=HERE,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -77,10 +78,7 @@ def one_run(
 
 
 def stored_events(brain: BrainProcess) -> int:
-    import sqlite3
-
-    with sqlite3.connect(brain.database) as db:
-        return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    return BrainStore(brain.database).count_events()
 
 
 def main() -> None:

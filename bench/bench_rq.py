@@ -26,10 +26,10 @@ from rq import Queue
 
 from z4j_core.testing import services
 from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.brainstore import BrainStore
+from z4j_core.testing.engines import ENGINES, WorkerRun
 
 HERE = Path(__file__).resolve().parent
-RQ = str(Path(sys.executable).parent / "rq")
-WORKERS = {False: "rq.worker.Worker", True: "z4j_rq.Worker"}
 
 
 def fill(queue: Queue, jobs: int) -> None:
@@ -46,8 +46,9 @@ def fill(queue: Queue, jobs: int) -> None:
 
 def one_run(
     with_agent: bool, jobs: int, redis_url: str, *, brain: BrainProcess, token: str, work: Path
-) -> tuple[float, float]:
-    """Jobs per second from the first job to the last, and the worker's CPU µs per job."""
+) -> tuple[float, float, float]:
+    """Jobs per second from the first job to the last, and the worker's CPU µs per job: for
+    the whole run (start-up and shutdown included) and between the first job and the last."""
     connection = Redis.from_url(redis_url)
     connection.flushdb()
     fill(Queue("bench", connection=connection), jobs)
@@ -61,20 +62,22 @@ def one_run(
         "Z4J_SPOOL_DIR": str(work / "spool"),
         "PYTHONPATH": str(HERE),
     }
-    worker = subprocess.Popen(
-        [
-            RQ,
-            "worker",
-            "-w",
-            WORKERS[with_agent],
+    run = WorkerRun(
+        sys.executable,
+        "",
+        queues=("bench",),
+        instrumented=with_agent,
+        options=(
             "-u",
             redis_url,
             "--burst",
             "--logging_level",
             "WARNING",
             "--disable-job-desc-logging",
-            "bench",
-        ],
+        ),
+    )
+    worker = subprocess.Popen(
+        ENGINES["rq"].worker(run),
         cwd=HERE,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -82,17 +85,21 @@ def one_run(
     )
     _, status, usage = os.wait4(worker.pid, 0)
     worker.returncode = os.waitstatus_to_exitcode(status)
-    stamps = dict(line.split() for line in times.read_text().splitlines())
-    elapsed = float(stamps[str(jobs - 1)]) - float(stamps["0"])
+    stamps = {index: (float(at), float(cpu)) for index, at, cpu in map(str.split, lines(times))}
+    (began, cpu_first), (ended, cpu_last) = stamps["0"], stamps[str(jobs - 1)]
     cpu = usage.ru_utime + usage.ru_stime  # the worker and its horses, start-up included
-    return (jobs - 1) / elapsed, cpu / jobs * 1e6
+    # Between the first and the last job: the worker and the horses it reaped (no start-up,
+    # no shutdown; /proc's clock ticks, so only meaningful over hundreds of jobs).
+    steady = (cpu_last - cpu_first) / (jobs - 1) * 1e6 if cpu_first >= 0 else float("nan")
+    return (jobs - 1) / (ended - began), cpu / jobs * 1e6, steady
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
 
 
 def stored_events(brain: BrainProcess) -> int:
-    import sqlite3
-
-    with sqlite3.connect(brain.database) as db:
-        return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    return BrainStore(brain.database).count_events()
 
 
 def main() -> None:
@@ -114,21 +121,24 @@ def main() -> None:
         brain.start()
         results: dict[bool, list[float]] = {False: [], True: []}
         cpus: dict[bool, list[float]] = {False: [], True: []}
+        steadies: dict[bool, list[float]] = {False: [], True: []}
         try:
             for round_index in range(options.rounds):
                 for with_agent in (False, True) if round_index % 2 == 0 else (True, False):
                     before = stored_events(brain)
-                    rate, cpu = one_run(
+                    rate, cpu, steady = one_run(
                         with_agent, options.jobs, redis_url, brain=brain, token=token, work=work
                     )
                     time.sleep(0.5)
                     stored = stored_events(brain) - before
                     results[with_agent].append(rate)
                     cpus[with_agent].append(cpu)
+                    steadies[with_agent].append(steady)
                     label = "with agent   " if with_agent else "without agent"
                     print(
                         f"round {round_index + 1} {label}: {rate:8.0f} jobs/s, "
-                        f"worker CPU {cpu:7.1f} us/job"
+                        f"worker CPU {cpu:7.1f} us/job ({steady:7.1f} first to last job)"
+                        f", load {os.getloadavg()[0]:.1f}"
                         + (f"  ({stored} events stored)" if with_agent else ""),
                         flush=True,
                     )
@@ -144,12 +154,19 @@ def main() -> None:
     print(f"ratio: {with_ / without:.3f} (target >= 0.97)")
     cpu_without, cpu_with = statistics.median(cpus[False]), statistics.median(cpus[True])
     print(f"worker CPU per job: {cpu_without:.1f} us without, {cpu_with:.1f} us with the agent")
+    steady_without = statistics.median(steadies[False])
+    steady_with = statistics.median(steadies[True])
+    print(
+        f"worker CPU per job, first to last job: {steady_without:.1f} us without, "
+        f"{steady_with:.1f} us with the agent (+{steady_with - steady_without:.1f} us)"
+    )
     print(f"machine: {os.cpu_count()} CPUs shared by the worker, Redis and the brain")
     for with_agent in (False, True):
         config = {"engine": "rq", "variant": "ours" if with_agent else "none",
                   "jobs": options.jobs}  # fmt: skip
         recorder.add("throughput", "tasks/s", results[with_agent], **config)
         recorder.add("worker_cpu", "us/task", cpus[with_agent], **config)
+        recorder.add("worker_cpu_steady", "us/task", steadies[with_agent], **config)
     recorder.write()
 
 

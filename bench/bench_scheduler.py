@@ -20,10 +20,7 @@ z4j-huey, huey, redis and psycopg installed. Figures are printed, never asserted
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,27 +28,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from benchjson import Recorder, add_option
+
+from z4j_core.testing import services
+from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.brainstore import BrainStore
+from z4j_core.testing.engines import ENGINES, WorkerProcess, WorkerRun, worker_env
+from z4j_core.testing.sink import Sink, fires, is_leader, live_agents, make_brain, schedule_body
+from z4j_core.testing.stats import percentile
+from z4j_core.testing.waiting import wait_for
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests" / "scheduler"))
-
-from benchjson import Recorder, add_option  # noqa: E402
-from sched_harness import (  # noqa: E402
-    Sink,
-    fires,
-    is_leader,
-    live_agents,
-    make_brain,
-    schedule_body,
-)
-
-from z4j_core.testing import services  # noqa: E402
-from z4j_core.testing.brainproc import BrainProcess  # noqa: E402
-from z4j_core.testing.waiting import wait_for  # noqa: E402
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def ms(value: float) -> str:
@@ -62,42 +49,27 @@ class RedisConsumer:
     """bench_huey_app's RedisHuey consumer with the agent."""
 
     def __init__(self, work: Path, brain: BrainProcess, token: str, redis_url: str) -> None:
-        env = {
-            **os.environ,
-            "BENCH_REDIS_URL": redis_url,
-            "BENCH_WITH_AGENT": "1",
-            "BENCH_TIMES": str(work / "times.txt"),
-            "Z4J_BRAIN_URL": brain.url,
-            "Z4J_TOKEN": token,
-            "Z4J_SPOOL_DIR": str(work / "spool"),
-            "PYTHONPATH": str(HERE),
-        }
-        log = open(work / "consumer.log", "ab")  # noqa: SIM115 -- handed to the child
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "huey.bin.huey_consumer", "bench_huey_app.huey",
-             "--workers", "8", "--delay", "0.01", "--max-delay", "0.05"],
-            cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env = worker_env(
+            HERE,
+            brain_url=brain.url,
+            token=token,
+            spool_dir=work / "spool",
+            extra={"BENCH_REDIS_URL": redis_url, "BENCH_WITH_AGENT": "1",
+                   "BENCH_TIMES": str(work / "times.txt")},
+            tz=None,
         )  # fmt: skip
-        log.close()
+        run = WorkerRun(sys.executable, "bench_huey_app.huey", concurrency=8,
+                        options=("--delay", "0.01", "--max-delay", "0.05"))  # fmt: skip
+        self.worker = WorkerProcess.start(ENGINES["huey"], run, env, work / "consumer.log", HERE)
+        self.worker.stop_timeout = 15.0
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+        self.worker.stop()
 
 
 def _fire_rows(brain: BrainProcess) -> list[dict[str, Any]]:
-    import sqlite3
-
-    with sqlite3.connect(brain.database) as conn:
-        conn.row_factory = sqlite3.Row
-        rows = conn.execute(
-            "SELECT fire_id, kind, slot, due_at, state, answered_at FROM fires"
-        ).fetchall()
-    return [dict(r) for r in rows]
+    """Every fire of the brain (from its store: a thousand schedules' worth)."""
+    return BrainStore(brain.database).all_fires()
 
 
 def with_redis_brain(work: Path, body: Any) -> Any:
@@ -139,7 +111,8 @@ def bench_latency(work: Path, count: int, seconds: float, recorder: Recorder) ->
                      schedules=count, rate_per_s=count)  # fmt: skip
         print(
             f"fire latency ({count} schedules of 1 s, {seconds:.0f} s, RedisHuey): "
-            f"{len(done)} fires, p50 {ms(pct(done, 0.5))}, p99 {ms(pct(done, 0.99))}, "
+            f"{len(done)} fires, p50 {ms(percentile(done, 0.5))}, "
+            f"p99 {ms(percentile(done, 0.99))}, "
             f"max {ms(max(done))}; not enqueued: {other}",
             flush=True,
         )
@@ -180,8 +153,6 @@ def bench_failover(work: Path, trials: int, recorder: Recorder) -> None:
         for brain in brains:
             brain.start()
         sink = Sink(work / "failover" / "sink", brains[1].url, token)
-        import psycopg
-
         times: list[float] = []
         try:
             wait_for(lambda: live_agents(brains[1]), 30, "the sink's agent")
@@ -195,14 +166,14 @@ def bench_failover(work: Path, trials: int, recorder: Recorder) -> None:
                 )
                 killed_at = time.time()
                 leader.kill()
-                with psycopg.connect(url) as conn:
+                store = BrainStore(url, keep_open=True)
+                try:
                     first = wait_for(
-                        lambda c=conn, k=killed_at: c.execute(
-                            "SELECT MIN(created_at) FROM fires WHERE created_at > %s",
-                            (k,),
-                        ).fetchone()[0],
+                        lambda s=store, k=killed_at: s.first_fire_created_after(k),
                         20, "the new leader's first fire", interval=0.02,
                     )  # fmt: skip
+                finally:
+                    store.close()
                 times.append(first - killed_at)
                 leader.start()
                 wait_for(lambda: live_agents(brains[1]), 60, "the agent")
@@ -250,8 +221,8 @@ def bench_edit(work: Path, edits: int, recorder: Recorder) -> None:
         recorder.add("edit_applied", "ms", [v * 1000 for v in latencies], edits=edits)
         print(
             f"live edit ({edits} edits, API return to the leader holding the new version, one "
-            f"HTTP round trip included): p50 {ms(pct(latencies, 0.5))}, "
-            f"p99 {ms(pct(latencies, 0.99))}, max {ms(max(latencies))}",
+            f"HTTP round trip included): p50 {ms(percentile(latencies, 0.5))}, "
+            f"p99 {ms(percentile(latencies, 0.99))}, max {ms(max(latencies))}",
             flush=True,
         )
     finally:

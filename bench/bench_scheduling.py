@@ -1,4 +1,5 @@
-"""Scheduler-core benchmarks: next_after per kind (cron against croniter), and the due queue.
+"""Scheduler-core benchmarks: next_after per kind (cron against croniter), cron worst cases,
+and the due queue.
 
 Prints figures; never asserts on time. `--quick` uses reduced counts; the default runs the
 full ones (100,000 and 1,000,000 mixed schedules in the due queue).
@@ -10,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import random
+import statistics
 import time
 import tracemalloc
 from datetime import datetime, timedelta, timezone
@@ -26,8 +27,11 @@ from z4j_core.scheduling import (
     IntervalSchedule,
     OneShotSchedule,
     Schedule,
+    ScheduleError,
     SolarSchedule,
 )
+from z4j_core.scheduling import zones as zone_timelines
+from z4j_core.testing.stats import rss_mib
 
 UTC = timezone.utc
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -49,11 +53,6 @@ EXPRESSIONS = [
 
 def rate(count: int, seconds: float) -> str:
     return f"{count / seconds:>12,.0f}/s  ({seconds / count * 1e6:7.2f} us each)"
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def bench_cron(calls: int, recorder: Recorder) -> None:
@@ -90,6 +89,65 @@ def bench_cron(calls: int, recorder: Recorder) -> None:
     print(f"  ratio     {theirs_time / ours_time:.1f}x faster")
     recorder.add("cron_next_after", "calls/s", [total / ours_time], implementation="z4j")
     recorder.add("cron_next_after", "calls/s", [total / theirs_time], implementation="croniter")
+
+
+# (expression, day_and, zone): rare dates, matches that only fall in DST gaps, seconds.
+WORST_CASES = [
+    ("0 0 29 2 1", True, "UTC"),
+    ("0 0 29 2 1", True, "Australia/Lord_Howe"),
+    ("30 2/24 8-14 3 0", True, "America/New_York"),  # only in the spring gap: never fires
+    ("30 2 8-14 3 0", True, "America/New_York"),  # the same with a fixed hour: fires at 03:00
+    ("0 */24 * * *", False, "America/Santiago"),  # midnight, skipped once a year
+    ("59 23 L 2 *", False, "America/New_York"),
+    ("0 0 * * * */1", False, "Europe/Berlin"),
+    ("* * * * * *", False, "Australia/Lord_Howe"),
+    ("0 0 13 * 5", True, "Asia/Tehran"),
+    ("0 9 * * sat#5", False, "Pacific/Chatham"),
+    ("0 0 L * 5L", True, "Africa/Casablanca"),
+    ("0 2 * 3 0L", True, "Europe/London"),
+]
+# Refused when compiled: no date matches, so no search runs at all.
+NEVER_MATCHING = ["0 0 31 2,4,6,9,11 *", "0 0 30 2 *", "0 0 31 * 2#1"]
+
+
+def bench_cron_worst_cases(recorder: Recorder) -> None:
+    print(
+        "cron worst cases: next_after on an empty zone cache, then slots(after, 1000) on the"
+        " cache it left"
+    )
+    for expression in NEVER_MATCHING:
+        try:
+            CronSchedule(expression=expression, day_and=True)
+            print(f"  {expression!r:<24} ACCEPTED (should be refused)")
+        except ScheduleError as refused:
+            print(f"  {expression!r:<24} refused: {str(refused).split(': ', 1)[-1]}")
+    cold: list[float] = []
+    thousand: list[float] = []
+    for expression, day_and, zone_name in WORST_CASES:
+        zone_timelines._TIMELINES.clear()  # a cold zone cache, as on a fresh brain
+        schedule = CronSchedule(
+            expression=expression, day_and=day_and, timezone=ZoneInfo(zone_name)
+        )
+        t0 = time.perf_counter()
+        first = schedule.next_after(START)
+        cold_ms = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        slots = schedule.slots(START, 1000)
+        thousand_ms = (time.perf_counter() - t0) * 1000
+        cold.append(cold_ms)
+        thousand.append(thousand_ms)
+        shown = "never" if first is None else first.strftime("%Y-%m-%dT%H:%MZ")
+        label = f"{expression}{' (and)' if day_and else ''} {zone_name}"
+        print(
+            f"  {label:<44} next {shown:<17} {cold_ms:8.2f} ms cold;"
+            f" {len(slots):>4} slots {thousand_ms:8.2f} ms"
+        )
+    for name, values in (("next_after cold", cold), ("slots(1000)", thousand)):
+        print(
+            f"  {name:<16} max {max(values):8.2f} ms   median {statistics.median(values):8.2f} ms"
+        )
+    recorder.add("cron_worst_next_after_cold", "ms", cold)
+    recorder.add("cron_worst_slots_1000", "ms", thousand)
 
 
 def bench_kinds(calls: int) -> None:
@@ -225,6 +283,7 @@ def main() -> None:
     recorder = Recorder("scheduling", args.json)
     calls = 20_000 if args.quick else 200_000
     bench_cron(calls, recorder)
+    bench_cron_worst_cases(recorder)
     bench_kinds(calls // 4)
     for count in (10_000, 50_000) if args.quick else (100_000, 1_000_000):
         bench_queue(count, recorder)

@@ -7,7 +7,7 @@ brain answers during it, and when the last agent is back.
 
 Each simulated agent is a real `Link` (the agent's own connection class: backoff with full
 jitter, real token, signed handshake, an event batch per session); several hundred share one
-process's event loop (`tests/soak/storm_host.py`). The brain is a real `z4j brain serve`
+process's event loop (`z4j_core/testing/storm_host.py`). The brain is a real `z4j brain serve`
 process, stopped with SIGTERM and started again on the same port and database. Prints figures;
 asserts nothing (the CI test is `tests/soak/test_storm.py`).
 """
@@ -25,10 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests" / "soak"))
-
-from storm_harness import StormResult, percentile, run_storm  # noqa: E402
+from z4j_core.testing.stats import percentile
+from z4j_core.testing.storm import StormResult, run_storm
 
 
 def histogram(delays: list[float], width: float = 1.0) -> list[tuple[float, int]]:

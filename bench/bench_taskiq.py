@@ -104,11 +104,12 @@ def one_run(
         "Z4J_SPOOL_DIR": str(work / "spool"),
         "PYTHONPATH": str(HERE),
     }
+    from z4j_core.testing.engines import ENGINES, WorkerRun
+
+    run = WorkerRun(sys.executable, "bench_taskiq:broker", processes=1, concurrency=ASYNC_TASKS,
+                    options=("--log-level", "WARNING"))  # fmt: skip
     worker = subprocess.Popen(
-        [
-            sys.executable, "-m", "taskiq", "worker", "bench_taskiq:broker",
-            "--workers", "1", "--max-async-tasks", str(ASYNC_TASKS), "--log-level", "WARNING",
-        ],
+        ENGINES["taskiq"].worker(run),
         cwd=HERE,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -133,10 +134,9 @@ def one_run(
 
 
 def stored_events(brain: Any) -> int:
-    import sqlite3
+    from z4j_core.testing.brainstore import BrainStore
 
-    with sqlite3.connect(brain.database) as db:
-        return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    return BrainStore(brain.database).count_events()
 
 
 def main() -> None:

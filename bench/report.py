@@ -9,6 +9,8 @@ Sections, in the order they run (each bench alternates its own variants round by
   overhead   no-op throughput per engine, no agent vs ours (and, for Celery, the existing
              product's agent in its own virtualenv, set up by bench_celery_theirs.sh);
   brain      events/s stored by the brain from 1 and from 10 agents, SQLite and Postgres;
+  lists      the task list API's latency with 1,000,000 tasks stored (first, filtered, deep
+             pages by cursor, id search), SQLite and Postgres (bench_lists.py);
   latency    fire latency from slot to `enqueued`, per engine (bench_fire_latency.py), at half
              the no-op throughput the overhead section measured (at most 1,000/s);
   scale      scheduler load time and memory for 100,000 and 1,000,000 schedules, a herd of
@@ -31,12 +33,10 @@ every few seconds and reported per section: figures from a loaded machine are no
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -50,6 +50,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from z4j_core.testing.engines import ENGINES as RUN_SPECS
+from z4j_core.testing.stats import percentile
+from z4j_core.testing.venvs import Environment, ensure
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 VENVS = ROOT / ".venv-bench"
@@ -62,16 +66,21 @@ MAX_FIRE_RATE = 1000
 # 1-minute load average per CPU above which a section's figures are flagged as noisy.
 BUSY_LOAD_PER_CPU = 0.5
 
-CORE = ("-e", "packages/z4j-core", "-e", "packages/z4j-brain")
-# What each bench needs installed; engines whose pins clash get their own (see noxfile.py).
-VENV_SPECS: dict[str, tuple[str, ...]] = {
-    "core": (*CORE, "-e", "packages/z4j-huey", "huey", "redis", "psycopg[binary]", "croniter"),
-    "celery": (*CORE, "-e", "packages/z4j-celery", "celery[redis]"),
-    "rq": (*CORE, "-e", "packages/z4j-rq", "rq>=3.0", "rq-scheduler"),
-    "dramatiq": (*CORE, "-e", "packages/z4j-dramatiq", "dramatiq[redis]"),
-    "arq": (*CORE, "-e", "packages/z4j-arq", "arq"),
-    "taskiq": (*CORE, "-e", "packages/z4j-taskiq", "taskiq", "taskiq-redis"),
-}
+# What the benches need besides each engine's run spec (engines.py): the core one's Postgres
+# driver and croniter; rq-scheduler for the classic schedulers' bench.
+BENCH_EXTRAS: dict[str, tuple[str, ...]] = {"core": ("psycopg[binary]", "croniter"),
+                                            "rq": ("rq-scheduler",)}  # fmt: skip
+
+
+def bench_environment(name: str) -> Environment:
+    """.venv-bench/<name>: z4j-core, z4j-brain, the engine's adapter and its requirements
+    (`core` is Huey's); each engine gets its own, so their pins never clash."""
+    engine = RUN_SPECS["huey" if name == "core" else name]
+    return Environment(
+        f".venv-bench/{name}",
+        ("z4j-core", "z4j-brain", engine.package),
+        (*engine.requirements, *BENCH_EXTRAS.get(name, ())),
+    )
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,11 @@ SECTIONS: tuple[Section, ...] = (
         "brain",
         "Events stored by the brain",
         (Run("brain", "bench_brain_pg.py", "core", needs=("postgres",)),),
+    ),
+    Section(
+        "lists",
+        "Task list latency with a large store",
+        (Run("lists", "bench_lists.py", "core", needs=("postgres",)),),
     ),
     Section(
         "latency",
@@ -199,37 +213,14 @@ def service_up(port: int) -> bool:
         return False
 
 
-def find_python() -> str:
-    for name in ("python3.11", "python3.12", "python3.10"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return sys.executable
-
-
 def venv_python(name: str) -> Path:
     return VENVS / name / "bin" / "python"
 
 
 def prepare_venv(name: str) -> Path:
-    """Make (or refresh) .venv-bench/<name> with VENV_SPECS[name]; our packages come from this
-    checkout only (-e packages/...), never from the index."""
-    spec = VENV_SPECS[name]
-    digest = hashlib.sha256("\n".join(spec).encode())
-    for arg in spec:
-        pyproject = ROOT / arg / "pyproject.toml"
-        if arg.startswith("packages/") and pyproject.exists():
-            digest.update(pyproject.read_bytes())
-    stamp = VENVS / name / ".bench-spec"
-    python = venv_python(name)
-    if python.exists() and stamp.exists() and stamp.read_text() == digest.hexdigest():
-        return python
-    print(f"[setup] virtualenv {name}: installing {' '.join(spec)}", flush=True)
-    if not python.exists():
-        subprocess.run([find_python(), "-m", "venv", str(VENVS / name)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *spec], cwd=ROOT, check=True)
-    stamp.write_text(digest.hexdigest())
-    return python
+    """Make (or refresh) .venv-bench/<name> (venvs.py: our packages from this checkout only,
+    never from the index)."""
+    return ensure(bench_environment(name), root=ROOT)
 
 
 def stop_theirs_server() -> None:
@@ -596,11 +587,6 @@ def number(value: float | None) -> str:
     return f"{value:.3g}"
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
@@ -870,6 +856,28 @@ def render_section(
             "",
         ]
         shown.add("events_stored")
+    elif name == "lists":
+        chosen = pick(results, "list_latency")
+        rows = [
+            [
+                r["config"].get("store"),
+                r["config"].get("query"),
+                f"{r['config'].get('tasks', 0):,}",
+                len(r["samples"]),
+                number(percentile(r["samples"], 0.5)),
+                number(percentile(r["samples"], 0.99)),
+                number(r["max"]),
+            ]
+            for r in chosen
+        ]
+        lines += table(["store", "query", "tasks", "requests", "p50 ms", "p99 ms", "max ms"], rows)
+        lines += [
+            "`GET /api/v1/tasks` over a kept-alive connection to a real brain, 100 rows a page; "
+            "deep pages start at a cursor in the older half of the list; `scoped` is an "
+            "operator who sees half the apps. The target is under 300 ms.",
+            "",
+        ]
+        shown.add("list_latency")
     elif name in ("latency", "classic"):
         key = "engine" if name == "latency" else "scheduler"
         chosen = [r for r in results if key in r["config"] and r["unit"] == "ms"]

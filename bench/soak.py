@@ -6,7 +6,7 @@ memory, rates and latencies sampled every 10 seconds, and everything counted at 
     python bench/soak.py --database-url postgresql://127.0.0.1/test --json soak.json
 
 Processes: a real brain (`z4j brain serve`); `--emitters` application processes with the agent
-(`tests/soak/soak_emitter.py`) sharing `--events-per-s` between them (task lifecycles, paced
+(`z4j_core/testing/soak_emitter.py`) sharing `--events-per-s` between them (task lifecycles, paced
 every 5 ms); `--fires-per-s` interval schedules of 1 s, anchors spread over the second, firing
 into a real Huey consumer with the agent (SqliteHuey; its task records each run's job id, which
 is the fire id). Each sample: resident memory of the brain and of every agent process (the
@@ -31,10 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests" / "soak"))
-
-from soak_harness import SoakPlan, run_soak  # noqa: E402
+from z4j_core.testing.soak import SoakPlan, run_soak
 
 COLUMNS = (
     f"{'t s':>6} {'brain MiB':>9} {'agents MiB (emitters, consumer)':>34} {'ev/s':>7} "

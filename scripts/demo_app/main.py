@@ -17,12 +17,13 @@ import sys
 import tempfile
 import threading
 import time
+import webbrowser
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.brainproc import ADMIN_TOKEN, BrainProcess
 
 HERE = Path(__file__).resolve().parent
 APP = "demo"
@@ -61,6 +62,10 @@ class Demo:
         token = self.brain.create_token("demo")
         self.brain.start()
         self.say(f"brain listening on {self.brain.http_url} (SQLite in {self.workdir})")
+        self.say(
+            f"console: {self.brain.http_url}/ (log in with the demo's admin token "
+            f"{ADMIN_TOKEN}; --duration 600 leaves time to look around)"
+        )
         env = {
             **os.environ,
             "Z4J_BRAIN_URL": self.brain.url,
@@ -276,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=20.0, help="seconds to run (20)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--open", action="store_true", help="open the console in the default web browser"
+    )
     options = parser.parse_args(argv)
     began = float(os.environ.get("Z4J_DEMO_BEGAN_MONOTONIC") or time.monotonic())
     workdir = Path(tempfile.mkdtemp(prefix="z4j-demo-"))
@@ -283,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     ran_for = time.monotonic()
     try:
         demo.start()
+        if options.open:
+            webbrowser.open(f"{demo.brain.http_url}/login")
         demo.wait_for_agent()
         for step in STEPS:
             step(demo)

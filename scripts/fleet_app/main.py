@@ -1,9 +1,9 @@
 """The z4j fleet: one brain, six engines, schedules of every kind, fires shown as they land.
 
 Run through `./scripts/fleet [--duration N] [--sqlite]`, which prepares the main environment;
-this prepares the engines' own ones (envs.py). It claims a Redis database of its own and, on
-Postgres, creates a database for the run and drops it afterwards. Every process it starts is
-stopped before it exits, also on Ctrl-C. docs/fleet.md says how to read what it prints.
+this prepares the engines' own ones (z4j_core.testing.engines). It claims a Redis database of
+its own and, on Postgres, creates a database for the run and drops it afterwards. Every process
+it starts is stopped before it exits, also on Ctrl-C. docs/fleet.md says how to read what it prints.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import envs
-from engines import BY_NAME
-from fleet import TERMINAL_TASK_STATES, Fleet, Snapshot
-
 from z4j_core.testing import services
+from z4j_core.testing.engines import FLEET_ENVIRONMENTS
+from z4j_core.testing.fleet import BY_NAME, TERMINAL_TASK_STATES, Fleet, Snapshot
+from z4j_core.testing.venvs import ensure
 
 PROBLEM_FIRE_STATES = ("missed", "unknown", "rejected", "failed", "duplicate")
 EVENT_KINDS = ("enqueued", "received", "started", "succeeded", "failed", "retried")
@@ -199,7 +198,7 @@ def brain_database(options: argparse.Namespace) -> Iterator[str | None]:
 def engine_pythons(names: set[str]) -> dict[str, Path]:
     pythons = {"main": Path(sys.executable)}
     for name in sorted(names - {"main"}):
-        pythons[name] = envs.ensure(name)
+        pythons[name] = ensure(FLEET_ENVIRONMENTS[name])
     return pythons
 
 

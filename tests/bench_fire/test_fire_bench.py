@@ -17,11 +17,9 @@ from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-sys.path.insert(0, str(BENCH))
+from z4j_core.testing.fire import expected_slots, lateness, result, tally
 
-from bench_classic import lateness  # noqa: E402
-from fire_harness import expected_slots, result, tally  # noqa: E402
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def fire(sid: str, slot: float, state: str = "enqueued", answered: float | None = None,

@@ -210,6 +210,36 @@ def test_tables_carry_medians_ranges_and_ratios_to_no_agent() -> None:
     assert "commit: `0123456789ab` on `main`" in text
 
 
+def test_the_list_latency_table_has_each_store_and_query() -> None:
+    report = canned(quick=False, load=0.1)
+    latencies = [float(v) for v in range(1, 101)]
+    report["sections"].append(
+        {
+            "name": "lists",
+            "title": "Task list latency with a large store",
+            "seconds": 60.0,
+            "started": "2026-11-26T01:20:00+00:00",
+            "loadavg": [0.1],
+            "runs": [
+                run(
+                    "lists",
+                    [
+                        result("list_latency", "ms", latencies, store=store, tasks=1_000_000,
+                               query=query)
+                        for store in ("sqlite", "postgres")
+                        for query in ("first page", "deep page (cursor)")
+                    ],
+                )
+            ],
+        }
+    )  # fmt: skip
+    text = report_py.render(report, {})
+    assert "## Task list latency with a large store" in text
+    assert "| sqlite | first page | 1,000,000 | 100 | 51.0 | 100 | 100 |" in text
+    assert "| postgres | deep page (cursor) | 1,000,000 | 100 | 51.0 | 100 | 100 |" in text
+    assert "list_latency" not in text  # every figure is in the table, none left over
+
+
 def test_a_quick_run_on_a_loaded_machine_says_so() -> None:
     quiet = report_py.render(canned(quick=False, load=0.1), {})
     assert "Quick run" not in quiet and "Loaded machine" not in quiet

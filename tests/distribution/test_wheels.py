@@ -43,6 +43,22 @@ def test_every_package_builds_an_sdist_and_a_wheel(built: list[Path]) -> None:
         assert f"{stem}-{VERSION}-py3-none-any.whl" in names, names
 
 
+def test_the_brain_wheel_ships_the_consoles_templates_and_static_files(
+    built: list[Path],
+) -> None:
+    import zipfile
+
+    (wheel,) = [p for p in built if p.name.startswith("z4j_brain-") and p.suffix == ".whl"]
+    names = set(zipfile.ZipFile(wheel).namelist())
+    console = Path(__file__).parents[2] / "packages/z4j-brain/src/z4j_brain/console"
+    shipped = sorted(
+        str(f.relative_to(console.parent.parent))
+        for f in console.rglob("*")
+        if f.is_file() and f.suffix in (".html", ".css", ".js")
+    )
+    assert shipped and not [f for f in shipped if f not in names], names
+
+
 def test_our_packages_share_one_version_and_pin_each_other_exactly() -> None:
     ours = {normalize(n) for n in OUR_NAMES}
     for directory in PACKAGE_DIRS:

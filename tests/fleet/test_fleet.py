@@ -1,13 +1,14 @@
 """The fleet end to end: one brain on Postgres, one real worker per engine, schedules of every
 kind made through the `z4j` command, and what landed checked from both sides.
 
-The fleet (scripts/fleet_app) runs once for the module: Celery, RQ, Dramatiq, Huey, arq and
-taskiq workers with the agent attached (Celery, arq and taskiq in environments of their own,
-made by scripts/fleet_app/envs.py), a per-second cron, an interval, a one-shot and a solar
-schedule for each. Once every recurring schedule has fired past a cut-off instant, the schedules
-are paused through the CLI and the fleet settles; then the brain's fires are compared with the
-slots each schedule has (computed here from its stored spec), with the runs each engine's
-workers counted in Redis by their own job id, and with the lifecycle events the brain stored.
+The fleet (z4j_core.testing.fleet, as scripts/fleet runs it) runs once for the module: Celery,
+RQ, Dramatiq, Huey, arq and taskiq workers with the agent attached (Celery, arq and taskiq in
+environments of their own, made by z4j_core.testing.venvs from the run spec), a per-second cron,
+an interval, a one-shot and a solar schedule for each. Once every recurring schedule has fired
+past a cut-off instant, the schedules are paused through the CLI and the fleet settles; then the
+brain's fires are compared with the slots each schedule has (computed here from its stored
+spec), with the runs each engine's workers counted in Redis by their own job id, and with the
+lifecycle events the brain stored.
 """
 
 from __future__ import annotations
@@ -24,15 +25,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts" / "fleet_app"))
-
-import envs  # noqa: E402
-from engines import APP, ENGINES, Engine  # noqa: E402
-from fleet import Fleet, Schedule  # noqa: E402
-
-from z4j_core.scheduling import fire_id, parse_fire_id, schedule_from_dict  # noqa: E402
-from z4j_core.testing.postgres import temporary_database  # noqa: E402
+from z4j_core.scheduling import fire_id, parse_fire_id, schedule_from_dict
+from z4j_core.testing.engines import FLEET_ENVIRONMENTS
+from z4j_core.testing.fleet import APP, ENGINES, Engine, Fleet, Schedule
+from z4j_core.testing.postgres import temporary_database
+from z4j_core.testing.venvs import ensure
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.timeout(600)]
 
@@ -92,7 +89,8 @@ def _not_fired_past(fleet: Fleet, cut: float) -> dict[str, list[str]]:
 def pythons() -> dict[str, Path]:
     """The main engines run in this test's environment; the others in theirs (cached)."""
     needed = {e.environment for e in ENGINES} - {"main"}
-    return {"main": Path(sys.executable), **{name: envs.ensure(name) for name in sorted(needed)}}
+    built = {name: ensure(FLEET_ENVIRONMENTS[name]) for name in sorted(needed)}
+    return {"main": Path(sys.executable), **built}
 
 
 @pytest.fixture(scope="module")
@@ -285,7 +283,7 @@ def test_every_fired_tasks_lifecycle_reached_the_brain(outcome: Outcome, engine:
 
 
 def _next_solar_event(spec: dict[str, Any], after: datetime) -> datetime:
-    """The oracle: astral asked directly for each local date around `after`."""
+    """The oracle: astral asked directly for each local date around `after` (within 60 s)."""
     from astral import Observer
     from astral import sun as astral_sun
 
@@ -314,11 +312,16 @@ def test_solar_schedule_is_listed_with_its_next_event(outcome: Outcome, engine: 
     now = datetime.now(timezone.utc)
     expected = _next_solar_event(shown["schedule"], now)
     first = datetime.fromisoformat(shown["next_slots"][0].replace("Z", "+00:00"))
-    assert first == expected, f"{schedule.name}: brain says {first}, astral says {expected}"
+    # The core finds events by its own search of the sun's elevation (NOAA's equations); astral
+    # is an independent reading of the same equations: they agree within a minute
+    # (docs/schedules.md, Solar).
+    assert abs(first - expected) <= timedelta(seconds=60), (
+        f"{schedule.name}: brain says {first}, astral says {expected}"
+    )
     solar = _engine(engine).solar
     assert (shown["schedule"]["event"], shown["schedule"]["timezone"]) == (
         solar.event,
         solar.timezone,
     )
     row = next(r for r in outcome.listing.splitlines() if r.startswith(schedule.name + " "))
-    assert expected.strftime("%Y-%m-%dT%H:%M:%SZ") in row, row
+    assert first.isoformat(timespec="seconds") in row, row  # ISO 8601 with its offset

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hostile_harness import Arena, examples
 
 from z4j_core.testing.brainproc import ADMIN_TOKEN, BrainProcess
+from z4j_core.testing.hostile import Arena, examples
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402

@@ -15,16 +15,18 @@ import contextlib
 import os
 import secrets
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from z4j_core.testing import brainapi
 from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.brainstore import BrainStore
 
 pytest.importorskip("huey")
 pytest.importorskip("z4j_huey")
@@ -114,17 +116,16 @@ app.charge("a bare string is not recognisable as a secret: " + S[-1])
 """
 
 
-def wait_for_events(database: str, names: dict[str, int], timeout: float = 90) -> None:
-    """Until each task name has the given number of terminal events stored."""
+def wait_for_events(brain: BrainProcess, names: dict[str, int], timeout: float = 90) -> None:
+    """Until each task name has the given number of terminal events stored (read over the
+    brain's API)."""
     deadline = time.monotonic() + timeout
     while True:
-        with contextlib.closing(sqlite3.connect(database, timeout=30)) as db:
-            counts = dict(
-                db.execute(
-                    "SELECT task_name, COUNT(*) FROM events WHERE kind IN ('succeeded', 'failed') "
-                    "GROUP BY task_name"
-                ).fetchall()
-            )
+        counts = Counter(
+            event["task_name"]
+            for event in brainapi.events(brain)
+            if event["kind"] in ("succeeded", "failed")
+        )
         if all(counts.get(name, 0) >= n for name, n in names.items()):
             return
         assert time.monotonic() < deadline, f"terminal events so far: {counts}"
@@ -185,7 +186,7 @@ def test_planted_secrets_never_reach_the_store(brain: BrainProcess, tmp_path: Pa
     log.close()
     try:
         wait_for_events(
-            brain.database,
+            brain,
             {
                 "secrets_app.charge": 2,
                 "secrets_app.leak_in_message": 4,
@@ -205,13 +206,10 @@ def test_planted_secrets_never_reach_the_store(brain: BrainProcess, tmp_path: Pa
 
     database = Path(brain.database)
     files = {p.name: p.read_bytes() for p in database.parent.glob(database.name + "*")}
-    with contextlib.closing(sqlite3.connect(database)) as db:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        rows = {t: repr(db.execute(f'SELECT * FROM "{t}"').fetchall()) for t in tables}
-        stored = db.execute(
-            "SELECT kind, task_name, args, kwargs, message, traceback FROM events "
-            "WHERE task_name LIKE 'secrets_app.%'"
-        ).fetchall()
+    store = BrainStore(str(database))
+    rows = store.every_table()
+    tables = list(rows)
+    stored = store.events_of_tasks("secrets_app.")
     # The search looks at the right rows: the events are there, with redactions in them.
     text = repr(stored)
     assert "[redacted]" in text and "ConnectionError" in text and "LoginError" in text

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hostile_harness import examples, open_session
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
 from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.hostile import examples, open_session
 from z4j_core.wire import Ack, CloseCode, Event, EventBatch, LifecycleKind
 
 _text = st.text(max_size=64) | st.text(st.characters(codec="utf-8"), max_size=8).map(

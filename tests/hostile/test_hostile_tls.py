@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import ssl
 import subprocess
 import sys
@@ -18,14 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hostile_harness import STEADY_AGENT
 
-from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.brainproc import ADMIN_TOKEN, BrainProcess
+from z4j_core.testing.brainstore import BrainStore
+from z4j_core.testing.hostile import STEADY_AGENT
+from z4j_core.testing.tls import make_ca_and_certificate
 from z4j_core.wire.signing import new_token
 
 pytest.importorskip("cryptography")
-sys.path.insert(0, str(Path(__file__).parents[2] / "packages" / "z4j-brain" / "tests"))
-from test_brain_tls import make_ca_and_certificate
 
 
 class TlsBrain(BrainProcess):
@@ -57,7 +56,7 @@ def run_agent(url: str, token: str, spool: Path, seconds: float, **env: str) -> 
         k: v for k, v in os.environ.items() if not k.startswith("Z4J_") and k != "SSL_CERT_FILE"
     }
     process = subprocess.Popen(
-        [sys.executable, str(STEADY_AGENT), "100"],
+        [sys.executable, "-m", STEADY_AGENT, "100"],
         env={
             **clean,
             "Z4J_BRAIN_URL": url,
@@ -79,8 +78,7 @@ def run_agent(url: str, token: str, spool: Path, seconds: float, **env: str) -> 
 
 
 def stored(brain: BrainProcess) -> int:
-    with sqlite3.connect(brain.database) as db:
-        return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    return BrainStore(brain.database).count_events()
 
 
 def test_an_agent_with_the_ca_bundle_streams_over_wss(
@@ -155,3 +153,19 @@ def test_the_agent_refuses_plaintext_to_a_remote_host_before_connecting() -> Non
 
     with pytest.raises(ConfigError, match="unencrypted ws://"):
         Agent(brain_url="ws://10.1.2.3:7700", token=new_token(), app_name="x")
+
+
+def test_a_session_cookie_over_tls_is_secure(tls_brain: tuple[TlsBrain, Path]) -> None:
+    brain, ca = tls_brain
+    brain.start()
+    context = ssl.create_default_context(cafile=str(ca))
+    opened = urllib.request.Request(
+        f"{brain.http_url}/api/v1/session",
+        method="POST",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    with urllib.request.urlopen(opened, context=context, timeout=30) as answer:
+        assert answer.status == 201
+        cookie = answer.headers["Set-Cookie"]
+    flags = [f.strip().lower() for f in cookie.split(";")]
+    assert {"secure", "httponly", "samesite=strict"} <= set(flags), cookie

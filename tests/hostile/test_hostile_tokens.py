@@ -17,20 +17,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hostile_harness import (
+
+from z4j_core.testing.brainproc import ADMIN_TOKEN, BrainProcess
+from z4j_core.testing.hostile import (
     OTHER_SOURCE,
+    STEADY_AGENT,
     open_session,
     request,
     upgrade_status,
     wait_closed,
 )
-
-from z4j_core.testing.brainproc import ADMIN_TOKEN, BrainProcess
 from z4j_core.testing.waiting import wait_for
 from z4j_core.wire import CloseCode
 from z4j_core.wire.signing import new_token, token_hash
 
-STEADY_AGENT = Path(__file__).parent / "steady_agent.py"
 OTHER_ADMIN = "z4j_admin_other_" + "b" * 40
 
 
@@ -104,7 +104,7 @@ def test_every_kind_of_bad_token_is_refused(two_brains: tuple[BrainProcess, Brai
     print("API calls with bad admin tokens:", json.dumps(api, indent=1))
     assert set(api.values()) == {401}, api
     refused = request(a.http_url, "GET", "/api/v1/agents", token="nope")
-    assert refused.json() == {"error": "admin token missing or wrong"}
+    assert refused.json() == {"error": "token or session missing, wrong, revoked or expired"}
     assert refused.headers["www-authenticate"] == "Bearer"
     assert api_status(a, ADMIN_TOKEN) == 200 and api_status(b, OTHER_ADMIN) == 200
 
@@ -194,6 +194,22 @@ def run_token_scenario(brain: BrainProcess, workdir: Path) -> list[str]:
     assert made.status == 201, made
     api_token = made.json()["token"]
     secrets.append(api_token)
+    # An operator's token, and the secret of a web session opened with it.
+    operator = request(
+        brain.http_url,
+        "POST",
+        "/api/v1/operators",
+        token=ADMIN_TOKEN,
+        body={"name": "an-operator", "role": "viewer"},
+    )
+    assert operator.status == 201, operator
+    operator_token = operator.json()["token"]
+    secrets.append(operator_token)
+    session = request(brain.http_url, "POST", "/api/v1/session", token=operator_token)
+    assert session.status == 201, session
+    cookie = session.headers["set-cookie"].split(";")[0]
+    secrets.append(cookie.partition("=")[2])
+    assert api_status(brain, operator_token) == 200
     # Real agents stream with two of them.
     agents = []
     for secret in (cli_token, api_token):
@@ -205,7 +221,7 @@ def run_token_scenario(brain: BrainProcess, workdir: Path) -> list[str]:
         }
         agents.append(
             subprocess.Popen(
-                [sys.executable, str(STEADY_AGENT), "100"],
+                [sys.executable, "-m", STEADY_AGENT, "100"],
                 env=env,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -249,7 +265,11 @@ def assert_nowhere(secrets: list[str], places: dict[str, bytes]) -> None:
     for name, data in places.items():
         for secret in secrets:
             assert secret.encode() not in data, f"a token in clear in {name}"
-            body = secret.split("_")[-1].encode()  # the random part alone
+            # The random part alone: all after the "z4j_" scheme (the random part itself may
+            # hold "_", so splitting on the last one could leave a single common letter).
+            # (A web session's secret has no scheme: it is all random.)
+            body = (secret.split("_", 1)[1] if secret.startswith("z4j_") else secret).encode()
+            assert len(body) >= 16, secret
             assert body not in data, f"a token's random part in clear in {name}"
 
 

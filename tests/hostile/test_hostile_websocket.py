@@ -22,7 +22,11 @@ from typing import Any
 
 import msgspec
 import pytest
-from hostile_harness import (
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.hostile import (
     Arena,
     Closed,
     examples,
@@ -32,10 +36,6 @@ from hostile_harness import (
     wait_closed,
     ws_connect,
 )
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
-
-from z4j_core.testing.brainproc import BrainProcess
 from z4j_core.wire import (
     PROTOCOL_VERSION,
     Ack,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+from z4j_core.testing import brainapi
 from z4j_core.testing.brainproc import BrainProcess
 
-HOST = Path(__file__).parent / "agent_host.py"
+HOST = "z4j_core.testing.agent_host"
 
 
 def run_host(
@@ -24,7 +24,7 @@ def run_host(
         "HOST_DEADLINE": str(deadline),
     }
     return subprocess.Popen(
-        [sys.executable, str(HOST), *args],
+        [sys.executable, "-m", HOST, *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -33,6 +33,6 @@ def run_host(
 
 
 def stored_events(brain: BrainProcess) -> list[tuple[str, int, str]]:
-    with sqlite3.connect(brain.database) as db:
-        rows = db.execute("SELECT agent_instance, seq, task_id FROM events").fetchall()
-    return [(str(a), int(s), str(t)) for a, s, t in rows]
+    """(agent instance, sequence number, task id) of every event stored, read over the API."""
+    events = brainapi.events(brain)
+    return [(str(e["agent_instance"]), int(e["seq"]), str(e["task_id"])) for e in events]

@@ -11,16 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from faults_harness import print_figure
-from link_faults import (
+
+from z4j_core.agent.outbox import SEGMENT_EVENTS
+from z4j_core.testing.faults.harness import print_figure
+from z4j_core.testing.faults.link import (
     blackhole,
     brain_stopped,
     cut_mid_batch,
     host_latency,
     shutdown_while_blackholed,
 )
-
-from z4j_core.agent.outbox import SEGMENT_EVENTS
 
 pytestmark = [pytest.mark.timeout(240)]
 

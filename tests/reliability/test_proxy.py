@@ -10,10 +10,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from proxy import ThreadedProxy
+
+from z4j_core.testing.faults.proxy import ThreadedProxy
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -100,11 +100,13 @@ def test_bad_mode_is_named(proxy: ThreadedProxy) -> None:
 
 
 def test_as_a_subprocess_it_takes_commands_on_stdin(proxy: ThreadedProxy) -> None:
-    """`python proxy.py --target HOST:PORT`, as benches and manual runs use it."""
+    """`python -m z4j_core.testing.faults.proxy --target HOST:PORT`, as benches and manual runs
+    use it."""
     with subprocess.Popen(
         [
             sys.executable,
-            str(Path(__file__).parent / "proxy.py"),
+            "-m",
+            "z4j_core.testing.faults.proxy",
             "--target",
             f"127.0.0.1:{proxy.port}",
         ],

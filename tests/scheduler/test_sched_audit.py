@@ -9,9 +9,9 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from sched_harness import make_brain, schedule_body
 
 from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.sink import make_brain, schedule_body
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from sched_harness import Sink, fires, is_leader, live_agents, make_brain, schedule_body
 
 from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.sink import Sink, fires, is_leader, live_agents, make_brain, schedule_body
 from z4j_core.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]

@@ -10,8 +10,15 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from sched_harness import Sink, fires, live_agents, make_brain, schedule_body
 
+from z4j_core.testing.sink import (
+    SINK_NATIVE_TASK,
+    Sink,
+    fires,
+    live_agents,
+    make_brain,
+    schedule_body,
+)
 from z4j_core.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -92,10 +99,10 @@ def test_edit_pause_resume_trigger_delete_without_restart(tmp_path: Path) -> Non
         # The native periodic task is listed beside z4j's schedules, read-only; scheduling the
         # same task in z4j too is warned about.
         nightly = schedule_body("nightly-too", {"kind": "cron", "expression": "0 4 * * *"})
-        brain.api("POST", "/api/v1/schedules", {**nightly, "task": "sched_sink_app.nightly"})
+        brain.api("POST", "/api/v1/schedules", {**nightly, "task": SINK_NATIVE_TASK})
         listing = brain.cli("schedules", "list", "--all", "--brain-url", brain.http_url)
         assert "observed (huey_periodic, read-only" in listing.stdout
-        assert "warning: task 'sched_sink_app.nightly' is scheduled both natively" in listing.stderr
+        assert f"warning: task '{SINK_NATIVE_TASK}' is scheduled both natively" in listing.stderr
         cli = brain.cli("schedules", "history", "live", "--brain-url", brain.http_url).stdout
         assert "succeeded" in cli and trigger_id in cli
         assert deleted_at  # deleted schedules leave their history
@@ -109,7 +116,7 @@ def test_bad_values_are_named_in_one_line(tmp_path: Path) -> None:
     brain.start()
     try:
         base = ("schedules", "add", "bad", "--task", "t", "--engine", "huey", "--app", "a",
-                "--brain-url", brain.http_url)  # fmt: skip
+                "--force", "--brain-url", brain.http_url)  # fmt: skip
         for extra, named in (
             (("--cron", "61 * * * *"), "61"),
             (("--every", "30s", "--tz", "Europe/Berln"), "Europe/Berln"),

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from soak_harness import SoakPlan, run_soak
+
+from z4j_core.testing.soak import SoakPlan, run_soak
 
 pytest.importorskip("huey", reason="the soak fires into a Huey consumer: pip install huey")
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from storm_harness import run_storm
+
+from z4j_core.testing.storm import run_storm
 
 AGENTS = 200
 

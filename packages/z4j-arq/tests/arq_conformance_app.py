@@ -50,6 +50,10 @@ async def slow(ctx: dict[str, Any], mark: str, seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
+async def flaky(ctx: dict[str, Any], mark: str, **kwargs: object) -> None:
+    conformance.flaky(mark, **kwargs)
+
+
 async def always_retry(ctx: dict[str, Any]) -> None:
     raise Retry(defer=0.1)
 
@@ -80,7 +84,7 @@ def _log_hook(name: str) -> Any:
 
 @z4j_arq.instrument
 class WorkerSettings:
-    functions = [succeed, fail, retry, slow]
+    functions = [succeed, fail, retry, slow, flaky]
     cron_jobs = [
         # whole seconds, so the suite's croniter oracle can compare next runs exactly
         cron(office_hours, minute={0, 15, 30, 45}, hour=set(range(9, 18)),
@@ -90,6 +94,7 @@ class WorkerSettings:
     redis_settings = REDIS
     max_jobs = 2
     poll_delay = 0.05
+    allow_abort_jobs = True  # so the worker acts on Job.abort(): it advertises cancel
     timezone = datetime.timezone.utc
     on_startup = _log_hook("user_on_startup")
     on_shutdown = _log_hook("user_on_shutdown")

@@ -2,69 +2,33 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from z4j_core.testing.conformance import EngineHarness, ExpectedSchedule, WorkerContext
+from z4j_core.testing.engines import ENGINES, WorkerProcess, WorkerRun, worker_env
 
 HERE = Path(__file__).parent
 APP = "z4j-conformance"
-ARQ = str(Path(sys.executable).parent / "arq")
 CONCURRENCY = 2  # WorkerSettings.max_jobs
 
 
-def arq_env(redis_url: str, extra: dict[str, str]) -> dict[str, str]:
-    return {
-        **os.environ,
-        **extra,
-        "Z4J_APP": APP,
-        "ARQ_CONFORMANCE_URL": redis_url,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
-    }
-
-
-class ArqWorker:
-    """One `arq <settings>` process in its own session."""
-
-    def __init__(
-        self,
-        redis_url: str,
-        context: WorkerContext,
-        settings: str = "arq_conformance_app.WorkerSettings",
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.log_path = context.workdir / f"worker-{settings.rpartition('.')[2]}.log"
-        log = open(self.log_path, "ab")  # noqa: SIM115 -- handed to the child
-        self.process = subprocess.Popen(
-            [ARQ, settings],
-            cwd=HERE,
-            env=arq_env(redis_url, {**context.env, **(env or {})}),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # arq's shutdown: on_shutdown runs
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if self.process.poll() is None:
-            self.process.wait(10)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+def arq_worker(
+    redis_url: str,
+    context: WorkerContext,
+    settings: str = "arq_conformance_app.WorkerSettings",
+    env: dict[str, str] | None = None,
+) -> WorkerProcess:
+    """One `arq <settings>` process in its own session; SIGTERM stops it (on_shutdown runs)."""
+    extra = {**context.env, **(env or {}), "ARQ_CONFORMANCE_URL": redis_url}
+    return WorkerProcess.start(
+        ENGINES["arq"],
+        WorkerRun(sys.executable, settings),
+        worker_env(HERE, app=APP, extra=extra, tz=None),
+        context.workdir / f"worker-{settings.rpartition('.')[2]}.log",
+        cwd=HERE,
+    )
 
 
 SCHEDULES = [
@@ -86,17 +50,16 @@ def flush(redis_url: str) -> None:
     Redis.from_url(redis_url).flushdb()
 
 
-def in_process_adapter(redis_url: str) -> tuple[Any, Any]:
+def in_process_adapter(redis_url: str) -> Any:
     """A producer's adapter in the test process (an ArqRedis pool, no worker here)."""
     from arq.connections import ArqRedis
     from redis.asyncio import ConnectionPool
 
-    from z4j_arq.adapter import create_adapter
-    from z4j_core.plugins import load_adapters
+    from z4j_arq.adapter import ArqAdapter
 
-    adapter = create_adapter(ArqRedis(ConnectionPool.from_url(redis_url)), {"app_name": APP})
+    adapter = ArqAdapter.create(ArqRedis(ConnectionPool.from_url(redis_url)), {"app_name": APP})
     assert adapter is not None
-    return adapter, load_adapters().hook
+    return adapter
 
 
 def harness(redis_url: str) -> EngineHarness:
@@ -109,7 +72,9 @@ def harness(redis_url: str) -> EngineHarness:
         fail_exception="ConformanceError",
         retry="retry",
         slow="slow",
-        start_worker=lambda context: ArqWorker(redis_url, context),
+        flaky="flaky",
+        queue="arq:queue",
+        start_worker=lambda context: arq_worker(redis_url, context),
         concurrency=CONCURRENCY,
         schedules=SCHEDULES,
         in_process_adapter=lambda: in_process_adapter(redis_url),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arq_harness import APP, ArqWorker, flush
+from arq_harness import APP, arq_worker, flush
 
 from z4j_core.testing.conformance import (
     Deployment,
@@ -49,7 +49,7 @@ def deployment(
         fail_exception="ConformanceError",
         retry="retry",
         slow="slow",
-        start_worker=lambda context: ArqWorker(
+        start_worker=lambda context: arq_worker(
             redis_url,
             context,
             "arq_lifecycle_app.LifecycleSettings",

@@ -16,8 +16,10 @@ from arq import Retry, cron
 from arq.worker import Worker, create_worker, get_kwargs
 
 import z4j_arq
-from z4j_arq import capture, enqueue, plugin, schedules, worker
-from z4j_arq.adapter import ArqAdapter, create_adapter
+from z4j_arq import capture, enqueue, schedules, worker
+from z4j_arq.adapter import ArqAdapter
+from z4j_core.adapter import PrivateLoop
+from z4j_core.plugins import load_adapters
 from z4j_core.wire import Command, CommandKind, CommandOptions, CommandStatus, LifecycleKind
 
 UTC = datetime.timezone.utc
@@ -83,7 +85,7 @@ def test_observe_reports_each_cron_job_read_only_with_its_zone() -> None:
     assert [s.name for s in observed] == ["cron:job_a", "nightly"]
     first = observed[0]
     assert first.expression == "0 3 * * * (Europe/Berlin)" and first.read_only
-    assert first.source == "arq_cron" and len(first.next_runs) == 5
+    assert first.source == "arq_cron" and len(first.next_runs) == schedules.NEXT_RUNS
     assert (
         first.next_runs[0]
         == datetime.datetime(
@@ -190,7 +192,7 @@ def test_the_pool_reports_enqueues_and_nothing_for_a_duplicate(redis_url: str) -
     async def main() -> None:
         pool = ArqRedis(ConnectionPool.from_url(redis_url), default_queue_name="q-units")
         try:
-            adapter = create_adapter(pool, {})
+            adapter = ArqAdapter.create(pool, {})
             assert adapter is not None
             capture.install(adapter, emit)
             job = await pool.enqueue_job("job_b", 1, _job_id="u-1", x=2)
@@ -198,7 +200,7 @@ def test_the_pool_reports_enqueues_and_nothing_for_a_duplicate(redis_url: str) -
             assert await pool.enqueue_job("job_b", 1, _job_id="u-1") is None
             later = await pool.enqueue_job("job_a", _defer_by=60)
             assert later is not None
-            capture.uninstall(adapter)
+            adapter.uninstall_capture()
             assert "enqueue_job" not in vars(pool)
         finally:
             await pool.aclose(close_connection_pool=True)
@@ -301,7 +303,7 @@ def _command(task: str, **fields: Any) -> Command:
 )
 def test_enqueue_rejects_what_arq_cannot_honour(command: Command, reason: str) -> None:
     adapter = ArqAdapter(settings={"functions": [job_a]})
-    result = enqueue.enqueue(adapter, command, enqueue.PrivateLoop())
+    result = enqueue.enqueue(adapter, command, PrivateLoop())
     assert result.status is CommandStatus.REJECTED and reason in (result.reason or ""), result
 
 
@@ -323,8 +325,8 @@ def test_enqueue_uses_the_fire_id_as_job_id_and_maps_a_repeat_to_duplicate(
     fire = Command(**{**{f: getattr(command, f) for f in command.__struct_fields__},
                       "kind": CommandKind.TRIGGER_NOW, "fire_id": fire_id,
                       "schedule_id": "s"})  # fmt: skip
-    private = enqueue.PrivateLoop()
-    first = plugin.z4j_enqueue(adapter=adapter, request=fire)
+    private = PrivateLoop()
+    first = adapter.enqueue(fire)
     assert first is not None and first.status is CommandStatus.ENQUEUED
     assert first.native_id == fire_id
     second = enqueue.enqueue(adapter, fire, private)
@@ -341,12 +343,11 @@ def test_enqueue_uses_the_fire_id_as_job_id_and_maps_a_repeat_to_duplicate(
     assert score is not None and score > (datetime.datetime.now().timestamp() + 25) * 1000
 
 
-def test_hooks_answer_none_for_another_engines_adapter() -> None:
-    other = type("Other", (), {"engine": "huey"})()
-    assert plugin.z4j_enqueue(adapter=other, request=_command("x")) is None
-    assert plugin.z4j_registered_tasks(adapter=other) is None
-    assert plugin.z4j_observed_schedules(adapter=other) is None
+def test_the_entry_point_names_the_adapter_class_and_it_lists_functions_and_crons() -> None:
+    registry = load_adapters()
+    assert registry.classes["arq"] is ArqAdapter
+    assert ArqAdapter.create(object(), {}) is None
     adapter = ArqAdapter(settings={"functions": [job_a], "cron_jobs": [cron(job_b, minute=0)]})
-    tasks = {t.name: t for t in plugin.z4j_registered_tasks(adapter=adapter) or []}
+    tasks = {t.name: t for t in adapter.registered_tasks()}
     assert tasks["cron:job_b"].options["cron"] == "true"
     assert tasks["job_a"].options["function"].endswith("test_arq_units.job_a")

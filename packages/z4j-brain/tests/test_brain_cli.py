@@ -78,6 +78,7 @@ def test_serve_creates_the_database_prints_the_url_and_stops_on_sigterm(tmp_path
             assert proc.stdout is not None
             line = proc.stdout.readline()
             assert line.startswith(f"z4j brain serving on http://127.0.0.1:{port}")
+            assert proc.stdout.readline() == f"console: http://127.0.0.1:{port}/\n"
             assert (tmp_path / "home" / "brain.sqlite3").exists()
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
                 assert json.loads(response.read())["status"] == "ok"
@@ -118,3 +119,8 @@ def test_serve_on_a_busy_port_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode != 0 and time.monotonic() - started < 30
     assert f"z4j: error: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+    # Nothing was written before the port was bound: no database, no lock or key file beside
+    # it, no admin token printed, no leadership claimed.
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert "admin token" not in result.stderr and "z4j_admin_" not in result.stderr
+    assert "leader" not in result.stderr

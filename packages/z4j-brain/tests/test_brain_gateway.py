@@ -20,6 +20,8 @@ from z4j_core.wire import (
     DroppedReport,
     EventBatch,
     Inventory,
+    QueueDepth,
+    QueueReport,
     TaskInfo,
 )
 
@@ -57,6 +59,41 @@ def test_handshake_and_a_batch_acked_after_it_is_stored(running_brain: RunningBr
     status, body = running_brain.api("GET", "/api/v1/tasks?state=succeeded&limit=1000")
     assert status == 200
     assert len(body["tasks"]) == 51
+
+
+def test_a_bound_token_cannot_report_for_another_app_or_engine(
+    running_brain: RunningBrain,
+) -> None:
+    status, bound = running_brain.api("POST", "/api/v1/tokens", {"name": "bound", "app": "shop"})
+    assert status == 201, bound
+    mine = [TaskInfo(name="app.mine")]
+    theirs = [TaskInfo(name="app.planted")]
+    depth = [QueueDepth(name="default", ready=7)]
+
+    async def scenario() -> None:
+        agent = await TestAgent.connect(running_brain.ws_url, bound["token"], make_hello("inst-b"))
+        # Another app, and an engine its hello did not name: both dropped, the session stays.
+        await agent.send(Inventory(engine="testengine", app="billing", tasks=theirs))
+        await agent.send(QueueReport(engine="testengine", app="billing", queues=depth))
+        await agent.send(Inventory(engine="otherengine", app="shop", tasks=theirs))
+        await agent.send(QueueReport(engine="otherengine", app="shop", queues=depth))
+        await agent.send(Inventory(engine="testengine", app="shop", tasks=mine))
+        await agent.send(QueueReport(engine="testengine", app="shop", queues=depth))
+        # The writer runs jobs in order: once this batch is acked, the reports were handled.
+        await agent.send_batch(0, 1)
+        assert await agent.recv_frame() == Ack(up_to_seq=0)
+        status, body = running_brain.api("GET", "/api/v1/queues")
+        assert status == 200
+        assert [(q["engine"], q["app"]) for q in body["queues"]] == [("testengine", "shop")]
+        await agent.ws.close()
+
+    run(scenario())
+    status, body = running_brain.api("GET", "/api/v1/inventory?agent_instance=inst-b")
+    assert status == 200
+    assert [(i["engine"], i["app"], i["tasks"]) for i in body["inventory"]] == [
+        ("testengine", "shop", [{"name": "app.mine"}])
+    ]
+    assert running_brain.brain.auth_refused == 4
 
 
 def test_a_batch_resent_in_a_new_session_is_not_duplicated(running_brain: RunningBrain) -> None:
@@ -196,6 +233,51 @@ def test_a_command_round_trip_over_http(running_brain: RunningBrain) -> None:
         )
         assert row["status"] == "enqueued" and row["fire_id"] == "fire-123"
         await agent.ws.close()
+
+    run(scenario())
+
+
+def test_an_answer_from_an_agent_the_command_did_not_go_to_is_dropped(
+    running_brain: RunningBrain,
+) -> None:
+    token = running_brain.create_token("agent-a")
+
+    async def scenario() -> None:
+        target = await TestAgent.connect(running_brain.ws_url, token, make_hello("inst-1"))
+        body = {"kind": "enqueue", "engine": "testengine", "app": "shop", "task": "t",
+                "deadline": 5}  # fmt: skip
+        response = asyncio.create_task(
+            asyncio.to_thread(running_brain.api, "POST", "/api/v1/commands", body)
+        )
+        command = await target.recv_frame()
+        assert isinstance(command, Command)
+        # Another agent of the app learns the id (it cannot guess a random one) and answers.
+        other = await TestAgent.connect(running_brain.ws_url, token, make_hello("inst-2"))
+        forged = CommandResult(
+            command_id=command.command_id, status=CommandStatus.ENQUEUED, native_id="forged"
+        )
+        await other.send(forged)
+        await asyncio.sleep(0.5)
+        assert not response.done()
+        await target.send(
+            CommandResult(
+                command_id=command.command_id,
+                status=CommandStatus.REJECTED,
+                reason="unknown task 't'",
+            )
+        )
+        status, result = await response
+        assert status == 200 and result["status"] == "rejected", result
+        assert result["agent_instance"] == "inst-1"
+        # A late forged answer does not overwrite the stored one either.
+        await other.send(forged)
+        await asyncio.sleep(0.5)
+        status, row = await asyncio.to_thread(
+            running_brain.api, "GET", f"/api/v1/commands/{command.command_id}"
+        )
+        assert row["status"] == "rejected" and row["native_id"] is None, row
+        await other.ws.close()
+        await target.ws.close()
 
     run(scenario())
 

@@ -9,7 +9,9 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from brain_helpers import ADMIN, RunningBrain, TestAgent, make_hello
@@ -34,6 +36,9 @@ def z4j(
     brain: RunningBrain | None, *args: str, token: str | None = ADMIN, **env: str
 ) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("Z4J_")}
+    # The user's own profiles never leak into a test (a test that wants one passes its own).
+    clean["Z4J_CONFIG_DIR"] = "/nonexistent/z4j-test-config"
+    clean.pop("COLUMNS", None)  # tables are as wide as their rows unless a test says otherwise
     if brain is not None:
         clean["Z4J_BRAIN_URL"] = brain.url
     if token is not None:
@@ -371,3 +376,182 @@ def test_admin_token_rotation_takes_effect_on_the_running_brain(
         assert time.monotonic() < deadline, "the new admin token was not accepted"
         time.sleep(0.2)
     assert_one_line_error(z4j(running_brain, "agents"), "refused the admin token")
+
+
+def _mixed_batch(first_seq: int, at: float) -> EventBatch:
+    """Twelve events over two engines and two task names, the last one carrying arguments."""
+    events = [
+        Event(
+            seq=first_seq + i,
+            kind=LifecycleKind.SUCCEEDED if i % 3 else LifecycleKind.FAILED,
+            at=at + i,
+            engine="alpha" if i % 2 else "beta",
+            task_id=f"t-{i}",
+            task_name="shop.pay" if i < 6 else "shop.ship",
+            exception=None if i % 3 else "KeyError",
+        )
+        for i in range(11)
+    ]
+    events.append(
+        Event(
+            seq=first_seq + 11,
+            kind=LifecycleKind.ENQUEUED,
+            at=at + 11,
+            engine="alpha",
+            task_id="t-args",
+            task_name="shop.refund",
+            args='[42, "[redacted]"]',
+            kwargs='{"reason": "late"}',
+        )
+    )
+    return EventBatch(first_seq=first_seq, events=events)
+
+
+def test_tail_show_and_times(running_brain: RunningBrain) -> None:
+    """`events tail` prints the stored end (-n, filters, --no-follow), `tasks show` the
+    arguments, every time is ISO 8601 with an offset, and --json gives ISO strings."""
+    token = running_brain.create_token("agent-a")
+    at = 1_796_000_000.0  # 2026-11-29T...Z: a fixed instant to read back in two zones
+
+    async def scenario() -> None:
+        agent = await TestAgent.connect(running_brain.ws_url, token, make_hello("inst-1"))
+        await agent.send(_mixed_batch(0, at))
+        await agent.recv_frame()
+        await agent.ws.close()
+
+    asyncio.run(scenario())
+    stored = z4j(running_brain, "events", "tail", "--no-follow")
+    assert stored.returncode == 0, stored.stderr
+    lines = stored.stdout.splitlines()
+    assert len(lines) == 10 and "t-2" in lines[0] and "t-args" in lines[-1]
+    assert z4j(running_brain, "events", "tail", "--no-follow", "-n", "0").stdout == ""
+    three = z4j(running_brain, "events", "tail", "--no-follow", "-n", "3").stdout.splitlines()
+    assert [line.split()[3] for line in three] == ["shop.ship", "shop.ship", "shop.refund"]
+    failed_beta = z4j(
+        running_brain, "events", "tail", "--no-follow", "--state", "failed", "--engine", "beta"
+    ).stdout.splitlines()
+    assert [line.split()[4] for line in failed_beta] == ["t-0", "t-6"]
+    pay = z4j(running_brain, "events", "tail", "--no-follow", "--task", "shop.pay", "-n", "2")
+    assert [line.split()[4] for line in pay.stdout.splitlines()] == ["t-4", "t-5"]
+    assert z4j(running_brain, "events", "tail", "--no-follow", "--app", "nope").stdout == ""
+
+    expected = datetime.fromtimestamp(at + 11, timezone.utc)
+    assert three[-1].startswith(expected.isoformat(timespec="seconds"))
+    paris = z4j(running_brain, "events", "tail", "--no-follow", "-n", "1", "--tz", "Europe/Paris")
+    local = expected.astimezone(ZoneInfo("Europe/Paris")).isoformat(timespec="seconds")
+    assert paris.stdout.startswith(local) and local.endswith("+01:00")
+    as_json = json.loads(
+        z4j(running_brain, "events", "tail", "--no-follow", "-n", "1", "--json").stdout
+    )
+    assert as_json["at"] == expected.isoformat(timespec="seconds")
+    assert isinstance(as_json["stored_at"], str) and as_json["position"] == 12
+
+    shown = z4j(running_brain, "tasks", "show", "t-args")
+    assert shown.returncode == 0, shown.stderr
+    assert 'args:      [42, "[redacted]"]' in shown.stdout
+    assert 'kwargs:    {"reason": "late"}' in shown.stdout
+    assert f"enqueued:  {expected.isoformat(timespec='seconds')}" in shown.stdout
+    shown_json = json.loads(z4j(running_brain, "tasks", "show", "t-args", "--json").stdout)
+    assert shown_json["args"] == '[42, "[redacted]"]'
+    assert shown_json["enqueued_at"] == expected.isoformat(timespec="seconds")
+    tasks_json = json.loads(z4j(running_brain, "tasks", "--json", "--tz", "Asia/Tokyo").stdout)
+    assert all(t["updated_at"].endswith("+09:00") for t in tasks_json)
+
+    refused = z4j(running_brain, "tasks", "--state", "failedd")
+    assert refused.returncode == 2 and "did you mean failed?" in refused.stderr
+    assert "succeeded" in refused.stderr and refused.stdout == ""
+
+
+def test_tables_fit_the_terminal_width(running_brain: RunningBrain) -> None:
+    token = running_brain.create_token("agent-a")
+
+    async def scenario() -> None:
+        agent = await TestAgent.connect(running_brain.ws_url, token, make_hello("inst-1"))
+        await agent.send(_failing_batch(0))
+        await agent.recv_frame()
+        await agent.ws.close()
+
+    asyncio.run(scenario())
+    wide = z4j(running_brain, "tasks").stdout.splitlines()
+    assert max(len(line) for line in wide) > 100
+    narrow = z4j(running_brain, "tasks", COLUMNS="100").stdout.splitlines()
+    assert max(len(line) for line in narrow) <= 100 and "…" in "".join(narrow)
+    full = json.loads(z4j(running_brain, "tasks", "--json", COLUMNS="100").stdout)
+    assert any(t["message"] == "card declined" for t in full)
+    # On a real terminal (no COLUMNS): the terminal's own width.
+    on_tty = _on_terminal(running_brain, 90, "tasks")
+    assert on_tty and max(len(line) for line in on_tty) <= 90, on_tty
+    assert on_tty[0].split()[:2] == ["NAME", "STATE"] and "…" in "".join(on_tty)
+
+
+def _on_terminal(brain: RunningBrain, columns: int, *args: str) -> list[str]:
+    """``z4j ARGS`` with its output on a pseudo-terminal ``columns`` wide; the lines it drew."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("Z4J_") and k != "COLUMNS"}
+    env.update(Z4J_BRAIN_URL=brain.url, Z4J_ADMIN_TOKEN=ADMIN)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "z4j_core.cli", *args], stdout=follower, stderr=subprocess.PIPE,
+        env=env,
+    )  # fmt: skip
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    return b"".join(chunks).decode().replace("\r\n", "\n").splitlines()
+
+
+def test_brain_help_and_login(running_brain: RunningBrain, tmp_path: Any) -> None:
+    helped = z4j(None, "brain", "--help", token=None)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: z4j brain")
+    assert "serve" in helped.stdout
+    serve_help = z4j(None, "brain", "serve", "--help", token=None)
+    assert serve_help.returncode == 0 and "--port" in serve_help.stdout
+    typo = z4j(None, "brain", "serve", "--prot", "1", token=None)
+    assert typo.returncode == 2 and "did you mean --port?" in typo.stderr
+    assert typo.stderr.startswith("usage: z4j brain serve")
+    completion = z4j(None, "completion", "bash", token=None).stdout
+    assert "_z4j_opts[z4j:brain:serve]=" in completion and "--port" in completion
+    running_brain.create_token("zoned")
+    zone = z4j(None, "brain", "tokens", "list", "--json", "--database",
+               str(running_brain.database), token=None, Z4J_TZ="Asia/Tokyo")  # fmt: skip
+    assert zone.returncode == 0, zone.stderr
+    assert json.loads(zone.stdout)[0]["created_at"].endswith("+09:00"), zone.stdout
+
+    config = str(tmp_path / "config")
+    refused = z4j(
+        None, "login", "--brain-url", running_brain.url, "--admin-token", "z4j_admin_wrong",
+        token=None, Z4J_CONFIG_DIR=config,
+    )  # fmt: skip
+    assert_one_line_error(refused, "refused the admin token")
+    assert not (tmp_path / "config" / "profiles.json").exists()
+    saved = subprocess.run(
+        [sys.executable, "-m", "z4j_core.cli", "login", "--brain-url", running_brain.url],
+        input=ADMIN + "\n",
+        capture_output=True,
+        text=True,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("Z4J_")},
+             "Z4J_CONFIG_DIR": config},
+        timeout=60,
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stderr
+    # No URL and no token in the environment: the saved profile is used.
+    listed = z4j(None, "agents", "--json", token=None, Z4J_CONFIG_DIR=config)
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    # The environment still overrides the profile.
+    overridden = z4j(None, "agents", token="z4j_admin_wrong", Z4J_CONFIG_DIR=config)
+    assert_one_line_error(overridden, "refused the admin token")

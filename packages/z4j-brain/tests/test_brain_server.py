@@ -4,20 +4,24 @@ long polls, migrations racing on Postgres, and `z4j brain serve` on a Postgres U
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from brain_helpers import ADMIN, RunningBrain, TestAgent, make_hello, serving
 from starlette.routing import Route, WebSocketRoute
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from z4j_brain import console
 from z4j_brain.api import create_app
+from z4j_brain.metrics import BrainMetrics
 from z4j_brain.migrations import LATEST_VERSION
 from z4j_brain.openapi import openapi_document
 from z4j_brain.ratelimit import AuthFailureLimiter
@@ -136,7 +140,8 @@ def _metrics(running: RunningBrain) -> dict[str, float]:
 def test_metrics_count_agents_events_commands_and_drops(running_brain: RunningBrain) -> None:
     token = running_brain.create_token("agent-a")
     before = _metrics(running_brain)
-    assert before["z4j_agents_connected"] == 0 and before["z4j_events_stored_total"] == 0
+    assert before["z4j_agents_connected"] == 0
+    assert not [k for k in before if k.startswith("z4j_events_stored_total")]
 
     async def scenario() -> None:
         agent = await TestAgent.connect(running_brain.ws_url, token, make_hello("inst-1"))
@@ -152,11 +157,9 @@ def test_metrics_count_agents_events_commands_and_drops(running_brain: RunningBr
             assert isinstance(command, Command)
             await agent.send(CommandResult(command_id=command.command_id, status=status))
             await call
-        await asyncio.sleep(1.5)  # a rate sample is taken every second
         metrics = await asyncio.to_thread(_metrics, running_brain)
         assert metrics["z4j_agents_connected"] == 1
-        assert metrics["z4j_events_stored_total"] == 40
-        assert metrics["z4j_events_stored_per_second"] > 0
+        assert metrics['z4j_events_stored_total{engine="testengine",kind="succeeded"}'] == 40
         assert metrics['z4j_commands_total{status="enqueued"}'] == 1
         assert metrics['z4j_commands_total{status="rejected"}'] == 1
         assert metrics["z4j_agent_dropped_events_total"] == 7
@@ -165,13 +168,39 @@ def test_metrics_count_agents_events_commands_and_drops(running_brain: RunningBr
     asyncio.run(scenario())
 
 
+def test_events_are_counted_on_the_store_writer_not_the_event_loop(
+    running_brain: RunningBrain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted_on: list[str] = []
+    stored = BrainMetrics.stored
+
+    def recording(self: BrainMetrics, app: str, events: Any) -> None:
+        counted_on.append(threading.current_thread().name)
+        stored(self, app, events)
+
+    monkeypatch.setattr(BrainMetrics, "stored", recording)
+    token = running_brain.create_token("agent-a")
+
+    async def scenario() -> None:
+        agent = await TestAgent.connect(running_brain.ws_url, token, make_hello("inst-1"))
+        await agent.send_batch(0, 40)
+        await agent.recv_frame()
+        metrics = await asyncio.to_thread(_metrics, running_brain)
+        assert metrics['z4j_events_stored_total{engine="testengine",kind="succeeded"}'] == 40
+        await agent.ws.close()
+
+    asyncio.run(scenario())
+    assert counted_on == ["z4j-brain-writer"]
+
+
 def test_the_openapi_document_describes_every_route_and_is_served(
     running_brain: RunningBrain,
 ) -> None:
     app = create_app(running_brain.brain)
     served: set[tuple[str, str]] = set()
+    console_paths = {getattr(r, "path", None) for r in console.routes()}  # pages, not the API
     for route in app.routes:
-        if isinstance(route, WebSocketRoute):
+        if isinstance(route, WebSocketRoute) or getattr(route, "path", None) in console_paths:
             continue
         assert isinstance(route, Route)
         for method in route.methods or ():
@@ -308,8 +337,11 @@ def test_a_bad_postgres_url_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.postgres
 @pytest.mark.parametrize("database", ["postgres"], indirect=True)
 def test_the_brain_survives_its_postgres_connections_being_killed(database: Path | str) -> None:
-    """Every brain connection terminated (as a Postgres restart does): the batch in flight is
-    not acknowledged, the agent's next session stores and is acknowledged, reads recover."""
+    """Every brain connection terminated (as a Postgres restart does): a batch that meets the
+    dead connection is not acknowledged (the session closes with INTERNAL) and the agent's
+    next session stores it and is acknowledged; a batch that comes after the writer already
+    replaced its connection (another job, e.g. the leader's housekeeping, met it first) is
+    stored and acknowledged at once. Either way each event is stored once, and reads recover."""
     import psycopg
 
     from z4j_core.testing.postgres import server_url
@@ -330,12 +362,21 @@ def test_the_brain_survives_its_postgres_connections_being_killed(database: Path
                 ).fetchone()
             assert killed is not None and killed[0] >= 2  # the writer and a reader at least
             await agent.send_batch(5, 5)
-            assert await agent.close_code(timeout=10) == CloseCode.INTERNAL
-            again = await TestAgent.connect(running.ws_url, token, make_hello("inst-1"))
-            await again.send_batch(5, 5)
-            ack = await again.recv_frame(timeout=20)
-            assert getattr(ack, "up_to_seq", None) == 9
-            await again.ws.close()
+            acked = None
+            with contextlib.suppress(ConnectionClosed):
+                while acked is None:  # heartbeats are answered while waiting
+                    frame = await agent.recv_frame(timeout=30)
+                    acked = getattr(frame, "up_to_seq", None)
+            if acked is None:  # the batch met the dead connection: refused, never acknowledged
+                assert agent.ws.close_code == CloseCode.INTERNAL, agent.ws.close_code
+                again = await TestAgent.connect(running.ws_url, token, make_hello("inst-1"))
+                await again.send_batch(5, 5)
+                ack = await again.recv_frame(timeout=20)
+                assert getattr(ack, "up_to_seq", None) == 9
+                await again.ws.close()
+            else:
+                assert acked == 9
+                await agent.ws.close()
 
         asyncio.run(scenario())
         status, body = running.api("GET", "/api/v1/events?after=0")

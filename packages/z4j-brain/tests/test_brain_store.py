@@ -144,6 +144,21 @@ def test_retention_purges_old_events_and_tasks(store: Store) -> None:
         assert store.purge(cutoff=300.0) == (0, 0)
 
 
+def test_retention_purges_in_chunks_that_add_up_to_the_whole(store: Store) -> None:
+    old = [ev(i, LifecycleKind.SUCCEEDED, task_id=f"old{i}") for i in range(7)]
+    store_batch(store, "a", old, at=100.0)
+    store_batch(store, "a", [ev(7, LifecycleKind.SUCCEEDED, task_id="new")], at=500.0)
+    chunks = []
+    while True:
+        with store.transaction():
+            chunks.append(store.purge(cutoff=300.0, limit=3))
+        if max(chunks[-1]) < 3:
+            break
+    assert chunks == [(3, 3), (3, 3), (1, 1)]
+    assert [e["task_id"] for e in store.events_after(0)] == ["new"]
+    assert [t["task_id"] for t in store.tasks()] == ["new"]
+
+
 def test_events_after_pages_by_position(store: Store) -> None:
     store_batch(store, "a", [ev(i, LifecycleKind.STARTED, task_id=f"t{i}") for i in range(5)])
     first = store.events_after(0, limit=2)
@@ -205,7 +220,7 @@ def test_dropped_reports_never_lower_the_count(store: Store) -> None:
         store.agent_dropped("a", 4, "late", 3.0)
     (agent,) = store.agents()
     assert agent["dropped_total"] == 10 and agent["connected"] is True
-    assert agent["engines"] == [{"name": "e", "version": "1", "capabilities": []}]
+    assert agent["engines"] == [{"name": "e", "version": "1", "capabilities": [], "actions": []}]
     with store.transaction():
         store.agent_disconnected("a", "other-session", 4.0)
     assert store.agents()[0]["connected"] is True
@@ -255,3 +270,26 @@ def test_agents_of_a_stopped_or_stale_brain_are_disconnected_others_stay(store: 
     with store.transaction():  # b2 stops refreshing: stale after the threshold
         assert store.disconnect_orphans(stale_before=150.0, now=200.0) == 1
     assert store.agents(connected_only=True) == []
+
+
+def test_the_reads_tests_and_benchmarks_make(store: Store) -> None:
+    """The store's read methods that replace direct table access in tests/ and bench/."""
+    S, F = LifecycleKind.STARTED, LifecycleKind.SUCCEEDED
+    store_batch(store, "a1", [ev(1, S, "task-1"), ev(2, F, "task-1"), ev(3, F, "task_%")])
+    store_batch(store, "a2", [ev(1, F, "other")])
+    assert store.count_events() == 4
+    assert store.count_events(task_id_prefix="task-") == 2  # a prefix, not a LIKE pattern
+    assert store.count_events(task_id_prefix="task_") == 1
+    assert store.count_events(app="app", engine="e") == 4
+    assert store.count_events(engine="nope") == 0
+    assert [e["task_id"] for e in store.events(kinds=["succeeded"])] == [
+        "task-1",
+        "task_%",
+        "other",
+    ]
+    assert [e["seq"] for e in store.events(task_id_prefix="task-", limit=1)] == [1]
+    assert store.events(kinds=[]) == []
+    assert store.events_by_agent("app") == {"a1": 3, "a2": 1}
+    assert store.distinct_task_events("e") == 4
+    dump = store.table_dump()
+    assert len(dump["events"]) == 4 and "schedules" in dump

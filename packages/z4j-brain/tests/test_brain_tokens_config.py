@@ -107,6 +107,14 @@ def test_config_precedence_and_errors(tmp_path: Path) -> None:
     assert BrainConfig.load(env={}).database.name == "brain.sqlite3"
 
 
+def test_the_purge_interval_is_a_positive_number_of_seconds() -> None:
+    assert BrainConfig.load(env={}).purge_interval_seconds == 300.0
+    assert BrainConfig.load(env={"Z4J_PURGE_INTERVAL_SECONDS": "30"}).purge_interval_seconds == 30
+    for bad in ("0", "-5", "often"):
+        with pytest.raises(ConfigError, match="Z4J_PURGE_INTERVAL_SECONDS"):
+            BrainConfig.load(env={"Z4J_PURGE_INTERVAL_SECONDS": bad})
+
+
 def test_writer_commits_groups_and_isolates_a_failing_job(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     Store.open(path).close()

@@ -4,23 +4,23 @@ delivery order, and the re-offer rules of an unanswered fire."""
 from __future__ import annotations
 
 from z4j_brain import schedules as sched
-from z4j_brain.store import Store
+from z4j_brain.store import Agent, NewFire, ScheduleRow, Store
 
 NOW = 1_800_000_000.0
 
 
-def _schedule(store: Store, name: str = "tick") -> sched.ScheduleRow:
+def _schedule(store: Store, name: str = "tick") -> ScheduleRow:
     with store.transaction():
         return sched.create(
             store,
-            {"name": name, "task": "t", "engine": "huey", "app": "shop",
+            {"name": name, "task": "t", "engine": "huey", "app": "shop", "force": True,
              "schedule": {"kind": "interval", "every": "1s"}},
             actor="test", now=NOW,
         )  # fmt: skip
 
 
-def _fire(row: sched.ScheduleRow, slot: float, claim_order: float | None = None) -> sched.NewFire:
-    return sched.NewFire(
+def _fire(row: ScheduleRow, slot: float, claim_order: float | None = None) -> NewFire:
+    return NewFire(
         fire_id=f"{row.schedule_id}_{int(slot)}",
         schedule_id=row.schedule_id,
         kind="scheduled" if claim_order is None else "catch_up",
@@ -31,8 +31,8 @@ def _fire(row: sched.ScheduleRow, slot: float, claim_order: float | None = None)
     )
 
 
-def _agent(instance: str = "a1", session: str = "s1", dedup: bool = False) -> sched.Agent:
-    return sched.Agent(
+def _agent(instance: str = "a1", session: str = "s1", dedup: bool = False) -> Agent:
+    return Agent(
         agent_instance=instance,
         session=session,
         app="shop",
@@ -43,7 +43,7 @@ def _agent(instance: str = "a1", session: str = "s1", dedup: bool = False) -> sc
 
 
 def _state(store: Store, fire_id: str) -> str:
-    found = sched.fire(store, fire_id)
+    found = store.fire(fire_id)
     assert found is not None
     return str(found["state"])
 
@@ -51,13 +51,13 @@ def _state(store: Store, fire_id: str) -> str:
 def test_two_leaders_writing_one_slot_make_one_fire(store: Store) -> None:
     row = _schedule(store)
     with store.transaction():
-        first = sched.insert_fires(store, row, [_fire(row, NOW + 1)], NOW)
-        sched.advance_cursor(store, row.schedule_id, NOW + 1, None)
+        first = store.insert_fires(row, [_fire(row, NOW + 1)], NOW)
+        store.advance_cursor(row.schedule_id, NOW + 1, None)
     with store.transaction():  # a second leader, a moment later, computes the same slot
-        second = sched.insert_fires(store, row, [_fire(row, NOW + 1)], NOW + 0.5)
-        sched.advance_cursor(store, row.schedule_id, NOW + 0.9, None)
+        second = store.insert_fires(row, [_fire(row, NOW + 1)], NOW + 0.5)
+        store.advance_cursor(row.schedule_id, NOW + 0.9, None)
     assert (first, second) == (1, 0)
-    assert len(sched.history(store, row.schedule_id)) == 1
+    assert len(store.fire_history(row.schedule_id)) == 1
     assert sched.get(store, "tick").cursor == NOW + 1  # the cursor never moves back
 
 
@@ -65,9 +65,9 @@ def test_catch_up_fires_go_out_behind_on_time_ones(store: Store) -> None:
     row = _schedule(store)
     backlog = [_fire(row, NOW - 100 + i, claim_order=NOW + 0.5) for i in range(5)]
     with store.transaction():
-        sched.insert_fires(store, row, [*backlog, _fire(row, NOW)], NOW)
+        store.insert_fires(row, [*backlog, _fire(row, NOW)], NOW)
     with store.transaction():
-        claimed = sched.claim(store, [_agent()], "brain", NOW, limit=3)
+        claimed = store.claim_fires([_agent()], "brain", NOW, limit=3)
     assert [c.slot for c in claimed] == [NOW, NOW - 100, NOW - 99]
 
 
@@ -75,27 +75,27 @@ def test_an_unanswered_fire_stays_with_its_agent_unless_the_engine_dedups(store:
     row = _schedule(store)
     plain, dedup = _fire(row, NOW), _fire(row, NOW + 1)
     with store.transaction():
-        sched.insert_fires(store, row, [plain], NOW)
-        (claimed,) = sched.claim(store, [_agent("a1", "s1")], "brain", NOW)
-        sched.release_unanswered(store, claimed.fire_id, "a1", "c1")
+        store.insert_fires(row, [plain], NOW)
+        (claimed,) = store.claim_fires([_agent("a1", "s1")], "brain", NOW)
+        store.release_unanswered_fire(claimed.fire_id, "a1", "c1")
     # Another agent never gets it; the same agent on the same session is still waited for.
     with store.transaction():
-        assert sched.claim(store, [_agent("a2", "s9")], "brain", NOW, reoffer=True) == []
-        assert sched.claim(store, [_agent("a1", "s1")], "brain", NOW, reoffer=True) == []
+        assert store.claim_fires([_agent("a2", "s9")], "brain", NOW, reoffer=True) == []
+        assert store.claim_fires([_agent("a1", "s1")], "brain", NOW, reoffer=True) == []
     # The agent reconnected (a new session): it is offered again, and answers duplicate.
     with store.transaction():
-        (again,) = sched.claim(store, [_agent("a1", "s2")], "brain", NOW, reoffer=True)
-        sched.record_answer(store, again.fire_id, "a1", status="duplicate", command_id="c2",
+        (again,) = store.claim_fires([_agent("a1", "s2")], "brain", NOW, reoffer=True)
+        store.record_fire_answer(again.fire_id, "a1", status="duplicate", command_id="c2",
                             native_id=None, reason="already enqueued", now=NOW)  # fmt: skip
     assert _state(store, plain.fire_id) == "duplicate"
 
     with store.transaction():
-        sched.insert_fires(store, row, [dedup], NOW)
-        (claimed,) = sched.claim(store, [_agent("a1", "s2", dedup=True)], "brain", NOW)
+        store.insert_fires(row, [dedup], NOW)
+        (claimed,) = store.claim_fires([_agent("a1", "s2", dedup=True)], "brain", NOW)
         assert claimed.native_dedup
-        sched.release_unanswered(store, claimed.fire_id, "a1", "c3")
+        store.release_unanswered_fire(claimed.fire_id, "a1", "c3")
     with store.transaction():  # the engine refuses a repeated id: any agent may take it
-        (other,) = sched.claim(store, [_agent("a2", "s9", dedup=True)], "brain", NOW)
+        (other,) = store.claim_fires([_agent("a2", "s9", dedup=True)], "brain", NOW)
     assert other.fire_id == dedup.fire_id and other.agent_instance == "a2"
 
 
@@ -103,17 +103,17 @@ def test_past_the_deadline_fires_are_missed_or_unknown_never_resent(store: Store
     row = _schedule(store)
     waiting, silent = _fire(row, NOW), _fire(row, NOW + 1)
     with store.transaction():
-        sched.insert_fires(store, row, [silent], NOW)
-        sched.claim(store, [_agent()], "brain", NOW)
-        sched.insert_fires(store, row, [waiting], NOW)
+        store.insert_fires(row, [silent], NOW)
+        store.claim_fires([_agent()], "brain", NOW)
+        store.insert_fires(row, [waiting], NOW)
     with store.transaction():
-        assert sched.expire(store, NOW + 1000) == (1, 1)
-        assert sched.claim(store, [_agent("a1", "s2")], "brain", NOW + 1000, reoffer=True) == []
+        assert store.expire_fires(NOW + 1000) == (1, 1)
+        assert store.claim_fires([_agent("a1", "s2")], "brain", NOW + 1000, reoffer=True) == []
     assert _state(store, waiting.fire_id) == "missed"
     assert _state(store, silent.fire_id) == "unknown"
     # A late real answer still tells the truth.
     with store.transaction():
-        sched.record_answer(store, silent.fire_id, "a1", status="enqueued", command_id="c",
+        store.record_fire_answer(silent.fire_id, "a1", status="enqueued", command_id="c",
                             native_id=silent.fire_id, reason="", now=NOW + 1001)  # fmt: skip
     assert _state(store, silent.fire_id) == "enqueued"
 
@@ -138,3 +138,64 @@ def test_names_are_unique_and_renamable_ids_are_not(store: Store) -> None:
             assert "cannot edit 'id'" in str(exc)
         else:
             raise AssertionError("the id was editable")
+
+
+def test_the_fire_reads_tests_and_benchmarks_make(store: Store) -> None:
+    row = _schedule(store)
+    with store.transaction():
+        store.insert_fires(row, [_fire(row, NOW + n) for n in range(3)], NOW)
+        (claimed, *_) = store.claim_fires([_agent()], "brain", NOW, limit=1)
+        store.record_fire_answer(claimed.fire_id, "a1", status="enqueued", command_id="c",
+                                 native_id="n", reason="", now=NOW + 5)  # fmt: skip
+    assert [f["slot"] for f in store.fires(app="shop")] == [NOW, NOW + 1, NOW + 2]
+    assert len(store.fires(slot_from=NOW + 1, slot_before=NOW + 2)) == 1
+    assert len(store.fires(exclude_kind="scheduled")) == 0
+    assert len(store.fires(schedule_ids=[row.schedule_id])) == 3
+    assert store.fires(schedule_ids=[]) == []
+    answered = store.fires(answered_after=NOW, answered_until=NOW + 5)
+    assert [f["fire_id"] for f in answered] == [claimed.fire_id]
+    assert store.count_settled_fires("shop", NOW, NOW + 3) == 1
+    assert store.first_fire_created_after(NOW - 1) == NOW
+    assert store.first_fire_created_after(NOW) is None
+
+
+def test_an_edit_moves_the_cursor_only_when_the_timing_changes(store: Store) -> None:
+    row = _schedule(store)
+    spec = dict(row.spec)
+    with store.transaction():  # the leader settled slots up to NOW + 5
+        store.advance_cursor(row.schedule_id, NOW + 5, None)
+    with store.transaction():  # the same spec sent back, with a new description
+        _, same = sched.edit(store, row.schedule_id, {"schedule": spec, "description": "x"},
+                             actor="test", now=NOW + 60)  # fmt: skip
+    assert same.cursor == NOW + 5 and same.description == "x"
+    with store.transaction():
+        _, changed = sched.edit(store, row.schedule_id, {"schedule": {**spec, "every": 2}},
+                                actor="test", now=NOW + 60)  # fmt: skip
+    assert changed.cursor == NOW + 60
+
+
+def test_allow_past_is_refused_where_it_could_not_fire(store: Store) -> None:
+    past = {"kind": "oneshot", "at": "2020-01-01T00:00:00Z"}
+    body = {"name": "late", "task": "t", "engine": "huey", "app": "shop", "schedule": past,
+            "allow_past": True, "enabled": False}  # fmt: skip
+    with store.transaction():
+        try:
+            sched.create(store, body, actor="test", now=NOW)
+        except sched.ScheduleInputError as exc:
+            assert "cannot be created paused" in str(exc)
+        else:
+            raise AssertionError("a paused past one-shot with allow_past was accepted")
+
+
+def test_a_trigger_key_written_by_the_previous_release_still_answers(store: Store) -> None:
+    row = _schedule(store)
+    with store.transaction():  # a brain of schema 3 (during a rolling upgrade) wrote this
+        store.insert_fires(row, [_fire(row, NOW + 7)], NOW)
+        store.conn.execute(
+            "UPDATE fires SET idempotency_key = 'k1' WHERE fire_id = ?",
+            (f"{row.schedule_id}_{int(NOW + 7)}",),
+        )
+    found = store.fire_by_key(row.schedule_id, "k1")
+    assert found is not None and found["slot"] == NOW + 7
+    other = _schedule(store, "other")
+    assert store.fire_by_key(other.schedule_id, "k1") is None

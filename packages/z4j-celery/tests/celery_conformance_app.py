@@ -35,6 +35,14 @@ app.conf.update(
     # Queues left behind on a shared RabbitMQ vanish ten minutes after their last consumer.
     task_queues=[Queue(QUEUE, queue_arguments={"x-expires": 600_000})],
     broker_connection_retry_on_startup=True,
+    # Fewer reserved tasks than Celery's default 4 per slot, so the suite needs fewer fillers
+    # to keep its waiting tasks in the broker (cancel, purge, queue depth); not 1: a solo worker
+    # on RabbitMQ then leaves the next message in the broker while it runs a task, and an
+    # expiring one is dropped there by its TTL, unseen (docs/engines/celery.md).
+    worker_prefetch_multiplier=2,
+    # With a result backend, a retry reads the original arguments from it (extended results);
+    # without one, from the original the worker's host kept when the task failed.
+    result_extended=bool(os.environ.get("CELERY_CONFORMANCE_BACKEND")),
     worker_hijack_root_logger=False,
     beat_schedule={
         "office-hours": {
@@ -72,6 +80,11 @@ def retry(self: object) -> None:
         raise ConformanceError("this task fails on every attempt")
     except ConformanceError as exc:
         raise self.retry(exc=exc, countdown=0.2) from exc  # type: ignore[attr-defined]
+
+
+@app.task(name="celery_conformance_app.flaky")
+def flaky(mark: str, **kwargs: object) -> None:
+    conformance.flaky(mark, **kwargs)
 
 
 @app.task(name="celery_conformance_app.slow")

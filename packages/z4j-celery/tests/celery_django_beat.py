@@ -43,6 +43,6 @@ app = Celery("z4j-django", broker="memory://")
 observed = schedules.observe(app)
 print(json.dumps([
     {"source": o.source, "name": o.name, "task": o.task, "kind": o.kind,
-     "expression": o.expression, "next_runs": o.next_runs}
+     "expression": o.expression, "next_runs": o.next_runs, "definition": o.definition}
     for o in observed
 ]))  # fmt: skip

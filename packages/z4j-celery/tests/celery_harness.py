@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from z4j_core.testing.conformance import EngineHarness, ExpectedSchedule, WorkerContext
+from z4j_core.testing.engines import ENGINES, WorkerProcess, WorkerRun, worker_env
 from z4j_core.testing.services import run_id
 
 HERE = Path(__file__).parent
@@ -22,72 +21,46 @@ def queue_name(label: str) -> str:
     return f"z4j-{run_id()}-{label}"
 
 
-class WorkerProcess:
-    """One `celery worker` process (and the pool children it forks)."""
+def start_celery(
+    *,
+    pool: str,
+    concurrency: int,
+    broker: str,
+    queue: str,
+    context: WorkerContext,
+    backend: str = "",
+) -> WorkerProcess:
+    """One `celery worker` process (and the pool children it forks); SIGTERM is its warm
+    shutdown."""
+    context.workdir.mkdir(parents=True, exist_ok=True)
+    run = WorkerRun(
+        sys.executable,
+        "celery_conformance_app",
+        concurrency=concurrency,
+        queues=(queue,),
+        pool=pool,
+        options=("--hostname", f"{pool}-{os.getpid()}@%h", "--loglevel", "INFO"),
+    )
+    extra = {
+        **context.env,
+        "CELERY_CONFORMANCE_BROKER": broker,
+        "CELERY_CONFORMANCE_BACKEND": backend,
+        "CELERY_CONFORMANCE_QUEUE": queue,
+    }
+    log_path = context.workdir / f"worker-{pool}-{time.monotonic_ns()}.log"
+    env = worker_env(HERE, extra=extra, tz=None)
+    return WorkerProcess.start(ENGINES["celery"], run, env, log_path, cwd=HERE)
 
-    def __init__(
-        self,
-        *,
-        pool: str,
-        concurrency: int,
-        broker: str,
-        queue: str,
-        context: WorkerContext,
-        backend: str = "",
-        extra_env: dict[str, str] | None = None,
-    ) -> None:
-        context.workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = context.workdir / f"worker-{pool}-{time.monotonic_ns()}.log"
-        env = {
-            **os.environ,
-            **context.env,
-            **(extra_env or {}),
-            "CELERY_CONFORMANCE_BROKER": broker,
-            "CELERY_CONFORMANCE_BACKEND": backend,
-            "CELERY_CONFORMANCE_QUEUE": queue,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
-        }
-        log = open(self.log_path, "ab")  # noqa: SIM115 -- handed to the child
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "celery", "-A", "celery_conformance_app", "worker",
-                "--pool", pool, "--concurrency", str(concurrency), "--queues", queue,
-                "--hostname", f"{pool}-{os.getpid()}@%h", "--loglevel", "INFO",
-                "--without-gossip", "--without-mingle", "--without-heartbeat",
-            ],
-            cwd=HERE,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        log.close()
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if " ready." in self.output():
-                return
-            if self.process.poll() is not None:
-                raise AssertionError(f"the worker exited early:\n{self.output()[-3000:]}")
-            time.sleep(0.1)
-        raise AssertionError(f"the worker was not ready within {timeout}s:\n{self.output()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # Celery's warm shutdown
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        try:  # nothing the worker forked may outlive it
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+def wait_ready(worker: WorkerProcess, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if " ready." in worker.output():
+            return
+        if not worker.alive():
+            raise AssertionError(f"the worker exited early:\n{worker.output(3000)}")
+        time.sleep(0.1)
+    raise AssertionError(f"the worker was not ready within {timeout}s:\n{worker.output()}")
 
 
 SCHEDULES = [
@@ -106,16 +79,18 @@ SCHEDULES = [
 ]
 
 
-def harness(pool: str, broker: str, label: str, backend: str = "") -> EngineHarness:
+def harness(
+    pool: str, broker: str, label: str, backend: str = "", broker_proven_by: str | None = None
+) -> EngineHarness:
     concurrency = 1 if pool == "solo" else 2
     queue = queue_name(label)
 
     def start(context: WorkerContext) -> WorkerProcess:
-        worker = WorkerProcess(
+        worker = start_celery(
             pool=pool, concurrency=concurrency, broker=broker, queue=queue,
             context=context, backend=backend,
         )  # fmt: skip
-        worker.wait_ready()
+        wait_ready(worker)
         return worker
 
     return EngineHarness(
@@ -126,7 +101,13 @@ def harness(pool: str, broker: str, label: str, backend: str = "") -> EngineHarn
         fail_exception="ConformanceError",
         retry="celery_conformance_app.retry",
         slow="celery_conformance_app.slow",
+        flaky="celery_conformance_app.flaky",
         start_worker=start,
         concurrency=concurrency,
+        # A worker acks a task as it starts it (acks_late is off), then reserves as many more
+        # as its prefetch allows: two per slot (celery_conformance_app: multiplier 2).
+        prefetch=2 * concurrency,
+        queue=queue,
         schedules=SCHEDULES,
+        broker_proven_by=broker_proven_by,
     )

@@ -1,5 +1,6 @@
 """The engine conformance suite on real Celery workers: Redis and RabbitMQ brokers, with the
-prefork (concurrency 2), solo and threads pools."""
+prefork (concurrency 2), solo and threads pools. Purge and queue depth ask the broker whatever
+the pool, so they run once per broker (with prefork)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class TestRedisSolo(EngineConformance):
     @pytest.fixture(scope="class")
     @classmethod
     def harness(cls, redis_url: str) -> EngineHarness:
-        return harness("solo", redis_url, "redis-solo")
+        return harness("solo", redis_url, "redis-solo", broker_proven_by="TestRedisPrefork")
 
 
 @pytest.mark.redis
@@ -32,7 +33,7 @@ class TestRedisThreads(EngineConformance):
     @pytest.fixture(scope="class")
     @classmethod
     def harness(cls, redis_url: str) -> EngineHarness:
-        return harness("threads", redis_url, "redis-threads")
+        return harness("threads", redis_url, "redis-threads", broker_proven_by="TestRedisPrefork")
 
 
 @pytest.mark.rabbitmq
@@ -48,7 +49,7 @@ class TestRabbitMQSolo(EngineConformance):
     @pytest.fixture(scope="class")
     @classmethod
     def harness(cls) -> EngineHarness:
-        return harness("solo", RABBITMQ_URL, "amqp-solo")
+        return harness("solo", RABBITMQ_URL, "amqp-solo", broker_proven_by="TestRabbitMQPrefork")
 
 
 @pytest.mark.rabbitmq
@@ -56,4 +57,6 @@ class TestRabbitMQThreads(EngineConformance):
     @pytest.fixture(scope="class")
     @classmethod
     def harness(cls) -> EngineHarness:
-        return harness("threads", RABBITMQ_URL, "amqp-threads")
+        return harness(
+            "threads", RABBITMQ_URL, "amqp-threads", broker_proven_by="TestRabbitMQPrefork"
+        )

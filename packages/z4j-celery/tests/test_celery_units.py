@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from celery import Celery, signals
 
-from z4j_celery import capture, enqueue, relay, worker
-from z4j_celery.adapter import CeleryAdapter, create_adapter
+from z4j_celery import capture, enqueue, worker
+from z4j_celery.adapter import CeleryAdapter
 from z4j_celery.schedules import cron_fields, render_field
+from z4j_core.agent import relay
 from z4j_core.wire import Command, CommandKind, CommandOptions, CommandStatus
 
 
@@ -144,7 +145,7 @@ def memory_app() -> Celery:
 
 
 def make_adapter(app: Celery) -> tuple[CeleryAdapter, list[tuple[Any, ...]]]:
-    adapter = create_adapter(app, {})
+    adapter = CeleryAdapter.create(app, {})
     assert adapter is not None
     events: list[tuple[Any, ...]] = []
     capture.install(adapter, lambda kind, task_id, name, **fields: events.append(
@@ -176,7 +177,7 @@ def test_a_fire_maps_onto_send_task_with_its_id_options_and_headers(memory_app: 
         )  # fmt: skip
     finally:
         signals.before_task_publish.disconnect(keep_headers)
-        capture.uninstall(adapter)
+        adapter.uninstall_capture()
     assert (result.status, result.native_id) == (CommandStatus.ENQUEUED, fire_id)
     headers = seen[-1]
     assert headers["id"] == fire_id and headers["eta"] and headers["expires"]
@@ -199,13 +200,13 @@ def test_an_unknown_task_is_rejected_in_a_worker_process(memory_app: Celery) -> 
             app=adapter.app_name, task="units.nope",
         ),
     )  # fmt: skip
-    capture.uninstall(adapter)
+    adapter.uninstall_capture()
     assert result.status is CommandStatus.REJECTED
     assert "units.nope" in result.reason and "units.add" in result.reason
 
 
 def test_capture_absorbs_a_fault_in_emit(memory_app: Celery) -> None:
-    adapter = create_adapter(memory_app, {})
+    adapter = CeleryAdapter.create(memory_app, {})
     assert adapter is not None
 
     def broken(*args: Any, **kwargs: Any) -> None:
@@ -215,23 +216,21 @@ def test_capture_absorbs_a_fault_in_emit(memory_app: Celery) -> None:
     try:
         memory_app.send_task("units.add", args=[1, 2])
     finally:
-        capture.uninstall(adapter)
+        adapter.uninstall_capture()
     assert installed.errors == 1
 
 
 def test_discovery_lists_the_apps_own_tasks_not_celerys(memory_app: Celery) -> None:
-    from z4j_celery import plugin
-
-    adapter = create_adapter(memory_app, {})
+    adapter = CeleryAdapter.create(memory_app, {})
     assert adapter is not None
-    tasks = plugin.z4j_registered_tasks(adapter)
+    tasks = adapter.registered_tasks()
     assert tasks is not None
     names = [t.name for t in tasks]
     assert "units.add" in names
     assert any(name.startswith("celery.") for name in memory_app.tasks), "Celery has built-ins"
     assert not [n for n in names if n.startswith("celery.")], names
     assert next(t for t in tasks if t.name == "units.add").queue == "units"
-    assert plugin.z4j_registered_tasks(object()) is None  # type: ignore[arg-type]
+    assert CeleryAdapter.create(object(), {}) is None
 
 
 class _Received:
@@ -265,7 +264,7 @@ def test_a_task_received_before_its_publish_returns_is_reported_enqueued_first(
         result = memory_app.send_task("units.add", args=[1, 2])
     finally:
         signals.before_task_publish.disconnect(receive_now)
-        capture.uninstall(adapter)
+        adapter.uninstall_capture()
     assert received_early == [result.id]
     kinds = [(kind.value, task_id) for kind, task_id, _, _ in events]
     assert kinds == [("enqueued", result.id), ("received", result.id)]

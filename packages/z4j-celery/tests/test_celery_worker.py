@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from celery_harness import WorkerProcess, queue_name
+from celery_harness import queue_name, start_celery, wait_ready
 
 from z4j_core.testing.brainproc import BrainProcess, free_port
 from z4j_core.testing.conformance import (
@@ -54,11 +54,11 @@ class Running:
             },
             workdir,
         )
-        self.worker = WorkerProcess(
+        self.worker = start_celery(
             pool=pool, concurrency=2, broker=redis_url, queue=self.queue, context=context,
             backend=redis_url,
         )  # fmt: skip
-        self.worker.wait_ready()
+        wait_ready(self.worker)
         self.client = Celery("client", broker=redis_url, backend=redis_url)
         self.client.conf.task_default_queue = self.queue
         harness = EngineHarness(
@@ -190,14 +190,14 @@ def test_a_task_the_worker_lacks_is_reported_rejected_as_unknown(running: Runnin
 def _run_batch(workdir: Path, redis_url: str, env: dict[str, str], count: int) -> dict[str, Any]:
     queue = queue_name(f"down-{uuid.uuid4().hex[:6]}")
     context = WorkerContext(None, env, workdir)  # type: ignore[arg-type]
-    worker = WorkerProcess(
+    worker = start_celery(
         pool="prefork", concurrency=2, broker=redis_url, queue=queue, context=context,
         backend=redis_url,
     )  # fmt: skip
     client = Celery("client", broker=redis_url, backend=redis_url)
     client.conf.task_default_queue = queue
     try:
-        worker.wait_ready()
+        wait_ready(worker)
         results = [client.send_task(T + "sized", args=[i]) for i in range(count)]
         failing = client.send_task(T + "fail")
         values = [r.get(timeout=60) for r in results]
@@ -248,9 +248,9 @@ def test_a_publisher_rejects_a_task_only_when_the_workers_that_answer_lack_it(
 ) -> None:
     """A web process that does not import the task modules: it asks the workers."""
     from z4j_celery import enqueue
-    from z4j_celery.adapter import create_adapter
+    from z4j_celery.adapter import CeleryAdapter
 
-    publisher = create_adapter(running.client, {})  # knows no tasks of its own
+    publisher = CeleryAdapter.create(running.client, {})  # knows no tasks of its own
     assert publisher is not None and publisher.worker is None
     assert enqueue.unknown_task_reason(publisher, T + "succeed") is None, "the worker has it"
     reason = enqueue.unknown_task_reason(publisher, "nowhere.at_all")
@@ -258,7 +258,7 @@ def test_a_publisher_rejects_a_task_only_when_the_workers_that_answer_lack_it(
     lonely = Celery("lonely", broker=running.client.conf.broker_url)
     lonely.conf.control_exchange = f"z4j-nobody-{uuid.uuid4().hex[:6]}"  # no worker listens
     try:
-        alone = create_adapter(lonely, {})
+        alone = CeleryAdapter.create(lonely, {})
         assert alone is not None
         assert enqueue.unknown_task_reason(alone, "nowhere.at_all") is None, (
             "with no worker answering, nobody knows: the task is sent by name"

@@ -15,40 +15,34 @@ from z4j_core.plugins import load_adapters
 GROUP = "z4j.test-adapters"
 
 GOOD = """
-from z4j_core.hookspecs import hookimpl
+from z4j_core.adapter import Adapter
+from z4j_core.wire import TaskInfo
 
-@hookimpl
-def z4j_engine_name():
-    return "{engine}"
 
-@hookimpl
-def z4j_registered_tasks(adapter):
-    if adapter.engine != "{engine}":
-        return None
-    return ["{engine}.task"]
+class {cls}(Adapter):
+    engine = "{engine}"
+
+    @classmethod
+    def create(cls, app, options):
+        return cls() if app == "{engine}-app" else None
+
+    def registered_tasks(self):
+        return [TaskInfo(name="{engine}.task")]
 """
 
 MISSPELLED_HOOK = """
 from z4j_core.hookspecs import hookimpl
 
 @hookimpl
-def z4j_engine_name():
-    return "misspelled"
-
-@hookimpl
-def z4j_enqueue_task(adapter, request):
-    return None
+def z4j_adapter_classes():
+    return []
 """
 
 WRONG_ARGUMENT = """
 from z4j_core.hookspecs import hookimpl
 
 @hookimpl
-def z4j_engine_name():
-    return "wrongarg"
-
-@hookimpl
-def z4j_enqueue(adapter, request, surprise):
+def z4j_adapter_class(surprise):
     return None
 """
 
@@ -56,12 +50,19 @@ IMPORT_ERROR = """
 import engine_that_is_not_installed
 """
 
-NO_ENGINE_NAME = """
+NO_ADAPTER_CLASS = """
+from z4j_core.hookspecs import hookimpl
+
+def helper():
+    return None
+"""
+
+NOT_AN_ADAPTER = """
 from z4j_core.hookspecs import hookimpl
 
 @hookimpl
-def z4j_registered_tasks(adapter):
-    return None
+def z4j_adapter_class():
+    return dict
 """
 
 
@@ -69,12 +70,18 @@ def z4j_registered_tasks(adapter):
 def plugin_dir(tmp_path: Path) -> Iterator[Path]:
     """A folder on sys.path holding a fake installed distribution with our entry points."""
     modules = {
-        "adapter_alpha": GOOD.format(engine="alpha"),
-        "adapter_beta": GOOD.format(engine="beta"),
+        "adapter_alpha": GOOD.format(engine="alpha", cls="AlphaAdapter"),
+        "adapter_beta": GOOD.format(engine="beta", cls="BetaAdapter"),
         "adapter_misspelled": MISSPELLED_HOOK,
         "adapter_wrongarg": WRONG_ARGUMENT,
         "adapter_broken": IMPORT_ERROR,
-        "adapter_nameless": NO_ENGINE_NAME,
+        "adapter_nameless": NO_ADAPTER_CLASS,
+        "adapter_notadapter": NOT_AN_ADAPTER,
+    }
+    # An adapter's entry point names its class; a plugin module is allowed too.
+    targets = {
+        "adapter_alpha": "adapter_alpha:AlphaAdapter",
+        "adapter_beta": "adapter_beta:BetaAdapter",
     }
     for module, source in modules.items():
         (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
@@ -83,7 +90,9 @@ def plugin_dir(tmp_path: Path) -> Iterator[Path]:
     (dist_info / "METADATA").write_text(
         "Metadata-Version: 2.1\nName: fake-adapters\nVersion: 1.0\n"
     )
-    lines = [f"[{GROUP}]"] + [f"{m.removeprefix('adapter_')} = {m}" for m in modules]
+    lines = [f"[{GROUP}]"] + [
+        f"{m.removeprefix('adapter_')} = {targets.get(m, m)}" for m in modules
+    ]
     (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     sys.path.insert(0, str(tmp_path))
     try:
@@ -94,33 +103,30 @@ def plugin_dir(tmp_path: Path) -> Iterator[Path]:
             sys.modules.pop(module, None)
 
 
-class FakeAdapter:
-    engine = "beta"
-    engine_version = "1"
-    app_name = "app"
-    capabilities: frozenset[str] = frozenset()
-
-
 def test_good_adapters_load_and_broken_ones_are_reported_by_name(
     plugin_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     registry = load_adapters(GROUP)
 
     assert registry.loaded == {"alpha": "alpha", "beta": "beta"}
-    assert set(registry.failed) == {"broken", "misspelled", "wrongarg", "nameless"}
+    assert set(registry.failed) == {"broken", "misspelled", "wrongarg", "nameless", "notadapter"}
     assert "engine_that_is_not_installed" in registry.failed["broken"]
-    assert "z4j_enqueue_task" in registry.failed["misspelled"]
+    assert "z4j_adapter_classes" in registry.failed["misspelled"]
     assert "surprise" in registry.failed["wrongarg"]
-    assert "z4j_engine_name" in registry.failed["nameless"]
+    assert "z4j_adapter_class" in registry.failed["nameless"]
+    assert "Adapter subclass" in registry.failed["notadapter"]
     for name in registry.failed:
         assert repr(name) in caplog.text
 
     # The hooks of the adapters that loaded still answer; the broken ones are gone.
-    assert sorted(registry.hook.z4j_engine_name()) == ["alpha", "beta"]
-    assert registry.hook.z4j_registered_tasks(adapter=FakeAdapter()) == ["beta.task"]
+    assert sorted(cls.engine for cls in registry.hook.z4j_adapter_class()) == ["alpha", "beta"]
+    adapter = registry.adapter_for("beta-app")
+    assert adapter is not None and adapter.engine == "beta"
+    assert [t.name for t in adapter.registered_tasks()] == ["beta.task"]
+    assert registry.adapter_for("nobody's app") is None
 
 
 def test_no_adapters_installed_is_not_an_error() -> None:
     registry = load_adapters("z4j.group-nobody-uses")
     assert registry.loaded == {} and registry.failed == {}
-    assert registry.hook.z4j_engine_name() == []
+    assert registry.hook.z4j_adapter_class() == []

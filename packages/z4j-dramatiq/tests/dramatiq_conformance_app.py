@@ -59,6 +59,11 @@ def retry() -> None:
     raise ConformanceError("this actor fails on every attempt")
 
 
+@dramatiq.actor(queue_name=QUEUE, max_retries=0)
+def flaky(mark: str, **kwargs: object) -> None:
+    conformance.flaky(mark, **kwargs)
+
+
 @dramatiq.actor(queue_name=QUEUE)
 def slow(mark: str, seconds: float) -> None:
     conformance.mark(mark)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 from z4j_core.testing import services
 from z4j_core.testing.conformance import EngineHarness, ExpectedSchedule, WorkerContext
+from z4j_core.testing.engines import ENGINES, WorkerProcess, WorkerRun, worker_env
 
 HERE = Path(__file__).parent
 APP = "z4j-conformance"
@@ -23,68 +21,20 @@ def queue_for(label: str) -> str:
     return f"z4j-{services.run_id()}-{label}"
 
 
-class DramatiqProcess:
+def start_dramatiq(broker_url: str, queue: str, context: WorkerContext) -> WorkerProcess:
     """One `dramatiq` supervisor and the worker processes it starts."""
-
-    def __init__(
-        self,
-        broker_url: str,
-        queue: str,
-        context: WorkerContext,
-        module: str = "dramatiq_conformance_app",
-        extra_env: dict[str, str] | None = None,
-    ) -> None:
-        self.log_path = context.workdir / f"dramatiq-{queue}.log"
-        self.broker_url = broker_url
-        self.queue = queue
-        env = {
-            **os.environ,
-            **context.env,
-            **(extra_env or {}),
-            "TZ": "UTC",
-            "DRAMATIQ_CONFORMANCE_BROKER": broker_url,
-            "DRAMATIQ_CONFORMANCE_QUEUE": queue,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
-        }
-        log = open(self.log_path, "ab")  # noqa: SIM115 -- handed to the child
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dramatiq",
-                module,
-                "--processes",
-                str(PROCESSES),
-                "--threads",
-                str(THREADS),
-                "--worker-shutdown-timeout",
-                "5000",
-                "--verbose",
-            ],
-            cwd=HERE,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # Dramatiq's graceful stop
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        # Nothing the supervisor started may outlive it.
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    run = WorkerRun(
+        sys.executable,
+        "dramatiq_conformance_app",
+        processes=PROCESSES,
+        concurrency=THREADS,
+        options=("--worker-shutdown-timeout", "5000", "--verbose"),
+    )
+    extra = {**context.env, "DRAMATIQ_CONFORMANCE_BROKER": broker_url,
+             "DRAMATIQ_CONFORMANCE_QUEUE": queue}  # fmt: skip
+    env = worker_env(HERE, extra=extra)
+    log_path = context.workdir / f"dramatiq-{queue}.log"
+    return WorkerProcess.start(ENGINES["dramatiq"], run, env, log_path, cwd=HERE)
 
 
 SCHEDULES = [
@@ -102,8 +52,13 @@ def harness(broker_url: str, queue: str) -> EngineHarness:
         fail_exception="ConformanceError",
         retry="retry",
         slow="slow",
-        start_worker=lambda context: DramatiqProcess(broker_url, queue, context),
+        flaky="flaky",
+        queue=queue,
+        start_worker=lambda context: start_dramatiq(broker_url, queue, context),
         concurrency=PROCESSES * THREADS,
+        # A busy worker process holds two messages per thread (its consumer's prefetch) and one
+        # more that its consumer thread has fetched and is handing over (seen on Redis).
+        prefetch=PROCESSES * (THREADS + 1),
         schedules=SCHEDULES,
     )
 

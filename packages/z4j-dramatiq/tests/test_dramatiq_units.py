@@ -21,8 +21,8 @@ from dramatiq.middleware import AgeLimit, Retries
 from periodiq import PeriodiqMiddleware, cron
 
 from z4j_core.wire import Command, CommandKind, CommandOptions, CommandStatus
-from z4j_dramatiq import capture, enqueue, plugin, schedules
-from z4j_dramatiq.adapter import DramatiqAdapter, create_adapter
+from z4j_dramatiq import capture, enqueue, schedules
+from z4j_dramatiq.adapter import DramatiqAdapter
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -235,8 +235,8 @@ def test_capture_never_raises_even_when_emit_does(worker_of: Any) -> None:
 
 def test_uninstall_disconnects_and_is_safe_twice(worker_of: Any) -> None:
     broker, adapter, recorder = make_broker()
-    capture.uninstall(adapter)
-    capture.uninstall(adapter)
+    adapter.uninstall_capture()
+    adapter.uninstall_capture()
 
     @dramatiq.actor(broker=broker)
     def quiet() -> None:
@@ -261,8 +261,8 @@ def test_the_middleware_added_by_hand_binds_itself_to_its_broker() -> None:
     assert adapter.app_name == "by-hand"
     assert middleware.emit is not capture._ignore
     assert sum(isinstance(m, capture.Z4JMiddleware) for m in broker.middleware) == 1
-    assert create_adapter(broker, {}) is adapter
-    assert create_adapter(object(), {}) is None
+    assert DramatiqAdapter.create(broker, {}) is adapter
+    assert DramatiqAdapter.create(object(), {}) is None
 
 
 # -- enqueue -----------------------------------------------------------------------------------
@@ -361,7 +361,7 @@ def test_registered_actors_are_listed_with_their_queues_and_options() -> None:
     def two() -> None:
         pass
 
-    infos = {t.name: t for t in plugin.z4j_registered_tasks(adapter) or []}
+    infos = {t.name: t for t in adapter.registered_tasks()}
     assert infos["one"].queue == "q1"
     assert infos["one"].options == {"max_retries": "4", "time_limit": "1000"}
     assert infos["two"].queue == "default" and infos["two"].options["periodic"] == "0 * * * *"

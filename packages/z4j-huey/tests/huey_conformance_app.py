@@ -53,6 +53,12 @@ def retry() -> None:
 
 
 @huey.task()
+def flaky(mark: str, **kwargs: object) -> None:
+    """Fails on its first run with a mark, then succeeds (the suite retries it)."""
+    conformance.flaky(mark, **kwargs)
+
+
+@huey.task()
 def slow(mark: str, seconds: float) -> None:
     conformance.mark(mark)
     time.sleep(seconds)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,68 +10,26 @@ from z4j_core.testing.conformance import (
     ExpectedSchedule,
     WorkerContext,
 )
+from z4j_core.testing.engines import ENGINES, WorkerProcess, WorkerRun, worker_env
 
 HERE = Path(__file__).parent
 APP = "z4j-conformance"
 WORKERS = 2
 
 
-class ConsumerProcess:
+def start_consumer(worker_type: str, storage: str, context: WorkerContext) -> WorkerProcess:
     """One `huey_consumer` process (and the worker processes it forks)."""
-
-    def __init__(self, worker_type: str, storage: str, context: WorkerContext) -> None:
-        self.log_path = context.workdir / f"consumer-{worker_type}.log"
-        entry = (
-            [str(HERE / "huey_gevent_consumer.py")]
-            if worker_type == "greenlet"
-            else ["-m", "huey.bin.huey_consumer"]
-        )
-        env = {
-            **os.environ,
-            **context.env,
-            "HUEY_CONFORMANCE_STORAGE": storage,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
-        }
-        log = open(self.log_path, "ab")  # noqa: SIM115 -- handed to the child
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                *entry,
-                "huey_conformance_app.huey",
-                "--workers",
-                str(WORKERS),
-                "--worker-type",
-                worker_type,
-                "--delay",
-                "0.05",
-                "--max-delay",
-                "0.2",
-                "--verbose",
-            ],
-            cwd=HERE,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # Huey's graceful stop
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        # Nothing the consumer forked may outlive it.
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    run = WorkerRun(
+        sys.executable,
+        "huey_conformance_app.huey",
+        concurrency=WORKERS,
+        pool=worker_type,
+        script=str(HERE / "huey_gevent_consumer.py") if worker_type == "greenlet" else None,
+        options=("--delay", "0.05", "--max-delay", "0.2", "--verbose"),
+    )
+    env = worker_env(HERE, extra={**context.env, "HUEY_CONFORMANCE_STORAGE": storage}, tz=None)
+    log_path = context.workdir / f"consumer-{worker_type}.log"
+    return WorkerProcess.start(ENGINES["huey"], run, env, log_path, cwd=HERE)
 
 
 SCHEDULES = [
@@ -102,7 +57,9 @@ def harness(worker_type: str, storage: str) -> EngineHarness:
         fail_exception="ConformanceError",
         retry="huey_conformance_app.retry",
         slow="huey_conformance_app.slow",
-        start_worker=lambda context: ConsumerProcess(worker_type, storage, context),
+        start_worker=lambda context: start_consumer(worker_type, storage, context),
         concurrency=WORKERS,
         schedules=SCHEDULES,
+        flaky="huey_conformance_app.flaky",
+        queue=APP,
     )

@@ -4,6 +4,7 @@ thread, process and greenlet worker types."""
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -36,4 +37,6 @@ class TestRedisHueyGreenletWorkers(EngineConformance):
     @pytest.fixture(scope="class")
     @classmethod
     def harness(cls, redis_url: str) -> EngineHarness:
-        return harness("greenlet", redis_url)
+        # Purge and queue depth ask Redis, whatever the worker type: proven by the process class.
+        proven = "TestRedisHueyProcessWorkers"
+        return replace(harness("greenlet", redis_url), broker_proven_by=proven)

@@ -17,7 +17,7 @@ from huey.exceptions import CancelExecution, RetryTask
 
 from z4j_core.wire import Command, CommandKind, CommandOptions, CommandStatus
 from z4j_huey import capture, enqueue, schedules
-from z4j_huey.adapter import HueyAdapter, create_adapter
+from z4j_huey.adapter import HueyAdapter
 
 
 class Recorder:
@@ -177,8 +177,8 @@ def test_capture_never_raises_even_when_emit_does() -> None:
 
 def test_uninstall_disconnects_and_is_safe_twice() -> None:
     huey, adapter, recorder = instrumented()
-    capture.uninstall(adapter)
-    capture.uninstall(adapter)
+    adapter.uninstall_capture()
+    adapter.uninstall_capture()
 
     @huey.task()
     def quiet() -> None:
@@ -239,7 +239,7 @@ def test_enqueue_rejects_what_it_cannot_honour() -> None:
 
 def test_priority_is_advertised_and_accepted_only_where_the_storage_orders_by_it() -> None:
     redis_huey = RedisHuey("units-redis")  # no connection is made until it is used
-    adapter = create_adapter(redis_huey, {})
+    adapter = HueyAdapter.create(redis_huey, {})
     assert adapter is not None and "priority" not in adapter.capabilities
 
     @redis_huey.task()
@@ -251,7 +251,7 @@ def test_priority_is_advertised_and_accepted_only_where_the_storage_orders_by_it
     )
     assert answer.status is CommandStatus.REJECTED and "priority" in answer.reason
     assert "priority" in HueyAdapter(huey=MemoryHuey("m")).capabilities
-    assert create_adapter(object(), {}) is None
+    assert HueyAdapter.create(object(), {}) is None
 
 
 # -- schedules ---------------------------------------------------------------------------------

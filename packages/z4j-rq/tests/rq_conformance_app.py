@@ -50,6 +50,11 @@ def raise_until(mark: str, failures: int) -> str:
     return mark
 
 
+def flaky(mark: str, **kwargs: object) -> None:
+    """Fails on its first run with a mark, then succeeds (the suite retries it)."""
+    conformance.flaky(mark, **kwargs)
+
+
 def slow(mark: str, seconds: float) -> None:
     conformance.mark(mark)
     time.sleep(seconds)
@@ -71,7 +76,7 @@ def enqueue_child(mark: str) -> None:
 
 APP = z4j_rq.instrument(
     Redis.from_url(os.environ["RQ_CONFORMANCE_URL"]),
-    tasks=[succeed, fail, retry, slow, raise_until, whoami, enqueue_child],
+    tasks=[succeed, fail, retry, slow, raise_until, whoami, enqueue_child, flaky],
 )
 
 

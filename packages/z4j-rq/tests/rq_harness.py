@@ -2,58 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from z4j_core.testing.conformance import EngineHarness, ExpectedSchedule, WorkerContext
+from z4j_core.testing.engines import ENGINES, WorkerProcess, WorkerRun, worker_env
 
 HERE = Path(__file__).parent
 APP = "z4j-conformance"
-RQ = str(Path(sys.executable).parent / "rq")
-
-
-def rq_env(redis_url: str, extra: dict[str, str]) -> dict[str, str]:
-    return {
-        **os.environ,
-        **extra,
-        "Z4J_APP": APP,
-        "RQ_CONFORMANCE_URL": redis_url,
-        "TZ": "UTC",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
-    }
-
-
-class Process:
-    """One child process in its own session; `stop()` ends it and everything it started."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        log = open(log_path, "ab")  # noqa: SIM115 -- handed to the child
-        self.process = subprocess.Popen(
-            argv, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # RQ's warm shutdown
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if self.process.poll() is None:
-            self.process.wait(10)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+RQ = ENGINES["rq"]
 
 
 class RQProcesses:
@@ -67,35 +25,21 @@ class RQProcesses:
         cron: bool = True,
         queues: tuple[str, ...] = ("default",),
     ) -> None:
-        env = rq_env(redis_url, context.env)
-        tag = worker_class.rpartition(".")[2]
-        self.processes = []
-        if cron:
-            self.processes.append(
-                Process(
-                    [RQ, "cron", str(HERE / "rq_conformance_cron.py"), "-u", redis_url],
-                    env,
-                    context.workdir / "cron.log",
-                )
-            )
-        self.worker = Process(
-            [
-                RQ,
-                "worker",
-                "-w",
-                worker_class,
-                "-c",
-                "rq_conformance_settings",
-                "-u",
-                redis_url,
-                "--with-scheduler",
-                "--job-monitoring-interval",
-                "1",
-                *queues,
-            ],
-            env,
-            context.workdir / f"worker-{tag}.log",
+        env = worker_env(HERE, app=APP, extra={**context.env, "RQ_CONFORMANCE_URL": redis_url})
+        run = WorkerRun(
+            sys.executable,
+            "rq_conformance_settings",
+            queues=queues,
+            pool=worker_class,
+            options=("-u", redis_url, "--with-scheduler", "--job-monitoring-interval", "1"),
         )
+        self.processes = []
+        if cron:  # the spec runs workers only: `rq cron` is the same `rq` command's other verb
+            rq = RQ.worker(run)[0]
+            argv = [rq, "cron", str(HERE / "rq_conformance_cron.py"), "-u", redis_url]
+            self.processes.append(WorkerProcess(argv, env, context.workdir / "cron.log", cwd=HERE))
+        log_path = context.workdir / f"worker-{worker_class.rpartition('.')[2]}.log"
+        self.worker = WorkerProcess.start(RQ, run, env, log_path, cwd=HERE)
         self.processes.append(self.worker)
         time.sleep(0.2)
 
@@ -120,16 +64,16 @@ def harness(redis_url: str, worker_class: str = "z4j_rq.Worker") -> EngineHarnes
 
     Redis.from_url(redis_url).flushdb()  # each class starts from an empty database
 
-    def in_process_adapter() -> tuple[object, object]:
+    def in_process_adapter() -> object:
         from redis import Redis
 
-        from z4j_core.plugins import load_adapters
-        from z4j_rq.adapter import create_adapter
+        from z4j_rq.adapter import RQAdapter
 
-        adapter = create_adapter(Redis.from_url(redis_url), {"app_name": APP})
+        adapter = RQAdapter.create(Redis.from_url(redis_url), {"app_name": APP})
         assert adapter is not None
-        adapter.declare(["rq_conformance_app.succeed"])  # known: no import in this process
-        return adapter, load_adapters().hook
+        # Known: no import in this process.
+        adapter.declare(["rq_conformance_app.succeed", "rq_conformance_app.flaky"])
+        return adapter
 
     return EngineHarness(
         engine="rq",
@@ -143,4 +87,6 @@ def harness(redis_url: str, worker_class: str = "z4j_rq.Worker") -> EngineHarnes
         concurrency=1,
         schedules=SCHEDULES,
         in_process_adapter=in_process_adapter,
+        flaky="rq_conformance_app.flaky",
+        queue="default",
     )

@@ -26,7 +26,7 @@ from z4j_core.testing.conformance import (
     stop_deployment,
 )
 from z4j_rq import capture, worker
-from z4j_rq.adapter import create_adapter
+from z4j_rq.adapter import RQAdapter
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(120)]
 
@@ -64,13 +64,13 @@ def producer(
         spool_dir=str(tmp_path_factory.mktemp("producer-spool")),
     )
     queue = Queue("default", connection=Redis.from_url(redis_url))
-    adapter = create_adapter(queue, {"app_name": APP})
+    adapter = RQAdapter.create(queue, {"app_name": APP})
     assert adapter is not None
     capture.install(adapter, agent.add_adapter(adapter))
     agent.start()
     assert agent.wait_connected(20), agent.stats
     yield queue
-    capture.uninstall(adapter)
+    adapter.uninstall_capture()
     agent.stop(5)
     os.environ.pop(MARKS_ENV, None)
 

@@ -16,9 +16,10 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
 
+from z4j_core.plugins import load_adapters
 from z4j_core.wire import Command, CommandKind, CommandOptions, CommandStatus, LifecycleKind
-from z4j_rq import capture, enqueue, plugin, schedules
-from z4j_rq.adapter import CAPABILITIES, RQAdapter, create_adapter
+from z4j_rq import capture, enqueue, schedules
+from z4j_rq.adapter import CAPABILITIES, RQAdapter
 
 UTC = datetime.timezone.utc
 
@@ -33,7 +34,7 @@ def connection(redis_url: str) -> Iterator[Redis]:
 
 @pytest.fixture
 def adapter(connection: Redis) -> RQAdapter:
-    adapter = create_adapter(connection, {"app_name": "units", "tasks": ["os.getcwd"]})
+    adapter = RQAdapter.create(connection, {"app_name": "units", "tasks": ["os.getcwd"]})
     assert adapter is not None
     return adapter
 
@@ -59,19 +60,17 @@ def command(task: str = "os.path.join", **fields: Any) -> Command:
 
 def test_create_adapter_accepts_queues_and_connections_only(connection: Redis) -> None:
     queue = Queue("billing", connection=connection)
-    from_queue = create_adapter(queue, {})
+    from_queue = RQAdapter.create(queue, {})
     assert from_queue is not None and from_queue.default_queue == "billing"
-    assert create_adapter(connection, {}) is not None
-    assert create_adapter(object(), {}) is None
-    assert plugin.z4j_create_adapter(app="nope", options={}) is None
+    assert RQAdapter.create(connection, {}) is not None
+    assert RQAdapter.create(object(), {}) is None
     assert from_queue.capabilities == CAPABILITIES
 
 
-def test_hooks_answer_none_for_another_engines_adapter() -> None:
-    other = type("Other", (), {"engine": "huey"})()
-    assert plugin.z4j_enqueue(adapter=other, request=command()) is None
-    assert plugin.z4j_registered_tasks(adapter=other) is None
-    assert plugin.z4j_observed_schedules(adapter=other) is None
+def test_the_entry_point_names_the_adapter_class_and_it_claims_only_rq_objects() -> None:
+    registry = load_adapters()
+    assert registry.classes["rq"] is RQAdapter
+    assert registry.adapter_for("nope") is None
 
 
 def test_registered_tasks_are_the_functions_seen_with_their_queues_and_workers(
@@ -83,7 +82,7 @@ def test_registered_tasks_are_the_functions_seen_with_their_queues_and_workers(
     queue.enqueue("os.getcwd")
     SimpleWorker([queue], connection=connection, name="w-units").register_birth()
     schedules.observe(adapter)  # refreshes the queue and worker snapshot
-    infos = {(t.name, t.queue): t.options for t in plugin.z4j_registered_tasks(adapter=adapter)}
+    infos = {(t.name, t.queue): t.options for t in adapter.registered_tasks()}
     assert ("app.tasks.mail", "mail") in infos and ("app.tasks.mail", "default") in infos
     assert infos[("app.tasks.mail", "mail")] == {"workers": "w-units"}
     assert ("os.getcwd", "default") in infos  # declared
@@ -185,7 +184,7 @@ def test_producer_capture_reports_enqueued_scheduled_rejected_and_cancelled(
         other = Queue("default", connection=Redis.from_url("redis://127.0.0.1:6379/0"))
         assert capture.capture_for(other.connection) is None  # another database: not ours
     finally:
-        capture.uninstall(adapter)
+        adapter.uninstall_capture()
     kinds = [(k, i) for k, i, _ in emitted]
     assert kinds == [
         (LifecycleKind.ENQUEUED, "one"),
@@ -201,14 +200,14 @@ def test_producer_capture_reports_enqueued_scheduled_rejected_and_cancelled(
 def test_a_failed_write_is_reported_rejected(adapter: RQAdapter) -> None:
     emitted: list[Any] = []
     broken = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    dead = create_adapter(broken, {})
+    dead = RQAdapter.create(broken, {})
     assert dead is not None
     capture.install(dead, lambda kind, task_id, name, **f: emitted.append((kind, f)))
     try:
         with pytest.raises(Exception):  # noqa: B017 -- whatever redis raises
             Queue("default", connection=broken).enqueue("os.getcwd")
     finally:
-        capture.uninstall(dead)
+        dead.uninstall_capture()
     assert [k for k, _ in emitted] == [LifecycleKind.ENQUEUED, LifecycleKind.REJECTED]
     assert "RQ did not enqueue it" in emitted[1][1]["message"]
 
@@ -224,7 +223,7 @@ def test_capture_never_raises_into_rq(adapter: RQAdapter, connection: Redis) -> 
         found.started(job, "default", "w")
         job.cancel()
     finally:
-        capture.uninstall(adapter)
+        adapter.uninstall_capture()
     assert found.errors == 4
 
 
@@ -273,7 +272,7 @@ def test_rq_cron_schedules_are_read_back_from_redis(adapter: RQAdapter, connecti
         "cron",
         "*/15 9-17 * * 1-5",
     )
-    assert office.read_only and len(office.next_runs) == 5
+    assert office.read_only and len(office.next_runs) == schedules.NEXT_RUNS
     for run in office.next_runs:
         local = datetime.datetime.fromtimestamp(run)
         assert local.minute % 15 == 0 and 9 <= local.hour <= 17 and local.weekday() < 5
@@ -285,9 +284,7 @@ def test_rq_cron_schedules_are_read_back_from_redis(adapter: RQAdapter, connecti
         "builtins.print",
     )
     assert every.next_runs[:2] == [latest + 600, latest + 1200]
-    assert ("builtins.print", "reports") in {
-        (t.name, t.queue) for t in plugin.z4j_registered_tasks(adapter=adapter)
-    }
+    assert ("builtins.print", "reports") in {(t.name, t.queue) for t in adapter.registered_tasks()}
 
 
 @pytest.mark.skipif(
@@ -364,7 +361,7 @@ def test_a_workers_outcome_read_rides_on_its_heartbeat(
             worker.heartbeat()
         worker._z4j_flush()  # nothing pending any more
     finally:
-        capture.uninstall(adapter)
+        adapter.uninstall_capture()
     emitted = [e for e in emitted if e[0] is not LifecycleKind.ENQUEUED]  # the producer side
     kinds = [k for k, _ in emitted]
     assert kinds == [

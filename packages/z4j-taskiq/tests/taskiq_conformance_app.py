@@ -72,3 +72,8 @@ async def retry() -> None:
 async def slow(mark: str, seconds: float) -> None:
     conformance.mark(mark)
     await asyncio.sleep(seconds)
+
+
+@broker.task(task_name="taskiq_conformance_app.flaky")
+async def flaky(mark: str, **kwargs: object) -> None:
+    conformance.flaky(mark, **kwargs)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from taskiq_harness import HERE, WorkerProcess
+from taskiq_harness import HERE, start_taskiq
 
 from z4j_core.testing.brainproc import BrainProcess
 from z4j_core.testing.conformance import MARKS_ENV, WorkerContext
@@ -64,19 +64,26 @@ def test_a_producer_reports_enqueued_and_the_worker_the_rest(
     brain = BrainProcess(tmp_path / "brain")
     ctx = context(brain, brain.create_token("t"), tmp_path)
     with brain:  # starts it, and stops it at the end
-        worker = WorkerProcess(broker, ctx, workers=1)
+        worker = start_taskiq(broker, ctx, workers=1)
         try:
             token = uuid.uuid4().hex
             env = {**os.environ, **ctx.env, "TASKIQ_CONFORMANCE_BROKER": broker}
             env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+            # A busy machine may take more than the default 5 s to connect and drain; what a
+            # producer cannot send in time is spooled for its next start, not sent by the worker.
+            env["Z4J_DRAIN_TIMEOUT"] = "30"
             out = subprocess.run(
                 [sys.executable, "-c", PRODUCER, token], env=env, capture_output=True,
-                text=True, timeout=60, check=True, cwd=HERE,
+                text=True, timeout=90, check=True, cwd=HERE,
             )  # fmt: skip
             task_id, producer_pid = out.stdout.split()
-            found = events(brain, task_id, {"enqueued", "started", "succeeded"})
+            found = events(brain, task_id, {"enqueued", "started", "succeeded"}, timeout=60)
             by_kind = {e["kind"]: e for e in found}
-            assert set(by_kind) == {"enqueued", "started", "succeeded"}, (found, worker.output())
+            assert set(by_kind) == {"enqueued", "started", "succeeded"}, (
+                found,
+                out.stderr[-2000:],
+                worker.output(),
+            )
             assert by_kind["enqueued"]["worker"].endswith(f":{producer_pid}")
             assert not by_kind["started"]["worker"].endswith(f":{producer_pid}")
         finally:
@@ -111,7 +118,7 @@ def test_the_scheduler_process_kicks_and_reports_a_schedule_stored_in_redis(
     brain = BrainProcess(tmp_path / "brain")
     ctx = context(brain, brain.create_token("t"), tmp_path)
     with brain:  # starts it, and stops it at the end
-        worker = WorkerProcess(broker, ctx, workers=1)
+        worker = start_taskiq(broker, ctx, workers=1)
         env = {**os.environ, **ctx.env, "TASKIQ_CONFORMANCE_BROKER": broker}
         env["TASKIQ_SCHEDULE_PREFIX"] = prefix
         env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
@@ -165,7 +172,7 @@ def test_a_worker_with_an_unreachable_brain_stops_promptly(
         "Z4J_SPOOL_DIR": str(tmp_path / "spool"),
         MARKS_ENV: str(tmp_path / "marks.log"),
     }
-    worker = WorkerProcess(f"{kind}:{redis_url}", WorkerContext(None, env, tmp_path), workers=1)  # type: ignore[arg-type]
+    worker = start_taskiq(f"{kind}:{redis_url}", WorkerContext(None, env, tmp_path), workers=1)  # type: ignore[arg-type]
     time.sleep(4)  # started, the agent retrying its connection
     # taskiq's main process itself can take long to exit after SIGINT (with or without z4j);
     # what the agent could hold up is the worker process, which must stop at once.

@@ -11,6 +11,7 @@ import datetime
 import warnings
 from typing import Any
 
+import msgspec
 import pytest
 from taskiq import InMemoryBroker
 from taskiq.cli.scheduler.run import is_cron_task_now
@@ -185,7 +186,14 @@ def _check(found: list[Any], source: str) -> None:
         "0 7 * * 1-5 (Europe/Berlin)",
     )
     now = cron.next_runs[0] - 1
-    assert cron.next_runs == taskiq_runs("0 7 * * 1-5", "Europe/Berlin", now, 5, days=10)
+    expected = taskiq_runs("0 7 * * 1-5", "Europe/Berlin", now, schedules.NEXT_RUNS, days=20)
+    assert cron.next_runs == expected
+    # adopt reads the same schedule, with its arguments, from the source's own decoding
+    from z4j_core.scheduling.adopt import adopt
+
+    adoption = adopt(msgspec.to_builtins(cron), datetime.datetime.fromtimestamp(now, UTC))
+    assert adoption.args == [1] and adoption.schedule["timezone"] == "Europe/Berlin"
+    assert "delete_schedule('cron-berlin')" in adoption.remove
     assert by_name["once"].next_runs == [at("2099-06-01T12:30:00+00:00")]
     assert by_name["every"].expression == "every 300s"
 

@@ -19,7 +19,7 @@ from taskiq.exceptions import NoResultError, SendTaskError
 
 import z4j_taskiq
 from z4j_core.wire import Command, CommandKind, CommandOptions, CommandStatus
-from z4j_taskiq import enqueue, plugin
+from z4j_taskiq import enqueue
 from z4j_taskiq.adapter import TaskiqAdapter
 from z4j_taskiq.capture import Z4JMiddleware
 
@@ -232,7 +232,7 @@ def test_instrument_adds_one_middleware_wired_to_the_agent(offline_agent_env: No
     middleware = ours[0]
     agent = z4j_taskiq.agent_of(broker)
     assert agent is middleware.agent and middleware.adapter in agent.adapters
-    assert middleware.emit is not None, "the plugin's install hook connected no emit"
+    assert middleware.emit is not None, "install_capture connected no emit"
     assert middleware.adapter.app_name == "units-app"
     with pytest.raises(TypeError):
         z4j_taskiq.instrument(object())
@@ -373,12 +373,12 @@ def test_registered_tasks_with_their_safe_labels() -> None:
     async def b() -> None:
         pass
 
-    infos = plugin.z4j_registered_tasks(adapter=TaskiqAdapter(broker=broker))
+    infos = TaskiqAdapter(broker=broker).registered_tasks()
     assert infos is not None
     by_name = {i.name: i for i in infos}
     assert by_name["units.a"].options == {"retry_on_error": "True", "max_retries": "5"}
     assert by_name["units.b"].options == {"schedules": "1"}
-    assert plugin.z4j_registered_tasks(adapter=object()) is None  # type: ignore[arg-type]
+    assert TaskiqAdapter.create(object(), {}) is None
 
 
 def test_observe_adds_a_schedulers_sources_to_its_brokers_adapter(offline_agent_env: None) -> None:

@@ -1,9 +1,9 @@
-"""The arq adapter object: what the agent knows of one instrumented arq worker or pool.
+"""The arq adapter: what the agent knows of one instrumented arq worker or pool, and what it asks.
 
-Owns the engine name, version, app name and capabilities, the worker settings (functions, cron
-jobs, queue, time zone) for a worker, or the `ArqRedis` pool for a process that only enqueues,
-and the running `arq.worker.Worker` once its `on_startup` has found it. Does no I/O and never
-talks to Redis.
+Owns the worker settings (functions, cron jobs, queue, time zone) for a worker, or the
+`ArqRedis` pool for a process that only enqueues, the running `arq.worker.Worker` once its
+`on_startup` has found it, and the answers from memory (the functions); enqueue, capture and
+observed schedules live in their own modules. Does no I/O and never talks to Redis.
 """
 
 from __future__ import annotations
@@ -13,43 +13,45 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from z4j_core.wire import Capability
-
-ENGINE = "arq"
-DEFAULT_QUEUE = "arq:queue"  # arq.constants.default_queue_name
-
-CAPABILITIES: frozenset[str] = frozenset(
-    c.value
-    for c in (
-        Capability.LIFECYCLE,
-        Capability.LIST_TASKS,
-        Capability.OBSERVE_SCHEDULES,
-        Capability.ENQUEUE,
-        Capability.FIRE,
-        Capability.TRIGGER_NOW,
-        Capability.ETA,
-        Capability.EXPIRES,
-        Capability.NATIVE_DEDUP,
-    )
+from z4j_arq import actions, capture, enqueue, schedules
+from z4j_core.adapter import (
+    ActionOutcome,
+    Adapter,
+    CancelRequest,
+    Emit,
+    PrivateLoop,
+    RetryRequest,
+    capabilities,
+    dotted_name,
+    instance_of,
+)
+from z4j_core.wire import (
+    Capability,
+    Command,
+    CommandResult,
+    ObservedSchedule,
+    QueueDepth,
+    TaskInfo,
 )
 
+DEFAULT_QUEUE = "arq:queue"  # arq.constants.default_queue_name
 
-def arq_version() -> str:
-    try:
-        from arq.version import VERSION
-
-        return str(VERSION)
-    except Exception:
-        return "unknown"
+CAPABILITIES = capabilities(
+    Capability.ETA,
+    Capability.EXPIRES,
+    Capability.NATIVE_DEDUP,
+    Capability.RETRY,
+    Capability.PURGE,
+    Capability.QUEUE_DEPTH,
+)
+#: Added for a worker whose settings have `allow_abort_jobs=True`: no other worker acts on
+#: `Job.abort()`, and arq's abort stops a running job too.
+ABORT_CAPABILITIES = frozenset({Capability.CANCEL.value, Capability.TERMINATE.value})
 
 
 def is_pool(app: object) -> bool:
     """Whether `app` is an `arq.connections.ArqRedis` (checked without importing arq if absent)."""
-    try:
-        from arq.connections import ArqRedis
-    except ImportError:
-        return False
-    return isinstance(app, ArqRedis)
+    return instance_of(app, "arq.connections", "ArqRedis")
 
 
 def is_settings(app: object) -> bool:
@@ -79,15 +81,9 @@ def function_names(functions: Iterable[Any]) -> dict[str, Any]:
     return named
 
 
-def dotted_name(function: Any) -> str:
-    coroutine = getattr(function, "coroutine", function)
-    module = getattr(coroutine, "__module__", None) or "?"
-    return f"{module}.{getattr(coroutine, '__qualname__', repr(coroutine))}"
-
-
 @dataclass(eq=False)
-class ArqAdapter:
-    """One instrumented arq worker (settings) or pool (`z4j_core.hookspecs.EngineAdapter`).
+class ArqAdapter(Adapter):
+    """One instrumented arq worker (settings) or pool.
 
     functions: arq function name -> `arq.worker.Function` (a worker's own, or declared by a
         producer); None of them for a producer that declared nothing (then any name is sent).
@@ -96,17 +92,17 @@ class ArqAdapter:
     pool: the producer's `ArqRedis`, or the worker's own pool once it started.
     """
 
+    engine = "arq"
+
     settings: dict[str, Any] | None = None
     pool: Any = None
-    engine: str = ENGINE
-    engine_version: str = field(default_factory=arq_version)
     app_name: str = ""
     capabilities: frozenset[str] = CAPABILITIES
     functions: dict[str, Any] = field(default_factory=dict)
     cron_jobs: list[Any] = field(default_factory=list)
     worker: Any = None
     capture: Any = None  # the installed `z4j_arq.capture.JobCapture`, if any
-    commands: Any = None  # the `z4j_arq.enqueue.PrivateLoop` commands enqueue on, once needed
+    commands: Any = None  # the `z4j_core.adapter.PrivateLoop` commands enqueue on, once needed
 
     def __post_init__(self) -> None:
         settings = self.settings or {}
@@ -117,6 +113,8 @@ class ArqAdapter:
                 self.functions[cron_job.name] = cron_job
         if not self.app_name:
             self.app_name = "arq"
+        if settings.get("allow_abort_jobs"):
+            self.capabilities = self.capabilities | ABORT_CAPABILITIES
 
     @property
     def is_worker(self) -> bool:
@@ -160,14 +158,55 @@ class ArqAdapter:
             return None
         return name in self.functions
 
+    @classmethod
+    def create(cls, app: object, options: Mapping[str, Any]) -> ArqAdapter | None:
+        """The adapter for arq worker settings or an `ArqRedis` pool (`options["functions"]`: what
+        a pool enqueues), or None for anything else."""
+        app_name = str(options.get("app_name") or "")
+        if is_pool(app):
+            adapter = cls(pool=app, app_name=app_name)
+            adapter.declare(options.get("functions") or ())
+            return adapter
+        if is_settings(app):
+            return cls(settings=settings_dict(app), app_name=app_name)
+        return None
 
-def create_adapter(app: object, options: Mapping[str, Any]) -> ArqAdapter | None:
-    """The adapter for arq worker settings or an `ArqRedis` pool, or None for anything else."""
-    app_name = str(options.get("app_name") or "")
-    if is_pool(app):
-        adapter = ArqAdapter(pool=app, app_name=app_name)
-        adapter.declare(options.get("functions") or ())
-        return adapter
-    if is_settings(app):
-        return ArqAdapter(settings=settings_dict(app), app_name=app_name)
-    return None
+    def enqueue(self, command: Command) -> CommandResult:
+        return enqueue.enqueue(self, command, self.private_loop())
+
+    def private_loop(self) -> PrivateLoop:
+        """The loop commands and actions run on (made on first use)."""
+        if self.commands is None:
+            self.commands = PrivateLoop("z4j-arq-enqueue")
+        return self.commands  # type: ignore[no-any-return]
+
+    def registered_tasks(self) -> list[TaskInfo]:
+        infos = []
+        for name, function in sorted(self.functions.items()):
+            options = {"function": dotted_name(function)}
+            if hasattr(function, "next_run"):
+                options["cron"] = "true"
+            for option in ("timeout_s", "max_tries", "keep_result_s"):
+                value = getattr(function, option, None)
+                if value is not None:
+                    options[option.removesuffix("_s")] = str(value)
+            infos.append(TaskInfo(name=name, queue=self.queue, options=options))
+        return infos
+
+    def observed_schedules(self) -> list[ObservedSchedule]:
+        return schedules.observe(self.cron_jobs, self.timezone)
+
+    def install_capture(self, emit: Emit) -> None:
+        capture.install(self, emit)
+
+    def retry(self, request: RetryRequest) -> ActionOutcome:
+        return actions.run(self, actions.retry(self, request))  # type: ignore[no-any-return]
+
+    def cancel(self, request: CancelRequest) -> ActionOutcome:
+        return actions.run(self, actions.cancel(self, request))  # type: ignore[no-any-return]
+
+    def purge(self, queue: str) -> ActionOutcome:
+        return actions.run(self, actions.purge(self, queue))  # type: ignore[no-any-return]
+
+    def queue_depths(self) -> list[QueueDepth]:
+        return actions.run(self, actions.queue_depths(self))  # type: ignore[no-any-return]

@@ -17,7 +17,9 @@ Redis round trip and without wrapping user functions:
   before the write and pushed once arq accepted the job (nothing for a duplicate id).
 
 Every entry point catches every exception and counts it: nothing here reaches a job or the
-worker's loop. Never does I/O; the agent's `emit` only appends to an in-memory queue.
+worker's loop. Does no I/O (the agent's `emit` only appends to an in-memory queue), except one
+small file write per failed job: its original message, kept on this host for a retry
+(`Adapter.keep_original`), because arq's own record of it expires with its result.
 """
 
 from __future__ import annotations
@@ -26,36 +28,21 @@ import asyncio
 import contextvars
 import datetime
 import functools
-import os
 import pickle
-import socket
 import time
-import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from z4j_arq.adapter import ArqAdapter
+from z4j_arq import actions
+from z4j_core.adapter import dotted, error_fields, worker_id
 from z4j_core.wire import LifecycleKind
 
+if TYPE_CHECKING:
+    from z4j_arq.adapter import ArqAdapter
+
 K = LifecycleKind
-
-_HOST = socket.gethostname()
-_worker = f"{_HOST}:{os.getpid()}"
-
-
-def _refresh_worker() -> None:
-    global _worker
-    _worker = f"{_HOST}:{os.getpid()}"
-
-
-os.register_at_fork(after_in_child=_refresh_worker)
-
-
-def dotted(cls: type) -> str:
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
 @dataclass
@@ -76,6 +63,7 @@ class Running:
     name: str
     job_try: int
     began: float = 0.0
+    decoded: Decoded | None = None  # its function and arguments, kept if it fails
     kind: LifecycleKind | None = None
     fields: dict[str, Any] | None = None
 
@@ -103,18 +91,12 @@ class JobTasks(dict):  # type: ignore[type-arg]
     def __delitem__(self, job_id: str) -> None:
         task = self.get(job_id)
         super().__delitem__(job_id)
+        if not self.capture.connected:
+            return
         try:
             self.capture.job_ended(self.worker, job_id, task)
         except Exception:
             self.capture.errors += 1
-
-
-def _error_fields(exc: BaseException) -> dict[str, Any]:
-    fields: dict[str, Any] = {"exception": dotted(type(exc)), "message": str(exc) or repr(exc)}
-    tb = exc.__traceback__
-    if tb is not None:
-        fields["traceback"] = "".join(traceback.format_exception(type(exc), exc, tb))
-    return fields
 
 
 class JobCapture:
@@ -123,12 +105,20 @@ class JobCapture:
     def __init__(self, adapter: ArqAdapter, emit: Callable[..., None]) -> None:
         self.adapter = adapter
         self.emit = emit
-        #: set by `z4j_arq.instrument` to the agent's `prepare` / `emit_prepared`, so an enqueue
-        #: is stamped before arq writes it (a worker may start it before the write returns)
-        self.prepare: Callable[..., Any] | None = None
-        self.emit_prepared: Callable[[Any], None] | None = None
         self.errors = 0
         self.queue = adapter.queue
+        self.connected = True
+
+    def disconnect(self) -> None:
+        """Put back the pool's own `enqueue_job`, and stop reporting job ends. It may run on
+        the agent's drain thread while arq's loop still finishes jobs, so the worker's
+        `job_tasks` (which that loop changes) is never touched here: it stays a `JobTasks`
+        that reports nothing once disconnected."""
+        self.connected = False
+        pool = self.adapter.pool
+        wrapped = getattr(pool, "enqueue_job", None) if pool is not None else None
+        if getattr(wrapped, "z4j_capture", None) is self:
+            del pool.enqueue_job  # the class's own method shows through again
 
     # -- the worker's serializers ------------------------------------------------------------
 
@@ -171,14 +161,14 @@ class JobCapture:
             job_id = str(ctx.get("job_id"))
             job_try = int(ctx.get("job_try") or 1)
             name = decoded.function if decoded is not None else "<unknown>"
-            running = Running(job_id, name, job_try, began=time.perf_counter())
+            running = Running(job_id, name, job_try, began=time.perf_counter(), decoded=decoded)
             _running.set(running)
             self.emit(
                 K.STARTED,
                 job_id,
                 name,
                 queue=self.queue,
-                worker=_worker,
+                worker=worker_id(),
                 args=decoded.args if decoded is not None else None,
                 kwargs=decoded.kwargs if decoded is not None else None,
                 retries=job_try - 1,
@@ -203,7 +193,7 @@ class JobCapture:
             kind = K.SUCCEEDED
         elif retry_jobs and isinstance(exc, Retry):
             kind = K.RETRIED
-            fields.update(_error_fields(exc), retries=running.job_try)
+            fields.update(error_fields(exc), retries=running.job_try)
             defer = exc.defer_score
             if defer:
                 fields["extra"] = {"defer_seconds": defer / 1000}
@@ -221,7 +211,7 @@ class JobCapture:
             )
         else:
             kind = K.FAILED
-            fields.update(_error_fields(exc))
+            fields.update(error_fields(exc))
         running.kind = kind
         running.fields = fields
 
@@ -237,9 +227,14 @@ class JobCapture:
                 running.job_id,
                 running.name,
                 queue=self.queue,
-                worker=_worker,
+                worker=worker_id(),
                 **fields,
             )
+            decoded = running.decoded
+            if running.kind is K.FAILED and decoded is not None:
+                # arq's own record (its result) expires after `keep_result`, an hour by default.
+                payload = actions.pack(self.adapter, decoded.function, decoded.args, decoded.kwargs)
+                self.adapter.keep_original(running.job_id, running.name, payload, self.queue)
         except Exception:
             self.errors += 1
 
@@ -272,7 +267,7 @@ class JobCapture:
             job_id,
             name,
             queue=str(data.get("q") or self.queue),
-            worker=_worker,
+            worker=worker_id(),
             exception=exception,
             message=message,
             **({"retries": max(int(job_try) - 1, 0)} if isinstance(job_try, int) else {}),
@@ -317,14 +312,15 @@ class JobCapture:
         if eta is not None:
             kind = K.SCHEDULED
             extra = {"eta": eta.isoformat()}
-        fields: dict[str, Any] = {"queue": queue, "worker": _worker}
+        fields: dict[str, Any] = {"queue": queue, "worker": worker_id()}
         if fire_id:
             fields["fire_id"] = fire_id
         if extra:
             fields["extra"] = extra
-        prepare, push = self.prepare, self.emit_prepared
-        if prepare is not None and push is not None:
-            record = prepare(
+        # Stamped now, before arq writes the job (a worker may start it before the write returns).
+        agent = self.adapter.agent
+        if agent is not None:
+            record = agent.prepare(
                 kind,
                 job_id,
                 function,
@@ -333,7 +329,7 @@ class JobCapture:
                 kwargs=kwargs,
                 **fields,
             )
-            return functools.partial(push, record)
+            return functools.partial(agent.emit_prepared, record)
         emit = self.emit
         return functools.partial(emit, kind, job_id, function, args=args, kwargs=kwargs, **fields)
 
@@ -403,17 +399,3 @@ def install(adapter: ArqAdapter, emit: Callable[..., None]) -> JobCapture:
     if adapter.pool is not None:
         capture.instrument_pool(adapter.pool)
     return capture
-
-
-def uninstall(adapter: ArqAdapter) -> None:
-    capture = adapter.capture
-    if capture is None:
-        return
-    pool = adapter.pool
-    wrapped = getattr(pool, "enqueue_job", None) if pool is not None else None
-    if getattr(wrapped, "z4j_capture", None) is capture:
-        del pool.enqueue_job  # the class's own method shows through again
-    worker = adapter.worker
-    if worker is not None and isinstance(worker.job_tasks, JobTasks):
-        worker.job_tasks = dict(worker.job_tasks)
-    adapter.capture = None

@@ -16,16 +16,16 @@ May block on Redis (under the command's deadline).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import threading
 import uuid
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from z4j_arq.adapter import ArqAdapter
+from z4j_core.adapter import PrivateLoop, answer, rejected
 from z4j_core.wire import Command, CommandResult, CommandStatus
+
+if TYPE_CHECKING:
+    from z4j_arq.adapter import ArqAdapter
 
 #: keywords `enqueue_job` takes for itself; a task kwarg of this name would be swallowed
 RESERVED = frozenset(
@@ -34,43 +34,6 @@ RESERVED = frozenset(
 ENQUEUE_TIMEOUT = 30.0
 
 T = TypeVar("T")
-
-
-def _result(command: Command, status: CommandStatus, **fields: Any) -> CommandResult:
-    return CommandResult(command_id=command.command_id, status=status, **fields)
-
-
-def _rejected(command: Command, reason: str) -> CommandResult:
-    return _result(command, CommandStatus.REJECTED, reason=reason[:200])
-
-
-class PrivateLoop:
-    """One daemon thread running an event loop for commands; made again after a fork."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pid = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
-        loop = self._ensure()
-        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
-        try:
-            return future.result(timeout)
-        except BaseException:
-            future.cancel()
-            raise
-
-    def _ensure(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._pid != os.getpid():
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="z4j-arq-enqueue", daemon=True
-                )
-                thread.start()
-                self._loop, self._pid = loop, os.getpid()
-            return self._loop
 
 
 def clone_pool(source: Any) -> Any:
@@ -101,11 +64,10 @@ def _inner(function: Any) -> Any:
     return getattr(function, "z4j_inner", function)
 
 
-async def _enqueue_on_own_connection(
-    adapter: ArqAdapter, name: str, args: list[Any], kwargs: dict[str, Any]
-) -> Any:
-    """Enqueue on a connection of our own, closed again at once (commands are rare; a pool
-    kept open would outlive its loop in processes that never close it). A worker connects
+@contextlib.asynccontextmanager
+async def own_pool(adapter: ArqAdapter) -> AsyncIterator[Any]:
+    """An `ArqRedis` on a connection of our own, closed again at once (commands are rare; a
+    pool kept open would outlive its loop in processes that never close it). A worker connects
     with its own `redis_settings` (Sentinel included) and serializer; a producer clones its
     pool's connection settings."""
     settings = adapter.settings or {}
@@ -122,9 +84,45 @@ async def _enqueue_on_own_connection(
     else:
         pool = clone_pool(source)
     try:
-        return await pool.enqueue_job(name, *args, **kwargs)
+        yield pool
     finally:
         await pool.aclose(close_connection_pool=True)
+
+
+async def send(
+    adapter: ArqAdapter,
+    name: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    *,
+    job_id: str,
+    queue: str,
+    delay: float = 0,
+    expires: float = 0,
+    fire_id: str | None = None,
+) -> Any:
+    """`enqueue_job` on our own connection, reporting the job's `enqueued` (or `scheduled`)
+    event once arq accepted it (stamped before the write, as the capture does for a pool);
+    arq's `Job`, or None when arq refused the job id."""
+    options: dict[str, Any] = {"_job_id": job_id, "_queue_name": queue}
+    if delay:
+        options["_defer_by"] = delay
+    if expires:
+        options["_expires"] = expires
+    capture = adapter.capture
+    push = None
+    if capture is not None:
+        with contextlib.suppress(Exception):
+            push = capture.enqueued_record(
+                job_id, name, args=tuple(args), kwargs=dict(kwargs), queue=queue,
+                defer_by=delay or None, fire_id=fire_id,
+            )  # fmt: skip
+    async with own_pool(adapter) as pool:
+        job = await pool.enqueue_job(name, *args, **options, **kwargs)
+    if job is not None and push is not None:
+        with contextlib.suppress(Exception):
+            push()
+    return job
 
 
 def enqueue(adapter: ArqAdapter, command: Command, private: PrivateLoop) -> CommandResult:
@@ -134,50 +132,31 @@ def enqueue(adapter: ArqAdapter, command: Command, private: PrivateLoop) -> Comm
     known = adapter.knows(name, queue)
     if known is False:
         names = ", ".join(sorted(adapter.functions)[:10]) or "none"
-        return _rejected(
+        return rejected(
             command,
             f"unknown function {name!r} for the arq worker of {queue!r} (functions: {names})",
         )
     if options.priority:
-        return _rejected(command, "arq has no job priority (use another queue)")
+        return rejected(command, "arq has no job priority (use another queue)")
     clash = sorted(RESERVED & set(command.kwargs))
     if clash:
-        return _rejected(command, f"arq takes {', '.join(clash)} as its own enqueue options")
+        return rejected(command, f"arq takes {', '.join(clash)} as its own enqueue options")
     delay, expires = options.delay_seconds or 0, options.expires_seconds or 0
     if expires and delay and expires <= delay:
-        return _rejected(command, f"expires after {expires}s, before its {delay}s delay ends")
+        return rejected(command, f"expires after {expires}s, before its {delay}s delay ends")
     job_id = command.fire_id or uuid.uuid4().hex
-    enqueue_kwargs: dict[str, Any] = {"_job_id": job_id, "_queue_name": queue}
-    if delay:
-        enqueue_kwargs["_defer_by"] = delay
-    if expires:
-        enqueue_kwargs["_expires"] = expires
-    enqueue_kwargs.update(command.kwargs)
-    capture = adapter.capture
-    push = None
-    if capture is not None:
-        with contextlib.suppress(Exception):
-            push = capture.enqueued_record(
-                job_id,
-                name,
-                args=tuple(command.args),
-                kwargs=dict(command.kwargs),
-                queue=queue,
-                defer_by=delay or None,
-                fire_id=command.fire_id,
-            )
     job = private.run(
-        _enqueue_on_own_connection(adapter, name, list(command.args), enqueue_kwargs),
+        send(
+            adapter, name, list(command.args), dict(command.kwargs), job_id=job_id,
+            queue=queue, delay=delay, expires=expires, fire_id=command.fire_id,
+        ),
         ENQUEUE_TIMEOUT,
-    )
+    )  # fmt: skip
     if job is None:
-        return _result(
+        return answer(
             command,
             CommandStatus.DUPLICATE,
             native_id=job_id,
             reason="arq already has a job (or a kept result) with this id",
         )
-    if push is not None:
-        with contextlib.suppress(Exception):
-            push()
-    return _result(command, CommandStatus.ENQUEUED, native_id=job.job_id)
+    return answer(command, CommandStatus.ENQUEUED, native_id=job.job_id)

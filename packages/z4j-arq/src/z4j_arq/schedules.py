@@ -14,10 +14,10 @@ import datetime
 from collections.abc import Iterable
 from typing import Any
 
+from z4j_core.adapter import NEXT_RUNS, native_definition, render_field
 from z4j_core.wire import ObservedSchedule
 
 SOURCE = "arq_cron"
-NEXT_RUNS = 5
 WEEKDAYS = ("mon", "tues", "wed", "thurs", "fri", "sat", "sun")  # arq.typing.WEEKDAYS
 
 _RANGES = {
@@ -39,25 +39,6 @@ def values_of(option: Any) -> list[int] | None:
     if isinstance(option, int):
         return [option]
     return sorted({int(v) for v in option})
-
-
-def render_field(values: list[int] | None, full: range) -> str:
-    """`[0, 15, 30, 45]` over 0-59 -> `*/15`; `[1, 2, 3, 7]` -> `1-3,7`; None -> `*`."""
-    if values is None or values == list(full):
-        return "*"
-    for step in range(2, len(full) // 2 + 1):
-        if values == list(full[::step]):
-            return f"*/{step}"
-    parts: list[str] = []
-    start = prev = values[0]
-    for value in [*values[1:], None]:
-        if value is not None and value == prev + 1:
-            prev = value
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if value is not None:
-            start = prev = value
-    return ",".join(parts)
 
 
 def cron_expression(cron_job: Any) -> str:
@@ -114,6 +95,44 @@ def zone_label(zone: datetime.tzinfo) -> str:
     return str(zone.tzname(None) or offset)
 
 
+def zone_name(zone: datetime.tzinfo) -> str | None:
+    """The IANA name z4j reads the worker's zone by (`Etc/GMT-2` for a whole-hour fixed
+    offset), or None when it has none."""
+    key = getattr(zone, "key", None)
+    if key is not None:
+        return "UTC" if key in ("UTC", "Etc/UTC") else str(key)
+    offset = zone.utcoffset(None)
+    if offset is None:
+        return None
+    seconds = int(offset.total_seconds())
+    if seconds == 0:
+        return "UTC"
+    if seconds % 3600 or abs(seconds) > 14 * 3600:
+        return None
+    return f"Etc/GMT{-seconds // 3600:+d}"  # the tz database's signs are inverted
+
+
+def definition(cron_job: Any, zone: datetime.tzinfo) -> dict[str, Any]:
+    """What `z4j schedules adopt` needs: arq ANDs every field, the day fields included."""
+    unsupported = []
+    if cron_job.run_at_startup:
+        unsupported.append("run_at_startup=True")
+    if not cron_job.unique:
+        unsupported.append("unique=False")
+    # arq.cron.cron's defaults: anything else changes how the job runs.
+    defaults = {"timeout_s": None, "keep_result_s": 0, "keep_result_forever": False,
+                "max_tries": 1, "job_id": None}  # fmt: skip
+    for option, default in defaults.items():
+        value = getattr(cron_job, option, None)
+        if value is not None and value != default:
+            unsupported.append(f"{option}={value!r}"[:80])
+    return native_definition(
+        {"cron": cron_expression(cron_job), "day_and": True},
+        timezone=zone_name(zone),
+        unsupported=unsupported,
+    )
+
+
 def observe(
     cron_jobs: Iterable[Any], zone: datetime.tzinfo, now: datetime.datetime | None = None
 ) -> list[ObservedSchedule]:
@@ -131,7 +150,7 @@ def observe(
                 kind="cron",
                 expression=expression,
                 next_runs=[run.timestamp() for run in next_runs(cron_job, now)],
-                read_only=True,
+                definition=definition(cron_job, zone),
             )
         )
     return observed

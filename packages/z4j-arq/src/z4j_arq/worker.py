@@ -9,7 +9,8 @@ whose `job_serializer` / `job_deserializer` wrap the user's (or arq's pickle def
   the awaiting frame, `Worker.main`), makes its `job_tasks` report outcomes, wraps its pool's
   `enqueue_job` (cron jobs, jobs enqueued by jobs), drops the adapters of other settings that
   were only imported here, then starts the agent's link;
-- `on_shutdown`: drains the agent on a thread of the default executor, so the loop stays free.
+- `on_shutdown`: drains the agent on a thread of its own (`z4j_core.adapter.stop_off_loop`),
+  so the loop stays free.
 
 The link runs on the agent's own thread, not on the worker's loop: bench/bench_arq.py measures
 both (docs/engines/arq.md has the figures). Never raises into arq: a failure in our part of a
@@ -18,20 +19,22 @@ hook is counted and logged, and the user's hook still runs.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from z4j_arq.adapter import ArqAdapter
+from z4j_core import adapter as kit
+from z4j_core.adapter import MARK
 from z4j_core.agent import Agent
+
+if TYPE_CHECKING:
+    from z4j_arq.adapter import ArqAdapter
 
 log = logging.getLogger("z4j.arq")
 
 HOOKS = ("on_startup", "on_shutdown", "on_job_start", "after_job_end")
-MARK = "_z4j_adapter"
 
 Hook = Callable[[dict[Any, Any]], Awaitable[Any]]
 
@@ -63,7 +66,7 @@ def step_aside(agent: Agent, running: ArqAdapter) -> None:
     was imported here are not a worker, so they stop answering for it (commands, inventory)."""
     for other in list(agent.adapters):
         if (
-            isinstance(other, ArqAdapter)
+            isinstance(other, type(running))
             and other is not running
             and other.is_worker
             and other.worker is None
@@ -108,7 +111,7 @@ def instrument_settings(
                 await user["on_shutdown"](ctx)
         finally:
             try:
-                await asyncio.get_running_loop().run_in_executor(None, agent.stop)
+                await kit.stop_off_loop(agent)
             except Exception:
                 agent.errors += 1
 

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from z4j_brain.db import AUDIT_LOCK
 from z4j_brain.store import Store
 
-#: Serialises appends across brains sharing Postgres (sequence and previous HMAC).
-AUDIT_LOCK: Final = 0x7A346A04
+__all__ = ["AUDIT_LOCK", "Actor", "AuditKeyError", "AuditLog", "VerifyResult", "load_key"]
+
 GENESIS: Final = "0" * 64
 
 
@@ -111,12 +112,9 @@ class AuditLog:
         now: float,
     ) -> int:
         """Add a row inside the caller's transaction; returns its sequence number."""
-        if store.dialect == "postgres":
-            store.conn.execute("SELECT pg_advisory_xact_lock(?)", (AUDIT_LOCK,))
-        last = store.conn.execute(
-            "SELECT seq, hmac FROM audit ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        seq = 1 if last is None else int(last[0]) + 1
+        store.lock_audit()
+        last = store.last_audit()
+        seq = 1 if last is None else last[0] + 1
         row = {
             "seq": seq,
             "at": now,
@@ -126,14 +124,10 @@ class AuditLog:
             "target": target,
             "before_state": None if before is None else _json(before),
             "after_state": None if after is None else _json(after),
-            "prev_hmac": GENESIS if last is None else str(last[1]),
+            "prev_hmac": GENESIS if last is None else last[1],
         }
         row["hmac"] = self.sign(row)
-        store.conn.execute(
-            "INSERT INTO audit (seq, at, actor, source, action, target, before_state, "
-            "after_state, prev_hmac, hmac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            tuple(row[c] for c in _COLUMNS),
-        )
+        store.insert_audit(row)
         return seq
 
     def verify(self, store: Store) -> VerifyResult:
@@ -143,14 +137,10 @@ class AuditLog:
         expected_seq = 1
         after = 0
         while True:
-            rows = store.conn.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE seq > ? ORDER BY seq LIMIT 1000",
-                (after,),
-            ).fetchall()
+            rows = store.audit_rows(after, 1000)
             if not rows:
                 return VerifyResult(True, count)
-            for raw in rows:
-                row = dict(raw)
+            for row in rows:
                 seq = int(row["seq"])
                 if seq != expected_seq:
                     return VerifyResult(
@@ -168,32 +158,9 @@ class AuditLog:
                 after = seq
 
 
-_COLUMNS: Final = (
-    "seq",
-    "at",
-    "actor",
-    "source",
-    "action",
-    "target",
-    "before_state",
-    "after_state",
-    "prev_hmac",
-    "hmac",
-)
-
-
 def list_rows(store: Store, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
-    rows = store.conn.execute(
-        f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
-        (after, limit),
-    ).fetchall()
-    result = []
-    for raw in rows:
-        item = dict(raw)
-        item["before"] = json.loads(item.pop("before_state") or "null")
-        item["after"] = json.loads(item.pop("after_state") or "null")
-        result.append(item)
-    return result
+    """``store.audit_entries`` (kept for callers of this module)."""
+    return store.audit_entries(after, limit)
 
 
 def _json(value: Any) -> str:

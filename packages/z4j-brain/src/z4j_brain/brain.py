@@ -15,20 +15,22 @@ import socket
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from z4j_brain import schedules
 from z4j_brain.audit import AuditLog, load_key
 from z4j_brain.config import BrainConfig
+from z4j_brain.election import SingleBrainLock
 from z4j_brain.gateway import AgentConnection
+from z4j_brain.health import ReadinessCache
+from z4j_brain.metrics import BrainMetrics
 from z4j_brain.ratelimit import AuthFailureLimiter
-from z4j_brain.scheduler import Scheduler, SingleBrainLock
+from z4j_brain.scheduler import Scheduler
 from z4j_brain.store import Store, TokenRow
+from z4j_brain.store.events import PURGE_CHUNK
 from z4j_brain.tokens import AdminCheck, ensure_admin_token, find_token
 from z4j_brain.writer import StoreWriter
 from z4j_core.wire.errors import CloseCode
@@ -128,7 +130,14 @@ class CommandRouter:
     """Sends commands to agents and matches their results to the waiting callers."""
 
     brain: Brain
-    pending: dict[str, asyncio.Future[CommandResult]] = field(default_factory=dict)
+    #: command id -> (the agent it went to, the caller's future): only that agent may answer.
+    pending: dict[str, tuple[str, asyncio.Future[CommandResult]]] = field(default_factory=dict)
+
+    def expect(self, command_id: str, agent_instance: str) -> asyncio.Future[CommandResult]:
+        """A future for the answer to ``command_id``, which only ``agent_instance`` may give."""
+        waiter: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        self.pending[command_id] = (agent_instance, waiter)
+        return waiter
 
     def pick_agent(
         self,
@@ -232,8 +241,7 @@ class CommandRouter:
         also: Callable[[Store, CommandOutcome], object] | None = None,
     ) -> CommandOutcome:
         agent_instance = connection.agent_instance
-        waiter: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
-        self.pending[command.command_id] = waiter
+        waiter = self.expect(command.command_id, agent_instance)
         connection.in_flight_commands += 1
         try:
             if not connection.send_frame(command):
@@ -271,11 +279,20 @@ class CommandRouter:
         return outcome
 
     def resolve(self, result: CommandResult, agent_instance: str) -> None:
-        """A result arrived from ``agent_instance``."""
-        waiter = self.pending.get(result.command_id)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(result)
-            return
+        """A result arrived from ``agent_instance``. An answer to a command that went to another
+        agent is dropped (logged): ids are random, so only a faulty or hostile agent sends one."""
+        expected = self.pending.get(result.command_id)
+        if expected is not None:
+            sent_to, waiter = expected
+            if sent_to != agent_instance:
+                log.warning(
+                    "dropped agent %s's answer to command %s, which went to agent %s",
+                    agent_instance, result.command_id[:64], sent_to,
+                )  # fmt: skip
+                return
+            if not waiter.done():
+                waiter.set_result(result)
+                return
         # A late answer (after ``unknown`` was recorded) still tells the truth: record it.
         outcome = CommandOutcome(
             result.command_id, agent_instance, result.status.value, result.native_id, result.reason
@@ -284,12 +301,26 @@ class CommandRouter:
         def record(store: Store) -> None:
             now = time.time()
             store.answer_command(
-                outcome.command_id, outcome.status, outcome.native_id, outcome.reason, now
+                outcome.command_id,
+                outcome.status,
+                outcome.native_id,
+                outcome.reason,
+                now,
+                agent_instance=agent_instance,
+            )
+            # An action's late answer (its command id is the action's id).
+            store.answer_action(
+                outcome.command_id,
+                agent_instance=agent_instance,
+                status=outcome.status,
+                reason=outcome.reason,
+                new_task_id=outcome.native_id,
+                count=result.count,
+                now=now,
             )
             row = store.command(outcome.command_id)
             if row is not None and row["fire_id"]:
-                schedules.record_answer(
-                    store,
+                store.record_fire_answer(
                     row["fire_id"],
                     agent_instance,
                     status=outcome.status,
@@ -343,13 +374,16 @@ class Brain:
         #: Set (then cleared) each time a batch is stored here: wakes long-polling readers.
         self.events_changed = asyncio.Event()
         self.commands_by_status: dict[str, int] = {}
+        self.actions_by_status: dict[str, int] = {}
+        #: Bulk actions running in the background (docs/actions.md).
+        self.bulk_tasks: set[asyncio.Task[None]] = set()
         self.auth_refused = 0
+        #: /health/ready's last answer (health.py).
+        self.readiness = ReadinessCache()
         self.auth_limiter = AuthFailureLimiter(
             config.auth_failure_limit, config.auth_failure_window_seconds
         )
         self.started_at = time.time()
-        #: (monotonic time, events_stored) once a second over the last minute, for the rate.
-        self._stored_samples: deque[tuple[float, int]] = deque(maxlen=61)
         self.admin: AdminCheck | None = None
         #: The admin token created by this start (to print once), else None.
         self.new_admin_token: str | None = None
@@ -359,6 +393,7 @@ class Brain:
         self._reader_lock = threading.Lock()
         self._background: list[asyncio.Task[None]] = []
         self.scheduler = Scheduler(self)
+        self.metrics = BrainMetrics(self, config.metrics_task_names, config.metrics_task_top_n)
         self.audit: AuditLog | None = None
         self._single_lock: SingleBrainLock | None = None
 
@@ -401,20 +436,21 @@ class Brain:
         if self.admin is None:
             await asyncio.to_thread(self.prepare)
         self.writer.start()
-        self._stored_samples.append((time.monotonic(), self.events_stored))
         await self.tokens.refresh()
         self._background = [
             asyncio.create_task(
                 self._every(self.config.token_refresh_seconds, self._refresh_tokens)
             ),
             asyncio.create_task(self._every(self.config.purge_interval_seconds, self.purge)),
-            asyncio.create_task(self._every(1.0, self._sample_rate)),
             asyncio.create_task(self._every(BRAIN_HEARTBEAT_SECONDS, self._heartbeat)),
         ]
         await self.scheduler.start()
 
     async def stop(self) -> None:
         await self.scheduler.stop()
+        for bulk in list(self.bulk_tasks):
+            bulk.cancel()
+        await asyncio.gather(*self.bulk_tasks, return_exceptions=True)
         for task in self._background:
             task.cancel()
         for task in self._background:
@@ -456,10 +492,20 @@ class Brain:
 
     async def purge(self) -> tuple[int, int]:
         cutoff = time.time() - self.config.retention_seconds
-        events, tasks = await self.write(lambda s: s.purge(cutoff))
+        events = tasks = 0
+        while True:  # in chunks, each its own short write: inserts go on in between
+            chunk_events, chunk_tasks = await self.write(lambda s: s.purge(cutoff))
+            events, tasks = events + chunk_events, tasks + chunk_tasks
+            if max(chunk_events, chunk_tasks) < PURGE_CHUNK:
+                break
         if events or tasks:
             log.info("retention: purged %d events and %d tasks", events, tasks)
-        return events, tasks
+        # Schedules that keep fewer results (result_log failures or none): their fires'
+        # finished tasks go now, whatever their age; each fire keeps its task's outcome.
+        dropped = await self.write(lambda s: s.purge_by_result_log())
+        if dropped:
+            log.info("retention: dropped %d scheduled tasks by their result log policy", dropped)
+        return events, tasks + dropped
 
     def _run_read(self, query: Callable[[Store], T]) -> T:
         store = self._reader_store()
@@ -496,14 +542,6 @@ class Brain:
         self.events_changed.set()
         self.events_changed.clear()
 
-    def events_per_second(self) -> float:
-        """Events stored by this brain per second, over the last ten seconds or so."""
-        samples = list(self._stored_samples)[-11:]
-        if len(samples) < 2:
-            return 0.0
-        (t0, n0), (t1, n1) = samples[0], samples[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
-
     async def _heartbeat(self) -> None:
         brain_id, host, pid = self.brain_id, socket.gethostname(), os.getpid()
 
@@ -515,9 +553,6 @@ class Brain:
         orphans = await self.write(beat)
         if orphans:
             log.info("marked %d agents of a stopped brain disconnected", orphans)
-
-    async def _sample_rate(self) -> None:
-        self._stored_samples.append((time.monotonic(), self.events_stored))
 
     async def _refresh_tokens(self) -> None:
         await self.tokens.refresh()

@@ -26,6 +26,11 @@ MIGRATION_LOCK: Final = 0x7A346A01
 #: Held for the rest of a transaction that assigns event positions, so positions grow in
 #: commit order across brains and a reader paging by ``position`` never skips a row.
 EVENT_POSITION_LOCK: Final = 0x7A346A02
+#: Held by the scheduler leader on its own connection for as long as it leads
+#: (``Z4J_LEADER_LOCK_KEY`` may replace it, for brains that share a database but not schedules).
+LEADER_LOCK: Final = 0x7A346A03
+#: Serialises audit appends across brains (sequence numbers and the previous HMAC).
+AUDIT_LOCK: Final = 0x7A346A04
 
 
 class IntegrityError(Exception):
@@ -285,6 +290,24 @@ class PostgresConnection:
 
     def lock_event_positions(self) -> None:
         self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (EVENT_POSITION_LOCK,))
+
+    def try_session_lock(self, key: int) -> bool:
+        """Take advisory lock ``key`` for this connection's life, if no one holds it."""
+        row = self.raw.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        return bool(row is not None and row[0])
+
+    def ping(self) -> None:
+        """Raise if the connection is gone (a leader checks the one that holds its lock)."""
+        self.raw.execute("SELECT 1")
+
+    def listen(self, *channels: str) -> None:
+        for channel in channels:
+            self.raw.execute(f"LISTEN {channel}")
+
+    def notifications(self, timeout: float, limit: int) -> Iterator[tuple[str, str]]:
+        """(channel, payload) of each notification that arrives within ``timeout``."""
+        for note in self.raw.notifies(timeout=timeout, stop_after=limit):
+            yield note.channel, note.payload
 
     def close(self) -> None:
         self.raw.close()

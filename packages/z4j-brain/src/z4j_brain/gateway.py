@@ -22,11 +22,15 @@ from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
 from z4j_brain import __version__
+from z4j_brain.routing import REQUIRED_CAPABILITY, engines_able, may_take
 from z4j_brain.store import Store, TokenRow
+from z4j_brain.tokens import binding_refusal
+from z4j_brain.writer import why
 from z4j_core.wire.errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from z4j_core.wire.frames import (
+    FEATURE_QUEUE_REPORTS,
+    FEATURE_UNKNOWN_ANSWERS,
     Ack,
-    Capability,
     Close,
     CommandKind,
     CommandResult,
@@ -36,15 +40,16 @@ from z4j_core.wire.frames import (
     Frame,
     Hello,
     Inventory,
+    QueueReport,
 )
 from z4j_core.wire.session import BrainSession, State
 
 if TYPE_CHECKING:
     from z4j_brain.brain import Brain
+    from z4j_brain.metrics import BrainMetrics
 
 log = logging.getLogger("z4j.brain.gateway")
 
-AGENT_PATH: Final = "/v1/agent"
 #: Body of the HTTP refusal of an upgrade with a bad token (never says which check failed).
 TOKEN_REFUSED: Final = "z4j: agent token refused (missing, unknown, revoked or expired)\n"
 #: Body of the refusal of an address that presented too many bad tokens.
@@ -52,12 +57,6 @@ RATE_LIMITED: Final = "z4j: too many bad tokens from this address; try again lat
 #: Seconds between heartbeat ticks of each connection.
 TICK_SECONDS: Final = 1.0
 
-#: What an agent must advertise for an engine to be sent each kind of command.
-REQUIRED_CAPABILITY: Final[dict[CommandKind, Capability]] = {
-    CommandKind.ENQUEUE: Capability.ENQUEUE,
-    CommandKind.FIRE: Capability.FIRE,
-    CommandKind.TRIGGER_NOW: Capability.TRIGGER_NOW,
-}
 
 _CLOSE: Final = object()
 
@@ -109,11 +108,18 @@ class AgentConnection:
         self.websocket = websocket
         self.token = token
         self.session = BrainSession(
-            bytes.fromhex(token.token_hash), limits=brain.config.limits, brain_version=__version__
+            bytes.fromhex(token.token_hash),
+            limits=brain.config.limits,
+            brain_version=__version__,
+            features=(FEATURE_QUEUE_REPORTS, FEATURE_UNKNOWN_ANSWERS),
         )
         self.hello: Hello | None = None
         self.labels: dict[str, str] = {}
         self.in_flight_commands = 0
+        #: The agent's last ``DroppedReport`` total (events it dropped since it started).
+        self.dropped_reported = 0
+        #: The agent's outbox depth as its last batch said (None: an agent that does not say).
+        self.outbox_pending: int | None = None
         self._outbox: asyncio.Queue[Any] = asyncio.Queue()
         self._closing = False
         self._loop = asyncio.get_running_loop()
@@ -128,12 +134,16 @@ class AgentConnection:
         return not self._closing and self.session.state is State.OPEN
 
     def serves(self, engine: str, app: str, kind: CommandKind, labels: dict[str, str]) -> bool:
-        if not self.is_open or self.hello is None or self.hello.app != app:
+        if not self.is_open or self.hello is None:
             return False
-        if any(self.labels.get(k) != v for k, v in labels.items()):
-            return False
-        needed = REQUIRED_CAPABILITY[kind]
-        return any(e.name == engine and needed in e.capabilities for e in self.hello.engines)
+        return may_take(
+            agent_app=self.hello.app,
+            agent_labels=self.labels,
+            able_engines=engines_able(self.hello.engines, REQUIRED_CAPABILITY[kind]),
+            app=app,
+            engine=engine,
+            labels=labels,
+        )
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -239,7 +249,13 @@ class AgentConnection:
         elif isinstance(frame, CommandResult):
             self.brain.commands.resolve(frame, self.agent_instance)
         elif isinstance(frame, Inventory):
-            self._store_inventory(frame)
+            if self._may_report(frame):
+                self._store_inventory(frame)
+        elif isinstance(frame, QueueReport):
+            if not self._may_report(frame):
+                return
+            agent_instance = self.agent_instance
+            self._write(lambda s: s.replace_queue_depths(agent_instance, frame, time.time()))
         elif isinstance(frame, DroppedReport):
             self._store_dropped(frame)
         elif isinstance(frame, Close):
@@ -252,6 +268,29 @@ class AgentConnection:
             if frame.fatal:
                 self.close(CloseCode.NORMAL, "peer error", say_goodbye=False)
 
+    def _may_report(self, report: Inventory | QueueReport) -> bool:
+        """Whether this session may store ``report``: its engine is one the hello named, and its
+        (app, engine) is within the token's binding (the hello's check holds for every frame).
+
+        A report outside them is dropped with a warning and counted in ``auth_refused``; the
+        session stays open, so the agent's reports for its own app keep arriving."""
+        engines = [e.name for e in self.hello.engines] if self.hello is not None else []
+        refused = binding_refusal(self.token, report.app, [report.engine])
+        if refused is None and report.engine not in engines:
+            refused = f"engine {report.engine[:30]!r} is not one its hello named"
+        if refused is None:
+            return True
+        self.brain.auth_refused += 1
+        log.warning(
+            "dropped %s of agent %s for %s/%s: %s",
+            "a queue report" if isinstance(report, QueueReport) else "an inventory",
+            self.agent_instance[:80],
+            report.engine[:30],
+            report.app[:40],
+            refused,
+        )
+        return False
+
     def _store_inventory(self, inventory: Inventory) -> None:
         agent_instance = self.agent_instance
         self._write(lambda s: s.replace_inventory(agent_instance, inventory, time.time()))
@@ -259,6 +298,7 @@ class AgentConnection:
     def _store_dropped(self, report: DroppedReport) -> None:
         agent_instance = self.agent_instance
         log.warning("agent %s reports %d events dropped", agent_instance, report.total)
+        self.dropped_reported = report.total
         self._write(
             lambda s: s.agent_dropped(
                 agent_instance, report.total, report.reason[:200], time.time()
@@ -266,6 +306,16 @@ class AgentConnection:
         )
 
     def _welcome(self, hello: Hello) -> None:
+        refused = binding_refusal(self.token, hello.app, [e.name for e in hello.engines])
+        if refused is not None:
+            # Before the welcome: the agent never joins, so no command or fire reaches it.
+            self.brain.auth_refused += 1
+            log.warning("refused agent %s: %s", hello.agent_instance[:80], refused)
+            # The protocol's refusal of a hello: an unsigned fatal error (the agent reports
+            # its reason and backs off as after any terminal code), then the close.
+            self._outbox.put_nowait(self.session.refuse(CloseCode.POLICY, refused))
+            self.close(CloseCode.POLICY, refused, say_goodbye=False)
+            return
         # The token's labels are the operator's: they override what the agent claims.
         self.hello = hello
         self.labels = {**hello.labels, **self.token.labels}
@@ -296,22 +346,29 @@ class AgentConnection:
         )
 
     def _store_batch(self, batch: EventBatch) -> None:
+        if batch.pending is not None:
+            self.outbox_pending = batch.pending
         agent_instance = self.agent_instance
         app = self.hello.app if self.hello is not None else ""
         future = self.brain.writer.submit(
             lambda s: s.store_events(agent_instance, app, batch.events, time.time())
         )
-        last_seq = batch.last_seq
+        metrics = self.brain.metrics
+        # Counted on the writer's thread once the batch committed (the future's callbacks run
+        # where it resolves, in the order added: before the ack), never per event on the loop.
+        future.add_done_callback(lambda f: _count_stored(metrics, app, batch, f))
         future.add_done_callback(
-            lambda f: self._loop.call_soon_threadsafe(self._batch_stored, last_seq, f)
+            lambda f: self._loop.call_soon_threadsafe(self._batch_stored, app, batch, f)
         )
 
-    def _batch_stored(self, last_seq: int, future: Future[int]) -> None:
-        if future.exception() is not None:
+    def _batch_stored(self, app: str, batch: EventBatch, future: Future[int]) -> None:
+        last_seq = batch.last_seq
+        failure = future.exception()
+        if failure is not None:
             log.error(
-                "storing a batch of agent %s failed: %s",
+                "storing a batch of agent %s failed (not acknowledged; the agent resends): %s",
                 self.agent_instance,
-                type(future.exception()).__name__,
+                why(failure),
             )
             self.close(CloseCode.INTERNAL, "storage failed; resend later")
             return
@@ -336,7 +393,18 @@ class AgentConnection:
         log.info("agent %s disconnected", agent_instance)
 
 
+def _count_stored(metrics: BrainMetrics, app: str, batch: EventBatch, future: Future[int]) -> None:
+    """The metrics of a stored batch's new events (on the store writer's thread)."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    stored = future.result()
+    if stored:
+        # Seqs grow within a batch: the ones already stored (a resend) are the first ones.
+        events = batch.events
+        metrics.stored(app, events[len(events) - stored :])
+
+
 def _log_failure(future: Future[Any]) -> None:
     exc = future.exception()
     if exc is not None:
-        log.error("a store write failed: %s", type(exc).__name__)
+        log.error("a store write failed: %s", why(exc))

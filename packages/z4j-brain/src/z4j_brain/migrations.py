@@ -223,6 +223,164 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             )""",
         ),
     ),
+    (
+        4,
+        (
+            # A schedule the leader could not compute or fire is set aside as broken, with the
+            # error; an edit clears it. The others keep firing.
+            "ALTER TABLE schedules ADD COLUMN broken TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE schedules ADD COLUMN broken_at DOUBLE PRECISION",
+            # A trigger's idempotency key is scoped to its schedule (the column of version 3
+            # is unique across all schedules; it is no longer written).
+            "ALTER TABLE fires ADD COLUMN trigger_key TEXT",
+            "UPDATE fires SET trigger_key = idempotency_key, idempotency_key = NULL "
+            "WHERE idempotency_key IS NOT NULL",
+            "CREATE UNIQUE INDEX fires_trigger_key ON fires (schedule_id, trigger_key)",
+            # What a deleted schedule was: its history stays reachable by its id and its last
+            # name, and its id (which its fire ids carry) is never given to another schedule.
+            """CREATE TABLE deleted_schedules (
+                schedule_id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                deleted_at DOUBLE PRECISION NOT NULL,
+                deleted_by TEXT NOT NULL,
+                last_state TEXT NOT NULL
+            )""",
+            "CREATE INDEX deleted_schedules_name ON deleted_schedules (name, deleted_at)",
+        ),
+    ),
+    (
+        5,
+        (
+            # Per schedule: what a slot does while the previous fire's task is still queued or
+            # running (allow, skip, buffer-one, cancel-previous); after how many consecutive
+            # failed task outcomes the brain pauses it (NULL: never); and what retention keeps
+            # of its fires' tasks (all, failures, none).
+            "ALTER TABLE schedules ADD COLUMN overlap TEXT NOT NULL DEFAULT 'allow'",
+            "ALTER TABLE schedules ADD COLUMN pause_after_failures INTEGER",
+            "ALTER TABLE schedules ADD COLUMN result_log TEXT NOT NULL DEFAULT 'all'",
+            # The overlap policy's decision on a slot ('' when it fired as usual): kept beside
+            # the fire's state, which delivery later moves on (a buffered fire gets enqueued).
+            "ALTER TABLE fires ADD COLUMN decision TEXT NOT NULL DEFAULT ''",
+            # A fire's task's final state, kept when retention drops the task by its
+            # schedule's result log policy: history and health still read the outcome.
+            "ALTER TABLE fires ADD COLUMN task_outcome TEXT",
+            # Buffered fires and the ones still running are found by schedule and state.
+            "CREATE INDEX fires_schedule_state ON fires (schedule_id, state)",
+        ),
+    ),
+    (
+        6,
+        (
+            # An agent token may be bound to the app (and engine) it serves; NULL: unbound.
+            "ALTER TABLE tokens ADD COLUMN app TEXT",
+            "ALTER TABLE tokens ADD COLUMN engine TEXT",
+            # Named operators: a role, the app patterns they see (JSON list; ["*"]: every
+            # app), and the keyed hash of their token (never the token).
+            """CREATE TABLE operators (
+                name TEXT PRIMARY KEY,
+                token_hash TEXT NOT NULL UNIQUE,
+                role TEXT NOT NULL,
+                apps TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION,
+                revoked_at DOUBLE PRECISION,
+                rotated_at DOUBLE PRECISION
+            )""",
+            # Web sessions: the keyed hash of the cookie's secret, who opened it and with which
+            # credential (the session ends when that credential is revoked, expires or rotates).
+            """CREATE TABLE web_sessions (
+                session_hash TEXT PRIMARY KEY,
+                operator TEXT NOT NULL,
+                credential_hash TEXT NOT NULL,
+                source TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                last_seen_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL,
+                revoked_at DOUBLE PRECISION
+            )""",
+        ),
+    ),
+    (
+        7,
+        (
+            # Actions an operator asked for (retry, cancel, purge; docs/actions.md), one row
+            # each, with the agent's answer. ``action_id`` is the action frame's command id. A
+            # retry's new run is ``new_task_id``: the tasks API links both runs through it.
+            # ``bulk_id`` names the bulk action a row belongs to. Never holds task arguments.
+            """CREATE TABLE actions (
+                action_id TEXT PRIMARY KEY,
+                kind TEXT NOT NULL,
+                engine TEXT NOT NULL,
+                app TEXT NOT NULL,
+                task_id TEXT,
+                task TEXT,
+                queue TEXT,
+                options TEXT NOT NULL DEFAULT '{}',
+                status TEXT NOT NULL,
+                reason TEXT NOT NULL DEFAULT '',
+                new_task_id TEXT,
+                count BIGINT,
+                agent_instance TEXT,
+                bulk_id TEXT,
+                requested_by TEXT NOT NULL,
+                requested_from TEXT NOT NULL,
+                requested_at DOUBLE PRECISION NOT NULL,
+                finished_at DOUBLE PRECISION
+            )""",
+            "CREATE INDEX actions_task ON actions (task_id, engine)",
+            "CREATE INDEX actions_new_task ON actions (new_task_id, engine)",
+            "CREATE INDEX actions_bulk ON actions (bulk_id)",
+            # One row per bulk action: the filter it matched with and how many tasks.
+            """CREATE TABLE bulk_actions (
+                bulk_id TEXT PRIMARY KEY,
+                kind TEXT NOT NULL,
+                filter TEXT NOT NULL,
+                matched BIGINT NOT NULL,
+                requested_by TEXT NOT NULL,
+                requested_from TEXT NOT NULL,
+                requested_at DOUBLE PRECISION NOT NULL,
+                finished_at DOUBLE PRECISION
+            )""",
+            # The last queue report of each agent (replaced whole per engine app).
+            """CREATE TABLE queue_depths (
+                agent_instance TEXT NOT NULL,
+                engine TEXT NOT NULL,
+                app TEXT NOT NULL,
+                queue TEXT NOT NULL,
+                ready BIGINT NOT NULL,
+                scheduled BIGINT,
+                running BIGINT,
+                failed BIGINT,
+                updated_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (agent_instance, engine, app, queue)
+            )""",
+        ),
+    ),
+    (
+        8,
+        (
+            # Keyset paging (z4j_brain.paging): each list reads an index range in its sort
+            # order, filtered first page and deep page alike, never a scan and a sort. The
+            # task list sorts by (updated_at, engine, task_id) descending; each filter the
+            # list offers leads an index of its own, followed by that key (without one for
+            # the engine, SQLite would take the primary key for an engine filter and sort every
+            # task of that engine).
+            "DROP INDEX tasks_updated_at",
+            "DROP INDEX tasks_state",
+            "CREATE INDEX tasks_recent ON tasks (updated_at, engine, task_id)",
+            "CREATE INDEX tasks_state_recent ON tasks (state, updated_at, engine, task_id)",
+            "CREATE INDEX tasks_name_recent ON tasks (name, updated_at, engine, task_id)",
+            "CREATE INDEX tasks_app_recent ON tasks (app, updated_at, engine, task_id)",
+            "CREATE INDEX tasks_engine_recent ON tasks (engine, updated_at, task_id)",
+            # A search by task id alone (the primary key leads with the engine).
+            "CREATE INDEX tasks_task_id ON tasks (task_id)",
+            # A schedule's fire history, newest first.
+            "DROP INDEX fires_schedule",
+            "CREATE INDEX fires_schedule_recent ON fires (schedule_id, slot, created_at, fire_id)",
+            # The action list, newest first.
+            "CREATE INDEX actions_recent ON actions (requested_at, action_id)",
+        ),
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1][0]

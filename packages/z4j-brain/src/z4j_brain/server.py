@@ -11,6 +11,7 @@ thread (tests, embedding).
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -22,7 +23,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from z4j_brain.api import create_app
 from z4j_brain.brain import Brain
 from z4j_brain.config import BrainConfig
-from z4j_brain.gateway import AGENT_PATH
+from z4j_brain.console import CONSOLE_PATH
+from z4j_core.endpoints import AGENT_PATH
 
 #: Answer to an upgrade request the WebSocket layer cannot parse.
 UNPARSEABLE_UPGRADE: Final = (
@@ -96,13 +98,40 @@ def bound_url(server: uvicorn.Server, config: BrainConfig) -> str:
     return config.url
 
 
+def bind_socket(config: BrainConfig) -> socket.socket:
+    """A listening socket on the configured address, bound before anything else happens.
+
+    ``z4j brain serve`` binds first, so a port in use (or an address that is not this
+    machine's) fails before the database is created, a token printed or leadership claimed.
+    Raises ``OSError``.
+    """
+    infos = socket.getaddrinfo(
+        config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 async def serve(
     brain: Brain,
     *,
     announce: Callable[[str], None] | None = None,
     log_level: str = "info",
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve until uvicorn is told to exit (SIGINT/SIGTERM in the main thread)."""
+    """Serve until uvicorn is told to exit (SIGINT/SIGTERM in the main thread); on ``sock``
+    (from ``bind_socket``) when given, else uvicorn binds the configured address itself."""
     server = uvicorn.Server(uvicorn_config(brain, log_level=log_level))
 
     async def announce_when_started() -> None:
@@ -115,7 +144,7 @@ async def serve(
 
     watcher = asyncio.create_task(announce_when_started())
     try:
-        await server.serve()
+        await server.serve(sockets=[sock] if sock is not None else None)
     finally:
         watcher.cancel()
 
@@ -124,6 +153,7 @@ def print_url(stream: TextIO = sys.stdout) -> Callable[[str], None]:
     def announce(url: str) -> None:
         ws = url.replace("http", "ws", 1) + AGENT_PATH  # https -> wss
         print(f"z4j brain serving on {url} (agents connect to {ws})", file=stream, flush=True)
+        print(f"console: {url}{CONSOLE_PATH}", file=stream, flush=True)
 
     return announce
 

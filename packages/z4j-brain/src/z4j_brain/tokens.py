@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 from z4j_brain.store import Store, TokenRow
 from z4j_core.wire.limits import TOKEN_BYTES
@@ -59,24 +59,62 @@ def create_token(
     now: float,
     expires_at: float | None = None,
     *,
+    app: str | None = None,
+    engine: str | None = None,
     also: Callable[[Store], object] | None = None,
 ) -> str:
-    """Create an agent token named ``name``; return the token (the only time it exists).
-    ``also`` runs in the same transaction (the audit row)."""
+    """Create an agent token named ``name`` (bound to ``app`` and ``engine`` when given);
+    return the token (the only time it exists). ``also`` runs in the same transaction (the
+    audit row)."""
     check_name(name)
+    check_binding(app, engine)
     token = new_token()
     with store.transaction():
-        store.create_token(name, hash_hex(token), labels, now, expires_at)
+        store.create_token(name, hash_hex(token), labels, now, expires_at, app=app, engine=engine)
         if also is not None:
             also(store)
     return token
 
 
-def find_token(rows: list[TokenRow], presented: str, now: float) -> TokenRow | None:
-    """The usable token row whose hash matches ``presented``, comparing every row in constant
-    time (no early exit on a match, no dict lookup keyed by the secret's hash)."""
+def check_binding(app: str | None, engine: str | None) -> None:
+    if engine is not None and app is None:
+        raise TokenError("a token bound to an engine needs its app too (--app APP --engine E)")
+    for what, value in (("app", app), ("engine", engine)):
+        if value is not None and (not value.strip() or not value.isprintable()):
+            raise TokenError(f"the {what} a token is bound to must be a printable name")
+
+
+def binding_refusal(row: TokenRow, app: str, engines: list[str]) -> str | None:
+    """Why an agent that presents ``app`` with ``engines`` may not use token ``row``; None
+    when it may (an unbound token may present anything)."""
+    if row.app is not None and app != row.app:
+        return f"token bound to app {row.app[:40]!r}, not {app[:40]!r}"
+    if row.engine is not None and any(e != row.engine for e in engines):
+        others = ", ".join(sorted({e for e in engines if e != row.engine}))
+        return f"token bound to engine {row.engine[:30]!r}, not {others[:40]}"
+    return None
+
+
+class Hashed(Protocol):
+    """A stored credential: an agent token or an operator."""
+
+    @property
+    def token_hash(self) -> str: ...
+
+    @property
+    def revoked_at(self) -> float | None: ...
+
+    def usable(self, now: float) -> bool: ...
+
+
+H = TypeVar("H", bound=Hashed)
+
+
+def find_token(rows: Sequence[H], presented: str, now: float) -> H | None:
+    """The usable row whose hash matches ``presented``, comparing every row in constant time
+    (no early exit on a match, no dict lookup keyed by the secret's hash)."""
     candidate = token_hash(presented)
-    found: TokenRow | None = None
+    found: H | None = None
     for row in rows:
         try:
             stored = bytes.fromhex(row.token_hash)
@@ -89,21 +127,24 @@ def find_token(rows: list[TokenRow], presented: str, now: float) -> TokenRow | N
     return found
 
 
+def status(row: Hashed, now: float) -> str:
+    """`active`, `revoked` or `expired`, as listings show it."""
+    if row.revoked_at is not None:
+        return "revoked"
+    return "active" if row.usable(now) else "expired"
+
+
 def token_summary(row: TokenRow, now: float) -> dict[str, Any]:
     """What listings show of a token: never its secret nor its hash."""
-    if row.revoked_at is not None:
-        status = "revoked"
-    elif row.usable(now):
-        status = "active"
-    else:
-        status = "expired"
     return {
         "name": row.name,
-        "status": status,
+        "status": status(row, now),
         "labels": row.labels,
         "created_at": row.created_at,
         "expires_at": row.expires_at,
         "revoked_at": row.revoked_at,
+        "app": row.app,
+        "engine": row.engine,
     }
 
 

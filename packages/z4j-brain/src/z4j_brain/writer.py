@@ -52,6 +52,10 @@ class StoreWriter:
         if self._start_error is not None:
             raise self._start_error
 
+    def depth(self) -> int:
+        """Jobs queued and not yet taken by the writer (approximate, for ``/metrics``)."""
+        return self._jobs.qsize()
+
     def submit(self, job: Callable[[Store], T]) -> Future[T]:
         """Queue ``job``; its future resolves with its result once its transaction committed."""
         if self._closed:
@@ -134,7 +138,7 @@ class StoreWriter:
                     outcomes.append((future, True, result))
             conn.commit()
         except Exception as exc:
-            log.error("store commit failed: %s", type(exc).__name__)
+            log.error("store commit failed: %s", why(exc))
             try:
                 if conn.in_transaction:
                     conn.rollback()
@@ -151,3 +155,14 @@ class StoreWriter:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+
+#: Longest database error message logged (a driver's message may quote a value).
+MAX_ERROR_CHARS = 200
+
+
+def why(exc: BaseException) -> str:
+    """A database error in one line, for the log: its type and the driver's message ("database
+    or disk is full"), which says what an operator must fix."""
+    message = " ".join(str(exc).split())[:MAX_ERROR_CHARS]
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

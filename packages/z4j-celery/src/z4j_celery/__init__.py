@@ -13,16 +13,14 @@ children hand their events to the worker's one agent through a local socket.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, TypeVar
 
-from z4j_celery import plugin, worker
-from z4j_celery.adapter import CeleryAdapter, create_adapter
-from z4j_core.agent import Agent, attach
+from z4j_celery import worker
+from z4j_celery.adapter import CeleryAdapter
+from z4j_core import adapter as kit
+from z4j_core.adapter import agent_of
 
 __all__ = ["CeleryAdapter", "agent_of", "instrument"]
-
-log = logging.getLogger("z4j.celery")
 
 A = TypeVar("A")
 
@@ -40,41 +38,14 @@ def instrument(
     options: agent options (`brain_url`, `token`, `app_name`, `labels`, ...), which win over
         `Z4J_*` variables.
     """
-    if getattr(app, "_z4j_adapter", None) is not None:
+    if kit.adapter_of(app) is not None:
         return app  # already instrumented: one adapter and one set of receivers per app
-    adapter = create_adapter(
-        app, {"app_name": options.get("app_name") or "", "capture_results": capture_results}
-    )
+    adapter = CeleryAdapter.create(app, {**options, "capture_results": capture_results})
     if adapter is None:
         raise TypeError(f"z4j_celery.instrument needs a celery.Celery app, not {type(app)!r}")
     in_worker = worker.in_worker_command()
-    agent = attach(adapter, start=False, **options)
-    _ensure_plugin(agent, adapter)
-    if adapter.capture is not None:
-        adapter.capture.agent = agent
-    app._z4j_adapter = adapter  # type: ignore[attr-defined]
+    agent = kit.instrument(adapter, app, **options)
     worker.follow_worker(adapter, agent)
     if start or (start is None and not in_worker):
         agent.start()
-    worker.drain_at_exit(agent)
     return app
-
-
-def agent_of(app: Any) -> Agent | None:
-    """The agent `instrument` attached to `app`, if any."""
-    from z4j_core.agent import default_agent
-
-    return default_agent() if getattr(app, "_z4j_adapter", None) is not None else None
-
-
-def _ensure_plugin(agent: Agent, adapter: CeleryAdapter) -> None:
-    """Register our hooks when the entry point is not installed (running from a source tree)."""
-    manager = agent.plugins.manager
-    if manager.is_registered(plugin) or any(
-        manager.get_plugin(name) is plugin for name in agent.plugins.loaded
-    ):
-        return
-    manager.register(plugin, name="celery")
-    agent.plugins.loaded["celery"] = "celery"
-    if adapter.capture is None:
-        manager.hook.z4j_install_capture(adapter=adapter, emit=agent.emitter(adapter.engine))

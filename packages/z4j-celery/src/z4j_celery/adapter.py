@@ -1,66 +1,65 @@
-"""The Celery adapter object: what the agent knows of one instrumented Celery app.
+"""The Celery adapter: what the agent knows of one instrumented Celery app, and what it asks.
 
-Owns the engine name, version, app name and the capabilities this adapter really supports, and
-holds the app with its per-app capture and relay state. Does no I/O and never talks to the broker.
+Owns the capabilities this adapter really supports and the answers from memory (the registered
+tasks with their queues and options), and holds the app with its per-app capture and relay
+state; enqueue, capture and observed schedules live in their own modules. Does no I/O and never
+talks to the broker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from z4j_core.wire import Capability
+from z4j_celery import actions, capture, enqueue, schedules
+from z4j_core.adapter import (
+    ActionOutcome,
+    Adapter,
+    CancelRequest,
+    Emit,
+    RetryRequest,
+    capabilities,
+    instance_of,
+)
+from z4j_core.wire import (
+    Capability,
+    Command,
+    CommandResult,
+    ObservedSchedule,
+    QueueDepth,
+    TaskInfo,
+)
 
-ENGINE = "celery"
+#: Task options reported in the inventory.
+REPORTED_OPTIONS = ("max_retries", "default_retry_delay", "rate_limit", "time_limit",
+                    "soft_time_limit", "acks_late", "ignore_result", "priority")  # fmt: skip
 
 # Priority is passed through to the broker (`send_task(priority=...)`) but not advertised: its
 # meaning is the broker's (RabbitMQ needs `x-max-priority` queues, Redis orders 0 first), and
 # prefetching workers reserve messages before a later higher-priority one arrives.
-CAPABILITIES: frozenset[str] = frozenset(
-    c.value
-    for c in (
-        Capability.LIFECYCLE,
-        Capability.LIST_TASKS,
-        Capability.OBSERVE_SCHEDULES,
-        Capability.ENQUEUE,
-        Capability.FIRE,
-        Capability.TRIGGER_NOW,
-        Capability.ETA,
-        Capability.EXPIRES,
-    )
+# `terminate` is added by a prefork worker (the only pool that can stop a running task).
+CAPABILITIES = capabilities(
+    Capability.ETA,
+    Capability.EXPIRES,
+    Capability.RETRY,
+    Capability.CANCEL,
+    Capability.PURGE,
+    Capability.QUEUE_DEPTH,
 )
 
 
-def celery_version() -> str:
-    try:
-        import celery
-
-        return str(getattr(celery, "__version__", "unknown"))
-    except Exception:
-        return "unknown"
-
-
-def is_celery(app: object) -> bool:
-    """Whether `app` is a Celery app (checked without importing celery when it is absent)."""
-    try:
-        from celery import Celery
-    except ImportError:
-        return False
-    return isinstance(app, Celery)
-
-
 @dataclass(eq=False)
-class CeleryAdapter:
-    """One instrumented Celery app (`z4j_core.hookspecs.EngineAdapter`).
+class CeleryAdapter(Adapter):
+    """One instrumented Celery app.
 
     capture_results: send each task's (redacted) result with `succeeded`; by default only its
         size and type are sent.
     """
 
+    engine = "celery"
+
     app: Any
-    engine: str = ENGINE
-    engine_version: str = field(default_factory=celery_version)
     app_name: str = ""
     capabilities: frozenset[str] = CAPABILITIES
     capture_results: bool = False
@@ -75,13 +74,57 @@ class CeleryAdapter:
     def default_queue(self) -> str:
         return str(self.app.conf.task_default_queue or "celery")
 
+    @classmethod
+    def create(cls, app: object, options: Mapping[str, Any]) -> CeleryAdapter | None:
+        """The adapter for a Celery app (`options["capture_results"]`), else None."""
+        if not instance_of(app, "celery", "Celery"):
+            return None
+        return cls(
+            app=app,
+            app_name=str(options.get("app_name") or ""),
+            capture_results=bool(options.get("capture_results", False)),
+        )
 
-def create_adapter(app: object, options: Mapping[str, Any]) -> CeleryAdapter | None:
-    """The adapter for a Celery app, or None for any other object."""
-    if not is_celery(app):
-        return None
-    return CeleryAdapter(
-        app=app,
-        app_name=str(options.get("app_name") or ""),
-        capture_results=bool(options.get("capture_results", False)),
-    )
+    def enqueue(self, command: Command) -> CommandResult:
+        return enqueue.enqueue(self, command)
+
+    def registered_tasks(self) -> list[TaskInfo]:
+        app = self.app
+        routes = app.amqp.router
+        infos = []
+        for name in enqueue.registered_names(app):
+            task = app.tasks[name]
+            options: dict[str, str] = {}
+            for option in REPORTED_OPTIONS:
+                value = getattr(task, option, None)
+                if value not in (None, False, ""):
+                    options[option] = str(value)
+            queue = getattr(task, "queue", None)
+            if not queue:
+                try:
+                    route = routes.route({}, name)
+                    queue = getattr(route.get("queue"), "name", None) or route.get("queue")
+                except Exception:
+                    queue = None
+            queue = str(queue or self.default_queue)
+            infos.append(TaskInfo(name=name, queue=queue, options=options))
+        return infos
+
+    def observed_schedules(self) -> list[ObservedSchedule]:
+        """May read a beat file, a database or Redis: the agent calls it off the host's threads."""
+        return schedules.observe(self.app)
+
+    def install_capture(self, emit: Emit) -> None:
+        capture.install(self, emit)
+
+    def retry(self, request: RetryRequest) -> ActionOutcome:
+        return actions.retry(self, request)
+
+    def cancel(self, request: CancelRequest) -> ActionOutcome:
+        return actions.cancel(self, request)
+
+    def purge(self, queue: str) -> ActionOutcome:
+        return actions.purge(self, queue)
+
+    def queue_depths(self) -> list[QueueDepth]:
+        return actions.queue_depths(self)

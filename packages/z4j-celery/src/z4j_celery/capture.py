@@ -6,11 +6,13 @@ where the thing happened: `after_task_publish` in the publishing process, `task_
 `task_prerun` / `task_success` / `task_failure` / `task_retry` wherever the task runs (a pool
 child under prefork, a thread, or the main process under solo). In the main process a receiver
 hands the event to the agent (`emit`); in a prefork pool child it prepares the event with the
-inherited agent and sends it through the worker's relay (`z4j_celery.relay`). Celery's own task
+inherited agent and sends it through the worker's relay (`z4j_core.agent.relay`). Celery's own task
 events (`-E`, `worker_send_task_events`) are never switched on.
 
 Receivers must be cheap and never raise: every exception is caught and counted here. They do no
-I/O except the relay's one non-blocking send in a pool child.
+I/O except the relay's one non-blocking send in a pool child, and, where the result backend does
+not keep a failed task's arguments, one small file write per failure (its original message, kept
+on this host for a retry: `Adapter.keep_original`).
 """
 
 from __future__ import annotations
@@ -19,22 +21,18 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from z4j_celery.adapter import CeleryAdapter
+from z4j_celery import actions
+from z4j_core.adapter import MAX_CAPTURE_IN_FLIGHT, Stopwatch, dotted
 from z4j_core.wire import LifecycleKind
+
+if TYPE_CHECKING:
+    from z4j_celery.adapter import CeleryAdapter
 
 K = LifecycleKind
 
-#: Bound on per-task start times kept between `task_prerun` and the task's end.
-MAX_IN_FLIGHT = 10_000
-
 _DISPATCH_UID = "z4j-celery"
-
-
-def dotted(cls: type) -> str:
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
 def result_size(value: Any) -> str:
@@ -82,16 +80,24 @@ class SignalCapture:
         self.errors = 0
         self.pid = os.getpid()
         self.capture_results = adapter.capture_results
-        self._started: dict[str, float] = {}
+        self._keep_originals: bool | None = None  # decided at the first failure
+        self._started = Stopwatch()
         # task id -> (when its publish began, sender, body, headers, routing key)
         self._publishing: dict[str, tuple[float, Any, Any, Any, Any]] = {}
         self._reported_early: set[str] = set()  # enqueued reported at receipt, before published
         # Held only to report one task's `enqueued` once and before its `received` (no I/O).
         self._order = threading.Lock()
         self.fire_ids: set[str] = set()  # fire ids being published by z4j right now
-        self.agent: Any = None  # set by `instrument`: lets `enqueued` keep its publish time
+        self.agent: Any = adapter.agent  # lets `enqueued` keep its publish time
         self._relay: Any = None
         self._connected: list[tuple[Any, Callable[..., None]]] = []
+
+    def keep_originals(self) -> bool:
+        """Whether this host keeps failed tasks' original messages: only when the result backend
+        does not keep their arguments (read once the app is configured, at the first failure)."""
+        if self._keep_originals is None:
+            self._keep_originals = not actions.backend_keeps_arguments(self.app)
+        return self._keep_originals
 
     # -- wiring ---------------------------------------------------------------------------------
 
@@ -130,7 +136,7 @@ class SignalCapture:
             send(prepare(kind, task_id, task_name, engine=engine, **fields))
 
         self.pid = os.getpid()
-        self._started.clear()
+        self._started = Stopwatch()
         self._publishing.clear()
         self._reported_early.clear()
         self.agent = agent
@@ -162,7 +168,7 @@ class SignalCapture:
             task_id = headers.get("id") if headers else None
             if task_id:
                 publishing = self._publishing
-                if len(publishing) >= MAX_IN_FLIGHT:
+                if len(publishing) >= MAX_CAPTURE_IN_FLIGHT:
                     publishing.clear()
                 publishing[task_id] = (time.time(), sender, body, headers, kw.get("routing_key"))
         except Exception:
@@ -230,7 +236,7 @@ class SignalCapture:
                     publishing = self._publishing.pop(request.id, None)
                     if publishing is not None:
                         reported = self._reported_early
-                        if len(reported) >= MAX_IN_FLIGHT:
+                        if len(reported) >= MAX_CAPTURE_IN_FLIGHT:
                             reported.clear()
                         reported.add(request.id)
                         self._report_published(*publishing)
@@ -336,10 +342,7 @@ class SignalCapture:
         try:
             if task.app is not self.app:
                 return
-            started = self._started
-            if len(started) >= MAX_IN_FLIGHT:
-                started.clear()
-            started[task_id] = time.perf_counter()
+            self._started.start(task_id)
             request = task.request
             # args and kwargs went with `received` (every pool's main process reports it).
             self.out(
@@ -355,8 +358,7 @@ class SignalCapture:
             self.errors += 1
 
     def _runtime(self, task_id: str) -> float | None:
-        began = self._started.pop(task_id, None)
-        return None if began is None else time.perf_counter() - began
+        return self._started.stop(task_id)
 
     def on_success(self, sender: Any = None, result: Any = None, **kw: Any) -> None:
         try:
@@ -408,6 +410,10 @@ class SignalCapture:
                 extra=_ids(request, self.pid),
                 **({"traceback": traceback} if traceback else {}),
             )
+            if self.keep_originals():
+                payload = actions.pack(self.app, kw.get("args"), kw.get("kwargs"))
+                queue = _queue(getattr(request, "delivery_info", None))
+                self.adapter.keep_original(str(task_id), sender.name, payload, queue)
         except Exception:
             self.errors += 1
 
@@ -471,11 +477,3 @@ def install(adapter: CeleryAdapter, emit: Callable[..., None]) -> SignalCapture:
     capture.connect()
     adapter.capture = capture
     return capture
-
-
-def uninstall(adapter: CeleryAdapter) -> None:
-    capture = adapter.capture
-    if capture is None:
-        return
-    capture.disconnect()
-    adapter.capture = None

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from z4j_celery.adapter import CeleryAdapter
+from z4j_core.adapter import answer, rejected
 from z4j_core.wire import Command, CommandKind, CommandResult, CommandStatus
+
+if TYPE_CHECKING:
+    from z4j_celery.adapter import CeleryAdapter
 
 #: How long a publisher waits for workers to say which tasks they have.
 INSPECT_TIMEOUT = 1.0
@@ -61,10 +64,6 @@ class WorkerRegistry:
 _workers: dict[int, WorkerRegistry] = {}
 
 
-def _result(command: Command, status: CommandStatus, **fields: Any) -> CommandResult:
-    return CommandResult(command_id=command.command_id, status=status, **fields)
-
-
 def unknown_task_reason(adapter: CeleryAdapter, name: str) -> str | None:
     """Why `name` cannot run, or None when it can (or nobody can tell)."""
     app = adapter.app
@@ -75,7 +74,7 @@ def unknown_task_reason(adapter: CeleryAdapter, name: str) -> str | None:
         return (
             f"unknown task {name!r}: Celery worker {adapter.app_name!r} does not have it "
             f"(registered: {known})"
-        )[:300]
+        )
     registry = _workers.setdefault(id(app), WorkerRegistry())
     try:
         names = registry.names(app)
@@ -86,14 +85,14 @@ def unknown_task_reason(adapter: CeleryAdapter, name: str) -> str | None:
         return (
             f"unknown task {name!r}: no worker of Celery app {adapter.app_name!r} that answered "
             "has it"
-        )[:300]
+        )
     return None
 
 
 def enqueue(adapter: CeleryAdapter, command: Command) -> CommandResult:
     reason = unknown_task_reason(adapter, command.task)
     if reason is not None:
-        return _result(command, CommandStatus.REJECTED, reason=reason)
+        return rejected(command, reason)
     options = command.options
     send: dict[str, Any] = {}
     if options.queue:
@@ -122,12 +121,12 @@ def enqueue(adapter: CeleryAdapter, command: Command) -> CommandResult:
             task_id=fire_id, **send,
         )  # fmt: skip
     except Exception as exc:
-        return _result(
+        return answer(
             command,
             CommandStatus.FAILED,
-            reason=f"Celery could not publish {command.task!r}: {type(exc).__name__}: {exc}"[:300],
+            reason=f"Celery could not publish {command.task!r}: {type(exc).__name__}: {exc}",
         )
     finally:
         if capture is not None and fire_id:
             capture.fire_ids.discard(fire_id)
-    return _result(command, CommandStatus.ENQUEUED, native_id=str(result.id))
+    return answer(command, CommandStatus.ENQUEUED, native_id=str(result.id))

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from z4j_core.adapter import NEXT_RUNS, native_definition, render_field
 from z4j_core.wire import ObservedSchedule
 
 log = logging.getLogger("z4j.celery")
@@ -30,7 +31,6 @@ log = logging.getLogger("z4j.celery")
 SOURCE_STATIC = "celery_beat"
 SOURCE_DJANGO = "django_celery_beat"
 SOURCE_REDBEAT = "redbeat"
-NEXT_RUNS = 5
 
 # Cron field order as written: minute hour day-of-month month day-of-week (0 = Sunday).
 _RANGES = (range(60), range(24), range(1, 32), range(1, 13), range(7))
@@ -52,26 +52,6 @@ UTC = datetime.timezone.utc
 
 
 # -- rendering ------------------------------------------------------------------------------------
-
-
-def render_field(values: Iterable[int], full: range) -> str:
-    """`{0, 15, 30, 45}` over 0-59 -> `*/15`; `{1, 2, 3, 7}` -> `1-3,7`; everything -> `*`."""
-    chosen = sorted(set(values))
-    if chosen == list(full):
-        return "*"
-    for step in range(2, len(full) // 2 + 1):
-        if chosen == list(full[::step]):
-            return f"*/{step}"
-    parts: list[str] = []
-    start = prev = chosen[0]
-    for value in [*chosen[1:], None]:
-        if value is not None and value == prev + 1:
-            prev = value
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if value is not None:
-            start = prev = value
-    return ",".join(parts)
 
 
 def cron_fields(minute: Iterable[int], hour: Iterable[int], day_of_month: Iterable[int],
@@ -98,11 +78,21 @@ def zone_name(app: Any) -> str:
 class Rendered:
     """A beat schedule as z4j reads it: kind, expression, and a `z4j_core.scheduling` value."""
 
-    def __init__(self, kind: str, expression: str, schedule: Any, interval: float = 0.0) -> None:
+    def __init__(
+        self,
+        kind: str,
+        expression: str,
+        schedule: Any,
+        interval: float = 0.0,
+        timing: dict[str, Any] | None = None,
+    ) -> None:
         self.kind = kind
         self.expression = expression
         self.schedule = schedule
         self.interval = interval
+        #: `native_definition`'s timing: cron read with celery's AND of the day fields, an
+        #: interval (anchored by adopt on the next run), or z4j's solar fields.
+        self.timing = timing or {"every": interval, "anchor": None}
 
 
 def render(value: Any, zone: str) -> Rendered | None:
@@ -123,14 +113,16 @@ def render(value: Any, zone: str) -> Rendered | None:
         )
         cron = scheduling.CronSchedule(expression=expression, day_and=True, timezone=tz)
         shown = expression + (" (day and weekday)" if both_days_restricted(expression) else "")
-        return Rendered("cron", shown + suffix, cron)
+        return Rendered("cron", shown + suffix, cron, timing={"cron": expression, "day_and": True})
     if kind == "solar":
         event, depression = SOLAR_EVENTS.get(value.event, (value.event, "civil"))
         solar = scheduling.SolarSchedule(
             event=event, latitude=float(value.lat), longitude=float(value.lon),
             depression=depression, timezone=tz,
         )  # fmt: skip
-        return Rendered("solar", f"{value.event} at {value.lat},{value.lon}", solar)
+        timing = {"solar": {"event": event, "latitude": float(value.lat),
+                            "longitude": float(value.lon), "depression": depression}}  # fmt: skip
+        return Rendered("solar", f"{value.event} at {value.lat},{value.lon}", solar, timing=timing)
     run_every = getattr(value, "run_every", None)
     if isinstance(run_every, datetime.timedelta):  # celery.schedules.schedule
         seconds = run_every.total_seconds()
@@ -225,8 +217,31 @@ def _observed(
         kind=rendered.kind,
         expression=expression,
         next_runs=runs,
-        read_only=True,
+        definition=native_definition(
+            rendered.timing,
+            timezone=zone,
+            args=entry.get("args") or (),
+            kwargs=entry.get("kwargs") or {},
+            options=adopt_options(entry.get("options") or {}),
+            unsupported=["relative=True (runs rounded to the interval)"]
+            if getattr(entry.get("schedule"), "relative", False)
+            else (),
+        ),
     )
+
+
+def adopt_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A beat entry's options in z4j's terms (`expires` in seconds); any other option keeps
+    its name, and adopt reports it as having no equivalent."""
+    found: dict[str, Any] = {}
+    for key, value in options.items():
+        if key == "expires" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            found["expires_seconds"] = float(value)
+        elif key in ("queue", "priority") and value is not None:
+            found[key] = value
+        else:
+            found[str(key)] = repr(value)[:80]
+    return found
 
 
 def _details(entry: Mapping[str, Any], last_run: datetime.datetime | None) -> str:

@@ -17,21 +17,21 @@ Never raises into Celery: each receiver logs and counts what goes wrong.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from z4j_celery.adapter import CeleryAdapter
-from z4j_celery.relay import Relay
 from z4j_core.agent import Agent
+from z4j_core.agent.relay import Relay
 from z4j_core.wire import Capability
+
+if TYPE_CHECKING:
+    from z4j_celery.adapter import CeleryAdapter
 
 log = logging.getLogger("z4j.celery")
 
 _DISPATCH_UID = "z4j-celery-worker"
-_atexit_agents: set[int] = set()
 
 
 def in_worker_command(argv: list[str] | None = None) -> bool:
@@ -44,14 +44,6 @@ def in_worker_command(argv: list[str] | None = None) -> bool:
     if program not in ("celery", "__main__.py", "celery.exe") and not program.startswith("celery"):
         return False
     return "worker" in argv[1:]
-
-
-def drain_at_exit(agent: Agent) -> None:
-    """Stop (drain, then spool what is left) at interpreter exit; once per agent."""
-    if id(agent) in _atexit_agents:
-        return
-    _atexit_agents.add(id(agent))
-    atexit.register(agent.stop)
 
 
 #: Pools that hand a task to an execution slot only when one is free, so Celery's expiry check
@@ -100,9 +92,14 @@ class WorkerLife:
             self.main_pid = os.getpid()
             self.adapter.worker = self
             self.pool = pool_name(getattr(sender, "pool_cls", ""))
+            before = self.adapter.capabilities
             if self.pool not in EXPIRY_CHECKED_BY_POOL:
                 # These pools take every task at once and never look at its expiry again.
                 self.adapter.capabilities = self.adapter.capabilities - {Capability.EXPIRES.value}
+            if self.pool == "prefork":  # the one pool whose `terminate_job` stops a running task
+                self.adapter.capabilities = self.adapter.capabilities | {Capability.TERMINATE.value}
+            if self.adapter.capabilities != before:  # a hello sent before the pool was known
+                self.agent.reannounce()
             self.relay = Relay()
         except Exception:
             self.agent.errors += 1

@@ -22,6 +22,7 @@ from websockets.http11 import Request, Response
 from z4j_core.wire import (
     MAX_FRAME_BYTES,
     Ack,
+    Action,
     BrainSession,
     Command,
     CommandResult,
@@ -29,6 +30,7 @@ from z4j_core.wire import (
     EventBatch,
     Inventory,
     Limits,
+    QueueReport,
     RemoteProtocolError,
     token_hash,
 )
@@ -49,6 +51,8 @@ class MiniBrain:
     rate_limit_first: int = 0  # answer HTTP 429 (Retry-After: 1) to this many upgrades
     upgrades: int = 0
     frozen: bool = False  # see `freeze`
+    features: tuple[str, ...] = ()  # announced in the welcome (e.g. queue reports)
+    queue_reports: list[QueueReport] = field(default_factory=list)
     _sessions: list[tuple[ServerConnection, BrainSession]] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
 
@@ -61,7 +65,7 @@ class MiniBrain:
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
-        session = BrainSession(token_hash(TOKEN), limits=self.limits)
+        session = BrainSession(token_hash(TOKEN), limits=self.limits, features=self.features)
         try:
             raw = await ws.recv(decode=False)
             frames = session.receive(raw, time.monotonic())
@@ -94,6 +98,8 @@ class MiniBrain:
                             self.results[frame.command_id] = frame
                         elif isinstance(frame, DroppedReport):
                             self.dropped = frame.total
+                        elif isinstance(frame, QueueReport):
+                            self.queue_reports.append(frame)
                 for data in session.tick(time.monotonic()):
                     await ws.send(data)
         except RemoteProtocolError as exc:
@@ -113,7 +119,7 @@ class MiniBrain:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(pause)
 
-    def send_command(self, command: Command) -> None:
+    def send_command(self, command: Command | Action) -> None:
         async def send() -> None:
             ws, session = self._sessions[-1]
             await ws.send(session.send(command, time.monotonic()))

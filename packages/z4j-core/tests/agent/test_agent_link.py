@@ -18,21 +18,20 @@ from typing import Any
 import pytest
 from minibrain import TOKEN, MiniBrain, wait_until
 
+from z4j_core.adapter import Adapter
 from z4j_core.agent import Agent
 from z4j_core.agent import link as link_module
 from z4j_core.agent.config import AgentConfig
 from z4j_core.agent.link import Link
 from z4j_core.agent.outbox import Outbox
-from z4j_core.hookspecs import hookimpl
 from z4j_core.plugins import PluginRegistry, new_plugin_manager
 from z4j_core.wire import Command, CommandKind, CommandResult, CommandStatus
 
 
-class SlowEngine:
+class SlowEngine(Adapter):
     """A test-only adapter: enqueue sleeps `delay[task]` seconds, then answers enqueued."""
 
     engine = "testengine"
-    engine_version = "1.0"
     app_name = "testapp"
     capabilities = frozenset({"enqueue", "fire"})
 
@@ -41,37 +40,26 @@ class SlowEngine:
         self.enqueued: list[str] = []
         self.release = threading.Event()
 
-
-class SlowEnginePlugin:
-    @hookimpl
-    def z4j_engine_name(self) -> str:
-        return "testengine"
-
-    @hookimpl
-    def z4j_enqueue(self, adapter: Any, request: Command) -> CommandResult | None:
-        if not isinstance(adapter, SlowEngine):
-            return None
+    def enqueue(self, request: Command) -> CommandResult:
         if request.task == "hang":
-            adapter.release.wait(30)
-        time.sleep(adapter.delay.get(request.task, 0))
+            self.release.wait(30)
+        time.sleep(self.delay.get(request.task, 0))
         if request.task == "missing":
             return CommandResult(
                 command_id=request.command_id,
                 status=CommandStatus.REJECTED,
                 reason="unknown task 'missing'",
             )
-        adapter.enqueued.append(request.fire_id or request.task)
+        self.enqueued.append(request.fire_id or request.task)
         return CommandResult(
             command_id=request.command_id,
             status=CommandStatus.ENQUEUED,
-            native_id=request.fire_id or f"job-{len(adapter.enqueued)}",
+            native_id=request.fire_id or f"job-{len(self.enqueued)}",
         )
 
 
 def registry() -> PluginRegistry:
-    manager = new_plugin_manager()
-    manager.register(SlowEnginePlugin(), name="testengine")
-    return PluginRegistry(manager, loaded={"testengine": "testengine"})
+    return PluginRegistry(new_plugin_manager())
 
 
 def make_agent(url: str, spool: Path, **options: Any) -> tuple[Agent, SlowEngine]:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -148,10 +149,12 @@ FIXED_ZONES = ("UTC", "Etc/GMT-5", "Etc/GMT+3", "Asia/Kolkata", "Asia/Kathmandu"
 def test_agrees_with_croniter_in_fixed_offset_zones(
     expression: str, zone: str, start: datetime, day_and: bool
 ) -> None:
-    # croniter reads '#' beside a day-of-month as an intersection even in OR mode; the POSIX
-    # reading is ours and covered by the brute-force oracle, so keep croniter to clear cases.
+    # croniter reads '#' beside a day-of-month as an intersection even in OR mode, and an
+    # equal-ended range (9-9) as '*'; our readings are covered by the brute-force oracle, so
+    # keep croniter to the cases it reads right.
     fields = expression.split()
     assume(not (fields[2] != "*" and ("#" in fields[4] or "L" in fields[4])))
+    assume(not re.search(r"(?<![\d#])(\d+)-\1(?!\d)", expression))
     schedule = _schedule(expression, zone, day_and)
     local_start = start.astimezone(ZoneInfo(zone))
     oracle = croniter(expression, local_start, day_or=not day_and)

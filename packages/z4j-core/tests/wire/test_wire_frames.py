@@ -8,15 +8,18 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wire_helpers import FRAME_STRATEGIES, SessionPair, any_frame, batch, make_events
+from wire_helpers import FRAME_STRATEGIES, SessionPair, any_frame, batch, make_events, make_hello
 
 from z4j_core.wire import (
+    FEATURE_QUEUE_REPORTS,
     FRAME_TYPES,
     Ack,
+    Action,
     AnyFrame,
     Capability,
     Command,
     CommandKind,
+    EngineInfo,
     EventBatch,
     Frame,
     LifecycleKind,
@@ -116,7 +119,11 @@ def test_encoding_is_deterministic(frame: Frame) -> None:
 @PROPERTY
 @given(frame=any_frame)
 def test_signed_round_trip_through_sessions(frame: Frame) -> None:
-    pair = SessionPair()
+    # A peer that can take every optional frame: an agent advertising every action for the
+    # action's engine, a brain accepting queue reports (their refusals have their own tests).
+    engine = frame.engine if isinstance(frame, Action) else "rq"
+    everything = EngineInfo.of(engine, "1", [c.value for c in Capability])
+    pair = SessionPair(hello=make_hello(engines=[everything]), features=(FEATURE_QUEUE_REPORTS,))
     pair.handshake()
     if type(frame) in SENDABLE[Side.AGENT][State.OPEN]:
         assert pair.agent_to_brain(frame) == [frame]

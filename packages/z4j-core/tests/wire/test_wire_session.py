@@ -461,6 +461,28 @@ def test_silent_peer_times_out() -> None:
     assert pair.agent.tick(limit + 1) == []
 
 
+def test_by_default_a_half_open_link_is_noticed_within_15_s_with_one_frame_per_5_s() -> None:
+    """The defaults: an idle link carries at most one frame per 5 s each way, and a peer that
+    went silent (packets dropped, no close) is given up within 15 s."""
+    pair = opened(Limits())
+    sent = {"agent": 0, "brain": 0}
+    for tenth in range(1, 601):  # a minute, both sides ticking ten times a second
+        now = tenth / 10
+        for name, this, other in (("agent", pair.agent, pair.brain),
+                                  ("brain", pair.brain, pair.agent)):  # fmt: skip
+            for frame in this.tick(now):
+                sent[name] += 1
+                other.receive(frame, now)
+    assert sent["agent"] <= 60 / 5 and sent["brain"] <= 60 / 5, sent
+    silent_from = 60.0  # from now on the brain's frames are dropped on the way
+    with pytest.raises(RemoteProtocolError) as info:
+        for tenth in range(1, 200):
+            pair.agent.tick(silent_from + tenth / 10)
+    assert info.value.code is CloseCode.HEARTBEAT_TIMEOUT
+    noticed = silent_from + tenth / 10
+    assert noticed - silent_from <= 15.0 + 0.1, noticed
+
+
 def test_handshake_timeout_on_both_sides() -> None:
     pair = SessionPair()
     pair.agent.start(100.0)

@@ -26,6 +26,7 @@ from z4j_core.wire import (
     EventBatch,
     Hello,
     LifecycleKind,
+    Limits,
     token_hash,
 )
 
@@ -44,6 +45,8 @@ HELLO = Hello(
     agent_version="2.0.0",
     engines=[EngineInfo(name="rq", version="2.1.0", capabilities=[Capability.ENQUEUE])],
 )
+# The welcome's limits, spelled out: the published bytes must not move when a default does.
+LIMITS = Limits(heartbeat_seconds=15.0)
 BATCH = EventBatch(
     first_seq=0,
     events=[
@@ -64,7 +67,7 @@ BATCH = EventBatch(
 def compute_vectors() -> dict[str, Any]:
     """Run a real handshake with fixed nonces and return every intermediate value."""
     agent = AgentSession(TOKEN, HELLO, nonce=AGENT_NONCE)
-    brain = BrainSession(token_hash(TOKEN), nonce=BRAIN_NONCE, session_id=SESSION_ID)
+    brain = BrainSession(token_hash(TOKEN), limits=LIMITS, nonce=BRAIN_NONCE, session_id=SESSION_ID)
     hello_message = agent.start(0.0)
     brain.receive(hello_message, 0.0)
     welcome_message = brain.accept(0.0)

@@ -13,6 +13,8 @@ from z4j_core.wire import (
     NONCE_BYTES,
     PROTOCOL_VERSION,
     Ack,
+    Action,
+    ActionKind,
     AgentSession,
     BrainSession,
     Capability,
@@ -35,6 +37,8 @@ from z4j_core.wire import (
     ObservedSchedule,
     Ping,
     Pong,
+    QueueDepth,
+    QueueReport,
     TaskInfo,
     Welcome,
     token_hash,
@@ -116,6 +120,7 @@ hellos = st.builds(
             name=text,
             version=text,
             capabilities=st.lists(st.sampled_from(Capability), unique=True),
+            actions=st.lists(st.text(max_size=20), max_size=5),
         ),
         max_size=3,
     ),
@@ -130,6 +135,7 @@ welcomes = st.builds(
     nonce=st.binary(min_size=NONCE_BYTES, max_size=NONCE_BYTES),
     limits=limits,
     brain_version=text,
+    features=st.lists(text, max_size=3),
 )
 
 inventories = st.builds(
@@ -193,6 +199,45 @@ results = st.builds(
     status=st.sampled_from(CommandStatus),
     native_id=opt_text,
     reason=text,
+    count=st.none() | uint,
+)
+
+
+def _action(action: ActionKind, task_id: str, queue: str, **kw: Any) -> Action:
+    if action is ActionKind.PURGE:
+        return Action(action=action, queue=queue, **kw)
+    return Action(action=action, task_id=task_id, **kw)
+
+
+actions = st.builds(
+    _action,
+    action=st.sampled_from(ActionKind),
+    task_id=nonempty,
+    queue=nonempty,
+    command_id=text,
+    deadline_seconds=durations,
+    engine=text,
+    app=text,
+    task=opt_text,
+    terminate=st.booleans(),
+    force=st.booleans(),
+    new_task_id=opt_text,
+)
+queue_reports = st.builds(
+    QueueReport,
+    engine=text,
+    app=text,
+    queues=st.lists(
+        st.builds(
+            QueueDepth,
+            name=st.text(max_size=50),
+            ready=uint,
+            scheduled=st.none() | uint,
+            running=st.none() | uint,
+            failed=st.none() | uint,
+        ),
+        max_size=4,
+    ),
 )
 acks = st.builds(Ack, up_to_seq=uint)
 dropped = st.builds(DroppedReport, total=uint, reason=text)
@@ -215,6 +260,8 @@ FRAME_STRATEGIES: dict[type[Frame], st.SearchStrategy[Any]] = {
     Pong: pongs,
     Error: errors,
     Close: closes,
+    Action: actions,
+    QueueReport: queue_reports,
 }
 any_frame: st.SearchStrategy[Frame] = st.one_of(*FRAME_STRATEGIES.values())
 
@@ -267,10 +314,11 @@ class SessionPair:
         token: str = TOKEN,
         brain_token: str | None = None,
         hello: Hello | None = None,
+        features: tuple[str, ...] = (),
     ) -> None:
         self.now = 0.0
         self.agent = AgentSession(token, hello or make_hello())
-        self.brain = BrainSession(token_hash(brain_token or token), limits)
+        self.brain = BrainSession(token_hash(brain_token or token), limits, features=features)
 
     def handshake(self) -> None:
         (hello,) = self.brain.receive(self.agent.start(self.now), self.now)

@@ -1,65 +1,59 @@
-"""The Dramatiq adapter object: what the agent knows of one instrumented Dramatiq broker.
+"""The Dramatiq adapter: what the agent knows of one instrumented Dramatiq broker, and what it asks.
 
-Owns the engine name, version, app name and the capabilities this adapter really supports, the
-broker, and the installed middleware (the capture). Does no I/O and never talks to the broker.
+Owns the capabilities this adapter really supports, the broker, the installed middleware (the
+capture) and the answers from memory (the declared actors); enqueue, capture and observed
+schedules live in their own modules. Does no I/O and never talks to the broker.
 
 Not advertised, on purpose: `expires` (Dramatiq's AgeLimit skips an old message rather than
 expiring it; z4j reports that as `skipped`), `priority` (Dramatiq's priority orders only the
 messages one worker has already prefetched), `native_dedup` (Dramatiq runs a repeated message id
-twice: the agent's fire-id memory is the protection) and `cancel` (Dramatiq cannot cancel a
-message; `dramatiq-abort` can, and a later cancel command will build on it).
+twice: the agent's fire-id memory is the protection) and `cancel` (Dramatiq itself cannot cancel
+a message; docs/engines/dramatiq.md says what would).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from z4j_core.wire import Capability
+from z4j_core.adapter import ActionOutcome, Adapter, Emit, RetryRequest, capabilities, instance_of
+from z4j_core.wire import (
+    Capability,
+    Command,
+    CommandResult,
+    ObservedSchedule,
+    QueueDepth,
+    TaskInfo,
+)
+from z4j_dramatiq import actions, capture, enqueue, schedules
 
-ENGINE = "dramatiq"
 DEFAULT_APP_NAME = "dramatiq"
 
-CAPABILITIES: frozenset[str] = frozenset(
-    c.value
-    for c in (
-        Capability.LIFECYCLE,
-        Capability.LIST_TASKS,
-        Capability.OBSERVE_SCHEDULES,
-        Capability.ENQUEUE,
-        Capability.FIRE,
-        Capability.TRIGGER_NOW,
-        Capability.ETA,
-    )
+#: Actor options reported in the inventory (the rest are callables or middleware internals).
+REPORTED_OPTIONS = ("max_retries", "min_backoff", "max_backoff", "time_limit", "max_age")
+
+CAPABILITIES = capabilities(
+    Capability.ETA, Capability.RETRY, Capability.PURGE, Capability.QUEUE_DEPTH
 )
 
 
-def dramatiq_version() -> str:
-    try:
-        import dramatiq
-
-        return str(getattr(dramatiq, "__version__", "unknown"))
-    except Exception:
-        return "unknown"
-
-
-def is_broker(app: object) -> bool:
-    """Whether `app` is a Dramatiq broker (checked without importing dramatiq when absent)."""
-    try:
-        from dramatiq import Broker
-    except ImportError:
-        return False
-    return isinstance(app, Broker)
+def task_info(actor: Any) -> TaskInfo:
+    options = {name: str(actor.options[name]) for name in REPORTED_OPTIONS if name in actor.options}
+    if "periodic" in actor.options:
+        options["periodic"] = str(actor.options["periodic"])
+    if actor.priority:
+        options["priority"] = str(actor.priority)
+    return TaskInfo(name=actor.actor_name, queue=actor.queue_name, options=options)
 
 
 @dataclass(eq=False)
-class DramatiqAdapter:
-    """One instrumented Dramatiq broker (`z4j_core.hookspecs.EngineAdapter`)."""
+class DramatiqAdapter(Adapter):
+    """One instrumented Dramatiq broker."""
+
+    engine = "dramatiq"
 
     broker: Any
-    engine: str = ENGINE
-    engine_version: str = field(default_factory=dramatiq_version)
     app_name: str = ""
     capabilities: frozenset[str] = CAPABILITIES
     capture: Any = None  # the broker's `z4j_dramatiq.capture.Z4JMiddleware`, once installed
@@ -68,12 +62,34 @@ class DramatiqAdapter:
         if not self.app_name:
             self.app_name = DEFAULT_APP_NAME
 
+    @classmethod
+    def create(cls, app: object, options: Mapping[str, Any]) -> DramatiqAdapter | None:
+        """The adapter for a Dramatiq broker (the one it has, if instrumented), else None."""
+        if not instance_of(app, "dramatiq", "Broker"):
+            return None
+        existing = getattr(app, "_z4j_adapter", None)
+        if isinstance(existing, DramatiqAdapter):
+            return existing
+        return cls(broker=app, app_name=str(options.get("app_name") or ""))
 
-def create_adapter(app: object, options: Mapping[str, Any]) -> DramatiqAdapter | None:
-    """The adapter for a Dramatiq broker, or None for any other object."""
-    if not is_broker(app):
-        return None
-    existing = getattr(app, "_z4j_adapter", None)
-    if isinstance(existing, DramatiqAdapter):
-        return existing
-    return DramatiqAdapter(broker=app, app_name=str(options.get("app_name") or ""))
+    def enqueue(self, command: Command) -> CommandResult:
+        return enqueue.enqueue(self, command)
+
+    def registered_tasks(self) -> list[TaskInfo]:
+        broker = self.broker
+        return [task_info(broker.get_actor(name)) for name in sorted(broker.get_declared_actors())]
+
+    def observed_schedules(self) -> list[ObservedSchedule]:
+        return schedules.observe(self.broker)
+
+    def install_capture(self, emit: Emit) -> None:
+        capture.install(self, emit)
+
+    def retry(self, request: RetryRequest) -> ActionOutcome:
+        return actions.retry(self, request)
+
+    def purge(self, queue: str) -> ActionOutcome:
+        return actions.purge(self, queue)
+
+    def queue_depths(self) -> list[QueueDepth]:
+        return actions.queue_depths(self)

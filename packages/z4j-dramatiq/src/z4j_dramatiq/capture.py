@@ -3,8 +3,9 @@
 Owns one middleware object per instrumented broker. Dramatiq calls each hook synchronously in
 the thread that caused it (the producer's thread for `before_enqueue`, a worker thread for the
 rest), so every hook is cheap and never raises: exceptions are caught and counted here, before
-Dramatiq's own guard would log them as critical. It never does I/O and never touches the broker;
-the agent's `emit` only appends to an in-memory queue.
+Dramatiq's own guard would log them as critical. It never touches the broker, and does no I/O
+(the agent's `emit` only appends to an in-memory queue) except one small file write per failed
+message whose broker keeps no copy a retry can read (`Adapter.keep_original`).
 
 Where the Retries middleware's decision is seen. A failed attempt is not reported when the actor
 raises: Retries decides in its own `after_process_message`, which may run before or after ours
@@ -18,35 +19,17 @@ when re-enqueued, else `failed`) or at `after_nack` (`failed`, then `dead_letter
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 import dramatiq
 
+from z4j_core.adapter import current_fire_id, dotted, error_fields, worker_id
 from z4j_core.wire import LifecycleKind
 
 K = LifecycleKind
-
-_HOST = socket.gethostname()
-_worker = f"{_HOST}:{os.getpid()}"
-
-
-def _refresh_worker() -> None:
-    global _worker
-    _worker = f"{_HOST}:{os.getpid()}"
-
-
-os.register_at_fork(after_in_child=_refresh_worker)
-
-
-def dotted(cls: type) -> str:
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
 def canonical_queue(queue_name: str) -> str:
@@ -54,16 +37,6 @@ def canonical_queue(queue_name: str) -> str:
     if queue_name.endswith((".DQ", ".XQ")):
         return queue_name[:-3]
     return queue_name
-
-
-ErrorInfo = tuple[str, str, str | None]  # exception type, message, traceback
-
-
-def error_info(exc: BaseException | None) -> ErrorInfo:
-    if exc is None:
-        return ("Exception", "the actor raised", None)
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return (dotted(type(exc)), str(exc) or type(exc).__name__, tb)
 
 
 def _ignore(*args: Any, **kwargs: Any) -> None:
@@ -83,7 +56,6 @@ class Z4JMiddleware(dramatiq.Middleware):
         self.options = options
         self.start = start
         self.adapter: Any = None  # the `DramatiqAdapter` once bound to a broker
-        self.agent: Any = None
         self.emit: Callable[..., None] = _ignore
         self.errors = 0
         self._local = threading.local()  # per worker thread: the message it is processing
@@ -110,9 +82,9 @@ class Z4JMiddleware(dramatiq.Middleware):
     def disconnect(self) -> None:
         self.emit = _ignore
 
-    def set_fire_id(self, fire_id: str | None) -> None:
-        """The fire id of an enqueue z4j is running in this thread now (see `enqueue`)."""
-        self._local.fire_id = fire_id
+    @property
+    def agent(self) -> Any:
+        return None if self.adapter is None else self.adapter.agent
 
     # -- where the worker's agent starts and drains ---------------------------------------------
 
@@ -160,8 +132,6 @@ class Z4JMiddleware(dramatiq.Middleware):
                 return
             options = message.options
             fields: dict[str, Any] = {
-                "queue": canonical_queue(message.queue_name),
-                "worker": _worker,
                 "args": message.args,
                 "kwargs": message.kwargs,
                 "retries": options.get("retries", 0),
@@ -170,22 +140,19 @@ class Z4JMiddleware(dramatiq.Middleware):
             if delay:
                 kind = K.SCHEDULED
                 fields["extra"] = {"eta": options.get("eta") or time.time() * 1000 + delay}
-            fire_id = getattr(local, "fire_id", None)
+            fire_id = current_fire_id()
             if fire_id:
                 fields["fire_id"] = fire_id
-            self.emit(kind, message.message_id, message.actor_name, **fields)
+            self._event(kind, message, **fields)
         except Exception:
             self.errors += 1
 
     def enqueue_failed(self, message: Any, exc: BaseException) -> None:
         """z4j's own enqueue raised after `before_enqueue` reported the message."""
         try:
-            self.emit(
+            self._event(
                 K.REJECTED,
-                message.message_id,
-                message.actor_name,
-                queue=canonical_queue(message.queue_name),
-                worker=_worker,
+                message,
                 exception=dotted(type(exc)),
                 message=f"the broker refused the message: {exc}",
             )
@@ -203,15 +170,8 @@ class Z4JMiddleware(dramatiq.Middleware):
             local.retry_delay = None
             retries = message.options.get("retries", 0)
             local.retries = retries
-            self.emit(
-                K.STARTED,
-                message.message_id,
-                message.actor_name,
-                queue=canonical_queue(message.queue_name),
-                worker=_worker,
-                args=message.args,
-                kwargs=message.kwargs,
-                retries=retries,
+            self._event(
+                K.STARTED, message, args=message.args, kwargs=message.kwargs, retries=retries
             )
         except Exception:
             self.errors += 1
@@ -234,19 +194,12 @@ class Z4JMiddleware(dramatiq.Middleware):
         try:
             runtime = self._runtime(message)
             if exception is None:
-                self.emit(
-                    K.SUCCEEDED,
-                    message.message_id,
-                    message.actor_name,
-                    queue=canonical_queue(message.queue_name),
-                    worker=_worker,
-                    runtime=runtime,
-                    retries=getattr(self._local, "retries", 0),
-                )
+                retries = getattr(self._local, "retries", 0)
+                self._event(K.SUCCEEDED, message, runtime=runtime, retries=retries)
                 return
             local = self._local
             if getattr(local, "message_id", None) == message.message_id:
-                local.error = (error_info(exception), runtime)  # reported at ack or nack
+                local.error = (error_fields(exception), runtime)  # reported at ack or nack
         except Exception:
             self.errors += 1
 
@@ -254,14 +207,12 @@ class Z4JMiddleware(dramatiq.Middleware):
         try:
             exc = getattr(message, "_exception", None)
             fields: dict[str, Any] = {
-                "queue": canonical_queue(message.queue_name),
-                "worker": _worker,
                 "retries": message.options.get("retries", 0),
                 "message": str(exc) if exc else "a middleware skipped the message",
             }
             if exc is not None:
                 fields["exception"] = dotted(type(exc))
-            self.emit(K.SKIPPED, message.message_id, message.actor_name, **fields)
+            self._event(K.SKIPPED, message, **fields)
         except Exception:
             self.errors += 1
 
@@ -280,13 +231,13 @@ class Z4JMiddleware(dramatiq.Middleware):
                 self._failure(K.RETRIED, message, info, runtime, local.retries + 1)
             else:  # no Retries middleware: Dramatiq acks a failed message
                 self._failure(K.FAILED, message, info, runtime, local.retries)
+                self._keep(message, dead_lettered=False)
         except Exception:
             self.errors += 1
 
     def after_nack(self, broker: Any, message: Any) -> None:
         try:
             local = self._local
-            queue = canonical_queue(message.queue_name)
             exc = getattr(message, "_exception", None)
             if getattr(local, "message_id", None) == message.message_id:
                 local.message_id = None
@@ -295,36 +246,45 @@ class Z4JMiddleware(dramatiq.Middleware):
                 if held is not None:
                     info, runtime = held
                     self._failure(K.FAILED, message, info, runtime, local.retries)
-            fields: dict[str, Any] = {"queue": queue, "worker": _worker}
+            fields: dict[str, Any] = {}
             if exc is not None:
                 fields["exception"] = dotted(type(exc))
                 fields["message"] = str(exc) or type(exc).__name__
-            self.emit(K.DEAD_LETTERED, message.message_id, message.actor_name, **fields)
+            self._event(K.DEAD_LETTERED, message, **fields)
+            self._keep(message, dead_lettered=True)
         except Exception:
             self.errors += 1
+
+    def _keep(self, message: Any, dead_lettered: bool) -> None:
+        """Keep a failed message on this host for a retry, unless the broker keeps it where a
+        retry can read it back (a Redis dead-letter queue)."""
+        from z4j_dramatiq import actions
+
+        adapter = self.adapter
+        if adapter is None or (dead_lettered and actions.keeps_dead_letters(adapter.broker)):
+            return
+        queue = canonical_queue(message.queue_name)
+        adapter.keep_original(message.message_id, message.actor_name, message.encode(), queue)
 
     def _failure(
         self,
         kind: LifecycleKind,
         message: Any,
-        info: ErrorInfo,
+        error: dict[str, Any],
         runtime: float | None,
         retries: int,
     ) -> None:
-        exception, text, tb = info
-        fields: dict[str, Any] = {
-            "queue": canonical_queue(message.queue_name),
-            "worker": _worker,
-            "runtime": runtime,
-            "retries": retries,
-            "exception": exception,
-            "message": text,
-        }
-        if tb is not None:
-            fields["traceback"] = tb
+        fields: dict[str, Any] = {"runtime": runtime, "retries": retries, **error}
         if kind is K.RETRIED:
             fields["extra"] = {"delay_ms": self._local.retry_delay}
-        self.emit(kind, message.message_id, message.actor_name, **fields)
+        self._event(kind, message, **fields)
+
+    def _event(self, kind: LifecycleKind, message: Any, /, **fields: Any) -> None:
+        """Emit for `message` (positional: `fields` may carry a `message` text of their own)."""
+        queue = canonical_queue(message.queue_name)
+        self.emit(
+            kind, message.message_id, message.actor_name, queue=queue, worker=worker_id(), **fields
+        )
 
 
 def find(broker: Any) -> Z4JMiddleware | None:
@@ -352,11 +312,3 @@ def install(adapter: Any, emit: Callable[..., None]) -> Z4JMiddleware:
     middleware.connect(adapter, emit)
     adapter.capture = middleware
     return middleware
-
-
-def uninstall(adapter: Any) -> None:
-    middleware = adapter.capture
-    if middleware is None:
-        return
-    middleware.disconnect()
-    adapter.capture = None

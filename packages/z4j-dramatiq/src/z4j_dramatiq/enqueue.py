@@ -15,21 +15,16 @@ Dramatiq itself runs a message id twice if it is sent twice: the agent's fire-id
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from z4j_core.adapter import answer, enqueueing, rejected
 from z4j_core.wire import Command, CommandResult, CommandStatus
-from z4j_dramatiq.adapter import DramatiqAdapter
+
+if TYPE_CHECKING:
+    from z4j_dramatiq.adapter import DramatiqAdapter
 
 #: Dramatiq's largest delay (the Redis broker refuses more than 7 days).
 MAX_DELAY_MS = 7 * 24 * 3600 * 1000
-
-
-def _result(command: Command, status: CommandStatus, **fields: Any) -> CommandResult:
-    return CommandResult(command_id=command.command_id, status=status, **fields)
-
-
-def _rejected(command: Command, reason: str) -> CommandResult:
-    return _result(command, CommandStatus.REJECTED, reason=reason[:200])
 
 
 def _option_value(text: str) -> Any:
@@ -53,19 +48,19 @@ def enqueue(adapter: DramatiqAdapter, command: Command) -> CommandResult:
     queue = options.queue or None
     if actor is None and queue is None:
         known = ", ".join(sorted(broker.get_declared_actors())[:10]) or "none"
-        return _rejected(
+        return rejected(
             command,
             f"unknown actor {command.task!r} for Dramatiq {adapter.app_name!r}: give its queue "
             f"to send it anyway (declared: {known})",
         )
     if options.priority:
-        return _rejected(
+        return rejected(
             command,
             "Dramatiq has no per-message priority across workers (actor priority only orders "
             "one worker's prefetched messages)",
         )
     if options.expires_seconds:
-        return _rejected(
+        return rejected(
             command,
             "Dramatiq cannot expire a message (AgeLimit's max_age skips it instead: pass "
             "max_age in headers)",
@@ -74,13 +69,13 @@ def enqueue(adapter: DramatiqAdapter, command: Command) -> CommandResult:
     if options.delay_seconds:
         delay_ms = round(options.delay_seconds * 1000)
         if delay_ms > MAX_DELAY_MS:
-            return _rejected(command, f"Dramatiq delays at most 7 days, not {delay_ms} ms")
+            return rejected(command, f"Dramatiq delays at most 7 days, not {delay_ms} ms")
     message_options: dict[str, Any] = {}
     if options.headers:
         allowed = set(broker.actor_options)
         unknown = sorted(set(options.headers) - allowed)
         if unknown:
-            return _rejected(
+            return rejected(
                 command,
                 f"option(s) {', '.join(unknown)} are not declared by this broker's middleware "
                 f"(accepted: {', '.join(sorted(allowed))})",
@@ -100,16 +95,12 @@ def enqueue(adapter: DramatiqAdapter, command: Command) -> CommandResult:
         **({"message_id": command.fire_id} if command.fire_id else {}),
     )
     capture = adapter.capture
-    if capture is not None and command.fire_id:
-        capture.set_fire_id(command.fire_id)
     try:
-        sent = broker.enqueue(message, delay=delay_ms)
+        with enqueueing(command.fire_id):
+            sent = broker.enqueue(message, delay=delay_ms)
     except Exception as exc:
         if capture is not None:
             # `enqueued` was reported just before the write (so it sorts before `started`).
             capture.enqueue_failed(message, exc)
         raise
-    finally:
-        if capture is not None and command.fire_id:
-            capture.set_fire_id(None)
-    return _result(command, CommandStatus.ENQUEUED, native_id=sent.message_id)
+    return answer(command, CommandStatus.ENQUEUED, native_id=sent.message_id)

@@ -19,12 +19,12 @@ import sys
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from z4j_core.adapter import NEXT_RUNS, native_definition, render_field
 from z4j_core.scheduling import CronSchedule, ScheduleError
 from z4j_core.wire import ObservedSchedule
 
 PERIODIQ = "periodiq"
 CRONTAB = "dramatiq_crontab"
-NEXT_RUNS = 5
 
 _NAMED = {
     "@yearly": "0 0 1 1 *",
@@ -58,11 +58,15 @@ def periodiq_expression(spec: Any) -> str:
 
 
 def next_cron_runs(
-    expression: str, zone: str, now: datetime.datetime, count: int = NEXT_RUNS
+    expression: str,
+    zone: str,
+    now: datetime.datetime,
+    count: int = NEXT_RUNS,
+    day_and: bool = False,
 ) -> list[float]:
     """The next `count` runs strictly after `now` (aware), as epoch seconds; [] if unreadable."""
     try:
-        schedule = CronSchedule(expression=expression, timezone=ZoneInfo(zone), day_and=False)
+        schedule = CronSchedule(expression=expression, timezone=ZoneInfo(zone), day_and=day_and)
     except (ScheduleError, ValueError):
         return []
     runs: list[float] = []
@@ -74,14 +78,50 @@ def next_cron_runs(
     return runs
 
 
+def periodiq_definition(spec: Any, zone: str, queue: str) -> dict[str, Any]:
+    """What `z4j schedules adopt` needs, from the values periodiq's `validate` matches: it
+    compares `isoweekday()` (Monday 1 .. Sunday 7) with the parsed weekdays, so a `0` or `sun`
+    never matches; and it ORs the day fields only when both have fewer values than the whole
+    range (counting 0-7 for weekdays), else ANDs them."""
+    try:
+        minutes, hours, days, months, weekdays = (list(f) for f in spec.astuple())
+    except Exception:
+        return {"refused": "periodiq's spec could not be read"}
+    matched = sorted({d % 7 for d in weekdays if 1 <= d <= 7})
+    if not matched:
+        return {"refused": "periodiq never runs it: its only weekday is Sunday written as 0 or "
+                "sun, which periodiq's validate never matches (it counts Sunday as 7)"}  # fmt: skip
+    expression = " ".join(
+        (
+            render_field(minutes, range(60)),
+            render_field(hours, range(24)),
+            render_field(days, range(1, 32), steps=False),
+            render_field(months, range(1, 13)),
+            render_field(matched, range(7), steps=False),
+        )
+    )
+    either = len(days) < 31 and len(weekdays) < 7
+    return native_definition(
+        {"cron": expression, "day_and": not either}, timezone=zone, options={"queue": queue}
+    )
+
+
 def observe_periodiq(broker: Any, now: datetime.datetime) -> list[ObservedSchedule]:
     zone = local_zone_name()
     observed = []
     for name in sorted(broker.get_declared_actors()):
-        spec = broker.get_actor(name).options.get("periodic")
+        actor = broker.get_actor(name)
+        spec = actor.options.get("periodic")
         if spec is None:
             continue
         expression = periodiq_expression(spec)
+        definition = periodiq_definition(spec, zone, actor.queue_name)
+        # The runs periodiq makes: its own day rule and Sunday (the definition's), else none.
+        runs = (
+            next_cron_runs(definition["cron"], zone, now, day_and=definition["day_and"])
+            if "cron" in definition
+            else []
+        )
         observed.append(
             ObservedSchedule(
                 source=PERIODIQ,
@@ -89,8 +129,8 @@ def observe_periodiq(broker: Any, now: datetime.datetime) -> list[ObservedSchedu
                 task=name,
                 kind="cron",
                 expression=expression + ("" if zone == "UTC" else f" ({zone})"),
-                next_runs=next_cron_runs(expression, zone, now),
-                read_only=True,
+                next_runs=runs,
+                definition=definition,
             )
         )
     return observed
@@ -106,6 +146,36 @@ def crontab_expression(trigger: Any) -> tuple[str, str]:
     if isinstance(interval, datetime.timedelta):
         return "interval", f"every {int(interval.total_seconds())}s"
     return "custom", str(trigger)
+
+
+def crontab_definition(trigger: Any, zone: str, queue: str) -> dict[str, Any]:
+    """What `z4j schedules adopt` needs from an APScheduler trigger as dramatiq-crontab builds
+    them: a `CronTrigger` ANDs every field (weekdays by name; APScheduler numbers them from
+    Monday = 0, which dramatiq-crontab refuses), an `IntervalTrigger` runs on a grid from its
+    `start_date`."""
+    fields = {f.name: str(f) for f in getattr(trigger, "fields", ())}
+    options = {"queue": queue}
+    if fields:
+        if (fields.get("second", "0"), fields.get("year", "*"), fields.get("week", "*")) != (
+            "0",
+            "*",
+            "*",
+        ):
+            return {"refused": f"its trigger uses seconds, years or weeks: {trigger}"}
+        if any(c.isdigit() for c in fields.get("day_of_week", "*")):
+            return {"refused": "its weekdays are APScheduler numbers (Monday = 0): use names"}
+        _, expression = crontab_expression(trigger)
+        return native_definition(
+            {"cron": expression, "day_and": True}, timezone=zone, options=options
+        )
+    interval = getattr(trigger, "interval", None)
+    if isinstance(interval, datetime.timedelta):
+        start = getattr(trigger, "start_date", None)
+        anchor = start.timestamp() if isinstance(start, datetime.datetime) else None
+        return native_definition(
+            {"every": interval.total_seconds(), "anchor": anchor}, timezone=zone, options=options
+        )
+    return {"refused": f"its trigger has no z4j form: {trigger}"}
 
 
 def trigger_runs(trigger: Any, now: datetime.datetime, count: int = NEXT_RUNS) -> list[float]:
@@ -143,7 +213,7 @@ def observe_crontab(broker: Any, now: datetime.datetime) -> list[ObservedSchedul
                 kind=kind,
                 expression=expression + ("" if zone == "UTC" else f" ({zone})"),
                 next_runs=trigger_runs(job.trigger, now),
-                read_only=True,
+                definition=crontab_definition(job.trigger, zone, actor.queue_name),
             )
         )
     return observed

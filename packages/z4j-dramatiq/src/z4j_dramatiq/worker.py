@@ -17,21 +17,7 @@ agent's `after_fork="restart"` policy covers the rare app that imports the broke
 
 from __future__ import annotations
 
-import atexit
-
-from z4j_core.agent import Agent
-
-_atexit_agents: set[int] = set()
-
 
 def start_now(start: bool | None) -> bool:
     """Whether `instrument` starts the link at once: always, unless the caller said False."""
     return start is None or start
-
-
-def drain_at_exit(agent: Agent) -> None:
-    """Stop (drain, then spool what is left) at interpreter exit; once per agent."""
-    if id(agent) in _atexit_agents:
-        return
-    _atexit_agents.add(id(agent))
-    atexit.register(agent.stop)

@@ -11,16 +11,14 @@ The brain's URL and the agent's token come from keyword arguments (`brain_url=`,
 
 from __future__ import annotations
 
-import logging
 from typing import Any, TypeVar
 
-from z4j_core.agent import Agent, attach
-from z4j_huey import plugin, worker
-from z4j_huey.adapter import HueyAdapter, create_adapter
+from z4j_core import adapter as kit
+from z4j_core.adapter import agent_of
+from z4j_huey import worker
+from z4j_huey.adapter import HueyAdapter
 
-__all__ = ["HueyAdapter", "instrument"]
-
-log = logging.getLogger("z4j.huey")
+__all__ = ["HueyAdapter", "agent_of", "instrument"]
 
 H = TypeVar("H")
 
@@ -34,37 +32,14 @@ def instrument(huey: H, *, start: bool | None = None, **options: Any) -> H:
     options: agent options (`brain_url`, `token`, `app_name`, `labels`, ...), which win over
         `Z4J_*` variables.
     """
-    adapter = create_adapter(huey, {"app_name": options.get("app_name") or ""})
+    adapter = HueyAdapter.create(huey, options)
     if adapter is None:
         raise TypeError(f"z4j_huey.instrument needs a huey.Huey instance, not {type(huey)!r}")
-    if getattr(huey, "_z4j_adapter", None) is not None:
+    if kit.adapter_of(huey) is not None:
         return huey  # already instrumented: one adapter and one receiver per instance
     in_consumer = worker.in_consumer_command()
-    agent = attach(adapter, start=False, **options)
-    _ensure_plugin(agent, adapter)
-    huey._z4j_adapter = adapter  # type: ignore[attr-defined]
+    agent = kit.instrument(adapter, huey, **options)
     worker.follow_consumers(huey, agent, start_with_consumer=start is None or start)
     if start or (start is None and not in_consumer):
         agent.start()
-    worker.drain_at_exit(agent)
     return huey
-
-
-def agent_of(huey: Any) -> Agent | None:
-    """The agent `instrument` attached to `huey`, if any."""
-    from z4j_core.agent import default_agent
-
-    return default_agent() if getattr(huey, "_z4j_adapter", None) is not None else None
-
-
-def _ensure_plugin(agent: Agent, adapter: HueyAdapter) -> None:
-    """Register our hooks when the entry point is not installed (running from a source tree)."""
-    manager = agent.plugins.manager
-    if manager.is_registered(plugin) or any(
-        manager.get_plugin(name) is plugin for name in agent.plugins.loaded
-    ):
-        return
-    manager.register(plugin, name="huey")
-    agent.plugins.loaded["huey"] = "huey"
-    if adapter.capture is None:
-        manager.hook.z4j_install_capture(adapter=adapter, emit=agent.emitter(adapter.engine))

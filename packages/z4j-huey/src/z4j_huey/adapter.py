@@ -1,87 +1,104 @@
-"""The Huey adapter object: what the agent knows of one instrumented Huey instance.
+"""The Huey adapter: what the agent knows of one instrumented Huey instance, and what it asks.
 
-Owns the engine name, version, app name and the capabilities this instance really supports
-(priority only when its storage orders by priority). Holds the Huey instance and the per-instance
-capture state; does no I/O and never talks to the broker.
+Owns the capabilities this instance really supports (priority only when its storage orders by
+priority) and the answers from memory (the registered tasks); enqueue, capture, observed
+schedules and actions live in their own modules. Does no I/O and never talks to the broker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from z4j_core.wire import Capability
-
-ENGINE = "huey"
-
-_ALWAYS: frozenset[str] = frozenset(
-    c.value
-    for c in (
-        Capability.LIFECYCLE,
-        Capability.LIST_TASKS,
-        Capability.OBSERVE_SCHEDULES,
-        Capability.ENQUEUE,
-        Capability.FIRE,
-        Capability.TRIGGER_NOW,
-        Capability.ETA,
-        Capability.EXPIRES,
-    )
+from z4j_core.adapter import (
+    ActionOutcome,
+    Adapter,
+    CancelRequest,
+    Emit,
+    RetryRequest,
+    capabilities,
+    instance_of,
 )
-
-
-def huey_version() -> str:
-    try:
-        import huey
-
-        return str(getattr(huey, "__version__", "unknown"))
-    except Exception:
-        return "unknown"
-
-
-def is_huey(app: object) -> bool:
-    """Whether `app` is a Huey instance (checked without importing huey when it is absent)."""
-    try:
-        from huey import Huey
-    except ImportError:
-        return False
-    return isinstance(app, Huey)
-
-
-def storage_supports_priority(huey: Any) -> bool:
-    """Huey's storages say so themselves: `RedisStorage.priority` is False, Sqlite's is True."""
-    return bool(getattr(getattr(huey, "storage", None), "priority", False))
+from z4j_core.wire import (
+    Capability,
+    Command,
+    CommandResult,
+    ObservedSchedule,
+    QueueDepth,
+    TaskInfo,
+)
+from z4j_huey import actions, capture, enqueue, schedules
+from z4j_huey.enqueue import storage_supports_priority
 
 
 @dataclass(eq=False)
-class HueyAdapter:
-    """One instrumented Huey instance (`z4j_core.hookspecs.EngineAdapter`)."""
+class HueyAdapter(Adapter):
+    """One instrumented Huey instance."""
+
+    engine = "huey"
 
     huey: Any
-    engine: str = ENGINE
-    engine_version: str = field(default_factory=huey_version)
     app_name: str = ""
     capabilities: frozenset[str] = frozenset()
     capture: Any = None  # the installed `z4j_huey.capture.SignalCapture`, if any
 
     def __post_init__(self) -> None:
         if not self.app_name:
-            self.app_name = str(getattr(self.huey, "name", "") or "huey")
+            self.app_name = self.queue
         if not self.capabilities:
-            caps = set(_ALWAYS)
-            if storage_supports_priority(self.huey):
-                caps.add(Capability.PRIORITY.value)
-            self.capabilities = frozenset(caps)
+            priority = (Capability.PRIORITY,) if storage_supports_priority(self.huey) else ()
+            self.capabilities = capabilities(
+                Capability.ETA,
+                Capability.EXPIRES,
+                *priority,
+                Capability.RETRY,
+                Capability.CANCEL,
+                Capability.PURGE,
+                Capability.QUEUE_DEPTH,
+            )
+
+    @classmethod
+    def create(cls, app: object, options: Mapping[str, Any]) -> HueyAdapter | None:
+        if not instance_of(app, "huey", "Huey"):
+            return None
+        return cls(huey=app, app_name=str(options.get("app_name") or ""))
 
     @property
     def queue(self) -> str:
         """Huey has one queue per instance, named after the instance."""
         return str(getattr(self.huey, "name", "") or "huey")
 
+    def enqueue(self, command: Command) -> CommandResult:
+        return enqueue.enqueue(self, command)
 
-def create_adapter(app: object, options: Mapping[str, Any]) -> HueyAdapter | None:
-    """The adapter for a Huey instance, or None for any other object."""
-    if not is_huey(app):
-        return None
-    app_name = options.get("app_name") or ""
-    return HueyAdapter(huey=app, app_name=str(app_name))
+    def registered_tasks(self) -> list[TaskInfo]:
+        infos = []
+        for name, task_class in sorted(self.huey._registry._registry.items()):
+            options = {}
+            if hasattr(task_class, "validate_datetime"):
+                options["periodic"] = "true"
+            for option in ("default_retries", "default_priority", "default_timeout"):
+                value = getattr(task_class, option, None)
+                if value:
+                    options[option.removeprefix("default_")] = str(value)
+            infos.append(TaskInfo(name=name, queue=self.queue, options=options))
+        return infos
+
+    def observed_schedules(self) -> list[ObservedSchedule]:
+        return schedules.observe(self.huey)
+
+    def install_capture(self, emit: Emit) -> None:
+        capture.install(self, emit)
+
+    def retry(self, request: RetryRequest) -> ActionOutcome:
+        return actions.retry(self, request)
+
+    def cancel(self, request: CancelRequest) -> ActionOutcome:
+        return actions.cancel(self, request)
+
+    def purge(self, queue: str) -> ActionOutcome:
+        return actions.purge(self, queue)
+
+    def queue_depths(self) -> list[QueueDepth]:
+        return actions.queue_depths(self)

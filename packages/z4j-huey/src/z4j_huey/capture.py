@@ -13,16 +13,20 @@ Huey's `retrying` signal and reported as `retried` (with the exception), never a
 from __future__ import annotations
 
 import datetime
-import os
-import socket
-import threading
-import time
-import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from z4j_core.adapter import (
+    MAX_CAPTURE_IN_FLIGHT,
+    Stopwatch,
+    current_fire_id,
+    error_fields,
+    worker_id,
+)
 from z4j_core.wire import LifecycleKind
-from z4j_huey.adapter import HueyAdapter
+
+if TYPE_CHECKING:
+    from z4j_huey.adapter import HueyAdapter
 
 K = LifecycleKind
 
@@ -41,20 +45,6 @@ SIGNAL_INTERRUPTED = "interrupted"
 SIGNAL_TIMEOUT = "timeout"
 SIGNAL_RATE_LIMITED = "rate-limited"
 
-#: Bound on per-task state kept between signals (start times, errors awaiting `retrying`).
-MAX_IN_FLIGHT = 10_000
-
-_HOST = socket.gethostname()
-_worker = f"{_HOST}:{os.getpid()}"
-
-
-def _refresh_worker() -> None:
-    global _worker
-    _worker = f"{_HOST}:{os.getpid()}"
-
-
-os.register_at_fork(after_in_child=_refresh_worker)
-
 _names: dict[type, str] = {}
 
 
@@ -69,11 +59,6 @@ def task_name(task: Any) -> str:
     return name
 
 
-def dotted(cls: type) -> str:
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
-
-
 ErrorInfo = tuple[str, str, str | None]  # exception type, message, traceback
 
 
@@ -86,9 +71,8 @@ class SignalCapture:
         self.queue = adapter.queue
         self.utc = bool(getattr(adapter.huey, "utc", True))
         self.errors = 0
-        self._started: dict[str, float] = {}
+        self._started = Stopwatch()
         self._held: dict[str, tuple[LifecycleKind, ErrorInfo]] = {}
-        self._local = threading.local()  # the fire id of an enqueue z4j is running now
         self._dispatch: dict[str, Callable[[Any, tuple[Any, ...]], None]] = {
             SIGNAL_ENQUEUED: self._enqueued,
             SIGNAL_SCHEDULED: self._scheduled,
@@ -114,15 +98,13 @@ class SignalCapture:
         except Exception:
             self.errors += 1
 
-    # -- the fire id of an enqueue in progress (set by z4j_huey.enqueue) ------------------------
-
-    def set_fire_id(self, fire_id: str | None) -> None:
-        self._local.fire_id = fire_id
+    def disconnect(self) -> None:
+        self.adapter.huey.disconnect_signal(self)
 
     # -- one method per signal ---------------------------------------------------------------
 
     def _event(self, kind: LifecycleKind, task: Any, **fields: Any) -> None:
-        self.emit(kind, task.id, task_name(task), queue=self.queue, worker=_worker, **fields)
+        self.emit(kind, task.id, task_name(task), queue=self.queue, worker=worker_id(), **fields)
 
     def _enqueued(self, task: Any, args: tuple[Any, ...]) -> None:
         kind = K.ENQUEUED
@@ -131,13 +113,10 @@ class SignalCapture:
         if eta is not None and eta > self._now():
             kind = K.SCHEDULED
             extra = {"eta": eta.isoformat()}
-        fire_id = getattr(self._local, "fire_id", None)
-        self.emit(
+        fire_id = current_fire_id()
+        self._event(
             kind,
-            task.id,
-            task_name(task),
-            queue=self.queue,
-            worker=_worker,
+            task,
             args=task.args,
             kwargs=task.kwargs,
             retries=task.retries,
@@ -155,24 +134,11 @@ class SignalCapture:
         )
 
     def _executing(self, task: Any, args: tuple[Any, ...]) -> None:
-        started = self._started
-        if len(started) >= MAX_IN_FLIGHT:
-            started.clear()
-        started[task.id] = time.perf_counter()
-        self.emit(
-            K.STARTED,
-            task.id,
-            task_name(task),
-            queue=self.queue,
-            worker=_worker,
-            args=task.args,
-            kwargs=task.kwargs,
-            retries=task.retries,
-        )
+        self._started.start(task.id)
+        self._event(K.STARTED, task, args=task.args, kwargs=task.kwargs, retries=task.retries)
 
     def _runtime(self, task: Any) -> float | None:
-        began = self._started.pop(task.id, None)
-        return None if began is None else time.perf_counter() - began
+        return self._started.stop(task.id)
 
     def _complete(self, task: Any, args: tuple[Any, ...]) -> None:
         self._event(K.SUCCEEDED, task, runtime=self._runtime(task), retries=task.retries)
@@ -180,8 +146,8 @@ class SignalCapture:
     def _error(self, task: Any, args: tuple[Any, ...]) -> None:
         exc = args[0] if args else None
         if isinstance(exc, BaseException):
-            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            info: ErrorInfo = (dotted(type(exc)), str(exc), tb)
+            fields = error_fields(exc)
+            info: ErrorInfo = (fields["exception"], fields["message"], fields.get("traceback"))
         else:
             info = ("Exception", "the task raised", None)
         self._failed_or_held(task, K.FAILED, info)
@@ -203,7 +169,7 @@ class SignalCapture:
         if _cancelled_before_running():
             # A pre-execute hook cancelled it: Huey never retries that, whatever `retries` says.
             self._event(K.CANCELLED, task, message=info[1], exception=info[0])
-            self._started.pop(task.id, None)
+            self._started.stop(task.id)
             return
         self._failed_or_held(task, K.CANCELLED, info)
 
@@ -211,7 +177,7 @@ class SignalCapture:
         """Huey retries when `task.retries` is non-zero: then wait for `retrying`."""
         if task.retries:
             held = self._held
-            if len(held) >= MAX_IN_FLIGHT:
+            if len(held) >= MAX_CAPTURE_IN_FLIGHT:
                 held.clear()
             held[task.id] = (final, info)
             return
@@ -220,6 +186,17 @@ class SignalCapture:
         if tb is not None:
             fields["traceback"] = tb
         self._event(final, task, runtime=self._runtime(task), **fields)
+        if final is K.FAILED:
+            self._keep(task)
+
+    def _keep(self, task: Any) -> None:
+        """Keep a finally-failed task's message on this host, for a retry (Huey keeps none)."""
+        try:
+            payload = self.adapter.huey.serialize_task(task)
+        except Exception:
+            self.errors += 1
+            return
+        self.adapter.keep_original(task.id, task_name(task), payload, self.adapter.queue)
 
     def _retrying(self, task: Any, args: tuple[Any, ...]) -> None:
         held = self._held.pop(task.id, None)
@@ -247,6 +224,7 @@ class SignalCapture:
             exception="huey.interrupted",
             message="the consumer stopped while the task ran; Huey does not run it again",
         )
+        self._keep(task)
 
     def _now(self) -> datetime.datetime:
         if self.utc:
@@ -275,11 +253,3 @@ def install(adapter: HueyAdapter, emit: Callable[..., None]) -> SignalCapture:
     adapter.huey.signal()(capture)  # no names: every signal
     adapter.capture = capture
     return capture
-
-
-def uninstall(adapter: HueyAdapter) -> None:
-    capture = adapter.capture
-    if capture is None:
-        return
-    adapter.huey.disconnect_signal(capture)
-    adapter.capture = None

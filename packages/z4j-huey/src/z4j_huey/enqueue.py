@@ -10,18 +10,18 @@ Runs on the agent's command threads, never on a host thread; may block on the br
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from z4j_core.adapter import answer, enqueueing, rejected, unknown_task
 from z4j_core.wire import Command, CommandResult, CommandStatus
-from z4j_huey.adapter import HueyAdapter, storage_supports_priority
+
+if TYPE_CHECKING:
+    from z4j_huey.adapter import HueyAdapter
 
 
-def _result(command: Command, status: CommandStatus, **fields: Any) -> CommandResult:
-    return CommandResult(command_id=command.command_id, status=status, **fields)
-
-
-def registered_names(huey: Any) -> list[str]:
-    return sorted(huey._registry._registry)
+def storage_supports_priority(huey: Any) -> bool:
+    """Huey's storages say so themselves: `RedisStorage.priority` is False, Sqlite's is True."""
+    return bool(getattr(getattr(huey, "storage", None), "priority", False))
 
 
 def enqueue(adapter: HueyAdapter, command: Command) -> CommandResult:
@@ -29,28 +29,18 @@ def enqueue(adapter: HueyAdapter, command: Command) -> CommandResult:
     registry: dict[str, Any] = huey._registry._registry
     task_class = registry.get(command.task)
     if task_class is None:
-        known = ", ".join(registered_names(huey)[:10]) or "none"
-        return _result(
-            command,
-            CommandStatus.REJECTED,
-            reason=f"unknown task {command.task!r} for Huey {adapter.app_name!r} "
-            f"(registered: {known})"[:200],
-        )
+        return rejected(command, unknown_task(command.task, f"Huey {adapter.app_name!r}", registry))
     options = command.options
     if options.queue not in (None, "", adapter.queue):
-        return _result(
+        return rejected(
             command,
-            CommandStatus.REJECTED,
-            reason=f"Huey {adapter.app_name!r} has one queue, {adapter.queue!r}, "
-            f"not {options.queue!r}",
+            f"Huey {adapter.app_name!r} has one queue, {adapter.queue!r}, not {options.queue!r}",
         )
     priority = options.priority
     if priority and not storage_supports_priority(huey):
         storage = type(huey.storage).__name__
-        return _result(
-            command,
-            CommandStatus.REJECTED,
-            reason=f"{storage} does not order by priority (use PriorityRedisHuey or SqliteHuey)",
+        return rejected(
+            command, f"{storage} does not order by priority (use PriorityRedisHuey or SqliteHuey)"
         )
     eta = None
     if options.delay_seconds:
@@ -63,15 +53,9 @@ def enqueue(adapter: HueyAdapter, command: Command) -> CommandResult:
         priority=priority,
         expires=options.expires_seconds or None,
     )
-    capture = adapter.capture
-    if capture is not None and command.fire_id:
-        capture.set_fire_id(command.fire_id)
-    try:
+    with enqueueing(command.fire_id):
         huey.enqueue(task)
-    finally:
-        if capture is not None and command.fire_id:
-            capture.set_fire_id(None)
-    return _result(command, CommandStatus.ENQUEUED, native_id=task.id)
+    return answer(command, CommandStatus.ENQUEUED, native_id=task.id)
 
 
 def _now(huey: Any) -> datetime.datetime:

@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from z4j_core.adapter import NEXT_RUNS, host_zone_name, native_definition, render_field
 from z4j_core.wire import ObservedSchedule
 
 SOURCE = "huey_periodic"
-NEXT_RUNS = 5
 CUSTOM_PROBE_MINUTES = 2 * 24 * 60
 SEARCH_DAYS = 5 * 366
 
@@ -40,26 +40,6 @@ def crontab_settings(validate: Callable[..., Any]) -> list[list[int]] | None:
     month, day, weekday, hour, minute = (sorted({int(v) for v in f}) for f in settings)
     weekday = sorted({v % 7 for v in weekday})
     return [month, day, weekday, hour, minute]
-
-
-def render_field(values: Sequence[int], full: range, steps: bool = True) -> str:
-    """`[0, 15, 30, 45]` over 0-59 -> `*/15`; `[1, 2, 3, 7]` -> `1-3,7`."""
-    chosen = sorted(set(values))
-    if chosen == list(full):
-        return "*"
-    for step in range(2, len(full) // 2 + 1 if steps else 2):  # Huey has no */n for weekdays
-        if chosen == list(full[::step]):
-            return f"*/{step}"
-    parts: list[str] = []
-    start = prev = chosen[0]
-    for value in [*chosen[1:], None]:
-        if value is not None and value == prev + 1:
-            prev = value
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if value is not None:
-            start = prev = value
-    return ",".join(parts)
 
 
 def cron_expression(settings: Sequence[Sequence[int]]) -> str:
@@ -145,6 +125,7 @@ def observe(huey: Any, now: datetime.datetime | None = None) -> list[ObservedSch
             if utc
             else datetime.datetime.now()
         )
+    zone = "UTC" if utc else host_zone_name()
     observed = []
     for name, task_class in sorted(huey._registry._registry.items()):
         if not hasattr(task_class, "validate_datetime"):
@@ -154,13 +135,20 @@ def observe(huey: Any, now: datetime.datetime | None = None) -> list[ObservedSch
         if settings is not None:
             kind, expression = "cron", cron_expression(settings)
             runs = next_crontab_runs(settings, now)
+            # Huey requires every field to match: day-of-month AND day-of-week.
+            definition = native_definition(
+                {"cron": expression, "day_and": True}, timezone=zone, options=_options(task_class)
+            )
         elif validate is not None:
             kind = "custom"
             expression = f"{validate.__module__}.{getattr(validate, '__qualname__', '?')}"
             instance = task_class()
             runs = next_custom_runs(instance.validate_datetime, now)
+            definition = {"refused": f"its validate_datetime is a function ({expression}), "
+                          "not a crontab: write it as a z4j schedule"}  # fmt: skip
         else:
             kind, expression, runs = "custom", "validate_datetime", []
+            definition = {"refused": "its validate_datetime cannot be read"}
         observed.append(
             ObservedSchedule(
                 source=SOURCE,
@@ -169,7 +157,13 @@ def observe(huey: Any, now: datetime.datetime | None = None) -> list[ObservedSch
                 kind=kind,
                 expression=expression + ("" if utc else " (local time)"),
                 next_runs=[to_epoch(r, utc) for r in runs],
-                read_only=True,
+                definition=definition,
             )
         )
     return observed
+
+
+def _options(task_class: Any) -> dict[str, Any]:
+    """Huey has one queue per instance; a periodic task's priority is its only option."""
+    priority = getattr(task_class, "default_priority", None)
+    return {"priority": priority} if isinstance(priority, int) else {}

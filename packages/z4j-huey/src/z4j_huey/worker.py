@@ -15,7 +15,6 @@ Never raises into Huey: every wrapper falls back to Huey's own behaviour.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import multiprocessing.util
 import os
@@ -27,26 +26,24 @@ from z4j_core.agent import Agent
 log = logging.getLogger("z4j.huey")
 
 CONSUMER_MODULE = "huey.bin.huey_consumer"
-_atexit_agents: set[int] = set()
+
+
+#: Django's consumer command (huey.contrib.djhuey): `manage.py run_huey`.
+DJANGO_CONSUMER_COMMAND = "run_huey"
 
 
 def in_consumer_command() -> bool:
-    """Whether this process is `huey_consumer` (the app module is imported before it forks)."""
+    """Whether this process is `huey_consumer` or `manage.py run_huey` (the app module is
+    imported before it forks)."""
     if CONSUMER_MODULE in sys.modules:
+        return True
+    if sys.argv[1:2] == [DJANGO_CONSUMER_COMMAND]:
         return True
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     if getattr(spec, "name", None) == CONSUMER_MODULE:
         return True
     return os.path.basename(sys.argv[0] if sys.argv else "").startswith("huey_consumer")
-
-
-def drain_at_exit(agent: Agent) -> None:
-    """Stop (drain, then spool what is left) at interpreter exit; once per agent."""
-    if id(agent) in _atexit_agents:
-        return
-    _atexit_agents.add(id(agent))
-    atexit.register(agent.stop)
 
 
 def follow_consumers(huey: Any, agent: Agent, start_with_consumer: bool) -> None:

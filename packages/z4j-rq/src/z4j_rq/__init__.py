@@ -17,22 +17,19 @@ URL and the agent's token come from keyword arguments (`brain_url=`, `token=`, a
 
 from __future__ import annotations
 
-import atexit
-import logging
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from z4j_core.agent import Agent, attach, default_agent
-from z4j_rq import capture, plugin
-from z4j_rq.adapter import RQAdapter, connection_key, connection_of, create_adapter
+from z4j_core import adapter as kit
+from z4j_core.agent import Agent, default_agent
+from z4j_rq import capture
+from z4j_rq.adapter import WORKER_CAPABILITIES, RQAdapter, connection_of
+from z4j_rq.capture import connection_key
 from z4j_rq.worker import SimpleWorker, SpawnWorker, Worker
 
-__all__ = ["RQAdapter", "SimpleWorker", "SpawnWorker", "Worker", "instrument"]
-
-log = logging.getLogger("z4j.rq")
+__all__ = ["RQAdapter", "SimpleWorker", "SpawnWorker", "Worker", "agent_of", "instrument"]
 
 A = TypeVar("A")
-_atexit_agents: set[int] = set()
 
 
 def instrument(app: A, *, start: bool = True, tasks: Iterable[Any] = (), **options: Any) -> A:
@@ -54,7 +51,6 @@ def instrument(app: A, *, start: bool = True, tasks: Iterable[Any] = (), **optio
     agent, _ = _attach(app, connection, tasks, options)
     if start:
         agent.start()
-    _drain_at_exit(agent)
     return app
 
 
@@ -69,6 +65,13 @@ def attach_worker(worker: Any, **options: Any) -> tuple[Agent, RQAdapter]:
     if queues:
         adapter.default_queue = queues[0].name
     adapter.serializer = getattr(worker, "serializer", None)
+    from rq import SimpleWorker
+
+    if not isinstance(worker, SimpleWorker) and adapter.capabilities != WORKER_CAPABILITIES:
+        # Its jobs run in a horse it can kill. An agent started by `instrument` at import may
+        # have said hello already: say it again with terminate.
+        adapter.capabilities = WORKER_CAPABILITIES
+        agent.reannounce()
     agent.after_fork = "disable"
     agent.start()
     return agent, adapter
@@ -86,18 +89,17 @@ def agent_of(app: Any) -> Agent | None:
 def _attach(
     app: object, connection: Any, tasks: Iterable[Any], options: dict[str, Any]
 ) -> tuple[Agent, RQAdapter]:
+    """One adapter per Redis server and database: a second queue or worker on it shares it."""
     agent = default_agent(**options)
     existing = _adapter_in(agent, connection)
     if existing is not None:
         existing.declare(tasks)
         return agent, existing
     app_name = options.get("app_name") or agent.config.app_name or ""
-    adapter = create_adapter(app, {"app_name": app_name, "tasks": tasks})
+    adapter = RQAdapter.create(app, {"app_name": app_name, "tasks": tasks})
     if adapter is None:
         raise TypeError(f"not an RQ object: {type(app)!r}")
-    agent = attach(adapter, start=False, **options)
-    _ensure_plugin(agent, adapter)
-    return agent, adapter
+    return kit.instrument(adapter, **options), adapter
 
 
 def _adapter_in(agent: Agent, connection: Any) -> RQAdapter | None:
@@ -106,23 +108,3 @@ def _adapter_in(agent: Agent, connection: Any) -> RQAdapter | None:
         if isinstance(adapter, RQAdapter) and adapter.key == key:
             return adapter
     return None
-
-
-def _ensure_plugin(agent: Agent, adapter: RQAdapter) -> None:
-    """Register our hooks when the entry point is not installed (running from a source tree)."""
-    manager = agent.plugins.manager
-    if manager.is_registered(plugin) or any(
-        manager.get_plugin(name) is plugin for name in agent.plugins.loaded
-    ):
-        return
-    manager.register(plugin, name="rq")
-    agent.plugins.loaded["rq"] = "rq"
-    if adapter.capture is None:
-        manager.hook.z4j_install_capture(adapter=adapter, emit=agent.emitter(adapter.engine))
-
-
-def _drain_at_exit(agent: Agent) -> None:
-    if id(agent) in _atexit_agents:
-        return
-    _atexit_agents.add(id(agent))
-    atexit.register(agent.stop)

@@ -1,9 +1,10 @@
-"""The RQ adapter object: what the agent knows of one instrumented Redis connection.
+"""The RQ adapter: what the agent knows of one instrumented Redis connection, and what it asks.
 
-Owns the engine name, version, app name and capabilities, the connection RQ's queues live on,
-the function names seen in jobs (RQ has no task registry, so z4j reports what it has seen, plus
-the functions an application declares), and a snapshot of the queues and workers read with the
-observed schedules. Does no I/O of its own; never talks to Redis on the hot path.
+Owns the connection RQ's queues live on, the function names seen in jobs (RQ has no task
+registry, so z4j reports what it has seen, plus the functions an application declares), and a
+snapshot of the queues and workers read with the observed schedules; enqueue, capture,
+observed schedules and actions (retry, cancel, purge, queue depth) live in their own modules.
+Does no I/O of its own; never talks to Redis on the hot path.
 """
 
 from __future__ import annotations
@@ -12,35 +13,42 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from z4j_core.wire import Capability
+from z4j_core.adapter import (
+    ActionOutcome,
+    Adapter,
+    CancelRequest,
+    Emit,
+    RetryRequest,
+    capabilities,
+    dotted_name,
+)
+from z4j_core.wire import (
+    Capability,
+    Command,
+    CommandResult,
+    ObservedSchedule,
+    QueueDepth,
+    TaskInfo,
+)
+from z4j_rq import actions, capture, enqueue, schedules
+from z4j_rq.capture import connection_key
 
-ENGINE = "rq"
 DEFAULT_QUEUE = "default"
 #: Bound on the function names remembered (a misbehaving app cannot grow memory without end).
 MAX_FUNCTIONS = 2048
 
-CAPABILITIES: frozenset[str] = frozenset(
-    c.value
-    for c in (
-        Capability.LIFECYCLE,
-        Capability.LIST_TASKS,
-        Capability.OBSERVE_SCHEDULES,
-        Capability.ENQUEUE,
-        Capability.FIRE,
-        Capability.TRIGGER_NOW,
-        Capability.ETA,
-        Capability.NATIVE_DEDUP,
-    )
+CAPABILITIES = capabilities(
+    Capability.ETA,
+    Capability.NATIVE_DEDUP,
+    Capability.RETRY,
+    Capability.CANCEL,
+    Capability.PURGE,
+    Capability.QUEUE_DEPTH,
 )
-
-
-def rq_version() -> str:
-    try:
-        from rq.version import VERSION
-
-        return str(VERSION)
-    except Exception:
-        return "unknown"
+#: What a worker that runs each job in a work horse adds: it can stop a running job (RQ's
+#: stop-job command kills the horse). A SimpleWorker, and a process that only enqueues, cannot
+#: say whether the job's worker can: they do not advertise it.
+WORKER_CAPABILITIES = CAPABILITIES | {Capability.TERMINATE.value}
 
 
 def connection_of(app: object) -> Any | None:
@@ -58,34 +66,17 @@ def connection_of(app: object) -> Any | None:
     return None
 
 
-def connection_key(connection: Any) -> tuple[Any, ...]:
-    """Which Redis server and database a connection talks to (two clients, one key)."""
-    kwargs = connection.connection_pool.connection_kwargs
-    return (
-        kwargs.get("host"),
-        kwargs.get("port"),
-        kwargs.get("path") or kwargs.get("unix_socket_path"),
-        int(kwargs.get("db") or 0),
-    )
-
-
-def dotted_name(func: Any) -> str:
-    if isinstance(func, str):
-        return func
-    return f"{func.__module__}.{func.__qualname__}"
-
-
 @dataclass(eq=False)
-class RQAdapter:
-    """One instrumented Redis connection (`z4j_core.hookspecs.EngineAdapter`).
+class RQAdapter(Adapter):
+    """One instrumented Redis connection.
 
     functions: function name -> the queues it was seen on (insertion-ordered, bounded).
     queues / workers: the last snapshot read from Redis (queue name -> worker names).
     """
 
+    engine = "rq"
+
     connection: Any
-    engine: str = ENGINE
-    engine_version: str = field(default_factory=rq_version)
     app_name: str = ""
     capabilities: frozenset[str] = CAPABILITIES
     default_queue: str = DEFAULT_QUEUE
@@ -115,18 +106,51 @@ class RQAdapter:
         for function in functions:
             self.saw(dotted_name(function), queue or self.default_queue)
 
+    @classmethod
+    def create(cls, app: object, options: Mapping[str, Any]) -> RQAdapter | None:
+        """The adapter for an RQ queue, worker or Redis connection (`options["tasks"]`: functions
+        to declare), or None for any other object."""
+        connection = connection_of(app)
+        if connection is None:
+            return None
+        default_queue = getattr(app, "name", None) if hasattr(app, "enqueue_call") else None
+        adapter = cls(
+            connection=connection,
+            app_name=str(options.get("app_name") or ""),
+            default_queue=str(default_queue or DEFAULT_QUEUE),
+            serializer=getattr(app, "serializer", None),
+        )
+        adapter.declare(options.get("tasks") or ())
+        return adapter
 
-def create_adapter(app: object, options: Mapping[str, Any]) -> RQAdapter | None:
-    """The adapter for an RQ queue, worker or Redis connection, or None for any other object."""
-    connection = connection_of(app)
-    if connection is None:
-        return None
-    default_queue = getattr(app, "name", None) if hasattr(app, "enqueue_call") else None
-    adapter = RQAdapter(
-        connection=connection,
-        app_name=str(options.get("app_name") or ""),
-        default_queue=str(default_queue or DEFAULT_QUEUE),
-        serializer=getattr(app, "serializer", None),
-    )
-    adapter.declare(options.get("tasks") or ())
-    return adapter
+    def enqueue(self, command: Command) -> CommandResult:
+        return enqueue.enqueue(self, command)
+
+    def registered_tasks(self) -> list[TaskInfo]:
+        """The functions seen and declared, with the queues and workers read by the last
+        `observed_schedules` (which reads Redis off the host's threads)."""
+        infos = []
+        for name, queues in sorted(self.functions.items()):
+            for queue in sorted(queues):
+                workers = self.queues.get(queue)
+                options = {"workers": ",".join(workers[:20])} if workers else {}
+                infos.append(TaskInfo(name=name, queue=queue, options=options))
+        return infos
+
+    def observed_schedules(self) -> list[ObservedSchedule]:
+        return schedules.observe(self)
+
+    def install_capture(self, emit: Emit) -> None:
+        capture.install(self, emit)
+
+    def retry(self, request: RetryRequest) -> ActionOutcome:
+        return actions.retry(self, request)
+
+    def cancel(self, request: CancelRequest) -> ActionOutcome:
+        return actions.cancel(self, request)
+
+    def purge(self, queue: str) -> ActionOutcome:
+        return actions.purge(self, queue)
+
+    def queue_depths(self) -> list[QueueDepth]:
+        return actions.queue_depths(self)

@@ -23,15 +23,15 @@ import time
 import traceback
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from z4j_core.adapter import MAX_CAPTURE_IN_FLIGHT, current_fire_id, dotted
 from z4j_core.wire import LifecycleKind
-from z4j_rq.adapter import RQAdapter, connection_key
+
+if TYPE_CHECKING:
+    from z4j_rq.adapter import RQAdapter
 
 K = LifecycleKind
-
-#: Bound on per-job state kept between the exception and the outcome (SimpleWorker).
-MAX_IN_FLIGHT = 1024
 
 # RQ's Result.Type values (rq.results), spelled here so reading a result needs no import.
 RESULT_SUCCESSFUL = 1
@@ -80,6 +80,17 @@ def parse_exc_string(text: str) -> tuple[str, str]:
     if text.startswith("Moved to FailedJobRegistry, due to AbandonedJobError"):
         return ABANDONED, text.strip()
     return "rq.JobFailed", text.strip()[:500] or "the job failed"
+
+
+def connection_key(connection: Any) -> tuple[Any, ...]:
+    """Which Redis server and database a connection talks to (two clients, one key)."""
+    kwargs = connection.connection_pool.connection_kwargs
+    return (
+        kwargs.get("host"),
+        kwargs.get("port"),
+        kwargs.get("path") or kwargs.get("unix_socket_path"),
+        int(kwargs.get("db") or 0),
+    )
 
 
 def _text(value: Any) -> str:
@@ -145,11 +156,14 @@ class JobCapture:
         self.adapter = adapter
         self.emit = emit
         self.errors = 0
-        self._local = threading.local()  # the fire id of an enqueue z4j is running now
         self._exceptions: dict[str, tuple[str, str, str]] = {}
 
-    def set_fire_id(self, fire_id: str | None) -> None:
-        self._local.fire_id = fire_id
+    def disconnect(self) -> None:
+        """Stop receiving this connection's jobs (the process-wide patches stay, idle)."""
+        global _generation
+        if _captures.get(self.adapter.key) is self:
+            del _captures[self.adapter.key]
+        _generation += 1
 
     # -- the producer side --------------------------------------------------------------------
 
@@ -164,7 +178,7 @@ class JobCapture:
                 fields["extra"] = {"eta": eta.isoformat()}
             elif status == "deferred":
                 fields["extra"] = {"deferred": "waiting for the jobs it depends on"}
-            fire_id = getattr(self._local, "fire_id", None)
+            fire_id = current_fire_id()
             if fire_id:
                 fields["fire_id"] = fire_id
             name = job.func_name
@@ -183,7 +197,7 @@ class JobCapture:
                 job.id,
                 job.func_name,
                 queue=queue,
-                exception=_dotted(type(exc)),
+                exception=dotted(type(exc)),
                 message=f"RQ did not enqueue it: {exc}",
             )
         except Exception:
@@ -230,9 +244,9 @@ class JobCapture:
                 return
             text = "".join(traceback.format_exception(exc_type, exc, tb))
             kept = self._exceptions
-            if len(kept) >= MAX_IN_FLIGHT:
+            if len(kept) >= MAX_CAPTURE_IN_FLIGHT:
                 kept.clear()
-            kept[job.id] = (_dotted(exc_type), str(exc) or exc_type.__name__, text)
+            kept[job.id] = (dotted(exc_type), str(exc) or exc_type.__name__, text)
         except Exception:
             self.errors += 1
 
@@ -348,11 +362,6 @@ class JobCapture:
             self.errors += 1
 
 
-def _dotted(cls: type) -> str:
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
-
-
 # -- process-wide hooks into RQ: installed once, dispatched by Redis server and database -------
 
 _captures: dict[tuple[Any, ...], JobCapture] = {}
@@ -391,17 +400,6 @@ def install(adapter: RQAdapter, emit: Callable[..., None]) -> JobCapture:
     _generation += 1
     _patch_rq()
     return capture
-
-
-def uninstall(adapter: RQAdapter) -> None:
-    capture = adapter.capture
-    if capture is None:
-        return
-    global _generation
-    if _captures.get(adapter.key) is capture:
-        del _captures[adapter.key]
-    _generation += 1
-    adapter.capture = None
 
 
 def _around_enqueue(

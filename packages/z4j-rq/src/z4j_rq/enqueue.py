@@ -15,10 +15,13 @@ from __future__ import annotations
 import datetime
 import importlib
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from z4j_core.adapter import answer, enqueueing, rejected
 from z4j_core.wire import Command, CommandResult, CommandStatus
-from z4j_rq.adapter import RQAdapter
+
+if TYPE_CHECKING:
+    from z4j_rq.adapter import RQAdapter
 
 #: RQ accepts only these characters in a job id.
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -27,14 +30,6 @@ INT_HEADERS = {
     "rq.result_ttl": "result_ttl",
     "rq.failure_ttl": "failure_ttl",
 }
-
-
-def _result(command: Command, status: CommandStatus, **fields: Any) -> CommandResult:
-    return CommandResult(command_id=command.command_id, status=status, **fields)
-
-
-def _rejected(command: Command, reason: str) -> CommandResult:
-    return _result(command, CommandStatus.REJECTED, reason=reason[:200])
 
 
 def resolve(name: str) -> str | None:
@@ -64,13 +59,13 @@ def enqueue(adapter: RQAdapter, command: Command) -> CommandResult:
     if name not in adapter.functions:
         problem = resolve(name)
         if problem is not None:
-            return _rejected(command, f"unknown task {name!r}: {problem}")
+            return rejected(command, f"unknown task {name!r}: {problem}")
     options = command.options
     if options.priority:
-        return _rejected(command, "RQ has no job priority (use a separate queue)")
+        return rejected(command, "RQ has no job priority (use a separate queue)")
     job_id = command.fire_id or None
     if job_id is not None and not JOB_ID.match(job_id):
-        return _rejected(command, f"fire id {job_id!r} is not a valid RQ job id ([A-Za-z0-9_-])")
+        return rejected(command, f"fire id {job_id!r} is not a valid RQ job id ([A-Za-z0-9_-])")
     rq_options: dict[str, Any] = {}
     meta: dict[str, Any] = {}
     for header, value in options.headers.items():
@@ -81,7 +76,7 @@ def enqueue(adapter: RQAdapter, command: Command) -> CommandResult:
         try:
             rq_options[option] = int(value)
         except ValueError:
-            return _rejected(command, f"header {header}={value!r} must be a whole number")
+            return rejected(command, f"header {header}={value!r} must be a whole number")
     if command.fire_id:
         meta["z4j_fire_id"] = command.fire_id
     if command.schedule_id:
@@ -103,25 +98,20 @@ def enqueue(adapter: RQAdapter, command: Command) -> CommandResult:
         "unique": job_id is not None,
         **rq_options,
     }
-    found = adapter.capture
-    if found is not None and command.fire_id:
-        found.set_fire_id(command.fire_id)
     try:
-        if options.delay_seconds:
-            job = queue.enqueue_at(run_at(options.delay_seconds), name, **_call_kwargs(call))
-        else:
-            job = queue.enqueue(name, **_call_kwargs(call))
+        with enqueueing(command.fire_id):
+            if options.delay_seconds:
+                job = queue.enqueue_at(run_at(options.delay_seconds), name, **_call_kwargs(call))
+            else:
+                job = queue.enqueue(name, **_call_kwargs(call))
     except DuplicateJobError:
-        return _result(
+        return answer(
             command,
             CommandStatus.DUPLICATE,
             native_id=job_id,
             reason="RQ already has a job with this id",
         )
-    finally:
-        if found is not None and command.fire_id:
-            found.set_fire_id(None)
-    return _result(command, CommandStatus.ENQUEUED, native_id=job.id)
+    return answer(command, CommandStatus.ENQUEUED, native_id=job.id)
 
 
 def run_at(delay_seconds: float, now: datetime.datetime | None = None) -> datetime.datetime:

@@ -2,8 +2,8 @@
 
 Owns reading three native sources back into `ObservedSchedule`s with their next run times:
 - `rq cron` (source `rq_cron`): each live cron scheduler's registered cron and interval jobs.
-  Cron expressions match the scheduler host's local time (as RQ evaluates them, with croniter);
-  an interval job runs `interval` seconds after its latest enqueue.
+  Cron expressions match the scheduler host's local time; an interval job runs `interval`
+  seconds after its latest enqueue.
 - rq-scheduler (source `rq_scheduler`): the jobs in `rq:scheduler:scheduled_jobs` with their
   `cron_string`, `interval` and `repeat` meta; the first next run is the score rq-scheduler
   stored (naive UTC, as a Unix time), later ones follow its cron string or interval.
@@ -12,6 +12,11 @@ Owns reading three native sources back into `ObservedSchedule`s with their next 
 Also refreshes the adapter's snapshot of queues and the workers listening on them. Reads
 Redis in a few bounded round trips; never writes (rq's own cleanup of stale registry entries
 is not called). Runs on the agent's threads, never the host's.
+
+Next cron runs are computed with croniter, not `z4j_core.scheduling`: `rq cron` and
+rq-scheduler evaluate their expressions with croniter themselves, so this reproduces what they
+will do (their DST behaviour included), not what z4j's own scheduler would. This is the one
+adapter module allowed to import croniter (core's `test_croniter_imports` holds the rule).
 """
 
 from __future__ import annotations
@@ -19,13 +24,16 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from z4j_core.adapter import NEXT_RUNS, host_zone_name, native_definition
 from z4j_core.wire import ObservedSchedule
-from z4j_rq.adapter import RQAdapter
 
-NEXT_RUNS = 5
+if TYPE_CHECKING:
+    from z4j_rq.adapter import RQAdapter
+
 #: Bounds on what one observation reads (a huge backlog must not make inventory slow).
 MAX_SCHEDULED_PER_QUEUE = 50
 MAX_RQ_SCHEDULER_JOBS = 200
@@ -90,14 +98,16 @@ def observe_rq_cron(adapter: RQAdapter, now: float) -> list[ObservedSchedule]:
         return []
     with connection.pipeline(transaction=False) as pipe:
         for name in names:
-            pipe.hget(f"rq:cron_scheduler:{name}", "cron_jobs")
+            pipe.hmget(f"rq:cron_scheduler:{name}", "cron_jobs", "hostname")
         pipe.zrange(CRON_JOBS_KEY, 0, -1, withscores=True)
-        *raw_jobs, enqueued = pipe.execute()
+        *schedulers, enqueued = pipe.execute()
     latest_by_name = {_text(name): float(score) for name, score in enqueued}
     observed: dict[tuple[str, str, str], ObservedSchedule] = {}
-    for raw in raw_jobs:
+    for raw, hostname in schedulers:
         if not raw:
             continue
+        # `rq cron` reads its crons in its host's local zone: known here only on that host.
+        zone = host_zone_name() if hostname and _text(hostname) == socket.gethostname() else None
         try:
             jobs = json.loads(raw)
         except ValueError:
@@ -111,6 +121,7 @@ def observe_rq_cron(adapter: RQAdapter, now: float) -> list[ObservedSchedule]:
             if cron:
                 kind, expression = "cron", str(cron)
                 runs = next_cron_runs(expression, now)
+                timing: dict[str, Any] = {"cron": expression, "day_and": False}
             elif interval:
                 kind, expression = "interval", f"every {int(interval)}s"
                 latest = max(
@@ -121,8 +132,18 @@ def observe_rq_cron(adapter: RQAdapter, now: float) -> list[ObservedSchedule]:
                     default=None,
                 )
                 runs = next_interval_runs(latest, float(interval), now)
+                timing = {"every": float(interval), "anchor": None}
             else:
                 continue
+            options = {k: job.get(k) for k in _RQ_CRON_OPTIONS if job.get(k) is not None}
+            definition = _definition(
+                timing,
+                zone if cron else "UTC",
+                job.get("args"),
+                job.get("kwargs"),
+                queue=queue,
+                job_options=options,
+            )
             observed.setdefault(
                 (name, kind, expression),
                 ObservedSchedule(
@@ -132,10 +153,63 @@ def observe_rq_cron(adapter: RQAdapter, now: float) -> list[ObservedSchedule]:
                     kind=kind,
                     expression=expression,
                     next_runs=runs,
-                    read_only=True,
+                    definition=definition,
                 ),
             )
     return list(observed.values())
+
+
+#: RQ job options an `rq cron` job may carry; `ttl` (how long it may wait queued) is z4j's
+#: expiry, the others have no z4j equivalent.
+_RQ_CRON_OPTIONS = ("job_timeout", "result_ttl", "ttl", "failure_ttl", "meta", "webhooks")
+
+
+def _definition(
+    timing: dict[str, Any],
+    zone: str | None,
+    args: Any,
+    kwargs: Any,
+    *,
+    queue: str,
+    job_options: dict[str, Any],
+) -> dict[str, Any]:
+    """`native_definition` for an RQ job (its args and kwargs as `rq cron` stores them: JSON
+    text, or already decoded)."""
+    withheld = None
+    try:
+        args = json.loads(args) if isinstance(args, str) else list(args or ())
+        kwargs = json.loads(kwargs) if isinstance(kwargs, str) else dict(kwargs or {})
+    except (TypeError, ValueError):
+        withheld = "RQ stored the arguments as something other than JSON"
+    from rq import defaults
+
+    # What RQ does anyway, so a job that sets it is run by z4j's enqueue alike.
+    same_as_default = {
+        "result_ttl": defaults.DEFAULT_RESULT_TTL,
+        "failure_ttl": defaults.DEFAULT_FAILURE_TTL,
+    }
+    options: dict[str, Any] = {"queue": queue}
+    unsupported = []
+    for key, value in job_options.items():
+        if key == "ttl" and isinstance(value, (int, float)) and value > 0:
+            options["expires_seconds"] = float(value)
+        elif same_as_default.get(key) == value:
+            continue
+        else:
+            unsupported.append(f"{key}={value!r}"[:80])
+    definition = native_definition(
+        timing,
+        timezone=zone,
+        args=() if withheld else args,
+        kwargs=None if withheld else kwargs,
+        options=options,
+        unsupported=unsupported,
+    )
+    if withheld:
+        definition.update(withheld=withheld)
+        definition.pop("args", None)
+        definition.pop("kwargs", None)
+    return definition
 
 
 def _fetch_jobs(adapter: RQAdapter, ids: list[str]) -> list[Any]:
@@ -163,18 +237,39 @@ def observe_rq_scheduler(adapter: RQAdapter, now: float) -> list[ObservedSchedul
         repeat = meta.get("repeat")
         left = NEXT_RUNS if repeat is None else max(int(repeat), 0)
         cron, interval = meta.get("cron_string"), meta.get("interval")
+        # rq-scheduler matches a cron against its host's local wall clock (`datetime.now()`,
+        # whatever `use_local_timezone` says, which only sets the zone the result is kept in);
+        # like the next runs above, this assumes it runs in this host's zone.
+        zone = host_zone_name()
+        timing: dict[str, Any]
         if cron:
             kind, expression = "cron", str(cron)
             runs = [first, *next_cron_runs(expression, first, NEXT_RUNS - 1)]
+            timing = {"cron": expression, "day_and": False}
         elif interval:
             kind, expression = "interval", f"every {int(interval)}s"
             runs = [first + k * int(interval) for k in range(NEXT_RUNS)]
+            timing, zone = {"every": float(interval), "anchor": first}, "UTC"
         else:
             kind, expression, runs = "once", "at " + _iso(first), [first]
+            timing, zone = {"at": first}, "UTC"
         if repeat is not None:
             expression += f" (repeat {int(repeat)} more)"
             # rq-scheduler enqueues at the stored time, then repeats while the count lasts.
             runs = runs[: left + 1] if left else runs[:1]
+        job_options = {"ttl": job.ttl} if job.ttl else {}
+        if job.timeout is not None:
+            job_options["job_timeout"] = job.timeout
+        job_args: Any
+        try:
+            job_args, job_kwargs = list(job.args or ()), dict(job.kwargs or {})
+        except Exception:
+            job_args, job_kwargs = object(), None  # unreadable here: withheld
+        definition = _definition(
+            timing, zone, job_args, job_kwargs, queue=job.origin, job_options=job_options
+        )
+        if repeat is not None:
+            definition.setdefault("unsupported", []).append(f"repeat {int(repeat)} more times")
         observed.append(
             ObservedSchedule(
                 source=RQ_SCHEDULER,
@@ -183,7 +278,7 @@ def observe_rq_scheduler(adapter: RQAdapter, now: float) -> list[ObservedSchedul
                 kind=kind,
                 expression=expression,
                 next_runs=runs,
-                read_only=True,
+                definition=definition,
             )
         )
     return observed
@@ -219,7 +314,10 @@ def observe_scheduled_registries(adapter: RQAdapter, queues: list[str]) -> list[
                 kind="once",
                 expression="at " + _iso(at),
                 next_runs=[at],
-                read_only=True,
+                definition={
+                    "refused": "it is one job waiting in RQ's scheduled registry (enqueue_at, "
+                    "enqueue_in or a retry), not a schedule: it runs once by itself"
+                },
             )
         )
     return observed

@@ -41,9 +41,7 @@ def instrument(broker: B, *, start: bool | None = None, **options: Any) -> B:
     options: agent options (`brain_url`, `token`, `app_name`, `labels`, ...), which win over
         `Z4J_*` variables.
     """
-    from z4j_taskiq.adapter import is_broker
-
-    if not is_broker(broker):
+    if TaskiqAdapter.create(broker, {}) is None:
         raise TypeError(f"z4j_taskiq.instrument needs a taskiq broker, not {type(broker)!r}")
     if middleware_of(broker) is None:
         broker.add_middlewares(Z4JMiddleware(start=start, **options))  # type: ignore[attr-defined]

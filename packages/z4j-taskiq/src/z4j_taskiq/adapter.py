@@ -1,9 +1,9 @@
-"""The taskiq adapter object: what the agent knows of one instrumented taskiq broker.
+"""The taskiq adapter: what the agent knows of one instrumented taskiq broker, and what it asks.
 
-Owns the engine name, version, app name and capabilities, the broker, the middleware that
-captures its lifecycle, the event loop the broker started on in this process (enqueue runs its
-kicks there), and the schedule sources it was asked to observe. Does no I/O and never talks to
-the broker.
+Owns the broker, the middleware that captures its lifecycle, the event loop the broker started
+on in this process (enqueue runs its kicks there), the schedule sources it was asked to observe,
+and the answers from memory (the registered tasks); enqueue, capture and observed schedules
+live in their own modules. Does no I/O and never talks to the broker.
 """
 
 from __future__ import annotations
@@ -13,41 +13,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from z4j_core.wire import Capability
+from z4j_core.adapter import ActionOutcome, Adapter, Emit, RetryRequest, capabilities, instance_of
+from z4j_core.wire import (
+    Capability,
+    Command,
+    CommandResult,
+    ObservedSchedule,
+    QueueDepth,
+    TaskInfo,
+)
+from z4j_taskiq import actions, enqueue, schedules
 
-ENGINE = "taskiq"
+#: Task labels shown in the inventory (the rest may hold anything, secrets included).
+SHOWN_LABELS = ("retry_on_error", "max_retries", "timeout", "delay", "priority", "queue_name")
 
 # No eta, expires or priority: taskiq-redis's brokers honour none of them natively, and a
 # repeated task id runs twice (so no native_dedup: the agent's fire-id memory protects fires).
-CAPABILITIES: frozenset[str] = frozenset(
-    c.value
-    for c in (
-        Capability.LIFECYCLE,
-        Capability.LIST_TASKS,
-        Capability.OBSERVE_SCHEDULES,
-        Capability.ENQUEUE,
-        Capability.FIRE,
-        Capability.TRIGGER_NOW,
-    )
-)
-
-
-def taskiq_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("taskiq")
-    except Exception:
-        return "unknown"
-
-
-def is_broker(app: object) -> bool:
-    """Whether `app` is a taskiq broker (checked without importing taskiq when it is absent)."""
-    try:
-        from taskiq.abc.broker import AsyncBroker
-    except ImportError:
-        return False
-    return isinstance(app, AsyncBroker)
+# No cancel: taskiq has no way to cancel a task.
+CAPABILITIES = capabilities(Capability.RETRY)
+#: Added for a taskiq-redis `ListQueueBroker`, whose queues are plain Redis lists.
+LIST_CAPABILITIES = frozenset({Capability.QUEUE_DEPTH.value, Capability.PURGE.value})
 
 
 def queue_of(broker: Any) -> str | None:
@@ -57,12 +42,12 @@ def queue_of(broker: Any) -> str | None:
 
 
 @dataclass(eq=False)
-class TaskiqAdapter:
-    """One instrumented taskiq broker (`z4j_core.hookspecs.EngineAdapter`)."""
+class TaskiqAdapter(Adapter):
+    """One instrumented taskiq broker."""
+
+    engine = "taskiq"
 
     broker: Any
-    engine: str = ENGINE
-    engine_version: str = field(default_factory=taskiq_version)
     app_name: str = ""
     capabilities: frozenset[str] = CAPABILITIES
     middleware: Any = None  # the broker's `z4j_taskiq.capture.Z4JMiddleware`
@@ -73,6 +58,8 @@ class TaskiqAdapter:
     def __post_init__(self) -> None:
         if not self.app_name:
             self.app_name = queue_of(self.broker) or "taskiq"
+        if actions.is_list_broker(self.broker):
+            self.capabilities = self.capabilities | LIST_CAPABILITIES
 
     @property
     def queue(self) -> str | None:
@@ -85,9 +72,47 @@ class TaskiqAdapter:
             return None
         return loop
 
+    @classmethod
+    def create(cls, app: object, options: Mapping[str, Any]) -> TaskiqAdapter | None:
+        """The adapter for a taskiq broker, or None for any other object."""
+        if not instance_of(app, "taskiq.abc.broker", "AsyncBroker"):
+            return None
+        return cls(broker=app, app_name=str(options.get("app_name") or ""))
 
-def create_adapter(app: object, options: Mapping[str, Any]) -> TaskiqAdapter | None:
-    """The adapter for a taskiq broker, or None for any other object."""
-    if not is_broker(app):
-        return None
-    return TaskiqAdapter(broker=app, app_name=str(options.get("app_name") or ""))
+    def enqueue(self, command: Command) -> CommandResult:
+        """Waits on the broker's loop within the command's deadline (off the host's threads)."""
+        return enqueue.enqueue(self, command)
+
+    def registered_tasks(self) -> list[TaskInfo]:
+        infos = []
+        for name, task in sorted(self.broker.get_all_tasks().items()):
+            labels = getattr(task, "labels", {}) or {}
+            options = {key: str(labels[key]) for key in SHOWN_LABELS if key in labels}
+            if labels.get("schedule"):
+                options["schedules"] = str(len(labels["schedule"]))
+            queue = labels.get("queue_name") or self.queue
+            infos.append(TaskInfo(name=name, queue=queue, options=options))
+        return infos
+
+    def observed_schedules(self) -> list[ObservedSchedule]:
+        """May read Redis: the agent calls it off the host's threads."""
+        return schedules.observe(self)
+
+    def retry(self, request: RetryRequest) -> ActionOutcome:
+        return actions.retry(self, request)
+
+    def purge(self, queue: str) -> ActionOutcome:
+        return actions.purge(self, queue)
+
+    def queue_depths(self) -> list[QueueDepth]:
+        if not actions.is_list_broker(self.broker) or self.running_loop() is None:
+            return []  # a process whose broker has not started (or has stopped) reports nothing
+        return actions.queue_depths(self)
+
+    def install_capture(self, emit: Emit) -> None:
+        if self.middleware is not None:
+            self.middleware.emit = emit
+
+    def uninstall_capture(self) -> None:
+        if self.middleware is not None:
+            self.middleware.emit = None

@@ -5,8 +5,10 @@ Owns the middleware a broker carries (`broker.add_middlewares(Z4JMiddleware())`)
 worker (`started`), `on_error` and `post_execute` after the task ran (`succeeded`, `failed` or
 `retried`), and the broker's `startup`/`shutdown`, where the agent starts and drains (see
 `z4j_taskiq.worker`).
-Every hook is synchronous and cheap, does no I/O and never raises: an exception is caught and
-counted here, so none reaches taskiq or the task.
+Every hook is synchronous and cheap and never raises: an exception is caught and counted here,
+so none reaches taskiq or the task. No hook does I/O, except one small file write per failed
+task: its original message, kept on this host for a retry (`Adapter.keep_original`), since
+taskiq keeps no copy of its own.
 
 taskiq's retry middlewares decide in their own `on_error`, which may run before or after ours,
 by kicking the same task id again with a `_retries` label. An attempt is reported `retried` when
@@ -18,24 +20,21 @@ error was replaced by `NoResultError` (the retry middlewares' `no_result_on_retr
 from __future__ import annotations
 
 import contextvars
-import os
-import socket
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 from taskiq.abc.middleware import TaskiqMiddleware
 from taskiq.exceptions import NoResultError
 
+from z4j_core.adapter import MAX_CAPTURE_IN_FLIGHT, error_fields, worker_id
 from z4j_core.wire import LifecycleKind
-from z4j_taskiq import worker
-from z4j_taskiq.adapter import ENGINE
+from z4j_taskiq import actions, worker
+from z4j_taskiq.adapter import TaskiqAdapter
+from z4j_taskiq.enqueue import current_fire_id
 
 K = LifecycleKind
-
-#: Bound on `enqueued` records prepared in `pre_send` and not yet pushed by `post_send`.
-MAX_IN_FLIGHT = 10_000
+ENGINE = TaskiqAdapter.engine
 
 #: The attempt running in this asyncio task. taskiq calls `pre_execute`, `on_error`, the retry
 #: middleware's re-kick and `post_execute` of one message in one asyncio task, so this finds the
@@ -43,27 +42,6 @@ MAX_IN_FLIGHT = 10_000
 current_attempt: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
     "z4j_taskiq_attempt", default=None
 )
-
-#: The fire id of the kick z4j is running now (set by `z4j_taskiq.enqueue` in its coroutine).
-current_fire_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "z4j_taskiq_fire_id", default=None
-)
-
-_HOST = socket.gethostname()
-_worker = f"{_HOST}:{os.getpid()}"
-
-
-def _refresh_worker() -> None:
-    global _worker
-    _worker = f"{_HOST}:{os.getpid()}"
-
-
-os.register_at_fork(after_in_child=_refresh_worker)
-
-
-def dotted(cls: type) -> str:
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
 def attempt_of(labels: dict[str, Any]) -> int:
@@ -105,7 +83,7 @@ class Z4JMiddleware(TaskiqMiddleware):
         self.options = options
         self.adapter: Any = None  # the `TaskiqAdapter`, once `set_broker` ran
         self.agent: Any = None
-        self.emit: Callable[..., None] | None = None  # connected by the plugin's install hook
+        self.emit: Callable[..., None] | None = None  # connected by `TaskiqAdapter.install_capture`
         self.errors = 0
         self.queue: str | None = None
         self._sending: dict[str, Any] = {}  # prepared `enqueued` records, until the kick ends
@@ -146,7 +124,7 @@ class Z4JMiddleware(TaskiqMiddleware):
             if schedule_id:
                 fields["extra"] = {"schedule_id": str(schedule_id)}
             sending = self._sending
-            if len(sending) >= MAX_IN_FLIGHT:
+            if len(sending) >= MAX_CAPTURE_IN_FLIGHT:
                 sending.clear()
             sending[message.task_id] = self.agent.prepare(
                 K.ENQUEUED,
@@ -154,7 +132,7 @@ class Z4JMiddleware(TaskiqMiddleware):
                 message.task_name,
                 engine=ENGINE,
                 queue=labels.get("queue_name") or self.queue,
-                worker=_worker,
+                worker=worker_id(),
                 args=message.args,
                 kwargs=message.kwargs,
                 retries=attempt_of(labels),
@@ -191,7 +169,7 @@ class Z4JMiddleware(TaskiqMiddleware):
                     message.task_id,
                     message.task_name,
                     queue=labels.get("queue_name") or self.queue,
-                    worker=_worker,
+                    worker=worker_id(),
                     args=message.args,
                     kwargs=message.kwargs,
                     retries=retries,
@@ -234,7 +212,7 @@ class Z4JMiddleware(TaskiqMiddleware):
                     message.task_id,
                     message.task_name,
                     queue=queue,
-                    worker=_worker,
+                    worker=worker_id(),
                     runtime=runtime,
                     retries=retries,
                 )
@@ -243,14 +221,10 @@ class Z4JMiddleware(TaskiqMiddleware):
             retried = replaced or (attempt is not None and attempt.resent)
             fields: dict[str, Any] = {
                 "queue": queue,
-                "worker": _worker,
+                "worker": worker_id(),
                 "runtime": runtime,
                 "retries": retries + 1 if retried else retries,
-                "exception": dotted(type(exception)),
-                "message": str(exception) or type(exception).__name__,
-                "traceback": "".join(
-                    traceback.format_exception(type(exception), exception, exception.__traceback__)
-                ),
+                **error_fields(exception),
             }
             if retried and attempt is not None and attempt.resent_at:
                 # Stamped when the retry was kicked: the next attempt may already have run in
@@ -261,5 +235,10 @@ class Z4JMiddleware(TaskiqMiddleware):
                 self.agent.emit_prepared((record[0], attempt.resent_at, *record[2:]))
                 return
             emit(K.RETRIED if retried else K.FAILED, message.task_id, message.task_name, **fields)
+            if not retried:  # taskiq keeps no copy a retry could read: this host keeps one
+                adapter = self.adapter
+                if adapter is not None:
+                    payload = actions.pack(adapter.broker, message)
+                    adapter.keep_original(message.task_id, message.task_name, payload, queue)
         except Exception:
             self.errors += 1

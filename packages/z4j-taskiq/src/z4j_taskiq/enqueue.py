@@ -16,40 +16,33 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from typing import Any
+import contextvars
+from typing import TYPE_CHECKING, Any
 
+from z4j_core.adapter import answer, rejected, unknown_task
 from z4j_core.wire import Command, CommandResult, CommandStatus
-from z4j_taskiq.adapter import TaskiqAdapter
-from z4j_taskiq.capture import current_fire_id
 
+if TYPE_CHECKING:
+    from z4j_taskiq.adapter import TaskiqAdapter
 
-def _result(command: Command, status: CommandStatus, **fields: Any) -> CommandResult:
-    return CommandResult(command_id=command.command_id, status=status, **fields)
-
-
-def _rejected(command: Command, reason: str) -> CommandResult:
-    return _result(command, CommandStatus.REJECTED, reason=reason[:200])
-
-
-def registered_names(broker: Any) -> list[str]:
-    return sorted(broker.get_all_tasks())
+#: The fire id of the kick z4j is running now, set in the kick's own coroutine (it runs on the
+#: broker's loop, so the thread-local `z4j_core.adapter.enqueueing` would not reach it).
+current_fire_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "z4j_taskiq_fire_id", default=None
+)
 
 
 def enqueue(adapter: TaskiqAdapter, command: Command) -> CommandResult:
     broker = adapter.broker
     task = broker.find_task(command.task)
     if task is None:
-        known = ", ".join(registered_names(broker)[:10]) or "none"
-        return _rejected(
-            command,
-            f"unknown task {command.task!r} for taskiq {adapter.app_name!r} "
-            f"(registered here: {known})",
-        )
+        where = f"taskiq {adapter.app_name!r}"
+        return rejected(command, unknown_task(command.task, where, broker.get_all_tasks()))
     options = command.options
     labels: dict[str, Any] = dict(options.headers)
     if options.queue:
         if adapter.queue is None:
-            return _rejected(command, f"{type(broker).__name__} has no queue to choose")
+            return rejected(command, f"{type(broker).__name__} has no queue to choose")
         labels["queue_name"] = options.queue
     for value, what in (
         (options.delay_seconds, "a delay"),
@@ -57,29 +50,44 @@ def enqueue(adapter: TaskiqAdapter, command: Command) -> CommandResult:
         (options.priority, "a priority"),
     ):
         if value:
-            return _rejected(command, f"taskiq's {type(broker).__name__} cannot honour {what}")
-    loop = adapter.running_loop()
-    if loop is None:
-        return _result(
-            command,
-            CommandStatus.FAILED,
-            reason="the taskiq broker is not started in this process (await broker.startup())",
-        )
+            return rejected(command, f"taskiq's {type(broker).__name__} cannot honour {what}")
     kicker = task.kicker().with_task_id(command.fire_id or None)
     if labels:
         kicker = kicker.with_labels(**labels)
-    future = asyncio.run_coroutine_threadsafe(
-        _kick(kicker, list(command.args), dict(command.kwargs), command.fire_id or None), loop
-    )
+    deadline = max(1.0, float(command.deadline_seconds))
+    sent, error = kick(adapter, kicker, list(command.args), dict(command.kwargs),
+                       timeout=deadline, fire_id=command.fire_id or None)  # fmt: skip
+    if error:
+        return answer(command, CommandStatus.FAILED, reason=error)
+    return answer(command, CommandStatus.ENQUEUED, native_id=sent.task_id)
+
+
+def kick(
+    adapter: TaskiqAdapter,
+    kicker: Any,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    *,
+    timeout: float,
+    fire_id: str | None = None,
+) -> tuple[Any, str]:
+    """Kick on the broker's loop and wait for it here: (what was sent, "") or (None, why not)."""
+    loop = adapter.running_loop()
+    if loop is None:
+        return None, "the taskiq broker is not started in this process (await broker.startup())"
+    return wait_on_loop(loop, _kick(kicker, args, kwargs, fire_id), timeout, "the kick")
+
+
+def wait_on_loop(loop: Any, coroutine: Any, timeout: float, what: str) -> tuple[Any, str]:
+    """Run `coroutine` on the broker's `loop`: (its result, "") or (None, why it failed)."""
+    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
     try:
-        sent = future.result(max(1.0, float(command.deadline_seconds)))
+        return future.result(timeout), ""
     except concurrent.futures.TimeoutError:
         future.cancel()
-        return _result(command, CommandStatus.FAILED, reason="the kick did not finish in time")
+        return None, f"{what} did not finish in time"
     except Exception as exc:
-        reason = f"the kick failed: {type(exc).__name__}: {exc}"
-        return _result(command, CommandStatus.FAILED, reason=reason[:200])
-    return _result(command, CommandStatus.ENQUEUED, native_id=sent.task_id)
+        return None, f"{what} failed: {type(exc).__name__}: {exc}"
 
 
 async def _kick(kicker: Any, args: list[Any], kwargs: dict[str, Any], fire_id: str | None) -> Any:

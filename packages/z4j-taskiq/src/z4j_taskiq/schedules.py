@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from z4j_core.adapter import native_definition
 from z4j_core.scheduling.cron import compile_cron
 from z4j_core.wire import ObservedSchedule
 
@@ -34,7 +35,7 @@ log = logging.getLogger("z4j.taskiq")
 SOURCE_LABELS = "taskiq_labels"
 SOURCE_REDIS_LIST = "taskiq_redis_list"
 SOURCE_REDIS = "taskiq_redis"
-NEXT_RUNS = 5
+NEXT_RUNS = 10
 MAX_REDIS_SCHEDULES = 10_000
 _UTC = datetime.timezone.utc
 _WALL_EPOCH = datetime.datetime(1970, 1, 1)
@@ -120,6 +121,61 @@ def describe_offset(offset: Any) -> str:
     return str(offset)
 
 
+def zone_of_offset(offset: Any) -> str | None:
+    """`cron_offset` as an IANA name: UTC, the zone itself, or `Etc/GMT±N` for a whole-hour
+    timedelta; None when it has no such name."""
+    if offset is None or offset == "":
+        return "UTC"
+    if isinstance(offset, datetime.timedelta):
+        seconds = int(offset.total_seconds())
+        if seconds == 0:
+            return "UTC"
+        if seconds % 3600 or abs(seconds) > 14 * 3600:
+            return None
+        return f"Etc/GMT{-seconds // 3600:+d}"  # the tz database's signs are inverted
+    return str(offset)
+
+
+def definition(
+    *,
+    cron: str | None,
+    cron_offset: Any,
+    epoch: float | None,
+    interval: Any,
+    anchor: float | None,
+    args: Any,
+    kwargs: Any,
+    labels: Any,
+) -> dict[str, Any]:
+    """What `z4j schedules adopt` needs. taskiq matches a cron's day fields with OR only when
+    neither contains `*` (else AND), which z4j reads alike when told `day_and` in the AND case."""
+    timing: dict[str, Any]
+    zone: str | None = "UTC"
+    if cron:
+        fields = cron.split()
+        if len(fields) != 5:
+            return {"refused": f"taskiq crons have five fields: {cron!r}"}
+        zone = zone_of_offset(cron_offset)
+        if zone is None:
+            return {"refused": f"its cron_offset {describe_offset(cron_offset)} is not a whole "
+                    "number of hours: z4j reads crons in IANA zones"}  # fmt: skip
+        timing = {"cron": cron, "day_and": "*" in fields[2] or "*" in fields[4]}
+    elif interval is not None:
+        timing = {"every": float(interval_seconds(interval)), "anchor": anchor}
+    elif epoch is not None:
+        timing = {"at": epoch}
+    else:
+        return {"refused": "it has no cron, interval or time"}
+    extra = {k: v for k, v in dict(labels or {}).items() if k != "schedule"}
+    return native_definition(
+        timing,
+        timezone=zone,
+        args=args or (),
+        kwargs=kwargs or {},
+        unsupported=[f"labels {extra!r}"[:80]] if extra else (),
+    )
+
+
 def observed(
     source: str,
     name: str,
@@ -131,8 +187,12 @@ def observed(
     interval: Any = None,
     now: float,
     anchor: float | None = None,
+    args: Any = None,
+    kwargs: Any = None,
+    labels: Any = None,
 ) -> ObservedSchedule:
     """One schedule as the inventory shows it (taskiq checks cron, then interval, then time)."""
+    epoch = None
     if cron:
         expression = cron + (f" ({describe_offset(cron_offset)})" if cron_offset else "")
         try:
@@ -152,8 +212,21 @@ def observed(
         runs = [epoch] if epoch > now else []
     else:
         kind, expression, runs = "unknown", "no cron, interval or time", []
+    try:
+        adoptable = definition(
+            cron=cron, cron_offset=cron_offset, epoch=epoch,
+            interval=interval, anchor=anchor, args=args, kwargs=kwargs, labels=labels,
+        )  # fmt: skip
+    except Exception as exc:
+        adoptable = {"refused": f"z4j could not read it: {exc}"[:200]}
     return ObservedSchedule(
-        source=source, name=name, task=task, kind=kind, expression=expression, next_runs=runs
+        source=source,
+        name=name,
+        task=task,
+        kind=kind,
+        expression=expression,
+        next_runs=runs,
+        definition=adoptable,
     )
 
 
@@ -168,6 +241,9 @@ def _from_scheduled(source: str, item: Any, now: float, anchor: float | None) ->
         interval=item.interval,
         now=now,
         anchor=anchor,
+        args=getattr(item, "args", None),
+        kwargs=getattr(item, "kwargs", None),
+        labels=getattr(item, "labels", None),
     )
 
 
@@ -192,6 +268,9 @@ def label_schedules(broker: Any, now: float, anchor: float | None) -> list[Obser
                     interval=entry.get("interval"),
                     now=now,
                     anchor=anchor,
+                    args=entry.get("args"),
+                    kwargs=entry.get("kwargs"),
+                    labels=entry.get("labels"),
                 )
             )
     return found
@@ -212,6 +291,12 @@ def sync_client(pool: Any) -> Any:
     )
 
 
+def _mget(client: Any, keys: list[Any]) -> list[Any]:
+    """The values of at most `MAX_REDIS_SCHEDULES` keys, 500 per round trip."""
+    keys = keys[:MAX_REDIS_SCHEDULES]
+    return [v for start in range(0, len(keys), 500) for v in client.mget(keys[start : start + 500])]
+
+
 def redis_list_schedules(source: Any) -> list[Any]:
     """Every schedule a `ListRedisScheduleSource` holds: its cron and interval lists, and every
     time list (`<prefix>:time:<minute>`), each id's data decoded with the source's serializer."""
@@ -226,12 +311,7 @@ def redis_list_schedules(source: Any) -> list[Any]:
         for key in client.scan_iter(f"{prefix}:time:*", count=500):
             ids.extend(client.lrange(key, 0, -1))
         ids = list(dict.fromkeys(ids))[:MAX_REDIS_SCHEDULES]
-        keys = [f"{prefix}:data:{i.decode()}" for i in ids]
-        raw = [
-            value
-            for start in range(0, len(keys), 500)
-            for value in client.mget(keys[start : start + 500])
-        ]
+        raw = _mget(client, [f"{prefix}:data:{i.decode()}" for i in ids])
     finally:
         client.close()
     return [ScheduledTask.model_validate(serializer.loadb(item)) for item in raw if item]
@@ -244,12 +324,7 @@ def redis_key_schedules(source: Any) -> list[Any]:
 
     client = sync_client(source.connection_pool)
     try:
-        keys = list(client.scan_iter(f"{source.prefix}:*", count=500))[:MAX_REDIS_SCHEDULES]
-        raw = [
-            value
-            for start in range(0, len(keys), 500)
-            for value in client.mget(keys[start : start + 500])
-        ]
+        raw = _mget(client, list(client.scan_iter(f"{source.prefix}:*", count=500)))
     finally:
         client.close()
     decoded = []

@@ -1,6 +1,6 @@
 """Running the brain's commands: concurrently, each under its deadline, never twice per fire id.
 
-Owns the bounded pool of daemon threads that call adapters' `z4j_enqueue` hook (the one hook
+Owns the bounded pool of daemon threads that call adapters' `enqueue` (the one adapter method
 that may block on a broker), and the memory of fire ids already enqueued, kept on disk for a
 bounded time so that a restart does not forget them. A slow or hanging command occupies one
 thread of the pool; the others, and the event stream, go on.
@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import queue
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -20,11 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from z4j_core.wire import Command, CommandResult, CommandStatus
+from z4j_core.wire import Action, Command, CommandResult, CommandStatus
 
 log = logging.getLogger("z4j.agent")
 
 Enqueue = Callable[[Command], CommandResult]
+Act = Callable[[Action], CommandResult]
 _T = TypeVar("_T")
 
 
@@ -37,6 +39,33 @@ RELEASED = "!"
 # (200 bytes of log per live entry; a process starting compacts it sooner): with few live
 # entries that is every ~18,000 fires; at the 200,000-entry cap the log reaches ~40 MB first.
 COMPACT_WHILE_RUNNING = 1 << 20
+
+
+UNKNOWN_REASON = "the engine may or may not have it (not tried again): "
+# Raised after the request may have left: the engine may have taken the job. A refused
+# connection (anywhere in the chain) means nothing was sent, whatever wraps it.
+_LOST_MID_REQUEST = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, EOFError)
+
+
+def may_have_reached_the_engine(exc: BaseException) -> bool:
+    """Whether a failed enqueue may still have been taken by the engine: a timeout, or a
+    connection lost mid-request (the broker clients' own timeout and connection errors, by
+    name, or the OS errors they wrap). A refused connection or any other error is a plain
+    failure: nothing was enqueued, and the fire may be offered again."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain and len(chain) < 16:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    if any(isinstance(e, (ConnectionRefusedError, socket.gaierror)) for e in chain):
+        return False
+    for error in chain:
+        if isinstance(error, (TimeoutError, *_LOST_MID_REQUEST)):
+            return True
+        names = [cls.__name__ for cls in type(error).__mro__]
+        if any("Timeout" in name or name == "ConnectionError" for name in names):
+            return True
+    return False
 
 
 class FireMemory:
@@ -139,7 +168,12 @@ class FireMemory:
         if self._fd is None:
             return
         line = f"{time.time()} {fire_id} {state or '-'}\n".encode()
-        os.write(self._fd, line)
+        try:
+            os.write(self._fd, line)
+        except OSError as exc:  # a full disk: this process still remembers, in memory
+            log.warning("z4j fire log unwritable (%s), using memory only", exc.strerror or exc)
+            self._close()  # closing it releases its lock too
+            return
         self._offset += len(line)  # our own line: no need to read it back
 
     def _forget(self) -> None:
@@ -211,7 +245,8 @@ class FireMemory:
 
 
 class CommandRunner:
-    """Runs commands on a bounded pool of daemon threads and reports each result once."""
+    """Runs commands and actions on a bounded pool of daemon threads and reports each result
+    once."""
 
     def __init__(
         self,
@@ -220,21 +255,25 @@ class CommandRunner:
         fires: FireMemory,
         concurrency: int,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        act: Act | None = None,
     ) -> None:
         self._enqueue = enqueue
+        self._act = act
         self._report = report
         self.fires = fires
         self._clock = clock
-        self._queue: queue.SimpleQueue[tuple[Command, float] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Command | Action, float] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._concurrency = concurrency
         self._idle = 0
         self._lock = threading.Lock()
 
-    def submit(self, command: Command) -> None:
-        """Accept a command now; its deadline counts from this moment on our own clock."""
+    def submit(self, command: Command | Action) -> None:
+        """Accept a command or an action now; its deadline counts from this moment on our own
+        clock."""
         deadline = self._clock() + command.deadline_seconds
-        if command.fire_id:
+        if isinstance(command, Command) and command.fire_id:
             known = self.fires.claim(command.fire_id)
             if known is not None:
                 self._report(
@@ -271,7 +310,9 @@ class CommandRunner:
             except Exception:
                 log.exception("z4j could not report the result of command %s", command.command_id)
 
-    def _run(self, command: Command, deadline: float) -> CommandResult:
+    def _run(self, command: Command | Action, deadline: float) -> CommandResult:
+        if isinstance(command, Action):
+            return self._run_action(command, deadline)
         if self._clock() > deadline:
             result = CommandResult(
                 command_id=command.command_id,
@@ -283,15 +324,47 @@ class CommandRunner:
                 result = self._enqueue(command)
             except Exception as exc:
                 log.exception("z4j enqueue of %s failed", command.task)
+                unknown = may_have_reached_the_engine(exc)
                 result = CommandResult(
                     command_id=command.command_id,
-                    status=CommandStatus.FAILED,
-                    reason=f"{type(exc).__name__}: {exc}"[:200],
+                    status=CommandStatus.UNKNOWN if unknown else CommandStatus.FAILED,
+                    reason=(UNKNOWN_REASON if unknown else "")
+                    + f"{type(exc).__name__}: {exc}"[:200],
                 )
         if command.fire_id:
-            keep = result.status in (CommandStatus.ENQUEUED, CommandStatus.DUPLICATE)
+            # An enqueue that may have reached the engine keeps its claim: this app answers
+            # `duplicate` if the fire comes back, rather than risk running it twice.
+            keep = result.status in (
+                CommandStatus.ENQUEUED,
+                CommandStatus.DUPLICATE,
+                CommandStatus.UNKNOWN,
+            )
             self.fires.settle(command.fire_id, (result.native_id or "") if keep else None)
         return result
+
+    def _run_action(self, action: Action, deadline: float) -> CommandResult:
+        if self._clock() > deadline:
+            return CommandResult(
+                command_id=action.command_id,
+                status=CommandStatus.EXPIRED,
+                reason=f"the deadline passed before the {action.action.value} could start; "
+                "nothing was done",
+            )
+        if self._act is None:
+            return CommandResult(
+                command_id=action.command_id,
+                status=CommandStatus.UNAVAILABLE,
+                reason="this agent runs no actions",
+            )
+        try:
+            return self._act(action)
+        except Exception as exc:
+            log.exception("z4j %s action failed", action.action.value)
+            return CommandResult(
+                command_id=action.command_id,
+                status=CommandStatus.FAILED,
+                reason=f"{type(exc).__name__}: {exc}"[:200],
+            )
 
     def stop(self) -> None:
         for _ in self._threads:

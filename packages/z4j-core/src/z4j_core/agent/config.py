@@ -15,6 +15,9 @@ from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
+from z4j_core.endpoints import AGENT_PATH, DEFAULT_AGENT_URL
+from z4j_core.wire.limits import DEFAULT_ORIGINALS_BYTES, DEFAULT_ORIGINALS_TTL_SECONDS
+
 ENV_BRAIN_URL = "Z4J_BRAIN_URL"
 ENV_TOKEN = "Z4J_TOKEN"
 ENV_APP = "Z4J_APP"
@@ -28,9 +31,10 @@ ENV_DRAIN_TIMEOUT = "Z4J_DRAIN_TIMEOUT"
 ENV_REDACT_KEYS = "Z4J_REDACT_KEYS"
 ENV_CA_BUNDLE = "Z4J_CA_BUNDLE"
 ENV_COMMAND_CONCURRENCY = "Z4J_COMMAND_CONCURRENCY"
+ENV_ORIGINALS_BYTES = "Z4J_MAX_ORIGINALS_BYTES"
+ENV_ORIGINALS_TTL = "Z4J_ORIGINALS_TTL"
 
-DEFAULT_BRAIN_URL = "ws://127.0.0.1:7700/v1/agent"
-AGENT_PATH = "/v1/agent"
+DEFAULT_BRAIN_URL = DEFAULT_AGENT_URL
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -90,6 +94,8 @@ class AgentConfig:
     redact_keys: tuple[str, ...] = ()
     ca_bundle: str | None = None
     command_concurrency: int = 16
+    max_originals_bytes: int = DEFAULT_ORIGINALS_BYTES
+    originals_ttl: float = DEFAULT_ORIGINALS_TTL_SECONDS
     host: str = field(default_factory=socket.gethostname)
 
     def __post_init__(self) -> None:
@@ -111,6 +117,13 @@ class AgentConfig:
             raise ConfigError(f"drain_timeout={self.drain_timeout} must not be negative")
         if self.command_concurrency < 1:
             raise ConfigError(f"command_concurrency={self.command_concurrency} must be >= 1")
+        if self.max_originals_bytes < 0:
+            raise ConfigError(
+                f"max_originals_bytes={self.max_originals_bytes} must not be negative "
+                "(0 keeps no original message, so retries need the engine's own record)"
+            )
+        if self.originals_ttl <= 0:
+            raise ConfigError(f"originals_ttl={self.originals_ttl} must be positive (seconds)")
 
     @property
     def websocket_url(self) -> str:
@@ -147,6 +160,8 @@ class AgentConfig:
                 ENV_COMMAND_CONCURRENCY,
                 lambda r: _int(ENV_COMMAND_CONCURRENCY, r),
             ),
+            "max_originals_bytes": (ENV_ORIGINALS_BYTES, lambda r: _int(ENV_ORIGINALS_BYTES, r)),
+            "originals_ttl": (ENV_ORIGINALS_TTL, lambda r: _float(ENV_ORIGINALS_TTL, r)),
         }
         for name, (variable, parse) in readers.items():
             if name in explicit and explicit[name] is not None:

@@ -27,6 +27,7 @@ from z4j_core.wire import (
     HANDSHAKE_TIMEOUT_SECONDS,
     MAX_FRAME_BYTES,
     Ack,
+    Action,
     AgentSession,
     Close,
     CloseCode,
@@ -35,6 +36,8 @@ from z4j_core.wire import (
     Error,
     Frame,
     Hello,
+    LocalProtocolError,
+    QueueReport,
     RemoteProtocolError,
     State,
     Welcome,
@@ -92,7 +95,7 @@ class Link:
         outbox: Outbox,
         *,
         records: RecordQueue | None,
-        on_command: Callable[[Command], None],
+        on_command: Callable[[Command | Action], None],
         on_open: Callable[[Link], None] | None = None,
         dropped: Callable[[], int] = lambda: 0,
         finish_when_empty: bool = False,
@@ -115,6 +118,7 @@ class Link:
         self._flush_due = False
         self._reported_dropped = 0
         self._ws: ClientConnection | None = None
+        self._renewing: asyncio.Future[None] | None = None  # a reannounce's close
 
     # -- called on the loop ------------------------------------------------------------------
 
@@ -124,6 +128,12 @@ class Link:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def accepts(self, feature: str) -> bool:
+        """Whether the brain of the open session named `feature` in its welcome."""
+        session = self.session
+        welcome = session.welcome if session is not None else None
+        return self.connected.is_set() and welcome is not None and feature in welcome.features
 
     def send_control(self, frame: Frame) -> None:
         self.control.append(frame)
@@ -184,6 +194,16 @@ class Link:
             attempt = 0 if time.monotonic() - started > STABLE_SESSION else attempt + 1
             delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempt, 16)))
             await self._sleep(delay)
+
+    def reannounce(self) -> None:
+        """End the open session so the next one starts with a fresh hello (what the agent can
+        do changed after the link opened). Events not yet acknowledged are resent on the next
+        session, as after any reconnect. Call on the link's loop."""
+        ws = self._ws
+        if ws is not None and not self._stopping:
+            self._renewing = asyncio.ensure_future(
+                ws.close(CloseCode.NORMAL, "capabilities changed")
+            )
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -307,7 +327,7 @@ class Link:
             for frame in frames:
                 if isinstance(frame, Ack):
                     self.stats.events_acked += self.outbox.ack(frame.up_to_seq)
-                elif isinstance(frame, Command):
+                elif isinstance(frame, (Command, Action)):
                     try:
                         self._on_command(frame)
                     except Exception:
@@ -333,7 +353,16 @@ class Link:
                 last_tick = now
             self._wake.clear()
             while self.control:
-                await ws.send(session.send(self.control.popleft(), time.monotonic()))
+                frame = self.control.popleft()
+                try:
+                    data = session.send(frame, time.monotonic())
+                except LocalProtocolError as exc:
+                    if not isinstance(frame, QueueReport):
+                        raise
+                    # Queued before a reconnect to a brain that does not take them: drop it.
+                    log.debug("z4j dropped a queue report: %s", exc)
+                    continue
+                await ws.send(data)
             dropped = self._dropped()
             if dropped > self._reported_dropped:
                 await ws.send(

@@ -174,6 +174,7 @@ class Spool:
             self._segments.append((path, -1, size))
         self._next_segment = self._segment_number() + 1
         self.dropped = 0
+        self._failing = False  # the last write failed (logged once until one succeeds)
 
     @classmethod
     def open_orphan(cls, folder: Path) -> Spool | None:
@@ -217,17 +218,41 @@ class Spool:
     def __bool__(self) -> bool:
         return bool(self._segments)
 
+    def _save(self, path: Path, events: list[Event]) -> int:
+        """Write one segment file whole (or not at all); its size, or -1 when the folder could
+        not take it (a full disk, a read-only or vanished folder): then the events are counted
+        as dropped, and reported like every drop."""
+        data = _events_encoder.encode(events)
+        tmp = path.with_suffix(".tmp")
+        try:
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            self.dropped += len(events)
+            if not self._failing:
+                log.warning(
+                    "z4j spool %s cannot take events (%s): dropping them, counted", self.folder,
+                    exc.strerror or exc,
+                )  # fmt: skip
+            self._failing = True
+            return -1
+        if self._failing:
+            log.warning("z4j spool %s takes events again", self.folder)
+            self._failing = False
+        return len(data)
+
     def write(self, events: list[Event]) -> None:
         """Append one segment. Drops the oldest segments while the spool is over its bound."""
         if not events:
             return
-        data = _events_encoder.encode(events)
         path = self.folder / f"{self._next_segment:012d}{_SEGMENT_SUFFIX}"
         self._next_segment += 1
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-        self._segments.append((path, len(events), len(data)))
+        size = self._save(path, events)
+        if size < 0:
+            return
+        self._segments.append((path, len(events), size))
         while len(self._segments) > 1 and self.bytes > self.max_bytes:
             oldest, count, _ = self._segments.popleft()
             if count < 0:
@@ -237,16 +262,16 @@ class Spool:
             log.warning("z4j spool over %d bytes: dropped %d oldest events", self.max_bytes, count)
 
     def prepend(self, events: list[Event]) -> None:
-        """Put a segment before all others (events older than any spooled). Never drops."""
+        """Put a segment before all others (events older than any spooled). Drops only what the
+        folder cannot take (counted)."""
         if not events:
             return
-        data = _events_encoder.encode(events)
         number = self._segment_number(0) - 1 if self._segments else _FIRST_SEGMENT
         path = self.folder / f"{number:012d}{_SEGMENT_SUFFIX}"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-        self._segments.appendleft((path, len(events), len(data)))
+        size = self._save(path, events)
+        if size < 0:
+            return
+        self._segments.appendleft((path, len(events), size))
         self._next_segment = max(self._next_segment, number + 1)
 
     def read_oldest(self) -> list[Event]:
@@ -401,7 +426,7 @@ class Outbox:
             self._resend_from = len(unacked)
         if not events:
             return None
-        return EventBatch(first_seq=events[0].seq, events=events)
+        return EventBatch(first_seq=events[0].seq, events=events, pending=self.pending)
 
     def ack(self, up_to_seq: int) -> int:
         unacked = self.unacked

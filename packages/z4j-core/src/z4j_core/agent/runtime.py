@@ -23,15 +23,26 @@ from pathlib import Path
 from typing import Any
 
 from z4j_core import __version__
+from z4j_core.adapter import (
+    ActionOutcome,
+    Adapter,
+    CancelRequest,
+    RetryRequest,
+    advertised_capabilities,
+)
 from z4j_core.agent.commands import CommandRunner, FireMemory
 from z4j_core.agent.config import AgentConfig
 from z4j_core.agent.link import Link
+from z4j_core.agent.originals import OriginalStore
 from z4j_core.agent.outbox import Outbox, Record, RecordQueue, Spool, orphan_folders
 from z4j_core.agent.redaction import MAX_TRACEBACK_CHARS, Redactor
-from z4j_core.hookspecs import EngineAdapter
-from z4j_core.plugins import PluginRegistry, load_adapters
+from z4j_core.plugins import PluginRegistry, load_adapters, register_adapter_class
 from z4j_core.wire import (
+    ACTION_CAPABILITY,
+    FEATURE_QUEUE_REPORTS,
     PROTOCOL_VERSION,
+    Action,
+    ActionKind,
     Capability,
     Command,
     CommandResult,
@@ -39,6 +50,14 @@ from z4j_core.wire import (
     EngineInfo,
     Hello,
     Inventory,
+    LifecycleKind,
+    QueueReport,
+)
+from z4j_core.wire.limits import (
+    MAX_REPORTED_QUEUES,
+    MAX_RESULT_REASON_CHARS,
+    QUEUE_REPORT_REFRESH_SECONDS,
+    QUEUE_REPORT_SECONDS,
 )
 
 log = logging.getLogger("z4j.agent")
@@ -58,6 +77,10 @@ class Agent:
     after_fork: what a forked child does with this agent: "disable" (the child's emits are
     dropped silently and cheaply) or "restart" (the child gets a fresh agent identity, started
     by its first `emit` or an explicit `start()`).
+
+    metrics_registry: a `prometheus_client.CollectorRegistry` of the application's; the agent's
+    own figures (connected, pending, in flight, dropped, acked...) are exported through it
+    (needs `prometheus_client`, the `metrics` extra; never imported otherwise).
     """
 
     def __init__(
@@ -66,6 +89,7 @@ class Agent:
         *,
         plugins: PluginRegistry | None = None,
         after_fork: str = "restart",
+        metrics_registry: Any = None,
         **options: Any,
     ) -> None:
         self.config = config if config is not None else AgentConfig.load(**options)
@@ -73,11 +97,17 @@ class Agent:
             raise ValueError(f"after_fork={after_fork!r} must be 'disable' or 'restart'")
         self.after_fork = after_fork
         self._plugins = plugins
-        self.adapters: list[EngineAdapter] = []
+        self.adapters: list[Adapter] = []
         self.redactor = Redactor(self.config.redact_keys)
         self.errors = 0  # exceptions caught on the hot path or in plugin calls
+        self._originals: OriginalStore | None = None
         self._reset_process_state()
         _AGENTS.add(self)
+        if metrics_registry is not None:
+            # Imported only when asked: prometheus_client is an optional dependency.
+            from z4j_core.agent.metrics import register
+
+            register(self, metrics_registry)
 
     def _reset_process_state(self) -> None:
         self.instance_id = uuid.uuid4().hex
@@ -97,21 +127,46 @@ class Agent:
         self._ready = threading.Event()
         self._replayed = False
         self._last_inventory: dict[tuple[str, str], Inventory] = {}
+        self._last_queues: dict[tuple[str, str], tuple[float, QueueReport]] = {}
         self._main_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[Any]] = set()
+        self._originals_due: asyncio.Event | None = None  # set: the link thread writes them
+        if self._originals is not None:
+            self._originals.reset_after_fork()
 
     # -- adapters ------------------------------------------------------------------------------
 
     @property
     def plugins(self) -> PluginRegistry:
+        """The adapter plugins installed (entry points), loaded on first use; for discovery
+        only: the agent calls its adapters' methods directly."""
         if self._plugins is None:
             self._plugins = load_adapters()
         return self._plugins
 
-    def add_adapter(self, adapter: EngineAdapter) -> EmitFn:
+    def add_adapter(self, adapter: Adapter) -> EmitFn:
         """Register an adapter; returns the `emit` its capture code should call."""
+        adapter.agent = self
         self.adapters.append(adapter)
         return self.emitter(adapter.engine)
+
+    def install_capture(self, adapter: Adapter) -> None:
+        """Add `adapter` and connect its capture to this agent (`Adapter.install_capture`);
+        an adapter whose capture fails still serves commands and inventory."""
+        emit = self.add_adapter(adapter)
+        try:
+            adapter.install_capture(emit)
+        except Exception:
+            self.errors += 1
+            log.exception("z4j could not install lifecycle capture for %s", adapter.engine)
+
+    def _uninstall_captures(self) -> None:
+        for adapter in self.adapters:
+            try:
+                adapter.uninstall_capture()
+            except Exception:
+                self.errors += 1
+                log.exception("z4j could not uninstall the capture of %s", adapter.engine)
 
     def emitter(self, engine: str) -> EmitFn:
         emit = self.emit
@@ -129,6 +184,39 @@ class Agent:
             if adapter.app_name:
                 return adapter.app_name
         return "default"
+
+    @property
+    def originals(self) -> OriginalStore:
+        """The original messages this app keeps on this host for retries (docs/actions.md):
+        one folder in the spool folder, shared by the app's processes on this host."""
+        store = self._originals
+        if store is None:
+            folder = Path(self.config.spool_dir) / f"originals-{_safe_name(self.app_name)}"
+            store = OriginalStore(
+                folder,
+                self.config.max_originals_bytes,
+                self.config.originals_ttl,
+                wake=self._wake_originals,
+            )
+            self._originals = store
+        return store
+
+    def _wake_originals(self) -> None:
+        """On the host's thread, when an original is kept: have the link thread write it. A
+        process with no link thread (never started, stopped, a disabled forked child) writes
+        it at once, as nothing else would."""
+        if not self._started or self._closed or self._forked_child:
+            if self._originals is not None:
+                self._originals.flush()
+            return
+        loop, due = self._loop, self._originals_due
+        if loop is None or due is None:
+            return  # the link thread is starting: it writes what is pending when it runs
+        try:
+            loop.call_soon_threadsafe(due.set)
+        except RuntimeError:  # the loop closed: the agent stopped
+            if self._originals is not None:
+                self._originals.flush()
 
     # -- the hot path --------------------------------------------------------------------------
 
@@ -229,6 +317,17 @@ class Agent:
             self.errors += 1
             log.exception("z4j agent could not start its link thread")
 
+    def reannounce(self) -> None:
+        """Tell the brain again what this agent can do: an adapter's capabilities changed after
+        the link may have sent its hello (a worker learned its pool), so the session is renewed
+        with a fresh hello. Does nothing before ``start`` (the first hello carries them).
+        Thread-safe; never raises."""
+        loop, link = self._loop, self._link
+        if loop is None or link is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed: the agent stopped
+            loop.call_soon_threadsafe(link.reannounce)
+
     def wait_connected(self, timeout: float) -> bool:
         """Block until the link's session is open (for tools and tests; never from a host)."""
         if not self._ready.wait(timeout):
@@ -248,6 +347,7 @@ class Agent:
         and stop the link thread. Returns within about `timeout` seconds; never raises."""
         timeout = self.config.drain_timeout if timeout is None else timeout
         self._closed = True
+        self._uninstall_captures()  # nothing more is reported: disconnect from the engines
         thread, loop, link = self._thread, self._loop, self._link
         if thread is None or loop is None or link is None or self._forked_child:
             return
@@ -342,6 +442,7 @@ class Agent:
             report=self._report_threadsafe,
             fires=FireMemory(fires_path if self._spool is not None else None),
             concurrency=self.config.command_concurrency,
+            act=self._act,
         )
         self._link = Link(
             self.config,
@@ -352,11 +453,14 @@ class Agent:
             on_open=self._on_open,
             dropped=lambda: self.dropped,
         )
+        self._originals_due = asyncio.Event()
         self._ready.set()
         tasks = [
+            asyncio.ensure_future(self._write_originals(self._originals_due)),
             asyncio.ensure_future(self._link.sweep_forever()),
             asyncio.ensure_future(self._link.run()),
             asyncio.ensure_future(self._refresh_inventory()),
+            asyncio.ensure_future(self._report_queues()),
         ]
         try:
             await asyncio.gather(*tasks)
@@ -365,8 +469,26 @@ class Agent:
                 task.cancel()
             await asyncio.gather(*tasks, *self._background, return_exceptions=True)
 
+    async def _write_originals(self, due: asyncio.Event) -> None:
+        """Write the originals the host kept (`OriginalStore.keep` only queues them)."""
+        while True:
+            store = self._originals
+            if store is not None and store.pending:
+                try:
+                    store.flush()
+                except Exception:  # flush swallows disk errors; this keeps the link alive
+                    self.errors += 1
+                    log.exception("z4j could not write the kept original messages")
+            # The timeout covers a wake lost to a race with a flush emptying the queue.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(due.wait(), 1.0)
+            due.clear()
+
     def _finish_on_thread(self) -> None:
-        """On the link thread as it ends: spool what was not acknowledged."""
+        """On the link thread as it ends: write the kept originals, spool what was not
+        acknowledged."""
+        if self._originals is not None:
+            self._originals.flush()
         outbox, spool, link = self._outbox, self._spool, self._link
         if self._runner is not None:
             self._runner.stop()
@@ -389,11 +511,7 @@ class Agent:
             pid=self.pid,
             agent_version=__version__,
             engines=[
-                EngineInfo(
-                    name=a.engine,
-                    version=a.engine_version,
-                    capabilities=[Capability(c) for c in sorted(a.capabilities)],
-                )
+                EngineInfo.of(a.engine, a.engine_version, advertised_capabilities(a))
                 for a in self.adapters
             ],
             labels=dict(self.config.labels),
@@ -401,6 +519,7 @@ class Agent:
 
     def _on_open(self, link: Link) -> None:
         self._last_inventory.clear()
+        self._last_queues.clear()
         self._spawn(self._send_inventory(link))
         if not self._replayed:
             self._replayed = True
@@ -431,11 +550,50 @@ class Agent:
             if link is not None and link.connected.is_set():
                 await self._send_inventory(link)
 
-    def _inventory_of(self, adapter: EngineAdapter) -> Inventory | None:
-        hook = self.plugins.hook
+    async def _report_queues(self) -> None:
+        """Each adapter advertising `queue_depth` reports its queues' depth, at the heartbeat's
+        cadence and never faster than `QUEUE_REPORT_SECONDS`, to a brain that accepts it; an
+        unchanged report is sent again only after `QUEUE_REPORT_REFRESH_SECONDS`."""
+        loop = asyncio.get_running_loop()
+        while True:
+            link = self._link
+            interval = QUEUE_REPORT_SECONDS
+            if link is not None and link.session is not None:
+                interval = max(interval, link.session.limits.heartbeat_seconds)
+            await asyncio.sleep(interval)
+            if link is None or not link.accepts(FEATURE_QUEUE_REPORTS):
+                continue
+            for adapter in list(self.adapters):
+                if Capability.QUEUE_DEPTH.value not in advertised_capabilities(adapter):
+                    continue
+                report = await loop.run_in_executor(None, self._queues_of, adapter)
+                if report is None:
+                    continue
+                key = (report.engine, report.app)
+                now = time.monotonic()
+                last = self._last_queues.get(key)
+                stale = last is None or now - last[0] >= QUEUE_REPORT_REFRESH_SECONDS
+                if stale or (last is not None and last[1] != report):
+                    self._last_queues[key] = (now, report)
+                    link.send_control(report)
+
+    def _queues_of(self, adapter: Adapter) -> QueueReport | None:
         try:
-            tasks = hook.z4j_registered_tasks(adapter=adapter) or []
-            schedules = hook.z4j_observed_schedules(adapter=adapter) or []
+            depths = sorted(adapter.queue_depths(), key=lambda d: d.name)
+        except Exception:
+            self.errors += 1
+            log.exception("z4j adapter %s failed to read its queues' depth", adapter.engine)
+            return None
+        return QueueReport(
+            engine=adapter.engine,
+            app=self.config.app_name or adapter.app_name or self.app_name,
+            queues=depths[:MAX_REPORTED_QUEUES],
+        )
+
+    def _inventory_of(self, adapter: Adapter) -> Inventory | None:
+        try:
+            tasks = adapter.registered_tasks()
+            schedules = adapter.observed_schedules()
         except Exception:
             self.errors += 1
             log.exception("z4j adapter %s failed to describe its inventory", adapter.engine)
@@ -480,7 +638,7 @@ class Agent:
 
     # -- commands ------------------------------------------------------------------------------
 
-    def _adapter_for(self, engine: str, app: str) -> EngineAdapter | None:
+    def _adapter_for(self, engine: str, app: str) -> Adapter | None:
         for adapter in self.adapters:
             if adapter.engine == engine and (not app or app in (adapter.app_name, self.app_name)):
                 return adapter
@@ -495,16 +653,85 @@ class Agent:
                 status=CommandStatus.REJECTED,
                 reason=f"this agent serves {served}, not {command.engine}/{command.app}",
             )
-        result = self.plugins.hook.z4j_enqueue(adapter=adapter, request=command)
-        if result is None:
-            return CommandResult(
-                command_id=command.command_id,
-                status=CommandStatus.REJECTED,
-                reason=f"no installed adapter can enqueue into {command.engine}",
-            )
+        result = adapter.enqueue(command)
         if not isinstance(result, CommandResult):
-            raise TypeError(f"z4j_enqueue returned {type(result).__name__}, not CommandResult")
+            raise TypeError(
+                f"{type(adapter).__name__}.enqueue returned {type(result).__name__}, "
+                "not CommandResult"
+            )
         return result
+
+    def _act(self, action: Action) -> CommandResult:
+        """Run one action on the adapter of its engine and app (docs/actions.md)."""
+
+        def answer(status: CommandStatus, reason: str = "", **fields: Any) -> CommandResult:
+            return CommandResult(
+                command_id=action.command_id,
+                status=status,
+                reason=reason[:MAX_RESULT_REASON_CHARS],
+                **fields,
+            )
+
+        adapter = self._adapter_for(action.engine, action.app)
+        if adapter is None:
+            served = ", ".join(f"{a.engine}/{a.app_name}" for a in self.adapters) or "nothing"
+            return answer(
+                CommandStatus.UNAVAILABLE,
+                f"this agent serves {served}, not {action.engine}/{action.app}",
+            )
+        advertised = advertised_capabilities(adapter)
+        needed = [ACTION_CAPABILITY[action.action]]
+        if action.terminate:
+            needed.append(Capability.TERMINATE)
+        missing = [c.value for c in needed if c.value not in advertised]
+        if missing:
+            return answer(
+                CommandStatus.UNAVAILABLE,
+                f"the {adapter.engine} adapter does not support {', '.join(missing)}",
+            )
+        outcome: ActionOutcome
+        if action.action is ActionKind.RETRY:
+            assert action.task_id is not None
+            outcome = adapter.retry(
+                RetryRequest(
+                    task_id=action.task_id,
+                    task=action.task,
+                    queue=action.queue,
+                    new_task_id=action.new_task_id,
+                    force=action.force,
+                    original=self.originals.get(adapter.engine, action.task_id),
+                )
+            )
+        elif action.action is ActionKind.CANCEL:
+            assert action.task_id is not None
+            outcome = adapter.cancel(
+                CancelRequest(
+                    task_id=action.task_id,
+                    task=action.task,
+                    queue=action.queue,
+                    terminate=action.terminate,
+                )
+            )
+            if outcome.status is CommandStatus.DONE and not outcome.recorded:
+                self.emit(
+                    LifecycleKind.REVOKED,
+                    action.task_id,
+                    action.task or "",
+                    engine=adapter.engine,
+                    queue=action.queue,
+                    message="cancelled by an operator through z4j",
+                )
+        else:
+            assert action.queue is not None
+            outcome = adapter.purge(action.queue)
+        if not isinstance(outcome, ActionOutcome):
+            raise TypeError(
+                f"{type(adapter).__name__}.{action.action.value} returned "
+                f"{type(outcome).__name__}, not ActionOutcome"
+            )
+        return answer(
+            outcome.status, outcome.reason, native_id=outcome.native_id, count=outcome.count
+        )
 
     def _report_threadsafe(self, result: CommandResult) -> None:
         loop, link = self._loop, self._link
@@ -594,20 +821,22 @@ def default_agent(**options: Any) -> Agent:
         return _default_agent
 
 
-def attach(adapter: EngineAdapter, *, start: bool = True, **options: Any) -> Agent:
+def attach(adapter: Adapter, *, start: bool = True, **options: Any) -> Agent:
     """Add `adapter` to the process's agent and install its lifecycle capture.
 
-    start: start the link now. An adapter whose engine forks workers passes False here and
-    calls `agent.start()` itself at the right moment (after the pool forked, in the process
-    that will see the events).
+    Its class is registered as a plugin when no installed entry point provides its engine (a
+    source tree run without installing). start: start the link now. An adapter whose engine
+    forks workers passes False here and calls `agent.start()` itself at the right moment (after
+    the pool forked, in the process that will see the events). Engines' `instrument` functions
+    go through `z4j_core.adapter.instrument`, which wraps this.
     """
     agent = default_agent(**options)
-    emit = agent.add_adapter(adapter)
     try:
-        agent.plugins.hook.z4j_install_capture(adapter=adapter, emit=emit)
+        register_adapter_class(agent.plugins, type(adapter))
     except Exception:
         agent.errors += 1
-        log.exception("z4j could not install lifecycle capture for %s", adapter.engine)
+        log.exception("z4j could not register the %s adapter as a plugin", adapter.engine)
+    agent.install_capture(adapter)
     if start:
         agent.start()
     return agent

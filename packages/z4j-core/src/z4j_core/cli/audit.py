@@ -11,8 +11,15 @@ import json
 from typing import Any
 
 from z4j_core.cli import CLIError
-from z4j_core.cli.http import EXIT_FAILED, BrainClient, add_client_arguments
-from z4j_core.cli.tables import print_table, timestamp
+from z4j_core.cli.http import (
+    EXIT_FAILED,
+    BrainClient,
+    add_client_arguments,
+    add_page_arguments,
+    page_query,
+    print_next_cursor,
+)
+from z4j_core.cli.tables import emit_json, print_table, timestamp
 
 PAGE = 1000
 
@@ -22,7 +29,7 @@ def register(subparsers: Any) -> None:
     actions = audit.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="audit rows, oldest first")
     listing.add_argument("--after", type=int, default=0, help="start after this sequence number")
-    listing.add_argument("--limit", type=int, default=100, help="at most this many rows (100)")
+    add_page_arguments(listing, 100)
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(func=_list)
     verify = actions.add_parser("verify", help="check every row's HMAC chain")
@@ -42,22 +49,25 @@ def _summary(value: Any) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    rows = BrainClient.from_args(args).get("audit", {"after": args.after, "limit": args.limit})
+    rows = BrainClient.from_args(args).get("audit", {"after": args.after, **page_query(args)})
     items = rows["audit"]
     if args.json:
-        print(json.dumps(items, indent=2))
+        # `before` and `after` are shown as recorded: the row's HMAC covers them.
+        emit_json(items, verbatim=("before", "after"))
+        print_next_cursor(rows)
         return 0
     if not items:
         print("the audit log is empty")
         return 0
     print_table(
-        ("seq", "time (utc)", "actor", "source", "action", "target", "after"),
+        ("seq", "time", "actor", "source", "action", "target", "after"),
         [
             [r["seq"], timestamp(r["at"]), r["actor"], r["source"], r["action"], r["target"],
              _summary(r["after"])]
             for r in items
         ],
     )  # fmt: skip
+    print_next_cursor(rows)
     return 0
 
 

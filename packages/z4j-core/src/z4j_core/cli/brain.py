@@ -25,12 +25,20 @@ def load_brain_cli() -> Any:
         raise
 
 
-def _run_brain(args: argparse.Namespace) -> int:
-    result: int = load_brain_cli().run(args.brain_args)
+def run_brain(argv: list[str]) -> int:
+    """``z4j brain ARGS...``: the brain's own parser takes every word after ``brain``
+    (``z4j_core.cli.main`` sends them here before its own parser sees them, so ``--help`` and
+    every option reach the brain's parser)."""
+    result: int = load_brain_cli().run(argv)
     return result
 
 
+def _run_brain(args: argparse.Namespace) -> int:
+    return run_brain(args.brain_args)
+
+
 def register(subparsers: Any) -> None:
+    # Listed for `z4j --help` and completion; `main` forwards `z4j brain ...` before parsing.
     brain = subparsers.add_parser(
         "brain", help="run and administer the brain server (needs z4j[brain])", add_help=False
     )

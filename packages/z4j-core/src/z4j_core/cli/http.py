@@ -1,10 +1,12 @@
 """The operator CLI's client of the brain's HTTP API, on the standard library alone.
 
-Owns where the brain is (``--brain-url`` / ``Z4J_BRAIN_URL``), the admin token
-(``--admin-token`` / ``Z4J_ADMIN_TOKEN``), TLS verification (the system trust store, or
-``--ca-bundle`` / ``Z4J_CA_BUNDLE``), and turning every failure into one line with a non-zero
-exit (``CLIError``): connection refused, a refused token, rate limiting, a TLS failure, a
-timeout, an error answer. Never prints or logs the admin token.
+Owns where the brain is (``--brain-url`` / ``Z4J_BRAIN_URL``), the token it presents (an
+operator's: ``--token`` / ``Z4J_OPERATOR_TOKEN``, else the admin token: ``--admin-token`` /
+``Z4J_ADMIN_TOKEN``), TLS verification (the system trust store, or
+``--ca-bundle`` / ``Z4J_CA_BUNDLE``), each falling back to the chosen profile (``--profile`` /
+``Z4J_PROFILE``, see ``cli.profiles``) and then to defaults, and turning every failure into
+one line with a non-zero exit (``CLIError``): connection refused, a refused token, rate
+limiting, a TLS failure, a timeout, an error answer. Never prints or logs the admin token.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 from typing import TYPE_CHECKING, Any, Final
 
 from z4j_core.cli import CLIError
+from z4j_core.endpoints import AGENT_PATH, API_PREFIX, DEFAULT_HTTP_URL
 
 if TYPE_CHECKING:
     import ssl
@@ -24,29 +27,83 @@ if TYPE_CHECKING:
 
 ENV_BRAIN_URL: Final = "Z4J_BRAIN_URL"
 ENV_ADMIN_TOKEN: Final = "Z4J_ADMIN_TOKEN"
+ENV_OPERATOR_TOKEN: Final = "Z4J_OPERATOR_TOKEN"
+#: How operator tokens start (the brain's ``access.OPERATOR_PREFIX``).
+OPERATOR_PREFIX: Final = "z4j_op_"
 ENV_CA_BUNDLE: Final = "Z4J_CA_BUNDLE"
-DEFAULT_BRAIN_URL: Final = "http://127.0.0.1:7700"
+DEFAULT_BRAIN_URL: Final = DEFAULT_HTTP_URL
 DEFAULT_TIMEOUT: Final = 30.0
-API: Final = "/api/v1"
-AGENT_PATH: Final = "/v1/agent"
+API: Final = API_PREFIX
 
 #: Exit code when the brain could not be reached or answered an error (2 is a usage error).
 EXIT_FAILED: Final = 1
 
 
-def add_client_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every command that talks to the brain takes."""
-    group = parser.add_argument_group("brain connection")
-    group.add_argument(
-        "--brain-url", help=f"the brain's URL (default ${ENV_BRAIN_URL}, else {DEFAULT_BRAIN_URL})"
+#: The most rows one page of a list route holds (the brain's own cap).
+MAX_PAGE: Final = 10000
+
+
+def add_page_arguments(parser: argparse.ArgumentParser, default_limit: int) -> None:
+    """``--limit`` and ``--cursor``: the options of every command that lists a paged route."""
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=default_limit,
+        help=f"at most this many, 1 to {MAX_PAGE} ({default_limit})",
     )
-    group.add_argument("--admin-token", help=f"the admin token (default ${ENV_ADMIN_TOKEN})")
+    parser.add_argument(
+        "--cursor",
+        help="start after the previous page (the cursor a previous run printed)",
+    )
+
+
+def page_query(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``limit`` and ``cursor`` query parameters of ``add_page_arguments``'s options."""
+    if not 1 <= args.limit <= MAX_PAGE:
+        raise CLIError(f"--limit must be between 1 and {MAX_PAGE}")
+    return {"limit": args.limit, "cursor": args.cursor}
+
+
+def print_next_cursor(answer: dict[str, Any]) -> None:
+    """When a page has a next one, say how to get it (on stderr: stdout stays the rows, JSON
+    included)."""
+    cursor = answer.get("next_cursor")
+    if cursor:
+        import sys
+
+        print(f"z4j: more rows: run again with --cursor {cursor}", file=sys.stderr)
+
+
+def add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every command that talks to the brain takes (and ``--tz``)."""
+    from z4j_core.cli import add_display_arguments
+    from z4j_core.cli.profiles import ENV_PROFILE
+
+    group = parser.add_argument_group(
+        "brain connection (each option, else its variable, else the profile, else the default)"
+    )
+    group.add_argument(
+        "--brain-url",
+        help=f"the brain's URL (${ENV_BRAIN_URL}, the profile, else {DEFAULT_BRAIN_URL})",
+    )
+    group.add_argument(
+        "--admin-token", help=f"the admin token (${ENV_ADMIN_TOKEN}, else the profile's)"
+    )
+    group.add_argument(
+        "--token", help=f"your operator token (${ENV_OPERATOR_TOKEN}, else the admin token)"
+    )
     group.add_argument(
         "--ca-bundle", help=f"CA bundle to verify the brain's certificate (${ENV_CA_BUNDLE})"
     )
     group.add_argument(
+        "--profile",
+        metavar="NAME",
+        help=f"use this saved profile (${ENV_PROFILE}, else the current one: z4j profiles)",
+    )
+    group.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per request (30)"
     )
+    add_display_arguments(parser)
 
 
 def http_base_url(url: str) -> str:
@@ -77,6 +134,9 @@ class BrainClient:
         self.base_url = http_base_url(base_url)
         self.admin_token = admin_token
         self.timeout = timeout
+        self._token_kind = (
+            "operator token" if (admin_token or "").startswith(OPERATOR_PREFIX) else "admin token"
+        )
         self._context: ssl.SSLContext | None = None
         if self.base_url.startswith("https://"):
             import ssl
@@ -88,12 +148,28 @@ class BrainClient:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BrainClient:
-        """From the command's options, then ``Z4J_*`` variables, then defaults."""
+        """From the command's options, then ``Z4J_*`` variables, then the profile (``--profile``,
+        ``Z4J_PROFILE`` or the current one), then defaults."""
+        from z4j_core.cli.profiles import chosen_profile
+
         env = os.environ
+        profile = chosen_profile(getattr(args, "profile", None))
+        saved = profile.settings if profile is not None else {}
+        url = getattr(args, "brain_url", None) or env.get(ENV_BRAIN_URL)
+        if url and saved and http_base_url(url) != saved.get("brain_url"):
+            saved = {}  # a profile's token and CA bundle go to its own brain, never another
         return cls(
-            getattr(args, "brain_url", None) or env.get(ENV_BRAIN_URL) or DEFAULT_BRAIN_URL,
-            getattr(args, "admin_token", None) or env.get(ENV_ADMIN_TOKEN) or None,
-            ca_bundle=getattr(args, "ca_bundle", None) or env.get(ENV_CA_BUNDLE) or None,
+            url or saved.get("brain_url") or DEFAULT_BRAIN_URL,
+            getattr(args, "token", None)
+            or env.get(ENV_OPERATOR_TOKEN)
+            or getattr(args, "admin_token", None)
+            or env.get(ENV_ADMIN_TOKEN)
+            or saved.get("admin_token")
+            or None,
+            ca_bundle=getattr(args, "ca_bundle", None)
+            or env.get(ENV_CA_BUNDLE)
+            or saved.get("ca_bundle")
+            or None,
             timeout=getattr(args, "timeout", None) or DEFAULT_TIMEOUT,
         )
 
@@ -127,7 +203,9 @@ class BrainClient:
 
         if self.admin_token is None:
             raise CLIError(
-                f"no admin token: pass --admin-token or set {ENV_ADMIN_TOKEN} "
+                f"no admin token or operator token: pass --token (or set {ENV_OPERATOR_TOKEN}) "
+                f"with yours, or --admin-token (or set {ENV_ADMIN_TOKEN}), or save a profile "
+                "with z4j login "
                 "(the brain printed it on its first start; lost it? run "
                 "z4j brain admin-token --rotate where its database is)"
             )
@@ -170,10 +248,13 @@ class BrainClient:
         message = _error_message(raw)
         if status == 401:
             return CLIError(
-                f"the brain at {self.base_url} refused the admin token (HTTP 401): check "
-                f"--admin-token / {ENV_ADMIN_TOKEN} (lost it? z4j brain admin-token --rotate)",
+                f"the brain at {self.base_url} refused the {self._token_kind} (HTTP 401): check "
+                f"--token / {ENV_OPERATOR_TOKEN} or --admin-token / {ENV_ADMIN_TOKEN} (revoked "
+                "or expired? ask an admin; lost the admin token? z4j brain admin-token --rotate)",
                 EXIT_FAILED,
             )
+        if status == 403:
+            return CLIError(f"not allowed (HTTP 403): {message or 'refused'}", EXIT_FAILED)
         if status == 429:
             wait = f" in {retry_after} s" if retry_after else " later"
             return CLIError(

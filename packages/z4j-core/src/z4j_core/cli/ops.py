@@ -1,9 +1,10 @@
 """Operator commands over the brain's HTTP API: `z4j agents`, `z4j tasks` (list, `show`,
-`run`) and `z4j events tail`.
+`run`; `retry` and `cancel` live in `z4j_core.cli.actions`) and `z4j events tail`.
 
 Owns what each prints: readable tables by default, `--json` on every listing (the API's own
-objects), one line per event when tailing. Talks to the brain only through ``BrainClient``, so
-each works against a remote brain; every failure is one line and a non-zero exit.
+objects, times as ISO 8601 strings), one line per event when tailing. Talks to the brain only
+through ``BrainClient``, so each works against a remote brain; every failure is one line and a
+non-zero exit. Filters with a closed set of values (task states) refuse anything else.
 """
 
 from __future__ import annotations
@@ -15,8 +16,25 @@ import time
 from typing import Any, Final
 
 from z4j_core.cli import CLIError
-from z4j_core.cli.http import EXIT_FAILED, BrainClient, add_client_arguments
-from z4j_core.cli.tables import age, labels_text, print_table, seconds_text, timestamp
+from z4j_core.cli.http import (
+    EXIT_FAILED,
+    BrainClient,
+    add_client_arguments,
+    add_page_arguments,
+    page_query,
+    print_next_cursor,
+)
+from z4j_core.cli.parser import LazyChoices
+from z4j_core.cli.tables import (
+    DURATION_EXAMPLES,
+    age,
+    duration_seconds,
+    emit_json,
+    labels_text,
+    print_table,
+    seconds_text,
+    timestamp,
+)
 
 #: Seconds one long poll of `events tail` waits for new events (the API allows up to 30).
 TAIL_WAIT_SECONDS: Final = 20
@@ -28,6 +46,23 @@ TASK_COLUMNS: Final = (
 RECENT_SECONDS: Final = 86400
 #: `tasks run`: statuses that mean the engine has the job.
 ENQUEUED_STATUSES: Final = ("enqueued",)
+#: `events tail` prints this many stored events before following, like `tail`.
+DEFAULT_TAIL_LINES: Final = 10
+#: `events tail -n N` looks back at most this many stored events for N that match its filters.
+TAIL_LOOKBACK_MAX: Final = 100_000
+#: Events per page when `events tail` reads the store.
+TAIL_PAGE: Final = 1000
+
+
+def _states() -> list[str]:
+    # A task's state is the kind of its latest lifecycle event: one closed set, the wire's.
+    from z4j_core.wire import LifecycleKind
+
+    return [kind.value for kind in LifecycleKind]
+
+
+#: The values `--state` takes, loaded only when one is checked or listed.
+TASK_STATES: Final = LazyChoices(_states)
 
 
 def register(subparsers: Any) -> None:
@@ -49,12 +84,18 @@ def register(subparsers: Any) -> None:
     _task_filters(listing)
     listing.set_defaults(func=_tasks)
 
-    show = actions.add_parser("show", help="one task: every field, traceback and events")
+    show = actions.add_parser(
+        "show", help="one task: every field, its arguments (redacted), traceback and events"
+    )
     show.add_argument("task_id")
     show.add_argument("--engine", help="the engine, when two engines share a task id")
     show.add_argument("--json", action="store_true", help="print JSON")
     add_client_arguments(show)
     show.set_defaults(func=_show)
+
+    from z4j_core.cli.actions import register_task_actions
+
+    register_task_actions(actions)
 
     run = actions.add_parser("run", help="enqueue a task now through a connected agent")
     run.add_argument("name", help="task name as the engine knows it")
@@ -71,11 +112,35 @@ def register(subparsers: Any) -> None:
 
     events = subparsers.add_parser("events", help="the event stream")
     event_actions = events.add_subparsers(dest="action", metavar="ACTION", required=True)
-    tail = event_actions.add_parser("tail", help="print events as they are stored (follows)")
+    tail = event_actions.add_parser(
+        "tail",
+        help="print the last stored events, then follow new ones",
+        description=(
+            f"Print the last {DEFAULT_TAIL_LINES} stored events (-n), then each new one as it is "
+            "stored, until interrupted (--no-follow: stop after the stored ones). Filters apply "
+            "to both."
+        ),
+    )
     start = tail.add_mutually_exclusive_group()
+    start.add_argument(
+        "-n",
+        "--lines",
+        type=int,
+        metavar="N",
+        help=f"first print the last N stored events that match ({DEFAULT_TAIL_LINES}; 0: none)",
+    )
     start.add_argument("--after", type=int, help="start after this position")
     start.add_argument("--from-start", action="store_true", help="start at the oldest stored")
-    tail.add_argument("--count", type=int, help="stop after this many events")
+    tail.add_argument("--engine", help="only this engine's events")
+    tail.add_argument("--app", help="only this app's events")
+    tail.add_argument("--task", metavar="NAME", help="only events of tasks with this name")
+    tail.add_argument(
+        "--state",
+        choices=TASK_STATES,
+        metavar="STATE",
+        help="only events of this kind: %(choices)s",
+    )
+    tail.add_argument("--count", type=int, help="stop after printing this many events")
     tail.add_argument("--no-follow", action="store_true", help="print what is stored, then stop")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
     add_client_arguments(tail)
@@ -83,17 +148,23 @@ def register(subparsers: Any) -> None:
 
 
 def _task_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state", help="only this state: failed, succeeded, started, ...")
+    parser.add_argument(
+        "--state",
+        choices=TASK_STATES,
+        metavar="STATE",
+        help="only tasks in this state: %(choices)s",
+    )
     parser.add_argument("--name", help="only this task name")
     parser.add_argument("--engine", help="only this engine")
     parser.add_argument("--app", help="only this app")
-    parser.add_argument("--limit", type=int, default=50, help="at most this many (50)")
+    parser.add_argument("--since", help=f"only tasks updated within this long: {DURATION_EXAMPLES}")
+    add_page_arguments(parser, 50)
     parser.add_argument("--json", action="store_true", help="print JSON")
     add_client_arguments(parser)
 
 
 def _emit_json(value: Any) -> None:
-    print(json.dumps(value, indent=2))
+    emit_json(value)
 
 
 # -- agents ------------------------------------------------------------------------------------
@@ -120,7 +191,7 @@ def _agents(args: argparse.Namespace) -> int:
             (
                 a["app"],
                 "connected" if a["connected"] else "gone",
-                ",".join(f"{e['name']} {e['version']}".strip() for e in a["engines"]),
+                ",".join(_engine_text(e) for e in a["engines"]),
                 labels_text(a["labels"]),
                 a["host"],
                 a["pid"],
@@ -134,22 +205,34 @@ def _agents(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_text(engine: dict[str, Any]) -> str:
+    """`rq 2.1.0 (retry cancel purge)`: the engine, its version and the actions it runs."""
+    text = f"{engine['name']} {engine.get('version') or ''}".strip()
+    actions = engine.get("actions") or []
+    return f"{text} ({' '.join(actions)})" if actions else text
+
+
 # -- tasks -------------------------------------------------------------------------------------
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    if args.limit is not None and not 1 <= args.limit <= 10000:
-        raise CLIError("--limit must be between 1 and 10000")
     query = {
         "state": args.state,
         "name": args.name,
         "engine": args.engine,
         "app": args.app,
-        "limit": args.limit,
+        **page_query(args),
     }
-    tasks = BrainClient.from_args(args).get("tasks", query)["tasks"]
+    if args.since is not None:
+        try:
+            query["since"] = time.time() - duration_seconds(args.since, "--since")
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    answer = BrainClient.from_args(args).get("tasks", query)
+    tasks = answer["tasks"]
     if args.json:
         _emit_json(tasks)
+        print_next_cursor(answer)
         return 0
     if not tasks:
         print("no tasks match", file=sys.stderr)
@@ -172,6 +255,7 @@ def _tasks(args: argparse.Namespace) -> int:
             for t in tasks
         ],
     )
+    print_next_cursor(answer)
     return 0
 
 
@@ -196,8 +280,9 @@ def _show(args: argparse.Namespace) -> int:
 
     path = f"tasks/{quote(args.task_id, safe='')}/events"
     events = client.get(path, {"engine": task["engine"]})["events"]
+    arguments = _arguments(events)
     if args.json:
-        _emit_json({**task, "events": events})
+        _emit_json({**task, **arguments, "events": events})
         return 0
     fields = [
         ("task id", task["task_id"]),
@@ -213,11 +298,18 @@ def _show(args: argparse.Namespace) -> int:
         ("finished", timestamp(task["finished_at"])),
         ("runtime", seconds_text(task["runtime"])),
         ("retries", task["retries"]),
+        ("args", arguments["args"]),
+        ("kwargs", arguments["kwargs"]),
+        ("result", arguments["result"]),
         ("failure", _failure(task) or None),
         ("fire id", task["fire_id"]),
+        ("retry of", task.get("retry_of")),
+        ("retried as", ", ".join(task.get("retried_as") or []) or None),
     ]
     for label, value in fields:
         print(f"{label + ':':<10} {'-' if value is None else value}")
+    if any(arguments.values()):
+        print("(arguments and result as the agent sent them, redacted before they left)")
     if task.get("traceback"):
         print("traceback (redacted by the agent):")
         print(task["traceback"].rstrip())
@@ -225,6 +317,17 @@ def _show(args: argparse.Namespace) -> int:
     for event in events:
         print("  " + _event_line(event))
     return 0
+
+
+def _arguments(events: list[dict[str, Any]]) -> dict[str, str | None]:
+    """The task's arguments and result from its events (the latest event that carries each):
+    the agent redacted and cut them before they left the worker."""
+    found: dict[str, str | None] = {"args": None, "kwargs": None, "result": None}
+    for event in events:
+        for key in found:
+            if event.get(key) is not None:
+                found[key] = event[key]
+    return found
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -313,28 +416,84 @@ def _event_line(e: dict[str, Any]) -> str:
     return " ".join(str(p) for p in parts)
 
 
+def _matches(args: argparse.Namespace) -> Any:
+    """The filter `events tail` applies to each event (engine, app, task name, state)."""
+    wanted = {
+        "engine": args.engine,
+        "app": args.app,
+        "task_name": args.task,
+        "kind": args.state,
+    }
+    wanted = {k: v for k, v in wanted.items() if v is not None}
+
+    def matches(event: dict[str, Any]) -> bool:
+        return all(event.get(k) == v for k, v in wanted.items())
+
+    return matches
+
+
+def _pages(client: BrainClient, after: int, through: int | None) -> Any:
+    """Stored events after ``after`` (up to ``through`` when given), page by page."""
+    while through is None or after < through:
+        page = client.get("events", {"after": after, "limit": TAIL_PAGE})
+        events = [e for e in page["events"] if through is None or e["position"] <= through]
+        yield from events
+        if not page["events"] or len(events) < len(page["events"]):
+            return
+        after = page["next_after"]
+
+
+def _last_stored(client: BrainClient, lines: int, matches: Any) -> tuple[list[Any], int]:
+    """The last ``lines`` stored events that match, and the position they end at. Looks back
+    a growing window (at most ``TAIL_LOOKBACK_MAX`` events) so a rare match is still found."""
+    latest = int(client.get("events", {"limit": 0})["latest"])
+    if lines == 0 or latest == 0:
+        return [], latest
+    window = max(lines * 4, TAIL_PAGE)
+    while True:
+        start = max(0, latest - window)
+        found = [e for e in _pages(client, start, latest) if matches(e)]
+        if len(found) >= lines or start == 0 or window >= TAIL_LOOKBACK_MAX:
+            return found[-lines:], latest
+        window *= 4
+
+
 def _tail(args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         raise CLIError("--count must be at least 1")
+    if args.lines is not None and args.lines < 0:
+        raise CLIError("-n/--lines must be 0 or more")
     client = BrainClient.from_args(args)
-    if args.from_start:
-        after = 0
-    elif args.after is not None:
-        after = args.after
-    else:
-        after = client.get("events", {"limit": 0})["latest"]
+    matches = _matches(args)
     printed = 0
+
+    def show(event: dict[str, Any]) -> bool:
+        """Print one event; True when --count is reached."""
+        nonlocal printed
+        if args.json:
+            emit_json(event, indent=None)
+        else:
+            print(_event_line(event), flush=True)
+        printed += 1
+        return args.count is not None and printed >= args.count
+
+    if args.from_start or args.after is not None:
+        after = 0 if args.from_start else args.after
+    else:
+        lines = DEFAULT_TAIL_LINES if args.lines is None else args.lines
+        backlog, after = _last_stored(client, lines, matches)
+        for event in backlog:
+            if show(event):
+                return 0
     wait = 0 if args.no_follow else TAIL_WAIT_SECONDS
     while True:
         page = client.get(
             "events",
-            {"after": after, "limit": 1000, "wait": wait},
+            {"after": after, "limit": TAIL_PAGE, "wait": wait},
             timeout=max(args.timeout, wait + 15),
         )
         for event in page["events"]:
-            print(json.dumps(event) if args.json else _event_line(event), flush=True)
-            printed += 1
-            if args.count is not None and printed >= args.count:
+            if matches(event) and show(event):
                 return 0
         after = page["next_after"]
         if args.no_follow and not page["events"]:

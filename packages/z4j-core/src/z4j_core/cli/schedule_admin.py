@@ -17,8 +17,21 @@ from typing import Any
 from urllib.parse import quote
 
 from z4j_core.cli import CLIError
-from z4j_core.cli.http import BrainClient, add_client_arguments
-from z4j_core.cli.tables import print_table, timestamp
+from z4j_core.cli.http import (
+    BrainClient,
+    add_client_arguments,
+    add_page_arguments,
+    page_query,
+    print_next_cursor,
+)
+from z4j_core.cli.tables import (
+    DURATION_EXAMPLES,
+    duration_seconds,
+    emit_json,
+    instant,
+    print_table,
+    timestamp,
+)
 
 _KIND_OPTIONS = ("cron", "every", "at", "solar", "spec")
 _SPEC_OVERRIDES = {
@@ -32,27 +45,20 @@ _SPEC_OVERRIDES = {
 
 
 def _schedule_options(parser: argparse.ArgumentParser) -> None:
-    kind = parser.add_argument_group("schedule (one of)")
-    kind.add_argument("--cron", metavar="EXPR", help='cron expression, e.g. "*/10 * * * * *"')
-    kind.add_argument("--every", metavar="INTERVAL", help="interval, e.g. 30s, 15m, 2h")
-    kind.add_argument("--at", metavar="INSTANT", help="one-shot ISO 8601 instant with offset")
-    kind.add_argument("--solar", metavar="EVENT", help="sunrise, sunset, dawn, dusk, noon...")
-    kind.add_argument("--spec", metavar="JSON", help="a whole schedule as JSON")
-    parser.add_argument("--tz", metavar="ZONE", help="IANA time zone (default UTC)")
-    parser.add_argument("--day-and", action="store_true", help="cron: day-of-month AND weekday")
-    parser.add_argument("--anchor", metavar="INSTANT", help="interval: the first slot")
-    parser.add_argument("--lat", metavar="DEG", help="solar: latitude")
-    parser.add_argument("--lon", metavar="DEG", help="solar: longitude")
-    parser.add_argument("--elevation", metavar="M", help="solar: elevation in metres")
-    parser.add_argument("--depression", metavar="KIND", help="solar: civil, nautical...")
-    parser.add_argument("--offset", metavar="DURATION", help="solar: shift, e.g. -30m")
-    parser.add_argument("--start", metavar="INSTANT", help="no slot before this instant")
-    parser.add_argument("--end", metavar="INSTANT", help="no slot after this instant")
+    from z4j_core.cli.schedules import add_schedule_arguments
+
+    add_schedule_arguments(parser, "schedule (one of)")
     parser.add_argument(
         "--catch-up", dest="catch_up", choices=("skip", "one", "all"), help="after downtime"
     )
-    parser.add_argument("--misfire-grace", metavar="DURATION", help="how late is on time (60s)")
-    parser.add_argument("--jitter", metavar="DURATION", help="largest delay added to a slot")
+    parser.add_argument(
+        "--misfire-grace",
+        metavar="DURATION",
+        help=f"how late is on time (60s): {DURATION_EXAMPLES}",
+    )
+    parser.add_argument(
+        "--jitter", metavar="DURATION", help=f"largest delay added to a slot: {DURATION_EXAMPLES}"
+    )
     parser.add_argument("--max-catch-up", metavar="N", type=int, help="catch-up 'all': per tick")
     parser.add_argument("--task", help="the task's name as the engine knows it")
     parser.add_argument("--engine", help="huey, celery, rq, dramatiq, arq, taskiq")
@@ -61,9 +67,42 @@ def _schedule_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kwargs", metavar="JSON", help="keyword arguments as a JSON object")
     parser.add_argument("--queue", help="the engine's queue")
     parser.add_argument("--priority", type=int, help="the engine's priority")
-    parser.add_argument("--expires", metavar="SECONDS", type=float, help="expiry after enqueue")
+    parser.add_argument(
+        "--expires", metavar="DURATION", help=f"expiry after enqueue: {DURATION_EXAMPLES}"
+    )
     parser.add_argument("--labels", help="only agents with these labels: k=v,k2=v2")
     parser.add_argument("--description", help="free text")
+    parser.add_argument(
+        "--allow-past",
+        dest="allow_past",
+        action="store_true",
+        help="one-shot: an instant already past fires once, now (refused otherwise)",
+    )
+    parser.add_argument(
+        "--overlap",
+        choices=("allow", "skip", "buffer-one", "cancel-previous"),
+        help="while the previous fire's task is queued or running: allow (default) fires "
+        "anyway, skip records the slot skipped, buffer-one lets at most one wait, "
+        "cancel-previous fires and cancels the previous task (needs agents that can cancel)",
+    )
+    parser.add_argument(
+        "--pause-after-failures",
+        dest="pause_after_failures",
+        metavar="N",
+        help="pause the schedule after N consecutive failed task outcomes ('off' removes it)",
+    )
+    parser.add_argument(
+        "--result-log",
+        dest="result_log",
+        choices=("all", "failures", "none"),
+        help="what retention keeps of the fires' tasks (default all)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="keep it even when the engine, app or task is not among what agents reported "
+        "(an app not deployed yet); its health says why it may not run",
+    )
 
 
 def register(commands: Any) -> None:
@@ -118,11 +157,31 @@ def register(commands: Any) -> None:
 
     history = commands.add_parser("history", help="a schedule's fires and their tasks' outcomes")
     history.add_argument("name")
-    history.add_argument("--limit", type=int, default=20, help="how many fires (20)")
+    add_page_arguments(history, 20)
     history.add_argument("--json", action="store_true", help="print JSON")
     history.set_defaults(func=_history)
 
-    for parser in (add, listing, show, edit, pause, resume, remove, trigger, history):
+    backfill = commands.add_parser(
+        "backfill",
+        help="fire every slot in a past range that has no fire yet (paced, audited)",
+        description="Fire every slot of a schedule between --from and --to (both included, "
+        "at most now) that has no fire yet, under the fire id the live slot gets: run twice, "
+        "or racing the live leader, it never fires a slot twice.",
+    )
+    backfill.add_argument("name")
+    backfill.add_argument(
+        "--from", dest="start", required=True, metavar="INSTANT",
+        help="ISO 8601 instant with offset: the range's start",
+    )  # fmt: skip
+    backfill.add_argument(
+        "--to", dest="end", required=True, metavar="INSTANT",
+        help="ISO 8601 instant with offset, at most now: the range's end",
+    )  # fmt: skip
+    backfill.add_argument("--dry-run", action="store_true", help="list the slots, fire nothing")
+    backfill.add_argument("--json", action="store_true", help="print JSON")
+    backfill.set_defaults(func=_backfill)
+
+    for parser in (add, listing, show, edit, pause, resume, remove, trigger, history, backfill):
         add_client_arguments(parser)
 
 
@@ -192,10 +251,30 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
     if args.priority is not None:
         options["priority"] = args.priority
     if args.expires is not None:
-        options["expires_seconds"] = args.expires
+        try:
+            options["expires_seconds"] = duration_seconds(args.expires, "--expires")
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
     if options:
         body["options"] = options
+    for key in ("overlap", "result_log"):
+        if getattr(args, key) is not None:
+            body[key] = getattr(args, key)
+    if args.pause_after_failures is not None:
+        body["pause_after_failures"] = _failures(args.pause_after_failures)
     return body
+
+
+def _failures(text: str) -> int | None:
+    if text.strip().lower() in ("off", "0"):
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 1000:
+        raise CLIError(f"--pause-after-failures {text!r} must be 1 to 1000, or 'off'")
+    return count
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -207,55 +286,70 @@ def _add(args: argparse.Namespace) -> int:
         body["id"] = args.id
     if args.paused:
         body["enabled"] = False
+    if args.allow_past:
+        body["allow_past"] = True
+    if args.force:
+        body["force"] = True
     created = BrainClient.from_args(args).post("schedules", body)
     if args.json:
-        print(json.dumps(created, indent=2))
+        emit_json(created)
         return 0
     print(f"created schedule {created['name']!r} (id {created['id']}): {_describe(created)}")
+    _warn_problems(args, created)
     return 0
 
 
+def _warn_problems(args: argparse.Namespace, item: dict[str, Any]) -> None:
+    """After --force: say why the schedule may not run (the brain's health of it)."""
+    if not args.force:
+        return
+    shown = BrainClient.from_args(args).get(_path(item["id"]))
+    for problem in (shown.get("health") or {}).get("problems") or []:
+        print(f"warning: {problem}; kept (--force), it may not run", file=sys.stderr)
+
+
 def _describe(item: dict[str, Any]) -> str:
-    from z4j_core.scheduling import ScheduleError, schedule_from_dict
+    from z4j_core.scheduling import schedule_from_dict
 
     try:
         return schedule_from_dict(item["schedule"]).describe()
-    except ScheduleError:
+    except Exception:  # a stored row this CLI cannot read: show it as stored
         return json.dumps(item["schedule"])
 
 
 def _next_slot(item: dict[str, Any], now: datetime) -> str:
-    from z4j_core.scheduling import ScheduleError, format_instant, schedule_from_dict
+    from z4j_core.scheduling import schedule_from_dict
 
-    if not item["enabled"]:
+    if not item["enabled"] or item.get("broken"):
         return "-"
     try:
         schedule = schedule_from_dict(item["schedule"])
-    except ScheduleError:
+        after = max(datetime.fromtimestamp(item["cursor"], timezone.utc), now)
+        slot = schedule.next_after(after)
+    except Exception:  # the brain's leader says why in `state` once it has tried
         return "?"
-    after = max(datetime.fromtimestamp(item["cursor"], timezone.utc), now)
-    slot = schedule.next_after(after)
-    return "never" if slot is None else format_instant(slot)
+    return "never" if slot is None else instant(slot)
+
+
+def _state(item: dict[str, Any]) -> str:
+    """The health state the brain worked out, with its note; the stored state without it."""
+    health = item.get("health")
+    if health:
+        note = health["note"]
+        return str(health["state"]) + (f": {note}" if note else "")
+    if item.get("broken"):
+        return f"broken: {item['broken']}"
+    if item["enabled"]:
+        return "active"
+    return "paused" + (f" ({item['pause_note']})" if item["pause_note"] else "")
 
 
 def _list(args: argparse.Namespace) -> int:
     client = BrainClient.from_args(args)
     items = client.get("schedules")["schedules"]
-    observed: list[dict[str, Any]] = []
-    if args.all:
-        for inventory in client.get("inventory")["inventory"]:
-            for native in inventory.get("schedules") or []:
-                observed.append(
-                    {
-                        **native,
-                        "engine": inventory["engine"],
-                        "app": inventory["app"],
-                        "agent_instance": inventory["agent_instance"],
-                    }
-                )
+    observed: list[dict[str, Any]] = client.get("observed")["observed"] if args.all else []
     if args.json:
-        print(json.dumps({"schedules": items, "observed": observed} if args.all else items,
-                         indent=2))  # fmt: skip
+        emit_json({"schedules": items, "observed": observed} if args.all else items)
         return 0
     now = datetime.now(timezone.utc)
     rows: list[list[Any]] = [
@@ -264,7 +358,9 @@ def _list(args: argparse.Namespace) -> int:
             _describe(item),
             item["task"],
             f"{item['engine']}/{item['app']}",
-            "active" if item["enabled"] else f"paused {item['pause_note']}".strip(),
+            _state(item),
+            _last_fire(item),
+            (item.get("health") or {}).get("consecutive_failures", "-"),
             _next_slot(item, now),
         ]
         for item in items
@@ -276,14 +372,17 @@ def _list(args: argparse.Namespace) -> int:
                 native["expression"],
                 native["task"],
                 f"{native['engine']}/{native['app']}",
-                f"observed ({native['source']}, read-only, agent {native['agent_instance']})",
+                _observed_state(native),
+                "-",
+                "-",
                 "-",
             ]
         )
     if not rows:
         print("no schedules (create one with z4j schedules add)")
         return 0
-    print_table(("name", "schedule", "task", "engine/app", "state", "next"), rows)
+    print_table(("name", "schedule", "task", "engine/app", "state", "last fire", "failures",
+                 "next"), rows)  # fmt: skip
     counts = client.get("scheduler").get("fires", {})
     lost = {state: counts.get(state, 0) for state in ("missed", "unknown")}
     if any(lost.values()):
@@ -292,36 +391,66 @@ def _list(args: argparse.Namespace) -> int:
             f"{lost['unknown']} unknown (no answer); see z4j schedules history NAME",
             file=sys.stderr,
         )
+    from z4j_core.scheduling.adopt import remove_hint
+
+    for native in observed:
+        if native["stale"]:
+            print(
+                f"note: observed {native['source']} schedule {native['name']!r} "
+                f"({native['engine']}/{native['app']}) is stale: no connected agent reports it, "
+                f"last reported {timestamp(native['last_reported_at'])}",
+                file=sys.stderr,
+            )
     ours = {(i["engine"], i["task"]): i["name"] for i in items}
     for native in observed:
         both = ours.get((native["engine"], native["task"]))
         if both is not None:
             print(
                 f"warning: task {native['task']!r} is scheduled both natively "
-                f"({native['source']} {native['name']!r}) and in z4j ({both!r}): it runs for both",
+                f"({native['source']} {native['name']!r}) and in z4j ({both!r}): it runs for "
+                f"both; to keep only z4j's, {remove_hint(native['source'], native['name'])}",
                 file=sys.stderr,
             )
     return 0
 
 
+def _observed_state(native: dict[str, Any]) -> str:
+    """An observed schedule: its source, how many of the agents that report it are connected
+    (of how many), and STALE when none reported it for a while."""
+    agents = native["agents"]
+    live = sum(1 for a in agents if a["connected"])
+    stale = " STALE" if native["stale"] else ""
+    return f"observed ({native['source']}, read-only){stale} {live}/{len(agents)} agents"
+
+
+def _last_fire(item: dict[str, Any]) -> str:
+    """The newest fire: its slot, its state and its task's outcome."""
+    last = (item.get("health") or {}).get("last_fire")
+    if last is None:
+        return "-"
+    outcome = last["task_state"] or ("queued" if last["state"] == "enqueued" else None)
+    return f"{timestamp(last['slot'])} {last['state']}" + (f"/{outcome}" if outcome else "")
+
+
 def _show(args: argparse.Namespace) -> int:
     item = BrainClient.from_args(args).get(_path(args.name))
     if args.json:
-        print(json.dumps(item, indent=2))
+        emit_json(item)
         return 0
-    state = (
-        "active"
-        if item["enabled"]
-        else "paused" + (f" ({item['pause_note']})" if item["pause_note"] else "")
-    )
     lines = [
         ("name", item["name"]),
         ("id", item["id"]),
         ("schedule", item.get("describe") or _describe(item)),
         ("task", item["task"]),
         ("engine/app", f"{item['engine']}/{item['app']}"),
-        ("state", state),
+        ("state", _state(item)),
+        ("last fire", _last_fire(item)),
+        ("failures", _failures_line(item)),
+        ("next fire", (item.get("health") or {}).get("next_fire") or "-"),
+        ("overlap", item.get("overlap", "allow")),
+        ("result log", item.get("result_log", "all")),
         ("catch-up", item["schedule"].get("catch_up", "skip")),
+        ("skipped", _skipped(item)),
         ("args", json.dumps(item["args"])),
         ("kwargs", json.dumps(item["kwargs"])),
         ("options", json.dumps(item["options"])),
@@ -329,12 +458,36 @@ def _show(args: argparse.Namespace) -> int:
         ("description", item["description"] or "-"),
         ("created", f"{timestamp(item['created_at'])} by {item['created_by']}"),
         ("updated", f"{timestamp(item['updated_at'])} by {item['updated_by']}"),
-        ("next slots", ", ".join(item.get("next_slots") or []) or "-"),
+        ("next slots", ", ".join(instant(s) for s in item.get("next_slots") or []) or "-"),
     ]
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         print(f"{key.ljust(width)}  {value}")
+    from z4j_core.cli.schedule_adopt import printable
+
+    for twin in item.get("native_twins") or []:
+        print(
+            f"warning: {printable(twin['source'])} {twin['name']!r} "
+            f"({printable(twin['expression'])}) still runs {item['task']!r} natively, so it "
+            f"runs for both; to keep only z4j's, {printable(twin['remove'])}",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _failures_line(item: dict[str, Any]) -> str:
+    count = (item.get("health") or {}).get("consecutive_failures", 0)
+    limit = item.get("pause_after_failures")
+    text = f"{count} in a row"
+    return text + (f" (pauses after {limit})" if limit else "")
+
+
+def _skipped(item: dict[str, Any]) -> str:
+    """Slots catch-up decided not to fire (after downtime, per its policy)."""
+    through = item.get("skipped_through")
+    if through is None:
+        return "-"
+    return f"catch-up skipped missed slots up to {timestamp(through)}"
 
 
 def _edit(args: argparse.Namespace) -> int:
@@ -348,11 +501,16 @@ def _edit(args: argparse.Namespace) -> int:
         changes["name"] = args.rename
     if not changes:
         raise CLIError("nothing to change: give at least one option (see --help)")
+    if args.allow_past:
+        changes["allow_past"] = True
+    if args.force:
+        changes["force"] = True
     edited = client.request("PATCH", _path(args.name), body=changes)
     if args.json:
-        print(json.dumps(edited, indent=2))
+        emit_json(edited)
         return 0
     print(f"edited schedule {edited['name']!r}: {_describe(edited)} (effective now)")
+    _warn_problems(args, edited)
     return 0
 
 
@@ -378,7 +536,7 @@ def _trigger(args: argparse.Namespace) -> int:
     body = {"idempotency_key": args.idempotency_key} if args.idempotency_key else {}
     answer = BrainClient.from_args(args).post(_path(args.name, "/trigger"), body)
     if args.json:
-        print(json.dumps(answer, indent=2))
+        emit_json(answer)
         return 0
     fire = answer["fire"]
     if answer["created"]:
@@ -389,11 +547,20 @@ def _trigger(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    answer = BrainClient.from_args(args).get(_path(args.name, "/fires"), {"limit": args.limit})
+    answer = BrainClient.from_args(args).get(_path(args.name, "/fires"), page_query(args))
     fires = answer["fires"]
     if args.json:
-        print(json.dumps(fires, indent=2))
+        emit_json(fires)
+        print_next_cursor(answer)
         return 0
+    schedule = answer["schedule"]
+    if schedule.get("deleted_at") is not None:
+        print(
+            f"schedule {schedule['name']!r} (id {schedule['id']}) was deleted at "
+            f"{timestamp(schedule['deleted_at'])} by {schedule.get('deleted_by') or '?'}"
+        )
+    if schedule.get("skipped_through") is not None:
+        print(_skipped(schedule))
     if not fires:
         print(f"schedule {args.name!r} has not fired yet")
         return 0
@@ -406,10 +573,12 @@ def _history(args: argparse.Namespace) -> int:
             f["agent_instance"],
             f["native_id"],
             f["task_state"] or ("-" if f["state"] != "enqueued" else "queued"),
+            f.get("decision") or "",
         ]
         for f in fires
     ]
-    print_table(("slot (utc)", "fire id", "kind", "state", "agent", "native id", "task"), rows)
+    print_table(("slot", "fire id", "kind", "state", "agent", "native id", "task",
+                 "overlap decision"), rows)  # fmt: skip
     counts: dict[str, int] = {}
     for f in fires:
         counts[f["state"]] = counts.get(f["state"], 0) + 1
@@ -417,4 +586,30 @@ def _history(args: argparse.Namespace) -> int:
     if problems:
         text = ", ".join(f"{v} {k}" for k, v in sorted(problems.items()))
         print(f"note: {text} among these fires (see the reason with --json)", file=sys.stderr)
+    print_next_cursor(answer)
+    return 0
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    body = {"from": args.start, "to": args.end, "dry_run": args.dry_run}
+    answer = BrainClient.from_args(args).post(_path(args.name, "/backfill"), body)
+    if args.json:
+        emit_json(answer)
+        return 0
+    slots = answer["slots"]
+    todo = [s for s in slots if s["had_fire"] is None]
+    if args.dry_run:
+        rows = [
+            [timestamp(s["slot"]), s["fire_id"],
+             "would fire" if s["had_fire"] is None else f"has a fire ({s['had_fire']})"]
+            for s in slots
+        ]  # fmt: skip
+        if rows:
+            print_table(("slot (utc)", "fire id", "backfill"), rows)
+        print(f"dry run: {len(todo)} of {len(slots)} slots in the range would fire; nothing fired")
+        return 0
+    print(
+        f"backfilled {answer['schedule']!r}: {answer['fired']} fires written, paced, for "
+        f"{len(slots)} slots in the range ({len(slots) - len(todo)} already had a fire)"
+    )
     return 0

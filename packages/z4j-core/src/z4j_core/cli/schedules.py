@@ -2,7 +2,7 @@
 
 Owns the `schedules` parser and its subcommands; each subcommand registers itself beside
 `preview` (commands that talk to the brain over HTTP belong here too). Must stay light to
-import: the scheduler core (and with it croniter and astral) loads only when a subcommand runs.
+import: the scheduler core loads only when a subcommand runs.
 `preview` is the one place in the scheduler's code that may read the clock, for `--after`.
 """
 
@@ -28,14 +28,54 @@ def register(subparsers: Any) -> None:
     commands = schedules.add_subparsers(dest="schedules_command", metavar="SUBCOMMAND")
     schedules.set_defaults(func=lambda args: _print_help(schedules))
     _register_preview(commands)
-    from z4j_core.cli import schedule_admin
+    from z4j_core.cli import schedule_admin, schedule_adopt, schedule_files
 
     schedule_admin.register(commands)
+    schedule_adopt.register(commands)
+    schedule_files.register(commands)
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return 2
+
+
+def add_schedule_arguments(parser: argparse.ArgumentParser, kind_title: str) -> None:
+    """The options that spell a schedule, declared once for `preview`, `add` and `edit`
+    (``_schedule_data`` turns them into the API's schedule shape)."""
+    from z4j_core.cli.tables import DURATION_EXAMPLES
+
+    # Values are taken as strings and checked in the handler, so every bad value gets the
+    # one-line `z4j: error: ...` that names it.
+    kind = parser.add_argument_group(kind_title)
+    kind.add_argument(
+        "--cron",
+        metavar="EXPR",
+        help=(
+            'cron: "minute hour day month weekday", e.g. "30 1 * * *" (01:30 daily); an optional '
+            'sixth field, written last, is the second: "*/10 * * * * 30" fires at second 30 of '
+            'every tenth minute, "*/10 * * * * *" at every second of every tenth minute, and '
+            '"* * * * * */10" every ten seconds'
+        ),
+    )
+    kind.add_argument("--every", metavar="INTERVAL", help=f"interval: {DURATION_EXAMPLES}")
+    kind.add_argument("--at", metavar="INSTANT", help="one-shot ISO 8601 instant with offset")
+    kind.add_argument(
+        "--solar", metavar="EVENT", help="sunrise, sunset, dawn, dusk, noon or midnight"
+    )
+    kind.add_argument("--spec", metavar="JSON", help="a whole schedule as JSON (as the API takes)")
+    parser.add_argument("--tz", metavar="ZONE", help="IANA time zone (default UTC)")
+    parser.add_argument("--day-and", action="store_true", help="cron: day-of-month AND weekday")
+    parser.add_argument("--anchor", metavar="INSTANT", help="interval: the first slot")
+    parser.add_argument("--lat", metavar="DEG", help="solar: latitude -90..90")
+    parser.add_argument("--lon", metavar="DEG", help="solar: longitude -180..180")
+    parser.add_argument("--elevation", metavar="M", help="solar: elevation in metres")
+    parser.add_argument(
+        "--depression", metavar="KIND", help="solar dawn/dusk: civil, nautical, astronomical"
+    )
+    parser.add_argument("--offset", metavar="DURATION", help="solar: shift, e.g. -30m or 10m")
+    parser.add_argument("--start", metavar="INSTANT", help="no slot before this instant")
+    parser.add_argument("--end", metavar="INSTANT", help="no slot after this instant")
 
 
 def _register_preview(commands: Any) -> None:
@@ -47,33 +87,12 @@ def _register_preview(commands: Any) -> None:
             "Give exactly one of --cron, --every, --at, --solar or --spec."
         ),
     )
-    # Values are taken as strings and checked in the handler, so every bad value gets the
-    # one-line `z4j: error: ...` that names it.
-    kind = preview.add_argument_group("schedule (exactly one)")
-    kind.add_argument("--cron", metavar="EXPR", help='cron expression, e.g. "30 1 * * *"')
-    kind.add_argument("--every", metavar="INTERVAL", help="interval, e.g. 90s, 15m, 2h, 1d")
-    kind.add_argument("--at", metavar="INSTANT", help="one-shot ISO 8601 instant with offset")
-    kind.add_argument(
-        "--solar", metavar="EVENT", help="sunrise, sunset, dawn, dusk, noon or midnight"
-    )
-    kind.add_argument("--spec", metavar="JSON", help="a whole schedule as JSON (as the API takes)")
-    preview.add_argument("--tz", metavar="ZONE", help="IANA time zone (default UTC)")
+    add_schedule_arguments(preview, "schedule (exactly one)")
     preview.add_argument(
         "--after", metavar="INSTANT", help="start after this instant (default now)"
     )
     preview.add_argument("--count", metavar="N", default="5", help="how many fires (default 5)")
     preview.add_argument("--json", action="store_true", help="print a JSON list")
-    preview.add_argument("--day-and", action="store_true", help="cron: day-of-month AND weekday")
-    preview.add_argument("--anchor", metavar="INSTANT", help="interval: the first slot")
-    preview.add_argument("--lat", metavar="DEG", help="solar: latitude -90..90")
-    preview.add_argument("--lon", metavar="DEG", help="solar: longitude -180..180")
-    preview.add_argument("--elevation", metavar="M", help="solar: elevation in metres")
-    preview.add_argument(
-        "--depression", metavar="KIND", help="solar dawn/dusk: civil, nautical, astronomical"
-    )
-    preview.add_argument("--offset", metavar="DURATION", help="solar: shift, e.g. -30m or 10m")
-    preview.add_argument("--start", metavar="INSTANT", help="no slot before this instant")
-    preview.add_argument("--end", metavar="INSTANT", help="no slot after this instant")
     preview.set_defaults(func=_run_preview)
 
 
@@ -161,27 +180,24 @@ def _dst_note(schedule: Schedule, slot: datetime) -> str:
     return ""
 
 
-def _run_preview(args: argparse.Namespace) -> int:
+def preview(
+    data: dict[str, Any], after: datetime, count: int
+) -> tuple[Schedule, list[dict[str, Any]]]:
+    """The schedule ``data`` spells and its next ``count`` fires after ``after``, each with its
+    UTC and local times and a DST note: what `z4j schedules preview` prints, and what the
+    console's schedule form shows while it is typed. Raises ``ScheduleError``."""
     from z4j_core.scheduling import (
-        ScheduleError,
+        OneShotSchedule,
+        check_fires_within,
         format_instant,
-        parse_instant,
         schedule_from_dict,
     )
 
-    count = _count(args.count)
-    try:
-        schedule = schedule_from_dict(_schedule_data(args))
-        if args.after is not None:
-            after = parse_instant(args.after, "--after")
-        else:
-            after = datetime.now(timezone.utc)
-        slots = schedule.slots(after, count)
-        described = schedule.describe()
-    except ScheduleError as exc:
-        raise CLIError(str(exc)) from None
+    schedule = schedule_from_dict(data)
+    if not isinstance(schedule, OneShotSchedule):
+        check_fires_within(schedule, after)
     rows = []
-    for slot in slots:
+    for slot in schedule.slots(after, count):
         local = slot.astimezone(schedule.timezone)
         offset = local.utcoffset() or timedelta(0)
         rows.append(
@@ -194,6 +210,23 @@ def _run_preview(args: argparse.Namespace) -> int:
                 "note": _dst_note(schedule, slot),
             }
         )
+    return schedule, rows
+
+
+def _run_preview(args: argparse.Namespace) -> int:
+    from z4j_core.scheduling import ScheduleError, format_instant, parse_instant
+
+    count = _count(args.count)
+    try:
+        data = _schedule_data(args)
+        if args.after is not None:
+            after = parse_instant(args.after, "--after")
+        else:
+            after = datetime.now(timezone.utc)
+        schedule, rows = preview(data, after, count)
+        described = schedule.describe()
+    except ScheduleError as exc:
+        raise CLIError(str(exc)) from None
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -204,7 +237,7 @@ def _run_preview(args: argparse.Namespace) -> int:
     zone = str(schedule.timezone.key)
     header = ("#", "UTC", f"local ({zone})", "note")
     table = [
-        (str(i), str(row["utc"]), str(row["local"]).replace("T", " "), str(row["note"]))
+        (str(i), str(row["utc"]), str(row["local"]), str(row["note"]))
         for i, row in enumerate(rows, 1)
     ]
     widths = [max(len(header[c]), *(len(r[c]) for r in table)) for c in range(3)]

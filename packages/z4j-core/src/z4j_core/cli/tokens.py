@@ -9,13 +9,12 @@ creation; listings never show it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from z4j_core.cli import CLIError
 from z4j_core.cli.http import BrainClient, add_client_arguments
-from z4j_core.cli.tables import parse_duration, print_tokens
+from z4j_core.cli.tables import DURATION_EXAMPLES, duration_seconds, emit_json, print_tokens
 
 
 def register(subparsers: Any) -> None:
@@ -25,7 +24,11 @@ def register(subparsers: Any) -> None:
     create = actions.add_parser("create", help="create a token and print it once")
     create.add_argument("name", help="a name for it: letters, digits, '-', '_', '.'")
     create.add_argument("--labels", help="labels the brain gives agents using it: k=v,k2=v2")
-    create.add_argument("--expires", help="lifetime, e.g. 3600, 90m, 12h, 30d (default: never)")
+    create.add_argument("--expires", help=f"lifetime: {DURATION_EXAMPLES} (default: never)")
+    create.add_argument(
+        "--app", help="bind it: agents using it may present only this app (default: unbound)"
+    )
+    create.add_argument("--engine", help="bind it to this engine too (needs --app)")
     create.add_argument("--json", action="store_true", help="print JSON (the token included)")
     create.set_defaults(func=_create)
 
@@ -69,19 +72,25 @@ def _local(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _create(args: argparse.Namespace) -> int:
     labels = parse_labels(args.labels)
+    if args.engine and not args.app:
+        raise CLIError("a token bound to an engine needs its app too (--app APP --engine E)")
     try:
-        expires_in = parse_duration(args.expires) if args.expires else None
+        expires_in = duration_seconds(args.expires, "--expires") if args.expires else None
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     if args.database:
         argv = ["create", args.name]
         argv += ["--labels", args.labels] if args.labels else []
         argv += ["--expires", args.expires] if args.expires else []
+        argv += ["--app", args.app] if args.app else []
+        argv += ["--engine", args.engine] if args.engine else []
         return _local(args, argv)
     client = BrainClient.from_args(args)
-    created = client.post("tokens", {"name": args.name, "labels": labels, "expires_in": expires_in})
+    body: dict[str, Any] = {"name": args.name, "labels": labels, "expires_in": expires_in}
+    body.update({k: v for k, v in (("app", args.app), ("engine", args.engine)) if v})
+    created = client.post("tokens", body)
     if args.json:
-        print(json.dumps(created, indent=2))
+        emit_json(created)
         return 0
     print(created["token"])
     print(
@@ -97,7 +106,7 @@ def _list(args: argparse.Namespace) -> int:
         return _local(args, ["list", *(["--json"] if args.json else [])])
     items = BrainClient.from_args(args).get("tokens")["tokens"]
     if args.json:
-        print(json.dumps(items, indent=2))
+        emit_json(items)
     else:
         print_tokens(items)
     return 0

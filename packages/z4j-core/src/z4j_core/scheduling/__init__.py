@@ -1,9 +1,11 @@
 """The scheduler core: exact fire times for cron, interval, one-shot and solar schedules.
 
 Pure: no I/O (beyond zoneinfo loading its database) and no clock reads; time is always an
-argument and every datetime must be aware (a naive one raises `ScheduleError`). Nothing
-outside this package (and the `z4j schedules` command) may import croniter or astral, and
-`z4j_core` does not import this package, so an agent never loads them.
+argument and every datetime must be aware (a naive one raises `ScheduleError`). Cron parsing and
+the sun's position are our own: no cron or astronomy library is imported. croniter is used
+only where a native scheduler that itself uses croniter is emulated (`z4j_rq.schedules`, the
+conformance suite's oracle). `z4j_core` does not import this package, so an agent never loads
+it.
 
 Public API, as the brain uses it:
 
@@ -28,6 +30,8 @@ Functions and structures:
 - `schedule_from_dict(data) -> Schedule`: the inverse of `to_dict`, for JSON.
 - `catch_up(schedule, cursor, now, *, policy=None, max_slots=None, include_on_time=True)
   -> CatchUp(slots, cursor, truncated, skipped_through)`.
+- `check_fires_within(schedule, after, years=28)`: raises `ScheduleError` when the schedule
+  has no slot within `years` years (call it when a schedule is created or changed).
 - `fire_id(schedule_id, slot) -> str` and `parse_fire_id(fire_id) -> (schedule_id, slot)`.
 - `jitter_offset(schedule_id, slot, max_jitter) -> timedelta`.
 - `DueQueue`: `add(id, schedule, cursor)`, `load(iterable)`, `update(id, schedule, cursor=None)`,
@@ -40,12 +44,14 @@ Functions and structures:
 
 from __future__ import annotations
 
+from z4j_core.scheduling.backfill import backfill_slots
 from z4j_core.scheduling.base import CATCH_UP_POLICIES, CatchUpPolicy, Schedule
 from z4j_core.scheduling.catchup import CatchUp, catch_up, latest_slot_between
 from z4j_core.scheduling.cron import CronRule, CronSchedule, compile_cron
 from z4j_core.scheduling.duequeue import Due, DueQueue
 from z4j_core.scheduling.errors import ScheduleError
 from z4j_core.scheduling.fireid import check_schedule_id, fire_id, parse_fire_id
+from z4j_core.scheduling.horizon import DEFAULT_HORIZON_YEARS, check_fires_within
 from z4j_core.scheduling.instants import format_instant, parse_duration, parse_instant
 from z4j_core.scheduling.interval import IntervalSchedule
 from z4j_core.scheduling.jitter import jitter_offset
@@ -56,6 +62,7 @@ from z4j_core.scheduling.zones import UTC_ZONE, resolve_zone
 
 __all__ = [
     "CATCH_UP_POLICIES",
+    "DEFAULT_HORIZON_YEARS",
     "SOLAR_EVENTS",
     "UTC_ZONE",
     "CatchUp",
@@ -69,7 +76,9 @@ __all__ = [
     "Schedule",
     "ScheduleError",
     "SolarSchedule",
+    "backfill_slots",
     "catch_up",
+    "check_fires_within",
     "check_schedule_id",
     "compile_cron",
     "fire_id",

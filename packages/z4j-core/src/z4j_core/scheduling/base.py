@@ -13,13 +13,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
+from z4j_core.scheduling.describe import describe_duration
 from z4j_core.scheduling.errors import ScheduleError
 from z4j_core.scheduling.instants import (
+    check_instant,
     duration_seconds,
     format_instant,
     require_aware,
 )
 from z4j_core.scheduling.jitter import jitter_offset
+from z4j_core.scheduling.limits import MAX_CATCH_UP, MAX_INSTANT, MAX_JITTER, MAX_MISFIRE_GRACE
 from z4j_core.scheduling.zones import UTC_ZONE
 
 CatchUpPolicy = Literal["skip", "one", "all"]
@@ -43,6 +46,9 @@ class Schedule:
       latest missed slot fires) or `all` (every missed slot, oldest first, at most
       `max_catch_up` per answer).
     - `misfire_grace`: how late after its slot (plus the jitter) a fire still counts as on time.
+
+    Every value is bounded (see `limits`); a slot at or after `limits.MAX_INSTANT` is never
+    produced: the schedule has ended there.
     """
 
     kind: ClassVar[str] = "schedule"
@@ -61,26 +67,32 @@ class Schedule:
                 f"timezone must be a ZoneInfo (use resolve_zone), got {self.timezone!r}"
             )
         if self.start is not None:
-            require_aware(self.start, "start")
+            check_instant(self.start, "start")
         if self.end is not None:
-            require_aware(self.end, "end")
+            check_instant(self.end, "end")
         if self.start is not None and self.end is not None and self.end < self.start:
             raise ScheduleError(
                 f"end {format_instant(self.end)} is before start {format_instant(self.start)}"
             )
-        for name in ("jitter", "misfire_grace"):
+        for name, most in (("jitter", MAX_JITTER), ("misfire_grace", MAX_MISFIRE_GRACE)):
             value = getattr(self, name)
             if not isinstance(value, timedelta) or value < timedelta(0):
                 raise ScheduleError(f"{name} must be a duration of zero or more, got {value!r}")
+            if value > most:
+                raise ScheduleError(
+                    f"{name} {describe_duration(value)} is too long: "
+                    f"at most {describe_duration(most)}"
+                )
         if self.catch_up not in CATCH_UP_POLICIES:
             raise ScheduleError(f"unknown catch-up policy {self.catch_up!r} (use skip, one or all)")
         if (
             not isinstance(self.max_catch_up, int)
             or isinstance(self.max_catch_up, bool)
-            or self.max_catch_up < 1
+            or not 1 <= self.max_catch_up <= MAX_CATCH_UP
         ):
             raise ScheduleError(
-                f"max_catch_up must be a whole number >= 1, got {self.max_catch_up!r}"
+                f"max_catch_up must be a whole number from 1 to {MAX_CATCH_UP}, "
+                f"got {self.max_catch_up!r}"
             )
 
     # -- the trigger protocol -------------------------------------------------------------
@@ -93,7 +105,12 @@ class Schedule:
         `slot.astimezone(schedule.timezone)` for the local reading, with its `fold`.
         """
         require_aware(after, "after")
-        after = after.astimezone(_UTC)
+        try:
+            after = after.astimezone(_UTC)
+        except OverflowError:  # the calendar's last day, read with a negative offset
+            return None
+        if after >= MAX_INSTANT:
+            return None
         start = self.start
         if start is not None and after < start:
             after = start.astimezone(_UTC) - _ONE_MICROSECOND
@@ -101,7 +118,7 @@ class Schedule:
         if slot is None:
             return None
         end = self.end
-        if end is not None and slot > end:
+        if (end is not None and slot > end) or slot >= MAX_INSTANT:
             return None
         return slot
 

@@ -1,10 +1,15 @@
-"""Cron schedules: parsing (through croniter) and our own next-fire search over wall clocks.
+"""Cron schedules: our own parser, and our own next-fire search over wall clocks.
 
 Owns `CronRule` (an expression compiled to bit masks, zone-free) and `CronSchedule` (a rule in
-an IANA zone, with the DST rules of docs/schedules.md). croniter only parses and validates; the
-search is ours because croniter's is slow and wrong across some DST transitions. Must never
-read the clock, and must never loop without bound: an expression that no date can match is
-refused when it is compiled.
+an IANA zone, with the DST rules of docs/schedules.md). Parsing and search are both ours: no
+third-party cron library is imported. Must never read the clock, and must never do unbounded
+work: an expression that no date can match is refused when it is compiled, the date search
+skips whole days, months and years (never minutes), and the search over UTC offsets gives up
+after `MAX_STRETCHES` stretches (see `next_fire_ts`).
+
+Day fields follow Vixie cron (cronie): when day-of-month or day-of-week starts with `*`
+(`*`, `*/2`), a day must match both; otherwise a day matching either fires. `day_and=True`
+always requires both.
 
 DST rules, applied per stretch of constant UTC offset (see `next_fire_ts`):
 - fixed hours (`2`, `9-17`, `1,13`): a repeated wall time fires in its first occurrence only;
@@ -18,7 +23,6 @@ from __future__ import annotations
 import calendar
 import functools
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -27,6 +31,7 @@ from zoneinfo import ZoneInfo
 from z4j_core.scheduling.base import Schedule
 from z4j_core.scheduling.errors import ScheduleError
 from z4j_core.scheduling.instants import require_aware
+from z4j_core.scheduling.limits import MAX_INSTANT
 from z4j_core.scheduling.zones import ZoneTimeline, timeline_for
 
 FIELD_NAMES_5 = ("minute", "hour", "day-of-month", "month", "day-of-week")
@@ -48,33 +53,184 @@ ALIASES = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
+MONTH_NAMES = {
+    name: number
+    for number, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+        start=1,
+    )
+}
+WEEKDAY_NAMES = {
+    name: number for number, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))
+}
+# Per field: lowest value, highest value, where `*` and `a/n` stop, names. Day-of-week accepts
+# 7 for Sunday, but `*` and `a/n` stop at 6 (Saturday), so `1/2` is Monday, Wednesday, Friday.
+_FIELD_SPECS: dict[str, tuple[int, int, int, dict[str, int]]] = {
+    "minute": (0, 59, 59, {}),
+    "hour": (0, 23, 23, {}),
+    "day-of-month": (1, 31, 31, {}),
+    "month": (1, 12, 12, MONTH_NAMES),
+    "day-of-week": (0, 7, 6, WEEKDAY_NAMES),
+    "second": (0, 59, 59, {}),
+}
+_ALL_MONTH_DAYS = ((1 << 31) - 1) << 1  # bits 1..31
+_ALL_WEEKDAYS = (1 << 7) - 1  # bits 0..6, 0 is Sunday
+_MONTH_LENGTHS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+# _WEEKDAY_DAYS[first][weekday]: bit d set when day d (1..31) of a month whose day 1 falls on
+# `first` falls on `weekday`.
+_WEEKDAY_DAYS = tuple(
+    tuple(
+        sum(1 << day for day in range(1, 32) if (first + day - 1) % 7 == weekday)
+        for weekday in range(7)
+    )
+    for first in range(7)
+)
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
 _UTC = timezone.utc
+# A schedule ends at the last instant the core accepts (see limits.py).
+_LAST_SLOT_TS = int(MAX_INSTANT.timestamp())
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _MAX_ORDINAL = date(9999, 12, 31).toordinal()
-# Quartz writes "last Friday" as 5L; croniter reads L5. Accept both.
-_QUARTZ_LAST_WEEKDAY = re.compile(r"^([0-7]|sun|mon|tue|wed|thu|fri|sat)l$")
-_HASHED = re.compile(r"^[hr](\(|/|$)")
-_NEAREST_WEEKDAY = re.compile(r"^(\d+w|w\d+|lw)$")
 
 
 def _low_bit(mask: int) -> int:
     return (mask & -mask).bit_length() - 1
 
 
-def _mask(values: list[Any], low: int, high: int) -> int:
-    if values == ["*"]:
-        return sum(1 << v for v in range(low, high + 1))
-    return sum(1 << int(v) for v in values if v not in ("*", "l"))
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+@dataclass(frozen=True)
+class _Field:
+    """One parsed field: bit v set for each value v (day-of-week folds 7 onto 0)."""
+
+    mask: int
+    star: bool  # the token starts with `*` (or `?`): Vixie cron's rule for the day fields
+    last: bool = False  # day-of-month `L`
+    nth: tuple[tuple[int, int, bool], ...] = ()  # day-of-week: (weekday, bits n of #n, L)
+
+
+class _FieldParser:
+    """Reads one field; every refusal names the expression, the field and the bad value."""
+
+    def __init__(self, expression: str, name: str, token: str, shown: str) -> None:
+        self.expression = expression
+        self.name = name
+        self.token = token  # lower case
+        self.shown = shown  # as written, for messages
+        self.low, self.high, self.star_high, self.names = _FIELD_SPECS[name]
+
+    def error(self, reason: str, *, allowed: bool = True) -> ScheduleError:
+        hint = f" (allowed: {FIELD_RANGES[self.name]}, lists, ranges and steps)" if allowed else ""
+        return ScheduleError(
+            f"cron expression {self.expression!r}: {self.name} field {self.shown!r}: {reason}{hint}"
+        )
+
+    def value(self, text: str) -> int:
+        if _is_number(text):
+            number = int(text)
+            if not self.low <= number <= self.high:
+                raise self.error(f"{number} is out of range")
+            return number
+        if text in self.names:
+            return self.names[text]
+        if not text:
+            raise self.error("a value is missing")
+        if self.names and text.isalpha():
+            raise self.error(f"unknown name {text!r}")
+        raise self.error(f"{text!r} is not a number")
+
+    def parse(self) -> _Field:
+        day_field = self.name in ("day-of-month", "day-of-week")
+        mask = 0
+        last = False
+        nth: dict[int, tuple[int, bool]] = {}
+        for term in self.token.split(","):
+            if not term:
+                raise self.error("empty list item")
+            if self.name == "day-of-month" and term == "l":
+                last = True
+                continue
+            if self.name == "day-of-week" and ("#" in term or "l" in term):
+                weekday, nth_bit, is_last = self.weekday_of_month(term)
+                old_bits, old_last = nth.get(weekday, (0, False))
+                nth[weekday] = (old_bits | nth_bit, old_last or is_last)
+                continue
+            mask |= self.range_term(term, day_field)
+        if self.name == "day-of-week" and mask >> 7 & 1:
+            mask = (mask & _ALL_WEEKDAYS) | 1
+        return _Field(
+            mask=mask,
+            star=day_field and self.token[0] in "*?",
+            last=last,
+            nth=tuple((weekday, bits, is_last) for weekday, (bits, is_last) in sorted(nth.items())),
+        )
+
+    def range_term(self, term: str, day_field: bool) -> int:
+        base, slash, step_text = term.partition("/")
+        step = 1
+        if slash:
+            if not _is_number(step_text):
+                raise self.error(f"step {step_text!r} in {term!r} is not a whole number")
+            step = int(step_text)
+            if step == 0:
+                raise self.error(f"step 0 in {term!r} never advances: give 1 or more")
+        if base == "*" or (day_field and base == "?"):
+            first, stop = self.low, self.star_high
+        elif "-" in base:
+            first_text, _, stop_text = base.partition("-")
+            first, stop = self.value(first_text), self.value(stop_text)
+            if first > stop:
+                raise self.error(
+                    f"range {base} is reversed: write {stop_text}-{first_text}, "
+                    "or list the values of a range that wraps around",
+                    allowed=False,
+                )
+        else:
+            first = self.value(base)
+            # `a/n` runs from a to the field's end by n; a lone value is itself.
+            stop = max(first, self.star_high) if slash else first
+        return sum(1 << value for value in range(first, stop + 1, step))
+
+    def weekday_of_month(self, term: str) -> tuple[int, int, bool]:
+        """`d#n` (the n-th weekday d of the month), `dL` or `Ld` (the last one)."""
+        if "#" in term:
+            day_text, _, which = term.partition("#")
+            weekday = self.value(day_text) % 7
+            if not _is_number(which) or not 1 <= int(which) <= 5:
+                raise self.error(
+                    f"#{which} in {term!r}: a month has a first to a fifth of each weekday "
+                    "(#1 to #5)"
+                )
+            return weekday, 1 << int(which), False
+        if term == "l":
+            raise self.error("L needs a weekday here: 5L or L5 is the last Friday")
+        if term.startswith("l"):
+            day_text = term[1:]
+        elif term.endswith("l"):
+            day_text = term[:-1]
+        else:
+            raise self.error(f"{term!r} is not valid: write 5L or L5 for the last Friday")
+        return self.value(day_text) % 7, 0, True
 
 
 class CronRule:
-    """A cron expression compiled to bit masks; knows wall clocks, not zones."""
+    """A cron expression compiled to bit masks; knows wall clocks, not zones.
+
+    Public attributes: the masks (`second_mask`, `minute_mask`, `hour_mask`, `month_mask`,
+    `dom_mask` with `dom_last` for L, `dow_mask` with `nth` for # and L); `days_and` (a day
+    must match both day fields) and `dom_restricted` / `dow_restricted` (whether each day
+    field narrows the days at all, after the day-field rule is applied); `fixed_hours`.
+    """
 
     __slots__ = (
+        "_first_time",
         "_month_days",
+        "_year_months",
         "day_and",
+        "days_and",
         "dom_last",
         "dom_mask",
         "dom_restricted",
@@ -94,14 +250,12 @@ class CronRule:
     )
 
     def __init__(self, expression: str, *, day_and: bool = False) -> None:
-        from croniter import croniter
-
         if not isinstance(expression, str) or not expression.strip():
             raise ScheduleError(f"cron expression must be a non-empty string, got {expression!r}")
         self.expression = expression
         self.day_and = day_and
-        text = " ".join(expression.strip().lower().split())
-        text = ALIASES.get(text, text)
+        written = " ".join(expression.strip().split())
+        text = ALIASES.get(written.lower(), written.lower())
         if text.startswith("@"):
             raise ScheduleError(
                 f"unknown cron alias {expression.strip()!r} "
@@ -114,46 +268,43 @@ class CronRule:
                 "(minute hour day-of-month month day-of-week) or 6 (the sixth is seconds)"
             )
         names = FIELD_NAMES_6 if len(fields) == 6 else FIELD_NAMES_5
-        for index, token in enumerate(fields):
-            self._refuse_unsupported(expression, names[index], token)
-        fields[4] = ",".join(
-            f"l{m.group(1)}" if (m := _QUARTZ_LAST_WEEKDAY.match(part)) else part
-            for part in fields[4].split(",")
-        )
+        shown = written.split(" ") if text == written.lower() else fields
+        for index in range(len(fields)):
+            self._refuse_unsupported(expression, names[index], shown[index])
+        parsed = [
+            _FieldParser(expression, names[index], token, shown[index]).parse()
+            for index, token in enumerate(fields)
+        ]
         self.fields = tuple(fields)
-        try:
-            expanded, nth = croniter.expand(" ".join(fields))
-        except Exception as exc:  # croniter raises several types; all mean a bad expression
-            raise self._explain(expression, fields, names, exc) from None
+        minute, hour, dom, month, dow = parsed[:5]
 
         self.has_seconds = len(fields) == 6
-        seconds = expanded[5] if self.has_seconds else [0]
-        self.second_mask = _mask(seconds, 0, 59)
-        self.minute_mask = _mask(expanded[0], 0, 59)
-        self.hour_mask = _mask(expanded[1], 0, 23)
-        self.month_mask = _mask(expanded[3], 1, 12)
-        self.dom_restricted = expanded[2] != ["*"]
-        self.dom_mask = _mask(expanded[2], 1, 31) if self.dom_restricted else 0
-        self.dom_last = "l" in expanded[2]
-        self.dow_restricted = expanded[4] != ["*"] or bool(nth)
-        nth_weekdays = {int(k) for k in nth}
-        plain_dow = [v for v in expanded[4] if v != "*" and int(v) not in nth_weekdays]
-        self.dow_mask = _mask(plain_dow, 0, 6) if expanded[4] != ["*"] else 0
-        self.nth = tuple(
-            (
-                int(weekday),
-                sum(1 << int(n) for n in which if n != "l"),
-                "l" in which,
-            )
-            for weekday, which in sorted(nth.items())
-        )
+        self.second_mask = parsed[5].mask if self.has_seconds else 1
+        self.minute_mask = minute.mask
+        self.hour_mask = hour.mask
+        self.month_mask = month.mask
+        self.dom_mask = dom.mask
+        self.dom_last = dom.last
+        self.dow_mask = dow.mask
+        self.nth = dow.nth
+        # Vixie cron (cronie): a day field starting with `*` makes a day match both fields.
+        self.days_and = day_and or dom.star or dow.star
+        dom_all = dom.mask == _ALL_MONTH_DAYS
+        dow_all = dow.mask == _ALL_WEEKDAYS
+        every_day = (dom_all and dow_all) if self.days_and else (dom_all or dow_all)
+        self.dom_restricted = not every_day and not dom_all
+        self.dow_restricted = not every_day and not dow_all
         self.first_second = _low_bit(self.second_mask)
         self.first_minute = _low_bit(self.minute_mask)
         hour_token = fields[1]
         # A wildcard or a single step term is periodic in real time; anything else (a value, a
         # range, a list) names fixed wall-clock hours. See docs/schedules.md.
         self.fixed_hours = not (hour_token == "*" or ("/" in hour_token and "," not in hour_token))
+        self._first_time = self._next_time_of_day(0)
+        # Keyed by the year modulo 400: the Gregorian calendar, weekdays included, repeats
+        # every 400 years, so these hold at most 4,800 and 400 entries and never need clearing.
         self._month_days: dict[int, int] = {}
+        self._year_months: dict[int, int] = {}
         if not self._matches_some_date():
             raise ScheduleError(
                 f"cron expression {expression!r} never fires: no date matches its "
@@ -162,89 +313,74 @@ class CronRule:
 
     @staticmethod
     def _refuse_unsupported(expression: str, name: str, token: str) -> None:
-        for part in token.split(","):
-            if _HASHED.match(part):
+        for part in token.lower().split(","):
+            if part[:1] in ("h", "r") and part[1:2] in ("", "(", "/"):
                 raise ScheduleError(
                     f"cron expression {expression!r}: {name} field {token!r} uses hashed or "
                     "random values (H, R), which z4j does not support: give explicit values"
                 )
-            if name == "day-of-month" and _NEAREST_WEEKDAY.match(part):
+            if name == "day-of-month" and "w" in part:
                 raise ScheduleError(
                     f"cron expression {expression!r}: day-of-month field {token!r} uses W "
                     "(nearest weekday), which z4j does not support"
                 )
 
-    @staticmethod
-    def _explain(
-        expression: str, fields: list[str], names: tuple[str, ...], exc: Exception
-    ) -> ScheduleError:
-        """Find the field croniter refused, so the message names the bad value."""
-        from croniter import croniter
-
-        for index, token in enumerate(fields):
-            probe = ["*"] * len(fields)
-            probe[index] = token
-            try:
-                croniter.expand(" ".join(probe))
-            except Exception:
-                name = names[index]
-                return ScheduleError(
-                    f"cron expression {expression!r}: {name} field {token!r} is not valid "
-                    f"(allowed: {FIELD_RANGES[name]}, lists, ranges and steps)"
-                )
-        reason = str(exc).split("\n")[0]
-        return ScheduleError(f"cron expression {expression!r} is not valid: {reason}")
-
     # -- dates ------------------------------------------------------------------------------
 
-    def _compute_month_days(self, year: int, month: int) -> int:
-        """Bit d set when day d of the month matches the day fields."""
-        if not self.month_mask >> month & 1:
-            return 0
-        length = calendar.monthrange(year, month)[1]
+    def _days_of(self, first_weekday: int, length: int) -> int:
+        """Bit d set when day d matches the day fields, in a month of `length` days whose
+        first day falls on `first_weekday` (0 is Sunday). Ignores the month field."""
         all_days = ((1 << length) - 1) << 1
-        if not self.dom_restricted and not self.dow_restricted:
-            return all_days
-        dom = self.dom_mask & all_days
-        if self.dom_last:
-            dom |= 1 << length
+        dom = self.dom_mask | (self.dom_last << length)
         dow = 0
-        if self.dow_restricted:
-            # date.toordinal() % 7 is the cron weekday: 0 is Sunday.
-            first_weekday = date(year, month, 1).toordinal() % 7
-            for day in range(1, length + 1):
-                weekday = (first_weekday + day - 1) % 7
-                if self.dow_mask >> weekday & 1:
-                    dow |= 1 << day
-                    continue
-                for nth_weekday, nth_mask, nth_last in self.nth:
-                    if nth_weekday == weekday and (
-                        nth_mask >> ((day - 1) // 7 + 1) & 1 or (nth_last and day + 7 > length)
-                    ):
-                        dow |= 1 << day
-                        break
-        if self.dom_restricted and self.dow_restricted:
-            return (dom & dow) if self.day_and else (dom | dow)
-        return dom if self.dom_restricted else dow
+        for weekday in range(7):
+            if self.dow_mask >> weekday & 1:
+                dow |= _WEEKDAY_DAYS[first_weekday][weekday]
+        for weekday, nth_bits, last in self.nth:
+            first_day = 1 + (weekday - first_weekday) % 7
+            for which in range(1, 6):
+                if nth_bits >> which & 1:
+                    dow |= 1 << (first_day + 7 * (which - 1))
+            if last:
+                dow |= 1 << (first_day + 7 * ((length - first_day) // 7))
+        return ((dom & dow) if self.days_and else (dom | dow)) & all_days
 
     def _days(self, year: int, month: int) -> int:
-        key = year * 12 + month
+        """Bit d set when day d of the month matches the day and month fields."""
+        key = (year % 400) * 16 + month
         days = self._month_days.get(key)
         if days is None:
-            if len(self._month_days) > 4096:
-                self._month_days.clear()
-            days = self._compute_month_days(year, month)
+            days = 0
+            if self.month_mask >> month & 1:
+                length = _MONTH_LENGTHS[month] + (month == 2 and calendar.isleap(year))
+                # date.toordinal() % 7 is the cron weekday: 0 is Sunday.
+                days = self._days_of(date(year, month, 1).toordinal() % 7, length)
             self._month_days[key] = days
         return days
 
+    def _months(self, year: int) -> int:
+        """Bit m set when some day of month m of `year` matches: a zero year is skipped whole."""
+        key = year % 400
+        months = self._year_months.get(key)
+        if months is None:
+            months = 0
+            for month in range(1, 13):
+                if self._days(year, month):
+                    months |= 1 << month
+            self._year_months[key] = months
+        return months
+
     def _matches_some_date(self) -> bool:
-        # The Gregorian calendar repeats every 400 years, weekdays included.
-        return any(
-            self._compute_month_days(year, month)
-            for year in range(2000, 2400)
-            for month in range(1, 13)
-            if self.month_mask >> month & 1
-        )
+        # Every month starts on every weekday somewhere in the 400-year cycle, and February does
+        # so in leap years and in others: trying each start and length is trying every year.
+        for month in range(1, 13):
+            if not self.month_mask >> month & 1:
+                continue
+            lengths = (28, 29) if month == 2 else (_MONTH_LENGTHS[month],)
+            for length in lengths:
+                if any(self._days_of(first, length) for first in range(7)):
+                    return True
+        return False
 
     def matches_date(self, day: date) -> bool:
         return bool(self._days(day.year, day.month) >> day.day & 1)
@@ -282,12 +418,16 @@ class CronRule:
         """The first matching wall time at or after `wall`.
 
         Wall times are seconds since 1970-01-01T00:00 on the local clock (no zone applied).
-        None past the year 9999.
+        None past the year 9999. Skips days, months and whole years, never minutes: at most
+        a year of months and 400 years (one calendar cycle, in which some day matches).
         """
         days, second_of_day = divmod(wall, 86400)
         ordinal = days + _EPOCH_ORDINAL
         if ordinal > _MAX_ORDINAL:
             return None
+        if ordinal < 1:
+            ordinal, second_of_day = 1, 0
+            wall = (1 - _EPOCH_ORDINAL) * 86400
         today = date.fromordinal(ordinal)
         year, month, day = today.year, today.month, today.day
         month_days = self._days(year, month)
@@ -299,23 +439,32 @@ class CronRule:
         if later:
             day = day + 1 + _low_bit(later)
         else:
-            while True:
-                month += 1
-                if month == 13:
-                    month = 1
+            months = self._months(year) >> (month + 1)
+            if months:
+                month = month + 1 + _low_bit(months)
+            else:
+                while True:
                     year += 1
                     if year > 9999:
                         return None
-                month_days = self._days(year, month)
-                if month_days:
-                    day = _low_bit(month_days)
-                    break
-        first_time = self._next_time_of_day(0)
-        return (date(year, month, day).toordinal() - _EPOCH_ORDINAL) * 86400 + first_time
+                    months = self._months(year)
+                    if months:
+                        month = _low_bit(months)
+                        break
+            day = _low_bit(self._days(year, month))
+        return (date(year, month, day).toordinal() - _EPOCH_ORDINAL) * 86400 + self._first_time
 
 
 _MIN_SEARCH_TS = -62135596800 + 3 * 86400
 _MAX_SEARCH_TS = 253402300799 - 3 * 86400
+# How many stretches of constant UTC offset one search may visit before it answers None. Zones
+# change offset at most about four times a year, and the search also stops at the timeline's
+# chunk boundaries (about two a year), so this is well over 100 years of changes; far slots
+# are reached by jumping, not walking (see next_fire_ts), so only matches that keep falling in
+# DST gaps use it up. Each stretch costs at most one timeline chunk (~0.3 ms uncached).
+MAX_STRETCHES = 1024
+# More than any UTC offset: Python keeps every utcoffset() strictly within one day.
+_JUMP_MARGIN = 26 * 3600
 
 
 def next_fire_ts(rule: CronRule, timeline: ZoneTimeline, earliest: int) -> int | None:
@@ -323,12 +472,30 @@ def next_fire_ts(rule: CronRule, timeline: ZoneTimeline, earliest: int) -> int |
 
     Walks stretches of constant UTC offset. In each, the next matching wall time either falls
     inside the stretch (it fires there), or inside the gap a spring-forward leaves at the
-    stretch's end (fixed hours fire at the transition), or later (go on to the next stretch).
+    stretch's end (fixed hours fire at the transition), or later (go on). None when no fire
+    exists before the year 9999, or none is found within `MAX_STRETCHES` stretches.
     """
     fixed = rule.fixed_hours
     ts = max(earliest, _MIN_SEARCH_TS)
-    while ts < _MAX_SEARCH_TS:
-        offset, end, offset_after, began, offset_before = timeline.segment(ts)
+    if ts >= _MAX_SEARCH_TS:
+        return None
+    first = timeline.segment(ts)
+    if fixed:
+        # `ts` may be the very instant a spring-forward ends a stretch: the wall times its gap
+        # skipped fire there, and the walk below only sees gaps ahead of it.
+        before, before_end, _, _, _ = timeline.segment(ts - 1)
+        if before_end == ts and before < first[0]:
+            gap_wall = rule.next_wall(ts + before)
+            if gap_wall is not None and gap_wall < ts + first[0]:
+                return ts
+    segment: tuple[int, int, int, int, int] | None = first
+    for _ in range(MAX_STRETCHES):
+        if segment is None:
+            if ts >= _MAX_SEARCH_TS:
+                return None
+            segment = timeline.segment(ts)
+        offset, end, offset_after, began, offset_before = segment
+        segment = None
         wall_from = ts + offset
         if fixed and offset_before > offset:
             # Just after a fall-back: wall times up to the old offset's end already fired in
@@ -342,6 +509,22 @@ def next_fire_ts(rule: CronRule, timeline: ZoneTimeline, earliest: int) -> int |
         if fixed and offset_after > offset and wall < end + offset_after:
             return end
         ts = end
+        # Jump over the stretches between here and `wall`, when no fire can lie in them. A fire
+        # at instant t comes from a matching wall time w: w = t + offset(t), or for a gap fire
+        # w lies in [t + offset before t, t + offset after t). Offsets are within (-24 h, 24 h),
+        # so a fire t in [end, wall - 26 h) has end - 26 h < w < wall. No wall time in
+        # [wall_from, wall) matches (wall is the first), so such a w would lie in
+        # (end - 26 h, wall_from): when none matches there, the first fire at or after `end`
+        # is the first at or after wall - 26 h.
+        jump = wall - _JUMP_MARGIN
+        if jump > end:
+            floor = end - _JUMP_MARGIN
+            if wall_from <= floor:
+                ts = jump
+            else:
+                earlier = rule.next_wall(floor)
+                if earlier is None or earlier >= wall_from:
+                    ts = jump
     return None
 
 
@@ -382,7 +565,7 @@ class CronSchedule(Schedule):
         if start is not None and after < start:
             after = start.astimezone(_UTC) - _ONE_MICROSECOND
         fire = next_fire_ts(self._rule, self._timeline, math.floor(after.timestamp()) + 1)
-        if fire is None:
+        if fire is None or fire >= _LAST_SLOT_TS:
             return None
         slot = datetime.fromtimestamp(fire, _UTC)
         end = self.end
@@ -392,7 +575,7 @@ class CronSchedule(Schedule):
 
     def _next_slot_after(self, after: datetime) -> datetime | None:
         fire = next_fire_ts(self._rule, self._timeline, math.floor(after.timestamp()) + 1)
-        return None if fire is None else datetime.fromtimestamp(fire, _UTC)
+        return None if fire is None or fire >= _LAST_SLOT_TS else datetime.fromtimestamp(fire, _UTC)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -132,7 +132,7 @@ def _describe_days(rule: CronRule) -> str:
             which = [ORDINALS[n] for n in _bits(nth_mask)] + (["last"] if last else [])
             weekday_words.append(f"the {_join(which)} {WEEKDAYS[weekday]} of the month")
         parts.append("on " + _join(weekday_words))
-    joiner = " and " if rule.day_and else " or "
+    joiner = " and " if rule.days_and else " or "
     days_text = joiner.join(parts) if parts else "every day"
     months = _bits(rule.month_mask)
     if len(months) < 12:

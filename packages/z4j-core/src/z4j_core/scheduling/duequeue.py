@@ -13,12 +13,12 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from z4j_core.scheduling.base import Schedule
 from z4j_core.scheduling.catchup import catch_up
-from z4j_core.scheduling.errors import ScheduleError
+from z4j_core.scheduling.errors import ScheduleError, explain
 from z4j_core.scheduling.fireid import check_schedule_id, fire_id
 from z4j_core.scheduling.instants import require_aware
 
@@ -34,6 +34,10 @@ class Due:
     `schedule` is the one the queue holds (parsed once, when added); `slots` fire now, oldest
     first (empty when catch-up skipped them all); `cursor` is the newest slot settled, for the
     caller to store; `truncated` and `skipped_through` are as in `CatchUp`.
+
+    `error` is set when computing this schedule's slots raised: the schedule is out of the
+    order (held, never due again until `update`d), `slots` is empty, and every other schedule
+    in the same call was popped as usual. One bad schedule never stalls the queue.
     """
 
     schedule_id: str
@@ -42,6 +46,7 @@ class Due:
     cursor: datetime
     truncated: bool = False
     skipped_through: datetime | None = None
+    error: str | None = None
 
     @property
     def fire_ids(self) -> tuple[str, ...]:
@@ -234,31 +239,54 @@ class DueQueue:
                 self._stale -= 1
                 continue
             entry.token = -1
-            schedule = entry.schedule
-            slot = entry.slot
-            assert slot is not None  # an entry in the heap has a slot
-            if now - slot <= schedule.lateness_allowed:
-                entry.cursor = slot
-                popped.append(Due(schedule_id, schedule, (slot,), slot))
-                self._place(schedule_id, entry)
-                continue
-            answer = catch_up(schedule, entry.cursor, now, include_on_time=False)
-            entry.cursor = answer.cursor
-            popped.append(
-                Due(
-                    schedule_id,
-                    schedule,
-                    answer.slots,
-                    answer.cursor,
-                    answer.truncated,
-                    answer.skipped_through,
+            try:
+                due, more = self._settle(schedule_id, entry, now)
+            except Exception as exc:  # one schedule's arithmetic never stalls the others
+                entry.token = -1
+                popped.append(
+                    Due(schedule_id, entry.schedule, (), entry.cursor, error=explain(exc))
                 )
-            )
-            if answer.truncated:
+                continue
+            popped.append(due)
+            if more:
                 # Paced: the rest of the backlog waits for the next call.
                 deferred.append((schedule_id, entry))
-            else:
-                self._place(schedule_id, entry)
         for schedule_id, entry in deferred:
-            self._place(schedule_id, entry)
+            try:
+                self._place(schedule_id, entry)
+            except Exception as exc:
+                entry.token = -1
+                popped.append(
+                    Due(schedule_id, entry.schedule, (), entry.cursor, error=explain(exc))
+                )
         return popped
+
+    def _settle(self, schedule_id: str, entry: _Entry, now: datetime) -> tuple[Due, bool]:
+        """The popped entry's slots and its next place in the order; the bool says a truncated
+        catch-up still has slots to go (the caller places it after the round). A failure to
+        find the next slot keeps the slots found and sets `error`."""
+        schedule = entry.schedule
+        slot = entry.slot
+        assert slot is not None  # an entry in the heap has a slot
+        if now - slot <= schedule.lateness_allowed:
+            entry.cursor = slot
+            due = Due(schedule_id, schedule, (slot,), slot)
+        else:
+            answer = catch_up(schedule, entry.cursor, now, include_on_time=False)
+            entry.cursor = answer.cursor
+            due = Due(
+                schedule_id,
+                schedule,
+                answer.slots,
+                answer.cursor,
+                answer.truncated,
+                answer.skipped_through,
+            )
+            if answer.truncated:
+                return due, True
+        try:
+            self._place(schedule_id, entry)
+        except Exception as exc:
+            entry.token = -1
+            due = replace(due, error=explain(exc))
+        return due, False

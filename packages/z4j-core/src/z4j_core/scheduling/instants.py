@@ -11,13 +11,17 @@ import math
 import re
 from datetime import datetime, timedelta, timezone
 
+from z4j_core.scheduling.describe import describe_duration
 from z4j_core.scheduling.errors import ScheduleError
+from z4j_core.scheduling.limits import MAX_INSTANT, MIN_INSTANT, describe_instant_range
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|ms|m|s)", re.ASCII)
 _DURATION_WHOLE = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*(?:w|d|h|ms|m|s)\s*)+$", re.ASCII)
+# Past this no schedule field is meaningful, and a timedelta overflows near 8.6e13 s.
+_LONGEST_SECONDS = 1000 * 366 * 86400.0
 _UNIT_SECONDS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
@@ -51,6 +55,21 @@ def parse_instant(text: str, what: str = "instant") -> datetime:
         raise ScheduleError(
             f"{what} {text!r} has no time zone: add an offset or Z, e.g. {text.strip()}Z"
         )
+    return check_instant(value, what, text)
+
+
+def check_instant(value: datetime, what: str, shown: str | None = None) -> datetime:
+    """Return an aware `value` if it lies within the instants a schedule may use."""
+    require_aware(value, what)
+    try:
+        inside = MIN_INSTANT <= value.astimezone(UTC) < MAX_INSTANT
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-12:00 is past datetime.max in UTC
+        inside = False
+    if not inside:
+        raise ScheduleError(
+            f"{what} {shown if shown is not None else value.isoformat()!r} is out of range: "
+            f"give an instant from {describe_instant_range()}"
+        )
     return value
 
 
@@ -60,18 +79,24 @@ def format_instant(value: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def parse_duration(value: object, what: str, *, allow_zero: bool = False) -> timedelta:
-    """A duration from `90s`/`15m`/`2h`/`1d`/`1w`/`1h30m`, a number of seconds, or a timedelta."""
+def parse_duration(
+    value: object,
+    what: str,
+    *,
+    allow_zero: bool = False,
+    minimum: timedelta | None = None,
+    maximum: timedelta | None = None,
+) -> timedelta:
+    """A duration from `90s`/`15m`/`2h`/`1d`/`1w`/`1h30m`, a number of seconds, or a timedelta,
+    refused outside [`minimum`, `maximum`] (and always beyond what a timedelta holds)."""
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
-        result = value
     elif isinstance(value, bool):
         raise ScheduleError(f"{what} must be a duration like 90s or 15m, got {value!r}")
     elif isinstance(value, (int, float)):
         seconds = float(value)
         if not math.isfinite(seconds):
             raise ScheduleError(f"{what} must be a finite number of seconds, got {value!r}")
-        result = timedelta(seconds=seconds)
     elif isinstance(value, str):
         text = value.strip().lower()
         if re.fullmatch(r"\d+(?:\.\d+)?", text):
@@ -85,14 +110,18 @@ def parse_duration(value: object, what: str, *, allow_zero: bool = False) -> tim
                 f"{what} {value!r} is not a duration: use a number of seconds or units "
                 "w, d, h, m, s (for example 90s, 15m, 2h, 1d, 1h30m)"
             )
-        result = timedelta(seconds=seconds)
     else:
         raise ScheduleError(f"{what} must be a duration like 90s or 15m, got {value!r}")
     if seconds < 0:
         raise ScheduleError(f"{what} {value!r} must not be negative")
     if seconds == 0 and not allow_zero:
         raise ScheduleError(f"{what} {value!r} is empty: it must be longer than zero")
-    return result
+    if seconds > _LONGEST_SECONDS or (maximum is not None and seconds > maximum.total_seconds()):
+        most = maximum if maximum is not None else timedelta(seconds=_LONGEST_SECONDS)
+        raise ScheduleError(f"{what} {value!r} is too long: at most {describe_duration(most)}")
+    if minimum is not None and seconds < minimum.total_seconds() and (seconds or not allow_zero):
+        raise ScheduleError(f"{what} {value!r} is too short: at least {describe_duration(minimum)}")
+    return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
 
 
 def duration_seconds(value: timedelta) -> int | float:

@@ -13,8 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from z4j_core.scheduling.base import Schedule
+from z4j_core.scheduling.describe import describe_duration
 from z4j_core.scheduling.errors import ScheduleError
-from z4j_core.scheduling.instants import EPOCH, UTC, duration_seconds, require_aware
+from z4j_core.scheduling.instants import EPOCH, UTC, check_instant, duration_seconds
+from z4j_core.scheduling.limits import MAX_INTERVAL, MIN_INTERVAL
 
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -30,10 +32,15 @@ class IntervalSchedule(Schedule):
 
     def __post_init__(self) -> None:
         Schedule._check_common(self)
-        if not isinstance(self.every, timedelta) or self.every < _MICROSECOND:
-            raise ScheduleError(f"interval {self.every!r} is empty: it must be longer than zero")
+        if not isinstance(self.every, timedelta):
+            raise ScheduleError(f"interval must be a duration, got {self.every!r}")
+        if not MIN_INTERVAL <= self.every <= MAX_INTERVAL:
+            raise ScheduleError(
+                f"interval {describe_duration(self.every)} is out of range: give "
+                f"{describe_duration(MIN_INTERVAL)} to {describe_duration(MAX_INTERVAL)}"
+            )
         if self.anchor is not None:
-            require_aware(self.anchor, "anchor")
+            check_instant(self.anchor, "anchor")
 
     @property
     def effective_anchor(self) -> datetime:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from z4j_core.scheduling.base import Schedule
-from z4j_core.scheduling.instants import UTC, format_instant, require_aware
+from z4j_core.scheduling.instants import UTC, check_instant, format_instant
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -24,7 +24,7 @@ class OneShotSchedule(Schedule):
 
     def __post_init__(self) -> None:
         Schedule._check_common(self)
-        require_aware(self.at, "at")
+        check_instant(self.at, "at")
 
     def _next_slot_after(self, after: datetime) -> datetime | None:
         at = self.at.astimezone(UTC)

@@ -14,8 +14,15 @@ from typing import Any
 from z4j_core.scheduling.base import CATCH_UP_POLICIES, Schedule
 from z4j_core.scheduling.cron import CronSchedule
 from z4j_core.scheduling.errors import ScheduleError
-from z4j_core.scheduling.instants import parse_duration, parse_instant
+from z4j_core.scheduling.instants import check_instant, parse_duration, parse_instant
 from z4j_core.scheduling.interval import IntervalSchedule
+from z4j_core.scheduling.limits import (
+    MAX_INTERVAL,
+    MAX_JITTER,
+    MAX_MISFIRE_GRACE,
+    MAX_SOLAR_OFFSET,
+    MIN_INTERVAL,
+)
 from z4j_core.scheduling.oneshot import OneShotSchedule
 from z4j_core.scheduling.solar import SolarSchedule
 from z4j_core.scheduling.zones import resolve_zone
@@ -54,20 +61,18 @@ def _instant(value: object, what: str) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ScheduleError(f"{what} {value.isoformat()} has no time zone")
-        return value
+        return check_instant(value, what)
     if not isinstance(value, str):
         raise ScheduleError(f"{what} must be an ISO 8601 string, got {value!r}")
     return parse_instant(value, what)
 
 
-def _signed_duration(value: object, what: str) -> timedelta:
+def _signed_duration(value: object, what: str, maximum: timedelta) -> timedelta:
     if isinstance(value, str) and value.strip().startswith("-"):
-        return -parse_duration(value.strip()[1:], what, allow_zero=True)
+        return -parse_duration(value.strip()[1:], what, allow_zero=True, maximum=maximum)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-        return -parse_duration(-value, what, allow_zero=True)
-    return parse_duration(value, what, allow_zero=True)
+        return -parse_duration(-value, what, allow_zero=True, maximum=maximum)
+    return parse_duration(value, what, allow_zero=True, maximum=maximum)
 
 
 def _number(value: object, what: str) -> float:
@@ -100,14 +105,17 @@ def schedule_from_dict(data: Mapping[str, Any]) -> Schedule:
         if data.get(name) is None:
             raise ScheduleError(f"a {kind} schedule needs {name!r}")
 
-    common: dict[str, Any] = {"timezone": resolve_zone(data.get("timezone") or "UTC")}
+    zone = data.get("timezone")
+    common: dict[str, Any] = {"timezone": resolve_zone("UTC" if zone is None else zone)}
     common["start"] = _instant(data.get("start"), "start")
     common["end"] = _instant(data.get("end"), "end")
     if data.get("jitter") is not None:
-        common["jitter"] = parse_duration(data["jitter"], "jitter", allow_zero=True)
+        common["jitter"] = parse_duration(
+            data["jitter"], "jitter", allow_zero=True, maximum=MAX_JITTER
+        )
     if data.get("misfire_grace") is not None:
         common["misfire_grace"] = parse_duration(
-            data["misfire_grace"], "misfire_grace", allow_zero=True
+            data["misfire_grace"], "misfire_grace", allow_zero=True, maximum=MAX_MISFIRE_GRACE
         )
     if data.get("catch_up") is not None:
         if data["catch_up"] not in CATCH_UP_POLICIES:
@@ -125,7 +133,9 @@ def schedule_from_dict(data: Mapping[str, Any]) -> Schedule:
         return CronSchedule(expression=expression, day_and=data.get("day_and") or False, **common)
     if kind == "interval":
         return IntervalSchedule(
-            every=parse_duration(data["every"], "interval"),
+            every=parse_duration(
+                data["every"], "interval", minimum=MIN_INTERVAL, maximum=MAX_INTERVAL
+            ),
             anchor=_instant(data.get("anchor"), "anchor"),
             **common,
         )
@@ -139,6 +149,6 @@ def schedule_from_dict(data: Mapping[str, Any]) -> Schedule:
         longitude=_number(data["longitude"], "longitude"),
         elevation=_number(data.get("elevation") or 0.0, "elevation"),
         depression=data.get("depression") or "civil",
-        offset=_signed_duration(data.get("offset") or 0, "offset"),
+        offset=_signed_duration(data.get("offset") or 0, "offset", MAX_SOLAR_OFFSET),
         **common,
     )

@@ -12,7 +12,9 @@ from __future__ import annotations
 import difflib
 import functools
 from bisect import bisect_right
-from datetime import datetime
+from datetime import datetime, timedelta
+from itertools import compress, islice, repeat
+from operator import ne
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from z4j_core.scheduling.errors import ScheduleError
@@ -31,20 +33,38 @@ _LOOKBEHIND_SECONDS = 2 * 86400
 
 @functools.lru_cache(maxsize=1)
 def _zone_names() -> tuple[str, ...]:
-    return tuple(sorted(available_timezones()))
+    return tuple(sorted(set(available_timezones()) - HOST_DEPENDENT_ZONES))
+
+
+@functools.lru_cache(maxsize=1)
+def _zone_name_set() -> frozenset[str]:
+    return frozenset(_zone_names())
+
+
+#: Names that zoneinfo may open but that mean something different on each host (the host's
+#: own zone, a file left for POSIX TZ strings, "no zone"): a schedule would fire at another
+#: instant on another brain.
+HOST_DEPENDENT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
 
 def resolve_zone(name: object) -> ZoneInfo:
-    """The ZoneInfo for an IANA name; an unknown one is refused with a suggestion."""
+    """The ZoneInfo for an IANA name; an unknown or host-dependent one is refused with a
+    suggestion."""
     if isinstance(name, ZoneInfo):
-        return name
+        name = name.key
     if not isinstance(name, str) or not name.strip():
         raise ScheduleError(f"time zone must be an IANA name like Europe/Berlin, got {name!r}")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        pass
+    if name in HOST_DEPENDENT_ZONES or name.startswith(("posix/", "right/")):
+        raise ScheduleError(
+            f"time zone {name!r} depends on the host's files: give an IANA name like "
+            "Europe/Berlin (or UTC)"
+        )
     names = _zone_names()
+    if name == "UTC" or name in _zone_name_set():
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            pass
     by_lower = {zone.lower(): zone for zone in names}
     suggestion = by_lower.get(name.strip().lower())
     if suggestion is None:
@@ -63,10 +83,13 @@ def zone_name(zone: ZoneInfo) -> str:
     return str(zone.key)
 
 
-def _probe_offset(zone: ZoneInfo, ts: int) -> int:
-    offset = datetime.fromtimestamp(ts, tz=zone).utcoffset()
+def _seconds(offset: timedelta | None) -> int:
     assert offset is not None  # a ZoneInfo always answers
     return offset.days * 86400 + offset.seconds
+
+
+def _probe_offset(zone: ZoneInfo, ts: int) -> int:
+    return _seconds(datetime.fromtimestamp(ts, tz=zone).utcoffset())
 
 
 class ZoneTimeline:
@@ -110,14 +133,13 @@ class ZoneTimeline:
         # A chunk covers instants in [start, end) and records transitions in (start, end], so
         # the one landing exactly on the next chunk's start is still seen as the end of this
         # chunk's last stretch (and found again through the look-behind from the next one).
-        previous_ts, previous_off = start, first
-        probe = start
-        while probe < end:
-            probe = min(probe + _PROBE_SECONDS, end)
-            off = _probe_offset(zone, probe)
-            if off != previous_off:
-                bisect_transitions(previous_ts, probe, previous_off, off)
-            previous_ts, previous_off = probe, off
+        # The probes run through map() (C loops): building a chunk is the search's main cost.
+        points = [start, *range(start + _PROBE_SECONDS, end, _PROBE_SECONDS), end]
+        probed = list(map(zone.utcoffset, map(datetime.fromtimestamp, points, repeat(zone))))
+        for i in compress(range(1, len(points)), map(ne, probed, islice(probed, 1, None))):
+            bisect_transitions(
+                points[i - 1], points[i], _seconds(probed[i - 1]), _seconds(probed[i])
+            )
         return first, tuple(instants), tuple(offsets)
 
     def offset_at(self, ts: int) -> int:

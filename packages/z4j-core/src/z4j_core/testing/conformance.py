@@ -10,16 +10,20 @@ stored. It never imports an engine. The contract is written down in docs/conform
 
 Every capability an adapter advertises must have a happy-path test here that passed in the same
 run (`test_every_advertised_capability_has_a_passing_happy_path_test`, which runs last): an
-advertised capability that cannot work is the worst kind of bug.
+advertised capability that cannot work is the worst kind of bug. Each action (retry, cancel,
+terminate, purge, queue depth; docs/actions.md) has its happy path, run when advertised, and a
+test that the brain answers `unavailable` when it is not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
 import json
 import os
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +33,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from z4j_core.agent.runtime import INVENTORY_REFRESH_SECONDS
 from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.waiting import wait_for
 from z4j_core.wire import Capability, Command, CommandKind, CommandStatus
 
 #: Where the succeed and slow tasks append their mark (one line per run); set by the suite.
@@ -55,6 +61,12 @@ TERMINAL_KINDS = frozenset(
     }
 )
 SECRETS = ("hunter2-conformance", "tok-conformance-XYZ", "pw-in-url-conformance")
+#: Planted in the flaky task's kwargs: the retried run must receive it, the brain never store it.
+RETRY_SECRET = "retry-secret-conformance-7Q2"
+
+
+class ConformanceFlakyError(Exception):
+    """What the flaky task raises on its first run with a mark."""
 
 
 # -- what a tasks module calls ---------------------------------------------------------------
@@ -73,6 +85,21 @@ def mark(value: str) -> None:
         os.write(fd, f"{value}\n".encode())
     finally:
         os.close(fd)
+
+
+def flaky(mark_value: str, **kwargs: Any) -> None:
+    """The body of the harness's `flaky` task: every run records `mark_value` and its kwargs
+    (one line, `<mark> <kwargs as sorted JSON>`); the first run with a mark then raises
+    `ConformanceFlakyError`, later runs return. The suite retries the failed run through the
+    brain and checks the new run received the same kwargs."""
+    path = os.environ.get(MARKS_ENV)
+    first = True
+    if path and os.path.exists(path):
+        with open(path) as marks:
+            first = not any(line.startswith(f"{mark_value} ") for line in marks)
+    mark(f"{mark_value} {json.dumps(kwargs, sort_keys=True)}")
+    if first:
+        raise ConformanceFlakyError(f"first run of {mark_value} fails on purpose")
 
 
 def inject_capture_fault() -> None:
@@ -151,10 +178,20 @@ class EngineHarness:
     concurrency: how many tasks the started worker runs at once (the priority and expiry tests
         occupy every slot with slow tasks).
     schedules: the native periodic schedules the tasks module declares.
-    in_process_adapter: for adapters that advertise `native_dedup`: returns (adapter, hook)
-        in the test process, where `hook` is a plugin manager's hook relay.
+    in_process_adapter: for adapters that advertise `native_dedup`: returns an adapter (a
+        `z4j_core.adapter.Adapter`) in the test process, whose `enqueue` the suite calls.
     fire_id_is_native_id: whether the fire id becomes the engine's job id (the design says it
         does for every engine we support).
+    flaky: for adapters that advertise `retry`: a task `flaky(mark, **kwargs)` whose body is
+        `conformance.flaky(mark, **kwargs)`, with no engine retries.
+    queue: the queue the suite's tasks land on without options (purge and queue depth); None:
+        read from the task's `enqueued` event.
+    prefetch: messages a busy worker takes from the broker beyond the tasks it runs (Celery's
+        prefetch): the cancel, purge and depth tests queue that many fillers first, so their own
+        tasks stay in the broker.
+    broker_proven_by: the name of another class of the same suite that runs the same broker
+        with another worker pool; what is the broker's alone (purge, queue depth: the adapter
+        asks the broker, whatever the pool) is proven there and not run again here.
     """
 
     engine: str
@@ -167,8 +204,12 @@ class EngineHarness:
     start_worker: Callable[[WorkerContext], WorkerHandle]
     concurrency: int = 1
     schedules: list[ExpectedSchedule] = field(default_factory=list)
-    in_process_adapter: Callable[[], tuple[Any, Any]] | None = None
+    in_process_adapter: Callable[[], Any] | None = None
     fire_id_is_native_id: bool = True
+    flaky: str | None = None
+    queue: str | None = None
+    prefetch: int = 0
+    broker_proven_by: str | None = None
 
 
 # -- the running deployment ------------------------------------------------------------------
@@ -245,6 +286,90 @@ class Deployment:
             f"{[e['kind'] for e in events]}\n{self.worker_log()}"
         )
 
+    def task(self, task_id: str) -> dict[str, Any]:
+        """The brain's row of a task (`GET /api/v1/tasks?task_id=`)."""
+        path = f"/api/v1/tasks?task_id={task_id}&engine={self.harness.engine}"
+        rows: list[dict[str, Any]] = self.brain.api("GET", path)["tasks"]
+        assert rows, f"the brain has no task {task_id}"
+        return rows[0]
+
+    def retry(self, task_id: str, **body: Any) -> dict[str, Any]:
+        """`POST /api/v1/tasks/{id}/retry`: the action's result (status done, unavailable...)."""
+        request = {"engine": self.harness.engine, "app": self.harness.app, **body}
+        path = f"/api/v1/tasks/{task_id}/retry"
+        result: dict[str, Any] = self.brain.api("POST", path, request, timeout=60)
+        return result
+
+    def cancel(self, task_id: str, **body: Any) -> dict[str, Any]:
+        """`POST /api/v1/tasks/{id}/cancel` (`terminate=True` for a running task)."""
+        request = {"engine": self.harness.engine, "app": self.harness.app, **body}
+        path = f"/api/v1/tasks/{task_id}/cancel"
+        result: dict[str, Any] = self.brain.api("POST", path, request, timeout=60)
+        return result
+
+    def purge(self, queue: str) -> dict[str, Any]:
+        """`POST /api/v1/queues/{queue}/purge` for this engine and app."""
+        request = {"engine": self.harness.engine, "app": self.harness.app}
+        path = f"/api/v1/queues/{urllib.parse.quote(queue, safe='')}/purge"
+        result: dict[str, Any] = self.brain.api("POST", path, request, timeout=60)
+        return result
+
+    def queues(self) -> list[dict[str, Any]]:
+        """The queue depths the brain holds for this engine and app (`GET /api/v1/queues`)."""
+        h = self.harness
+        path = f"/api/v1/queues?engine={h.engine}&app={urllib.parse.quote(h.app)}"
+        rows: list[dict[str, Any]] = self.brain.api("GET", path)["queues"]
+        return rows
+
+    def enqueue_natively(
+        self, task: str, *args: Any, kwargs: dict[str, Any] | None = None
+    ) -> tuple[str, bool]:
+        """Enqueue as the application would (the harness's `in_process_adapter`, no brain),
+        or through the brain when the harness has none; the task id, and whether it was
+        enqueued natively."""
+        h = self.harness
+        if h.in_process_adapter is None:
+            return self.enqueue(task, *args, kwargs=kwargs or {}), False
+        result = h.in_process_adapter().enqueue(
+            Command(
+                command_id=uuid.uuid4().hex,
+                kind=CommandKind.ENQUEUE,
+                deadline_seconds=30,
+                engine=h.engine,
+                app=h.app,
+                task=task,
+                args=list(args),
+                kwargs=kwargs or {},
+            )
+        )
+        assert result.status is CommandStatus.ENQUEUED and result.native_id, result
+        return str(result.native_id), True
+
+    def stored_text(self, but: tuple[str, ...] = ()) -> str:
+        """Every row of every table of the brain's SQLite store but `but`, as text."""
+        import sqlite3
+
+        uri = f"file:{self.brain.database}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
+            names = [
+                r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            ]
+            rows = [
+                repr(row)
+                for name in names
+                if name not in but
+                for row in db.execute(f'SELECT * FROM "{name}"')
+            ]
+        return "\n".join(rows)
+
+    def stored_bytes(self) -> bytes:
+        """Every byte of the brain's SQLite store (database, journal and WAL files)."""
+        database = Path(self.brain.database)
+        chunks = []
+        for path in sorted(database.parent.glob(database.name + "*")):
+            chunks.append(path.read_bytes())
+        return b"".join(chunks)
+
     def marks(self) -> list[str]:
         return self.marks_path.read_text().splitlines()
 
@@ -258,13 +383,17 @@ class Deployment:
                 raise AssertionError(f"marks {dict(wanted)} not all seen: {marks}")
             time.sleep(0.1)
 
-    def inventory(self) -> dict[str, Any]:
-        """The inventory the agents reported for this engine and app (the latest one)."""
-        items = [
+    def inventories(self) -> list[dict[str, Any]]:
+        """Every inventory reported for this engine and app, one per agent."""
+        return [
             item
             for item in self.brain.api("GET", "/api/v1/inventory")["inventory"]
             if item["engine"] == self.harness.engine and item["app"] == self.harness.app
         ]
+
+    def inventory(self) -> dict[str, Any]:
+        """The inventory the agents reported for this engine and app (the latest one)."""
+        items = self.inventories()
         assert items, f"no inventory for {self.harness.engine}/{self.harness.app}"
         return max(items, key=lambda item: item["updated_at"])
 
@@ -352,11 +481,19 @@ def _token() -> str:
 
 
 #: capability -> the test whose passing proves it (the capability test checks this table).
+#: What the adapter asks the broker, whatever the worker pool (see `broker_proven_by`).
+BROKER_ONLY: frozenset[str] = frozenset({Capability.PURGE.value, Capability.QUEUE_DEPTH.value})
+
 HAPPY_PATHS: dict[str, str] = {
     Capability.LIFECYCLE.value: "test_enqueue_by_name_runs_in_a_real_worker_in_order",
     Capability.ENQUEUE.value: "test_enqueue_by_name_runs_in_a_real_worker_in_order",
     Capability.LIST_TASKS.value: "test_registered_tasks_reach_the_inventory",
     Capability.OBSERVE_SCHEDULES.value: "test_observed_schedules_reach_the_inventory",
+    Capability.RETRY.value: "test_retry_runs_a_failed_task_again_with_its_original_arguments",
+    Capability.CANCEL.value: "test_cancel_keeps_a_queued_task_from_running",
+    Capability.TERMINATE.value: "test_cancel_with_terminate_stops_a_running_task",
+    Capability.PURGE.value: "test_purge_removes_the_ready_messages_of_a_queue",
+    Capability.QUEUE_DEPTH.value: "test_queue_depth_reaches_the_brain",
     Capability.FIRE.value: "test_the_same_fire_twice_runs_once",
     Capability.TRIGGER_NOW.value: "test_trigger_now_runs_the_task",
     Capability.ETA.value: "test_a_delay_is_honoured",
@@ -402,6 +539,13 @@ class EngineConformance:
     def require(self, deployment: Deployment, capability: Capability) -> None:
         if capability.value not in self.advertised(deployment):
             pytest.skip(f"the adapter does not advertise {capability.value!r}")
+
+    def require_own_broker(self, deployment: Deployment, capability: Capability) -> None:
+        """Skip a test of what is the broker's alone where another class proves it."""
+        self.require(deployment, capability)
+        other = deployment.harness.broker_proven_by
+        if other is not None:
+            pytest.skip(f"{capability.value!r} is the broker's: proven by {other} (same broker)")
 
     # -- the agent ---------------------------------------------------------------------------
 
@@ -542,13 +686,12 @@ class EngineConformance:
         h = deployment.harness
         self.require(deployment, Capability.NATIVE_DEDUP)
         assert h.in_process_adapter is not None, "native_dedup needs `in_process_adapter`"
-        adapter, hook = h.in_process_adapter()
+        adapter = h.in_process_adapter()
         token = _token()
 
         def fire() -> Any:
-            return hook.z4j_enqueue(
-                adapter=adapter,
-                request=Command(
+            return adapter.enqueue(
+                Command(
                     command_id=uuid.uuid4().hex,
                     kind=CommandKind.FIRE,
                     deadline_seconds=30,
@@ -631,23 +774,230 @@ class EngineConformance:
         h = deployment.harness
         self.require(deployment, Capability.OBSERVE_SCHEDULES)
         assert h.schedules, "observe_schedules is advertised: declare a native schedule"
-        inventory = deployment.inventory()
-        by_task = {s["task"]: s for s in inventory["schedules"]}
+
+        def observed() -> dict[str, tuple[dict[str, Any], float]]:
+            # Any agent of the app may be the one that sees a schedule, and a native scheduler
+            # started beside the worker (`rq cron`) may register after the worker's first
+            # inventory: wait for the next refresh rather than read one snapshot.
+            found = {
+                schedule["task"]: (schedule, item["updated_at"])
+                for item in deployment.inventories()
+                for schedule in item["schedules"]
+            }
+            return found if all(e.task in found for e in h.schedules) else {}
+
+        by_task = wait_for(
+            observed,
+            timeout=INVENTORY_REFRESH_SECONDS + 60,
+            what=f"{[e.task for e in h.schedules]} in the inventory",
+            interval=0.5,
+        )
         for expected in h.schedules:
-            seen = by_task.get(expected.task)
-            assert seen is not None, f"{expected.task} not observed: {list(by_task)}"
+            seen, updated_at = by_task[expected.task]
             assert seen["kind"] == expected.kind, seen
             assert seen["expression"] == expected.expression, seen
             assert seen.get("read_only", True) is True, seen
             runs = seen["next_runs"]
             assert len(runs) >= 3, seen
             earliest = expected.next_after(deployment.started_at - 1)
-            latest = expected.next_after(inventory["updated_at"])
+            latest = expected.next_after(updated_at)
             assert earliest <= runs[0] <= latest, (runs[0], earliest, latest)
             assert expected.next_after(runs[0] - 1) == runs[0], "the first run is no match"
             for before, after in itertools.pairwise(runs):
                 assert expected.next_after(before) == after, (before, after, runs)
         proved.add(Capability.OBSERVE_SCHEDULES.value)
+
+    # -- actions (docs/actions.md) ----------------------------------------------------------
+
+    def _failed_task(self, deployment: Deployment) -> str:
+        task_id = deployment.enqueue(deployment.harness.fail)
+        events = deployment.wait_for(task_id)
+        assert _kinds(events)[-1] == "failed", _kinds(events)
+        return task_id
+
+    def _unavailable(self, result: dict[str, Any], capability: Capability) -> None:
+        assert result["status"] == "unavailable", result
+        assert capability.value in result["reason"], result
+
+    def _queue_of(self, deployment: Deployment, task_id: str) -> str:
+        h = deployment.harness
+        if h.queue is not None:
+            return h.queue
+        queued = [e for e in deployment.events(task_id) if e["kind"] in QUEUED_KINDS]
+        queue = next((e["queue"] for e in queued if e.get("queue")), None)
+        assert queue, f"no queue on the queued events of {task_id}: set `EngineHarness.queue`"
+        return str(queue)
+
+    def _hold_the_queue(self, deployment: Deployment, seconds: float) -> None:
+        """Keep every worker slot busy for `seconds`, with the prefetch filled too, so the
+        next tasks wait in the broker."""
+        h = deployment.harness
+        self._occupy_every_worker(deployment, seconds)
+        for _ in range(h.prefetch):
+            deployment.enqueue(h.slow, _token(), seconds)
+
+    def _wait_queued(self, deployment: Deployment, task_id: str) -> None:
+        deployment.wait_for(task_id, lambda ev: any(e["kind"] in QUEUED_KINDS for e in ev), 30)
+
+    def test_retry_runs_a_failed_task_again_with_its_original_arguments(
+        self, deployment: Deployment, proved: set[str]
+    ) -> None:
+        h = deployment.harness
+        self.require(deployment, Capability.RETRY)
+        assert h.flaky, "retry is advertised: give the harness a `flaky` task"
+        token = _token()
+        kwargs = {"password": RETRY_SECRET, "note": f"visible-{token}", "count": 3}
+        # Enqueued by the application (in this process) where the harness can: an enqueue sent
+        # through the brain's API is recorded with the operator's arguments as given.
+        first, direct = deployment.enqueue_natively(h.flaky, token, kwargs=kwargs)
+        # `failed`, then `dead_lettered` where the engine dead-letters it (Dramatiq).
+        assert "failed" in _kinds(deployment.wait_for(first)), _kinds(deployment.events(first))
+
+        result = deployment.retry(first)
+        assert result["status"] == "done", deployment.explain(result)
+        second = result["new_task_id"]
+        assert second and second != first, result
+        events = deployment.wait_for(second)
+        assert _kinds(events)[-1] == "succeeded", _kinds(events)
+        runs = [m for m in deployment.marks() if m.startswith(f"{token} ")]
+        assert len(runs) == 2, f"expected the failed run and its retry: {runs}"
+        assert runs[0] == runs[1], "the retried run did not receive the original arguments"
+        assert json.loads(runs[1].split(" ", 1)[1]) == kwargs, runs[1]
+        assert deployment.task(second).get("retry_of") == first, deployment.task(second)
+        assert second in deployment.task(first).get("retried_as", []), deployment.task(first)
+        # The secret reached the new run, and never the brain.
+        time.sleep(1.0)  # let every agent flush its last events
+        dumped = json.dumps([deployment.events(first), deployment.events(second), result])
+        assert RETRY_SECRET not in dumped, "the secret reached the brain's API"
+        if direct:
+            assert RETRY_SECRET.encode() not in deployment.stored_bytes(), "the secret was stored"
+        else:
+            assert RETRY_SECRET not in deployment.stored_text(but=("commands",)), "it was stored"
+        proved.add(Capability.RETRY.value)
+
+    def test_retry_is_answered_unavailable_when_not_advertised(
+        self, deployment: Deployment
+    ) -> None:
+        if Capability.RETRY.value in self.advertised(deployment):
+            pytest.skip("the adapter advertises 'retry'")
+        self._unavailable(deployment.retry(self._failed_task(deployment)), Capability.RETRY)
+
+    def test_cancel_keeps_a_queued_task_from_running(
+        self, deployment: Deployment, proved: set[str]
+    ) -> None:
+        h = deployment.harness
+        self.require(deployment, Capability.CANCEL)
+        self._hold_the_queue(deployment, 4.0)
+        token = _token()
+        task_id = deployment.enqueue(h.succeed, token)
+        self._wait_queued(deployment, task_id)
+        result = deployment.cancel(task_id)
+        assert result["status"] == "done", deployment.explain(result)
+        events = deployment.wait_for(task_id)
+        kinds = _kinds(events)
+        assert kinds[-1] in ("revoked", "cancelled"), kinds
+        # Past the slow tasks, and a little more: the cancelled one never ran.
+        deployment.wait_for(deployment.enqueue(h.succeed, _token()), timeout=60)
+        assert token not in deployment.marks(), "a cancelled task ran"
+        assert "started" not in _kinds(deployment.events(task_id)), "a cancelled task started"
+        assert deployment.task(task_id)["state"] in ("revoked", "cancelled")
+        proved.add(Capability.CANCEL.value)
+
+    def test_cancel_is_answered_unavailable_when_not_advertised(
+        self, deployment: Deployment
+    ) -> None:
+        if Capability.CANCEL.value in self.advertised(deployment):
+            pytest.skip("the adapter advertises 'cancel'")
+        task_id = deployment.enqueue(deployment.harness.succeed, _token())
+        self._unavailable(deployment.cancel(task_id), Capability.CANCEL)
+
+    def test_cancel_with_terminate_stops_a_running_task(
+        self, deployment: Deployment, proved: set[str]
+    ) -> None:
+        h = deployment.harness
+        self.require(deployment, Capability.TERMINATE)
+        token = _token()
+        task_id = deployment.enqueue(h.slow, token, 60)
+        deployment.wait_marks({token: 1})
+        deployment.wait_for(task_id, lambda ev: "started" in _kinds(ev), 30)
+        result = deployment.cancel(task_id, terminate=True)
+        assert result["status"] == "done", deployment.explain(result)
+        events = deployment.wait_for(task_id, timeout=30)
+        kinds = _kinds(events)
+        assert "succeeded" not in kinds, kinds
+        assert any(k in ("revoked", "cancelled") for k in kinds), kinds
+        # The worker is still there for the next task.
+        again = deployment.enqueue(h.succeed, _token())
+        assert _kinds(deployment.wait_for(again, timeout=60))[-1] == "succeeded"
+        proved.add(Capability.TERMINATE.value)
+
+    def test_terminate_is_answered_unavailable_when_not_advertised(
+        self, deployment: Deployment
+    ) -> None:
+        if Capability.TERMINATE.value in self.advertised(deployment):
+            pytest.skip("the adapter advertises 'terminate'")
+        task_id = deployment.enqueue(deployment.harness.succeed, _token())
+        result = deployment.cancel(task_id, terminate=True)
+        missing = Capability.CANCEL
+        if Capability.CANCEL.value in self.advertised(deployment):
+            missing = Capability.TERMINATE
+        self._unavailable(result, missing)
+
+    def test_purge_removes_the_ready_messages_of_a_queue(
+        self, deployment: Deployment, proved: set[str]
+    ) -> None:
+        h = deployment.harness
+        self.require_own_broker(deployment, Capability.PURGE)
+        self._hold_the_queue(deployment, 4.0)
+        tokens = [_token() for _ in range(3)]
+        ids = [deployment.enqueue(h.succeed, token) for token in tokens]
+        for task_id in ids:
+            self._wait_queued(deployment, task_id)
+        result = deployment.purge(self._queue_of(deployment, ids[0]))
+        assert result["status"] == "done", deployment.explain(result)
+        assert result["count"] is not None and result["count"] >= len(tokens), result
+        deployment.wait_for(deployment.enqueue(h.succeed, _token()), timeout=60)
+        ran = [t for t in tokens if t in deployment.marks()]
+        assert not ran, f"purged tasks ran: {ran}"
+        proved.add(Capability.PURGE.value)
+
+    def test_purge_is_answered_unavailable_when_not_advertised(
+        self, deployment: Deployment
+    ) -> None:
+        if Capability.PURGE.value in self.advertised(deployment):
+            pytest.skip("the adapter advertises 'purge'")
+        # Any queue name: no agent of the engine app can purge, whatever the queue.
+        queue = deployment.harness.queue or "default"
+        self._unavailable(deployment.purge(queue), Capability.PURGE)
+
+    def test_queue_depth_reaches_the_brain(self, deployment: Deployment, proved: set[str]) -> None:
+        h = deployment.harness
+        self.require_own_broker(deployment, Capability.QUEUE_DEPTH)
+        self._hold_the_queue(deployment, 8.0)
+        tokens = [_token() for _ in range(3)]
+        ids = [deployment.enqueue(h.succeed, token) for token in tokens]
+        queue = self._queue_of(deployment, ids[0])
+
+        def depth() -> int | None:
+            rows = [r for r in deployment.queues() if r["queue"] == queue]
+            return max((r["ready"] for r in rows), default=None)
+
+        deadline = time.monotonic() + 30
+        while (depth() or 0) < len(tokens):
+            assert time.monotonic() < deadline, f"queue {queue}: {deployment.queues()}"
+            time.sleep(0.2)
+        deployment.wait_marks(dict.fromkeys(tokens, 1), timeout=60)
+        deadline = time.monotonic() + 30
+        while depth() != 0:
+            assert time.monotonic() < deadline, f"{queue} not drained: {deployment.queues()}"
+            time.sleep(0.2)
+        proved.add(Capability.QUEUE_DEPTH.value)
+
+    def test_queue_depth_is_absent_when_not_advertised(self, deployment: Deployment) -> None:
+        if Capability.QUEUE_DEPTH.value in self.advertised(deployment):
+            pytest.skip("the adapter advertises 'queue_depth'")
+        time.sleep(6.0)  # past one report interval
+        assert deployment.queues() == [], deployment.queues()
 
     # -- the rule ------------------------------------------------------------------------------
 
@@ -655,6 +1005,8 @@ class EngineConformance:
         self, deployment: Deployment, proved: set[str]
     ) -> None:
         problems = []
+        if deployment.harness.broker_proven_by is not None:
+            proved |= BROKER_ONLY  # its own class's rule holds them to a passing test
         for capability in sorted(self.advertised(deployment)):
             test = HAPPY_PATHS.get(capability)
             if test is None:
@@ -689,12 +1041,15 @@ __all__ = [
     "FAULT_ENV",
     "HAPPY_PATHS",
     "MARKS_ENV",
+    "RETRY_SECRET",
+    "ConformanceFlakyError",
     "Deployment",
     "EngineConformance",
     "EngineHarness",
     "ExpectedSchedule",
     "WorkerContext",
     "WorkerHandle",
+    "flaky",
     "inject_capture_fault",
     "mark",
     "start_deployment",

@@ -1,4 +1,5 @@
-"""A pytest plugin for z4j test suites: service markers and per-run service slices.
+"""A pytest plugin for z4j test suites: service markers, per-run service slices, and fuzz
+examples replayed the same on every CI run.
 
 A test marked `redis`, `postgres` or `rabbitmq` skips with the reason and the command that
 starts the service when it is down; when the `CI` variable is set it fails instead, so a CI
@@ -22,6 +23,20 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line(
             "markers", f"{name}: needs {service.name} (skips without it, fails when CI is set)"
         )
+    if os.environ.get("CI"):
+        _replay_fuzz_examples()
+
+
+def _replay_fuzz_examples() -> None:
+    """With `CI` set, the fuzz tests draw the same examples on every run, so CI passes or fails
+    on the code alone; new examples are explored by local runs (random, as usual) and by
+    `bench/bench_fuzz_schedules.py`, and what they find becomes a test of its own."""
+    try:
+        from hypothesis import settings
+    except ImportError:  # a session without the fuzz tests
+        return
+    settings.register_profile("z4j-ci", derandomize=True, database=None)
+    settings.load_profile("z4j-ci")
 
 
 def require_service(name: str) -> None:

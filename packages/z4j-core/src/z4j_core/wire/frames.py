@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Union
 
@@ -22,6 +23,8 @@ from z4j_core.wire.limits import (
     MAX_BATCH_EVENTS,
     MAX_FRAME_BYTES,
     MAX_FRAME_INT,
+    MAX_NAME_CHARS,
+    MAX_REPORTED_QUEUES,
     MAX_RETRIES,
     MAX_WINDOW,
 )
@@ -67,8 +70,29 @@ class Capability(str, enum.Enum):
     PRIORITY = "priority"  # honours a priority
     EXPIRES = "expires"  # honours an expiry
     NATIVE_DEDUP = "native_dedup"  # the engine refuses a job id it already has
-    CANCEL = "cancel"  # can cancel a queued or running task
-    RETRY = "retry"  # can re-run a failed task
+    CANCEL = "cancel"  # runs ``cancel`` actions: a queued or scheduled task never runs
+    RETRY = "retry"  # runs ``retry`` actions: a finished task runs again, original arguments
+    # Members below were added after the first release: they travel only in
+    # ``EngineInfo.actions`` (see ``ACTION_CAPABILITIES``), never in ``EngineInfo.capabilities``.
+    TERMINATE = "terminate"  # runs ``cancel`` actions with ``terminate``: a running task stops
+    PURGE = "purge"  # runs ``purge`` actions: a queue's ready messages are removed
+    QUEUE_DEPTH = "queue_depth"  # sends ``queues`` reports (depth of each queue)
+
+
+#: The capabilities of the actions (retry, cancel, purge, queue depth). An agent advertises them
+#: in ``EngineInfo.actions``, as plain names, and never in ``EngineInfo.capabilities``: a brain of
+#: the first release refuses a hello whose capability list holds a member it does not know, and
+#: ignores the field it does not know. A brain sends an ``action`` only to an engine whose
+#: ``actions`` name it, so an agent that predates actions never receives one.
+ACTION_CAPABILITIES: Final[frozenset[Capability]] = frozenset(
+    {
+        Capability.RETRY,
+        Capability.CANCEL,
+        Capability.TERMINATE,
+        Capability.PURGE,
+        Capability.QUEUE_DEPTH,
+    }
+)
 
 
 class CommandKind(str, enum.Enum):
@@ -79,14 +103,37 @@ class CommandKind(str, enum.Enum):
     TRIGGER_NOW = "trigger_now"  # run a schedule out of turn; carries its own ``fire_id``
 
 
+class ActionKind(str, enum.Enum):
+    """What an ``action`` frame asks an agent to do to a task or a queue."""
+
+    RETRY = "retry"  # run a finished task again with its original arguments (``task_id``)
+    CANCEL = "cancel"  # cancel a queued or scheduled task; running too with ``terminate``
+    PURGE = "purge"  # remove a queue's ready messages (``queue``)
+
+
+#: The capability an agent must advertise for an engine to be sent each action.
+ACTION_CAPABILITY: Final[dict[ActionKind, Capability]] = {
+    ActionKind.RETRY: Capability.RETRY,
+    ActionKind.CANCEL: Capability.CANCEL,
+    ActionKind.PURGE: Capability.PURGE,
+}
+
+
 class CommandStatus(str, enum.Enum):
-    """How an agent answered a command."""
+    """How an agent answered a command or an action."""
 
     ENQUEUED = "enqueued"  # enqueued natively; ``native_id`` is the engine's job id
     DUPLICATE = "duplicate"  # this fire id was already enqueued; nothing was done
     REJECTED = "rejected"  # refused before enqueueing (unknown task, unsupported option...)
-    FAILED = "failed"  # enqueueing was tried and failed (broker down...); may be retried
+    FAILED = "failed"  # enqueueing (or the action) was tried and failed; ``reason`` says why
     EXPIRED = "expired"  # the deadline passed before the agent could enqueue it
+    # The two below answer only ``action`` frames (never sent to a brain that sends none).
+    DONE = "done"  # the action was carried out (a retry's new run id is ``native_id``)
+    UNAVAILABLE = "unavailable"  # the action cannot be done here; ``reason`` says why
+    # The enqueue was tried and may or may not have reached the engine (a timeout, a connection
+    # lost mid-request): not to be tried again where that could run it twice. Sent only to a
+    # brain whose welcome names ``FEATURE_UNKNOWN_ANSWERS``; an older brain gets ``failed``.
+    UNKNOWN = "unknown"
 
 
 class Side(str, enum.Enum):
@@ -100,12 +147,43 @@ class Side(str, enum.Enum):
 # Values carried inside frames
 
 
-class EngineInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """One engine an agent serves: its name (``celery``, ``rq``...), version and capabilities."""
+ActionName = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)]
+
+
+class EngineInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One engine an agent serves: its name (``celery``, ``rq``...), version and capabilities.
+
+    ``actions`` names the action capabilities (``ACTION_CAPABILITIES``) as plain strings: a
+    brain ignores a name it does not know, so later releases may add actions without a protocol
+    version change. Read both lists through ``advertised``.
+    """
 
     name: str
     version: str
     capabilities: list[Capability] = []
+    actions: Annotated[list[ActionName], msgspec.Meta(max_length=64)] = []
+
+    @property
+    def advertised(self) -> frozenset[Capability]:
+        """Every capability this engine advertises: ``capabilities``, plus the known names of
+        ``actions`` (an action capability found in ``capabilities`` does not count)."""
+        known = {c.value: c for c in ACTION_CAPABILITIES}
+        return frozenset(c for c in self.capabilities if c not in ACTION_CAPABILITIES) | {
+            known[name] for name in self.actions if name in known
+        }
+
+    @classmethod
+    def of(cls, name: str, version: str, capabilities: Iterable[str]) -> EngineInfo:
+        """The engine info advertising ``capabilities`` (names of ``Capability``), each in the
+        list an old brain can read: action capabilities in ``actions``, the others in
+        ``capabilities``."""
+        members = sorted({Capability(c) for c in capabilities}, key=lambda c: c.value)
+        return cls(
+            name=name,
+            version=version,
+            capabilities=[c for c in members if c not in ACTION_CAPABILITIES],
+            actions=[c.value for c in members if c in ACTION_CAPABILITIES],
+        )
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
@@ -168,6 +246,20 @@ class ObservedSchedule(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
     expression: str  # the native spelling, e.g. "*/5 * * * *" or "every 300s"
     next_runs: list[float] = []  # epoch seconds, display only
     read_only: bool = True
+    # What `z4j schedules adopt` needs (`z4j_core.adapter.native_definition`); absent from
+    # agents older than adopt, and ignored by brains older than it.
+    definition: dict[str, Any] = {}
+
+
+class QueueDepth(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """How many messages one queue holds, as the engine counts them; None where the engine has
+    no such count (a broker without a delayed set, an engine without a failed registry)."""
+
+    name: Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)]
+    ready: NonNegative  # waiting to be taken by a worker
+    scheduled: NonNegative | None = None  # delayed: eta, countdown, deferred, retry backoff
+    running: NonNegative | None = None  # taken by a worker and not finished
+    failed: NonNegative | None = None  # in a failed-job registry or dead-letter queue
 
 
 class CommandOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -210,6 +302,15 @@ class Welcome(Frame, frozen=True, tag="welcome"):
     nonce: bytes  # NONCE_BYTES random bytes
     limits: Limits = Limits()
     brain_version: str = ""
+    #: Optional frames this brain accepts (``FEATURE_QUEUE_REPORTS``); an agent sends such a
+    #: frame only when its feature is named here, so a brain that predates it never gets one.
+    features: list[str] = []
+
+
+#: In ``Welcome.features``: the brain accepts ``queues`` reports.
+FEATURE_QUEUE_REPORTS: Final = "queues"
+#: In ``Welcome.features``: the brain accepts the ``unknown`` command status.
+FEATURE_UNKNOWN_ANSWERS: Final = "unknown_answers"
 
 
 class EventBatch(Frame, frozen=True, tag="events"):
@@ -217,6 +318,10 @@ class EventBatch(Frame, frozen=True, tag="events"):
 
     first_seq: NonNegative
     events: Annotated[list[Event], msgspec.Meta(min_length=1, max_length=MAX_BATCH_EVENTS)]
+    #: Events the agent held unacknowledged in memory when it sent this batch (this batch's
+    #: included): its outbox depth, for the brain's metrics. Optional: older agents omit it and
+    #: older brains ignore it.
+    pending: NonNegative | None = None
 
     def __post_init__(self) -> None:
         seq = self.first_seq
@@ -285,13 +390,62 @@ class Command(Frame, frozen=True, tag="command"):
             raise ValueError("a fire command needs its slot")
 
 
+class Action(Frame, frozen=True, tag="action"):
+    """Brain -> agent: retry or cancel a task, or purge a queue, with the engine's own calls.
+
+    Sent only to an agent whose hello advertises the action's capability for ``engine``
+    (``ACTION_CAPABILITY``; ``cancel`` with ``terminate`` needs ``terminate`` too). Answered
+    with a ``CommandResult`` of the same ``command_id``: ``done``, ``unavailable`` (with why),
+    ``failed`` (with the error) or ``expired``. ``deadline_seconds`` works as a command's.
+
+    retry: ``task_id`` (and ``task``, its name as the brain saw it) runs again with its original
+    arguments, from the engine's own record or the agent's local store, never from anything the
+    brain holds; the new run takes ``new_task_id`` where the engine accepts a job id, and the
+    answer's ``native_id`` is the new run's id. ``force``: the operator asked to retry a task
+    that did not fail.
+    cancel: ``task_id`` never runs if still queued or scheduled; with ``terminate``, a running
+    one is stopped.
+    purge: the ready messages of ``queue`` are removed; the answer's ``count`` says how many.
+    """
+
+    command_id: str
+    action: ActionKind
+    deadline_seconds: Seconds
+    engine: str
+    app: str
+    task_id: str | None = None
+    task: str | None = None
+    queue: str | None = None
+    terminate: bool = False
+    force: bool = False
+    new_task_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.action is ActionKind.PURGE:
+            if not self.queue:
+                raise ValueError("a purge action needs its queue")
+        elif not self.task_id:
+            raise ValueError(f"a {self.action.value} action needs task_id")
+
+
 class CommandResult(Frame, frozen=True, tag="result"):
-    """Agent -> brain: how a command ended."""
+    """Agent -> brain: how a command or an action ended."""
 
     command_id: str
     status: CommandStatus
     native_id: str | None = None  # the engine's job id when enqueued (for fires: the fire id)
     reason: str = ""  # short and safe; required in spirit for rejected, failed and expired
+    count: NonNegative | None = None  # purge: how many messages were removed
+
+
+class QueueReport(Frame, frozen=True, tag="queues"):
+    """Agent -> brain: the depth of one engine app's queues, at most once per
+    ``QUEUE_REPORT_SECONDS``; sent only when the welcome names ``FEATURE_QUEUE_REPORTS``.
+    Replaces the previous report of this agent for (engine, app)."""
+
+    engine: str
+    app: str
+    queues: Annotated[list[QueueDepth], msgspec.Meta(max_length=MAX_REPORTED_QUEUES)] = []
 
 
 class Ping(Frame, frozen=True, tag="ping"):
@@ -337,6 +491,8 @@ AnyFrame = Union[  # noqa: UP007 -- a runtime union msgspec and typing.get_args 
     Pong,
     Error,
     Close,
+    Action,
+    QueueReport,
 ]
 
 
@@ -370,6 +526,8 @@ FRAME_TYPES: Final[dict[type[Frame], FrameSpec]] = {
         FrameSpec("pong", Pong, _BOTH, control=True),
         FrameSpec("error", Error, _BOTH, control=True),
         FrameSpec("close", Close, _BOTH, control=True),
+        FrameSpec("action", Action, _BRAIN, control=True),
+        FrameSpec("queues", QueueReport, _AGENT, control=False),
     )
 }
 

@@ -17,13 +17,21 @@ import enum
 from collections import deque
 from typing import Final
 
+import msgspec
+
 from z4j_core.wire.codec import decode_frame, decode_hello, encode_frame
 from z4j_core.wire.errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from z4j_core.wire.frames import (
+    ACTION_CAPABILITY,
+    FEATURE_QUEUE_REPORTS,
+    FEATURE_UNKNOWN_ANSWERS,
     Ack,
+    Action,
+    Capability,
     Close,
     Command,
     CommandResult,
+    CommandStatus,
     DroppedReport,
     Error,
     EventBatch,
@@ -33,6 +41,7 @@ from z4j_core.wire.frames import (
     Limits,
     Ping,
     Pong,
+    QueueReport,
     Side,
     Welcome,
 )
@@ -115,9 +124,9 @@ TRANSITIONS: Final[dict[Side, dict[tuple[State, Trigger], State]]] = {
 }
 
 _AGENT_OPEN_SENDS: frozenset[type[Frame]] = frozenset(
-    {EventBatch, Inventory, DroppedReport, CommandResult, Error, Close}
+    {EventBatch, Inventory, DroppedReport, CommandResult, QueueReport, Error, Close}
 )
-_BRAIN_OPEN_SENDS: frozenset[type[Frame]] = frozenset({Ack, Command, Error, Close})
+_BRAIN_OPEN_SENDS: frozenset[type[Frame]] = frozenset({Ack, Command, Action, Error, Close})
 
 #: Frames the caller may ``send`` in each state (heartbeats are the session's own business).
 SENDABLE: Final[dict[Side, dict[State, frozenset[type[Frame]]]]] = {
@@ -185,6 +194,7 @@ class _Session:
                 f"cannot send {type(frame).__name__} in state {self._state.value}",
                 CloseCode.UNEXPECTED_FRAME,
             )
+        frame = self._for_this_peer(frame)
         self._check_send(frame)
         data = self._seal(frame, now)
         self._after_send(frame)
@@ -315,6 +325,10 @@ class _Session:
     def _receive_handshake(self, data: bytes, now: float) -> list[Frame]:
         raise RemoteProtocolError(CloseCode.UNEXPECTED_FRAME, "no frame expected now")
 
+    def _for_this_peer(self, frame: Frame) -> Frame:
+        """``frame`` as this peer can read it (an older peer may not know every value)."""
+        return frame
+
     def _check_send(self, frame: Frame) -> None:
         """Side-specific limits on what the caller sends; raise ``LocalProtocolError``."""
 
@@ -430,7 +444,25 @@ class AgentSession(_Session):
         self._transition(Trigger.RECV_WELCOME)
         return [welcome]
 
+    def _for_this_peer(self, frame: Frame) -> Frame:
+        """An ``unknown`` answer goes to a brain that predates it as ``failed`` (its welcome
+        does not name ``FEATURE_UNKNOWN_ANSWERS``): the one status such a brain knows."""
+        if not (isinstance(frame, CommandResult) and frame.status is CommandStatus.UNKNOWN):
+            return frame
+        if self.welcome is not None and FEATURE_UNKNOWN_ANSWERS in self.welcome.features:
+            return frame
+        return msgspec.structs.replace(frame, status=CommandStatus.FAILED)
+
     def _check_send(self, frame: Frame) -> None:
+        if isinstance(frame, QueueReport):
+            features = self.welcome.features if self.welcome is not None else []
+            if FEATURE_QUEUE_REPORTS not in features:
+                raise LocalProtocolError(
+                    "this brain does not accept queue reports (its welcome does not name "
+                    f"{FEATURE_QUEUE_REPORTS!r})",
+                    CloseCode.UNEXPECTED_FRAME,
+                )
+            return
         if not isinstance(frame, EventBatch):
             return
         if len(frame.events) > self._limits.max_batch_events:
@@ -484,6 +516,8 @@ class BrainSession(_Session):
         nonce: bytes | None = None,
         session_id: str | None = None,
         brain_version: str = "",
+        *,
+        features: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         nonce = new_nonce() if nonce is None else nonce
@@ -496,6 +530,7 @@ class BrainSession(_Session):
         self._nonce = nonce
         self._limits = Limits() if limits is None else limits
         self._brain_version = brain_version
+        self._features = list(features)
         self.session_id = session_id
         self.hello: Hello | None = None
         self._hello_digest = b""
@@ -531,6 +566,7 @@ class BrainSession(_Session):
             nonce=self._nonce,
             limits=self._limits,
             brain_version=self._brain_version,
+            features=self._features,
         )
         data = self._seal(welcome, now)
         self._transition(Trigger.SEND_WELCOME)
@@ -564,12 +600,29 @@ class BrainSession(_Session):
         return [hello]
 
     def _check_send(self, frame: Frame) -> None:
+        if isinstance(frame, Action):
+            self._check_action(frame)
         if isinstance(frame, Ack) and not (
             self._acked_up_to < frame.up_to_seq <= self._last_event_seq
         ):
             raise LocalProtocolError(
                 f"ack up to {frame.up_to_seq} must be above {self._acked_up_to} and at most "
                 f"{self._last_event_seq}, the last event received",
+                CloseCode.UNEXPECTED_FRAME,
+            )
+
+    def _check_action(self, action: Action) -> None:
+        """An action goes only to an engine whose hello advertises it (an agent that predates
+        actions cannot decode the frame)."""
+        needed = [ACTION_CAPABILITY[action.action]]
+        if action.terminate:
+            needed.append(Capability.TERMINATE)
+        engines = self.hello.engines if self.hello is not None else []
+        advertised = next((e.advertised for e in engines if e.name == action.engine), None)
+        missing = [c.value for c in needed if advertised is None or c not in advertised]
+        if missing:
+            raise LocalProtocolError(
+                f"this agent does not advertise {', '.join(missing)} for {action.engine!r}",
                 CloseCode.UNEXPECTED_FRAME,
             )
 

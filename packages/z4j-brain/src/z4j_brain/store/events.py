@@ -1,0 +1,460 @@
+"""Events and the latest state of each task: the gateway's batches, retention, and the reads
+of ``GET /tasks``, ``/tasks/{id}/events`` and ``/events``.
+
+SQL is portable between SQLite and Postgres, except the Postgres fast path for batches (one
+statement per table, rows as ``unnest``ed arrays).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Final
+
+from z4j_brain.db import POSTGRES, Connection
+from z4j_brain.paging import KEYS, decode_cursor
+from z4j_brain.store.base import StoreBase, keyset
+from z4j_core.wire.frames import Event, LifecycleKind
+
+#: How far a task has got: a state only replaces one of a lower rank when the two events come
+#: from different agents (their sequence numbers cannot be compared). ``retried`` may be
+#: followed by a new attempt (ranks below it), never by a terminal state being undone.
+_QUEUED, _RECEIVED, _STARTED, _RETRIED, _TERMINAL, _AFTERLIFE = 10, 20, 30, 40, 50, 60
+STATE_RANK: Final[dict[LifecycleKind, int]] = {
+    LifecycleKind.ENQUEUED: _QUEUED,
+    LifecycleKind.SCHEDULED: _QUEUED,
+    LifecycleKind.RECEIVED: _RECEIVED,
+    LifecycleKind.STARTED: _STARTED,
+    LifecycleKind.RETRIED: _RETRIED,
+    LifecycleKind.SUCCEEDED: _TERMINAL,
+    LifecycleKind.FAILED: _TERMINAL,
+    LifecycleKind.REVOKED: _TERMINAL,
+    LifecycleKind.CANCELLED: _TERMINAL,
+    LifecycleKind.EXPIRED: _TERMINAL,
+    LifecycleKind.REJECTED: _TERMINAL,
+    LifecycleKind.SKIPPED: _TERMINAL,
+    LifecycleKind.LOCKED: _TERMINAL,
+    LifecycleKind.DEAD_LETTERED: _AFTERLIFE,
+}
+
+#: Task states after which a task no longer runs (dead-lettered included).
+#: Most events (and most tasks) one retention write deletes.
+PURGE_CHUNK: Final = 5000
+FINISHED_KINDS: Final = frozenset(k for k, rank in STATE_RANK.items() if rank >= _TERMINAL)
+
+_EVENT_COLUMNS: Final = (
+    "agent_instance, seq, position, stored_at, app, kind, at, engine, task_id, task_name, "
+    "queue, worker, args, kwargs, result, runtime, retries, exception, message, traceback, "
+    "fire_id, extra"
+)
+
+# Whether the incoming event's state replaces the stored one. From one agent, its sequence
+# numbers order its events exactly; across agents, the rank decides (a late ``started`` never
+# overwrites ``succeeded``), and after ``retried`` a new attempt may begin.
+_WINS: Final = f"""(CASE WHEN excluded.state_agent = tasks.state_agent
+        THEN excluded.state_seq > tasks.state_seq
+        ELSE (excluded.state_rank > tasks.state_rank
+              OR (tasks.state_rank = {_RETRIED} AND excluded.state_rank < {_RETRIED}))
+    END)"""
+
+
+def _latest(column: str) -> str:
+    return (
+        f"{column} = CASE WHEN {_WINS} THEN COALESCE(excluded.{column}, tasks.{column}) "
+        f"ELSE COALESCE(tasks.{column}, excluded.{column}) END"
+    )
+
+
+def _state(column: str) -> str:
+    return f"{column} = CASE WHEN {_WINS} THEN excluded.{column} ELSE tasks.{column} END"
+
+
+_TASK_COLUMNS: Final = (
+    "engine, task_id, name, state, state_rank, state_agent, state_seq, app, queue, worker, "
+    "enqueued_at, received_at, started_at, finished_at, runtime, retries, exception, message, "
+    "traceback, fire_id, updated_at"
+)
+_TASK_ON_CONFLICT: Final = f"""
+ON CONFLICT (engine, task_id) DO UPDATE SET
+    {_latest("name")}, {_latest("app")}, {_latest("queue")}, {_latest("worker")},
+    {_latest("enqueued_at")}, {_latest("received_at")}, {_latest("started_at")},
+    {_latest("finished_at")}, {_latest("runtime")}, {_latest("retries")},
+    {_latest("exception")}, {_latest("message")}, {_latest("traceback")}, {_latest("fire_id")},
+    updated_at = excluded.updated_at,
+    {_state("state")}, {_state("state_rank")}, {_state("state_agent")}, {_state("state_seq")}
+"""
+_TASK_UPSERT: Final = (
+    f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({', '.join('?' * 21)}) {_TASK_ON_CONFLICT}"
+)
+_EVENT_INSERT: Final = (
+    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 22)}) "
+    "ON CONFLICT (agent_instance, seq) DO NOTHING"
+)
+
+# Postgres stores a whole batch in one statement per table: the rows travel as one array per
+# column and ``unnest`` turns them back into rows (one round trip, one plan, however many rows).
+_TEXT, _BIGINT, _INT, _FLOAT = "text[]", "bigint[]", "integer[]", "double precision[]"
+# Column types in the order of _EVENT_COLUMNS and _TASK_COLUMNS.
+_EVENT_TYPES: Final = (
+    *(_TEXT, _BIGINT, _BIGINT, _FLOAT, _TEXT, _TEXT, _FLOAT),
+    *[_TEXT] * 8,
+    *(_FLOAT, _INT, _TEXT, _TEXT, _TEXT, _TEXT, _TEXT),
+)
+_TASK_TYPES: Final = (
+    *(_TEXT, _TEXT, _TEXT, _TEXT, _INT, _TEXT, _BIGINT, _TEXT, _TEXT, _TEXT),
+    *[_FLOAT] * 5,
+    *(_INT, _TEXT, _TEXT, _TEXT, _TEXT, _FLOAT),
+)
+
+
+def _unnest(types: Sequence[str]) -> str:
+    return "SELECT * FROM unnest(" + ", ".join(f"%b::{t}" for t in types) + ")"
+
+
+_PG_EVENT_INSERT: Final = (
+    f"INSERT INTO events ({_EVENT_COLUMNS}) {_unnest(_EVENT_TYPES)} "
+    "ON CONFLICT (agent_instance, seq) DO NOTHING"
+)
+_PG_TASK_UPSERT: Final = (
+    f"INSERT INTO tasks ({_TASK_COLUMNS}) {_unnest(_TASK_TYPES)} {_TASK_ON_CONFLICT}"
+)
+# The state columns come last: SQLite and Postgres both evaluate every SET expression against
+# the row as it was before the update, so their order does not change the result; keeping them
+# last only makes that easy to see.
+
+
+class EventStore(StoreBase):
+    def store_events(
+        self, agent_instance: str, app: str, events: Sequence[Event], stored_at: float
+    ) -> int:
+        """Store a batch; events already stored (same agent instance and seq) are skipped.
+
+        Returns how many were new. Also brings each task's latest state up to date.
+        """
+        self.conn.lock_event_positions()
+        row = self.conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()
+        position = int(row[0])
+        event_rows = [
+            (
+                agent_instance,
+                e.seq,
+                position + i,
+                stored_at,
+                app,
+                e.kind.value,
+                e.at,
+                e.engine,
+                e.task_id,
+                e.task_name,
+                e.queue,
+                e.worker,
+                e.args,
+                e.kwargs,
+                e.result,
+                e.runtime,
+                e.retries,
+                e.exception,
+                e.message,
+                e.traceback,
+                e.fire_id,
+                json.dumps(e.extra) if e.extra else None,
+            )
+            for i, e in enumerate(events, start=1)
+        ]
+        task_rows = [_task_row(agent_instance, app, e, stored_at) for e in events]
+        if self.dialect == POSTGRES:
+            return _pg_store_events(self.conn, event_rows, task_rows)
+        stored = self.conn.executemany(_EVENT_INSERT, event_rows)
+        self.conn.executemany(_TASK_UPSERT, task_rows)
+        return stored
+
+    def purge(self, cutoff: float, limit: int = PURGE_CHUNK) -> tuple[int, int]:
+        """Delete up to ``limit`` events stored before ``cutoff`` and up to ``limit`` tasks not
+        updated since; return how many of each went (the caller repeats while a count reaches
+        ``limit``: each chunk is one short write, so event inserts never wait behind a whole
+        purge). A fire keeps its task's final state first (``task_outcome``), so its history,
+        its schedule's health and overlap decisions still know the task finished."""
+        final = tuple(sorted(k.value for k in FINISHED_KINDS))
+        finished = ", ".join("?" * len(final))
+        chunk = (
+            "SELECT engine, task_id, fire_id, state FROM tasks WHERE updated_at < ? "
+            "ORDER BY updated_at, engine, task_id LIMIT ?"
+        )
+        self.conn.execute(
+            "UPDATE fires SET task_outcome = (SELECT t.state FROM tasks t WHERE "
+            "t.fire_id = fires.fire_id AND t.engine = fires.engine) WHERE task_outcome IS NULL "
+            f"AND fire_id IN (SELECT c.fire_id FROM ({chunk}) c WHERE c.fire_id IS NOT NULL "
+            f"AND c.state IN ({finished}))",
+            (cutoff, limit, *final),
+        )
+        tasks = self.conn.execute(
+            f"DELETE FROM tasks WHERE (engine, task_id) IN (SELECT c.engine, c.task_id FROM "
+            f"({chunk}) c)",
+            (cutoff, limit),
+        ).rowcount
+        events = self.conn.execute(
+            "DELETE FROM events WHERE (agent_instance, seq) IN (SELECT agent_instance, seq "
+            "FROM events WHERE stored_at < ? LIMIT ?)",
+            (cutoff, limit),
+        ).rowcount
+        return max(events, 0), max(tasks, 0)
+
+    def task_events(self, task_id: str, engine: str | None = None) -> list[dict[str, Any]]:
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE task_id = ?"
+        params: list[Any] = [task_id]
+        if engine is not None:
+            sql += " AND engine = ?"
+            params.append(engine)
+        rows = self.conn.execute(sql + " ORDER BY position", params).fetchall()
+        return [_event_dict(r) for r in rows]
+
+    def events_after(
+        self,
+        position: int,
+        limit: int = 1000,
+        apps: Sequence[str] | None = None,
+        *,
+        up_to: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Events after ``position`` (and at or before ``up_to``); ``apps`` (when given) keeps
+        only those apps' events."""
+        within, params = _apps_clause(apps)
+        if up_to is not None:
+            within += " AND position <= ?"
+            params.append(up_to)
+        rows = self.conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > ?{within} "
+            "ORDER BY position LIMIT ?",
+            (position, *params, limit),
+        ).fetchall()
+        return [_event_dict(r) for r in rows]
+
+    def latest_position(self) -> int:
+        """The position of the newest stored event (0 when there is none)."""
+        row = self.conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()
+        return int(row[0])
+
+    def count_events(
+        self,
+        *,
+        task_id_prefix: str | None = None,
+        app: str | None = None,
+        engine: str | None = None,
+    ) -> int:
+        """How many events are stored (those matching every filter given)."""
+        where, params = _event_filter(task_id_prefix, app, engine, None)
+        return int(self.conn.execute(f"SELECT COUNT(*) FROM events{where}", params).fetchone()[0])
+
+    def events(
+        self,
+        *,
+        task_id_prefix: str | None = None,
+        app: str | None = None,
+        engine: str | None = None,
+        kinds: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Stored events matching every filter given, by position (for tests, benchmarks and
+        soak runs: what they read from the table directly before)."""
+        where, params = _event_filter(task_id_prefix, app, engine, kinds)
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events{where} ORDER BY position"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_event_dict(r) for r in self.conn.execute(sql, params).fetchall()]
+
+    def events_by_agent(self, app: str | None = None) -> dict[str, int]:
+        """How many events each agent instance stored (of ``app`` only, when given)."""
+        where, params = _event_filter(None, app, None, None)
+        rows = self.conn.execute(
+            f"SELECT agent_instance, COUNT(*) FROM events{where} GROUP BY agent_instance", params
+        ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def distinct_task_events(self, engine: str) -> int:
+        """How many distinct (task id, kind) pairs ``engine``'s events hold (a soak run counts
+        events stored twice with it)."""
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT task_id, kind FROM events WHERE engine = ?) d",
+            (engine,),
+        ).fetchone()
+        return int(row[0])
+
+    def tasks(
+        self,
+        *,
+        state: str | None = None,
+        name: str | None = None,
+        engine: str | None = None,
+        app: str | None = None,
+        task_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+        apps: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Latest state per task, most recently updated first (then by engine and task id,
+        descending: a total order); ``since <= updated_at < until`` when given; ``cursor``
+        (a ``next_cursor``) starts after that row; ``apps`` (when given) keeps only those
+        apps' tasks. Raises ``CursorError`` for a malformed cursor."""
+        if apps is not None and app is not None:
+            if app not in apps:
+                return []
+            apps = None  # the app filter is narrower than the scope
+        if apps is not None and not apps:
+            return []
+        clauses: list[str] = []
+        params: list[Any] = []
+        for sql, value in (
+            ("state = ?", state),
+            ("name = ?", name),
+            ("engine = ?", engine),
+            ("app = ?", app),
+            ("task_id = ?", task_id),
+            ("updated_at >= ?", since),
+            ("updated_at < ?", until),
+        ):
+            if value is not None:
+                clauses.append(sql)
+                params.append(value)
+        if cursor is not None:
+            after, after_params = keyset(
+                KEYS["tasks"], decode_cursor("tasks", cursor), descending=True
+            )
+            clauses.append(after)
+            params += after_params
+        if apps is not None and len(apps) > _MERGED_APPS:
+            clauses.append(f"app IN ({', '.join('?' for _ in apps)})")
+            params += apps
+            apps = None
+        if apps is None:
+            sql = f"{_TASK_SELECT}{_where(clauses)}{_TASK_ORDER}"
+            params.append(limit)
+        else:
+            # One index range per app, merged: ``app IN (...)`` would read every row of those
+            # apps and sort them (SQLite has no statistics to choose otherwise).
+            branch = f"{_TASK_SELECT}{_where([*clauses, 'app = ?'])}{_TASK_ORDER}"
+            sql = " UNION ALL ".join(
+                f"SELECT * FROM ({branch}) AS scope{i}" for i in range(len(apps))
+            )
+            sql += _TASK_ORDER
+            params = [v for a in apps for v in (*params, a, limit)] + [limit]
+        return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
+
+
+def _where(clauses: Sequence[str]) -> str:
+    return f" WHERE {' AND '.join(clauses)}" if clauses else ""
+
+
+#: A scope of up to this many apps reads one index range per app (then merges them).
+_MERGED_APPS: Final = 50
+_TASK_SELECT: Final = (
+    "SELECT engine, task_id, name, state, app, queue, worker, enqueued_at, received_at, "
+    "started_at, finished_at, runtime, retries, exception, message, traceback, fire_id, "
+    "updated_at FROM tasks"
+)
+_TASK_ORDER: Final = " ORDER BY updated_at DESC, engine DESC, task_id DESC LIMIT ?"
+
+
+def _pg_store_events(
+    conn: Connection, event_rows: list[tuple[Any, ...]], task_rows: list[tuple[Any, ...]]
+) -> int:
+    from z4j_brain.db import PostgresConnection
+
+    assert isinstance(conn, PostgresConnection)
+    if not event_rows:
+        return 0
+    events = _without_nul(_columns(event_rows), _EVENT_TYPES)
+    stored = conn.execute_native(_PG_EVENT_INSERT, events).rowcount
+    # One statement cannot update a row twice, so a task seen several times in the batch is
+    # upserted in rounds: its first event in the first round, its second in the next...
+    for round_rows in _rounds(task_rows):
+        conn.execute_native(_PG_TASK_UPSERT, _without_nul(_columns(round_rows), _TASK_TYPES))
+    return max(int(stored), 0)
+
+
+def _without_nul(columns: list[list[Any]], types: Sequence[str]) -> list[list[Any]]:
+    """Postgres text cannot hold NUL characters (SQLite can): they become U+FFFD."""
+    for column, kind in zip(columns, types, strict=True):
+        if kind == _TEXT and any(v is not None and "\x00" in v for v in column):
+            column[:] = [v.replace("\x00", "\ufffd") if v is not None else None for v in column]
+    return columns
+
+
+def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _rounds(rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+    seen: dict[tuple[Any, Any], int] = {}
+    rounds: list[list[tuple[Any, ...]]] = []
+    for row in rows:
+        key = (row[0], row[1])
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(row)
+    return rounds
+
+
+def _task_row(agent_instance: str, app: str, e: Event, now: float) -> tuple[Any, ...]:
+    kind = e.kind
+    return (
+        e.engine,
+        e.task_id,
+        e.task_name,
+        kind.value,
+        STATE_RANK[kind],
+        agent_instance,
+        e.seq,
+        app,
+        e.queue,
+        e.worker,
+        e.at if kind in (LifecycleKind.ENQUEUED, LifecycleKind.SCHEDULED) else None,
+        e.at if kind is LifecycleKind.RECEIVED else None,
+        e.at if kind is LifecycleKind.STARTED else None,
+        e.at if kind in FINISHED_KINDS else None,
+        e.runtime,
+        e.retries,
+        e.exception,
+        e.message,
+        e.traceback,
+        e.fire_id,
+        now,
+    )
+
+
+def _event_filter(
+    task_id_prefix: str | None, app: str | None, engine: str | None, kinds: Sequence[str] | None
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if task_id_prefix is not None:
+        # A range, not LIKE: a prefix may hold % or _.
+        clauses.append("task_id >= ? AND task_id < ?")
+        params += [task_id_prefix, task_id_prefix + "\U0010ffff"]
+    for sql, value in (("app = ?", app), ("engine = ?", engine)):
+        if value is not None:
+            clauses.append(sql)
+            params.append(value)
+    if kinds is not None:
+        clauses.append(f"kind IN ({', '.join('?' * len(kinds))})" if kinds else "1 = 0")
+        params.extend(kinds)
+    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def _event_dict(row: Any) -> dict[str, Any]:
+    item = dict(row)
+    item["extra"] = json.loads(item["extra"]) if item["extra"] else {}
+    return item
+
+
+def _apps_clause(apps: Sequence[str] | None) -> tuple[str, list[Any]]:
+    """``AND app IN (...)`` for a scope's apps (none: nothing matches), or nothing."""
+    if apps is None:
+        return "", []
+    if not apps:
+        return " AND 1 = 0", []
+    return f" AND app IN ({', '.join('?' for _ in apps)})", list(apps)

@@ -1,0 +1,1 @@
+"""Worker apps that the test-support rigs start engines with (run by module name)."""

@@ -1,0 +1,3 @@
+from console_rig import admin, browser, rig
+
+__all__ = ["admin", "browser", "rig"]
