@@ -67,6 +67,8 @@ FAILED_STATES: Final = frozenset({"failed", "rejected", "dead_lettered", "expire
 FINISHED_STATES: Final = FAILED_STATES | {"succeeded", "revoked", "cancelled", "skipped", "locked"}
 CANCELLABLE_STATES: Final = frozenset({"enqueued", "scheduled", "received", "started", "retried"})
 AWAITED: Final = "awaiting its first event"
+#: What a task row tells that an awaited run cannot yet.
+_AWAITED_UNKNOWNS: Final = "worker runtime retries retried_as fire_id exception message traceback"
 
 templates = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -551,7 +553,7 @@ def _awaited_run(engine: str, task_id: str, actions: list[dict[str, Any]]) -> di
     answers the retry before the run's own events arrive): shown as awaited, not as missing."""
     for action in actions:
         if (action["engine"], action["new_task_id"], action["status"]) == (engine, task_id, "done"):
-            return {
+            return dict.fromkeys(_AWAITED_UNKNOWNS.split()) | {
                 "task_id": task_id,
                 "name": action["task"],
                 "state": AWAITED,
