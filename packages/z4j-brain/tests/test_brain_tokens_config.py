@@ -115,6 +115,18 @@ def test_the_purge_interval_is_a_positive_number_of_seconds() -> None:
             BrainConfig.load(env={"Z4J_PURGE_INTERVAL_SECONDS": bad})
 
 
+def test_secure_cookies_follow_tls_unless_set() -> None:
+    assert not BrainConfig.load(env={}).cookies_secure  # plain HTTP, no proxy said
+    behind_proxy = BrainConfig.load(env={"Z4J_SECURE_COOKIES": "true"})
+    assert behind_proxy.cookies_secure and not behind_proxy.tls
+    assert not BrainConfig.load(env={"Z4J_SECURE_COOKIES": "0"}).cookies_secure
+    with pytest.raises(ConfigError, match="Z4J_SECURE_COOKIES must be 1 or 0"):
+        BrainConfig.load(env={"Z4J_SECURE_COOKIES": "sometimes"})
+    with pytest.raises(ConfigError, match="Z4J_ACCESS_LOG must be 1 or 0"):
+        BrainConfig.load(env={"Z4J_ACCESS_LOG": "loud"})
+    assert not BrainConfig.load(env={"Z4J_ACCESS_LOG": "off"}).access_log
+
+
 def test_writer_commits_groups_and_isolates_a_failing_job(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     Store.open(path).close()

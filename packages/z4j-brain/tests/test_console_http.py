@@ -158,6 +158,24 @@ def test_a_task_id_an_agent_chose_stays_one_path_part(brain: RunningBrain) -> No
     assert "x-z4j-fragment" not in {k.lower() for k in browser.go("/api/v1/tasks")[1]}
 
 
+def test_logging_in_again_ends_the_session_the_browser_held(tmp_path: Path) -> None:
+    # Secure, as behind a proxy that terminates TLS: a browser sends such a cookie only over
+    # https, so this test carries it by hand over the plain HTTP the brain serves here.
+    with serving(tmp_path / "brain.sqlite3", Z4J_SECURE_COOKIES="1") as brain:
+        browser = Browser(brain.url)
+
+        def log_in(cookie: str | None) -> str:
+            headers = {"Origin": brain.url, **({"Cookie": cookie} if cookie else {})}
+            status, answer, _ = browser.go("/login", {"token": ADMIN, "next": "/"}, headers)
+            assert status == 303 and answer["set-cookie"].endswith("; Secure"), answer
+            return answer["set-cookie"].split(";", 1)[0]
+
+        first = log_in(None)
+        second = log_in(first)
+        assert browser.go("/agents", headers={"Cookie": first})[0] == 303  # ended: log in
+        assert browser.go("/agents", headers={"Cookie": second})[0] == 200
+
+
 def test_a_retrys_new_run_opens_before_its_first_event(brain: RunningBrain) -> None:
     # The agent answers a retry before the new run's own events reach the brain: the link in
     # "Actions taken" opens the run as awaited (and its timeline fills in live), never a 404.

@@ -27,13 +27,14 @@ from z4j_brain.api import brain_of, convert, decode, error, principal_of, reply
 from z4j_brain.mutations import ApiError, BadRequest, Change, audited
 from z4j_brain.openapi import operation
 from z4j_brain.sessions import (
+    COOKIE,
     clear_cookie_header,
     cookie_header,
     csrf_token,
     new_secret,
     open_session,
 )
-from z4j_brain.store import Store
+from z4j_brain.store import SessionRow, Store
 from z4j_brain.tokens import TokenError, check_name, hash_hex
 
 _NO_OPERATOR = (shapes.Error, "No operator of that name.")
@@ -160,7 +161,7 @@ async def whoami(request: Request) -> Response:
     "POST",
     "/session",
     "Exchange the Bearer token for a session cookie (HttpOnly, SameSite=Strict, Secure over "
-    "TLS) and its CSRF token",
+    "TLS or with Z4J_SECURE_COOKIES) and its CSRF token; a session cookie sent along ends",
     role=Role.VIEWER,
     responses={
         201: (shapes.NewSession, "Opened: the cookie is in Set-Cookie, the CSRF token here."),
@@ -180,16 +181,24 @@ async def login(request: Request) -> Response:
     assert credential is not None
     secret = new_secret()
     longest = brain.config.session_max_seconds
-    row = await brain.write(
-        lambda s: open_session(
-            s,
+    # A browser that logs in again replaces its cookie: the session it held ends now, rather
+    # than live on, unseen, until it expires.
+    replaced = request.cookies.get(COOKIE)
+
+    def open_(store: Store) -> SessionRow:
+        now = time.time()
+        if replaced:
+            store.end_session(hash_hex(replaced), now)
+        return open_session(
+            store,
             principal,
             credential_hash=credential,
             secret=secret,
-            now=time.time(),
+            now=now,
             max_seconds=longest,
         )
-    )
+
+    row = await brain.write(open_)
     body = {
         **principal.summary(),
         "via": "session",
@@ -198,7 +207,7 @@ async def login(request: Request) -> Response:
         "idle_seconds": brain.config.session_idle_seconds,
     }
     answer = reply(shapes.NewSession, body, 201)
-    answer.headers["set-cookie"] = cookie_header(secret, longest, brain.config.tls)
+    answer.headers["set-cookie"] = cookie_header(secret, longest, brain.config.cookies_secure)
     answer.headers["cache-control"] = "no-store"
     return answer
 
@@ -217,5 +226,5 @@ async def logout(request: Request) -> Response:
     if session_hash is not None:
         ended = await brain.write(lambda s: s.end_session(session_hash, time.time()))
     answer = reply(shapes.SessionEnded, {"ended": ended})
-    answer.headers["set-cookie"] = clear_cookie_header(brain.config.tls)
+    answer.headers["set-cookie"] = clear_cookie_header(brain.config.cookies_secure)
     return answer

@@ -55,6 +55,9 @@ ENV_LOG_LEVEL: Final = "Z4J_LOG_LEVEL"
 ENV_LOG_FORMAT: Final = "Z4J_LOG_FORMAT"
 #: ``0`` turns off the access log of the HTTP API (on by default).
 ENV_ACCESS_LOG: Final = "Z4J_ACCESS_LOG"
+#: Mark the session cookie ``Secure`` (default: when the brain itself serves TLS; set it behind
+#: a proxy that terminates TLS, so the browser never sends the cookie over plain HTTP).
+ENV_SECURE_COOKIES: Final = "Z4J_SECURE_COOKIES"
 #: Task names that may be a label value in ``/metrics`` (comma-separated).
 ENV_METRICS_TASKS: Final = "Z4J_METRICS_TASKS"
 #: Besides those, how many of the first task names seen get a label of their own (default 0).
@@ -112,6 +115,8 @@ class BrainConfig:
     leader_lock_key: int | None = None
     session_idle_seconds: float = DEFAULT_SESSION_IDLE_SECONDS
     session_max_seconds: float = DEFAULT_SESSION_MAX_SECONDS
+    #: None: Secure exactly when the brain serves TLS itself (``cookies_secure``).
+    secure_cookies: bool | None = None
     log_level: str = "info"
     log_format: str = "text"
     access_log: bool = True
@@ -121,6 +126,11 @@ class BrainConfig:
     @property
     def tls(self) -> bool:
         return self.tls_certfile is not None
+
+    @property
+    def cookies_secure(self) -> bool:
+        """Whether the session cookie carries ``Secure``."""
+        return self.tls if self.secure_cookies is None else self.secure_cookies
 
     @property
     def is_postgres(self) -> bool:
@@ -220,9 +230,8 @@ class BrainConfig:
         fmt = (log_format or env.get(ENV_LOG_FORMAT) or "text").lower()
         if fmt not in LOG_FORMATS:
             raise ConfigError(f"{ENV_LOG_FORMAT} must be text or json, not {fmt!r}")
-        access = (env.get(ENV_ACCESS_LOG) or "1").lower()
-        if access not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
-            raise ConfigError(f"{ENV_ACCESS_LOG} must be 1 or 0, not {access!r}")
+        access = _bool(env, ENV_ACCESS_LOG)
+        secure_cookies = _bool(env, ENV_SECURE_COOKIES)
         task_names = tuple(
             n.strip() for n in (env.get(ENV_METRICS_TASKS) or "").split(",") if n.strip()
         )
@@ -232,7 +241,8 @@ class BrainConfig:
         return cls(
             log_level=level,
             log_format=fmt,
-            access_log=access in ("1", "true", "yes", "on"),
+            access_log=access is not False,
+            secure_cookies=secure_cookies,
             metrics_task_names=task_names,
             metrics_task_top_n=top_n,
             host=host or env.get(ENV_HOST) or DEFAULT_HOST,
@@ -271,6 +281,18 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool | None:
+    """A yes/no setting (1/0, true/false, yes/no, on/off); None when it is not set."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true or false), not {raw!r}")
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -337,6 +359,9 @@ SETTINGS: Final = (
     Setting("auth.session_max_seconds", ENV_SESSION_MAX, float,
             "a web session ends this long after it was opened, whatever",
             f"{DEFAULT_SESSION_MAX_SECONDS:g}"),
+    Setting("auth.secure_cookies", ENV_SECURE_COOKIES, bool,
+            "mark the web session cookie Secure; set true behind a proxy that terminates TLS",
+            "true when the brain serves TLS itself"),
     Setting("link.heartbeat_seconds", ENV_HEARTBEAT, float,
             "heartbeat interval announced to agents", f"{DEFAULT_HEARTBEAT_SECONDS:g}"),
     Setting("link.window", ENV_WINDOW, int,

@@ -1,11 +1,12 @@
 """Web sessions: an operator token (or the admin token) exchanged for a cookie, for the console.
 
-Owns the cookie (``z4j_session``: HttpOnly, SameSite=Strict, Secure when the brain serves TLS),
-the CSRF token a mutating request must echo in ``X-CSRF-Token`` (derived one-way from the
-session's secret, so it is never stored and never reveals the cookie), the same-origin rule for
-mutating requests, and each session's life: idle expiry, absolute expiry, and its end when its
-credential is revoked, expires or rotates. The store keeps only the keyed hash of the cookie's
-secret. Every request reads the session from the store: nothing is cached.
+Owns the cookie (``z4j_session``: HttpOnly, SameSite=Strict, Secure when the brain serves TLS
+or ``Z4J_SECURE_COOKIES`` says so), the CSRF token a mutating request must echo in
+``X-CSRF-Token`` (derived one-way from the session's secret, so it is never stored and never
+reveals the cookie), the same-origin rule for mutating requests, and each session's life: idle
+expiry, absolute expiry, its end when its credential is revoked, expires or rotates, and when
+the browser logs in again. The store keeps only the keyed hash of the cookie's secret. Every
+request reads the session from the store: nothing is cached.
 """
 
 from __future__ import annotations

@@ -156,7 +156,7 @@ def _login_redirect(request: Request) -> Response:
     response = RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
     if request.cookies.get(COOKIE):
         brain: Brain = request.app.state.brain
-        response.headers["set-cookie"] = clear_cookie_header(brain.config.tls)
+        response.headers["set-cookie"] = clear_cookie_header(brain.config.cookies_secure)
     return response
 
 
@@ -218,7 +218,7 @@ def fragment(handler: Page) -> Callable[[Request], Awaitable[Response]]:
             response = Response(status_code=401)
             if request.cookies.get(COOKIE):
                 brain: Brain = request.app.state.brain
-                response.headers["set-cookie"] = clear_cookie_header(brain.config.tls)
+                response.headers["set-cookie"] = clear_cookie_header(brain.config.cookies_secure)
             return response
         response = await handler(request, viewer)
         # The script puts into the page only what carries this (never an API answer or a
