@@ -239,6 +239,28 @@ def test_the_store_keeps_reads_and_replaces_an_original(tmp_path: Path) -> None:
     assert store.get("rq", "t1") is None
 
 
+def test_a_read_waits_for_a_write_another_thread_has_begun(tmp_path: Path) -> None:
+    # The agent's thread has taken the entry off `pending` and not yet written its file when a
+    # retry reads it (a retry sent right after the failure): the read waits, never misses it.
+    writing, release = threading.Event(), threading.Event()
+
+    class SlowDisk(OriginalStore):
+        def _write(self, stored: Any) -> bool:
+            writing.set()
+            release.wait(10)
+            return super()._write(stored)
+
+    store = SlowDisk(tmp_path / "originals", wake=lambda: None)
+    assert store.keep("rq", "t1", "app.add", b"payload")
+    flusher = threading.Thread(target=store.flush)
+    flusher.start()
+    assert writing.wait(10) and store.pending == 0
+    threading.Timer(0.2, release.set).start()
+    kept = store.get("rq", "t1")
+    flusher.join(10)
+    assert kept is not None and kept.payload == b"payload"
+
+
 def test_the_store_expires_entries_and_refuses_oversized_ones(tmp_path: Path) -> None:
     now = [1000.0]
     store = OriginalStore(tmp_path, ttl=60, clock=lambda: now[0])

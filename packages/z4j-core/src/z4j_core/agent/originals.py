@@ -192,9 +192,9 @@ class OriginalStore:
 
     def get(self, engine: str, task_id: str) -> Original | None:
         """The kept original of `task_id`, or None (never kept, expired, or unreadable).
-        Writes what is pending first: called on the agent's thread, never the host's."""
-        if self._pending:
-            self.flush()
+        Writes what is pending first, and waits for a write another thread has begun (it took
+        the entry off `pending` before its file exists): called off the host's threads."""
+        self.flush()
         path = self._path(engine, task_id)
         try:
             stored = _decoder.decode(path.read_bytes())
