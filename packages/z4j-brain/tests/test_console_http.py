@@ -22,6 +22,7 @@ from brain_helpers import ADMIN, RunningBrain, serving
 
 from z4j_brain.bodylimit import MAX_REQUEST_BYTES
 from z4j_brain.console import CONTENT_SECURITY_POLICY, charts, forms, views
+from z4j_brain.console.calls import Answer, Unavailable
 from z4j_brain.store import Store
 from z4j_core.wire.frames import Event, LifecycleKind
 
@@ -398,6 +399,13 @@ def test_the_audit_page_shows_what_changed() -> None:
     }
     assert views.audit_change(None, {"name": "t", "labels": {}, "version": 1}) == {"name": "t"}
     assert views.audit_change({"name": "t"}, None) == {}
+
+
+def test_a_listing_the_brain_could_not_answer_is_said_not_a_500() -> None:
+    assert Answer(200, {"agents": [{"a": 1}]}, {}).listed("agents") == [{"a": 1}]
+    with pytest.raises(Unavailable, match="the store is unreachable") as raised:
+        Answer(503, {"error": "the store is unreachable"}, {}).listed("agents")
+    assert raised.value.status == 503
 
 
 def test_charts_escape_what_agents_name() -> None:

@@ -52,6 +52,13 @@ class Answer:
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
+    def listed(self, key: str) -> list[dict[str, Any]]:
+        """The list ``key`` of a successful answer; ``Unavailable`` otherwise (the page then
+        says what the brain answered, rather than failing with a 500)."""
+        if not self.ok:
+            raise Unavailable(self.status, self.error)
+        return list(self.data[key])
+
     @property
     def error(self) -> str:
         if isinstance(self.data, dict) and isinstance(self.data.get("error"), str):

@@ -387,7 +387,7 @@ async def overview(request: Request, viewer: Viewer) -> Response:
         (engine, sum(d) + sum(f), sum(f), charts.bars(f"{engine} throughput", d, f, BUCKET_MINUTES))
         for engine, (d, f) in sorted(per_engine.items())
     ]
-    agents = (await call(request, "GET", "/agents")).data["agents"]
+    agents = (await call(request, "GET", "/agents")).listed("agents")
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     abilities: dict[tuple[str, str], set[str]] = {}
     for agent in agents:
@@ -397,12 +397,12 @@ async def overview(request: Request, viewer: Viewer) -> Response:
             abilities.setdefault(key, set()).update(
                 [*engine.get("capabilities", []), *engine.get("actions", [])]
             )
-    queues = (await call(request, "GET", "/queues")).data["queues"]
-    schedules = (await call(request, "GET", "/schedules")).data["schedules"]
+    queues = (await call(request, "GET", "/queues")).listed("queues")
+    schedules = (await call(request, "GET", "/schedules")).listed("schedules")
     attention = [
         s for s in schedules if s["health"]["state"] != "active" or s["health"]["problems"]
     ]
-    observed = (await call(request, "GET", "/observed")).data["observed"]
+    observed = (await call(request, "GET", "/observed")).listed("observed")
     return render(
         request,
         "overview.html",
@@ -507,10 +507,10 @@ async def task_detail(request: Request, viewer: Viewer) -> Response:
     engine = request.path_params["engine"]
     task_id = request.path_params["task_id"]
     found = await call(request, "GET", "/tasks", query={"task_id": task_id, "engine": engine})
-    rows = found.data["tasks"] if found.ok else []
+    rows = found.listed("tasks")
     actions = (
         await call(request, "GET", "/actions", query={"task_id": task_id, "limit": 20})
-    ).data["actions"]
+    ).listed("actions")
     task = rows[0] if rows else _awaited_run(engine, task_id, actions)
     if task is None:
         return render(
@@ -609,8 +609,8 @@ task_cancel = page(_task_action("cancel"))
 
 @page
 async def schedules(request: Request, viewer: Viewer) -> Response:
-    items = (await call(request, "GET", "/schedules")).data["schedules"]
-    observed = (await call(request, "GET", "/observed")).data["observed"]
+    items = (await call(request, "GET", "/schedules")).listed("schedules")
+    observed = (await call(request, "GET", "/observed")).listed("observed")
     return render(request, "schedules.html", viewer, schedules=items, observed=observed)
 
 
@@ -860,7 +860,7 @@ def audit_change(before: Any, after: Any) -> dict[str, Any]:
 
 @page
 async def queues(request: Request, viewer: Viewer) -> Response:
-    items = (await call(request, "GET", "/queues")).data["queues"]
+    items = (await call(request, "GET", "/queues")).listed("queues")
     return render(request, "queues.html", viewer, queues=items)
 
 
@@ -886,7 +886,7 @@ async def queue_purge(request: Request, viewer: Viewer) -> Response:
 
 @page
 async def agents(request: Request, viewer: Viewer) -> Response:
-    items = (await call(request, "GET", "/agents")).data["agents"]
+    items = (await call(request, "GET", "/agents")).listed("agents")
     return render(request, "agents.html", viewer, agents=items)
 
 
@@ -968,7 +968,7 @@ async def _adoption(request: Request, fields: dict[str, str]) -> dict[str, Any]:
     from z4j_core.scheduling import schedule_from_dict
     from z4j_core.scheduling.adopt import NotAdoptable, adopt, compare, mismatches
 
-    inventory = (await call(request, "GET", "/inventory")).data["inventory"]
+    inventory = (await call(request, "GET", "/inventory")).listed("inventory")
     found: dict[str, Any] = {"fields": fields, "error": None, "observed": None}
     try:
         observed = find_observed(
