@@ -5,6 +5,7 @@ reports are written as the gateway writes them)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -288,3 +289,52 @@ def test_overlap_still_fires_once_retention_dropped_the_previous_task(store: Sto
     with store.transaction():
         assert overlap_decision(store, row, soon).state == "skipped"
         assert overlap_decision(store, row, much_later).state == "pending"
+
+
+def test_retention_reaches_commands_settled_fires_and_agents_long_gone(store: Store) -> None:
+    _agent(store, "gone")
+    _agent(store, "live")
+    row = _create(store)
+    day = 86400.0
+    _fire(store, row, NOW, "enqueued", None)  # settled, old
+    _fire(store, row, NOW + 3600, "pending", None)  # open, old: kept whatever its age
+    _fire(store, row, NOW + 10 * day, "enqueued", None)  # settled, recent
+    with store.transaction():
+        for n, at in enumerate((NOW, NOW + 10 * day)):
+            store.insert_command(command_id=f"c{n}", agent_instance="live", kind="fire",
+                                 engine="huey", app="shop", task="t", payload={}, fire_id=None,
+                                 created_at=at, deadline_at=at + 30)  # fmt: skip
+        store.agent_dropped("gone", 7, "spool full", NOW)
+        store.agent_dropped("live", 5, "spool full", NOW)
+        store.agent_disconnected("gone", "session-gone", NOW + day)
+    assert store.dropped_events_total() == 12
+    with store.transaction():
+        assert store.purge_commands(NOW + 5 * day, limit=10) == 1
+        assert store.purge_fires(NOW + 5 * day, limit=10) == 1
+        # Connected agents stay whatever their age; a disconnected one goes once not seen
+        # since the cutoff, with its inventory, and its dropped events stay counted.
+        assert store.forget_agents(NOW + 5 * day) == 1
+    assert store.command("c0") is None and store.command("c1") is not None
+    kept = sorted((f["slot"], f["state"]) for f in store.fire_history(row.schedule_id))
+    assert kept == [(NOW + 3600, "pending"), (NOW + 10 * day, "enqueued")]
+    assert [a["agent_instance"] for a in store.agents()] == ["live"]
+    assert [i["agent_instance"] for i in store.inventory()] == ["live"]
+    assert store.dropped_events_total() == 12  # a counter: never down
+
+
+def test_a_backfill_reaches_no_further_back_than_the_fire_retention(store: Store) -> None:
+    _agent(store, "a1")
+    _create(store)
+    keep = 30 * 86400.0
+    start = datetime.fromtimestamp(NOW - keep - 3600, timezone.utc)
+    end = datetime.fromtimestamp(NOW, timezone.utc)
+    with store.transaction(), pytest.raises(sched.ScheduleInputError) as refused:
+        sched.backfill(store, "ping", start, end, dry_run=True, now=NOW, fire_retention=keep)
+    message = str(refused.value)
+    assert "older than the fire retention (30 days, store.fire_retention_days)" in message
+    earliest = datetime.fromtimestamp(NOW - keep, timezone.utc)
+    assert f"give --from {sched.format_instant(earliest)} or later" in message
+    with store.transaction():
+        _, plan, _ = sched.backfill(store, "ping", earliest, end, dry_run=True, now=NOW,
+                                    fire_retention=keep)  # fmt: skip
+    assert len(plan) == 30 * 24 + 1

@@ -351,8 +351,12 @@ async def backfill_schedule(request: Request) -> Response:
     except ScheduleError as exc:
         raise BadRequest(str(exc)) from None
 
+    keep = brain_of(request).config.fire_retention_seconds
+
     def job(store: Store, now: float) -> tuple[dict[str, Any], Change | None]:
-        row, plan, fired = sched.backfill(store, ref, start, end, dry_run=body.dry_run, now=now)
+        row, plan, fired = sched.backfill(
+            store, ref, start, end, dry_run=body.dry_run, now=now, fire_retention=keep
+        )
         result = {"schedule": row.name, "schedule_id": row.schedule_id,
                   "dry_run": body.dry_run, "slots": plan, "fired": fired}  # fmt: skip
         if body.dry_run or not fired:

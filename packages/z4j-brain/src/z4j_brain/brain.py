@@ -505,7 +505,26 @@ class Brain:
         dropped = await self.write(lambda s: s.purge_by_result_log())
         if dropped:
             log.info("retention: dropped %d scheduled tasks by their result log policy", dropped)
+        commands = await self._purge_chunks(lambda s: s.purge_commands(cutoff, PURGE_CHUNK))
+        fire_cutoff = time.time() - self.config.fire_retention_seconds
+        fires = await self._purge_chunks(lambda s: s.purge_fires(fire_cutoff, PURGE_CHUNK))
+        agents = await self.write(lambda s: s.forget_agents(cutoff))
+        if commands or fires or agents:
+            log.info(
+                "retention: purged %d commands, %d settled fires and %d agents long gone",
+                commands, fires, agents,
+            )  # fmt: skip
         return events, tasks + dropped
+
+    async def _purge_chunks(self, chunk: Callable[[Store], int]) -> int:
+        """Repeat a purge of up to ``PURGE_CHUNK`` rows, each its own short write, until one
+        takes fewer; how many rows went."""
+        total = 0
+        while True:
+            went = await self.write(chunk)
+            total += went
+            if went < PURGE_CHUNK:
+                return total
 
     def _run_read(self, query: Callable[[Store], T]) -> T:
         store = self._reader_store()

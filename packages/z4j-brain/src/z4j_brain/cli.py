@@ -336,6 +336,8 @@ def _check_config(args: argparse.Namespace) -> int:
         "tls_certfile": str(config.tls_certfile) if config.tls_certfile else None,
         "tls_keyfile": str(config.tls_keyfile) if config.tls_keyfile else None,
         "event_retention_days": config.retention_seconds / 86400.0,
+        "fire_retention_days": config.fire_retention_seconds / 86400.0,
+        "secure_cookies": config.cookies_secure,
         "audit_key": "set" if config.audit_key else "from file",
         "leader_lock_key": config.leader_lock_key,
         "admin_token": "set" if config.admin_token else "not set",

@@ -33,6 +33,7 @@ ENV_TLS_CERTFILE: Final = "Z4J_TLS_CERTFILE"
 ENV_TLS_KEYFILE: Final = "Z4J_TLS_KEYFILE"
 ENV_AUTH_FAILURE_LIMIT: Final = "Z4J_AUTH_FAILURE_LIMIT"
 ENV_RETENTION_DAYS: Final = "Z4J_EVENT_RETENTION_DAYS"
+ENV_FIRE_RETENTION_DAYS: Final = "Z4J_FIRE_RETENTION_DAYS"
 ENV_PURGE_INTERVAL: Final = "Z4J_PURGE_INTERVAL_SECONDS"
 ENV_HEARTBEAT: Final = "Z4J_HEARTBEAT_SECONDS"
 ENV_WINDOW: Final = "Z4J_WINDOW"
@@ -66,6 +67,9 @@ ENV_METRICS_TASK_TOP_N: Final = "Z4J_METRICS_TASK_TOP_N"
 DEFAULT_HOME: Final = "~/.local/share/z4j"
 DATABASE_FILE: Final = "brain.sqlite3"
 DEFAULT_RETENTION_DAYS: Final = 7.0
+#: Settled fires are kept this long (a fire's history, and what tells a backfill that a slot
+#: fired: a backfill cannot reach further back).
+DEFAULT_FIRE_RETENTION_DAYS: Final = 90.0
 DEFAULT_COMMAND_DEADLINE_SECONDS: Final = 30.0
 #: How often the brain reloads the tokens table to cut off revoked or expired tokens.
 TOKEN_REFRESH_SECONDS: Final = 0.5
@@ -102,6 +106,7 @@ class BrainConfig:
     #: A SQLite file (a ``Path``) or a ``postgresql://`` URL (a ``str``).
     database: Path | str = field(default_factory=lambda: default_database_path({}))
     retention_seconds: float = DEFAULT_RETENTION_DAYS * 86400.0
+    fire_retention_seconds: float = DEFAULT_FIRE_RETENTION_DAYS * 86400.0
     limits: Limits = field(default_factory=Limits)
     admin_token: str | None = None  # used only when the database has no admin token yet
     purge_interval_seconds: float = PURGE_INTERVAL_SECONDS
@@ -195,6 +200,9 @@ class BrainConfig:
         )
         if days <= 0:
             raise ConfigError(f"{ENV_RETENTION_DAYS} must be positive, not {days}")
+        fire_days = _float(env, ENV_FIRE_RETENTION_DAYS, DEFAULT_FIRE_RETENTION_DAYS)
+        if fire_days <= 0:
+            raise ConfigError(f"{ENV_FIRE_RETENTION_DAYS} must be positive, not {fire_days}")
         purge_every = _float(env, ENV_PURGE_INTERVAL, PURGE_INTERVAL_SECONDS)
         if purge_every <= 0:
             raise ConfigError(f"{ENV_PURGE_INTERVAL} must be positive, not {purge_every}")
@@ -252,6 +260,7 @@ class BrainConfig:
             port=resolved_port,
             database=target,
             retention_seconds=days * 86400.0,
+            fire_retention_seconds=fire_days * 86400.0,
             purge_interval_seconds=purge_every,
             limits=limits,
             admin_token=env.get(ENV_ADMIN_TOKEN) or None,
@@ -339,6 +348,9 @@ SETTINGS: Final = (
     Setting("store.event_retention_days", ENV_RETENTION_DAYS, float,
             "events (and tasks not updated) older than this are purged",
             f"{DEFAULT_RETENTION_DAYS:g}"),
+    Setting("store.fire_retention_days", ENV_FIRE_RETENTION_DAYS, float,
+            "settled fires older than this are purged; a backfill reaches no further back",
+            f"{DEFAULT_FIRE_RETENTION_DAYS:g}"),
     Setting("store.purge_interval_seconds", ENV_PURGE_INTERVAL, float,
             "how often each brain purges what retention no longer keeps",
             f"{PURGE_INTERVAL_SECONDS:g}"),

@@ -381,6 +381,23 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "CREATE INDEX actions_recent ON actions (requested_at, action_id)",
         ),
     ),
+    (
+        9,
+        (
+            # Retention reaches what used to grow for ever: commands (with the event
+            # retention), settled fires (with the fire retention) and agents long gone (with
+            # their inventories and queue reports). Each purge reads its rows oldest first.
+            "CREATE INDEX commands_created ON commands (created_at)",
+            "CREATE INDEX fires_created ON fires (created_at)",
+            # Running totals that must outlive the rows they summed (an agent's dropped events
+            # stay counted after the agent is forgotten: the metric is a counter).
+            """CREATE TABLE counters (
+                name TEXT PRIMARY KEY,
+                value BIGINT NOT NULL
+            )""",
+            "INSERT INTO counters (name, value) VALUES ('dropped_by_forgotten_agents', 0)",
+        ),
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1][0]

@@ -11,6 +11,7 @@ its audit row commit together.
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from collections.abc import Mapping
@@ -382,19 +383,36 @@ def history_target(store: Store, ref: str) -> dict[str, Any]:
 
 
 def backfill(
-    store: Store, ref: str, start: datetime, end: datetime, *, dry_run: bool, now: float
+    store: Store,
+    ref: str,
+    start: datetime,
+    end: datetime,
+    *,
+    dry_run: bool,
+    now: float,
+    fire_retention: float | None = None,
 ) -> tuple[ScheduleRow, list[dict[str, Any]], int]:
     """Fire every slot of a schedule in [start, end] that has no fire yet, each under the fire
     id a live slot gets (so a backfill run twice, or racing the live leader, never fires a slot
     twice), paced ``BACKFILL_PACE_SECONDS`` apart. Returns the schedule, each slot in the range
     (``slot``, ``fire_id``, ``had_fire``: the state of the fire it already had, or None) and
     how many fires were written (0 for a dry run). Slots after ``now`` are the live leader's:
-    refused. The overlap policy does not apply: a backfill is asked for, slot by slot."""
+    refused, and so are slots older than ``fire_retention`` seconds (their fires may be
+    purged: the brain can no longer tell whether they fired). The overlap policy does not
+    apply: a backfill is asked for, slot by slot."""
     row = get(store, ref)
     if end.timestamp() > now:
         raise ScheduleInputError(
             f"--to {format_instant(end)} is after now: slots from now on are the live "
             "leader's; give --to at most now"
+        )
+    if fire_retention is not None and start.timestamp() < now - fire_retention:
+        earliest = datetime.fromtimestamp(math.ceil(now - fire_retention), timezone.utc)
+        raise ScheduleInputError(
+            f"--from {format_instant(start)} is older than the fire retention "
+            f"({fire_retention / 86400:g} days, store.fire_retention_days): fires before then "
+            "are purged, so the brain cannot tell whether those slots fired; give --from "
+            f"{format_instant(earliest)} or later"
         )
     try:
         schedule = row.schedule()

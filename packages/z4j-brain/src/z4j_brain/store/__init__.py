@@ -16,8 +16,8 @@ The interface, by part (each part is a module of this package):
               count_events, events, events_by_agent, distinct_task_events
 ``agents``    agent_connected, agent_disconnected, agent_seen, agent_dropped, agents,
               dropped_events_total, brain_alive, brain_gone, disconnect_orphans,
-              replace_inventory, inventory
-``access``    insert_command, answer_command, command; create_token, revoke_token,
+              replace_inventory, inventory, forget_agents
+``access``    insert_command, answer_command, command, purge_commands; create_token, revoke_token,
               token_rows, admin_token_hash, set_admin_token_hash
 ``schedules`` schedule, schedules, schedule_versions, schedules_by_id, schedule_id_of_name,
               schedule_id_use, insert_schedule, update_schedule, pause_schedule,
@@ -26,7 +26,7 @@ The interface, by part (each part is a module of this package):
               record_fire_answer, set_fire_command, release_unanswered_fire, expire_fires,
               fire_history, fire_counts, fires, first_fire_created_after, count_settled_fires,
               fire_states, expiring_fires, watched_schedules, running_fires, buffered_fires,
-              release_buffered, purge_by_result_log
+              release_buffered, purge_by_result_log, purge_fires
 ``audit``     lock_audit, last_audit, insert_audit, audit_rows, audit_entries
 ``actions``   insert_action, answer_action, action, actions, action_counts, retry_links,
               insert_bulk, finish_bulk, bulk, tasks_matching, count_tasks_matching, task_row,

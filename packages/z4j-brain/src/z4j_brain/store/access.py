@@ -86,6 +86,16 @@ class CommandStore(StoreBase):
             ),
         )
 
+    def purge_commands(self, cutoff: float, limit: int) -> int:
+        """Delete up to ``limit`` commands created before ``cutoff``, oldest first; how many
+        went (a fire keeps its own copy of the answer: agent, state, job id)."""
+        cursor = self.conn.execute(
+            "DELETE FROM commands WHERE command_id IN (SELECT command_id FROM commands "
+            "WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+            (cutoff, limit),
+        )
+        return max(cursor.rowcount, 0)
+
     def answer_command(
         self,
         command_id: str,

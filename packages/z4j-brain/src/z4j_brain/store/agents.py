@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
 from z4j_brain.store.base import StoreBase
 from z4j_core.wire.frames import ACTION_CAPABILITIES, Hello, Inventory
+
+#: The ``counters`` row of the events dropped by agents since forgotten.
+FORGOTTEN_DROPPED: Final = "dropped_by_forgotten_agents"
 
 
 class AgentStore(StoreBase):
@@ -134,9 +137,32 @@ class AgentStore(StoreBase):
         return result
 
     def dropped_events_total(self) -> int:
-        """Events the agents reported dropping, summed over every agent instance known."""
-        row = self.conn.execute("SELECT COALESCE(SUM(dropped_total), 0) FROM agents").fetchone()
+        """Events the agents reported dropping, summed over every agent instance known, and
+        those forgotten (``forget_agents``): it never goes down."""
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(dropped_total), 0) + (SELECT value FROM counters "
+            f"WHERE name = '{FORGOTTEN_DROPPED}') FROM agents"
+        ).fetchone()
         return int(row[0])
+
+    def forget_agents(self, seen_before: float) -> int:
+        """Forget the agents disconnected and not seen since ``seen_before``, with their
+        inventories and last queue reports; their dropped events stay in the total. Returns
+        how many agents went."""
+        gone = "SELECT agent_instance FROM agents WHERE connected = 0 AND last_seen_at < ?"
+        self.conn.execute(
+            "UPDATE counters SET value = value + (SELECT COALESCE(SUM(dropped_total), 0) FROM "
+            f"agents WHERE agent_instance IN ({gone})) WHERE name = '{FORGOTTEN_DROPPED}'",
+            (seen_before,),
+        )
+        for table in ("inventory", "queue_depths"):
+            self.conn.execute(
+                f"DELETE FROM {table} WHERE agent_instance IN ({gone})", (seen_before,)
+            )
+        cursor = self.conn.execute(
+            f"DELETE FROM agents WHERE agent_instance IN ({gone})", (seen_before,)
+        )
+        return max(cursor.rowcount, 0)
 
     def replace_inventory(self, agent_instance: str, inventory: Inventory, now: float) -> None:
         self.conn.execute(

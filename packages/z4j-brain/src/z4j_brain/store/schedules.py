@@ -774,6 +774,18 @@ class FireStore(StoreBase):
         )
         return cursor.rowcount > 0
 
+    def purge_fires(self, cutoff: float, limit: int) -> int:
+        """Delete up to ``limit`` settled fires (not pending, delivering or buffered) created
+        before ``cutoff``, oldest first; how many went. A slot's fire is created no earlier
+        than the slot, so every slot at or after ``cutoff`` still has its fire: a backfill
+        from there on never fires a slot twice (``schedules.backfill`` refuses earlier)."""
+        cursor = self.conn.execute(
+            "DELETE FROM fires WHERE fire_id IN (SELECT fire_id FROM fires WHERE created_at < ? "
+            "AND state NOT IN (?, ?, ?) ORDER BY created_at LIMIT ?)",
+            (cutoff, *OPEN_STATES, BUFFERED, limit),
+        )
+        return max(cursor.rowcount, 0)
+
     def purge_by_result_log(self, limit: int = 5000) -> int:
         """Retention by each schedule's result log policy: the finished tasks of its fires
         (and their events) go when the policy is ``none``, or ``failures`` and the task did not
