@@ -14,7 +14,7 @@ import datetime
 from collections.abc import Iterable
 from typing import Any
 
-from z4j_core.adapter import NEXT_RUNS, native_definition, render_field
+from z4j_core.adapter import NEXT_RUNS, fixed_offset_zone, native_definition, render_field
 from z4j_core.wire import ObservedSchedule
 
 SOURCE = "arq_cron"
@@ -102,14 +102,7 @@ def zone_name(zone: datetime.tzinfo) -> str | None:
     if key is not None:
         return "UTC" if key in ("UTC", "Etc/UTC") else str(key)
     offset = zone.utcoffset(None)
-    if offset is None:
-        return None
-    seconds = int(offset.total_seconds())
-    if seconds == 0:
-        return "UTC"
-    if seconds % 3600 or abs(seconds) > 14 * 3600:
-        return None
-    return f"Etc/GMT{-seconds // 3600:+d}"  # the tz database's signs are inverted
+    return None if offset is None else fixed_offset_zone(offset)
 
 
 def definition(cron_job: Any, zone: datetime.tzinfo) -> dict[str, Any]:

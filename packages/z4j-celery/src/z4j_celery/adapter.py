@@ -12,13 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from z4j_celery import actions, capture, enqueue, schedules
+from z4j_celery import actions, enqueue, schedules
 from z4j_core.adapter import (
-    ActionOutcome,
     Adapter,
-    CancelRequest,
-    Emit,
-    RetryRequest,
     capabilities,
     instance_of,
 )
@@ -27,7 +23,6 @@ from z4j_core.wire import (
     Command,
     CommandResult,
     ObservedSchedule,
-    QueueDepth,
     TaskInfo,
 )
 
@@ -114,17 +109,9 @@ class CeleryAdapter(Adapter):
         """May read a beat file, a database or Redis: the agent calls it off the host's threads."""
         return schedules.observe(self.app)
 
-    def install_capture(self, emit: Emit) -> None:
-        capture.install(self, emit)
+    install_capture = capture.install
 
-    def retry(self, request: RetryRequest) -> ActionOutcome:
-        return actions.retry(self, request)
-
-    def cancel(self, request: CancelRequest) -> ActionOutcome:
-        return actions.cancel(self, request)
-
-    def purge(self, queue: str) -> ActionOutcome:
-        return actions.purge(self, queue)
-
-    def queue_depths(self) -> list[QueueDepth]:
-        return actions.queue_depths(self)
+    retry = actions.retry
+    cancel = actions.cancel
+    purge = actions.purge
+    queue_depths = actions.queue_depths

@@ -17,6 +17,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import datetime
 import functools
 import json
 import logging
@@ -75,6 +76,7 @@ __all__ = [
     "enqueueing",
     "error_fields",
     "failed",
+    "fixed_offset_zone",
     "host_zone_name",
     "instance_of",
     "instrument",
@@ -578,6 +580,18 @@ def native_definition(
     if unsupported:
         definition["unsupported"] = list(unsupported)
     return definition
+
+
+def fixed_offset_zone(offset: datetime.timedelta) -> str | None:
+    """The IANA name of a fixed UTC offset: `UTC`, or `Etc/GMT±N` for a whole number of hours
+    within ±14 (the tz database's signs are inverted: UTC+2 is `Etc/GMT-2`); None for any
+    other offset (no IANA zone has it)."""
+    seconds = int(offset.total_seconds())
+    if seconds == 0:
+        return "UTC"
+    if seconds % 3600 or abs(seconds) > 14 * 3600:
+        return None
+    return f"Etc/GMT{-seconds // 3600:+d}"
 
 
 def host_zone_name() -> str | None:

@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
-from z4j_core.adapter import MAX_DEFINITION_ARGUMENT_BYTES, host_zone_name, native_definition
+from z4j_core.adapter import (
+    MAX_DEFINITION_ARGUMENT_BYTES,
+    fixed_offset_zone,
+    host_zone_name,
+    native_definition,
+)
 from z4j_core.cli.schedule_files import to_toml, toml_value
 from z4j_core.scheduling.adopt import (
     NotAdoptable,
@@ -143,6 +148,21 @@ def test_native_definition_withholds_arguments_it_must_not_send() -> None:
     assert "larger than" in big["withheld"]
     odd = native_definition(timing, timezone="UTC", args=[object()])
     assert odd["withheld"] == "the arguments are not JSON"
+
+
+@pytest.mark.parametrize(
+    ("hours", "name"),
+    [(0, "UTC"), (2, "Etc/GMT-2"), (-5, "Etc/GMT+5"), (14, "Etc/GMT-14"), (-12, "Etc/GMT+12"),
+     (15, None), (5.5, None)],
+)  # fmt: skip
+def test_a_fixed_offset_is_named_only_in_whole_hours(hours: float, name: str | None) -> None:
+    zone = fixed_offset_zone(datetime.timedelta(hours=hours))
+    assert zone == name
+    if zone is not None:  # the tz database's inverted sign: the zone's offset is `hours`
+        from zoneinfo import ZoneInfo
+
+        offset = ZoneInfo(zone).utcoffset(datetime.datetime(2026, 1, 1))
+        assert offset == datetime.timedelta(hours=hours)
 
 
 def test_host_zone_name_reads_tz(monkeypatch: pytest.MonkeyPatch) -> None:

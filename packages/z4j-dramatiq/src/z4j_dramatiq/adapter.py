@@ -17,16 +17,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from z4j_core.adapter import ActionOutcome, Adapter, Emit, RetryRequest, capabilities, instance_of
+from z4j_core.adapter import Adapter, capabilities, instance_of
 from z4j_core.wire import (
     Capability,
     Command,
     CommandResult,
     ObservedSchedule,
-    QueueDepth,
     TaskInfo,
 )
-from z4j_dramatiq import actions, capture, enqueue, schedules
+from z4j_dramatiq import actions, enqueue, schedules
 
 DEFAULT_APP_NAME = "dramatiq"
 
@@ -82,14 +81,8 @@ class DramatiqAdapter(Adapter):
     def observed_schedules(self) -> list[ObservedSchedule]:
         return schedules.observe(self.broker)
 
-    def install_capture(self, emit: Emit) -> None:
-        capture.install(self, emit)
+    install_capture = capture.install
 
-    def retry(self, request: RetryRequest) -> ActionOutcome:
-        return actions.retry(self, request)
-
-    def purge(self, queue: str) -> ActionOutcome:
-        return actions.purge(self, queue)
-
-    def queue_depths(self) -> list[QueueDepth]:
-        return actions.queue_depths(self)
+    retry = actions.retry
+    purge = actions.purge
+    queue_depths = actions.queue_depths

@@ -12,11 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from z4j_core.adapter import (
-    ActionOutcome,
     Adapter,
-    CancelRequest,
-    Emit,
-    RetryRequest,
     capabilities,
     instance_of,
 )
@@ -25,10 +21,9 @@ from z4j_core.wire import (
     Command,
     CommandResult,
     ObservedSchedule,
-    QueueDepth,
     TaskInfo,
 )
-from z4j_huey import actions, capture, enqueue, schedules
+from z4j_huey import actions, enqueue, schedules
 from z4j_huey.enqueue import storage_supports_priority
 
 
@@ -88,17 +83,9 @@ class HueyAdapter(Adapter):
     def observed_schedules(self) -> list[ObservedSchedule]:
         return schedules.observe(self.huey)
 
-    def install_capture(self, emit: Emit) -> None:
-        capture.install(self, emit)
+    install_capture = capture.install
 
-    def retry(self, request: RetryRequest) -> ActionOutcome:
-        return actions.retry(self, request)
-
-    def cancel(self, request: CancelRequest) -> ActionOutcome:
-        return actions.cancel(self, request)
-
-    def purge(self, queue: str) -> ActionOutcome:
-        return actions.purge(self, queue)
-
-    def queue_depths(self) -> list[QueueDepth]:
-        return actions.queue_depths(self)
+    retry = actions.retry
+    cancel = actions.cancel
+    purge = actions.purge
+    queue_depths = actions.queue_depths

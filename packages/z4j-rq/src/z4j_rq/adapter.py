@@ -14,11 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from z4j_core.adapter import (
-    ActionOutcome,
     Adapter,
-    CancelRequest,
-    Emit,
-    RetryRequest,
     capabilities,
     dotted_name,
 )
@@ -27,10 +23,9 @@ from z4j_core.wire import (
     Command,
     CommandResult,
     ObservedSchedule,
-    QueueDepth,
     TaskInfo,
 )
-from z4j_rq import actions, capture, enqueue, schedules
+from z4j_rq import actions, enqueue, schedules
 from z4j_rq.capture import connection_key
 
 DEFAULT_QUEUE = "default"
@@ -140,17 +135,9 @@ class RQAdapter(Adapter):
     def observed_schedules(self) -> list[ObservedSchedule]:
         return schedules.observe(self)
 
-    def install_capture(self, emit: Emit) -> None:
-        capture.install(self, emit)
+    install_capture = capture.install
 
-    def retry(self, request: RetryRequest) -> ActionOutcome:
-        return actions.retry(self, request)
-
-    def cancel(self, request: CancelRequest) -> ActionOutcome:
-        return actions.cancel(self, request)
-
-    def purge(self, queue: str) -> ActionOutcome:
-        return actions.purge(self, queue)
-
-    def queue_depths(self) -> list[QueueDepth]:
-        return actions.queue_depths(self)
+    retry = actions.retry
+    cancel = actions.cancel
+    purge = actions.purge
+    queue_depths = actions.queue_depths

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from z4j_core.adapter import ActionOutcome, Adapter, Emit, RetryRequest, capabilities, instance_of
+from z4j_core.adapter import Adapter, Emit, capabilities, instance_of
 from z4j_core.wire import (
     Capability,
     Command,
@@ -98,11 +98,8 @@ class TaskiqAdapter(Adapter):
         """May read Redis: the agent calls it off the host's threads."""
         return schedules.observe(self)
 
-    def retry(self, request: RetryRequest) -> ActionOutcome:
-        return actions.retry(self, request)
-
-    def purge(self, queue: str) -> ActionOutcome:
-        return actions.purge(self, queue)
+    retry = actions.retry
+    purge = actions.purge
 
     def queue_depths(self) -> list[QueueDepth]:
         if not actions.is_list_broker(self.broker) or self.running_loop() is None:

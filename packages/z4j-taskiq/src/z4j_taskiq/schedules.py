@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from z4j_core.adapter import native_definition
+from z4j_core.adapter import fixed_offset_zone, native_definition
 from z4j_core.scheduling.cron import compile_cron
 from z4j_core.wire import ObservedSchedule
 
@@ -127,12 +127,7 @@ def zone_of_offset(offset: Any) -> str | None:
     if offset is None or offset == "":
         return "UTC"
     if isinstance(offset, datetime.timedelta):
-        seconds = int(offset.total_seconds())
-        if seconds == 0:
-            return "UTC"
-        if seconds % 3600 or abs(seconds) > 14 * 3600:
-            return None
-        return f"Etc/GMT{-seconds // 3600:+d}"  # the tz database's signs are inverted
+        return fixed_offset_zone(offset)
     return str(offset)
 
 
