@@ -13,11 +13,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from z4j_arq import actions, enqueue, schedules
+from z4j_arq import actions, capture, enqueue, schedules
 from z4j_core.adapter import (
     ActionOutcome,
     Adapter,
     CancelRequest,
+    Emit,
     PrivateLoop,
     RetryRequest,
     capabilities,
@@ -195,7 +196,8 @@ class ArqAdapter(Adapter):
     def observed_schedules(self) -> list[ObservedSchedule]:
         return schedules.observe(self.cron_jobs, self.timezone)
 
-    install_capture = capture.install
+    def install_capture(self, emit: Emit) -> None:
+        capture.install(self, emit)
 
     def retry(self, request: RetryRequest) -> ActionOutcome:
         return actions.run(self, actions.retry(self, request))  # type: ignore[no-any-return]

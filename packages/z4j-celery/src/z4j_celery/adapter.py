@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from z4j_celery import actions, enqueue, schedules
+from z4j_celery import actions, capture, enqueue, schedules
 from z4j_core.adapter import (
     Adapter,
+    Emit,
     capabilities,
     instance_of,
 )
@@ -109,7 +110,8 @@ class CeleryAdapter(Adapter):
         """May read a beat file, a database or Redis: the agent calls it off the host's threads."""
         return schedules.observe(self.app)
 
-    install_capture = capture.install
+    def install_capture(self, emit: Emit) -> None:
+        capture.install(self, emit)
 
     retry = actions.retry
     cancel = actions.cancel

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from z4j_core.adapter import Adapter, capabilities, instance_of
+from z4j_core.adapter import Adapter, Emit, capabilities, instance_of
 from z4j_core.wire import (
     Capability,
     Command,
@@ -25,7 +25,7 @@ from z4j_core.wire import (
     ObservedSchedule,
     TaskInfo,
 )
-from z4j_dramatiq import actions, enqueue, schedules
+from z4j_dramatiq import actions, capture, enqueue, schedules
 
 DEFAULT_APP_NAME = "dramatiq"
 
@@ -81,7 +81,8 @@ class DramatiqAdapter(Adapter):
     def observed_schedules(self) -> list[ObservedSchedule]:
         return schedules.observe(self.broker)
 
-    install_capture = capture.install
+    def install_capture(self, emit: Emit) -> None:
+        capture.install(self, emit)
 
     retry = actions.retry
     purge = actions.purge

@@ -13,6 +13,7 @@ from typing import Any
 
 from z4j_core.adapter import (
     Adapter,
+    Emit,
     capabilities,
     instance_of,
 )
@@ -23,7 +24,7 @@ from z4j_core.wire import (
     ObservedSchedule,
     TaskInfo,
 )
-from z4j_huey import actions, enqueue, schedules
+from z4j_huey import actions, capture, enqueue, schedules
 from z4j_huey.enqueue import storage_supports_priority
 
 
@@ -83,7 +84,8 @@ class HueyAdapter(Adapter):
     def observed_schedules(self) -> list[ObservedSchedule]:
         return schedules.observe(self.huey)
 
-    install_capture = capture.install
+    def install_capture(self, emit: Emit) -> None:
+        capture.install(self, emit)
 
     retry = actions.retry
     cancel = actions.cancel

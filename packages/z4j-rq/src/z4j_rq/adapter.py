@@ -15,6 +15,7 @@ from typing import Any
 
 from z4j_core.adapter import (
     Adapter,
+    Emit,
     capabilities,
     dotted_name,
 )
@@ -25,7 +26,7 @@ from z4j_core.wire import (
     ObservedSchedule,
     TaskInfo,
 )
-from z4j_rq import actions, enqueue, schedules
+from z4j_rq import actions, capture, enqueue, schedules
 from z4j_rq.capture import connection_key
 
 DEFAULT_QUEUE = "default"
@@ -135,7 +136,8 @@ class RQAdapter(Adapter):
     def observed_schedules(self) -> list[ObservedSchedule]:
         return schedules.observe(self)
 
-    install_capture = capture.install
+    def install_capture(self, emit: Emit) -> None:
+        capture.install(self, emit)
 
     retry = actions.retry
     cancel = actions.cancel
