@@ -54,8 +54,8 @@ class Rig:
     def api(self, method: str, path: str, body: Any = None) -> Any:
         return self.brain.api(method, "/api/v1" + path, body)
 
-    def run(self, task: str, *args: Any) -> str:
-        """Enqueue ``task`` through the brain; its task id."""
+    def run(self, task: str, *args: Any, delay: float | None = None) -> str:
+        """Enqueue ``task`` through the brain (to run ``delay`` seconds from now); its id."""
         outcome = self.api(
             "POST",
             "/commands",
@@ -65,6 +65,7 @@ class Rig:
                 "app": self.app,
                 "task": task,
                 "args": list(args),
+                "options": {"delay_seconds": delay},
             },
         )
         assert outcome["status"] == "enqueued", outcome

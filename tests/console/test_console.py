@@ -1,15 +1,17 @@
 """The web console in a real browser, the way a person uses it (by labels and roles): log in,
 watch a task run through a real Huey worker appear without a reload, open it, retry a failed
-one, pause and resume a schedule, preview a cron while typing; a viewer is offered no action
-and is refused (403) when it forges one; hostile task names, arguments and exceptions stay
-inert; every console page carries the CSP; the keyboard alone reaches the content and the
-actions; a queue is purged only once confirmed; an observed schedule is adopted. The
-screenshots in docs/console/ are taken here.
+one, cancel a scheduled one, backfill a schedule (dry run first), pause and resume a schedule,
+preview a cron while typing; a viewer is offered no action and is refused (403) when it forges
+one; hostile task names, arguments and exceptions stay inert; every console page carries the
+CSP; the keyboard alone reaches the content and the actions; a queue is purged only once
+confirmed; an observed schedule is adopted. The screenshots in docs/console/ are taken here.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -107,6 +109,46 @@ def test_retry_a_failed_task_and_see_the_new_run(admin: tuple[Any, Watch], rig: 
     _expect()(page.get_by_text("Retry of")).to_be_visible()
     rig.wait_state(new_id, "failed")  # the new run ran (and failed again, by design)
     assert rig.task(new_id) is not None
+    assert watch.errors == []
+
+
+def test_cancel_a_scheduled_task(admin: tuple[Any, Watch], rig: Rig) -> None:
+    page, watch = admin
+    task_id = rig.run("console_app.record", "not before an hour", delay=3600)
+    rig.wait_state(task_id, "scheduled")
+    page.goto(f"/task/huey/{task_id}")
+    _expect()(page.get_by_role("button", name="Cancel")).to_be_visible()
+    assert page.get_by_role("button", name="Retry").count() == 0  # not finished: nothing to retry
+    page.get_by_role("button", name="Cancel").click()
+    _expect()(page.get_by_role("status")).to_contain_text("Done: cancel")
+    taken = page.get_by_role("region", name="Actions taken")
+    _expect()(taken.get_by_role("cell", name="done", exact=True)).to_be_visible()
+    rig.wait_state(task_id, "revoked")  # recorded in its lifecycle
+    page.reload()
+    assert page.get_by_role("button", name="Cancel").count() == 0
+    assert watch.errors == []
+
+
+def test_backfill_a_schedule_dry_run_first(admin: tuple[Any, Watch], rig: Rig) -> None:
+    page, watch = admin
+    page.goto(f"/schedule/{rig.schedule_id}")
+    # nightly-report fires at 04:00 Berlin: three slots in the last three days.
+    now = time.time()
+    start = datetime.fromtimestamp(now - 3 * 86400 + 60, tz=timezone.utc)
+    end = datetime.fromtimestamp(now - 60, tz=timezone.utc)
+    page.get_by_label("Backfill from").fill(start.isoformat(timespec="seconds"))
+    page.get_by_label("to", exact=True).fill(end.isoformat(timespec="seconds"))
+    page.get_by_role("button", name="Backfill").click()  # the dry run box starts checked
+    dry = page.get_by_role("heading", name="Backfill of nightly-report (dry run)")
+    _expect()(dry).to_be_visible()
+    _expect()(page.get_by_role("status")).to_have_text("3 slots in the range; 0 fired.")
+    assert rig.api("GET", f"/schedules/{rig.schedule_id}/fires")["fires"] == []
+    page.go_back()
+    page.get_by_label("dry run").uncheck()
+    page.get_by_role("button", name="Backfill").click()
+    _expect()(page.get_by_role("status")).to_have_text("3 slots in the range; 3 fired.")
+    fires = rig.api("GET", f"/schedules/{rig.schedule_id}/fires")["fires"]
+    assert sorted(f["kind"] for f in fires) == ["backfill"] * 3
     assert watch.errors == []
 
 
