@@ -112,6 +112,37 @@ def test_retry_a_failed_task_and_see_the_new_run(admin: tuple[Any, Watch], rig: 
     assert watch.errors == []
 
 
+def test_retry_every_failed_task_of_a_name_counted_first(
+    admin: tuple[Any, Watch], rig: Rig
+) -> None:
+    page, watch = admin
+    failed = [rig.run("console_app.fail", f"bulk {n}") for n in range(2)]
+    for task_id in failed:
+        rig.wait_state(task_id, "failed")
+    page.goto("/tasks")
+    page.get_by_label("Task name").fill("console_app.fail")
+    page.get_by_label("State").select_option("failed")
+    page.get_by_label("Updated").select_option("15m")
+    page.get_by_role("button", name="Filter").click()
+    assert page.get_by_role("button", name=re.compile("^Cancel every")).count() == 0
+    page.get_by_role("button", name="Retry every failed task…").click()
+    # Counted (the API's dry run), nothing sent yet.
+    counted = page.get_by_role("status")
+    _expect()(counted).to_contain_text("tasks match.")
+    matched = int(counted.inner_text().split()[0])
+    assert matched >= 2
+    assert all(a["task_id"] not in failed for a in rig.api("GET", "/actions?limit=50")["actions"])
+    page.get_by_role("button", name=f"Retry {matched} tasks").click()
+    _expect()(page.get_by_role("heading", name=f"Bulk retry of {matched} tasks")).to_be_visible()
+    # The progress follows live: every retry answered, no reload.
+    _expect()(page.get_by_role("status")).to_have_text(f"Finished: {matched} done.")
+    bulk_id = page.url.rsplit("/", 1)[1]
+    retried = rig.api("GET", f"/actions?bulk_id={bulk_id}&limit=100")["actions"]
+    assert {a["task_id"] for a in retried} >= set(failed)
+    assert all(a["status"] == "done" and a["requested_by"] == "admin" for a in retried)
+    assert watch.errors == []
+
+
 def test_cancel_a_scheduled_task(admin: tuple[Any, Watch], rig: Rig) -> None:
     page, watch = admin
     task_id = rig.run("console_app.record", "not before an hour", delay=3600)

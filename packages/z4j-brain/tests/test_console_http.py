@@ -76,7 +76,12 @@ def test_every_page_needs_a_session_and_carries_the_headers(brain: RunningBrain)
     assert status == 303 and headers["location"] == "/login?next=%2Fschedules"
     assert headers["content-security-policy"] == CONTENT_SECURITY_POLICY
     # What the script fetches answers 401, never the login page (it would land in the page).
-    for path in ("/live", "/tasks/rows", "/schedules/preview?kind=cron&expression=*+*+*+*+*"):
+    for path in (
+        "/live",
+        "/tasks/rows",
+        "/bulk/b1/counts",
+        "/schedules/preview?kind=cron&expression=*+*+*+*+*",
+    ):
         assert browser.go(path)[0] == 401, path
     status, headers, body = browser.go("/login")
     assert status == 200 and 'for="token"' in body and "<script>" not in body
@@ -308,6 +313,16 @@ def test_form_posts_meet_the_apis_own_checks(brain: RunningBrain) -> None:
     assert brain.api("GET", "/api/v1/schedules/nightly")[1]["enabled"] is True
     status, _, body = watcher.go("/schedules/new", {**form, "csrf": watcher_csrf}, same)
     assert status == 403
+    # Bulk actions: a state is needed, the action is retry or cancel, a viewer may not.
+    bulk = {"csrf": csrf, "action": "retry", "app": "shop"}
+    status, _, body = admin.go("/tasks/bulk", bulk, same)
+    assert status == 400 and "choose the state of the tasks to act on" in body
+    status, _, body = admin.go("/tasks/bulk", {**bulk, "action": "purge", "state": "failed"}, same)
+    assert status == 400 and "is not retry or cancel" in body
+    status, _, body = admin.go("/tasks/bulk", {**bulk, "state": "failed"}, same)
+    assert status == 200 and "No task matches: nothing to retry." in body  # counted, not sent
+    watched = {**bulk, "state": "failed", "csrf": watcher_csrf, "confirmed": "1"}
+    assert watcher.go("/tasks/bulk", watched, same)[0] == 403
     # The audit log has the console's change under the operator's name.
     audit = brain.api("GET", "/api/v1/audit")[1]["audit"]
     assert [(r["actor"], r["action"]) for r in audit][-2:] == [

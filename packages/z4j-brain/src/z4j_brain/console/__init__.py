@@ -47,6 +47,9 @@ def routes() -> list[Any]:
         Route("/tasks/rows", v.task_rows, methods=["GET"]),
         Route("/tasks/retry", v.task_retry, methods=["POST"]),
         Route("/tasks/cancel", v.task_cancel, methods=["POST"]),
+        Route("/tasks/bulk", v.tasks_bulk, methods=["POST"]),
+        Route("/bulk/{bulk_id}", v.bulk_page, methods=["GET"]),
+        Route("/bulk/{bulk_id}/counts", v.bulk_counts, methods=["GET"]),
         # A task id may hold `/` (an agent chooses it): the id is the rest of the path.
         Route("/task/{engine}/{task_id:path}/timeline", v.task_timeline, methods=["GET"]),
         Route("/task/{engine}/{task_id:path}", v.task_detail, methods=["GET"]),

@@ -112,6 +112,22 @@ def schedule_body(form: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
     return body
 
 
+def bulk_body(form: Mapping[str, Any]) -> dict[str, Any]:
+    """A bulk retry or cancel body (docs/actions.md) from the tasks page's filters: the state
+    is needed (it says which tasks), the others narrow it."""
+    state = _text(form, "state")
+    if not state:
+        raise FormError("choose the state of the tasks to act on (State), then filter again")
+    body: dict[str, Any] = {"states": [state]}
+    for name, field in (("engine", "engine"), ("app", "app"), ("name", "task")):
+        if _text(form, name):
+            body[field] = _text(form, name)
+    since = window_seconds(_text(form, "window"))
+    if since is not None:
+        body["since"] = since
+    return body
+
+
 def task_filters(query: Mapping[str, Any]) -> dict[str, str]:
     """The tasks page's filters that are set, as given."""
     return {k: _text(query, k) for k in TASK_FILTERS if _text(query, k)}

@@ -67,6 +67,8 @@ FAILED_STATES: Final = frozenset({"failed", "rejected", "dead_lettered", "expire
 FINISHED_STATES: Final = FAILED_STATES | {"succeeded", "revoked", "cancelled", "skipped", "locked"}
 CANCELLABLE_STATES: Final = frozenset({"enqueued", "scheduled", "received", "started", "retried"})
 AWAITED: Final = "awaiting its first event"
+#: The bulk actions the tasks page offers, by the states they apply to.
+BULK_ACTIONS: Final = {"retry": FINISHED_STATES, "cancel": CANCELLABLE_STATES}
 #: What a task row tells that an awaited run cannot yet.
 _AWAITED_UNKNOWNS: Final = "worker runtime retries retried_as fire_id exception message traceback"
 
@@ -473,6 +475,9 @@ async def tasks(request: Request, viewer: Viewer) -> Response:
         windows=forms.WINDOWS,
         states=_states(),
         error=None,
+        bulk=[k for k, states in BULK_ACTIONS.items() if filters.get("state") in states]
+        if viewer.may("POST", "/tasks/retry") and not filters.get("task_id")
+        else [],
         rows_url="/tasks/rows?"
         + urlencode(
             {
@@ -602,6 +607,55 @@ def _task_action(kind: str) -> Page:
 
 task_retry = page(_task_action("retry"))
 task_cancel = page(_task_action("cancel"))
+
+
+@page
+async def tasks_bulk(request: Request, viewer: Viewer) -> Response:
+    """Retry or cancel every task the tasks page's filters match: first the count (the API's
+    dry run), then, once confirmed, the bulk action itself, followed on its own page."""
+    form = await _form(request)
+    kind = form.get("action", "")
+    filters = forms.task_filters(form)
+    back = "/tasks?" + urlencode(filters)
+    try:
+        if kind not in BULK_ACTIONS:
+            raise forms.FormError(f"action {kind!r} is not retry or cancel")
+        body = forms.bulk_body(form)
+    except forms.FormError as exc:
+        return render(request, "error.html", viewer, 400, message=str(exc), back=back)
+    confirmed = form.get("confirmed") == "1"
+    route: tuple[str, str, dict[str, str]] = ("POST", f"/tasks/{kind}", {})
+    body["dry_run"] = not confirmed
+    answer = await mutate(request, viewer, route, body=body, form=form)
+    if isinstance(answer, Response):
+        return answer
+    if not confirmed:
+        return render(
+            request, "bulk_confirm.html", viewer, kind=kind, result=answer.data, filters=filters,
+            back=back,
+        )  # fmt: skip
+    return RedirectResponse(f"/bulk/{quote(answer.data['bulk_id'], safe='')}", status_code=303)
+
+
+async def _bulk(request: Request) -> dict[str, Any]:
+    bulk_id = request.path_params["bulk_id"]
+    answer = await call(request, "GET", "/bulk/{bulk_id}", {"bulk_id": bulk_id})
+    if not answer.ok:
+        raise Unavailable(answer.status, answer.error)
+    result: dict[str, Any] = answer.data
+    return result
+
+
+@page
+async def bulk_page(request: Request, viewer: Viewer) -> Response:
+    result = await _bulk(request)
+    counts_url = f"/bulk/{quote(result['bulk_id'], safe='')}/counts"
+    return render(request, "bulk.html", viewer, result=result, counts_url=counts_url)
+
+
+@fragment
+async def bulk_counts(request: Request, viewer: Viewer) -> Response:
+    return render(request, "bulk_counts.html", viewer, result=await _bulk(request))
 
 
 # -- schedules ----------------------------------------------------------------------------------
