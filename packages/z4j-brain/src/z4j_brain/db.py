@@ -31,6 +31,9 @@ EVENT_POSITION_LOCK: Final = 0x7A346A02
 LEADER_LOCK: Final = 0x7A346A03
 #: Serialises audit appends across brains (sequence numbers and the previous HMAC).
 AUDIT_LOCK: Final = 0x7A346A04
+#: Serialises forgetting agents across brains (each brain runs retention): the dropped events
+#: of an agent are added to the kept total once, by the brain that deletes it.
+FORGET_AGENTS_LOCK: Final = 0x7A346A05
 
 
 class IntegrityError(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+from z4j_brain.db import FORGET_AGENTS_LOCK
 from z4j_brain.store.base import StoreBase
 from z4j_core.wire.frames import ACTION_CAPABILITIES, Hello, Inventory
 
@@ -149,6 +150,7 @@ class AgentStore(StoreBase):
         """Forget the agents disconnected and not seen since ``seen_before``, with their
         inventories and last queue reports; their dropped events stay in the total. Returns
         how many agents went."""
+        self.lock_for_transaction(FORGET_AGENTS_LOCK)
         gone = "SELECT agent_instance FROM agents WHERE connected = 0 AND last_seen_at < ?"
         self.conn.execute(
             "UPDATE counters SET value = value + (SELECT COALESCE(SUM(dropped_total), 0) FROM "
