@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import html
+import http.client
 import http.cookiejar
+import json
 import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -162,6 +165,35 @@ def test_a_task_id_an_agent_chose_stays_one_path_part(brain: RunningBrain) -> No
         assert status == 200 and headers.get("x-z4j-fragment") == "1"
     # The API never marks its answers as fragments: the script puts none of them in a page.
     assert "x-z4j-fragment" not in {k.lower() for k in browser.go("/api/v1/tasks")[1]}
+
+
+def test_a_stopping_brain_ends_its_live_streams_and_long_polls(tmp_path: Path) -> None:
+    # An open console tab (a live stream) and an `events tail` (a long poll) must not hold a
+    # stopping brain: both answers end, whole, once the server is told to exit; uvicorn would
+    # otherwise wait its graceful timeout for them, then cut them off mid-answer.
+    with serving(tmp_path / "brain.sqlite3") as brain:
+        browser = Browser(brain.url)
+        browser.log_in(ADMIN)
+        (cookie,) = [f"{c.name}={c.value}" for c in browser.jar if c.name == "z4j_session"]
+        host, port = brain.url.removeprefix("http://").split(":")
+        stream = http.client.HTTPConnection(host, int(port), timeout=30)
+        stream.request("GET", "/live", headers={"Cookie": cookie})
+        live = stream.getresponse()
+        assert live.status == 200 and live.readline() == b"retry: 1000\n"
+        poll = http.client.HTTPConnection(host, int(port), timeout=30)
+        poll.request(
+            "GET", "/api/v1/events?after=0&wait=25", headers={"Authorization": f"Bearer {ADMIN}"}
+        )
+        stopper = threading.Thread(target=brain.thread.stop)
+        time.sleep(0.5)  # the long poll is waiting
+        stopper.start()
+        rest = live.read()  # the stream's end, not a connection cut (IncompleteRead)
+        answer = poll.getresponse()
+        assert answer.status == 200 and json.loads(answer.read())["events"] == []
+        stopper.join(30)
+        stream.close()
+        poll.close()
+        assert not brain.thread._thread.is_alive() and b"event: changed" not in rest
 
 
 def test_logging_in_again_ends_the_session_the_browser_held(tmp_path: Path) -> None:

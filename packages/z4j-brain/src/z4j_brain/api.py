@@ -424,7 +424,7 @@ async def get_events(request: Request) -> Response:
     while True:
         latest, events = await brain.read(lambda s: _events_page(s, after, limit, apps))
         left = deadline - time.monotonic()
-        if events or left <= 0:
+        if events or left <= 0 or brain.stopping.is_set():
             break
         # Woken by a batch stored here; the timeout also catches batches stored by another
         # brain on the same Postgres database.

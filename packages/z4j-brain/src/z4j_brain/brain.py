@@ -373,6 +373,9 @@ class Brain:
         self.events_stored = 0
         #: Set (then cleared) each time a batch is stored here: wakes long-polling readers.
         self.events_changed = asyncio.Event()
+        #: Set once the HTTP server was told to exit: long-lived answers (the console's live
+        #: stream, a long poll) end then, so the server does not wait for them.
+        self.stopping = asyncio.Event()
         self.commands_by_status: dict[str, int] = {}
         self.actions_by_status: dict[str, int] = {}
         #: Bulk actions running in the background (docs/actions.md).

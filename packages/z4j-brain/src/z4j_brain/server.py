@@ -26,6 +26,8 @@ from z4j_brain.config import BrainConfig
 from z4j_brain.console import CONSOLE_PATH
 from z4j_core.endpoints import AGENT_PATH
 
+#: How often the server's exit flag is looked at (it is set from a signal handler).
+EXIT_POLL_SECONDS: Final = 0.1
 #: Answer to an upgrade request the WebSocket layer cannot parse.
 UNPARSEABLE_UPGRADE: Final = (
     b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -144,7 +146,27 @@ async def serve(
 
     watcher = asyncio.create_task(announce_when_started())
     try:
-        await server.serve(sockets=[sock] if sock is not None else None)
+        await serve_until_told(server, brain, sockets=[sock] if sock is not None else None)
+    finally:
+        watcher.cancel()
+
+
+async def serve_until_told(
+    server: uvicorn.Server, brain: Brain, sockets: list[socket.socket] | None = None
+) -> None:
+    """``server.serve``, and once it is told to exit, end the brain's long-lived answers at
+    once (``Brain.stopping``) rather than let uvicorn wait its graceful timeout for them."""
+
+    async def watch() -> None:
+        while not server.should_exit:
+            await asyncio.sleep(EXIT_POLL_SECONDS)
+        brain.stopping.set()
+        brain.events_changed.set()  # wakes every waiter now
+        brain.events_changed.clear()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await server.serve(sockets=sockets)
     finally:
         watcher.cancel()
 
@@ -173,7 +195,7 @@ class ServerThread:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self.server.serve())
+            asyncio.run(serve_until_told(self.server, self.brain))
         except BaseException as exc:  # surfaced by start()
             self._error = exc
 

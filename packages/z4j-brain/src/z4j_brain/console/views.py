@@ -988,11 +988,13 @@ async def live(request: Request, viewer: Viewer) -> Response:
             began = quiet_since = time.monotonic()
             last = await position.latest(brain)
             yield "retry: 1000\n\n"
-            while time.monotonic() - began < LIVE_MAX_SECONDS:
+            while time.monotonic() - began < LIVE_MAX_SECONDS and not brain.stopping.is_set():
                 if await request.is_disconnected():
                     return
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(brain.events_changed.wait(), LIVE_POLL_SECONDS)
+                if brain.stopping.is_set():  # the browser reconnects to whichever brain serves next
+                    return
                 latest = await position.latest(brain)
                 if latest != last:
                     last = latest
