@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -464,3 +466,39 @@ def test_reconnect_delays_are_spread_by_full_jitter() -> None:
         # Uniform over [0, bound]: 200 agents fill both halves of it (all in one half has a
         # probability of 2**-199).
         assert min(delays) < bound / 2 < max(delays)
+
+
+_IMPORTS_ON_THREADS = """
+import sys, tempfile, threading, time
+late = []
+def hook(event, args):
+    if event == "import" and args[0] not in sys.modules:
+        if threading.current_thread() is not threading.main_thread():
+            late.append(f"{args[0]} on {threading.current_thread().name}")
+sys.addaudithook(hook)
+from z4j_core.agent import Agent
+from z4j_core.plugins import PluginRegistry, new_plugin_manager
+agent = Agent(brain_url=sys.argv[1], token="z4j_nope", spool_dir=tempfile.mkdtemp(),
+              plugins=PluginRegistry(new_plugin_manager()))
+agent.start()
+time.sleep(2)  # it resolves the brain's host, connects, is refused, retries
+agent.stop(1)
+print(late)
+"""
+
+
+def test_nothing_of_the_agent_imports_on_its_own_threads(tmp_path: Path) -> None:
+    # A worker that forks while one of the agent's threads imports a module hands the child a
+    # module lock nobody will release: the child's first import of it hangs for ever (RQ's
+    # scheduler, forked as the worker starts the agent, hung in its first `strptime`). So the
+    # agent imports on the caller's thread what its threads would import lazily.
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    url = f"ws://localhost:{port}/v1/agent"  # a name to resolve, and nobody listening
+    found = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_ON_THREADS, url],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "[]", found.stdout

@@ -10,7 +10,9 @@ parent's socket, loop or thread.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
+import importlib
 import logging
 import os
 import socket
@@ -20,7 +22,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from z4j_core import __version__
 from z4j_core.adapter import (
@@ -309,6 +311,7 @@ class Agent:
             return
         self._started = True
         try:
+            import_before_threads()
             self._thread = threading.Thread(
                 target=self._thread_main, name="z4j-agent-link", daemon=True
             )
@@ -764,6 +767,25 @@ class Agent:
 
 
 _ABANDONED: list[Any] = []
+
+#: Modules the agent's threads would otherwise import at their start: the executor that
+#: resolves the brain's host, the codec resolving uses, and `_strptime` (adapters parse the
+#: engine's timestamps on the agent's threads: RQ's registries, for one).
+IMPORTED_BEFORE_THREADS: Final = ("_strptime", "concurrent.futures.thread", "encodings.idna")
+
+
+def import_before_threads() -> None:
+    """Import, on the caller's thread, what the agent's threads would import lazily.
+
+    A process that forks while another of its threads is importing a module hands its child
+    that module's import lock, held by a thread the child does not have: the child's first
+    import of the module then waits for ever. Workers fork as the agent starts (RQ forks its
+    scheduler right after the worker starts the agent, and that scheduler's first
+    `strptime` hung on `_strptime`), so nothing of the agent imports on its own threads.
+    """
+    for name in IMPORTED_BEFORE_THREADS:
+        importlib.import_module(name)
+    codecs.lookup("idna")  # the lookup is cached: a child resolving a host finds it there
 
 
 def _after_fork_in_child() -> None:
