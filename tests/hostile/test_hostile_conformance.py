@@ -203,6 +203,10 @@ def test_tokens(api: Api) -> None:
     api.call("DELETE", "/api/v1/tokens/{name}", params={"name": "nope"}, expect=404)
 
 
+def _instant(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 def test_schedules_fires_scheduler_audit(api: Api) -> None:
     body = {
         "name": "every-second",
@@ -219,7 +223,9 @@ def test_schedules_fires_scheduler_audit(api: Api) -> None:
     api.call("GET", "/api/v1/schedules", expect=200)
     api.call("GET", "/api/v1/observed", expect=200)
     api.call("GET", "/api/v1/schedules/{ref}", params=ref, expect=200)
-    past = {"from": "2020-01-01T00:00:00Z", "to": "2020-01-01T00:00:05Z"}
+    # A day back: within the fire retention (a backfill reaches no further back).
+    day_ago = int(time.time()) - 86400
+    past = {"from": _instant(day_ago), "to": _instant(day_ago + 5)}
     backfilled = api.call("POST", "/api/v1/schedules/{ref}/backfill", params=ref,
                           body={**past, "dry_run": True}, expect=200).json()  # fmt: skip
     assert backfilled["fired"] == 0 and backfilled["dry_run"]
