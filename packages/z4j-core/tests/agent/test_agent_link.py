@@ -282,6 +282,28 @@ def test_a_forked_child_never_uses_the_parents_link(tmp_path: Path) -> None:
     assert instances == {agent.instance_id, child_instance}
 
 
+def test_a_stop_right_after_start_still_sends_what_was_emitted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A short-lived producer starts the agent, enqueues and stops within milliseconds, before
+    # the link thread has set up its loop and link (slowed down here): the stop waits for them
+    # and drains, so the `enqueued` is sent, not dropped with the process.
+    opened = Agent._open_spool
+
+    def slow_open(self: Agent) -> Any:
+        time.sleep(0.5)
+        return opened(self)
+
+    monkeypatch.setattr(Agent, "_open_spool", slow_open)
+    brain = MiniBrain()
+    with brain.running():
+        agent, _ = make_agent(brain.url, tmp_path)
+        agent.start()
+        emit_many(agent, 3)
+        agent.stop(10)
+        assert {e.task_id for e in brain.events.values()} == {"task-0", "task-1", "task-2"}
+
+
 def test_emit_never_raises_and_counts_what_it_could_not_take(tmp_path: Path) -> None:
     class Hostile:
         def __repr__(self) -> str:

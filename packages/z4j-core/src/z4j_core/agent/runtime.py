@@ -351,16 +351,21 @@ class Agent:
         timeout = self.config.drain_timeout if timeout is None else timeout
         self._closed = True
         self._uninstall_captures()  # nothing more is reported: disconnect from the engines
-        thread, loop, link = self._thread, self._loop, self._link
-        if thread is None or loop is None or link is None or self._forked_child:
-            return
-        if not thread.is_alive() or loop.is_closed():
-            return  # stopped already (a worker's shutdown hook, then atexit)
+        thread = self._thread
+        if thread is None or self._forked_child or not thread.is_alive():
+            return  # never started, a forked child's, or stopped already
         # The whole stop fits in `timeout` plus a small margin: draining ends early enough to
         # leave time for the goodbye, the spool write and the thread's exit.
         began = time.monotonic()
         margin = min(STOP_MARGIN, timeout / 2)
         drain_deadline = began + timeout - margin
+        # Stopped right after it started (a short-lived producer: start, enqueue, stop): the
+        # link thread may not have set up its loop and link yet. Wait for them, within the
+        # timeout, so that what was emitted is sent or spooled, never dropped.
+        self._ready.wait(max(0.0, drain_deadline - time.monotonic()))
+        loop, link = self._loop, self._link
+        if loop is None or link is None or loop.is_closed():
+            return  # the link thread failed to set up, or stopped already
         try:
             future = asyncio.run_coroutine_threadsafe(link.stop(drain_deadline), loop)
             with contextlib.suppress(Exception):
