@@ -364,3 +364,57 @@ def upgrade(session: nox.Session) -> None:
 _undefined = [name for name in nox.options.sessions if name not in nox.registry.get()]
 if _undefined:
     raise SystemExit(f"noxfile.py: sessions listed but not defined: {', '.join(_undefined)}")
+
+
+# Not in nox.options.sessions: it needs the advisory services on the network, which CI machines
+# without outbound access cannot reach. `./scripts/test -s audit` after a test run.
+@nox.session(python=DEFAULT_PYTHON)
+def audit(session: nox.Session) -> None:
+    """Known vulnerabilities in what the test environments installed: every environment under
+    .nox (the exact versions a test run resolved), frozen and given to pip-audit. Our own z4j
+    packages are left out: they are not on the index under these names (another product's are).
+    docs/dependencies.md says why each package's bounds are what they are."""
+    session.install("pip-audit==2.10.1")
+    environments = sorted(
+        path
+        for path in (ROOT / ".nox").iterdir()
+        if path.name != session.name and (path / "bin" / "python").exists()
+    )
+    if not environments:
+        session.error("no test environment under .nox to audit: run ./scripts/test first")
+    service = session.posargs or ["--vulnerability-service", "pypi"]
+    frozen_dir = Path(session.create_tmp())
+    for environment in environments:
+        frozen = frozen_dir / f"{environment.name}.txt"
+        frozen.write_text(frozen_requirements(environment / "bin" / "python"))
+        session.log(f"auditing .nox/{environment.name}")
+        session.run(
+            "pip-audit",
+            "--requirement",
+            str(frozen),
+            "--no-deps",
+            "--disable-pip",
+            # A package the service could not be asked about fails the run: without it, an
+            # unreachable service would pass as "no known vulnerabilities".
+            "--strict",
+            "--progress-spinner",
+            "off",
+            *service,
+        )
+
+
+def frozen_requirements(python: Path) -> str:
+    """`name==version` of every distribution an environment holds, except our own."""
+    listing = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.metadata as m\n"
+            "for d in m.distributions(): print(f\"{d.metadata['Name']}=={d.version}\")",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    pins = {line.lower() for line in listing if not line.lower().startswith("z4j")}
+    return "".join(f"{pin}\n" for pin in sorted(pins))

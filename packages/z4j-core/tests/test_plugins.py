@@ -67,7 +67,7 @@ def z4j_adapter_class():
 
 
 @pytest.fixture
-def plugin_dir(tmp_path: Path) -> Iterator[Path]:
+def plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A folder on sys.path holding a fake installed distribution with our entry points."""
     modules = {
         "adapter_alpha": GOOD.format(engine="alpha", cls="AlphaAdapter"),
@@ -94,13 +94,10 @@ def plugin_dir(tmp_path: Path) -> Iterator[Path]:
         f"{m.removeprefix('adapter_')} = {targets.get(m, m)}" for m in modules
     ]
     (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    sys.path.insert(0, str(tmp_path))
-    try:
-        yield tmp_path
-    finally:
-        sys.path.remove(str(tmp_path))
-        for module in modules:
-            sys.modules.pop(module, None)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for module in modules:
+        sys.modules.pop(module, None)
 
 
 def test_good_adapters_load_and_broken_ones_are_reported_by_name(
