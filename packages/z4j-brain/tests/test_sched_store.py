@@ -4,7 +4,7 @@ delivery order, and the re-offer rules of an unanswered fire."""
 from __future__ import annotations
 
 from z4j_brain import schedules as sched
-from z4j_brain.store import Agent, NewFire, ScheduleRow, Store
+from z4j_brain.store import Agent, FireRecipe, NewFire, ScheduleRow, Store
 
 NOW = 1_800_000_000.0
 
@@ -199,3 +199,52 @@ def test_a_trigger_key_written_by_the_previous_release_still_answers(store: Stor
     assert found is not None and found["slot"] == NOW + 7
     other = _schedule(store, "other")
     assert store.fire_by_key(other.schedule_id, "k1") is None
+
+
+def test_every_change_of_a_schedule_row_is_counted_and_cursor_moves_are_not(store: Store) -> None:
+    """The leader's one-row poll: a change it would miss is a schedule that never fires as
+    edited (a paused one firing on, a deleted one firing for ever)."""
+    counts = [store.schedule_changes()]
+    row = _schedule(store)
+    counts.append(store.schedule_changes())
+    with store.transaction():
+        store.update_schedule(row.schedule_id, {"description": "d"}, cursor_at_least=None,
+                              actor="test", now=NOW)  # fmt: skip
+    counts.append(store.schedule_changes())
+    with store.transaction():
+        store.pause_schedule(row.schedule_id, "note", actor="test", now=NOW)
+    counts.append(store.schedule_changes())
+    with store.transaction():
+        store.resume_schedule(row.schedule_id, actor="test", now=NOW)
+    counts.append(store.schedule_changes())
+    with store.transaction():  # the leader's own writes: not a change to read back
+        store.insert_fires(row, [_fire(row, NOW + 1)], NOW)
+        store.advance_cursor(row.schedule_id, NOW + 1, None)
+    counts.append(store.schedule_changes())
+    with store.transaction():
+        store.delete_schedule(row, actor="test", now=NOW)
+    counts.append(store.schedule_changes())
+    assert counts == [0, 1, 2, 3, 4, 4, 5]
+
+
+def test_the_recipe_a_leader_reads_is_the_one_made_from_the_row(store: Store) -> None:
+    """The leader reads fire recipes with the row's JSON left encoded; the fire it writes
+    must carry exactly what the schedule says, whatever the arguments hold."""
+    with store.transaction():
+        row = sched.create(
+            store,
+            {"name": "odd", "task": "t", "engine": "huey", "app": "shop", "force": True,
+             "labels": {"z": "1", "a": "é"}, "args": [1.5, None, "\u2603", [{"b": 1, "a": 2}]],
+             "kwargs": {"k": {"y": [True]}, "e": ""}, "options": {"queue": "q", "priority": 3},
+             "schedule": {"kind": "interval", "every": "1s"}},
+            actor="test", now=NOW,
+        )  # fmt: skip
+    (held,) = store.schedules_to_hold([row.schedule_id, "no-such-schedule"])
+    assert held.recipe == FireRecipe.of(row)
+    assert (held.enabled, held.broken, held.cursor) == (True, "", row.cursor)
+    with store.transaction():
+        store.insert_fires(held.recipe, [_fire(row, NOW + 1)], NOW)
+    fired = store.fire(f"{row.schedule_id}_{int(NOW + 1)}")
+    assert fired is not None
+    assert fired["payload"] == {"args": row.args, "kwargs": row.kwargs, "options": row.options}
+    assert fired["labels"] == row.labels

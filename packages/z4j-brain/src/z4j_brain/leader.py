@@ -4,20 +4,24 @@ written as its fire.
 Each tick pops what is due and, in one transaction per tick, writes each slot's fire (the
 core's deterministic fire id; the store refuses a second) and advances each schedule's cursor;
 this brain's own agents get their fires claimed in the same transaction. Edits reach the leader
-by an in-process wake-up, ``NOTIFY z4j_schedules`` from other brains, and a one-second check of
-the schedules' versions. A schedule whose slots cannot be computed (or whose row cannot be
-read) is set aside as ``broken`` with its error, logged once; every other schedule keeps firing
-on time, and an edit or a resume tries it again. A schedule's overlap policy is decided in the
-same write, per slot, and stored with the fire. Once a second the leader's housekeeping expires
-fires past their deadline (each missed one logged by its schedule's name), releases buffered
-fires and pauses a schedule after its configured run of failures. Never computes a slot
-itself: every instant comes from ``z4j_core.scheduling``.
+by an in-process wake-up, ``NOTIFY z4j_schedules`` from other brains, a one-second check of the
+store's schedule change count (one row), and a comparison of every schedule's version each
+minute. Of each schedule the leader keeps its parsed timing (in the queue) and a
+``FireRecipe``, not its row, and it reads rows in chunks: a million schedules load in bounded
+memory. A schedule whose slots cannot be computed (or whose row cannot be read) is set aside as
+``broken`` with its error, logged once; every other schedule keeps firing on time, and an edit
+or a resume tries it again. A schedule's overlap policy is decided in the same write, per slot,
+and stored with the fire. Once a second the leader's housekeeping expires fires past their
+deadline (each missed one logged by its schedule's name), releases buffered fires and pauses a
+schedule after its configured run of failures. Never computes a slot itself: every instant
+comes from ``z4j_core.scheduling``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -31,7 +35,7 @@ from z4j_brain.audit import Actor, AuditLog
 from z4j_brain.delivery import CLAIM_LIMIT, Delivery, claim_and_store
 from z4j_brain.notifications import FIRES_CHANNEL, SCHEDULES_CHANNEL
 from z4j_brain.schedules import MIN_DELIVERY_SECONDS, Conflict, NotFound
-from z4j_brain.store import Claimed, NewFire, ScheduleRow, Store
+from z4j_brain.store import Claimed, FireRecipe, NewFire, ScheduleRow, Store
 from z4j_brain.store.schedules import (
     BUFFERED,
     OVERLAP_ALLOW,
@@ -39,8 +43,17 @@ from z4j_brain.store.schedules import (
     OVERLAP_CANCEL_PREVIOUS,
     PENDING,
     SKIPPED,
+    HeldSchedule,
 )
-from z4j_core.scheduling import Due, DueQueue, ScheduleError, fire_id, format_instant
+from z4j_core.scheduling import (
+    Due,
+    DueQueue,
+    Schedule,
+    ScheduleError,
+    fire_id,
+    format_instant,
+    schedule_from_dict,
+)
 from z4j_core.scheduling.errors import explain
 from z4j_core.wire.frames import ActionKind, Command, CommandStatus
 
@@ -49,8 +62,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("z4j.brain.scheduler")
 
-#: How often the leader re-reads schedule versions without a wake-up.
+#: How often the leader checks the store's schedule change count without a wake-up.
 POLL_SECONDS: Final = 1.0
+#: How often it compares every schedule's version anyway (a change the count missed: a row
+#: written by a release that did not count changes, or by hand).
+FULL_SYNC_SECONDS: Final = 60.0
+#: Schedule rows read per read job while syncing (the rows of one chunk are alive at once).
+SYNC_CHUNK: Final = 2000
 #: Schedules popped per tick (a truncated catch-up continues next tick).
 TICK_LIMIT: Final = 5000
 #: How far behind on-time fires a catch-up fire is queued for delivery.
@@ -58,7 +76,7 @@ CATCH_UP_DELAY: Final = 0.5
 _UTC = timezone.utc
 
 #: (schedule, its new fires, its new cursor, skipped through, when popped)
-_Batch = tuple[ScheduleRow, list[NewFire], float, float | None, float]
+_Batch = tuple[FireRecipe, list[NewFire], float, float | None, float]
 
 
 class Leader:
@@ -71,8 +89,14 @@ class Leader:
         #: When this brain last became leader (monotonic), for the status route.
         self.leading_since: float | None = None
         self.queue = DueQueue()
-        self.rows: dict[str, ScheduleRow] = {}
+        #: What each schedule in the queue fires (its version's recipe).
+        self.recipes: dict[str, FireRecipe] = {}
+        #: The held schedules whose overlap is cancel-previous (housekeeping asks the store
+        #: for their unanswered decisions only while there are some).
+        self.cancelling_schedules: set[str] = set()
         self.held: dict[str, int] = {}
+        #: The store's schedule change count at the last sync (None: sync in full).
+        self._changes_seen: int | None = None
         self.fires_written = 0
         self.last_fire_at: float | None = None
         #: Schedules this brain's leader set aside as broken since it started.
@@ -132,20 +156,25 @@ class Leader:
     async def _lead(self) -> None:
         """Lead until demoted: load every schedule, then tick."""
         self.queue = DueQueue()
-        self.rows.clear()
+        self.recipes.clear()
+        self.cancelling_schedules.clear()
         self.held.clear()
         self.applied_version.clear()
         self._unwritten.clear()
-        await self._sync()
-        last_sync = time.monotonic()
+        await self._sync(full=True)
+        last_sync = last_full = time.monotonic()
         while self.leading:
             if self._reload:
                 self._reload = False
                 return  # run() leads again from the stored cursors
-            if self.schedules_changed.is_set() or time.monotonic() - last_sync >= POLL_SECONDS:
+            woken = self.schedules_changed.is_set()
+            if woken or time.monotonic() - last_sync >= POLL_SECONDS:
                 self.schedules_changed.clear()
-                await self._sync()
+                full = woken or time.monotonic() - last_full >= FULL_SYNC_SECONDS
+                await self._sync(full=full)
                 last_sync = time.monotonic()
+                if full:
+                    last_full = last_sync
             now = datetime.now(_UTC)
             dues = self.queue.pop_due(now, limit=TICK_LIMIT)
             if dues:
@@ -160,51 +189,68 @@ class Leader:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.schedules_changed.wait(), timeout)
 
-    async def _sync(self) -> None:
-        """Bring the due queue in line with the stored schedules (only changed ones are read)."""
+    async def _sync(self, full: bool) -> None:
+        """Bring the due queue in line with the stored schedules (only changed ones are read).
+        Unless ``full``, nothing is compared while the store's change count stands still."""
+        changes = await self.brain.read(lambda s: s.schedule_changes())
+        if not full and changes == self._changes_seen:
+            return
+        # Counted before the versions are read: a change in between is read again next poll.
         stored = await self.brain.read(lambda s: s.schedule_versions())
         gone = [sid for sid in self.held if sid not in stored]
         changed = [sid for sid, version in stored.items() if self.held.get(sid) != version]
+        del stored
         for sid in gone:
             self.queue.remove(sid)
-            self.rows.pop(sid, None)
+            self.recipes.pop(sid, None)
+            self.cancelling_schedules.discard(sid)
             del self.held[sid]
             self.applied_version[sid] = 1 << 62
-        if changed:
-            rows = await self.brain.read(lambda s: s.schedules_by_id(changed))
-            for row in rows:
-                self._hold(row)
+        # Schedules with the same stored timing share one (immutable) value.
+        timings: dict[str, Schedule] = {}
+        for start in range(0, len(changed), SYNC_CHUNK):
+            for held in await self.brain.read(_to_hold(changed[start : start + SYNC_CHUNK])):
+                self._hold(held, timings)
+        self._changes_seen = changes
         self._wake_version_waiters()
 
-    def _hold(self, row: ScheduleRow) -> None:
-        sid = row.schedule_id
-        cursor = row.cursor_dt()
+    def _hold(self, held: HeldSchedule, timings: dict[str, Schedule]) -> None:
+        recipe = held.recipe
+        sid = recipe.schedule_id
+        cursor = datetime.fromtimestamp(held.cursor, _UTC)
         if sid in self.queue:
             cursor = max(cursor, self.queue.cursor(sid))
             self.queue.remove(sid)
-        self.held[sid] = row.version
-        self.applied_version[sid] = row.version
-        self.rows.pop(sid, None)
-        if not row.enabled or row.broken:
+        self.held[sid] = recipe.version
+        self.applied_version[sid] = recipe.version
+        self.recipes.pop(sid, None)
+        self.cancelling_schedules.discard(sid)
+        if not held.enabled or held.broken:
             return  # a broken schedule waits for an edit or a resume
         try:
-            self.queue.add(sid, row.schedule(), cursor)
+            schedule = timings.get(held.spec)
+            if schedule is None:
+                schedule = timings[held.spec] = schedule_from_dict(json.loads(held.spec))
+            self.queue.add(sid, schedule, cursor)
         except Exception as exc:
-            self._set_aside(row, explain(exc))
+            self._set_aside(recipe, explain(exc))
             return
-        self.rows[sid] = row
+        self.recipes[sid] = recipe
+        if recipe.overlap == OVERLAP_CANCEL_PREVIOUS:
+            self.cancelling_schedules.add(sid)
 
-    def _set_aside(self, row: ScheduleRow, error: str) -> None:
+    def _set_aside(self, row: FireRecipe, error: str) -> None:
         """Mark a schedule broken: out of the queue, logged once, stored with its error (unless
         it was edited meanwhile: then the edit is what the leader holds next)."""
         sid = row.schedule_id
         self.queue.remove(sid)
-        self.rows.pop(sid, None)
+        self.recipes.pop(sid, None)
+        self.cancelling_schedules.discard(sid)
         self.broken_found += 1
         log.error("schedule %s (id %s) is broken and set aside: %s", row.name, sid, error)
         self.delivery.spawn(self._store_broken(row, error))
 
-    async def _store_broken(self, row: ScheduleRow, error: str) -> None:
+    async def _store_broken(self, row: FireRecipe, error: str) -> None:
         try:
             await self.brain.write(
                 lambda s: s.mark_broken(row.schedule_id, row.version, error, time.time())
@@ -232,7 +278,7 @@ class Leader:
         now_ts = now.timestamp()
         batches: list[_Batch] = []
         for due in dues:
-            row = self.rows.get(due.schedule_id)
+            row = self.recipes.get(due.schedule_id)
             if row is None:
                 continue
             try:
@@ -284,15 +330,20 @@ class Leader:
         brain_id = self.brain.brain_id
 
         def write(store: Store) -> tuple[int, list[tuple[Claimed, Command]]]:
-            written = 0
-            for row, fires, cursor, skipped, popped_at in batches:
-                if row.overlap == OVERLAP_ALLOW:
-                    written += store.insert_fires(row, fires, popped_at)
-                else:  # one by one: each slot's decision sees the one before it
-                    for fire in fires:
-                        decided = overlap_decision(store, row, fire)
-                        written += store.insert_fires(row, [decided], popped_at)
-                store.advance_cursor(row.schedule_id, cursor, skipped)
+            # The fires of schedules that allow overlap, and every cursor, go in one batch each.
+            written = store.insert_many_fires(
+                [(recipe, fire, popped_at)
+                 for recipe, fires, _, _, popped_at in batches if recipe.overlap == OVERLAP_ALLOW
+                 for fire in fires]
+            )  # fmt: skip
+            for recipe, fires, _, _, popped_at in batches:
+                if recipe.overlap != OVERLAP_ALLOW:
+                    for fire in fires:  # one by one: each slot's decision sees the one before
+                        decided = overlap_decision(store, recipe, fire)
+                        written += store.insert_fires(recipe, [decided], popped_at)
+            store.advance_cursors(
+                [(recipe.schedule_id, cursor, skipped) for recipe, _, cursor, skipped, _ in batches]
+            )
             if written:
                 store.notify(FIRES_CHANNEL)
             # This brain's own agents get their fires in the same transaction (one hop less).
@@ -328,6 +379,8 @@ class Leader:
             self.schedules_changed.set()
         if done.released:
             self.delivery.fires_waiting.set()
+        if not self.cancelling_schedules:
+            return
         since = time.time() - CANCEL_WITHIN
         asked = await self.brain.read(
             lambda s: s.decided_fires(OVERLAP_CANCEL_PREVIOUS, CANCELLING, since)
@@ -372,6 +425,10 @@ class Leader:
             self.last_fire_at = time.time()
             if len(claimed) >= CLAIM_LIMIT:
                 self.delivery.fires_waiting.set()
+
+
+def _to_hold(ids: list[str]) -> Callable[[Store], list[HeldSchedule]]:
+    return lambda store: store.schedules_to_hold(ids)
 
 
 def trigger_job(
@@ -430,7 +487,7 @@ CANCELLING: Final = "cancel-previous: cancelling task "
 CANCEL_WITHIN: Final = 86400.0
 
 
-def overlap_decision(store: Store, row: ScheduleRow, fire: NewFire) -> NewFire:
+def overlap_decision(store: Store, row: FireRecipe | ScheduleRow, fire: NewFire) -> NewFire:
     """The fire as the schedule's overlap policy decides it, in the leader's write (so the
     decision is stored with the fire, under its deterministic id, and a new leader finds it):
     fired (``pending``), ``skipped`` because an earlier fire's task is still queued or

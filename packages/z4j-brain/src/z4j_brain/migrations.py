@@ -398,6 +398,17 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "INSERT INTO counters (name, value) VALUES ('dropped_by_forgotten_agents', 0)",
         ),
     ),
+    (
+        10,
+        (
+            # What is read every second or every scrape finds its few rows without reading
+            # every schedule: the ones that pause after failures (the leader's housekeeping)
+            # and the broken ones (/metrics).
+            "CREATE INDEX schedules_watched ON schedules (schedule_id) "
+            "WHERE pause_after_failures IS NOT NULL",
+            "CREATE INDEX schedules_broken ON schedules (schedule_id) WHERE broken <> ''",
+        ),
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1][0]

@@ -11,6 +11,7 @@ LOCKED`` so brains never claim the same fire.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -187,6 +188,31 @@ _SCHEDULE_COLUMNS: Final = (
 )
 
 
+_INSERT_FIRE: Final = (
+    "INSERT INTO fires (fire_id, schedule_id, kind, slot, due_at, deliver_by, claim_order, "
+    "engine, app, task, labels, payload, state, reason, decision, trigger_key, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fire_id) DO NOTHING"
+)
+
+
+def _fire_values(
+    recipe: FireRecipe, fire: NewFire, now: float, idempotency_key: str | None
+) -> tuple[Any, ...]:
+    return (
+        fire.fire_id, fire.schedule_id, fire.kind, fire.slot, fire.due_at, fire.deliver_by,
+        fire.due_at if fire.claim_order is None else fire.claim_order,
+        recipe.engine, recipe.app, recipe.task, recipe.labels, recipe.payload,
+        fire.state, fire.reason, fire.reason if fire.state != PENDING else fire.decision,
+        idempotency_key, now,
+    )  # fmt: skip
+
+
+#: A ``FireRecipe``'s columns, in ``FireRecipe.from_columns``'s order.
+_RECIPE_COLUMNS: Final = (
+    "schedule_id, name, version, engine, app, task, labels, args, kwargs, options, overlap"
+)
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -270,6 +296,60 @@ def fire_payload(row: ScheduleRow) -> str:
     return _dumps({"args": row.args, "kwargs": row.kwargs, "options": row.options})
 
 
+@dataclass(frozen=True, slots=True)
+class FireRecipe:
+    """What the fires of one schedule version are made of: all a leader keeps of a schedule
+    between its slots (not the whole row, so that a million schedules fit), with the fire's
+    JSON columns encoded once rather than at every fire."""
+
+    schedule_id: str
+    name: str
+    version: int
+    engine: str
+    app: str
+    task: str
+    labels: str  # JSON, as the fire stores it
+    payload: str  # JSON: args, kwargs and options
+    overlap: str
+
+    @classmethod
+    def from_columns(cls, columns: Sequence[Any]) -> FireRecipe:
+        """From a row's stored columns (``_RECIPE_COLUMNS``), JSON left encoded: the store
+        wrote each with ``_dumps``, so the payload is theirs joined as ``fire_payload`` would
+        write it."""
+        schedule_id, name, version, engine, app, task, labels, args, kwargs, options, overlap = (
+            columns[:11]
+        )
+        return cls(
+            schedule_id=schedule_id,
+            name=name,
+            version=int(version),
+            engine=sys.intern(engine),
+            app=sys.intern(app),
+            task=sys.intern(task),
+            labels=labels if len(labels) > 128 else sys.intern(labels),
+            payload=f'{{"args":{args},"kwargs":{kwargs},"options":{options}}}',
+            overlap=sys.intern(overlap),
+        )
+
+    @classmethod
+    def of(cls, row: ScheduleRow) -> FireRecipe:
+        # Engines, apps, tasks, label sets and policies repeat across schedules: one string
+        # each (interned strings are freed with their last user).
+        labels = _dumps(row.labels)
+        return cls(
+            schedule_id=row.schedule_id,
+            name=row.name,
+            version=row.version,
+            engine=sys.intern(row.engine),
+            app=sys.intern(row.app),
+            task=sys.intern(row.task),
+            labels=sys.intern(labels) if len(labels) <= 128 else labels,
+            payload=fire_payload(row),
+            overlap=sys.intern(row.overlap),
+        )
+
+
 def _fire_dict(row: Any) -> dict[str, Any]:
     item = dict(row)
     item["labels"] = json.loads(item["labels"])
@@ -286,8 +366,39 @@ _PLAIN_FIELDS: Final = frozenset(
 )  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class HeldSchedule:
+    """A schedule as a leader reads it to hold it: its recipe, its timing still as stored
+    (JSON), whether it is enabled or broken, and its cursor."""
+
+    recipe: FireRecipe
+    spec: str
+    enabled: bool
+    broken: str
+    cursor: float
+
+
+#: The ``counters`` row every change of a schedule row bumps (in the change's transaction), so
+#: a leader's poll reads one row instead of every schedule's version while nothing changed.
+SCHEDULE_CHANGES: Final = "schedule_changes"
+
+
 class ScheduleStore(StoreBase):
     """Schedules and deleted schedules."""
+
+    def schedule_changes(self) -> int:
+        """How many times schedule rows were created, edited, paused, resumed or deleted."""
+        row = self.conn.execute(
+            "SELECT value FROM counters WHERE name = ?", (SCHEDULE_CHANGES,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _schedules_changed(self) -> None:
+        self.conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, 1) "
+            "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
+            (SCHEDULE_CHANGES,),
+        )
 
     def schedule(self, ref: str) -> ScheduleRow | None:
         """By id, else by name."""
@@ -322,6 +433,30 @@ class ScheduleStore(StoreBase):
                 f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE schedule_id IN ({marks})", chunk
             ).fetchall()
             result.extend(ScheduleRow.from_db(r) for r in rows)
+        return result
+
+    def schedules_to_hold(self, ids: Sequence[str]) -> list[HeldSchedule]:
+        """What a leader holds of each of these schedules (the ones that exist), read without
+        decoding more than it needs: the fire's JSON stays encoded."""
+        result: list[HeldSchedule] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT {_RECIPE_COLUMNS}, spec, enabled, broken, cursor FROM schedules "
+                f"WHERE schedule_id IN ({marks})",
+                chunk,
+            ).fetchall()
+            result.extend(
+                HeldSchedule(
+                    recipe=FireRecipe.from_columns(r),
+                    spec=r[11],
+                    enabled=bool(r[12]),
+                    broken=r[13],
+                    cursor=float(r[14]),
+                )
+                for r in rows
+            )
         return result
 
     def schedule_id_of_name(self, name: str) -> str | None:
@@ -377,6 +512,7 @@ class ScheduleStore(StoreBase):
                 result_log,
             ),
         )  # fmt: skip
+        self._schedules_changed()
 
     def update_schedule(
         self,
@@ -407,6 +543,7 @@ class ScheduleStore(StoreBase):
                  "broken_at = NULL"]  # fmt: skip
         params += [now, actor, schedule_id]
         self.conn.execute(f"UPDATE schedules SET {', '.join(sets)} WHERE schedule_id = ?", params)
+        self._schedules_changed()
 
     def pause_schedule(self, schedule_id: str, note: str, *, actor: str, now: float) -> None:
         self.conn.execute(
@@ -414,6 +551,7 @@ class ScheduleStore(StoreBase):
             "updated_at = ?, updated_by = ? WHERE schedule_id = ?",
             (note, now, actor, schedule_id),
         )
+        self._schedules_changed()
 
     def resume_schedule(self, schedule_id: str, *, actor: str, now: float) -> None:
         """Enable, clear ``broken``, and move the cursor up to ``now``: slots that passed while
@@ -425,11 +563,13 @@ class ScheduleStore(StoreBase):
             "updated_by = ? WHERE schedule_id = ?",
             (now, now, now, actor, schedule_id),
         )
+        self._schedules_changed()
 
     def delete_schedule(self, row: ScheduleRow, *, actor: str, now: float) -> None:
         """Remove a schedule; its fires stay (history), its pending ones become ``missed``, and
         its last state is kept so history finds it by id or last name."""
         self.conn.execute("DELETE FROM schedules WHERE schedule_id = ?", (row.schedule_id,))
+        self._schedules_changed()
         self.conn.execute(
             "INSERT INTO deleted_schedules (schedule_id, name, deleted_at, deleted_by, "
             "last_state) VALUES (?, ?, ?, ?, ?)",
@@ -480,11 +620,16 @@ class ScheduleStore(StoreBase):
         self, schedule_id: str, cursor: float, skipped_through: float | None
     ) -> None:
         """Move the cursor forward only (a resume may already have moved it further)."""
-        self.conn.execute(
-            "UPDATE schedules SET cursor = CASE WHEN cursor < ? THEN ? ELSE cursor END, "
-            "skipped_through = COALESCE(?, skipped_through) WHERE schedule_id = ?",
-            (cursor, cursor, skipped_through, schedule_id),
-        )
+        self.advance_cursors([(schedule_id, cursor, skipped_through)])
+
+    def advance_cursors(self, cursors: Sequence[tuple[str, float, float | None]]) -> None:
+        """``advance_cursor`` for many schedules (id, cursor, skipped through) in one batch."""
+        if cursors:
+            self.conn.executemany(
+                "UPDATE schedules SET cursor = CASE WHEN cursor < ? THEN ? ELSE cursor END, "
+                "skipped_through = COALESCE(?, skipped_through) WHERE schedule_id = ?",
+                [(cursor, cursor, skipped, sid) for sid, cursor, skipped in cursors],
+            )
 
 
 class FireStore(StoreBase):
@@ -492,35 +637,21 @@ class FireStore(StoreBase):
 
     def insert_fires(
         self,
-        row: ScheduleRow,
+        row: ScheduleRow | FireRecipe,
         fires: Iterable[NewFire],
         now: float,
         idempotency_key: str | None = None,
     ) -> int:
         """Insert fires unless their id exists (another leader wrote it); returns how many new."""
-        payload = fire_payload(row)
-        labels = _dumps(row.labels)
-        sql = (
-            "INSERT INTO fires (fire_id, schedule_id, kind, slot, due_at, deliver_by, "
-            "claim_order, engine, app, task, labels, payload, state, reason, decision, "
-            "trigger_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (fire_id) DO NOTHING"
-        )
-        written = 0
-        for fire in fires:
-            cursor = self.conn.execute(
-                sql,
-                (
-                    fire.fire_id, fire.schedule_id, fire.kind, fire.slot, fire.due_at,
-                    fire.deliver_by,
-                    fire.due_at if fire.claim_order is None else fire.claim_order,
-                    row.engine, row.app, row.task, labels, payload, fire.state, fire.reason,
-                    fire.reason if fire.state != PENDING else fire.decision, idempotency_key,
-                    now,
-                ),
-            )  # fmt: skip
-            written += max(cursor.rowcount, 0)
-        return written
+        recipe = row if isinstance(row, FireRecipe) else FireRecipe.of(row)
+        rows = [_fire_values(recipe, fire, now, idempotency_key) for fire in fires]
+        return self.conn.executemany(_INSERT_FIRE, rows) if rows else 0
+
+    def insert_many_fires(self, fires: Sequence[tuple[FireRecipe, NewFire, float]]) -> int:
+        """The fires of many schedules (a leader's tick: each with its recipe and when it was
+        popped) in one batch of statements; returns how many were new."""
+        rows = [_fire_values(recipe, fire, now, None) for recipe, fire, now in fires]
+        return self.conn.executemany(_INSERT_FIRE, rows) if rows else 0
 
     def fire(self, fire_id: str) -> dict[str, Any] | None:
         """One fire with its task's outcome (``task_state`` and the rest, null until the

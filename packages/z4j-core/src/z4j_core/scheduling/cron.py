@@ -23,6 +23,7 @@ from __future__ import annotations
 import calendar
 import functools
 import math
+import weakref
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -226,6 +227,7 @@ class CronRule:
     """
 
     __slots__ = (
+        "__weakref__",
         "_first_time",
         "_month_days",
         "_year_months",
@@ -528,10 +530,24 @@ def next_fire_ts(rule: CronRule, timeline: ZoneTimeline, earliest: int) -> int |
     return None
 
 
+#: Every rule some schedule still holds, by expression: a leader with a million schedules over
+#: more distinct expressions than the recent cache keeps still compiles (and stores) each once.
+_LIVE_RULES: weakref.WeakValueDictionary[tuple[str, bool], CronRule] = weakref.WeakValueDictionary()
+
+
 @functools.lru_cache(maxsize=4096)
+def _compile_recent(expression: str, day_and: bool) -> CronRule:
+    return CronRule(expression, day_and=day_and)
+
+
 def compile_cron(expression: str, day_and: bool = False) -> CronRule:
     """A compiled rule, shared by every schedule with the same expression."""
-    return CronRule(expression, day_and=day_and)
+    key = (expression, day_and)
+    rule = _LIVE_RULES.get(key)
+    if rule is None:
+        rule = _compile_recent(expression, day_and)
+        _LIVE_RULES[key] = rule
+    return rule
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
