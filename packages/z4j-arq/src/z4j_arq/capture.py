@@ -1,25 +1,22 @@
 """Lifecycle capture: an arq worker's jobs and a pool's enqueues mapped onto z4j's kinds.
 
-arq gives its per-job hooks only the job's `ctx` (id, try, enqueue time), never the function,
-its arguments or how it ended, so capture reads them where arq already has them, with no extra
-Redis round trip and without wrapping user functions:
+arq hands its per-job hooks only `ctx` (id, try, enqueue time), never the function, its
+arguments or how it ended, so capture reads them where arq already has them, with no Redis
+round trip and without wrapping user functions:
 
-- the function name, args and kwargs: the worker's `job_deserializer`, wrapped, leaves what it
-  decoded in a context variable of the job's own `run_job` task, which `on_job_start` reads;
-- the outcome: the worker's `job_tasks` dict is replaced by `JobTasks`, whose `__delitem__`
-  runs in `run_job`'s `finally` right after the job's task ended, while arq's exception (with
-  its traceback) is still in flight; it classifies it exactly as arq's `run_job` will (Retry,
-  abort, cancelled and run again, failure) and `after_job_end` emits it once arq has stored it;
-- jobs that end before they start (expired, aborted before start, unknown function, too many
-  tries) are seen by the worker's `job_serializer`, wrapped, when arq serializes their result;
-- enqueues: `ArqRedis.enqueue_job` of an instrumented pool (the producer's, the worker's own
-  for cron jobs and jobs enqueued by jobs) is wrapped on that instance; the event is stamped
-  before the write and pushed once arq accepted the job (nothing for a duplicate id).
+- function and arguments: the worker's wrapped `job_deserializer` leaves what it decoded in a
+  context variable of the job's own `run_job` task, which `on_job_start` reads;
+- the outcome: the worker's `job_tasks` becomes a `JobTasks`, whose `__delitem__` runs in
+  `run_job`'s `finally` while arq's exception (and its traceback) is still in flight; it is
+  classified as arq's `run_job` will, and `after_job_end` emits it once arq has stored it;
+- jobs that end before they start (expired, aborted, unknown function, too many tries): the
+  wrapped `job_serializer` sees them as arq serializes their result;
+- enqueues: `enqueue_job` of an instrumented pool (the producer's; the worker's own, for cron
+  jobs and jobs enqueued by jobs) is wrapped on that instance.
 
-Every entry point catches every exception and counts it: nothing here reaches a job or the
-worker's loop. Does no I/O (the agent's `emit` only appends to an in-memory queue), except one
-small file write per failed job: its original message, kept on this host for a retry
-(`Adapter.keep_original`), because arq's own record of it expires with its result.
+Every entry point catches and counts every exception: nothing here reaches a job or the
+worker's loop. No I/O (`emit` appends to memory) but one small file write per failed job, its
+original kept on this host for a retry (`Adapter.keep_original`): arq's record of it expires.
 """
 
 from __future__ import annotations
@@ -29,13 +26,15 @@ import contextvars
 import datetime
 import functools
 import pickle
+import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from z4j_arq import actions
+from z4j_arq.enqueue import RESERVED
 from z4j_core.adapter import dotted, error_fields, worker_id
 from z4j_core.wire import LifecycleKind
 
@@ -62,8 +61,8 @@ class Running:
     job_id: str
     name: str
     job_try: int
-    began: float = 0.0
-    decoded: Decoded | None = None  # its function and arguments, kept if it fails
+    began: float
+    decoded: Decoded | None  # its function and arguments, kept if it fails
     kind: LifecycleKind | None = None
     fields: dict[str, Any] | None = None
 
@@ -116,8 +115,7 @@ class JobCapture:
         that reports nothing once disconnected."""
         self.connected = False
         pool = self.adapter.pool
-        wrapped = getattr(pool, "enqueue_job", None) if pool is not None else None
-        if getattr(wrapped, "z4j_capture", None) is self:
+        if getattr(getattr(pool, "enqueue_job", None), "z4j_capture", None) is self:
             del pool.enqueue_job  # the class's own method shows through again
 
     # -- the worker's serializers ------------------------------------------------------------
@@ -158,19 +156,17 @@ class JobCapture:
     def on_job_start(self, ctx: dict[str, Any]) -> None:
         try:
             decoded = _decoded.get()
-            job_id = str(ctx.get("job_id"))
-            job_try = int(ctx.get("job_try") or 1)
+            job_id, job_try = str(ctx.get("job_id")), int(ctx.get("job_try") or 1)
             name = decoded.function if decoded is not None else "<unknown>"
-            running = Running(job_id, name, job_try, began=time.perf_counter(), decoded=decoded)
-            _running.set(running)
+            _running.set(Running(job_id, name, job_try, time.perf_counter(), decoded))
             self.emit(
                 K.STARTED,
                 job_id,
                 name,
                 queue=self.queue,
                 worker=worker_id(),
-                args=decoded.args if decoded is not None else None,
-                kwargs=decoded.kwargs if decoded is not None else None,
+                args=getattr(decoded, "args", None),
+                kwargs=getattr(decoded, "kwargs", None),
                 retries=job_try - 1,
             )
         except Exception:
@@ -178,25 +174,24 @@ class JobCapture:
 
     def job_ended(self, worker: Any, job_id: str, task: Any) -> None:
         """In run_job's `finally`: decide the outcome as arq's `except` clauses will."""
-        import sys
-
         from arq.worker import Retry, RetryJob
 
         running = _running.get()
         if running is None or running.job_id != job_id:
             return
-        runtime = time.perf_counter() - running.began
         exc = sys.exc_info()[1]
-        fields: dict[str, Any] = {"runtime": runtime, "retries": running.job_try - 1}
+        fields: dict[str, Any] = {
+            "runtime": time.perf_counter() - running.began,
+            "retries": running.job_try - 1,
+        }
         retry_jobs = bool(getattr(worker, "retry_jobs", True))
         if exc is None:
             kind = K.SUCCEEDED
         elif retry_jobs and isinstance(exc, Retry):
             kind = K.RETRIED
             fields.update(error_fields(exc), retries=running.job_try)
-            defer = exc.defer_score
-            if defer:
-                fields["extra"] = {"defer_seconds": defer / 1000}
+            if exc.defer_score:
+                fields["extra"] = {"defer_seconds": exc.defer_score / 1000}
         elif isinstance(exc, asyncio.CancelledError) and job_id in getattr(
             worker, "aborting_tasks", ()
         ):
@@ -212,8 +207,7 @@ class JobCapture:
         else:
             kind = K.FAILED
             fields.update(error_fields(exc))
-        running.kind = kind
-        running.fields = fields
+        running.kind, running.fields = kind, fields
 
     def after_job_end(self, ctx: dict[str, Any]) -> None:
         try:
@@ -221,14 +215,13 @@ class JobCapture:
             if running is None or running.kind is None:
                 return
             _running.set(None)
-            fields = running.fields or {}
             self.emit(
                 running.kind,
                 running.job_id,
                 running.name,
                 queue=self.queue,
                 worker=worker_id(),
-                **fields,
+                **(running.fields or {}),
             )
             decoded = running.decoded
             if running.kind is K.FAILED and decoded is not None:
@@ -243,29 +236,23 @@ class JobCapture:
         from arq.worker import JobExecutionFailed
 
         result = data.get("r")
-        job_id = str(data.get("id") or "")
-        name = str(data.get("f") or "<unknown>")
-        message = str(result)
-        kind = K.FAILED
+        message, exception, kind = str(result), dotted(type(result)), K.FAILED
         if isinstance(result, asyncio.CancelledError):
-            kind, message = K.CANCELLED, "aborted with Job.abort() before it started"
-            exception = "arq.aborted"
+            kind, exception = K.CANCELLED, "arq.aborted"
+            message = "aborted with Job.abort() before it started"
+        elif not isinstance(result, BaseException):
+            exception = "arq.failed"
         elif isinstance(result, JobExecutionFailed) and message == "job expired":
             kind = K.EXPIRED
-            exception = dotted(type(result))
-        elif isinstance(result, JobExecutionFailed) and message.endswith("not found"):
+        elif "Serializ" in type(result).__name__ or (
+            isinstance(result, JobExecutionFailed) and message.endswith("not found")
+        ):
             kind = K.REJECTED
-            exception = dotted(type(result))
-        elif isinstance(result, BaseException):
-            exception = dotted(type(result))
-            kind = K.REJECTED if "Serializ" in type(result).__name__ else K.FAILED
-        else:
-            exception = "arq.failed"
         job_try = data.get("t")
         self.emit(
             kind,
-            job_id,
-            name,
+            str(data.get("id") or ""),
+            str(data.get("f") or "<unknown>"),
             queue=str(data.get("q") or self.queue),
             worker=worker_id(),
             exception=exception,
@@ -281,109 +268,67 @@ class JobCapture:
 
     # -- enqueues ------------------------------------------------------------------------------
 
-    def enqueued_record(
-        self,
-        job_id: str,
-        function: str,
-        *,
-        args: Any,
-        kwargs: Any,
-        queue: str,
-        defer_until: datetime.datetime | None = None,
-        defer_by: Any = None,
-        fire_id: str | None = None,
+    def stamp(
+        self, pool: Any, function: str, args: Any, kwargs: dict[str, Any], fire_id: str | None
     ) -> Callable[[], None]:
-        """Stamp the enqueued (or scheduled) event now; returns what pushes it later."""
-        kind = K.ENQUEUED
-        extra = None
-        eta = None
-        if defer_until is not None:
-            eta = defer_until
-        elif defer_by:
-            seconds = (
-                defer_by.total_seconds()
-                if isinstance(defer_by, datetime.timedelta)
-                else float(defer_by)
-            )
-            if seconds > 0:
-                eta = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
-                    seconds=seconds
-                )
-        if eta is not None:
-            kind = K.SCHEDULED
-            extra = {"eta": eta.isoformat()}
+        """Stamp the `enqueued` (or `scheduled`) event of `enqueue_job(function, *args,
+        **kwargs)` now, before arq writes the job (a worker may start it before the write
+        returns); returns what pushes it."""
+        eta, defer_by = kwargs.get("_defer_until"), kwargs.get("_defer_by")
+        if eta is None and defer_by:
+            if not isinstance(defer_by, datetime.timedelta):
+                defer_by = datetime.timedelta(seconds=float(defer_by))
+            if defer_by > datetime.timedelta(0):
+                eta = datetime.datetime.now(datetime.timezone.utc) + defer_by
+        queue = kwargs.get("_queue_name") or pool.default_queue_name
         fields: dict[str, Any] = {"queue": queue, "worker": worker_id()}
         if fire_id:
             fields["fire_id"] = fire_id
-        if extra:
-            fields["extra"] = extra
-        # Stamped now, before arq writes the job (a worker may start it before the write returns).
+        if eta is not None:
+            fields["extra"] = {"eta": eta.isoformat()}
+        fields["kwargs"] = {k: v for k, v in kwargs.items() if k not in RESERVED}
+        event = (K.ENQUEUED if eta is None else K.SCHEDULED, kwargs["_job_id"], function)
         agent = self.adapter.agent
-        if agent is not None:
-            record = agent.prepare(
-                kind,
-                job_id,
-                function,
-                engine=self.adapter.engine,
-                args=args,
-                kwargs=kwargs,
-                **fields,
-            )
-            return functools.partial(agent.emit_prepared, record)
-        emit = self.emit
-        return functools.partial(emit, kind, job_id, function, args=args, kwargs=kwargs, **fields)
+        if agent is None:
+            return functools.partial(self.emit, *event, args=args, **fields)
+        record = agent.prepare(*event, engine=self.adapter.engine, args=args, **fields)
+        return functools.partial(agent.emit_prepared, record)
+
+    async def enqueue(
+        self,
+        pool: Any,
+        enqueue_job: Callable[..., Awaitable[Any]],
+        function: str,
+        args: Any,
+        kwargs: dict[str, Any],
+        fire_id: str | None = None,
+    ) -> Any:
+        """`enqueue_job` (`pool`'s own), its event pushed once arq accepted the job (nothing for
+        a duplicate id). `kwargs` holds arq's options, `_job_id` among them."""
+        push = None
+        try:
+            push = self.stamp(pool, function, args, kwargs, fire_id)
+        except Exception:
+            self.errors += 1
+        job = await enqueue_job(function, *args, **kwargs)
+        if job is not None and push is not None:
+            try:
+                push()
+            except Exception:
+                self.errors += 1
+        return job
 
     def instrument_pool(self, pool: Any) -> None:
         """Wrap `pool.enqueue_job` on this instance (idempotent)."""
         original = pool.enqueue_job
         if getattr(original, "z4j_capture", None) is not None:
             return
-        capture = self
 
         @functools.wraps(original)
-        async def enqueue_job(
-            function: str,
-            *args: Any,
-            _job_id: str | None = None,
-            _queue_name: str | None = None,
-            _defer_until: datetime.datetime | None = None,
-            _defer_by: Any = None,
-            _expires: Any = None,
-            _job_try: int | None = None,
-            **kwargs: Any,
-        ) -> Any:
-            job_id = _job_id or uuid.uuid4().hex  # what arq would choose, chosen here first
-            push = None
-            try:
-                queue = _queue_name or pool.default_queue_name
-                push = capture.enqueued_record(
-                    job_id,
-                    function,
-                    args=args,
-                    kwargs=kwargs,
-                    queue=queue,
-                    defer_until=_defer_until,
-                    defer_by=_defer_by,
-                )
-            except Exception:
-                capture.errors += 1
-            job = await original(
-                function,
-                *args,
-                _job_id=job_id,
-                _queue_name=_queue_name,
-                _defer_until=_defer_until,
-                _defer_by=_defer_by,
-                _expires=_expires,
-                _job_try=_job_try,
-                **kwargs,
-            )
-            if job is not None and push is not None:
-                try:
-                    push()
-                except Exception:
-                    capture.errors += 1
-            return job
+        async def enqueue_job(function: str, *args: Any, **kwargs: Any) -> Any:
+            # what arq would choose, chosen here first so that the event carries it
+            kwargs["_job_id"] = kwargs.get("_job_id") or uuid.uuid4().hex
+            return await self.enqueue(pool, original, function, args, kwargs)
 
         enqueue_job.z4j_capture = self  # type: ignore[attr-defined]
         pool.enqueue_job = enqueue_job
