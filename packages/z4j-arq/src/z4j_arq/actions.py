@@ -66,7 +66,7 @@ def pack(adapter: ArqAdapter, name: str, args: Any, kwargs: Any) -> bytes:
 
 def run(adapter: ArqAdapter, coroutine: Any) -> Any:
     """Run one action's coroutine on the adapter's private loop (the agent's thread waits)."""
-    return adapter.private_loop().run(coroutine, ACTION_TIMEOUT)
+    return adapter.private_loop.run(coroutine, ACTION_TIMEOUT)
 
 
 # -- retry ----------------------------------------------------------------------------------
