@@ -69,9 +69,6 @@ def run(adapter: ArqAdapter, coroutine: Any) -> Any:
     return adapter.private_loop.run(coroutine, ACTION_TIMEOUT)
 
 
-# -- retry ----------------------------------------------------------------------------------
-
-
 async def retry(adapter: ArqAdapter, request: RetryRequest) -> ActionOutcome:
     from arq.jobs import deserialize_job, deserialize_result
 
@@ -109,9 +106,6 @@ async def retry(adapter: ArqAdapter, request: RetryRequest) -> ActionOutcome:
     return done(str(job.job_id))
 
 
-# -- cancel ---------------------------------------------------------------------------------
-
-
 async def cancel(adapter: ArqAdapter, request: CancelRequest) -> ActionOutcome:
     """What `Job.abort()` writes, without waiting for the result: a job deferred to later is
     moved to run now, so the worker takes it and aborts it before it starts."""
@@ -133,9 +127,6 @@ async def cancel(adapter: ArqAdapter, request: CancelRequest) -> ActionOutcome:
             tr.zadd(ABORT_SET, {task_id: now})
             await tr.execute()
     return done(recorded=True)  # the worker reports `cancelled` as it aborts it
-
-
-# -- queues ---------------------------------------------------------------------------------
 
 
 async def queue_depths(adapter: ArqAdapter) -> list[QueueDepth]:

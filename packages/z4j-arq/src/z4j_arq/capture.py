@@ -45,16 +45,6 @@ K = LifecycleKind
 
 
 @dataclass
-class Decoded:
-    """What the worker's deserializer decoded for the job `run_job` is running."""
-
-    function: str
-    args: Any
-    kwargs: Any
-    job_try: int | None
-
-
-@dataclass
 class Running:
     """One job between `on_job_start` and `after_job_end` (lives in run_job's context)."""
 
@@ -62,12 +52,13 @@ class Running:
     name: str
     job_try: int
     began: float
-    decoded: Decoded | None  # its function and arguments, kept if it fails
+    decoded: dict[str, Any]  # arq's job message ({} if unseen): kept if the job fails
     kind: LifecycleKind | None = None
     fields: dict[str, Any] | None = None
 
 
-_decoded: contextvars.ContextVar[Decoded | None] = contextvars.ContextVar(
+#: arq's job message (`f`, `a`, `k`, ...) as the worker's deserializer decoded it
+_decoded: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "z4j_arq_decoded", default=None
 )
 _running: contextvars.ContextVar[Running | None] = contextvars.ContextVar(
@@ -118,8 +109,6 @@ class JobCapture:
         if getattr(getattr(pool, "enqueue_job", None), "z4j_capture", None) is self:
             del pool.enqueue_job  # the class's own method shows through again
 
-    # -- the worker's serializers ------------------------------------------------------------
-
     def wrap_deserializer(self, inner: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
         loads = inner or pickle.loads
 
@@ -127,9 +116,7 @@ class JobCapture:
             decoded = loads(data)
             try:
                 if isinstance(decoded, dict) and "f" in decoded and "s" not in decoded:
-                    _decoded.set(
-                        Decoded(decoded["f"], decoded.get("a"), decoded.get("k"), decoded.get("t"))
-                    )
+                    _decoded.set(decoded)
             except Exception:
                 self.errors += 1
             return decoded
@@ -151,13 +138,11 @@ class JobCapture:
         z4j_job_serializer.z4j_inner = inner  # type: ignore[attr-defined]
         return z4j_job_serializer
 
-    # -- the worker's per-job hooks ---------------------------------------------------------
-
     def on_job_start(self, ctx: dict[str, Any]) -> None:
         try:
-            decoded = _decoded.get()
+            decoded = _decoded.get() or {}
             job_id, job_try = str(ctx.get("job_id")), int(ctx.get("job_try") or 1)
-            name = decoded.function if decoded is not None else "<unknown>"
+            name = decoded.get("f", "<unknown>")
             _running.set(Running(job_id, name, job_try, time.perf_counter(), decoded))
             self.emit(
                 K.STARTED,
@@ -165,8 +150,8 @@ class JobCapture:
                 name,
                 queue=self.queue,
                 worker=worker_id(),
-                args=getattr(decoded, "args", None),
-                kwargs=getattr(decoded, "kwargs", None),
+                args=decoded.get("a"),
+                kwargs=decoded.get("k"),
                 retries=job_try - 1,
             )
         except Exception:
@@ -224,9 +209,11 @@ class JobCapture:
                 **(running.fields or {}),
             )
             decoded = running.decoded
-            if running.kind is K.FAILED and decoded is not None:
+            if running.kind is K.FAILED and decoded:
                 # arq's own record (its result) expires after `keep_result`, an hour by default.
-                payload = actions.pack(self.adapter, decoded.function, decoded.args, decoded.kwargs)
+                payload = actions.pack(
+                    self.adapter, running.name, decoded.get("a"), decoded.get("k")
+                )
                 self.adapter.keep_original(running.job_id, running.name, payload, self.queue)
         except Exception:
             self.errors += 1
@@ -266,8 +253,6 @@ class JobCapture:
             worker.job_tasks = JobTasks(self, worker, worker.job_tasks)
         self.queue = str(worker.queue_name)
 
-    # -- enqueues ------------------------------------------------------------------------------
-
     def stamp(
         self, pool: Any, function: str, args: Any, kwargs: dict[str, Any], fire_id: str | None
     ) -> Callable[[], None]:
@@ -301,6 +286,7 @@ class JobCapture:
         function: str,
         args: Any,
         kwargs: dict[str, Any],
+        *,
         fire_id: str | None = None,
     ) -> Any:
         """`enqueue_job` (`pool`'s own), its event pushed once arq accepted the job (nothing for

@@ -115,11 +115,13 @@ def instrument_settings(
                 agent.errors += 1
 
     def job_hook(name: str) -> Hook:
+        theirs = user[name]
+
         async def hook(ctx: dict[Any, Any]) -> None:
             if capture is not None:
                 getattr(capture, name)(ctx)  # catches and counts its own errors
-            if user[name] is not None:
-                await user[name](ctx)
+            if theirs is not None:
+                await theirs(ctx)
 
         return hook
 
