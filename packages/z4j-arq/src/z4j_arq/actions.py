@@ -80,11 +80,8 @@ async def retry(adapter: ArqAdapter, request: RetryRequest) -> ActionOutcome:
         return unavailable("arq still has this job queued or running")
     queue = request.queue or adapter.queue
     if stored or queued:  # arq's own record: its result, else the job itself (forced)
-        record = (
-            deserialize_result(stored, deserializer=loads)
-            if stored
-            else deserialize_job(queued, deserializer=loads)
-        )
+        decode = deserialize_result if stored else deserialize_job
+        record = decode(stored or queued, deserializer=loads)
         name, args, kwargs = record.function, record.args, record.kwargs
         queue = getattr(record, "queue_name", None) or queue
     elif request.original is not None:

@@ -25,14 +25,7 @@ from z4j_core.adapter import (
     dotted_name,
     instance_of,
 )
-from z4j_core.wire import (
-    Capability,
-    Command,
-    CommandResult,
-    ObservedSchedule,
-    QueueDepth,
-    TaskInfo,
-)
+from z4j_core.wire import Capability, Command, CommandResult, ObservedSchedule, QueueDepth, TaskInfo
 
 DEFAULT_QUEUE = "arq:queue"  # arq.constants.default_queue_name
 

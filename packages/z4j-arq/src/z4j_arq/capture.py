@@ -22,7 +22,6 @@ original kept on this host for a retry (`Adapter.keep_original`): arq's record o
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import datetime
 import functools
 import pickle
@@ -30,6 +29,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,12 +58,8 @@ class Running:
 
 
 #: arq's job message (`f`, `a`, `k`, ...) as the worker's deserializer decoded it
-_decoded: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
-    "z4j_arq_decoded", default=None
-)
-_running: contextvars.ContextVar[Running | None] = contextvars.ContextVar(
-    "z4j_arq_running", default=None
-)
+_decoded: ContextVar[dict[str, Any] | None] = ContextVar("z4j_arq_decoded", default=None)
+_running: ContextVar[Running | None] = ContextVar("z4j_arq_running", default=None)
 
 
 class JobTasks(dict):  # type: ignore[type-arg]
@@ -79,12 +75,11 @@ class JobTasks(dict):  # type: ignore[type-arg]
         self.worker = worker
 
     def __delitem__(self, job_id: str) -> None:
-        task = self.get(job_id)
         super().__delitem__(job_id)
         if not self.capture.connected:
             return
         try:
-            self.capture.job_ended(self.worker, job_id, task)
+            self.capture.job_ended(self.worker, job_id)
         except Exception:
             self.capture.errors += 1
 
@@ -157,7 +152,7 @@ class JobCapture:
         except Exception:
             self.errors += 1
 
-    def job_ended(self, worker: Any, job_id: str, task: Any) -> None:
+    def job_ended(self, worker: Any, job_id: str) -> None:
         """In run_job's `finally`: decide the outcome as arq's `except` clauses will."""
         from arq.worker import Retry, RetryJob
 

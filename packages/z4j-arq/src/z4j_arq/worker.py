@@ -9,7 +9,7 @@ the user's (or arq's pickle).
   the awaiting frame, `Worker.main`), makes its `job_tasks` report outcomes, wraps its pool's
   `enqueue_job` (cron jobs, jobs enqueued by jobs), drops the adapters of other settings that
   were only imported here, then starts the agent's link;
-- `on_shutdown`: drains the agent on a thread of its own (`kit.stop_off_loop`): the loop stays free.
+- `on_shutdown`: drains the agent on a thread of its own (`stop_off_loop`), the loop left free.
 
 The link runs on the agent's own thread, not on the worker's loop: bench/bench_arq.py measures
 both (docs/engines/arq.md has the figures). Never raises into arq: a failure in our part of a
@@ -40,9 +40,7 @@ Hook = Callable[[dict[Any, Any]], Awaitable[Any]]
 
 def user_hook(settings: dict[str, Any], name: str) -> Hook | None:
     hook = settings.get(name)
-    if isinstance(hook, staticmethod):
-        hook = hook.__func__
-    return hook
+    return hook.__func__ if isinstance(hook, staticmethod) else hook  # a class's staticmethod
 
 
 def find_worker(depth: int = 6) -> Any:
@@ -138,9 +136,7 @@ def instrument_settings(
     if isinstance(settings, type):
         # arq reads only the class's own __dict__: copy it, then put ours on top.
         namespace = {k: v for k, v in vars(settings).items() if not k.startswith("__")}
-        namespace.update(ours)
-        namespace["__module__"] = settings.__module__
-        namespace["__doc__"] = settings.__doc__
-        namespace["__qualname__"] = settings.__qualname__
-        return type(settings.__name__, (settings,), namespace)
+        for dunder in ("__module__", "__doc__", "__qualname__"):
+            namespace[dunder] = getattr(settings, dunder)
+        return type(settings.__name__, (settings,), {**namespace, **ours})
     return {**values, **ours}
