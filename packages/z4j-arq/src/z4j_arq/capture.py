@@ -248,35 +248,8 @@ class JobCapture:
             worker.job_tasks = JobTasks(self, worker, worker.job_tasks)
         self.queue = str(worker.queue_name)
 
-    def stamp(
-        self, pool: Any, function: str, args: Any, kwargs: dict[str, Any], fire_id: str | None
-    ) -> Callable[[], None]:
-        """Stamp the `enqueued` (or `scheduled`) event of `enqueue_job(function, *args,
-        **kwargs)` now, before arq writes the job (a worker may start it before the write
-        returns); returns what pushes it."""
-        eta, defer_by = kwargs.get("_defer_until"), kwargs.get("_defer_by")
-        if eta is None and defer_by:
-            if not isinstance(defer_by, datetime.timedelta):
-                defer_by = datetime.timedelta(seconds=float(defer_by))
-            if defer_by > datetime.timedelta(0):
-                eta = datetime.datetime.now(datetime.timezone.utc) + defer_by
-        queue = kwargs.get("_queue_name") or pool.default_queue_name
-        fields: dict[str, Any] = {"queue": queue, "worker": worker_id()}
-        if fire_id:
-            fields["fire_id"] = fire_id
-        if eta is not None:
-            fields["extra"] = {"eta": eta.isoformat()}
-        fields["kwargs"] = {k: v for k, v in kwargs.items() if k not in RESERVED}
-        event = (K.ENQUEUED if eta is None else K.SCHEDULED, kwargs["_job_id"], function)
-        agent = self.adapter.agent
-        if agent is None:
-            return functools.partial(self.emit, *event, args=args, **fields)
-        record = agent.prepare(*event, engine=self.adapter.engine, args=args, **fields)
-        return functools.partial(agent.emit_prepared, record)
-
     async def enqueue(
         self,
-        pool: Any,
         enqueue_job: Callable[..., Awaitable[Any]],
         function: str,
         args: Any,
@@ -284,11 +257,31 @@ class JobCapture:
         *,
         fire_id: str | None = None,
     ) -> Any:
-        """`enqueue_job` (`pool`'s own), its event pushed once arq accepted the job (nothing for
-        a duplicate id). `kwargs` holds arq's options, `_job_id` among them."""
+        """`enqueue_job(function, *args, **kwargs)`, `kwargs` with arq's options (`_job_id` and
+        `_queue_name` set), its `enqueued` (or `scheduled`) event stamped before arq writes the
+        job (a worker may start it before the write returns) and pushed once arq accepted it
+        (nothing for a duplicate id)."""
         push = None
         try:
-            push = self.stamp(pool, function, args, kwargs, fire_id)
+            eta, defer_by = kwargs.get("_defer_until"), kwargs.get("_defer_by")
+            if eta is None and defer_by:
+                if not isinstance(defer_by, datetime.timedelta):
+                    defer_by = datetime.timedelta(seconds=float(defer_by))
+                if defer_by > datetime.timedelta(0):
+                    eta = datetime.datetime.now(datetime.timezone.utc) + defer_by
+            fields: dict[str, Any] = {"queue": kwargs["_queue_name"], "worker": worker_id()}
+            if fire_id:
+                fields["fire_id"] = fire_id
+            if eta is not None:
+                fields["extra"] = {"eta": eta.isoformat()}
+            fields["kwargs"] = {k: v for k, v in kwargs.items() if k not in RESERVED}
+            event = (K.ENQUEUED if eta is None else K.SCHEDULED, kwargs["_job_id"], function)
+            agent = self.adapter.agent
+            if agent is None:
+                push = functools.partial(self.emit, *event, args=args, **fields)
+            else:
+                record = agent.prepare(*event, engine=self.adapter.engine, args=args, **fields)
+                push = functools.partial(agent.emit_prepared, record)
         except Exception:
             self.errors += 1
         job = await enqueue_job(function, *args, **kwargs)
@@ -307,9 +300,10 @@ class JobCapture:
 
         @functools.wraps(original)
         async def enqueue_job(function: str, *args: Any, **kwargs: Any) -> Any:
-            # what arq would choose, chosen here first so that the event carries it
+            # what arq would choose, chosen here first so that the event carries them
             kwargs["_job_id"] = kwargs.get("_job_id") or uuid.uuid4().hex
-            return await self.enqueue(pool, original, function, args, kwargs)
+            kwargs["_queue_name"] = kwargs.get("_queue_name") or pool.default_queue_name
+            return await self.enqueue(original, function, args, kwargs)
 
         enqueue_job.z4j_capture = self  # type: ignore[attr-defined]
         pool.enqueue_job = enqueue_job

@@ -109,7 +109,7 @@ async def send(
         if capture is None:
             return await pool.enqueue_job(name, *args, **options, **kwargs)
         return await capture.enqueue(
-            pool, pool.enqueue_job, name, tuple(args), {**kwargs, **options}, fire_id=fire_id
+            pool.enqueue_job, name, tuple(args), {**kwargs, **options}, fire_id=fire_id
         )
 
 
