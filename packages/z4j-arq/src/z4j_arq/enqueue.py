@@ -1,13 +1,7 @@
 """Enqueueing the brain's commands natively into arq, by function name.
 
-Owns turning a `wire.Command` into `ArqRedis.enqueue_job`: args and kwargs, `_queue_name`,
-`_defer_by` (a delay), `_expires` (the worker drops a job not started in time) and, for fires
-and triggers, the fire id as `_job_id`, so arq itself refuses a second job for a fire (None
-while the job is queued or running or its result is kept: `duplicate`). Answers `rejected`,
-never enqueueing, for a function the worker of that queue lacks (when this process is that
-worker), a priority (arq has none), a kwarg arq would take as its own option, or an expiry
-before the delay ends.
-
+Owns turning a `wire.Command` into `ArqRedis.enqueue_job`, the fire id as `_job_id` so that arq
+itself refuses a second job for one fire (`duplicate`), and rejecting what arq would not honour.
 Runs on the agent's command threads, never on the host's loop: the enqueue runs on a private
 loop thread with a connection of its own, so a busy host loop never delays a command and a
 command never takes time from it. May block on Redis (under the command's deadline).
@@ -88,27 +82,19 @@ async def own_pool(adapter: ArqAdapter) -> AsyncIterator[Any]:
 async def send(
     adapter: ArqAdapter,
     name: str,
-    args: list[Any],
-    kwargs: dict[str, Any],
+    args: Any,
+    kwargs: Any,
     *,
-    job_id: str,
-    queue: str,
-    delay: float = 0,
-    expires: float = 0,
     fire_id: str | None = None,
+    **options: Any,
 ) -> Any:
-    """`enqueue_job` on our own connection, reported as the capture reports a pool's; arq's
-    `Job`, or None when arq refused the job id."""
-    options: dict[str, Any] = {"_job_id": job_id, "_queue_name": queue}
-    if delay:
-        options["_defer_by"] = delay
-    if expires:
-        options["_expires"] = expires
-    capture = adapter.capture
+    """`enqueue_job` on our own connection, with arq's `options` (`_job_id` and `_queue_name`
+    given), reported as the capture reports a pool's; arq's `Job`, or None when arq refused the
+    job id."""
     async with own_pool(adapter) as pool:
-        if capture is None:
+        if adapter.capture is None:
             return await pool.enqueue_job(name, *args, **options, **kwargs)
-        return await capture.enqueue(
+        return await adapter.capture.enqueue(
             pool.enqueue_job, name, tuple(args), {**kwargs, **options}, fire_id=fire_id
         )
 
@@ -131,13 +117,18 @@ def enqueue(adapter: ArqAdapter, command: Command, private: PrivateLoop) -> Comm
     if expires and delay and expires <= delay:
         return rejected(command, f"expires after {expires}s, before its {delay}s delay ends")
     job_id = command.fire_id or uuid.uuid4().hex
-    job = private.run(
-        send(
-            adapter, name, list(command.args), dict(command.kwargs), job_id=job_id,
-            queue=queue, delay=delay, expires=expires, fire_id=command.fire_id,
-        ),
-        ENQUEUE_TIMEOUT,
-    )  # fmt: skip
+    sending = send(
+        adapter,
+        name,
+        command.args,
+        dict(command.kwargs),
+        fire_id=command.fire_id,
+        _job_id=job_id,
+        _queue_name=queue,
+        _defer_by=delay or None,
+        _expires=expires or None,
+    )
+    job = private.run(sending, ENQUEUE_TIMEOUT)
     if job is None:
         return answer(
             command,
