@@ -50,7 +50,6 @@ def _now_ms() -> int:
 
 
 def _serializers(adapter: ArqAdapter) -> tuple[Any, Any]:
-    """The app's own job serializer and deserializer (arq's pickle by default)."""
     settings = adapter.settings or {}
     source = adapter.pool if adapter.settings is None else None
     dumps = settings.get("job_serializer") or getattr(source, "job_serializer", None)
@@ -65,7 +64,6 @@ def pack(adapter: ArqAdapter, name: str, args: Any, kwargs: Any) -> bytes:
 
 
 def run(adapter: ArqAdapter, coroutine: Any) -> Any:
-    """Run one action's coroutine on the adapter's private loop (the agent's thread waits)."""
     return adapter.private_loop.run(coroutine, ACTION_TIMEOUT)
 
 

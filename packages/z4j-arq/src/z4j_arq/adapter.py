@@ -105,7 +105,6 @@ class ArqAdapter(Adapter):
 
     @property
     def queue(self) -> str:
-        """The queue this worker reads, or the pool's default queue."""
         if self.worker is not None:
             return str(self.worker.queue_name)
         name = (self.settings or {}).get("queue_name")

@@ -1,18 +1,13 @@
 """Lifecycle capture: an arq worker's jobs and a pool's enqueues mapped onto z4j's kinds.
 
-arq hands its per-job hooks only `ctx` (id, try, enqueue time), never the function, its
-arguments or how it ended, so capture reads them where arq already has them, with no Redis
-round trip and without wrapping user functions:
-
-- function and arguments: the worker's wrapped `job_deserializer` leaves what it decoded in a
-  context variable of the job's own `run_job` task, which `on_job_start` reads;
-- the outcome: the worker's `job_tasks` becomes a `JobTasks`, whose `__delitem__` runs in
-  `run_job`'s `finally` while arq's exception (and its traceback) is still in flight; it is
-  classified as arq's `run_job` will, and `after_job_end` emits it once arq has stored it;
-- jobs that end before they start (expired, aborted, unknown function, too many tries): the
-  wrapped `job_serializer` sees them as arq serializes their result;
-- enqueues: `enqueue_job` of an instrumented pool (the producer's; the worker's own, for cron
-  jobs and jobs enqueued by jobs) is wrapped on that instance.
+arq hands its per-job hooks only `ctx`, never the function, its arguments or how it ended, so
+capture reads them where arq has them, with no Redis round trip and no wrapped user function:
+the function and arguments from the worker's wrapped `job_deserializer` (a context variable of
+the job's `run_job` task); the outcome from `JobTasks.__delitem__`, which runs in `run_job`'s
+`finally` while arq's exception is in flight; jobs that end before they start (expired, aborted,
+unknown function, too many tries) from the wrapped `job_serializer`; enqueues from the
+`enqueue_job` of an instrumented pool (the producer's, and the worker's own: cron jobs, jobs
+enqueued by jobs), wrapped on that instance.
 
 Every entry point catches and counts every exception: nothing here reaches a job or the
 worker's loop. No I/O (`emit` appends to memory) but one small file write per failed job, its
@@ -46,7 +41,7 @@ K = LifecycleKind
 
 @dataclass
 class Running:
-    """One job between `on_job_start` and `after_job_end` (lives in run_job's context)."""
+    """One job between `on_job_start` and `after_job_end`, in run_job's context."""
 
     job_id: str
     name: str
@@ -161,6 +156,8 @@ class JobCapture:
             return
         exc = sys.exc_info()[1]
         fields: dict[str, Any] = {
+            "queue": self.queue,
+            "worker": worker_id(),
             "runtime": time.perf_counter() - running.began,
             "retries": running.job_try - 1,
         }
@@ -195,14 +192,7 @@ class JobCapture:
             if running is None or running.kind is None:
                 return
             _running.set(None)
-            self.emit(
-                running.kind,
-                running.job_id,
-                running.name,
-                queue=self.queue,
-                worker=worker_id(),
-                **(running.fields or {}),
-            )
+            self.emit(running.kind, running.job_id, running.name, **(running.fields or {}))
             decoded = running.decoded
             if running.kind is K.FAILED and decoded:
                 # arq's own record (its result) expires after `keep_result`, an hour by default.

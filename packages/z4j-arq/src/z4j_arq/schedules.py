@@ -111,7 +111,6 @@ def definition(cron_job: Any, zone: datetime.tzinfo) -> dict[str, Any]:
 def observe(
     cron_jobs: Iterable[Any], zone: datetime.tzinfo, now: datetime.datetime | None = None
 ) -> list[ObservedSchedule]:
-    """Every cron job, with its expression and next run times (epoch seconds)."""
     now = now or datetime.datetime.now(tz=zone)
     label = zone_label(zone)
     observed = []

@@ -1,15 +1,10 @@
 """Where the agent runs in an arq worker, and when it starts and stops.
 
 An arq worker is one process running one asyncio loop. `instrument_settings` returns settings
-whose `on_startup`, `on_shutdown`, `on_job_start` and `after_job_end` run ours, then the user's
-(the user's `on_shutdown` first, so what it does is still reported), and whose serializers wrap
-the user's (or arq's pickle).
-
-- `on_startup`: finds the `arq.worker.Worker` (arq hands hooks only `ctx`, so it is read from
-  the awaiting frame, `Worker.main`), makes its `job_tasks` report outcomes, wraps its pool's
-  `enqueue_job` (cron jobs, jobs enqueued by jobs), drops the adapters of other settings that
-  were only imported here, then starts the agent's link;
-- `on_shutdown`: drains the agent on a thread of its own (`stop_off_loop`), the loop left free.
+whose hooks run ours, then the user's (whose `on_shutdown` runs first, so what it does is still
+reported), and whose serializers wrap the user's. `on_startup` finds the `arq.worker.Worker` (in
+the awaiting frame: arq hands hooks only `ctx`), follows it, drops the adapters of settings only
+imported here, and starts the link; `on_shutdown` drains the agent off the loop.
 
 The link runs on the agent's own thread, not on the worker's loop: bench/bench_arq.py measures
 both (docs/engines/arq.md has the figures). Never raises into arq: a failure in our part of a
