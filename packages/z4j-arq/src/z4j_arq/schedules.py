@@ -90,13 +90,9 @@ def zone_name(zone: datetime.tzinfo) -> str | None:
 def definition(cron_job: Any, zone: datetime.tzinfo) -> dict[str, Any]:
     """What `z4j schedules adopt` needs: arq ANDs every field, the day fields included."""
     unsupported = []
-    if cron_job.run_at_startup:
-        unsupported.append("run_at_startup=True")
-    if not cron_job.unique:
-        unsupported.append("unique=False")
     # arq.cron.cron's defaults: anything else changes how the job runs.
-    defaults = {"timeout_s": None, "keep_result_s": 0, "keep_result_forever": False,
-                "max_tries": 1, "job_id": None}  # fmt: skip
+    defaults = {"run_at_startup": False, "unique": True, "timeout_s": None, "keep_result_s": 0,
+                "keep_result_forever": False, "max_tries": 1, "job_id": None}  # fmt: skip
     for option, default in defaults.items():
         value = getattr(cron_job, option, None)
         if value is not None and value != default:
