@@ -224,7 +224,7 @@ def _ended(exc: BaseException | None, *, aborting: bool = False, retry_jobs: boo
     tasks = capture.JobTasks(job_capture, fake_worker, {})
 
     async def run_job() -> None:
-        capture._decoded.set(capture.Decoded("job_a", (1,), {}, 1))
+        capture._decoded.set({"f": "job_a", "a": (1,), "k": {}, "t": 1})
         job_capture.on_job_start({"job_id": "j", "job_try": 2})
         tasks["j"] = object()
         try:

@@ -9,11 +9,8 @@
 
     pool = z4j_arq.instrument(await create_pool(RedisSettings()))   # a web app, a script
 
-`instrument(settings)` returns settings (a class like yours, or a new dict) whose `on_startup`,
-`on_shutdown`, `on_job_start` and `after_job_end` run z4j's part and then your own hooks;
-`instrument(pool)` returns the same `ArqRedis`, its enqueues reported. The brain's URL and the
-agent's token come from keyword arguments (`brain_url=`, `token=`, any
-`z4j_core.agent.AgentConfig` field) or from `Z4J_*` variables.
+`instrument(settings)` returns settings (a class like yours, or a new dict) whose hooks run
+z4j's part, then yours; `instrument(pool)` returns the same `ArqRedis`, its enqueues reported.
 """
 
 from __future__ import annotations
@@ -39,10 +36,8 @@ def instrument(
 
     start: None (default) starts the agent's link in the worker's `on_startup` (settings) or now
         (a pool); True starts it now; False leaves starting to you (`agent_of(app).start()`).
-    functions: for a pool, the functions it enqueues (listed in the inventory; arq has no
-        registry outside the worker).
-    options: agent options (`brain_url`, `token`, `app_name`, `labels`, ...), which win over
-        `Z4J_*` variables.
+    functions: for a pool, the functions it enqueues (arq has no registry outside a worker).
+    options: agent options (`brain_url`, `token`, any `AgentConfig` field), over `Z4J_*`.
     """
     if kit.adapter_of(app) is not None:
         return app  # already instrumented

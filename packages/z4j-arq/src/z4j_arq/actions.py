@@ -1,13 +1,12 @@
 """The operator's actions on arq: retry, cancel (abort), purge, and queue depth.
 
-Owns reading a finished job back from arq's own record (`arq:result:<id>`, kept `keep_result`
-seconds, an hour by default: function, args, kwargs, queue; or, for a forced retry of a job
-still queued or running, `arq:job:<id>`) or from this host's kept original,
-and enqueueing it again as a new job; `Job.abort()`'s two writes (a deferred job is moved to
-run now, and its id goes into `arq:abort`), which only a worker with `allow_abort_jobs=True`
-acts on, so only such a worker advertises cancel; the queue's sorted set counted by score
-(ready: due now, including the jobs being run, which arq keeps in the set until they end;
-scheduled: due later); and a purge that removes the due jobs no worker has started.
+Owns retrying a job from arq's own record (`arq:result:<id>`, kept `keep_result` seconds, an
+hour by default; for a forced retry of a job still queued or running, `arq:job:<id>`) or from
+this host's kept original; `Job.abort()`'s two writes (a deferred job is moved to run now, and
+its id goes into `arq:abort`), which only a worker with `allow_abort_jobs=True` acts on, so only
+such a worker advertises cancel; the queue's sorted set counted by score (ready: due now, the
+running jobs included, which arq keeps in the set until they end; scheduled: due later); and a
+purge of the due jobs no worker has started.
 
 Every call runs on the adapter's private loop with a connection of its own (`enqueue.own_pool`),
 from the agent's command threads and report loop, never on the worker's loop.
@@ -20,7 +19,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from z4j_arq.enqueue import RESERVED, own_pool, send
+from z4j_arq.enqueue import RESERVED, inner, own_pool, send
 from z4j_core.adapter import ActionOutcome, CancelRequest, RetryRequest, done, failed, unavailable
 from z4j_core.wire import QueueDepth
 
@@ -28,10 +27,8 @@ if TYPE_CHECKING:
     from z4j_arq.adapter import ArqAdapter
 
 #: arq.constants, named here so that reading them needs no import of arq.
-JOB_KEY, IN_PROGRESS_KEY, RESULT_KEY, ABORT_SET = (
-    "arq:job:", "arq:in-progress:", "arq:result:", "arq:abort",
-)  # fmt: skip
-RETRY_KEY = "arq:retry:"
+JOB_KEY, IN_PROGRESS_KEY, RESULT_KEY = "arq:job:", "arq:in-progress:", "arq:result:"
+RETRY_KEY, ABORT_SET = "arq:retry:", "arq:abort"
 ACTION_TIMEOUT = 30.0
 
 #: Removes the due jobs of a queue that no worker has started, with their job and try keys.
@@ -53,15 +50,11 @@ def _now_ms() -> int:
 
 
 def _serializers(adapter: ArqAdapter) -> tuple[Any, Any]:
-    """The app's own job serializer and deserializer (arq's pickle by default)."""
     settings = adapter.settings or {}
     source = adapter.pool if adapter.settings is None else None
     dumps = settings.get("job_serializer") or getattr(source, "job_serializer", None)
     loads = settings.get("job_deserializer") or getattr(source, "job_deserializer", None)
-    return (
-        getattr(dumps, "z4j_inner", dumps) or pickle.dumps,
-        getattr(loads, "z4j_inner", loads) or pickle.loads,
-    )
+    return inner(dumps) or pickle.dumps, inner(loads) or pickle.loads
 
 
 def pack(adapter: ArqAdapter, name: str, args: Any, kwargs: Any) -> bytes:
@@ -71,11 +64,7 @@ def pack(adapter: ArqAdapter, name: str, args: Any, kwargs: Any) -> bytes:
 
 
 def run(adapter: ArqAdapter, coroutine: Any) -> Any:
-    """Run one action's coroutine on the adapter's private loop (the agent's thread waits)."""
-    return adapter.private_loop().run(coroutine, ACTION_TIMEOUT)
-
-
-# -- retry ----------------------------------------------------------------------------------
+    return adapter.private_loop.run(coroutine, ACTION_TIMEOUT)
 
 
 async def retry(adapter: ArqAdapter, request: RetryRequest) -> ActionOutcome:
@@ -89,11 +78,8 @@ async def retry(adapter: ArqAdapter, request: RetryRequest) -> ActionOutcome:
         return unavailable("arq still has this job queued or running")
     queue = request.queue or adapter.queue
     if stored or queued:  # arq's own record: its result, else the job itself (forced)
-        record = (
-            deserialize_result(stored, deserializer=loads)
-            if stored
-            else deserialize_job(queued, deserializer=loads)
-        )
+        decode = deserialize_result if stored else deserialize_job
+        record = decode(stored or queued, deserializer=loads)
         name, args, kwargs = record.function, record.args, record.kwargs
         queue = getattr(record, "queue_name", None) or queue
     elif request.original is not None:
@@ -109,13 +95,10 @@ async def retry(adapter: ArqAdapter, request: RetryRequest) -> ActionOutcome:
     if clash:
         return unavailable(f"arq would take the kwargs {', '.join(clash)} as its own options")
     job_id = request.new_task_id or uuid.uuid4().hex
-    job = await send(adapter, name, list(args), dict(kwargs), job_id=job_id, queue=queue)
+    job = await send(adapter, name, list(args), dict(kwargs), _job_id=job_id, _queue_name=queue)
     if job is None:
         return failed(f"arq already has a job (or a kept result) with the new id {job_id!r}")
     return done(str(job.job_id))
-
-
-# -- cancel ---------------------------------------------------------------------------------
 
 
 async def cancel(adapter: ArqAdapter, request: CancelRequest) -> ActionOutcome:
@@ -139,9 +122,6 @@ async def cancel(adapter: ArqAdapter, request: CancelRequest) -> ActionOutcome:
             tr.zadd(ABORT_SET, {task_id: now})
             await tr.execute()
     return done(recorded=True)  # the worker reports `cancelled` as it aborts it
-
-
-# -- queues ---------------------------------------------------------------------------------
 
 
 async def queue_depths(adapter: ArqAdapter) -> list[QueueDepth]:

@@ -1,9 +1,9 @@
 """The arq adapter: what the agent knows of one instrumented arq worker or pool, and what it asks.
 
-Owns the worker settings (functions, cron jobs, queue, time zone) for a worker, or the
-`ArqRedis` pool for a process that only enqueues, the running `arq.worker.Worker` once its
-`on_startup` has found it, and the answers from memory (the functions); enqueue, capture and
-observed schedules live in their own modules. Does no I/O and never talks to Redis.
+Owns a worker's settings (functions, cron jobs, queue, time zone) or the `ArqRedis` pool of a
+process that only enqueues, the running `arq.worker.Worker` once `on_startup` found it, and the
+answers from memory; enqueue, capture, actions and schedules live in their own modules. Does no
+I/O and never talks to Redis.
 """
 
 from __future__ import annotations
@@ -25,14 +25,7 @@ from z4j_core.adapter import (
     dotted_name,
     instance_of,
 )
-from z4j_core.wire import (
-    Capability,
-    Command,
-    CommandResult,
-    ObservedSchedule,
-    QueueDepth,
-    TaskInfo,
-)
+from z4j_core.wire import Capability, Command, CommandResult, ObservedSchedule, QueueDepth, TaskInfo
 
 DEFAULT_QUEUE = "arq:queue"  # arq.constants.default_queue_name
 
@@ -54,31 +47,23 @@ def is_pool(app: object) -> bool:
     return instance_of(app, "arq.connections", "ArqRedis")
 
 
-def is_settings(app: object) -> bool:
-    """Whether `app` looks like arq worker settings: a class or dict with `functions` or
-    `cron_jobs` (arq reads a class's own `__dict__`, never inherited attributes)."""
-    values = settings_dict(app)
-    return values is not None and bool(values.get("functions") or values.get("cron_jobs"))
-
-
 def settings_dict(app: object) -> dict[str, Any] | None:
-    """The mapping arq's `create_worker` reads: a dict itself, or a class's own `__dict__`."""
+    """The mapping arq's `create_worker` reads (a dict itself, or a class's own `__dict__`: arq
+    never reads inherited attributes), when it has `functions` or `cron_jobs`; else None."""
     if isinstance(app, Mapping):
-        return dict(app)
-    if isinstance(app, type):
-        return dict(vars(app))
-    return None
+        values = dict(app)
+    elif isinstance(app, type):
+        values = dict(vars(app))
+    else:
+        return None
+    return values if values.get("functions") or values.get("cron_jobs") else None
 
 
 def function_names(functions: Iterable[Any]) -> dict[str, Any]:
     """arq's name for each function (`func()` does the naming: its `name=`, else `__qualname__`)."""
     from arq.worker import func
 
-    named: dict[str, Any] = {}
-    for function in functions:
-        wrapped = func(function)
-        named[wrapped.name] = wrapped
-    return named
+    return {wrapped.name: wrapped for wrapped in map(func, functions)}
 
 
 @dataclass(eq=False)
@@ -86,33 +71,31 @@ class ArqAdapter(Adapter):
     """One instrumented arq worker (settings) or pool.
 
     functions: arq function name -> `arq.worker.Function` (a worker's own, or declared by a
-        producer); None of them for a producer that declared nothing (then any name is sent).
+        producer; none for a producer that declared nothing: then any name is sent).
     cron_jobs: the worker's `arq.cron.CronJob`s (the same objects its worker runs).
     worker: the running `arq.worker.Worker`, set by `on_startup`.
     pool: the producer's `ArqRedis`, or the worker's own pool once it started.
+    private_loop: where commands and actions run (its thread starts on first use).
     """
 
     engine = "arq"
+    capabilities = CAPABILITIES
 
     settings: dict[str, Any] | None = None
     pool: Any = None
     app_name: str = ""
-    capabilities: frozenset[str] = CAPABILITIES
     functions: dict[str, Any] = field(default_factory=dict)
     cron_jobs: list[Any] = field(default_factory=list)
     worker: Any = None
-    capture: Any = None  # the installed `z4j_arq.capture.JobCapture`, if any
-    commands: Any = None  # the `z4j_core.adapter.PrivateLoop` commands enqueue on, once needed
+    private_loop: PrivateLoop = field(default_factory=lambda: PrivateLoop("z4j-arq-enqueue"))
 
     def __post_init__(self) -> None:
         settings = self.settings or {}
         if settings:
             self.functions.update(function_names(settings.get("functions") or ()))
             self.cron_jobs = list(settings.get("cron_jobs") or ())
-            for cron_job in self.cron_jobs:
-                self.functions[cron_job.name] = cron_job
-        if not self.app_name:
-            self.app_name = "arq"
+            self.functions.update((cron_job.name, cron_job) for cron_job in self.cron_jobs)
+        self.app_name = self.app_name or "arq"
         if settings.get("allow_abort_jobs"):
             self.capabilities = self.capabilities | ABORT_CAPABILITIES
 
@@ -122,34 +105,17 @@ class ArqAdapter(Adapter):
 
     @property
     def queue(self) -> str:
-        """The queue this worker reads, or the pool's default queue."""
-        worker = self.worker
-        if worker is not None:
-            return str(worker.queue_name)
-        if self.settings is not None:
-            name = self.settings.get("queue_name")
-            if name:
-                return str(name)
-        pool = self.pool
-        if pool is not None:
-            return str(getattr(pool, "default_queue_name", DEFAULT_QUEUE))
-        return DEFAULT_QUEUE
+        if self.worker is not None:
+            return str(self.worker.queue_name)
+        name = (self.settings or {}).get("queue_name")
+        return str(name or getattr(self.pool, "default_queue_name", DEFAULT_QUEUE))
 
     @property
     def timezone(self) -> datetime.tzinfo:
         """The zone arq evaluates cron jobs in: the settings' `timezone`, else the system's
         local offset at start (arq takes `datetime.now().astimezone().tzinfo`)."""
-        worker = self.worker
-        if worker is not None and worker.timezone is not None:
-            return worker.timezone  # type: ignore[no-any-return]
-        zone = (self.settings or {}).get("timezone")
-        if zone is not None:
-            return zone  # type: ignore[no-any-return]
-        return datetime.datetime.now().astimezone().tzinfo or datetime.timezone.utc
-
-    def declare(self, functions: Iterable[Any]) -> None:
-        """Functions a producer knows it may enqueue (listed in the inventory)."""
-        self.functions.update(function_names(functions))
+        zone = getattr(self.worker, "timezone", None) or (self.settings or {}).get("timezone")
+        return zone or datetime.datetime.now().astimezone().tzinfo or datetime.timezone.utc
 
     def knows(self, name: str, queue: str) -> bool | None:
         """Whether a worker reading `queue` here has `name`: None when this process cannot know
@@ -164,21 +130,13 @@ class ArqAdapter(Adapter):
         a pool enqueues), or None for anything else."""
         app_name = str(options.get("app_name") or "")
         if is_pool(app):
-            adapter = cls(pool=app, app_name=app_name)
-            adapter.declare(options.get("functions") or ())
-            return adapter
-        if is_settings(app):
-            return cls(settings=settings_dict(app), app_name=app_name)
-        return None
+            functions = function_names(options.get("functions") or ())
+            return cls(pool=app, app_name=app_name, functions=functions)
+        settings = settings_dict(app)
+        return None if settings is None else cls(settings=settings, app_name=app_name)
 
     def enqueue(self, command: Command) -> CommandResult:
-        return enqueue.enqueue(self, command, self.private_loop())
-
-    def private_loop(self) -> PrivateLoop:
-        """The loop commands and actions run on (made on first use)."""
-        if self.commands is None:
-            self.commands = PrivateLoop("z4j-arq-enqueue")
-        return self.commands  # type: ignore[no-any-return]
+        return enqueue.enqueue(self, command, self.private_loop)
 
     def registered_tasks(self) -> list[TaskInfo]:
         infos = []

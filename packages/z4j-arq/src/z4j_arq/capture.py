@@ -1,41 +1,35 @@
 """Lifecycle capture: an arq worker's jobs and a pool's enqueues mapped onto z4j's kinds.
 
-arq gives its per-job hooks only the job's `ctx` (id, try, enqueue time), never the function,
-its arguments or how it ended, so capture reads them where arq already has them, with no extra
-Redis round trip and without wrapping user functions:
+arq hands its per-job hooks only `ctx`, never the function, its arguments or how it ended, so
+capture reads them where arq has them, with no Redis round trip and no wrapped user function:
+the function and arguments from the worker's wrapped `job_deserializer` (a context variable of
+the job's `run_job` task); the outcome from `JobTasks.__delitem__`, which runs in `run_job`'s
+`finally` while arq's exception is in flight; jobs that end before they start (expired, aborted,
+unknown function, too many tries) from the wrapped `job_serializer`; enqueues from the
+`enqueue_job` of an instrumented pool (the producer's, and the worker's own: cron jobs, jobs
+enqueued by jobs), wrapped on that instance.
 
-- the function name, args and kwargs: the worker's `job_deserializer`, wrapped, leaves what it
-  decoded in a context variable of the job's own `run_job` task, which `on_job_start` reads;
-- the outcome: the worker's `job_tasks` dict is replaced by `JobTasks`, whose `__delitem__`
-  runs in `run_job`'s `finally` right after the job's task ended, while arq's exception (with
-  its traceback) is still in flight; it classifies it exactly as arq's `run_job` will (Retry,
-  abort, cancelled and run again, failure) and `after_job_end` emits it once arq has stored it;
-- jobs that end before they start (expired, aborted before start, unknown function, too many
-  tries) are seen by the worker's `job_serializer`, wrapped, when arq serializes their result;
-- enqueues: `ArqRedis.enqueue_job` of an instrumented pool (the producer's, the worker's own
-  for cron jobs and jobs enqueued by jobs) is wrapped on that instance; the event is stamped
-  before the write and pushed once arq accepted the job (nothing for a duplicate id).
-
-Every entry point catches every exception and counts it: nothing here reaches a job or the
-worker's loop. Does no I/O (the agent's `emit` only appends to an in-memory queue), except one
-small file write per failed job: its original message, kept on this host for a retry
-(`Adapter.keep_original`), because arq's own record of it expires with its result.
+Every entry point catches and counts every exception: nothing here reaches a job or the
+worker's loop. No I/O (`emit` appends to memory) but one small file write per failed job, its
+original kept on this host for a retry (`Adapter.keep_original`): arq's record of it expires.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import datetime
 import functools
 import pickle
+import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from z4j_arq import actions
+from z4j_arq.enqueue import RESERVED
 from z4j_core.adapter import dotted, error_fields, worker_id
 from z4j_core.wire import LifecycleKind
 
@@ -46,34 +40,21 @@ K = LifecycleKind
 
 
 @dataclass
-class Decoded:
-    """What the worker's deserializer decoded for the job `run_job` is running."""
-
-    function: str
-    args: Any
-    kwargs: Any
-    job_try: int | None
-
-
-@dataclass
 class Running:
-    """One job between `on_job_start` and `after_job_end` (lives in run_job's context)."""
+    """One job between `on_job_start` and `after_job_end`, in run_job's context."""
 
     job_id: str
     name: str
     job_try: int
-    began: float = 0.0
-    decoded: Decoded | None = None  # its function and arguments, kept if it fails
+    began: float
+    decoded: dict[str, Any]  # arq's job message ({} if unseen): kept if the job fails
     kind: LifecycleKind | None = None
     fields: dict[str, Any] | None = None
 
 
-_decoded: contextvars.ContextVar[Decoded | None] = contextvars.ContextVar(
-    "z4j_arq_decoded", default=None
-)
-_running: contextvars.ContextVar[Running | None] = contextvars.ContextVar(
-    "z4j_arq_running", default=None
-)
+#: arq's job message (`f`, `a`, `k`, ...) as the worker's deserializer decoded it
+_decoded: ContextVar[dict[str, Any] | None] = ContextVar("z4j_arq_decoded", default=None)
+_running: ContextVar[Running | None] = ContextVar("z4j_arq_running", default=None)
 
 
 class JobTasks(dict):  # type: ignore[type-arg]
@@ -89,12 +70,11 @@ class JobTasks(dict):  # type: ignore[type-arg]
         self.worker = worker
 
     def __delitem__(self, job_id: str) -> None:
-        task = self.get(job_id)
         super().__delitem__(job_id)
         if not self.capture.connected:
             return
         try:
-            self.capture.job_ended(self.worker, job_id, task)
+            self.capture.job_ended(self.worker, job_id)
         except Exception:
             self.capture.errors += 1
 
@@ -116,11 +96,8 @@ class JobCapture:
         that reports nothing once disconnected."""
         self.connected = False
         pool = self.adapter.pool
-        wrapped = getattr(pool, "enqueue_job", None) if pool is not None else None
-        if getattr(wrapped, "z4j_capture", None) is self:
+        if getattr(getattr(pool, "enqueue_job", None), "z4j_capture", None) is self:
             del pool.enqueue_job  # the class's own method shows through again
-
-    # -- the worker's serializers ------------------------------------------------------------
 
     def wrap_deserializer(self, inner: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
         loads = inner or pickle.loads
@@ -129,9 +106,7 @@ class JobCapture:
             decoded = loads(data)
             try:
                 if isinstance(decoded, dict) and "f" in decoded and "s" not in decoded:
-                    _decoded.set(
-                        Decoded(decoded["f"], decoded.get("a"), decoded.get("k"), decoded.get("t"))
-                    )
+                    _decoded.set(decoded)
             except Exception:
                 self.errors += 1
             return decoded
@@ -153,50 +128,47 @@ class JobCapture:
         z4j_job_serializer.z4j_inner = inner  # type: ignore[attr-defined]
         return z4j_job_serializer
 
-    # -- the worker's per-job hooks ---------------------------------------------------------
-
     def on_job_start(self, ctx: dict[str, Any]) -> None:
         try:
-            decoded = _decoded.get()
-            job_id = str(ctx.get("job_id"))
-            job_try = int(ctx.get("job_try") or 1)
-            name = decoded.function if decoded is not None else "<unknown>"
-            running = Running(job_id, name, job_try, began=time.perf_counter(), decoded=decoded)
-            _running.set(running)
+            decoded = _decoded.get() or {}
+            job_id, job_try = str(ctx.get("job_id")), int(ctx.get("job_try") or 1)
+            name = decoded.get("f", "<unknown>")
+            _running.set(Running(job_id, name, job_try, time.perf_counter(), decoded))
             self.emit(
                 K.STARTED,
                 job_id,
                 name,
                 queue=self.queue,
                 worker=worker_id(),
-                args=decoded.args if decoded is not None else None,
-                kwargs=decoded.kwargs if decoded is not None else None,
+                args=decoded.get("a"),
+                kwargs=decoded.get("k"),
                 retries=job_try - 1,
             )
         except Exception:
             self.errors += 1
 
-    def job_ended(self, worker: Any, job_id: str, task: Any) -> None:
+    def job_ended(self, worker: Any, job_id: str) -> None:
         """In run_job's `finally`: decide the outcome as arq's `except` clauses will."""
-        import sys
-
         from arq.worker import Retry, RetryJob
 
         running = _running.get()
         if running is None or running.job_id != job_id:
             return
-        runtime = time.perf_counter() - running.began
         exc = sys.exc_info()[1]
-        fields: dict[str, Any] = {"runtime": runtime, "retries": running.job_try - 1}
+        fields: dict[str, Any] = {
+            "queue": self.queue,
+            "worker": worker_id(),
+            "runtime": time.perf_counter() - running.began,
+            "retries": running.job_try - 1,
+        }
         retry_jobs = bool(getattr(worker, "retry_jobs", True))
         if exc is None:
             kind = K.SUCCEEDED
         elif retry_jobs and isinstance(exc, Retry):
             kind = K.RETRIED
             fields.update(error_fields(exc), retries=running.job_try)
-            defer = exc.defer_score
-            if defer:
-                fields["extra"] = {"defer_seconds": defer / 1000}
+            if exc.defer_score:
+                fields["extra"] = {"defer_seconds": exc.defer_score / 1000}
         elif isinstance(exc, asyncio.CancelledError) and job_id in getattr(
             worker, "aborting_tasks", ()
         ):
@@ -212,8 +184,7 @@ class JobCapture:
         else:
             kind = K.FAILED
             fields.update(error_fields(exc))
-        running.kind = kind
-        running.fields = fields
+        running.kind, running.fields = kind, fields
 
     def after_job_end(self, ctx: dict[str, Any]) -> None:
         try:
@@ -221,19 +192,13 @@ class JobCapture:
             if running is None or running.kind is None:
                 return
             _running.set(None)
-            fields = running.fields or {}
-            self.emit(
-                running.kind,
-                running.job_id,
-                running.name,
-                queue=self.queue,
-                worker=worker_id(),
-                **fields,
-            )
+            self.emit(running.kind, running.job_id, running.name, **(running.fields or {}))
             decoded = running.decoded
-            if running.kind is K.FAILED and decoded is not None:
+            if running.kind is K.FAILED and decoded:
                 # arq's own record (its result) expires after `keep_result`, an hour by default.
-                payload = actions.pack(self.adapter, decoded.function, decoded.args, decoded.kwargs)
+                payload = actions.pack(
+                    self.adapter, running.name, decoded.get("a"), decoded.get("k")
+                )
                 self.adapter.keep_original(running.job_id, running.name, payload, self.queue)
         except Exception:
             self.errors += 1
@@ -243,29 +208,23 @@ class JobCapture:
         from arq.worker import JobExecutionFailed
 
         result = data.get("r")
-        job_id = str(data.get("id") or "")
-        name = str(data.get("f") or "<unknown>")
-        message = str(result)
-        kind = K.FAILED
+        message, exception, kind = str(result), dotted(type(result)), K.FAILED
         if isinstance(result, asyncio.CancelledError):
-            kind, message = K.CANCELLED, "aborted with Job.abort() before it started"
-            exception = "arq.aborted"
+            kind, exception = K.CANCELLED, "arq.aborted"
+            message = "aborted with Job.abort() before it started"
+        elif not isinstance(result, BaseException):
+            exception = "arq.failed"
         elif isinstance(result, JobExecutionFailed) and message == "job expired":
             kind = K.EXPIRED
-            exception = dotted(type(result))
-        elif isinstance(result, JobExecutionFailed) and message.endswith("not found"):
+        elif "Serializ" in type(result).__name__ or (
+            isinstance(result, JobExecutionFailed) and message.endswith("not found")
+        ):
             kind = K.REJECTED
-            exception = dotted(type(result))
-        elif isinstance(result, BaseException):
-            exception = dotted(type(result))
-            kind = K.REJECTED if "Serializ" in type(result).__name__ else K.FAILED
-        else:
-            exception = "arq.failed"
         job_try = data.get("t")
         self.emit(
             kind,
-            job_id,
-            name,
+            str(data.get("id") or ""),
+            str(data.get("f") or "<unknown>"),
             queue=str(data.get("q") or self.queue),
             worker=worker_id(),
             exception=exception,
@@ -279,111 +238,62 @@ class JobCapture:
             worker.job_tasks = JobTasks(self, worker, worker.job_tasks)
         self.queue = str(worker.queue_name)
 
-    # -- enqueues ------------------------------------------------------------------------------
-
-    def enqueued_record(
+    async def enqueue(
         self,
-        job_id: str,
+        enqueue_job: Callable[..., Awaitable[Any]],
         function: str,
-        *,
         args: Any,
-        kwargs: Any,
-        queue: str,
-        defer_until: datetime.datetime | None = None,
-        defer_by: Any = None,
+        kwargs: dict[str, Any],
+        *,
         fire_id: str | None = None,
-    ) -> Callable[[], None]:
-        """Stamp the enqueued (or scheduled) event now; returns what pushes it later."""
-        kind = K.ENQUEUED
-        extra = None
-        eta = None
-        if defer_until is not None:
-            eta = defer_until
-        elif defer_by:
-            seconds = (
-                defer_by.total_seconds()
-                if isinstance(defer_by, datetime.timedelta)
-                else float(defer_by)
-            )
-            if seconds > 0:
-                eta = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
-                    seconds=seconds
-                )
-        if eta is not None:
-            kind = K.SCHEDULED
-            extra = {"eta": eta.isoformat()}
-        fields: dict[str, Any] = {"queue": queue, "worker": worker_id()}
-        if fire_id:
-            fields["fire_id"] = fire_id
-        if extra:
-            fields["extra"] = extra
-        # Stamped now, before arq writes the job (a worker may start it before the write returns).
-        agent = self.adapter.agent
-        if agent is not None:
-            record = agent.prepare(
-                kind,
-                job_id,
-                function,
-                engine=self.adapter.engine,
-                args=args,
-                kwargs=kwargs,
-                **fields,
-            )
-            return functools.partial(agent.emit_prepared, record)
-        emit = self.emit
-        return functools.partial(emit, kind, job_id, function, args=args, kwargs=kwargs, **fields)
+    ) -> Any:
+        """`enqueue_job(function, *args, **kwargs)`, `kwargs` with arq's options (`_job_id` and
+        `_queue_name` set), its `enqueued` (or `scheduled`) event stamped before arq writes the
+        job (a worker may start it before the write returns) and pushed once arq accepted it
+        (nothing for a duplicate id)."""
+        push = None
+        try:
+            eta, defer_by = kwargs.get("_defer_until"), kwargs.get("_defer_by")
+            if eta is None and defer_by:
+                if not isinstance(defer_by, datetime.timedelta):
+                    defer_by = datetime.timedelta(seconds=float(defer_by))
+                if defer_by > datetime.timedelta(0):
+                    eta = datetime.datetime.now(datetime.timezone.utc) + defer_by
+            fields: dict[str, Any] = {"queue": kwargs["_queue_name"], "worker": worker_id()}
+            if fire_id:
+                fields["fire_id"] = fire_id
+            if eta is not None:
+                fields["extra"] = {"eta": eta.isoformat()}
+            fields["kwargs"] = {k: v for k, v in kwargs.items() if k not in RESERVED}
+            event = (K.ENQUEUED if eta is None else K.SCHEDULED, kwargs["_job_id"], function)
+            agent = self.adapter.agent
+            if agent is None:
+                push = functools.partial(self.emit, *event, args=args, **fields)
+            else:
+                record = agent.prepare(*event, engine=self.adapter.engine, args=args, **fields)
+                push = functools.partial(agent.emit_prepared, record)
+        except Exception:
+            self.errors += 1
+        job = await enqueue_job(function, *args, **kwargs)
+        if job is not None and push is not None:
+            try:
+                push()
+            except Exception:
+                self.errors += 1
+        return job
 
     def instrument_pool(self, pool: Any) -> None:
         """Wrap `pool.enqueue_job` on this instance (idempotent)."""
         original = pool.enqueue_job
         if getattr(original, "z4j_capture", None) is not None:
             return
-        capture = self
 
         @functools.wraps(original)
-        async def enqueue_job(
-            function: str,
-            *args: Any,
-            _job_id: str | None = None,
-            _queue_name: str | None = None,
-            _defer_until: datetime.datetime | None = None,
-            _defer_by: Any = None,
-            _expires: Any = None,
-            _job_try: int | None = None,
-            **kwargs: Any,
-        ) -> Any:
-            job_id = _job_id or uuid.uuid4().hex  # what arq would choose, chosen here first
-            push = None
-            try:
-                queue = _queue_name or pool.default_queue_name
-                push = capture.enqueued_record(
-                    job_id,
-                    function,
-                    args=args,
-                    kwargs=kwargs,
-                    queue=queue,
-                    defer_until=_defer_until,
-                    defer_by=_defer_by,
-                )
-            except Exception:
-                capture.errors += 1
-            job = await original(
-                function,
-                *args,
-                _job_id=job_id,
-                _queue_name=_queue_name,
-                _defer_until=_defer_until,
-                _defer_by=_defer_by,
-                _expires=_expires,
-                _job_try=_job_try,
-                **kwargs,
-            )
-            if job is not None and push is not None:
-                try:
-                    push()
-                except Exception:
-                    capture.errors += 1
-            return job
+        async def enqueue_job(function: str, *args: Any, **kwargs: Any) -> Any:
+            # what arq would choose, chosen here first so that the event carries them
+            kwargs["_job_id"] = kwargs.get("_job_id") or uuid.uuid4().hex
+            kwargs["_queue_name"] = kwargs.get("_queue_name") or pool.default_queue_name
+            return await self.enqueue(original, function, args, kwargs)
 
         enqueue_job.z4j_capture = self  # type: ignore[attr-defined]
         pool.enqueue_job = enqueue_job

@@ -1,17 +1,10 @@
 """Enqueueing the brain's commands natively into arq, by function name.
 
-Owns turning a `wire.Command` into `ArqRedis.enqueue_job`: the function name, args and kwargs,
-the queue (`_queue_name`), a delay (`_defer_by`), an expiry (`_expires`: a job not started in
-time is dropped by the worker) and for fires and triggers the fire id as `_job_id`, so arq
-itself refuses a second job for the same fire (it returns None while the job is queued or
-running or its result is kept: `duplicate`). Answers `rejected` (never enqueues) for a function
-the worker of that queue does not have (when this process is that worker), a priority (arq has
-none), a keyword arq would take as its own option, or an expiry that ends before the delay.
-
-Commands run on the agent's command threads, never on the host's loop: the enqueue itself runs
-on a private event loop thread with a connection of its own to the same Redis, so a busy or
-blocked host loop never delays a command and a command never takes time from the host's loop.
-May block on Redis (under the command's deadline).
+Owns turning a `wire.Command` into `ArqRedis.enqueue_job`, the fire id as `_job_id` so that arq
+itself refuses a second job for one fire (`duplicate`), and rejecting what arq would not honour.
+Runs on the agent's command threads, never on the host's loop: the enqueue runs on a private
+loop thread with a connection of its own, so a busy host loop never delays a command and a
+command never takes time from it. May block on Redis (under the command's deadline).
 """
 
 from __future__ import annotations
@@ -19,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from z4j_core.adapter import PrivateLoop, answer, rejected
 from z4j_core.wire import Command, CommandResult, CommandStatus
@@ -33,7 +26,10 @@ RESERVED = frozenset(
 )
 ENQUEUE_TIMEOUT = 30.0
 
-T = TypeVar("T")
+
+def inner(function: Any) -> Any:
+    """The user's own serializer behind our wrapper (z4j's own pools report by themselves)."""
+    return getattr(function, "z4j_inner", function)
 
 
 def clone_pool(source: Any) -> Any:
@@ -47,21 +43,15 @@ def clone_pool(source: Any) -> Any:
             f"z4j cannot open its own connections like {type(connections).__name__} "
             "(instrument a pool on a plain ConnectionPool)"
         )
-    pool = ConnectionPool(
-        connection_class=connections.connection_class, **connections.connection_kwargs
-    )
     return ArqRedis(
-        pool,
-        job_serializer=_inner(getattr(source, "job_serializer", None)),
-        job_deserializer=_inner(getattr(source, "job_deserializer", None)),
+        ConnectionPool(
+            connection_class=connections.connection_class, **connections.connection_kwargs
+        ),
+        job_serializer=inner(getattr(source, "job_serializer", None)),
+        job_deserializer=inner(getattr(source, "job_deserializer", None)),
         default_queue_name=source.default_queue_name,
         expires_extra_ms=source.expires_extra_ms,
     )
-
-
-def _inner(function: Any) -> Any:
-    """The user's own serializer behind our wrapper (the private pool reports by itself)."""
-    return getattr(function, "z4j_inner", function)
 
 
 @contextlib.asynccontextmanager
@@ -92,45 +82,27 @@ async def own_pool(adapter: ArqAdapter) -> AsyncIterator[Any]:
 async def send(
     adapter: ArqAdapter,
     name: str,
-    args: list[Any],
-    kwargs: dict[str, Any],
+    args: Any,
+    kwargs: Any,
     *,
-    job_id: str,
-    queue: str,
-    delay: float = 0,
-    expires: float = 0,
     fire_id: str | None = None,
+    **options: Any,
 ) -> Any:
-    """`enqueue_job` on our own connection, reporting the job's `enqueued` (or `scheduled`)
-    event once arq accepted it (stamped before the write, as the capture does for a pool);
-    arq's `Job`, or None when arq refused the job id."""
-    options: dict[str, Any] = {"_job_id": job_id, "_queue_name": queue}
-    if delay:
-        options["_defer_by"] = delay
-    if expires:
-        options["_expires"] = expires
-    capture = adapter.capture
-    push = None
-    if capture is not None:
-        with contextlib.suppress(Exception):
-            push = capture.enqueued_record(
-                job_id, name, args=tuple(args), kwargs=dict(kwargs), queue=queue,
-                defer_by=delay or None, fire_id=fire_id,
-            )  # fmt: skip
+    """`enqueue_job` on our own connection, with arq's `options` (`_job_id` and `_queue_name`
+    given), reported as the capture reports a pool's; arq's `Job`, or None when arq refused the
+    job id."""
     async with own_pool(adapter) as pool:
-        job = await pool.enqueue_job(name, *args, **options, **kwargs)
-    if job is not None and push is not None:
-        with contextlib.suppress(Exception):
-            push()
-    return job
+        if adapter.capture is None:
+            return await pool.enqueue_job(name, *args, **options, **kwargs)
+        return await adapter.capture.enqueue(
+            pool.enqueue_job, name, tuple(args), {**kwargs, **options}, fire_id=fire_id
+        )
 
 
 def enqueue(adapter: ArqAdapter, command: Command, private: PrivateLoop) -> CommandResult:
-    name = command.task
-    options = command.options
+    name, options = command.task, command.options
     queue = options.queue or adapter.queue
-    known = adapter.knows(name, queue)
-    if known is False:
+    if adapter.knows(name, queue) is False:
         names = ", ".join(sorted(adapter.functions)[:10]) or "none"
         return rejected(
             command,
@@ -145,13 +117,18 @@ def enqueue(adapter: ArqAdapter, command: Command, private: PrivateLoop) -> Comm
     if expires and delay and expires <= delay:
         return rejected(command, f"expires after {expires}s, before its {delay}s delay ends")
     job_id = command.fire_id or uuid.uuid4().hex
-    job = private.run(
-        send(
-            adapter, name, list(command.args), dict(command.kwargs), job_id=job_id,
-            queue=queue, delay=delay, expires=expires, fire_id=command.fire_id,
-        ),
-        ENQUEUE_TIMEOUT,
-    )  # fmt: skip
+    sending = send(
+        adapter,
+        name,
+        command.args,
+        dict(command.kwargs),
+        fire_id=command.fire_id,
+        _job_id=job_id,
+        _queue_name=queue,
+        _defer_by=delay or None,
+        _expires=expires or None,
+    )
+    job = private.run(sending, ENQUEUE_TIMEOUT)
     if job is None:
         return answer(
             command,

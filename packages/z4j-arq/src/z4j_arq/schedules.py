@@ -1,11 +1,10 @@
 """Observing an arq worker's `cron_jobs`, read-only.
 
-Owns rendering each `arq.cron.CronJob` as cron fields a person can read and computing its next
-run times exactly as arq does: `arq.cron.next_cron` from the current time in the worker's time
-zone, so arq's default microsecond offset (123456) and its AND of day and weekday are included.
-arq's weekday counts from Monday = 0; the expression uses cron's Sunday = 0. Seconds other
-than 0 add a sixth field (croniter's order: seconds last). Pure functions plus `observe`, which
-reads the clock once. Never writes.
+Owns rendering each `arq.cron.CronJob` as cron fields and computing its next runs as arq does
+(`arq.cron.next_cron` from now in the worker's zone: arq's default microsecond offset, 123456,
+and its AND of day and weekday included). arq's weekday counts from Monday = 0, cron's from
+Sunday = 0; seconds other than 0 add a sixth field (croniter's order: seconds last). Pure
+functions plus `observe`, which reads the clock once. Never writes.
 """
 
 from __future__ import annotations
@@ -19,14 +18,13 @@ from z4j_core.wire import ObservedSchedule
 
 SOURCE = "arq_cron"
 WEEKDAYS = ("mon", "tues", "wed", "thurs", "fri", "sat", "sun")  # arq.typing.WEEKDAYS
-
-_RANGES = {
+#: arq's cron fields in cron's order, with the values each can take (seconds: a sixth field).
+FIELDS = {
     "minute": range(60),
     "hour": range(24),
     "day": range(1, 32),
     "month": range(1, 13),
     "weekday": range(7),
-    "second": range(60),
 }
 
 
@@ -36,27 +34,21 @@ def values_of(option: Any) -> list[int] | None:
         return None
     if isinstance(option, str):
         return [WEEKDAYS.index(option.lower())]
-    if isinstance(option, int):
-        return [option]
-    return sorted({int(v) for v in option})
+    return [option] if isinstance(option, int) else sorted({int(v) for v in option})
 
 
 def cron_expression(cron_job: Any) -> str:
-    """Cron's five fields (minute hour day month weekday, Sunday = 0), and seconds last when
-    the job runs at other seconds than 0."""
-    weekdays = values_of(cron_job.weekday)
-    if weekdays is not None:
-        weekdays = sorted({(v + 1) % 7 for v in weekdays})  # arq: Monday = 0
-    fields = [
-        render_field(values_of(cron_job.minute), _RANGES["minute"]),
-        render_field(values_of(cron_job.hour), _RANGES["hour"]),
-        render_field(values_of(cron_job.day), _RANGES["day"]),
-        render_field(values_of(cron_job.month), _RANGES["month"]),
-        "*" if weekdays is None else render_field(weekdays, _RANGES["weekday"]),
-    ]
+    """Cron's five fields (Sunday = 0), and seconds last when the job runs at other seconds
+    than 0."""
+    fields = []
+    for name, full in FIELDS.items():
+        values = values_of(getattr(cron_job, name))
+        if name == "weekday" and values is not None:
+            values = [(v + 1) % 7 for v in values]  # arq: Monday = 0
+        fields.append(render_field(values, full))
     seconds = values_of(cron_job.second)
     if seconds != [0]:
-        fields.append(render_field(seconds, _RANGES["second"]))
+        fields.append(render_field(seconds, range(60)))
     return " ".join(fields)
 
 
@@ -67,21 +59,11 @@ def next_runs(
     the worker starts from `calculate_next(now)`, then from each run."""
     from arq.cron import next_cron
 
-    runs: list[datetime.datetime] = []
-    moment = after
+    options = {name: getattr(cron_job, name) for name in (*FIELDS, "second", "microsecond")}
+    runs = [after]
     for _ in range(count):
-        moment = next_cron(
-            moment,
-            month=cron_job.month,
-            day=cron_job.day,
-            weekday=cron_job.weekday,
-            hour=cron_job.hour,
-            minute=cron_job.minute,
-            second=cron_job.second,
-            microsecond=cron_job.microsecond,
-        )
-        runs.append(moment)
-    return runs
+        runs.append(next_cron(runs[-1], **options))
+    return runs[1:]
 
 
 def zone_label(zone: datetime.tzinfo) -> str:
@@ -108,13 +90,9 @@ def zone_name(zone: datetime.tzinfo) -> str | None:
 def definition(cron_job: Any, zone: datetime.tzinfo) -> dict[str, Any]:
     """What `z4j schedules adopt` needs: arq ANDs every field, the day fields included."""
     unsupported = []
-    if cron_job.run_at_startup:
-        unsupported.append("run_at_startup=True")
-    if not cron_job.unique:
-        unsupported.append("unique=False")
     # arq.cron.cron's defaults: anything else changes how the job runs.
-    defaults = {"timeout_s": None, "keep_result_s": 0, "keep_result_forever": False,
-                "max_tries": 1, "job_id": None}  # fmt: skip
+    defaults = {"run_at_startup": False, "unique": True, "timeout_s": None, "keep_result_s": 0,
+                "keep_result_forever": False, "max_tries": 1, "job_id": None}  # fmt: skip
     for option, default in defaults.items():
         value = getattr(cron_job, option, None)
         if value is not None and value != default:
@@ -129,7 +107,6 @@ def definition(cron_job: Any, zone: datetime.tzinfo) -> dict[str, Any]:
 def observe(
     cron_jobs: Iterable[Any], zone: datetime.tzinfo, now: datetime.datetime | None = None
 ) -> list[ObservedSchedule]:
-    """Every cron job, with its expression and next run times (epoch seconds)."""
     now = now or datetime.datetime.now(tz=zone)
     label = zone_label(zone)
     observed = []

@@ -1,16 +1,10 @@
 """Where the agent runs in an arq worker, and when it starts and stops.
 
-An arq worker is one process running one asyncio loop. `instrument_settings` returns worker
-settings whose `on_startup`, `on_shutdown`, `on_job_start` and `after_job_end` run ours and
-then the user's own (the user's `on_shutdown` first, so what it does is still reported), and
-whose `job_serializer` / `job_deserializer` wrap the user's (or arq's pickle default).
-
-- `on_startup`: finds the `arq.worker.Worker` (arq hands hooks only `ctx`, so it is read from
-  the awaiting frame, `Worker.main`), makes its `job_tasks` report outcomes, wraps its pool's
-  `enqueue_job` (cron jobs, jobs enqueued by jobs), drops the adapters of other settings that
-  were only imported here, then starts the agent's link;
-- `on_shutdown`: drains the agent on a thread of its own (`z4j_core.adapter.stop_off_loop`),
-  so the loop stays free.
+An arq worker is one process running one asyncio loop. `instrument_settings` returns settings
+whose hooks run ours, then the user's (whose `on_shutdown` runs first, so what it does is still
+reported), and whose serializers wrap the user's. `on_startup` finds the `arq.worker.Worker` (in
+the awaiting frame: arq hands hooks only `ctx`), follows it, drops the adapters of settings only
+imported here, and starts the link; `on_shutdown` drains the agent off the loop.
 
 The link runs on the agent's own thread, not on the worker's loop: bench/bench_arq.py measures
 both (docs/engines/arq.md has the figures). Never raises into arq: a failure in our part of a
@@ -41,9 +35,7 @@ Hook = Callable[[dict[Any, Any]], Awaitable[Any]]
 
 def user_hook(settings: dict[str, Any], name: str) -> Hook | None:
     hook = settings.get(name)
-    if isinstance(hook, staticmethod):
-        hook = hook.__func__
-    return hook
+    return hook.__func__ if isinstance(hook, staticmethod) else hook  # a class's staticmethod
 
 
 def find_worker(depth: int = 6) -> Any:
@@ -115,23 +107,22 @@ def instrument_settings(
             except Exception:
                 agent.errors += 1
 
-    async def on_job_start(ctx: dict[Any, Any]) -> None:
-        if capture is not None:
-            capture.on_job_start(ctx)
-        if user["on_job_start"] is not None:
-            await user["on_job_start"](ctx)
+    def job_hook(name: str) -> Hook:
+        theirs = user[name]
 
-    async def after_job_end(ctx: dict[Any, Any]) -> None:
-        if capture is not None:
-            capture.after_job_end(ctx)
-        if user["after_job_end"] is not None:
-            await user["after_job_end"](ctx)
+        async def hook(ctx: dict[Any, Any]) -> None:
+            if capture is not None:
+                getattr(capture, name)(ctx)  # catches and counts its own errors
+            if theirs is not None:
+                await theirs(ctx)
+
+        return hook
 
     ours: dict[str, Any] = {
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
-        "on_job_start": on_job_start,
-        "after_job_end": after_job_end,
+        "on_job_start": job_hook("on_job_start"),
+        "after_job_end": job_hook("after_job_end"),
         MARK: adapter,
     }
     if capture is not None:
@@ -140,9 +131,7 @@ def instrument_settings(
     if isinstance(settings, type):
         # arq reads only the class's own __dict__: copy it, then put ours on top.
         namespace = {k: v for k, v in vars(settings).items() if not k.startswith("__")}
-        namespace.update(ours)
-        namespace["__module__"] = settings.__module__
-        namespace["__doc__"] = settings.__doc__
-        namespace["__qualname__"] = settings.__qualname__
-        return type(settings.__name__, (settings,), namespace)
+        for dunder in ("__module__", "__doc__", "__qualname__"):
+            namespace[dunder] = getattr(settings, dunder)
+        return type(settings.__name__, (settings,), {**namespace, **ours})
     return {**values, **ours}
