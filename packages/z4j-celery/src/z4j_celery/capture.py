@@ -113,9 +113,9 @@ class SignalCapture:
         self.pid = os.getpid()
         self._keep_originals: bool | None = None  # decided at the first failure
         self._started = Stopwatch()
-        # task id -> (when its publish began, sender, body, headers, routing key)
-        self._publishing: dict[str, tuple[float, Any, Any, Any, Any]] = {}
-        self._reported_early: set[str] = set()  # enqueued reported at receipt, before published
+        # task id -> (when its publish began, sender, body, headers, routing key), or None once
+        # `on_received` reported its `enqueued` before `after_task_publish` ran
+        self._publishing: dict[str, tuple[float, Any, Any, Any, Any] | None] = {}
         # Held only to report one task's `enqueued` once and before its `received` (no I/O).
         self._order = threading.Lock()
         self.fire_ids: set[str] = set()  # fire ids being published by z4j right now
@@ -146,7 +146,6 @@ class SignalCapture:
         self.pid = os.getpid()
         self._started = Stopwatch()
         self._publishing.clear()
-        self._reported_early.clear()
         self.agent = agent
         self._relay = relay
         self.out = relayed
@@ -184,13 +183,10 @@ class SignalCapture:
             return  # task protocol 1 (Celery 3 clients): nothing reliable to report
         task_id = headers["id"]
         with self._order:
-            publishing = self._publishing.pop(task_id, None)
-            if publishing is not None:
-                self._report_published(*publishing)
-            elif task_id in self._reported_early:
-                self._reported_early.discard(task_id)  # `on_received` reported it
-            else:
-                self._report_published(None, sender, body, headers, kw.get("routing_key"))
+            publishing = self._publishing.pop(task_id, ())
+            if publishing is not None:  # None: `on_received` reported it
+                unnoted = (None, sender, body, headers, kw.get("routing_key"))
+                self._report_published(*(publishing or unnoted))
 
     def _report_published(
         self, began: float | None, sender: Any, body: Any, headers: Any, routing_key: Any
@@ -222,14 +218,11 @@ class SignalCapture:
         # Published by this very process (a z4j command in the worker) and received before
         # `after_task_publish` ran: report `enqueued` now, so that this agent's sequence
         # numbers keep the task's events in the order they happened.
-        if request.id in self._publishing:
+        if self._publishing.get(request.id):
             with self._order:
-                publishing = self._publishing.pop(request.id, None)
-                if publishing is not None:
-                    reported = self._reported_early
-                    if len(reported) >= MAX_CAPTURE_IN_FLIGHT:
-                        reported.clear()
-                    reported.add(request.id)
+                publishing = self._publishing.get(request.id)
+                if publishing:
+                    self._publishing[request.id] = None
                     self._report_published(*publishing)
         extra = _ids(request, self.pid)
         if request.eta is not None:

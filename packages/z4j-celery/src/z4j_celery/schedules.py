@@ -134,8 +134,7 @@ def next_runs(
     every = rendered.interval
     if every <= 0:
         return []
-    first = (last_run or now).timestamp() + every
-    first = max(first, now.timestamp())
+    first = max((last_run or now).timestamp() + every, now.timestamp())
     return [first + i * every for i in range(count)]
 
 
