@@ -160,9 +160,8 @@ def observe_static(
     observed = []
     for name, entry in sorted((app.conf.beat_schedule or {}).items()):
         try:
-            observed.append(
-                _observed(SOURCE_STATIC, name, entry, now, zone, last_run=last.get(name))
-            )
+            item = _observed(SOURCE_STATIC, name, entry, now, zone, last_run=last.get(name))
+            observed.append(item)
         except Exception:
             log.warning("z4j could not read beat_schedule entry %r", name, exc_info=True)
     return [item for item in observed if item is not None]
@@ -275,11 +274,8 @@ def observe_django(app: Any, now: datetime.datetime, zone: str) -> list[Observed
         from django.conf import settings
     except ImportError:
         return []
-    if (
-        not settings.configured
-        or not django_apps.ready
-        or not django_apps.is_installed("django_celery_beat")
-    ):
+    ready = settings.configured and django_apps.ready
+    if not ready or not django_apps.is_installed("django_celery_beat"):
         return []
     from django.db import close_old_connections
     from django_celery_beat.models import PeriodicTask
@@ -299,9 +295,10 @@ def observe_django(app: Any, now: datetime.datetime, zone: str) -> list[Observed
             }
             crontab_zone = getattr(getattr(task, "crontab", None), "timezone", None)
             tz_name = str(crontab_zone) if crontab_zone else zone
-            observed.append(
-                _observed(SOURCE_DJANGO, task.name, entry, now, tz_name, last_run=task.last_run_at)
+            item = _observed(
+                SOURCE_DJANGO, task.name, entry, now, tz_name, last_run=task.last_run_at
             )
+            observed.append(item)
     finally:
         close_old_connections()
     return [item for item in observed if item is not None]
@@ -351,21 +348,11 @@ def observe_redbeat(app: Any, now: datetime.datetime, zone: str) -> list[Observe
             entry = json.loads(definition, cls=RedBeatJSONDecoder)
             if entry.get("enabled") is False:
                 continue
-            last_run = json.loads(meta, cls=RedBeatJSONDecoder).get("last_run_at") if meta else None
-            if not isinstance(last_run, datetime.datetime):
-                last_run = None
-            name = str(entry.get("name"))
-            observed.append(
-                _observed(
-                    SOURCE_REDBEAT,
-                    name,
-                    entry,
-                    now,
-                    zone,
-                    last_run=last_run,
-                    first_run=float(score),
-                )
-            )
+            last = json.loads(meta, cls=RedBeatJSONDecoder).get("last_run_at") if meta else None
+            last = last if isinstance(last, datetime.datetime) else None
+            name, first = str(entry.get("name")), float(score)
+            item = _observed(SOURCE_REDBEAT, name, entry, now, zone, last_run=last, first_run=first)
+            observed.append(item)
     finally:
         client.close()
     return [item for item in observed if item is not None]
