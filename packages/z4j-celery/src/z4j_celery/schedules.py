@@ -47,9 +47,6 @@ SOLAR_EVENTS: dict[str, tuple[str, str]] = {
 UTC = datetime.timezone.utc
 
 
-# -- rendering ------------------------------------------------------------------------------------
-
-
 def cron_fields(minute: Iterable[int], hour: Iterable[int], day_of_month: Iterable[int],
                 month: Iterable[int], day_of_week: Iterable[int]) -> str:  # fmt: skip
     """Five cron fields from the value sets a Celery crontab matches."""
@@ -61,9 +58,6 @@ def zone_name(app: Any) -> str:
     zone = getattr(app, "timezone", None)
     name = getattr(zone, "key", None) or getattr(zone, "zone", None) or str(zone or "UTC")
     return "UTC" if name in ("UTC", "Etc/UTC", "utc") else str(name)
-
-
-# -- one schedule object -------------------------------------------------------------------------
 
 
 @dataclass
@@ -136,9 +130,6 @@ def next_runs(
         return []
     first = max((last_run or now).timestamp() + every, now.timestamp())
     return [first + i * every for i in range(count)]
-
-
-# -- the sources --------------------------------------------------------------------------------
 
 
 def observe(app: Any, now: datetime.datetime | None = None) -> list[ObservedSchedule]:
