@@ -45,7 +45,7 @@ def instrument(
         raise TypeError(f"z4j_celery.instrument needs a celery.Celery app, not {type(app)!r}")
     in_worker = worker.in_worker_command()
     agent = kit.instrument(adapter, app, **options)
-    worker.follow_worker(adapter, agent)
+    worker.WorkerLife(adapter, agent).connect()
     if start or (start is None and not in_worker):
         agent.start()
     return app

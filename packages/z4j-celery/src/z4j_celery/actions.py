@@ -15,6 +15,7 @@ Runs on the agent's command threads and report loop; blocks on the broker.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from z4j_core.adapter import ActionOutcome, CancelRequest, RetryRequest, done, failed, unavailable
@@ -28,9 +29,6 @@ if TYPE_CHECKING:
 REVOKE_REPLY_SECONDS = 10.0
 #: Celery states of a task that has not finished (a retry of one needs `force`).
 UNFINISHED = frozenset({"PENDING", "RECEIVED", "STARTED", "RETRY"})
-
-
-# -- the original message ------------------------------------------------------------------
 
 
 def pack(app: Any, args: Any, kwargs: Any) -> bytes:
@@ -57,7 +55,6 @@ def stored_results(app: Any) -> Any:
     database), else None: the RPC backend sends results to the caller and cannot be asked."""
     from celery.backends.base import BaseKeyValueStoreBackend
 
-    backend = app.backend
     kinds: tuple[type, ...] = (BaseKeyValueStoreBackend,)
     try:
         from celery.backends.database import DatabaseBackend
@@ -65,7 +62,7 @@ def stored_results(app: Any) -> Any:
         kinds += (DatabaseBackend,)
     except ImportError:  # SQLAlchemy is not installed
         pass
-    return backend if isinstance(backend, kinds) else None
+    return app.backend if isinstance(app.backend, kinds) else None
 
 
 def backend_keeps_arguments(app: Any) -> bool:
@@ -78,19 +75,17 @@ def from_backend(app: Any, task_id: str) -> tuple[dict[str, Any] | None, str]:
     why not."""
     if not backend_keeps_arguments(app):
         return None, "the app has no result backend with result_extended=True"
-    backend = app.backend
-    meta = backend.get_task_meta(task_id)
+    meta = app.backend.get_task_meta(task_id)
     if not meta or meta.get("name") is None or meta.get("args") is None:
         return None, "the result backend holds no record of it (expired, or never stored)"
     for field in ("args", "kwargs"):
         if isinstance(meta.get(field), bytes):  # database backends store them encoded
-            meta[field] = backend.decode(meta[field])
+            meta[field] = app.backend.decode(meta[field])
     return meta, ""
 
 
 def retry(adapter: CeleryAdapter, request: RetryRequest) -> ActionOutcome:
-    app = adapter.app
-    meta, why_not = from_backend(app, request.task_id)
+    meta, why_not = from_backend(adapter.app, request.task_id)
     if meta is not None:
         if meta.get("status") in UNFINISHED and not request.force:
             return unavailable(f"Celery says the task is {meta['status']}, not finished")
@@ -106,27 +101,21 @@ def retry(adapter: CeleryAdapter, request: RetryRequest) -> ActionOutcome:
     if queue:
         options["queue"] = queue
     try:
-        sent = app.send_task(name, args=args, kwargs=kwargs, task_id=request.new_task_id,
-                             **options)  # fmt: skip
+        sent = adapter.app.send_task(name, args, kwargs, task_id=request.new_task_id, **options)
     except Exception as exc:
         return failed(f"Celery could not publish {name!r}: {type(exc).__name__}: {exc}")
     return done(str(sent.id))
 
 
-# -- cancel ---------------------------------------------------------------------------------
-
-
 def cancel(adapter: CeleryAdapter, request: CancelRequest) -> ActionOutcome:
     """Revoke: every worker that answers keeps the id and discards the task when it gets it
     (queued, or held for its ETA); with `terminate`, the pool child running it gets SIGTERM."""
-    app = adapter.app
-    backend = stored_results(app)
-    if backend is not None:
-        state = backend.get_task_meta(request.task_id).get("status")
-        if state in ("SUCCESS", "FAILURE", "REVOKED"):
-            return unavailable(f"Celery's result backend says the task already ended ({state})")
+    backend = stored_results(adapter.app)
+    state = None if backend is None else backend.get_task_meta(request.task_id).get("status")
+    if state in ("SUCCESS", "FAILURE", "REVOKED"):
+        return unavailable(f"Celery's result backend says the task already ended ({state})")
     try:
-        replies = app.control.revoke(
+        replies = adapter.app.control.revoke(
             request.task_id, terminate=request.terminate, signal="SIGTERM",
             reply=True, limit=1, timeout=REVOKE_REPLY_SECONDS,
         )  # fmt: skip
@@ -140,9 +129,6 @@ def cancel(adapter: CeleryAdapter, request: CancelRequest) -> ActionOutcome:
     # A task held for its ETA is discarded (and reported) only when its time comes: the agent
     # records `revoked` now.
     return done(recorded=False)
-
-
-# -- queues ---------------------------------------------------------------------------------
 
 
 def queue_names(adapter: CeleryAdapter) -> list[str]:
@@ -162,7 +148,8 @@ def queue_depths(adapter: CeleryAdapter) -> list[QueueDepth]:
                 except connection.channel_errors:
                     # Not declared (Redis: empty). On AMQP the broker closed the channel.
                     ready = 0
-                    channel = _reopen(connection, channel)
+                    _close(channel)
+                    channel = connection.channel()
                 depths.append(QueueDepth(name=name, ready=int(ready)))
         finally:
             _close(channel)
@@ -187,13 +174,6 @@ def purge(adapter: CeleryAdapter, queue: str) -> ActionOutcome:
     return done(count=int(removed or 0))
 
 
-def _reopen(connection: Any, channel: Any) -> Any:
-    _close(channel)
-    return connection.channel()
-
-
 def _close(channel: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):
         channel.close()
-    except Exception:
-        pass

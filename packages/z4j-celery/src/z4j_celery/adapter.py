@@ -13,19 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from z4j_celery import actions, capture, enqueue, schedules
-from z4j_core.adapter import (
-    Adapter,
-    Emit,
-    capabilities,
-    instance_of,
-)
-from z4j_core.wire import (
-    Capability,
-    Command,
-    CommandResult,
-    ObservedSchedule,
-    TaskInfo,
-)
+from z4j_core.adapter import Adapter, Emit, capabilities, instance_of
+from z4j_core.wire import Capability, Command, CommandResult, ObservedSchedule, TaskInfo
 
 #: Task options reported in the inventory.
 REPORTED_OPTIONS = ("max_retries", "default_retry_delay", "rate_limit", "time_limit",
@@ -47,11 +36,8 @@ CAPABILITIES = capabilities(
 
 @dataclass(eq=False)
 class CeleryAdapter(Adapter):
-    """One instrumented Celery app.
-
-    capture_results: send each task's (redacted) result with `succeeded`; by default only its
-        size and type are sent.
-    """
+    """One instrumented Celery app. capture_results: send each task's (redacted) result with
+    `succeeded`; by default only its size and type are sent."""
 
     engine = "celery"
 
@@ -66,13 +52,8 @@ class CeleryAdapter(Adapter):
         if not self.app_name:
             self.app_name = str(getattr(self.app, "main", "") or "celery")
 
-    @property
-    def default_queue(self) -> str:
-        return str(self.app.conf.task_default_queue or "celery")
-
     @classmethod
     def create(cls, app: object, options: Mapping[str, Any]) -> CeleryAdapter | None:
-        """The adapter for a Celery app (`options["capture_results"]`), else None."""
         if not instance_of(app, "celery", "Celery"):
             return None
         return cls(
@@ -85,29 +66,24 @@ class CeleryAdapter(Adapter):
         return enqueue.enqueue(self, command)
 
     def registered_tasks(self) -> list[TaskInfo]:
-        app = self.app
-        routes = app.amqp.router
         infos = []
-        for name in enqueue.registered_names(app):
-            task = app.tasks[name]
-            options: dict[str, str] = {}
-            for option in REPORTED_OPTIONS:
-                value = getattr(task, option, None)
-                if value not in (None, False, ""):
-                    options[option] = str(value)
-            queue = getattr(task, "queue", None)
-            if not queue:
-                try:
-                    route = routes.route({}, name)
-                    queue = getattr(route.get("queue"), "name", None) or route.get("queue")
-                except Exception:
-                    queue = None
-            queue = str(queue or self.default_queue)
-            infos.append(TaskInfo(name=name, queue=queue, options=options))
+        for name in enqueue.registered_names(self.app):
+            task = self.app.tasks[name]
+            values = {option: getattr(task, option, None) for option in REPORTED_OPTIONS}
+            options = {k: str(v) for k, v in values.items() if v not in (None, False, "")}
+            queue = getattr(task, "queue", None) or self._routed_queue(name)
+            queue = queue or self.app.conf.task_default_queue or "celery"
+            infos.append(TaskInfo(name=name, queue=str(queue), options=options))
         return infos
 
-    def observed_schedules(self) -> list[ObservedSchedule]:
-        """May read a beat file, a database or Redis: the agent calls it off the host's threads."""
+    def _routed_queue(self, name: str) -> Any:
+        try:
+            route = self.app.amqp.router.route({}, name)
+            return getattr(route.get("queue"), "name", None) or route.get("queue")
+        except Exception:
+            return None
+
+    def observed_schedules(self) -> list[ObservedSchedule]:  # a beat file, a database, Redis
         return schedules.observe(self.app)
 
     def install_capture(self, emit: Emit) -> None:

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from z4j_core.adapter import answer, rejected
+from z4j_core.adapter import answer, rejected, unknown_task
 from z4j_core.wire import Command, CommandKind, CommandResult, CommandStatus
 
 if TYPE_CHECKING:
@@ -45,16 +45,11 @@ class WorkerRegistry:
     def names(self, app: Any) -> set[str] | None:
         """Every task name some worker answered with, or None when no worker answered."""
         with self._lock:
-            if self._asked and time.monotonic() - self._asked < INSPECT_TTL:
-                return self._names
-            answers = app.control.inspect(timeout=INSPECT_TIMEOUT).registered() or {}
-            names: set[str] | None = None
-            if answers:
-                names = set()
-                for tasks in answers.values():
-                    names.update(str(t).split(" ", 1)[0] for t in tasks)
-            self._names, self._asked = names, time.monotonic()
-            return names
+            if not self._asked or time.monotonic() - self._asked >= INSPECT_TTL:
+                answers = app.control.inspect(timeout=INSPECT_TIMEOUT).registered() or {}
+                names = {str(t).split(" ", 1)[0] for tasks in answers.values() for t in tasks}
+                self._names, self._asked = (names if answers else None), time.monotonic()
+            return self._names
 
     def forget(self) -> None:
         with self._lock:
@@ -69,24 +64,19 @@ def unknown_task_reason(adapter: CeleryAdapter, name: str) -> str | None:
     app = adapter.app
     if name in app.tasks:
         return None
-    known = ", ".join(registered_names(app)[:10]) or "none"
     if adapter.worker is not None:
-        return (
-            f"unknown task {name!r}: Celery worker {adapter.app_name!r} does not have it "
-            f"(registered: {known})"
-        )
+        return unknown_task(name, f"Celery worker {adapter.app_name!r}", registered_names(app))
     registry = _workers.setdefault(id(app), WorkerRegistry())
     try:
         names = registry.names(app)
     except Exception:
         return None  # no answer is no knowledge: send it by name
-    if names is not None and name not in names:
-        registry.forget()  # a worker with the task may just have started: ask again next time
-        return (
-            f"unknown task {name!r}: no worker of Celery app {adapter.app_name!r} that answered "
-            "has it"
-        )
-    return None
+    if names is None or name in names:
+        return None
+    registry.forget()  # a worker with the task may just have started: ask again next time
+    return (
+        f"unknown task {name!r}: no worker of Celery app {adapter.app_name!r} that answered has it"
+    )
 
 
 def enqueue(adapter: CeleryAdapter, command: Command) -> CommandResult:
@@ -94,38 +84,31 @@ def enqueue(adapter: CeleryAdapter, command: Command) -> CommandResult:
     if reason is not None:
         return rejected(command, reason)
     options = command.options
-    send: dict[str, Any] = {}
-    if options.queue:
-        send["queue"] = options.queue
-    if options.priority is not None:
-        send["priority"] = options.priority
-    if options.delay_seconds:
-        send["countdown"] = options.delay_seconds
-    if options.expires_seconds:
-        send["expires"] = options.expires_seconds
     headers = dict(options.headers)
     if command.kind is not CommandKind.ENQUEUE:
-        headers["z4j_fire_id"] = str(command.fire_id)
-        headers["z4j_schedule_id"] = str(command.schedule_id)
+        headers.update(z4j_fire_id=str(command.fire_id), z4j_schedule_id=str(command.schedule_id))
         if command.slot:
             headers["z4j_slot"] = command.slot
-    if headers:
-        send["headers"] = headers
+    send = {
+        "queue": options.queue,
+        "countdown": options.delay_seconds,
+        "expires": options.expires_seconds,
+        "headers": headers,
+    }
+    send = {key: value for key, value in send.items() if value}
+    if options.priority is not None:
+        send["priority"] = options.priority
     fire_id = command.fire_id or None
     capture = adapter.capture
     if capture is not None and fire_id:
         capture.fire_ids.add(fire_id)
     try:
         result = adapter.app.send_task(
-            command.task, args=list(command.args), kwargs=dict(command.kwargs),
-            task_id=fire_id, **send,
-        )  # fmt: skip
-    except Exception as exc:
-        return answer(
-            command,
-            CommandStatus.FAILED,
-            reason=f"Celery could not publish {command.task!r}: {type(exc).__name__}: {exc}",
+            command.task, list(command.args), dict(command.kwargs), task_id=fire_id, **send
         )
+    except Exception as exc:
+        reason = f"Celery could not publish {command.task!r}: {type(exc).__name__}: {exc}"
+        return answer(command, CommandStatus.FAILED, reason=reason)
     finally:
         if capture is not None and fire_id:
             capture.fire_ids.discard(fire_id)

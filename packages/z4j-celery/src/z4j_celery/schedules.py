@@ -20,7 +20,8 @@ import logging
 import os
 import shelve
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from z4j_core.adapter import NEXT_RUNS, native_definition, render_field
@@ -37,21 +38,13 @@ _RANGES = (range(60), range(24), range(1, 32), range(1, 13), range(7))
 
 # Celery's solar events -> (z4j event, depression)
 SOLAR_EVENTS: dict[str, tuple[str, str]] = {
-    "dawn_astronomical": ("dawn", "astronomical"),
-    "dawn_nautical": ("dawn", "nautical"),
-    "dawn_civil": ("dawn", "civil"),
+    **{f"{e}_{d}": (e, d) for e in ("dawn", "dusk") for d in ("astronomical", "nautical", "civil")},
     "sunrise": ("sunrise", "civil"),
     "solar_noon": ("noon", "civil"),
     "sunset": ("sunset", "civil"),
-    "dusk_civil": ("dusk", "civil"),
-    "dusk_nautical": ("dusk", "nautical"),
-    "dusk_astronomical": ("dusk", "astronomical"),
 }
 
 UTC = datetime.timezone.utc
-
-
-# -- rendering ------------------------------------------------------------------------------------
 
 
 def cron_fields(minute: Iterable[int], hour: Iterable[int], day_of_month: Iterable[int],
@@ -61,38 +54,24 @@ def cron_fields(minute: Iterable[int], hour: Iterable[int], day_of_month: Iterab
     return " ".join(render_field(values, full) for values, full in zip(sets, _RANGES, strict=True))
 
 
-def both_days_restricted(expression: str) -> bool:
-    fields = expression.split()
-    return fields[2] != "*" and fields[4] != "*"
-
-
 def zone_name(app: Any) -> str:
     zone = getattr(app, "timezone", None)
     name = getattr(zone, "key", None) or getattr(zone, "zone", None) or str(zone or "UTC")
     return "UTC" if name in ("UTC", "Etc/UTC", "utc") else str(name)
 
 
-# -- one schedule object -------------------------------------------------------------------------
-
-
+@dataclass
 class Rendered:
-    """A beat schedule as z4j reads it: kind, expression, and a `z4j_core.scheduling` value."""
+    """A beat schedule as z4j reads it. `schedule`: its `z4j_core.scheduling` value (None for an
+    interval, which runs `interval` seconds after its last run). `timing`: `native_definition`'s,
+    cron read with celery's AND of the day fields, an interval (anchored by adopt on the next
+    run), or z4j's solar fields."""
 
-    def __init__(
-        self,
-        kind: str,
-        expression: str,
-        schedule: Any,
-        interval: float = 0.0,
-        timing: dict[str, Any] | None = None,
-    ) -> None:
-        self.kind = kind
-        self.expression = expression
-        self.schedule = schedule
-        self.interval = interval
-        #: `native_definition`'s timing: cron read with celery's AND of the day fields, an
-        #: interval (anchored by adopt on the next run), or z4j's solar fields.
-        self.timing = timing or {"every": interval, "anchor": None}
+    kind: str
+    expression: str
+    schedule: Any
+    timing: dict[str, Any]
+    interval: float = 0.0
 
 
 def render(value: Any, zone: str) -> Rendered | None:
@@ -100,34 +79,33 @@ def render(value: Any, zone: str) -> Rendered | None:
     from z4j_core import scheduling
 
     tz = scheduling.resolve_zone(zone)
-    suffix = "" if zone == "UTC" else f" ({zone})"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = datetime.timedelta(seconds=value)
-    if isinstance(value, datetime.timedelta):
-        seconds = value.total_seconds()
-        return Rendered("interval", f"every {_seconds(seconds)}s", None, seconds)
     kind = type(value).__name__
     if kind == "crontab":
         expression = cron_fields(
             value.minute, value.hour, value.day_of_month, value.month_of_year, value.day_of_week
         )
         cron = scheduling.CronSchedule(expression=expression, day_and=True, timezone=tz)
-        shown = expression + (" (day and weekday)" if both_days_restricted(expression) else "")
-        return Rendered("cron", shown + suffix, cron, timing={"cron": expression, "day_and": True})
+        fields = expression.split()
+        shown = expression + (" (day and weekday)" if "*" not in (fields[2], fields[4]) else "")
+        shown += "" if zone == "UTC" else f" ({zone})"
+        return Rendered("cron", shown, cron, {"cron": expression, "day_and": True})
     if kind == "solar":
         event, depression = SOLAR_EVENTS.get(value.event, (value.event, "civil"))
-        solar = scheduling.SolarSchedule(
-            event=event, latitude=float(value.lat), longitude=float(value.lon),
-            depression=depression, timezone=tz,
-        )  # fmt: skip
-        timing = {"solar": {"event": event, "latitude": float(value.lat),
-                            "longitude": float(value.lon), "depression": depression}}  # fmt: skip
-        return Rendered("solar", f"{value.event} at {value.lat},{value.lon}", solar, timing=timing)
-    run_every = getattr(value, "run_every", None)
-    if isinstance(run_every, datetime.timedelta):  # celery.schedules.schedule
-        seconds = run_every.total_seconds()
-        return Rendered("interval", f"every {_seconds(seconds)}s", None, seconds)
-    return None
+        solar = {"event": event, "latitude": float(value.lat), "longitude": float(value.lon)}
+        solar["depression"] = depression
+        schedule = scheduling.SolarSchedule(**solar, timezone=tz)
+        return Rendered(
+            "solar", f"{value.event} at {value.lat},{value.lon}", schedule, {"solar": solar}
+        )
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = datetime.timedelta(seconds=value)
+    # a timedelta, or celery.schedules.schedule
+    every = value if isinstance(value, datetime.timedelta) else getattr(value, "run_every", None)
+    if not isinstance(every, datetime.timedelta):
+        return None
+    seconds = every.total_seconds()
+    timing = {"every": seconds, "anchor": None}
+    return Rendered("interval", f"every {_seconds(seconds)}s", None, timing, seconds)
 
 
 def _seconds(seconds: float) -> str:
@@ -150,12 +128,8 @@ def next_runs(
     every = rendered.interval
     if every <= 0:
         return []
-    first = (last_run or now).timestamp() + every
-    first = max(first, now.timestamp())
+    first = max((last_run or now).timestamp() + every, now.timestamp())
     return [first + i * every for i in range(count)]
-
-
-# -- the sources --------------------------------------------------------------------------------
 
 
 def observe(app: Any, now: datetime.datetime | None = None) -> list[ObservedSchedule]:
@@ -177,25 +151,21 @@ def observe_static(
     observed = []
     for name, entry in sorted((app.conf.beat_schedule or {}).items()):
         try:
-            item = _observed(
-                SOURCE_STATIC, name, entry, now=now, zone=zone, last_run=last.get(name)
-            )
+            item = _observed(SOURCE_STATIC, name, entry, now, zone, last_run=last.get(name))
+            observed.append(item)
         except Exception:
             log.warning("z4j could not read beat_schedule entry %r", name, exc_info=True)
-            continue
-        if item is not None:
-            observed.append(item)
-    return observed
+    return [item for item in observed if item is not None]
 
 
 def _observed(
     source: str,
     name: str,
     entry: Mapping[str, Any],
-    *,
     now: datetime.datetime,
     zone: str,
-    last_run: datetime.datetime | None,
+    *,
+    last_run: datetime.datetime | None = None,
     first_run: float | None = None,
 ) -> ObservedSchedule | None:
     rendered = render(entry.get("schedule"), zone)
@@ -264,13 +234,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def schedule_filename(app: Any) -> str:
-    return str(app.conf.beat_schedule_filename or "celerybeat-schedule")
-
-
 def last_runs(app: Any, filename: str | None = None) -> dict[str, datetime.datetime]:
     """Last run times from the default persistent scheduler's shelve file, when readable."""
-    filename = filename or schedule_filename(app)
+    filename = filename or str(app.conf.beat_schedule_filename or "celerybeat-schedule")
     if not any(os.path.exists(filename + s) for s in ("", ".db", ".dat", ".dir", ".pag")):
         return {}
     for flag in ("ru", "r"):  # gdbm: read without taking beat's lock
@@ -299,19 +265,15 @@ def observe_django(app: Any, now: datetime.datetime, zone: str) -> list[Observed
         from django.conf import settings
     except ImportError:
         return []
-    if (
-        not settings.configured
-        or not django_apps.ready
-        or not django_apps.is_installed("django_celery_beat")
-    ):
+    ready = settings.configured and django_apps.ready
+    if not ready or not django_apps.is_installed("django_celery_beat"):
         return []
     from django.db import close_old_connections
     from django_celery_beat.models import PeriodicTask
 
     observed = []
     try:
-        tasks = list(PeriodicTask.objects.filter(enabled=True).order_by("name"))
-        for task in tasks:
+        for task in PeriodicTask.objects.filter(enabled=True).order_by("name"):
             schedule = _django_schedule(task)
             if schedule is None:
                 continue
@@ -322,18 +284,15 @@ def observe_django(app: Any, now: datetime.datetime, zone: str) -> list[Observed
                 "kwargs": json.loads(task.kwargs or "{}"),
                 "options": {"queue": task.queue} if task.queue else {},
             }
-            tz_name = zone
-            crontab_model = getattr(task, "crontab", None)
-            if crontab_model is not None and getattr(crontab_model, "timezone", None):
-                tz_name = str(crontab_model.timezone)
+            crontab_zone = getattr(getattr(task, "crontab", None), "timezone", None)
+            tz_name = str(crontab_zone) if crontab_zone else zone
             item = _observed(
-                SOURCE_DJANGO, task.name, entry, now=now, zone=tz_name, last_run=task.last_run_at
+                SOURCE_DJANGO, task.name, entry, now, tz_name, last_run=task.last_run_at
             )
-            if item is not None:
-                observed.append(item)
+            observed.append(item)
     finally:
         close_old_connections()
-    return observed
+    return [item for item in observed if item is not None]
 
 
 def _django_schedule(task: Any) -> Any:
@@ -380,28 +339,11 @@ def observe_redbeat(app: Any, now: datetime.datetime, zone: str) -> list[Observe
             entry = json.loads(definition, cls=RedBeatJSONDecoder)
             if entry.get("enabled") is False:
                 continue
-            last_run = None
-            if meta:
-                last_run = json.loads(meta, cls=RedBeatJSONDecoder).get("last_run_at")
-            item = _observed(
-                SOURCE_REDBEAT, str(entry.get("name")), entry, now=now, zone=zone,
-                last_run=last_run if isinstance(last_run, datetime.datetime) else None,
-                first_run=float(score),
-            )  # fmt: skip
-            if item is not None:
-                observed.append(item)
+            last = json.loads(meta, cls=RedBeatJSONDecoder).get("last_run_at") if meta else None
+            last = last if isinstance(last, datetime.datetime) else None
+            name, first = str(entry.get("name")), float(score)
+            item = _observed(SOURCE_REDBEAT, name, entry, now, zone, last_run=last, first_run=first)
+            observed.append(item)
     finally:
         client.close()
-    return observed
-
-
-__all__: Sequence[str] = [
-    "SOURCE_DJANGO",
-    "SOURCE_REDBEAT",
-    "SOURCE_STATIC",
-    "cron_fields",
-    "last_runs",
-    "next_runs",
-    "observe",
-    "render",
-]
+    return [item for item in observed if item is not None]

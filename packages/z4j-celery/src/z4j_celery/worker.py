@@ -38,12 +38,8 @@ def in_worker_command(argv: list[str] | None = None) -> bool:
     """Whether this process is `celery ... worker` (the app module is imported before the pool
     forks). `celery multi` starts such processes; `app.worker_main()` needs `start=False`."""
     argv = sys.argv if argv is None else argv
-    if not argv:
-        return False
-    program = os.path.basename(argv[0])
-    if program not in ("celery", "__main__.py", "celery.exe") and not program.startswith("celery"):
-        return False
-    return "worker" in argv[1:]
+    program = os.path.basename(argv[0]) if argv else ""
+    return (program == "__main__.py" or program.startswith("celery")) and "worker" in argv[1:]
 
 
 #: Pools that hand a task to an execution slot only when one is free, so Celery's expiry check
@@ -53,11 +49,9 @@ EXPIRY_CHECKED_BY_POOL = frozenset({"prefork", "solo"})
 
 def pool_name(pool: Any) -> str:
     """`prefork`, `solo`, `threads`, `gevent`, `eventlet` (or a custom pool's module name)."""
-    if isinstance(pool, str):
-        name = pool
-    else:
-        name = str(getattr(pool, "__module__", "") or "").rsplit(".", 1)[-1]
-    name = name.lower()
+    if not isinstance(pool, str):
+        pool = str(getattr(pool, "__module__", "") or "").rsplit(".", 1)[-1]
+    name = pool.lower()
     return "prefork" if name == "processes" else name
 
 
@@ -92,13 +86,14 @@ class WorkerLife:
             self.main_pid = os.getpid()
             self.adapter.worker = self
             self.pool = pool_name(getattr(sender, "pool_cls", ""))
-            before = self.adapter.capabilities
+            kept = self.adapter.capabilities
             if self.pool not in EXPIRY_CHECKED_BY_POOL:
                 # These pools take every task at once and never look at its expiry again.
-                self.adapter.capabilities = self.adapter.capabilities - {Capability.EXPIRES.value}
+                kept -= {Capability.EXPIRES.value}
             if self.pool == "prefork":  # the one pool whose `terminate_job` stops a running task
-                self.adapter.capabilities = self.adapter.capabilities | {Capability.TERMINATE.value}
-            if self.adapter.capabilities != before:  # a hello sent before the pool was known
+                kept |= {Capability.TERMINATE.value}
+            if kept != self.adapter.capabilities:  # a hello sent before the pool was known
+                self.adapter.capabilities = kept
                 self.agent.reannounce()
             self.relay = Relay()
         except Exception:
@@ -108,9 +103,8 @@ class WorkerLife:
     def on_process_init(self, sender: Any = None, **kw: Any) -> None:
         try:
             relay, capture = self.relay, self.adapter.capture
-            if self.main_pid is None or os.getpid() == self.main_pid:
-                return  # solo sends it in the main process
-            if relay is None or capture is None:
+            # solo sends it in the main process
+            if self.main_pid in (None, os.getpid()) or relay is None or capture is None:
                 return
             relay.enter_child()
             capture.in_pool_child(relay, self.agent)
@@ -137,9 +131,3 @@ class WorkerLife:
             self.agent.stop()
         except Exception:
             self.agent.errors += 1
-
-
-def follow_worker(adapter: CeleryAdapter, agent: Agent) -> WorkerLife:
-    life = WorkerLife(adapter, agent)
-    life.connect()
-    return life
