@@ -35,8 +35,8 @@ _NAMED = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-
-_UTC = datetime.timezone.utc
+#: The APScheduler cron fields that dramatiq-crontab leaves at these values in a plain cron.
+_PLAIN_FIELDS = {"second": "0", "year": "*", "week": "*"}
 
 
 def local_zone_name() -> str:
@@ -69,13 +69,7 @@ def next_cron_runs(
         schedule = CronSchedule(expression=expression, timezone=ZoneInfo(zone), day_and=day_and)
     except (ScheduleError, ValueError):
         return []
-    runs: list[float] = []
-    moment: datetime.datetime | None = now
-    while moment is not None and len(runs) < count:
-        moment = schedule.next_after(moment)
-        if moment is not None:
-            runs.append(moment.timestamp())
-    return runs
+    return [slot.timestamp() for slot in schedule.slots(now, count)]
 
 
 def periodiq_definition(spec: Any, zone: str, queue: str) -> dict[str, Any]:
@@ -136,46 +130,33 @@ def observe_periodiq(broker: Any, now: datetime.datetime) -> list[ObservedSchedu
     return observed
 
 
-def crontab_expression(trigger: Any) -> tuple[str, str]:
-    """(kind, expression) of an APScheduler trigger as dramatiq-crontab builds them."""
-    fields = {f.name: str(f) for f in getattr(trigger, "fields", ())}
-    if fields:
-        order = ("minute", "hour", "day", "month", "day_of_week")
-        return "cron", " ".join(fields.get(name, "*") for name in order)
-    interval = getattr(trigger, "interval", None)
-    if isinstance(interval, datetime.timedelta):
-        return "interval", f"every {int(interval.total_seconds())}s"
-    return "custom", str(trigger)
+def crontab_reading(trigger: Any, zone: str, queue: str) -> tuple[str, str, dict[str, Any]]:
+    """(kind, expression, definition) of an APScheduler trigger as dramatiq-crontab builds them.
 
-
-def crontab_definition(trigger: Any, zone: str, queue: str) -> dict[str, Any]:
-    """What `z4j schedules adopt` needs from an APScheduler trigger as dramatiq-crontab builds
-    them: a `CronTrigger` ANDs every field (weekdays by name; APScheduler numbers them from
-    Monday = 0, which dramatiq-crontab refuses), an `IntervalTrigger` runs on a grid from its
-    `start_date`."""
+    The definition is what `z4j schedules adopt` needs: a `CronTrigger` ANDs every field
+    (weekdays by name; APScheduler numbers them from Monday = 0, which dramatiq-crontab
+    refuses), an `IntervalTrigger` runs on a grid from its `start_date`."""
     fields = {f.name: str(f) for f in getattr(trigger, "fields", ())}
     options = {"queue": queue}
     if fields:
-        if (fields.get("second", "0"), fields.get("year", "*"), fields.get("week", "*")) != (
-            "0",
-            "*",
-            "*",
-        ):
-            return {"refused": f"its trigger uses seconds, years or weeks: {trigger}"}
-        if any(c.isdigit() for c in fields.get("day_of_week", "*")):
-            return {"refused": "its weekdays are APScheduler numbers (Monday = 0): use names"}
-        _, expression = crontab_expression(trigger)
-        return native_definition(
-            {"cron": expression, "day_and": True}, timezone=zone, options=options
-        )
+        order = ("minute", "hour", "day", "month", "day_of_week")
+        expression = " ".join(fields.get(name, "*") for name in order)
+        if any(fields.get(name, plain) != plain for name, plain in _PLAIN_FIELDS.items()):
+            refused = f"its trigger uses seconds, years or weeks: {trigger}"
+        elif any(c.isdigit() for c in fields.get("day_of_week", "*")):
+            refused = "its weekdays are APScheduler numbers (Monday = 0): use names"
+        else:
+            timing = {"cron": expression, "day_and": True}
+            return "cron", expression, native_definition(timing, timezone=zone, options=options)
+        return "cron", expression, {"refused": refused}
     interval = getattr(trigger, "interval", None)
     if isinstance(interval, datetime.timedelta):
         start = getattr(trigger, "start_date", None)
         anchor = start.timestamp() if isinstance(start, datetime.datetime) else None
-        return native_definition(
-            {"every": interval.total_seconds(), "anchor": anchor}, timezone=zone, options=options
-        )
-    return {"refused": f"its trigger has no z4j form: {trigger}"}
+        timing = {"every": interval.total_seconds(), "anchor": anchor}
+        definition = native_definition(timing, timezone=zone, options=options)
+        return "interval", f"every {int(interval.total_seconds())}s", definition
+    return "custom", str(trigger), {"refused": f"its trigger has no z4j form: {trigger}"}
 
 
 def trigger_runs(trigger: Any, now: datetime.datetime, count: int = NEXT_RUNS) -> list[float]:
@@ -203,8 +184,8 @@ def observe_crontab(broker: Any, now: datetime.datetime) -> list[ObservedSchedul
         actor = getattr(getattr(job, "func", None), "__self__", None)
         if actor is None or getattr(actor, "broker", None) is not broker:
             continue
-        kind, expression = crontab_expression(job.trigger)
         zone = str(getattr(job.trigger, "timezone", "UTC"))
+        kind, expression, definition = crontab_reading(job.trigger, zone, actor.queue_name)
         observed.append(
             ObservedSchedule(
                 source=CRONTAB,
@@ -213,7 +194,7 @@ def observe_crontab(broker: Any, now: datetime.datetime) -> list[ObservedSchedul
                 kind=kind,
                 expression=expression + ("" if zone == "UTC" else f" ({zone})"),
                 next_runs=trigger_runs(job.trigger, now),
-                definition=crontab_definition(job.trigger, zone, actor.queue_name),
+                definition=definition,
             )
         )
     return observed
@@ -221,5 +202,5 @@ def observe_crontab(broker: Any, now: datetime.datetime) -> list[ObservedSchedul
 
 def observe(broker: Any, now: datetime.datetime | None = None) -> list[ObservedSchedule]:
     """Every periodic actor of `broker` that periodiq or dramatiq-crontab would send."""
-    now = now or datetime.datetime.now(_UTC)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     return observe_periodiq(broker, now) + observe_crontab(broker, now)
