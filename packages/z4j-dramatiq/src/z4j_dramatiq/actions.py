@@ -1,20 +1,15 @@
-"""The operator's actions on Dramatiq: retry, purge, and queue depth.
+"""The operator's actions on Dramatiq: retry, purge and queue depth (Dramatiq cannot cancel).
 
-Owns the dead-letter queue as a retry's source: on Redis, a dead message is kept (for the
-broker's `dead_message_ttl`, a week by default) in `<ns>:<queue>.XQ.msgs` under its own Redis id,
-so a retry finds it by its message id, enqueues a copy as a new message and removes it from the
-dead-letter queue. A RabbitMQ dead-letter queue is a plain queue that cannot be read by message
-id, so there (and for a failure Dramatiq acks: no Retries middleware) this host keeps the
-original message when the task fails (`Adapter.keep_original`, written by the capture).
+A retry's source: on Redis, a dead message stays (`dead_message_ttl`, a week by default) in
+`<ns>:<queue>.XQ.msgs` under its Redis id, so a retry finds it by message id, enqueues a copy
+and removes it. A RabbitMQ dead-letter queue cannot be read by message id, so there (and for a
+failure Dramatiq acks: no Retries) the capture keeps the original on this host.
 
-Depth, per declared queue: Redis counts ready ids, fetched but unacked messages (`running`:
-taken by a worker, prefetched ones included), delayed messages and dead letters; RabbitMQ counts
-ready and dead-lettered messages (its delayed messages sit unacked in the workers that prefetched
-them, so no count sees them: `scheduled` is not reported there). Purge removes ready messages
-only (Dramatiq's own `broker.flush` also drops delayed, in-flight and dead ones).
-
-Cancel is not here: Dramatiq has no way to cancel a message. Runs on the agent's command
-threads and report loop; blocks on the broker.
+Depth per declared queue: Redis counts ready, fetched but unacked (`running`, prefetched
+included), delayed and dead; RabbitMQ only ready and dead (its delayed messages sit unacked in
+the workers that prefetched them). Purge removes ready messages only (`broker.flush` would also
+drop delayed, in-flight and dead ones). Runs on the agent's command threads and report loop;
+blocks on the broker.
 """
 
 from __future__ import annotations
@@ -48,7 +43,7 @@ return #ids
 
 
 def is_redis(broker: Any) -> bool:
-    """Whether `broker` is Redis's: the one whose dead letters a retry can read back by id."""
+    """Whether `broker` is Redis's: the one whose dead letters a retry can read by id."""
     return instance_of(broker, "dramatiq.brokers.redis", "RedisBroker")
 
 
@@ -58,7 +53,8 @@ def queue_names(broker: Any) -> list[str]:
 
 
 def _drop_channel(broker: Any) -> None:
-    """Forget this thread's RabbitMQ channel after an error closed it (as Dramatiq does)."""
+    """Forget this thread's RabbitMQ channel after an error closed it (as Dramatiq does); a
+    no-op on Redis, which has no channel."""
     with contextlib.suppress(Exception):
         del broker.channel
 
@@ -167,7 +163,6 @@ def purge(adapter: DramatiqAdapter, queue: str) -> ActionOutcome:
         else:
             removed = broker.channel.queue_purge(queue).method.message_count
     except Exception as exc:
-        if not is_redis(broker):
-            _drop_channel(broker)
+        _drop_channel(broker)
         return failed(f"Dramatiq could not purge {queue!r}: {type(exc).__name__}: {exc}")
     return done(count=int(removed))

@@ -1,20 +1,18 @@
 """Lifecycle capture: `Z4JMiddleware`, Dramatiq's middleware hooks mapped onto z4j's kinds.
 
-Owns one middleware object per instrumented broker. Dramatiq calls each hook synchronously in
-the thread that caused it (the producer's thread for `before_enqueue`, a worker thread for the
-rest), so every hook is cheap and never raises: exceptions are caught and counted here, before
-Dramatiq's own guard would log them as critical. It never touches the broker, and does no I/O
-(the agent's `emit` only appends to an in-memory queue) except one small file write per failed
-message whose broker keeps no copy a retry can read (`Adapter.keep_original`).
+One middleware per instrumented broker. Dramatiq calls each hook synchronously in the thread that
+caused it (the producer's for `before_enqueue`, a worker thread for the rest), so every hook is
+cheap and never raises: exceptions are caught and counted here, before Dramatiq's own guard would
+log them as critical. Never touches the broker; no I/O (`emit` only appends to a queue) except
+one small file write per failed message that no broker copy can be retried from.
 
-Where the Retries middleware's decision is seen. A failed attempt is not reported when the actor
-raises: Retries decides in its own `after_process_message`, which may run before or after ours
-(Dramatiq runs `after_*` hooks in reverse order of the middleware list, and the user chooses that
-order). What Retries decided is visible later in the same worker thread, whatever the order:
-it re-enqueues the same message id (our `before_enqueue` sees the id the thread is processing),
-or it fails the message so the worker nacks it (dead letter), or, with no Retries middleware, the
-worker acks it. So the failed attempt is held per thread and reported at `after_ack` (`retried`
-when re-enqueued, else `failed`) or at `after_nack` (`failed`, then `dead_lettered`).
+Where the Retries middleware's decision is seen: Retries decides in its own
+`after_process_message`, which may run before or after ours (Dramatiq runs `after_*` hooks in
+reverse order of the middleware list, which the user chooses). Whatever the order, the same
+worker thread then re-enqueues the message id (our `before_enqueue` sees the id it is
+processing), or nacks it (dead letter), or, with no Retries, acks it. So a failed attempt is held
+per thread and reported at `after_ack` (`retried` if re-enqueued, else `failed`) or `after_nack`
+(`failed`, then `dead_lettered`).
 """
 
 from __future__ import annotations
@@ -47,12 +45,8 @@ def _raised(message: Any) -> dict[str, Any]:
 
 
 class Z4JMiddleware(dramatiq.Middleware):
-    """Reports every message's lifecycle to the process's z4j agent.
-
-    Options are the agent's (`brain_url`, `token`, `app_name`, ...; `Z4J_*` variables
-    otherwise) plus `start` (see `z4j_dramatiq.instrument`). The middleware connects itself to
-    the agent on the first hook Dramatiq calls with its broker.
-    """
+    """Reports every message's lifecycle to the process's z4j agent, binding itself to the agent
+    on the first hook Dramatiq calls with its broker. Options: `z4j_dramatiq.instrument`'s."""
 
     def __init__(self, *, start: bool | None = None, **options: Any) -> None:
         self.options = options
@@ -63,18 +57,6 @@ class Z4JMiddleware(dramatiq.Middleware):
         self._local = threading.local()  # per worker thread: the message it is processing
         self._binding = False
 
-    def bind(self, broker: Any) -> None:
-        """Instrument `broker` with this middleware, once (the first hook that names it)."""
-        if self.adapter is not None or self._binding:
-            return
-        self._binding = True
-        try:
-            from z4j_dramatiq import instrument
-
-            instrument(broker, start=self.start, middleware=self, **self.options)
-        finally:
-            self._binding = False
-
     def disconnect(self) -> None:
         self.emit = _ignore
 
@@ -84,15 +66,21 @@ class Z4JMiddleware(dramatiq.Middleware):
 
     # -- where the worker's agent starts and drains (z4j_dramatiq.worker) ----------------------
 
-    def _bind_quietly(self, broker: Any, *_: Any) -> None:
-        if self.adapter is None:
-            try:
-                self.bind(broker)
-            except Exception:
-                self.errors += 1
+    def bind(self, broker: Any, *_: Any) -> None:
+        """Instrument `broker` with this middleware, once (the first hook that names it)."""
+        if self.adapter is not None or self._binding:
+            return
+        self._binding = True
+        try:
+            from z4j_dramatiq import instrument
 
-    after_declare_actor = after_declare_queue = after_process_boot = _bind_quietly
-    before_worker_boot = _bind_quietly
+            instrument(broker, start=self.start, middleware=self, **self.options)
+        except Exception:
+            self.errors += 1
+        finally:
+            self._binding = False
+
+    after_declare_actor = after_declare_queue = after_process_boot = before_worker_boot = bind
 
     def after_worker_boot(self, broker: Any, worker: Any) -> None:
         agent = self.agent
@@ -110,36 +98,27 @@ class Z4JMiddleware(dramatiq.Middleware):
 
     def before_enqueue(self, broker: Any, message: Any, delay: int | None) -> None:
         try:
-            if self.adapter is None:
-                self.bind(broker)
+            self.bind(broker)
             local = self._current(message)
             if local is not None:
                 # The message this thread is processing is enqueued again: Retries' retry.
                 local.retry_delay = delay or 0
                 return
-            options = message.options
-            fields: dict[str, Any] = {
-                "args": message.args,
-                "kwargs": message.kwargs,
-                "retries": options.get("retries", 0),
-            }
+            fields: dict[str, Any] = {"args": message.args, "kwargs": message.kwargs}
             if delay:
-                fields["extra"] = {"eta": options.get("eta") or time.time() * 1000 + delay}
+                fields["extra"] = {"eta": message.options.get("eta") or time.time() * 1000 + delay}
             if fire_id := current_fire_id():
                 fields["fire_id"] = fire_id
-            self._event(K.SCHEDULED if delay else K.ENQUEUED, message, **fields)
+            retries = message.options.get("retries", 0)
+            self._event(K.SCHEDULED if delay else K.ENQUEUED, message, retries=retries, **fields)
         except Exception:
             self.errors += 1
 
     def enqueue_failed(self, message: Any, exc: BaseException) -> None:
         """z4j's own enqueue raised after `before_enqueue` reported the message."""
         try:
-            self._event(
-                K.REJECTED,
-                message,
-                exception=dotted(type(exc)),
-                message=f"the broker refused the message: {exc}",
-            )
+            reason = f"the broker refused the message: {exc}"
+            self._event(K.REJECTED, message, exception=dotted(type(exc)), message=reason)
         except Exception:
             self.errors += 1
 
@@ -159,12 +138,7 @@ class Z4JMiddleware(dramatiq.Middleware):
             self.errors += 1
 
     def after_process_message(
-        self,
-        broker: Any,
-        message: Any,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
+        self, broker: Any, message: Any, result: Any = None, exception: BaseException | None = None
     ) -> None:
         try:
             local = self._current(message)

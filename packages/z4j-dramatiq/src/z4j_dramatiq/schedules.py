@@ -1,15 +1,15 @@
 """Observing Dramatiq's periodic schedules, read-only: periodiq and dramatiq-crontab.
 
 - periodiq: an actor declared with `periodic=cron("...")`. periodiq's scheduler (a separate
-  `periodiq app` process) reads the spec in its process's local time zone (pendulum's), and
-  matches day-of-month OR day-of-week when both are restricted, as classic cron does. Next runs
-  come from `z4j_core.scheduling.CronSchedule` in that zone.
+  `periodiq app` process) reads it in that process's local zone (pendulum's) and, as classic
+  cron does, ORs day-of-month and day-of-week when both are restricted. Next runs come from
+  `z4j_core.scheduling.CronSchedule` in that zone.
 - dramatiq-crontab: jobs registered with `@cron("...")` / `@interval(seconds=...)` on its
-  APScheduler `scheduler` (run by Django's `crontab` command). Next runs come from each job's
-  own APScheduler trigger, in the trigger's time zone. It is read only when the app imported it.
+  APScheduler `scheduler`, read only when the app imported it. Next runs come from each job's
+  own trigger, in the trigger's zone.
 
-Pure functions of their inputs plus `observe`, which reads the clock once. Never writes, never
-sends a message, never starts a scheduler.
+Pure functions of their inputs, but `observe` reads the clock once. Never writes, never sends a
+message, never starts a scheduler.
 """
 
 from __future__ import annotations
@@ -21,20 +21,12 @@ from zoneinfo import ZoneInfo
 
 from z4j_core.adapter import NEXT_RUNS, native_definition, render_field
 from z4j_core.scheduling import CronSchedule, ScheduleError
+from z4j_core.scheduling.cron import ALIASES
 from z4j_core.wire import ObservedSchedule
 
 PERIODIQ = "periodiq"
 CRONTAB = "dramatiq_crontab"
 
-_NAMED = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
 #: The APScheduler cron fields that dramatiq-crontab leaves at these values in a plain cron.
 _PLAIN_FIELDS = {"second": "0", "year": "*", "week": "*"}
 
@@ -52,9 +44,9 @@ def local_zone_name() -> str:
 
 
 def periodiq_expression(spec: Any) -> str:
-    """The five cron fields of a periodiq `CronSpec` (`@hourly` spelled out)."""
+    """The five cron fields of a periodiq `CronSpec` (`@hourly` spelled out, as periodiq does)."""
     text = " ".join(str(spec).split())
-    return _NAMED.get(text, text)
+    return ALIASES.get(text, text)
 
 
 def next_cron_runs(
@@ -110,12 +102,9 @@ def observe_periodiq(broker: Any, now: datetime.datetime) -> list[ObservedSchedu
             continue
         expression = periodiq_expression(spec)
         definition = periodiq_definition(spec, zone, actor.queue_name)
-        # The runs periodiq makes: its own day rule and Sunday (the definition's), else none.
-        runs = (
-            next_cron_runs(definition["cron"], zone, now, day_and=definition["day_and"])
-            if "cron" in definition
-            else []
-        )
+        runs = []
+        if "cron" in definition:  # the runs periodiq makes: its own day rule and Sunday
+            runs = next_cron_runs(definition["cron"], zone, now, day_and=definition["day_and"])
         observed.append(
             ObservedSchedule(
                 source=PERIODIQ,
@@ -175,8 +164,7 @@ def trigger_runs(trigger: Any, now: datetime.datetime, count: int = NEXT_RUNS) -
 
 
 def observe_crontab(broker: Any, now: datetime.datetime) -> list[ObservedSchedule]:
-    module = sys.modules.get("dramatiq_crontab")
-    scheduler = getattr(module, "scheduler", None)
+    scheduler = getattr(sys.modules.get(CRONTAB), "scheduler", None)
     if scheduler is None:
         return []
     observed = []
