@@ -1,15 +1,12 @@
 """Enqueueing the brain's commands natively into Dramatiq, by actor name.
 
-Owns turning a `wire.Command` into a Dramatiq `Message`: the actor's queue (or the queue the
-command names, for an actor this process has not imported), args and kwargs, a delay, the
-message options Dramatiq accepts (`CommandOptions.headers` become message options when the
-broker's middleware declares them, e.g. `max_retries`, `time_limit`), and the fire id as the
-message id. Answers `rejected` (never enqueues) for an unknown actor with no queue given or an
-option Dramatiq cannot honour, so nothing lands in a queue where a worker would dead-letter it.
-Runs on the agent's command threads, never on a host thread; may block on the broker.
-
-Dramatiq itself runs a message id twice if it is sent twice: the agent's fire-id memory
-(`z4j_core.agent.commands.FireMemory`) refuses a repeated fire before this module is called.
+Owns turning a `wire.Command` into a Dramatiq `Message`: the actor's queue (or the command's, for
+an actor this process has not imported), arguments, a delay, the message options the broker's
+middleware declares (`CommandOptions.headers`, e.g. `max_retries`) and the fire id as message id.
+Never enqueues what a worker would dead-letter: an unknown actor with no queue, or an option
+Dramatiq cannot honour, is `rejected`. Runs on the agent's command threads; may block on the
+broker. Dramatiq runs a message id sent twice twice: the agent's fire-id memory refuses a
+repeated fire before this module is called.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ message, never starts a scheduler.
 
 from __future__ import annotations
 
-import datetime
 import sys
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -50,11 +50,7 @@ def periodiq_expression(spec: Any) -> str:
 
 
 def next_cron_runs(
-    expression: str,
-    zone: str,
-    now: datetime.datetime,
-    count: int = NEXT_RUNS,
-    day_and: bool = False,
+    expression: str, zone: str, now: datetime, count: int = NEXT_RUNS, day_and: bool = False
 ) -> list[float]:
     """The next `count` runs strictly after `now` (aware), as epoch seconds; [] if unreadable."""
     try:
@@ -92,7 +88,7 @@ def periodiq_definition(spec: Any, zone: str, queue: str) -> dict[str, Any]:
     )
 
 
-def observe_periodiq(broker: Any, now: datetime.datetime) -> list[ObservedSchedule]:
+def observe_periodiq(broker: Any, now: datetime) -> list[ObservedSchedule]:
     zone = local_zone_name()
     observed = []
     for name in sorted(broker.get_declared_actors()):
@@ -102,7 +98,7 @@ def observe_periodiq(broker: Any, now: datetime.datetime) -> list[ObservedSchedu
             continue
         expression = periodiq_expression(spec)
         definition = periodiq_definition(spec, zone, actor.queue_name)
-        runs = []
+        runs: list[float] = []
         if "cron" in definition:  # the runs periodiq makes: its own day rule and Sunday
             runs = next_cron_runs(definition["cron"], zone, now, day_and=definition["day_and"])
         observed.append(
@@ -139,16 +135,16 @@ def crontab_reading(trigger: Any, zone: str, queue: str) -> tuple[str, str, dict
             return "cron", expression, native_definition(timing, timezone=zone, options=options)
         return "cron", expression, {"refused": refused}
     interval = getattr(trigger, "interval", None)
-    if isinstance(interval, datetime.timedelta):
+    if isinstance(interval, timedelta):
         start = getattr(trigger, "start_date", None)
-        anchor = start.timestamp() if isinstance(start, datetime.datetime) else None
+        anchor = start.timestamp() if isinstance(start, datetime) else None
         timing = {"every": interval.total_seconds(), "anchor": anchor}
         definition = native_definition(timing, timezone=zone, options=options)
         return "interval", f"every {int(interval.total_seconds())}s", definition
     return "custom", str(trigger), {"refused": f"its trigger has no z4j form: {trigger}"}
 
 
-def trigger_runs(trigger: Any, now: datetime.datetime, count: int = NEXT_RUNS) -> list[float]:
+def trigger_runs(trigger: Any, now: datetime, count: int = NEXT_RUNS) -> list[float]:
     """Ask the trigger itself (APScheduler's arithmetic) for its next runs after `now`."""
     runs: list[float] = []
     previous = None
@@ -159,11 +155,11 @@ def trigger_runs(trigger: Any, now: datetime.datetime, count: int = NEXT_RUNS) -
             break
         runs.append(fire.timestamp())
         previous = fire
-        moment = fire + datetime.timedelta(microseconds=1)
+        moment = fire + timedelta(microseconds=1)
     return runs
 
 
-def observe_crontab(broker: Any, now: datetime.datetime) -> list[ObservedSchedule]:
+def observe_crontab(broker: Any, now: datetime) -> list[ObservedSchedule]:
     scheduler = getattr(sys.modules.get(CRONTAB), "scheduler", None)
     if scheduler is None:
         return []
@@ -188,7 +184,7 @@ def observe_crontab(broker: Any, now: datetime.datetime) -> list[ObservedSchedul
     return observed
 
 
-def observe(broker: Any, now: datetime.datetime | None = None) -> list[ObservedSchedule]:
+def observe(broker: Any, now: datetime | None = None) -> list[ObservedSchedule]:
     """Every periodic actor of `broker` that periodiq or dramatiq-crontab would send."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.now(timezone.utc)
     return observe_periodiq(broker, now) + observe_crontab(broker, now)
