@@ -1,15 +1,9 @@
-"""z4j for Dramatiq: add the middleware to your broker, in the module that creates it.
+"""z4j for Dramatiq: in the module that creates the broker,
 
-    import dramatiq
-    from dramatiq.brokers.redis import RedisBroker
-    import z4j_dramatiq
-
-    broker = RedisBroker(url="redis://localhost:6379/0")
     broker.add_middleware(z4j_dramatiq.Z4JMiddleware())   # or: z4j_dramatiq.instrument(broker)
-    dramatiq.set_broker(broker)
 
 The brain's URL and the agent's token come from keyword arguments (`brain_url=`, `token=`, any
-`z4j_core.agent.AgentConfig` field) or from `Z4J_*` variables.
+`z4j_core.agent.AgentConfig` field) or from `Z4J_*` variables. docs/engines/dramatiq.md has more.
 """
 
 from __future__ import annotations

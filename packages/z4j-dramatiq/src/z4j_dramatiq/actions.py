@@ -88,11 +88,13 @@ def again(message: Any, new_id: str | None) -> Any:
 
 def retry(adapter: DramatiqAdapter, request: RetryRequest) -> ActionOutcome:
     broker = adapter.broker
-    redis = is_redis(broker)
     found = None
-    if redis:
+    if is_redis(broker):
         queues = sorted(queue_names(broker), key=lambda q: q != request.queue)  # the hint first
         found = dead_letter(broker, request.task_id, queues)
+        missing = "not in its dead-letter queue (expired, or never dead-lettered)"
+    else:
+        missing = f"{type(broker).__name__}'s dead-letter queue cannot be read by message id"
     if found is not None:
         message, key, redis_id = found
         with broker.client.pipeline(transaction=True) as tx:
@@ -103,12 +105,7 @@ def retry(adapter: DramatiqAdapter, request: RetryRequest) -> ActionOutcome:
     elif request.original is not None:
         message = Message.decode(request.original.payload)
     else:
-        where = (
-            "not in its dead-letter queue (expired, or never dead-lettered)"
-            if redis
-            else f"{type(broker).__name__}'s dead-letter queue cannot be read by message id"
-        )
-        return unavailable(f"no original message: {where}, and this host kept none")
+        return unavailable(f"no original message: {missing}, and this host kept none")
     try:
         sent = broker.enqueue(again(message, request.new_task_id))
     except Exception as exc:

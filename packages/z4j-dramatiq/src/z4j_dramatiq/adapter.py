@@ -1,14 +1,12 @@
 """The Dramatiq adapter: what the agent knows of one instrumented Dramatiq broker, and what it asks.
 
-Owns the capabilities, the broker, the installed middleware (the capture) and the declared actors
-(answered from memory); enqueue, capture, schedules and actions live in their own modules. Does
-no I/O and never talks to the broker.
+Owns the capabilities, the broker, its middleware (the capture) and the declared actors, answered
+from memory; the rest lives in its own modules. Does no I/O and never talks to the broker.
 
-Not advertised, on purpose: `expires` (Dramatiq's AgeLimit skips an old message rather than
-expiring it; z4j reports that as `skipped`), `priority` (Dramatiq's priority orders only the
-messages one worker has already prefetched), `native_dedup` (Dramatiq runs a repeated message id
-twice: the agent's fire-id memory is the protection) and `cancel` (Dramatiq itself cannot cancel
-a message; docs/engines/dramatiq.md says what would).
+Not advertised, on purpose: `expires` (AgeLimit skips an old message, reported as `skipped`, rather
+than expiring it), `priority` (it orders only the messages one worker has prefetched),
+`native_dedup` (a message id sent twice runs twice: the agent's fire-id memory protects) and
+`cancel` (Dramatiq cannot cancel a message; docs/engines/dramatiq.md says what would).
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from z4j_core.adapter import Adapter, Emit, adapter_of, capabilities, instance_of
-from z4j_core.wire import Capability, Command, CommandResult, ObservedSchedule, TaskInfo
+from z4j_core.wire import Capability, ObservedSchedule, TaskInfo
 from z4j_dramatiq import actions, capture, enqueue, schedules
 
 DEFAULT_APP_NAME = "dramatiq"
@@ -64,9 +62,6 @@ class DramatiqAdapter(Adapter):
             return existing
         return cls(broker=app, app_name=str(options.get("app_name") or ""))
 
-    def enqueue(self, command: Command) -> CommandResult:
-        return enqueue.enqueue(self, command)
-
     def registered_tasks(self) -> list[TaskInfo]:
         broker = self.broker
         return [task_info(broker.get_actor(name)) for name in sorted(broker.get_declared_actors())]
@@ -77,6 +72,7 @@ class DramatiqAdapter(Adapter):
     def install_capture(self, emit: Emit) -> None:
         capture.install(self, emit)
 
+    enqueue = enqueue.enqueue
     retry = actions.retry
     purge = actions.purge
     queue_depths = actions.queue_depths

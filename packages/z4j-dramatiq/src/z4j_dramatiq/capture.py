@@ -83,16 +83,14 @@ class Z4JMiddleware(dramatiq.Middleware):
     after_declare_actor = after_declare_queue = after_process_boot = before_worker_boot = bind
 
     def after_worker_boot(self, broker: Any, worker: Any) -> None:
-        agent = self.agent
-        if agent is not None and self.start is not False:
-            agent.start()  # idempotent; a worker process's agent is normally running already
+        if self.agent is not None and self.start is not False:
+            self.agent.start()  # idempotent; a worker process's agent is normally running already
 
     def after_worker_shutdown(self, broker: Any, worker: Any) -> None:
         # Dramatiq's worker processes leave through multiprocessing, which skips `atexit`:
         # drain here, after the worker's threads have finished their messages.
-        agent = self.agent
-        if agent is not None:
-            agent.stop()
+        if self.agent is not None:
+            self.agent.stop()
 
     # -- producer side -------------------------------------------------------------------------
 
