@@ -1,15 +1,10 @@
-"""The operator's actions on Dramatiq: retry, purge and queue depth (Dramatiq cannot cancel).
+"""The operator's actions on Dramatiq: retry, purge and queue depth (Dramatiq cannot cancel). What
+each reads and counts on Redis and on RabbitMQ: docs/engines/dramatiq.md.
 
-A retry's source: on Redis, a dead message stays (`dead_message_ttl`, a week by default) in
-`<ns>:<queue>.XQ.msgs` under its Redis id, so a retry finds it by message id, enqueues a copy
-and removes it. A RabbitMQ dead-letter queue cannot be read by message id, so there (and for a
-failure Dramatiq acks: no Retries) the capture keeps the original on this host.
-
-Depth per declared queue: Redis counts ready, fetched but unacked (`running`, prefetched
-included), delayed and dead; RabbitMQ only ready and dead (its delayed messages sit unacked in
-the workers that prefetched them). Purge removes ready messages only (`broker.flush` would also
-drop delayed, in-flight and dead ones). Runs on the agent's command threads and report loop;
-blocks on the broker.
+A retry reads a Redis dead letter back by message id (`<ns>:<queue>.XQ.msgs`, kept for the
+broker's `dead_message_ttl`) and removes it; a RabbitMQ dead-letter queue cannot be read by id, so
+there (and for a failure Dramatiq acks) the capture keeps the original on this host. Purge removes
+ready messages only. Runs on the agent's command threads and report loop; blocks on the broker.
 """
 
 from __future__ import annotations
@@ -57,9 +52,6 @@ def _drop_channel(broker: Any) -> None:
     no-op on Redis, which has no channel."""
     with contextlib.suppress(Exception):
         del broker.channel
-
-
-# -- retry ----------------------------------------------------------------------------------
 
 
 def dead_letter(broker: Any, task_id: str, queues: list[str]) -> tuple[Any, str, str] | None:
@@ -116,13 +108,10 @@ def retry(adapter: DramatiqAdapter, request: RetryRequest) -> ActionOutcome:
     return done(str(sent.message_id))
 
 
-# -- queues ---------------------------------------------------------------------------------
-
-
 def queue_depths(adapter: DramatiqAdapter) -> list[QueueDepth]:
     broker = adapter.broker
     queues = queue_names(broker)
-    if not is_redis(broker):
+    if not is_redis(broker):  # no `scheduled`: the workers hold delayed messages, unacked
         try:
             counts = [broker.get_queue_message_counts(queue) for queue in queues]
         except Exception:

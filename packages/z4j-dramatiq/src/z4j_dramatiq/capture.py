@@ -1,18 +1,15 @@
-"""Lifecycle capture: `Z4JMiddleware`, Dramatiq's middleware hooks mapped onto z4j's kinds.
+"""Lifecycle capture: `Z4JMiddleware`, Dramatiq's middleware hooks mapped onto z4j's kinds
+(the table: docs/engines/dramatiq.md).
 
-One middleware per instrumented broker. Dramatiq calls each hook synchronously in the thread that
-caused it (the producer's for `before_enqueue`, a worker thread for the rest), so every hook is
-cheap and never raises: exceptions are caught and counted here, before Dramatiq's own guard would
-log them as critical. Never touches the broker; no I/O (`emit` only appends to a queue) except
-one small file write per failed message that no broker copy can be retried from.
+Dramatiq calls each hook synchronously in the thread that caused it, so every hook is cheap and
+never raises: exceptions are caught and counted here, before Dramatiq's guard would log them as
+critical. Never touches the broker; no I/O but one small file write per failed message the broker
+keeps no readable copy of (`Adapter.keep_original`).
 
-Where the Retries middleware's decision is seen: Retries decides in its own
-`after_process_message`, which may run before or after ours (Dramatiq runs `after_*` hooks in
-reverse order of the middleware list, which the user chooses). Whatever the order, the same
-worker thread then re-enqueues the message id (our `before_enqueue` sees the id it is
-processing), or nacks it (dead letter), or, with no Retries, acks it. So a failed attempt is held
-per thread and reported at `after_ack` (`retried` if re-enqueued, else `failed`) or `after_nack`
-(`failed`, then `dead_lettered`).
+Retries decides in its own `after_process_message`, before or after ours (the user orders the
+middleware), so a failed attempt is held per worker thread until the decision shows in that same
+thread: its message id re-enqueued (`retried`, at ack), or nacked (`failed`, `dead_lettered`), or
+acked with no Retries (`failed`).
 """
 
 from __future__ import annotations

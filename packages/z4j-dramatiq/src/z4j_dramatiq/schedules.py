@@ -1,15 +1,11 @@
 """Observing Dramatiq's periodic schedules, read-only: periodiq and dramatiq-crontab.
 
-- periodiq: an actor declared with `periodic=cron("...")`. periodiq's scheduler (a separate
-  `periodiq app` process) reads it in that process's local zone (pendulum's) and, as classic
-  cron does, ORs day-of-month and day-of-week when both are restricted. Next runs come from
-  `z4j_core.scheduling.CronSchedule` in that zone.
-- dramatiq-crontab: jobs registered with `@cron("...")` / `@interval(seconds=...)` on its
-  APScheduler `scheduler`, read only when the app imported it. Next runs come from each job's
-  own trigger, in the trigger's zone.
+periodiq's `periodic=cron("...")` actors are read as its scheduler reads them: in that process's
+local zone (pendulum's), the day fields ORed when both are restricted; next runs come from
+`z4j_core.scheduling.CronSchedule`. dramatiq-crontab's APScheduler jobs (read only when the app
+imported it) give their next runs from their own triggers, in their zones.
 
-Pure functions of their inputs, but `observe` reads the clock once. Never writes, never sends a
-message, never starts a scheduler.
+Pure but for `observe`, which reads the clock once. Never writes, sends or starts a scheduler.
 """
 
 from __future__ import annotations
@@ -73,19 +69,16 @@ def periodiq_definition(spec: Any, zone: str, queue: str) -> dict[str, Any]:
     if not matched:
         return {"refused": "periodiq never runs it: its only weekday is Sunday written as 0 or "
                 "sun, which periodiq's validate never matches (it counts Sunday as 7)"}  # fmt: skip
-    expression = " ".join(
-        (
-            render_field(minutes, range(60)),
-            render_field(hours, range(24)),
-            render_field(days, range(1, 32), steps=False),
-            render_field(months, range(1, 13)),
-            render_field(matched, range(7), steps=False),
-        )
-    )
+    fields = [
+        render_field(minutes, range(60)),
+        render_field(hours, range(24)),
+        render_field(days, range(1, 32), steps=False),
+        render_field(months, range(1, 13)),
+        render_field(matched, range(7), steps=False),
+    ]
     either = len(days) < 31 and len(weekdays) < 7
-    return native_definition(
-        {"cron": expression, "day_and": not either}, timezone=zone, options={"queue": queue}
-    )
+    timing = {"cron": " ".join(fields), "day_and": not either}
+    return native_definition(timing, timezone=zone, options={"queue": queue})
 
 
 def observe_periodiq(broker: Any, now: datetime) -> list[ObservedSchedule]:
@@ -96,7 +89,6 @@ def observe_periodiq(broker: Any, now: datetime) -> list[ObservedSchedule]:
         spec = actor.options.get("periodic")
         if spec is None:
             continue
-        expression = periodiq_expression(spec)
         definition = periodiq_definition(spec, zone, actor.queue_name)
         runs: list[float] = []
         if "cron" in definition:  # the runs periodiq makes: its own day rule and Sunday
@@ -107,7 +99,7 @@ def observe_periodiq(broker: Any, now: datetime) -> list[ObservedSchedule]:
                 name=name,
                 task=name,
                 kind="cron",
-                expression=expression + ("" if zone == "UTC" else f" ({zone})"),
+                expression=periodiq_expression(spec) + ("" if zone == "UTC" else f" ({zone})"),
                 next_runs=runs,
                 definition=definition,
             )
