@@ -139,15 +139,10 @@ def crontab_reading(trigger: Any, zone: str, queue: str) -> tuple[str, str, dict
 def trigger_runs(trigger: Any, now: datetime, count: int = NEXT_RUNS) -> list[float]:
     """Ask the trigger itself (APScheduler's arithmetic) for its next runs after `now`."""
     runs: list[float] = []
-    previous = None
-    moment = now
-    for _ in range(count):
-        fire = trigger.get_next_fire_time(previous, moment)
-        if fire is None:
-            break
+    fire = trigger.get_next_fire_time(None, now)
+    while fire is not None and len(runs) < count:
         runs.append(fire.timestamp())
-        previous = fire
-        moment = fire + timedelta(microseconds=1)
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
     return runs
 
 
