@@ -19,8 +19,6 @@ from z4j_core.adapter import Adapter, Emit, adapter_of, capabilities, instance_o
 from z4j_core.wire import Capability, ObservedSchedule, TaskInfo
 from z4j_dramatiq import actions, capture, enqueue, schedules
 
-DEFAULT_APP_NAME = "dramatiq"
-
 #: Actor options reported in the inventory (the rest are callables or middleware internals).
 REPORTED_OPTIONS = ("max_retries", "min_backoff", "max_backoff", "time_limit", "max_age")
 
@@ -50,7 +48,7 @@ class DramatiqAdapter(Adapter):
     capture: Any = None  # the broker's `z4j_dramatiq.capture.Z4JMiddleware`, once installed
 
     def __post_init__(self) -> None:
-        self.app_name = self.app_name or DEFAULT_APP_NAME
+        self.app_name = self.app_name or self.engine
 
     @classmethod
     def create(cls, app: object, options: Mapping[str, Any]) -> DramatiqAdapter | None:

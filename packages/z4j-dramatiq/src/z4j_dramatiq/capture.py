@@ -89,8 +89,6 @@ class Z4JMiddleware(dramatiq.Middleware):
         if self.agent is not None:
             self.agent.stop()
 
-    # -- producer side -------------------------------------------------------------------------
-
     def before_enqueue(self, broker: Any, message: Any, delay: int | None) -> None:
         try:
             self.bind(broker)
@@ -116,8 +114,6 @@ class Z4JMiddleware(dramatiq.Middleware):
             self._event(K.REJECTED, message, exception=dotted(type(exc)), message=reason)
         except Exception:
             self.errors += 1
-
-    # -- worker side ---------------------------------------------------------------------------
 
     def before_process_message(self, broker: Any, message: Any) -> None:
         try:
