@@ -1,15 +1,9 @@
-"""z4j for Dramatiq: add the middleware to your broker, in the module that creates it.
+"""z4j for Dramatiq: in the module that creates the broker,
 
-    import dramatiq
-    from dramatiq.brokers.redis import RedisBroker
-    import z4j_dramatiq
-
-    broker = RedisBroker(url="redis://localhost:6379/0")
     broker.add_middleware(z4j_dramatiq.Z4JMiddleware())   # or: z4j_dramatiq.instrument(broker)
-    dramatiq.set_broker(broker)
 
 The brain's URL and the agent's token come from keyword arguments (`brain_url=`, `token=`, any
-`z4j_core.agent.AgentConfig` field) or from `Z4J_*` variables. `instrument` returns the broker.
+`z4j_core.agent.AgentConfig` field) or from `Z4J_*` variables. docs/engines/dramatiq.md has more.
 """
 
 from __future__ import annotations
@@ -28,30 +22,23 @@ B = TypeVar("B")
 
 
 def instrument(
-    broker: B,
-    *,
-    start: bool | None = None,
-    middleware: Z4JMiddleware | None = None,
-    **options: Any,
+    broker: B, *, start: bool | None = None, middleware: Z4JMiddleware | None = None, **options: Any
 ) -> B:
     """Attach the process's z4j agent to `broker` and return `broker` itself.
 
-    Adds a `Z4JMiddleware` unless the broker has one (`middleware`: the one to use).
-    start: None (default) or True starts the agent's link now (a Dramatiq worker process imports
-        the broker after its fork, so nothing forks later); False leaves starting to you
-        (`z4j_dramatiq.agent_of(broker).start()`).
-    options: agent options (`brain_url`, `token`, `app_name`, `labels`, ...), which win over
-        `Z4J_*` variables.
+    middleware: the broker's `Z4JMiddleware` (default: the one it has, else a new one).
+    start: None or True starts the agent's link now (`z4j_dramatiq.worker` says why); False
+        leaves it to you (`z4j_dramatiq.agent_of(broker).start()`).
+    options: agent options (`brain_url`, `token`, `app_name`, ...), over `Z4J_*` variables.
     """
     if kit.adapter_of(broker) is not None:
         return broker  # already instrumented: one adapter and one middleware per broker
     adapter = DramatiqAdapter.create(broker, options)
     if adapter is None:
         raise TypeError(f"z4j_dramatiq.instrument needs a dramatiq.Broker, not {type(broker)!r}")
-    middleware = middleware or capture.find(broker)
-    if middleware is not None:
-        middleware.adapter = adapter
-        adapter.capture = middleware
+    adapter.capture = middleware or capture.find(broker)
+    if adapter.capture is not None:
+        adapter.capture.adapter = adapter
     agent = kit.instrument(adapter, broker, **options)
     if adapter.capture is not None:
         adapter.capture.start = start  # its worker-boot hook starts the link unless False

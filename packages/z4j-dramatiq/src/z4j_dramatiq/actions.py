@@ -1,29 +1,22 @@
-"""The operator's actions on Dramatiq: retry, purge, and queue depth.
+"""The operator's actions on Dramatiq: retry, purge and queue depth (Dramatiq cannot cancel). What
+each reads and counts on Redis and on RabbitMQ: docs/engines/dramatiq.md.
 
-Owns the dead-letter queue as a retry's source: on Redis, a dead message is kept (for the
-broker's `dead_message_ttl`, a week by default) in `<ns>:<queue>.XQ.msgs` under its own Redis id,
-so a retry finds it by its message id, enqueues a copy as a new message and removes it from the
-dead-letter queue. A RabbitMQ dead-letter queue is a plain queue that cannot be read by message
-id, so there (and for a failure Dramatiq acks: no Retries middleware) this host keeps the
-original message when the task fails (`Adapter.keep_original`, written by the capture).
-
-Depth, per declared queue: Redis counts ready ids, fetched but unacked messages (`running`:
-taken by a worker, prefetched ones included), delayed messages and dead letters; RabbitMQ counts
-ready and dead-lettered messages (its delayed messages sit unacked in the workers that prefetched
-them, so no count sees them: `scheduled` is not reported there). Purge removes ready messages
-only (Dramatiq's own `broker.flush` also drops delayed, in-flight and dead ones).
-
-Cancel is not here: Dramatiq has no way to cancel a message. Runs on the agent's command
-threads and report loop; blocks on the broker.
+A retry reads a Redis dead letter back by message id (`<ns>:<queue>.XQ.msgs`, kept for the
+broker's `dead_message_ttl`) and removes it; a RabbitMQ dead-letter queue cannot be read by id, so
+there (and for a failure Dramatiq acks) the capture keeps the original on this host. Purge removes
+ready messages only. Runs on the agent's command threads and report loop; blocks on the broker.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
-from z4j_core.adapter import ActionOutcome, RetryRequest, done, failed, unavailable
+from dramatiq import Message
+from dramatiq.common import q_name
+
+from z4j_core.adapter import ActionOutcome, RetryRequest, done, failed, instance_of, unavailable
 from z4j_core.wire import QueueDepth
-from z4j_dramatiq.capture import canonical_queue
 
 if TYPE_CHECKING:
     from z4j_dramatiq.adapter import DramatiqAdapter
@@ -45,29 +38,29 @@ return #ids
 
 
 def is_redis(broker: Any) -> bool:
-    from dramatiq.brokers.redis import RedisBroker
-
-    return isinstance(broker, RedisBroker)
+    """Whether `broker` is Redis's: the one whose dead letters a retry can read by id."""
+    return instance_of(broker, "dramatiq.brokers.redis", "RedisBroker")
 
 
 def queue_names(broker: Any) -> list[str]:
     """The broker's declared queues, without their delay (`.DQ`) and dead-letter (`.XQ`) ones."""
-    return sorted(q for q in broker.get_declared_queues() if canonical_queue(q) == q)
+    return sorted(q for q in broker.get_declared_queues() if q_name(q) == q)
 
 
-# -- retry ----------------------------------------------------------------------------------
+def _drop_channel(broker: Any) -> None:
+    """Forget this thread's RabbitMQ channel after an error closed it (as Dramatiq does); a
+    no-op on Redis, which has no channel."""
+    with contextlib.suppress(Exception):
+        del broker.channel
 
 
 def dead_letter(broker: Any, task_id: str, queues: list[str]) -> tuple[Any, str, str] | None:
     """The dead message `task_id` in a Redis broker's dead-letter queues: (message, its
     dead-letter key, its Redis id), or None."""
-    from dramatiq import Message
-
-    client, namespace = broker.client, broker.namespace
     needle = task_id.encode()
     for queue in queues:
-        key = f"{namespace}:{queue}.XQ"
-        for redis_id, data in client.hscan_iter(f"{key}.msgs", count=SCAN_COUNT):
+        key = f"{broker.namespace}:{queue}.XQ"
+        for redis_id, data in broker.client.hscan_iter(f"{key}.msgs", count=SCAN_COUNT):
             if needle in data:  # cheap filter before decoding
                 message = Message.decode(data)
                 if message.message_id == task_id:
@@ -77,27 +70,23 @@ def dead_letter(broker: Any, task_id: str, queues: list[str]) -> tuple[Any, str,
 
 def again(message: Any, new_id: str | None) -> Any:
     """A new message for `message`'s actor and arguments, without its delivery's options."""
-    from dramatiq import Message
-
     options = {k: v for k, v in message.options.items() if k not in DELIVERY_OPTIONS}
     fields: dict[str, Any] = {"message_id": new_id} if new_id else {}
     return Message(
-        queue_name=canonical_queue(message.queue_name), actor_name=message.actor_name,
+        queue_name=q_name(message.queue_name), actor_name=message.actor_name,
         args=tuple(message.args), kwargs=dict(message.kwargs), options=options, **fields,
     )  # fmt: skip
 
 
 def retry(adapter: DramatiqAdapter, request: RetryRequest) -> ActionOutcome:
-    from dramatiq import Message
-
     broker = adapter.broker
     found = None
     if is_redis(broker):
-        queues = queue_names(broker)
-        if request.queue in queues:  # the hint first
-            queues.remove(request.queue)
-            queues.insert(0, request.queue)
+        queues = sorted(queue_names(broker), key=lambda q: q != request.queue)  # the hint first
         found = dead_letter(broker, request.task_id, queues)
+        missing = "not in its dead-letter queue (expired, or never dead-lettered)"
+    else:
+        missing = f"{type(broker).__name__}'s dead-letter queue cannot be read by message id"
     if found is not None:
         message, key, redis_id = found
         with broker.client.pipeline(transaction=True) as tx:
@@ -108,44 +97,30 @@ def retry(adapter: DramatiqAdapter, request: RetryRequest) -> ActionOutcome:
     elif request.original is not None:
         message = Message.decode(request.original.payload)
     else:
-        where = (
-            "not in its dead-letter queue (expired, or never dead-lettered)"
-            if is_redis(broker)
-            else f"{type(broker).__name__}'s dead-letter queue cannot be read by message id"
-        )
-        return unavailable(f"no original message: {where}, and this host kept none")
+        return unavailable(f"no original message: {missing}, and this host kept none")
     try:
         sent = broker.enqueue(again(message, request.new_task_id))
     except Exception as exc:
         if found is not None:  # put it back, so the dead letter is not lost
-            _, key, redis_id = found
             broker.client.hset(f"{key}.msgs", redis_id, message.encode())
             broker.client.zadd(key, {redis_id: message.message_timestamp})
         return failed(f"Dramatiq could not enqueue the retry: {type(exc).__name__}: {exc}")
     return done(str(sent.message_id))
 
 
-def keeps_dead_letters(broker: Any) -> bool:
-    """Whether a retry can read a dead message back from the broker by its id."""
-    return is_redis(broker)
-
-
-# -- queues ---------------------------------------------------------------------------------
-
-
 def queue_depths(adapter: DramatiqAdapter) -> list[QueueDepth]:
     broker = adapter.broker
     queues = queue_names(broker)
-    if not is_redis(broker):
-        depths = []
+    if not is_redis(broker):  # no `scheduled`: the workers hold delayed messages, unacked
         try:
-            for queue in queues:
-                ready, _, dead = broker.get_queue_message_counts(queue)
-                depths.append(QueueDepth(name=queue, ready=ready, failed=dead))
+            counts = [broker.get_queue_message_counts(queue) for queue in queues]
         except Exception:
             _drop_channel(broker)
             raise
-        return depths
+        return [
+            QueueDepth(name=queue, ready=ready, failed=dead)
+            for queue, (ready, _, dead) in zip(queues, counts, strict=True)
+        ]
     key = f"{broker.namespace}:"
     with broker.client.pipeline(transaction=False) as tx:
         for queue in queues:
@@ -162,14 +137,6 @@ def queue_depths(adapter: DramatiqAdapter) -> list[QueueDepth]:
     return depths
 
 
-def _drop_channel(broker: Any) -> None:
-    """Forget this thread's RabbitMQ channel after an error closed it (as Dramatiq does)."""
-    try:
-        del broker.channel
-    except Exception:
-        pass
-
-
 def purge(adapter: DramatiqAdapter, queue: str) -> ActionOutcome:
     broker = adapter.broker
     known = queue_names(broker)
@@ -182,7 +149,6 @@ def purge(adapter: DramatiqAdapter, queue: str) -> ActionOutcome:
         else:
             removed = broker.channel.queue_purge(queue).method.message_count
     except Exception as exc:
-        if not is_redis(broker):
-            _drop_channel(broker)
+        _drop_channel(broker)
         return failed(f"Dramatiq could not purge {queue!r}: {type(exc).__name__}: {exc}")
     return done(count=int(removed))

@@ -1,14 +1,12 @@
 """The Dramatiq adapter: what the agent knows of one instrumented Dramatiq broker, and what it asks.
 
-Owns the capabilities this adapter really supports, the broker, the installed middleware (the
-capture) and the answers from memory (the declared actors); enqueue, capture and observed
-schedules live in their own modules. Does no I/O and never talks to the broker.
+Owns the capabilities, the broker, its middleware (the capture) and the declared actors, answered
+from memory; the rest lives in its own modules. Does no I/O and never talks to the broker.
 
-Not advertised, on purpose: `expires` (Dramatiq's AgeLimit skips an old message rather than
-expiring it; z4j reports that as `skipped`), `priority` (Dramatiq's priority orders only the
-messages one worker has already prefetched), `native_dedup` (Dramatiq runs a repeated message id
-twice: the agent's fire-id memory is the protection) and `cancel` (Dramatiq itself cannot cancel
-a message; docs/engines/dramatiq.md says what would).
+Not advertised, on purpose: `expires` (AgeLimit skips an old message, reported as `skipped`, rather
+than expiring it), `priority` (it orders only the messages one worker has prefetched),
+`native_dedup` (a message id sent twice runs twice: the agent's fire-id memory protects) and
+`cancel` (Dramatiq cannot cancel a message; docs/engines/dramatiq.md says what would).
 """
 
 from __future__ import annotations
@@ -17,17 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from z4j_core.adapter import Adapter, Emit, capabilities, instance_of
-from z4j_core.wire import (
-    Capability,
-    Command,
-    CommandResult,
-    ObservedSchedule,
-    TaskInfo,
-)
+from z4j_core.adapter import Adapter, Emit, adapter_of, capabilities, instance_of
+from z4j_core.wire import Capability, ObservedSchedule, TaskInfo
 from z4j_dramatiq import actions, capture, enqueue, schedules
-
-DEFAULT_APP_NAME = "dramatiq"
 
 #: Actor options reported in the inventory (the rest are callables or middleware internals).
 REPORTED_OPTIONS = ("max_retries", "min_backoff", "max_backoff", "time_limit", "max_age")
@@ -39,7 +29,7 @@ CAPABILITIES = capabilities(
 
 def task_info(actor: Any) -> TaskInfo:
     options = {name: str(actor.options[name]) for name in REPORTED_OPTIONS if name in actor.options}
-    if "periodic" in actor.options:
+    if "periodic" in actor.options:  # periodiq's
         options["periodic"] = str(actor.options["periodic"])
     if actor.priority:
         options["priority"] = str(actor.priority)
@@ -58,21 +48,17 @@ class DramatiqAdapter(Adapter):
     capture: Any = None  # the broker's `z4j_dramatiq.capture.Z4JMiddleware`, once installed
 
     def __post_init__(self) -> None:
-        if not self.app_name:
-            self.app_name = DEFAULT_APP_NAME
+        self.app_name = self.app_name or self.engine
 
     @classmethod
     def create(cls, app: object, options: Mapping[str, Any]) -> DramatiqAdapter | None:
         """The adapter for a Dramatiq broker (the one it has, if instrumented), else None."""
         if not instance_of(app, "dramatiq", "Broker"):
             return None
-        existing = getattr(app, "_z4j_adapter", None)
+        existing = adapter_of(app)
         if isinstance(existing, DramatiqAdapter):
             return existing
         return cls(broker=app, app_name=str(options.get("app_name") or ""))
-
-    def enqueue(self, command: Command) -> CommandResult:
-        return enqueue.enqueue(self, command)
 
     def registered_tasks(self) -> list[TaskInfo]:
         broker = self.broker
@@ -84,6 +70,7 @@ class DramatiqAdapter(Adapter):
     def install_capture(self, emit: Emit) -> None:
         capture.install(self, emit)
 
+    enqueue = enqueue.enqueue
     retry = actions.retry
     purge = actions.purge
     queue_depths = actions.queue_depths

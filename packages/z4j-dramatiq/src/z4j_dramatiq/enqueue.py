@@ -1,15 +1,12 @@
 """Enqueueing the brain's commands natively into Dramatiq, by actor name.
 
-Owns turning a `wire.Command` into a Dramatiq `Message`: the actor's queue (or the queue the
-command names, for an actor this process has not imported), args and kwargs, a delay, the
-message options Dramatiq accepts (`CommandOptions.headers` become message options when the
-broker's middleware declares them, e.g. `max_retries`, `time_limit`), and the fire id as the
-message id. Answers `rejected` (never enqueues) for an unknown actor with no queue given or an
-option Dramatiq cannot honour, so nothing lands in a queue where a worker would dead-letter it.
-Runs on the agent's command threads, never on a host thread; may block on the broker.
-
-Dramatiq itself runs a message id twice if it is sent twice: the agent's fire-id memory
-(`z4j_core.agent.commands.FireMemory`) refuses a repeated fire before this module is called.
+Owns turning a `wire.Command` into a Dramatiq `Message`: the actor's queue (or the command's, for
+an actor this process has not imported), arguments, a delay, the message options the broker's
+middleware declares (`CommandOptions.headers`, e.g. `max_retries`) and the fire id as message id.
+Never enqueues what a worker would dead-letter: an unknown actor with no queue, or an option
+Dramatiq cannot honour, is `rejected`. Runs on the agent's command threads; may block on the
+broker. Dramatiq runs a message id sent twice twice: the agent's fire-id memory refuses a
+repeated fire before this module is called.
 """
 
 from __future__ import annotations
@@ -17,7 +14,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from z4j_core.adapter import answer, enqueueing, rejected
+import dramatiq
+from dramatiq.errors import ActorNotFound
+
+from z4j_core.adapter import answer, enqueueing, rejected, unknown_task
 from z4j_core.wire import Command, CommandResult, CommandStatus
 
 if TYPE_CHECKING:
@@ -36,23 +36,15 @@ def _option_value(text: str) -> Any:
 
 
 def enqueue(adapter: DramatiqAdapter, command: Command) -> CommandResult:
-    import dramatiq
-    from dramatiq.errors import ActorNotFound
-
     broker = adapter.broker
     options = command.options
     try:
         actor = broker.get_actor(command.task)
     except ActorNotFound:
         actor = None
-    queue = options.queue or None
-    if actor is None and queue is None:
-        known = ", ".join(sorted(broker.get_declared_actors())[:10]) or "none"
-        return rejected(
-            command,
-            f"unknown actor {command.task!r} for Dramatiq {adapter.app_name!r}: give its queue "
-            f"to send it anyway (declared: {known})",
-        )
+    if actor is None and not options.queue:
+        where = f"Dramatiq {adapter.app_name!r}: give its queue to send it anyway"
+        return rejected(command, unknown_task(command.task, where, broker.get_declared_actors()))
     if options.priority:
         return rejected(
             command,
@@ -65,42 +57,34 @@ def enqueue(adapter: DramatiqAdapter, command: Command) -> CommandResult:
             "Dramatiq cannot expire a message (AgeLimit's max_age skips it instead: pass "
             "max_age in headers)",
         )
-    delay_ms: int | None = None
-    if options.delay_seconds:
-        delay_ms = round(options.delay_seconds * 1000)
-        if delay_ms > MAX_DELAY_MS:
-            return rejected(command, f"Dramatiq delays at most 7 days, not {delay_ms} ms")
-    message_options: dict[str, Any] = {}
-    if options.headers:
-        allowed = set(broker.actor_options)
-        unknown = sorted(set(options.headers) - allowed)
-        if unknown:
-            return rejected(
-                command,
-                f"option(s) {', '.join(unknown)} are not declared by this broker's middleware "
-                f"(accepted: {', '.join(sorted(allowed))})",
-            )
-        message_options = {k: _option_value(v) for k, v in options.headers.items()}
-    if actor is not None:
-        queue = queue or actor.queue_name
-        if queue != actor.queue_name:
-            # Dramatiq's workers consume declared queues only; declaring it is what send does.
-            broker.declare_queue(queue)
+    delay_ms = round(options.delay_seconds * 1000) if options.delay_seconds else None
+    if delay_ms and delay_ms > MAX_DELAY_MS:
+        return rejected(command, f"Dramatiq delays at most 7 days, not {delay_ms} ms")
+    allowed = set(broker.actor_options)
+    if unknown := sorted(set(options.headers) - allowed):
+        return rejected(
+            command,
+            f"option(s) {', '.join(unknown)} are not declared by this broker's middleware "
+            f"(accepted: {', '.join(sorted(allowed))})",
+        )
+    queue = options.queue or actor.queue_name
+    if actor is not None and queue != actor.queue_name:
+        # Dramatiq's workers consume declared queues only; declaring it is what send does.
+        broker.declare_queue(queue)
     message = dramatiq.Message(
         queue_name=queue,
         actor_name=command.task,
         args=tuple(command.args),
         kwargs=dict(command.kwargs),
-        options=message_options,
+        options={k: _option_value(v) for k, v in options.headers.items()},
         **({"message_id": command.fire_id} if command.fire_id else {}),
     )
-    capture = adapter.capture
     try:
         with enqueueing(command.fire_id):
             sent = broker.enqueue(message, delay=delay_ms)
     except Exception as exc:
-        if capture is not None:
+        if adapter.capture is not None:
             # `enqueued` was reported just before the write (so it sorts before `started`).
-            capture.enqueue_failed(message, exc)
+            adapter.capture.enqueue_failed(message, exc)
         raise
     return answer(command, CommandStatus.ENQUEUED, native_id=sent.message_id)

@@ -1,42 +1,30 @@
 """Observing Dramatiq's periodic schedules, read-only: periodiq and dramatiq-crontab.
 
-- periodiq: an actor declared with `periodic=cron("...")`. periodiq's scheduler (a separate
-  `periodiq app` process) reads the spec in its process's local time zone (pendulum's), and
-  matches day-of-month OR day-of-week when both are restricted, as classic cron does. Next runs
-  come from `z4j_core.scheduling.CronSchedule` in that zone.
-- dramatiq-crontab: jobs registered with `@cron("...")` / `@interval(seconds=...)` on its
-  APScheduler `scheduler` (run by Django's `crontab` command). Next runs come from each job's
-  own APScheduler trigger, in the trigger's time zone. It is read only when the app imported it.
+periodiq's `periodic=cron("...")` actors are read as its scheduler reads them: in that process's
+local zone (pendulum's), the day fields ORed when both are restricted; next runs come from
+`z4j_core.scheduling.CronSchedule`. dramatiq-crontab's APScheduler jobs (read only when the app
+imported it) give their next runs from their own triggers, in their zones.
 
-Pure functions of their inputs plus `observe`, which reads the clock once. Never writes, never
-sends a message, never starts a scheduler.
+Pure but for `observe`, which reads the clock once. Never writes, sends or starts a scheduler.
 """
 
 from __future__ import annotations
 
-import datetime
 import sys
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from z4j_core.adapter import NEXT_RUNS, native_definition, render_field
 from z4j_core.scheduling import CronSchedule, ScheduleError
+from z4j_core.scheduling.cron import ALIASES
 from z4j_core.wire import ObservedSchedule
 
 PERIODIQ = "periodiq"
 CRONTAB = "dramatiq_crontab"
 
-_NAMED = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-
-_UTC = datetime.timezone.utc
+#: The APScheduler cron fields that dramatiq-crontab leaves at these values in a plain cron.
+_PLAIN_FIELDS = {"second": "0", "year": "*", "week": "*"}
 
 
 def local_zone_name() -> str:
@@ -52,30 +40,20 @@ def local_zone_name() -> str:
 
 
 def periodiq_expression(spec: Any) -> str:
-    """The five cron fields of a periodiq `CronSpec` (`@hourly` spelled out)."""
+    """The five cron fields of a periodiq `CronSpec` (`@hourly` spelled out, as periodiq does)."""
     text = " ".join(str(spec).split())
-    return _NAMED.get(text, text)
+    return ALIASES.get(text, text)
 
 
 def next_cron_runs(
-    expression: str,
-    zone: str,
-    now: datetime.datetime,
-    count: int = NEXT_RUNS,
-    day_and: bool = False,
+    expression: str, zone: str, now: datetime, count: int = NEXT_RUNS, day_and: bool = False
 ) -> list[float]:
     """The next `count` runs strictly after `now` (aware), as epoch seconds; [] if unreadable."""
     try:
         schedule = CronSchedule(expression=expression, timezone=ZoneInfo(zone), day_and=day_and)
     except (ScheduleError, ValueError):
         return []
-    runs: list[float] = []
-    moment: datetime.datetime | None = now
-    while moment is not None and len(runs) < count:
-        moment = schedule.next_after(moment)
-        if moment is not None:
-            runs.append(moment.timestamp())
-    return runs
+    return [slot.timestamp() for slot in schedule.slots(now, count)]
 
 
 def periodiq_definition(spec: Any, zone: str, queue: str) -> dict[str, Any]:
@@ -91,22 +69,19 @@ def periodiq_definition(spec: Any, zone: str, queue: str) -> dict[str, Any]:
     if not matched:
         return {"refused": "periodiq never runs it: its only weekday is Sunday written as 0 or "
                 "sun, which periodiq's validate never matches (it counts Sunday as 7)"}  # fmt: skip
-    expression = " ".join(
-        (
-            render_field(minutes, range(60)),
-            render_field(hours, range(24)),
-            render_field(days, range(1, 32), steps=False),
-            render_field(months, range(1, 13)),
-            render_field(matched, range(7), steps=False),
-        )
-    )
+    fields = [
+        render_field(minutes, range(60)),
+        render_field(hours, range(24)),
+        render_field(days, range(1, 32), steps=False),
+        render_field(months, range(1, 13)),
+        render_field(matched, range(7), steps=False),
+    ]
     either = len(days) < 31 and len(weekdays) < 7
-    return native_definition(
-        {"cron": expression, "day_and": not either}, timezone=zone, options={"queue": queue}
-    )
+    timing = {"cron": " ".join(fields), "day_and": not either}
+    return native_definition(timing, timezone=zone, options={"queue": queue})
 
 
-def observe_periodiq(broker: Any, now: datetime.datetime) -> list[ObservedSchedule]:
+def observe_periodiq(broker: Any, now: datetime) -> list[ObservedSchedule]:
     zone = local_zone_name()
     observed = []
     for name in sorted(broker.get_declared_actors()):
@@ -114,21 +89,17 @@ def observe_periodiq(broker: Any, now: datetime.datetime) -> list[ObservedSchedu
         spec = actor.options.get("periodic")
         if spec is None:
             continue
-        expression = periodiq_expression(spec)
         definition = periodiq_definition(spec, zone, actor.queue_name)
-        # The runs periodiq makes: its own day rule and Sunday (the definition's), else none.
-        runs = (
-            next_cron_runs(definition["cron"], zone, now, day_and=definition["day_and"])
-            if "cron" in definition
-            else []
-        )
+        runs: list[float] = []
+        if "cron" in definition:  # the runs periodiq makes: its own day rule and Sunday
+            runs = next_cron_runs(definition["cron"], zone, now, day_and=definition["day_and"])
         observed.append(
             ObservedSchedule(
                 source=PERIODIQ,
                 name=name,
                 task=name,
                 kind="cron",
-                expression=expression + ("" if zone == "UTC" else f" ({zone})"),
+                expression=periodiq_expression(spec) + ("" if zone == "UTC" else f" ({zone})"),
                 next_runs=runs,
                 definition=definition,
             )
@@ -136,66 +107,47 @@ def observe_periodiq(broker: Any, now: datetime.datetime) -> list[ObservedSchedu
     return observed
 
 
-def crontab_expression(trigger: Any) -> tuple[str, str]:
-    """(kind, expression) of an APScheduler trigger as dramatiq-crontab builds them."""
-    fields = {f.name: str(f) for f in getattr(trigger, "fields", ())}
-    if fields:
-        order = ("minute", "hour", "day", "month", "day_of_week")
-        return "cron", " ".join(fields.get(name, "*") for name in order)
-    interval = getattr(trigger, "interval", None)
-    if isinstance(interval, datetime.timedelta):
-        return "interval", f"every {int(interval.total_seconds())}s"
-    return "custom", str(trigger)
+def crontab_reading(trigger: Any, zone: str, queue: str) -> tuple[str, str, dict[str, Any]]:
+    """(kind, expression, definition) of an APScheduler trigger as dramatiq-crontab builds them.
 
-
-def crontab_definition(trigger: Any, zone: str, queue: str) -> dict[str, Any]:
-    """What `z4j schedules adopt` needs from an APScheduler trigger as dramatiq-crontab builds
-    them: a `CronTrigger` ANDs every field (weekdays by name; APScheduler numbers them from
-    Monday = 0, which dramatiq-crontab refuses), an `IntervalTrigger` runs on a grid from its
-    `start_date`."""
+    The definition is what `z4j schedules adopt` needs: a `CronTrigger` ANDs every field
+    (weekdays by name; APScheduler numbers them from Monday = 0, which dramatiq-crontab
+    refuses), an `IntervalTrigger` runs on a grid from its `start_date`."""
     fields = {f.name: str(f) for f in getattr(trigger, "fields", ())}
     options = {"queue": queue}
     if fields:
-        if (fields.get("second", "0"), fields.get("year", "*"), fields.get("week", "*")) != (
-            "0",
-            "*",
-            "*",
-        ):
-            return {"refused": f"its trigger uses seconds, years or weeks: {trigger}"}
-        if any(c.isdigit() for c in fields.get("day_of_week", "*")):
-            return {"refused": "its weekdays are APScheduler numbers (Monday = 0): use names"}
-        _, expression = crontab_expression(trigger)
-        return native_definition(
-            {"cron": expression, "day_and": True}, timezone=zone, options=options
-        )
+        order = ("minute", "hour", "day", "month", "day_of_week")
+        expression = " ".join(fields.get(name, "*") for name in order)
+        if any(fields.get(name, plain) != plain for name, plain in _PLAIN_FIELDS.items()):
+            refused = f"its trigger uses seconds, years or weeks: {trigger}"
+        elif any(c.isdigit() for c in fields.get("day_of_week", "*")):
+            refused = "its weekdays are APScheduler numbers (Monday = 0): use names"
+        else:
+            timing = {"cron": expression, "day_and": True}
+            return "cron", expression, native_definition(timing, timezone=zone, options=options)
+        return "cron", expression, {"refused": refused}
     interval = getattr(trigger, "interval", None)
-    if isinstance(interval, datetime.timedelta):
+    if isinstance(interval, timedelta):
         start = getattr(trigger, "start_date", None)
-        anchor = start.timestamp() if isinstance(start, datetime.datetime) else None
-        return native_definition(
-            {"every": interval.total_seconds(), "anchor": anchor}, timezone=zone, options=options
-        )
-    return {"refused": f"its trigger has no z4j form: {trigger}"}
+        anchor = start.timestamp() if isinstance(start, datetime) else None
+        timing = {"every": interval.total_seconds(), "anchor": anchor}
+        definition = native_definition(timing, timezone=zone, options=options)
+        return "interval", f"every {int(interval.total_seconds())}s", definition
+    return "custom", str(trigger), {"refused": f"its trigger has no z4j form: {trigger}"}
 
 
-def trigger_runs(trigger: Any, now: datetime.datetime, count: int = NEXT_RUNS) -> list[float]:
+def trigger_runs(trigger: Any, now: datetime, count: int = NEXT_RUNS) -> list[float]:
     """Ask the trigger itself (APScheduler's arithmetic) for its next runs after `now`."""
     runs: list[float] = []
-    previous = None
-    moment = now
-    for _ in range(count):
-        fire = trigger.get_next_fire_time(previous, moment)
-        if fire is None:
-            break
+    fire = trigger.get_next_fire_time(None, now)
+    while fire is not None and len(runs) < count:
         runs.append(fire.timestamp())
-        previous = fire
-        moment = fire + datetime.timedelta(microseconds=1)
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
     return runs
 
 
-def observe_crontab(broker: Any, now: datetime.datetime) -> list[ObservedSchedule]:
-    module = sys.modules.get("dramatiq_crontab")
-    scheduler = getattr(module, "scheduler", None)
+def observe_crontab(broker: Any, now: datetime) -> list[ObservedSchedule]:
+    scheduler = getattr(sys.modules.get(CRONTAB), "scheduler", None)
     if scheduler is None:
         return []
     observed = []
@@ -203,8 +155,8 @@ def observe_crontab(broker: Any, now: datetime.datetime) -> list[ObservedSchedul
         actor = getattr(getattr(job, "func", None), "__self__", None)
         if actor is None or getattr(actor, "broker", None) is not broker:
             continue
-        kind, expression = crontab_expression(job.trigger)
         zone = str(getattr(job.trigger, "timezone", "UTC"))
+        kind, expression, definition = crontab_reading(job.trigger, zone, actor.queue_name)
         observed.append(
             ObservedSchedule(
                 source=CRONTAB,
@@ -213,13 +165,13 @@ def observe_crontab(broker: Any, now: datetime.datetime) -> list[ObservedSchedul
                 kind=kind,
                 expression=expression + ("" if zone == "UTC" else f" ({zone})"),
                 next_runs=trigger_runs(job.trigger, now),
-                definition=crontab_definition(job.trigger, zone, actor.queue_name),
+                definition=definition,
             )
         )
     return observed
 
 
-def observe(broker: Any, now: datetime.datetime | None = None) -> list[ObservedSchedule]:
+def observe(broker: Any, now: datetime | None = None) -> list[ObservedSchedule]:
     """Every periodic actor of `broker` that periodiq or dramatiq-crontab would send."""
-    now = now or datetime.datetime.now(_UTC)
+    now = now or datetime.now(timezone.utc)
     return observe_periodiq(broker, now) + observe_crontab(broker, now)
