@@ -24,6 +24,13 @@ def storage_supports_priority(huey: Any) -> bool:
     return bool(getattr(getattr(huey, "storage", None), "priority", False))
 
 
+def huey_now(huey: Any) -> datetime.datetime:
+    """Huey's own clock: naive UTC when `utc=True` (its default), naive local time otherwise."""
+    if getattr(huey, "utc", True):
+        return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    return datetime.datetime.now()
+
+
 def enqueue(adapter: HueyAdapter, command: Command) -> CommandResult:
     huey = adapter.huey
     registry: dict[str, Any] = huey._registry._registry
@@ -32,34 +39,20 @@ def enqueue(adapter: HueyAdapter, command: Command) -> CommandResult:
         return rejected(command, unknown_task(command.task, f"Huey {adapter.app_name!r}", registry))
     options = command.options
     if options.queue not in (None, "", adapter.queue):
-        return rejected(
-            command,
-            f"Huey {adapter.app_name!r} has one queue, {adapter.queue!r}, not {options.queue!r}",
-        )
-    priority = options.priority
-    if priority and not storage_supports_priority(huey):
-        storage = type(huey.storage).__name__
-        return rejected(
-            command, f"{storage} does not order by priority (use PriorityRedisHuey or SqliteHuey)"
-        )
-    eta = None
-    if options.delay_seconds:
-        eta = _now(huey) + datetime.timedelta(seconds=options.delay_seconds)
+        reason = f"Huey {adapter.app_name!r} has one queue, {adapter.queue!r}"
+        return rejected(command, f"{reason}, not {options.queue!r}")
+    if options.priority and not storage_supports_priority(huey):
+        reason = f"{type(huey.storage).__name__} does not order by priority"
+        return rejected(command, f"{reason} (use PriorityRedisHuey or SqliteHuey)")
+    delay = options.delay_seconds
     task = task_class(
         tuple(command.args),
         dict(command.kwargs),
         id=command.fire_id or None,
-        eta=eta,
-        priority=priority,
+        eta=huey_now(huey) + datetime.timedelta(seconds=delay) if delay else None,
+        priority=options.priority,
         expires=options.expires_seconds or None,
     )
     with enqueueing(command.fire_id):
         huey.enqueue(task)
     return answer(command, CommandStatus.ENQUEUED, native_id=task.id)
-
-
-def _now(huey: Any) -> datetime.datetime:
-    """Huey's own clock: naive UTC when `utc=True` (its default), naive local time otherwise."""
-    if getattr(huey, "utc", True):
-        return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    return datetime.datetime.now()
