@@ -12,7 +12,6 @@ Huey's `retrying` signal and reported as `retried` (with the exception), never a
 
 from __future__ import annotations
 
-import functools
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +36,10 @@ _CANCELLED = {
 }
 
 
-@functools.lru_cache(maxsize=4096)
-def task_name(task_class: type) -> str:
-    """Huey's registry name for a task class: `module.name` (`myapp.tasks.send_mail`)."""
-    return f"{task_class.__module__}.{task_class.__name__}"
+def task_name(task: Any) -> str:
+    """Huey's registry name for a task: `module.name` (`myapp.tasks.send_mail`)."""
+    cls = type(task)
+    return f"{cls.__module__}.{cls.__name__}"
 
 
 class SignalCapture:
@@ -69,9 +68,7 @@ class SignalCapture:
 
     def _event(self, kind: LifecycleKind, task: Any, **fields: Any) -> None:
         # A field left None (no fire id, no eta) is dropped by the agent.
-        self.emit(
-            kind, task.id, task_name(type(task)), queue=self.queue, worker=worker_id(), **fields
-        )
+        self.emit(kind, task.id, task_name(task), queue=self.queue, worker=worker_id(), **fields)
 
     def _on_enqueued(self, task: Any, args: tuple[Any, ...]) -> None:
         eta = task.eta
@@ -140,7 +137,7 @@ class SignalCapture:
     def _keep(self, task: Any) -> None:
         """Keep a finally-failed task's message on this host, for a retry (Huey keeps none)."""
         payload = self.adapter.huey.serialize_task(task)
-        self.adapter.keep_original(task.id, task_name(type(task)), payload, self.queue)
+        self.adapter.keep_original(task.id, task_name(task), payload, self.queue)
 
     def _on_retrying(self, task: Any, args: tuple[Any, ...]) -> None:
         error = self._held.pop(task.id, {})

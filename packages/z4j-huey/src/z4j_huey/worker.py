@@ -28,22 +28,16 @@ log = logging.getLogger("z4j.huey")
 CONSUMER_MODULE = "huey.bin.huey_consumer"
 
 
-#: Django's consumer command (huey.contrib.djhuey): `manage.py run_huey`.
-DJANGO_CONSUMER_COMMAND = "run_huey"
-
-
 def in_consumer_command() -> bool:
-    """Whether this process is `huey_consumer` or `manage.py run_huey` (the app module is
-    imported before it forks)."""
-    if CONSUMER_MODULE in sys.modules:
-        return True
-    if sys.argv[1:2] == [DJANGO_CONSUMER_COMMAND]:
-        return True
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if getattr(spec, "name", None) == CONSUMER_MODULE:
-        return True
-    return os.path.basename(sys.argv[0] if sys.argv else "").startswith("huey_consumer")
+    """Whether this process is `huey_consumer` or Django's `manage.py run_huey` (the app module
+    is imported before it forks)."""
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return (
+        CONSUMER_MODULE in sys.modules
+        or sys.argv[1:2] == ["run_huey"]
+        or getattr(main_spec, "name", None) == CONSUMER_MODULE
+        or os.path.basename(sys.argv[0] if sys.argv else "").startswith("huey_consumer")
+    )
 
 
 def follow_consumers(huey: Any, agent: Agent, start_with_consumer: bool) -> None:
@@ -66,8 +60,7 @@ def follow_consumers(huey: Any, agent: Agent, start_with_consumer: bool) -> None
 
 
 def _follow(consumer: Any, agent: Agent, start_with_consumer: bool) -> None:
-    original_start = consumer.start
-    original_run = consumer.run
+    original_start, original_run = consumer.start, consumer.run
     forks = bool(getattr(consumer.environment, "forks", False))
 
     def start() -> None:
