@@ -31,12 +31,8 @@ def retry(adapter: HueyAdapter, request: RetryRequest) -> ActionOutcome:
     huey = adapter.huey
     old = huey.deserialize_task(original.payload)
     # A new task of the same class: the class's own retries and timeout, a new id.
-    new = type(old)(
-        old.args,
-        old.kwargs,
-        id=request.new_task_id or None,
-        priority=getattr(old, "priority", None),
-    )
+    priority = getattr(old, "priority", None)
+    new = type(old)(old.args, old.kwargs, id=request.new_task_id or None, priority=priority)
     huey.enqueue(new)
     return done(new.id)
 
@@ -59,10 +55,5 @@ def purge(adapter: HueyAdapter, queue: str) -> ActionOutcome:
 
 def queue_depths(adapter: HueyAdapter) -> list[QueueDepth]:
     huey = adapter.huey
-    return [
-        QueueDepth(
-            name=adapter.queue,
-            ready=int(huey.pending_count()),
-            scheduled=int(huey.scheduled_count()),
-        )
-    ]
+    ready, scheduled = int(huey.pending_count()), int(huey.scheduled_count())
+    return [QueueDepth(name=adapter.queue, ready=ready, scheduled=scheduled)]

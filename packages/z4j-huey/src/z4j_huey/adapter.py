@@ -33,9 +33,8 @@ class HueyAdapter(Adapter):
 
     @classmethod
     def create(cls, app: object, options: Mapping[str, Any]) -> HueyAdapter | None:
-        if not instance_of(app, "huey", "Huey"):
-            return None
-        return cls(huey=app, app_name=str(options.get("app_name") or ""))
+        app_name = str(options.get("app_name") or "")
+        return cls(app, app_name) if instance_of(app, "huey", "Huey") else None
 
     def registered_tasks(self) -> list[TaskInfo]:
         infos = []

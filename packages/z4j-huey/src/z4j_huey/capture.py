@@ -13,6 +13,7 @@ Huey's `retrying` signal and reported as `retried` (with the exception), never a
 from __future__ import annotations
 
 import sys
+import traceback
 from typing import TYPE_CHECKING, Any
 
 from z4j_core.adapter import (
@@ -153,24 +154,16 @@ class SignalCapture:
         self._event(K.EXPIRED, task, extra=extra)
 
     def _on_interrupted(self, task: Any, args: tuple[Any, ...]) -> None:
-        self._event(
-            K.FAILED,
-            task,
-            runtime=self._started.stop(task.id),
-            exception="huey.interrupted",
-            message="the consumer stopped while the task ran; Huey does not run it again",
-        )
+        message = "the consumer stopped while the task ran; Huey does not run it again"
+        runtime = self._started.stop(task.id)
+        self._event(K.FAILED, task, runtime=runtime, exception="huey.interrupted", message=message)
         self._keep(task)
 
 
 def _cancelled_before_running() -> bool:
     """Whether the CancelExecution being handled came from a pre-execute hook."""
-    tb = getattr(sys.exc_info()[1], "__traceback__", None)
-    while tb is not None:
-        if tb.tb_frame.f_code.co_name == "_run_pre_execute":
-            return True
-        tb = tb.tb_next
-    return False
+    frames = traceback.walk_tb(sys.exc_info()[2])
+    return any(frame.f_code.co_name == "_run_pre_execute" for frame, _ in frames)
 
 
 def install(adapter: HueyAdapter, emit: Emit) -> SignalCapture:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import calendar
 import datetime
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -64,7 +65,6 @@ def next_crontab_runs(
     except ScheduleError:  # no date matches (a crontab for February 31st)
         return []
     found: list[datetime.datetime] = []
-    # Wall-clock seconds, no zone applied: Huey matches its naive clock's fields.
     wall = rule.next_wall(calendar.timegm(after.timetuple()) + 1)
     while wall is not None and len(found) < count:
         found.append(_EPOCH + datetime.timedelta(seconds=wall))
@@ -79,15 +79,9 @@ def next_custom_runs(
     minutes: int = CUSTOM_PROBE_MINUTES,
 ) -> list[datetime.datetime]:
     """Ask an arbitrary validation function about each minute after `after`, for a bounded time."""
-    moment = after.replace(second=0, microsecond=0)
-    found: list[datetime.datetime] = []
-    for _ in range(minutes):
-        moment += datetime.timedelta(minutes=1)
-        if validate(moment):
-            found.append(moment)
-            if len(found) == count:
-                break
-    return found
+    start = after.replace(second=0, microsecond=0)
+    probes = (start + datetime.timedelta(minutes=m) for m in range(1, minutes + 1))
+    return list(itertools.islice(filter(validate, probes), count))
 
 
 def to_epoch(moment: datetime.datetime, utc: bool) -> float:
@@ -109,10 +103,11 @@ def observe(huey: Any, now: datetime.datetime | None = None) -> list[ObservedSch
         if settings is not None:
             kind, expression = "cron", cron_expression(settings)
             runs = next_crontab_runs(settings, now)
-            # Huey requires every field to match: day-of-month AND day-of-week.
-            definition = native_definition(
-                {"cron": expression, "day_and": True}, timezone=zone, options=_options(task_class)
-            )
+            # Huey has one queue per instance: a periodic task's priority is its only option.
+            priority = getattr(task_class, "default_priority", None)
+            options = {"priority": priority} if isinstance(priority, int) else {}
+            timing = {"cron": expression, "day_and": True}  # Huey ANDs the day fields
+            definition = native_definition(timing, timezone=zone, options=options)
         elif callable(validate):
             kind, expression = "custom", dotted_name(validate)
             runs = next_custom_runs(task_class().validate_datetime, now)
@@ -133,9 +128,3 @@ def observe(huey: Any, now: datetime.datetime | None = None) -> list[ObservedSch
             )
         )
     return observed
-
-
-def _options(task_class: Any) -> dict[str, Any]:
-    """Huey has one queue per instance; a periodic task's priority is its only option."""
-    priority = getattr(task_class, "default_priority", None)
-    return {"priority": priority} if isinstance(priority, int) else {}
