@@ -1,13 +1,11 @@
 """Actions on Huey tasks and its queue (docs/actions.md), with Huey's own calls.
 
 retry: Huey keeps no failed message, so the capture keeps each finally-failed task's message
-(Huey's own serialization) in the agent's local store on that host; a retry deserializes it and
-enqueues a new task of the same class with the same arguments, under the brain's new id.
-cancel: `revoke_by_id` (revoked once: the consumer skips the task when it dequeues it, or when
-it is due if scheduled). Huey cannot stop a running task, so `terminate` is not advertised.
+(Huey's own serialization) in the agent's local store on that host; a retry enqueues a new task
+of the same class with the same arguments, under the brain's new id.
+cancel: `revoke_by_id` (once: the consumer skips the task when it dequeues it, or when it is due
+if scheduled). Huey cannot stop a running task, so `terminate` is not advertised.
 purge: the storage's `flush_queue` (ready messages only; the schedule and results stay).
-Queue depth: `pending_count` and `scheduled_count`. Runs on the agent's command threads; may
-block on the storage.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The Huey adapter: what the agent knows of one instrumented Huey instance, and what it asks.
 
 Owns the capabilities this instance really supports (priority only when its storage orders by
-priority) and the answers from memory (the registered tasks); enqueue, capture, observed
-schedules and actions live in their own modules. Does no I/O and never talks to the broker.
+priority) and the answers from memory (the registered tasks). Does no I/O and never talks to
+the broker.
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ class HueyAdapter(Adapter):
         self.queue = str(getattr(huey, "name", "") or "huey")
         self.app_name = app_name or self.queue
         extra = [C.ETA, C.EXPIRES, C.RETRY, C.CANCEL, C.PURGE, C.QUEUE_DEPTH]
-        if enqueue.storage_supports_priority(huey):
-            extra.append(C.PRIORITY)
-        self.capabilities = capabilities(*extra)
+        priority = [C.PRIORITY] if enqueue.storage_supports_priority(huey) else []
+        self.capabilities = capabilities(*extra, *priority)
 
     @classmethod
     def create(cls, app: object, options: Mapping[str, Any]) -> HueyAdapter | None:

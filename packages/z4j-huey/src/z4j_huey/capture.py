@@ -3,8 +3,7 @@
 Owns one signal receiver per instrumented Huey instance. Huey sends every signal synchronously in
 the thread, greenlet or process that caused it (the producer for `enqueued`, a worker for the
 rest), so the receiver must be cheap and must never raise: every exception is caught and counted
-here, before Huey's own receiver guard would log it. It never does I/O and never touches the
-broker; the agent's `emit` only appends to an in-memory queue.
+here, before Huey's own receiver guard would log it. No I/O: `emit` appends to a memory queue.
 
 Huey signals an error before it decides to retry, so an error with retries left is held until
 Huey's `retrying` signal and reported as `retried` (with the exception), never as `failed`.
@@ -37,12 +36,6 @@ _CANCELLED = {
 }
 
 
-def task_name(task: Any) -> str:
-    """Huey's registry name for a task: `module.name` (`myapp.tasks.send_mail`)."""
-    cls = type(task)
-    return f"{cls.__module__}.{cls.__name__}"
-
-
 class SignalCapture:
     """The receiver connected to one Huey instance's signals; calls `emit` for each event."""
 
@@ -68,12 +61,15 @@ class SignalCapture:
         self.adapter.huey.disconnect_signal(self)
 
     def _event(self, kind: LifecycleKind, task: Any, **fields: Any) -> None:
+        name = f"{type(task).__module__}.{type(task).__name__}"  # Huey's registry name
         # A field left None (no fire id, no eta) is dropped by the agent.
-        self.emit(kind, task.id, task_name(task), queue=self.queue, worker=worker_id(), **fields)
+        self.emit(kind, task.id, name, queue=self.queue, worker=worker_id(), **fields)
+        if kind is K.FAILED:  # always final: keep its message on this host (Huey keeps none)
+            payload = self.adapter.huey.serialize_task(task)
+            self.adapter.keep_original(task.id, name, payload, self.queue)
 
     def _on_enqueued(self, task: Any, args: tuple[Any, ...]) -> None:
-        eta = task.eta
-        later = eta is not None and eta > huey_now(self.adapter.huey)
+        later = task.eta is not None and task.eta > huey_now(self.adapter.huey)
         self._event(
             K.SCHEDULED if later else K.ENQUEUED,
             task,
@@ -81,7 +77,7 @@ class SignalCapture:
             kwargs=task.kwargs,
             retries=task.retries,
             fire_id=current_fire_id(),
-            extra={"eta": eta.isoformat()} if later else None,
+            extra={"eta": task.eta.isoformat()} if later else None,
         )
 
     def _on_scheduled(self, task: Any, args: tuple[Any, ...]) -> None:
@@ -96,10 +92,9 @@ class SignalCapture:
         self._event(K.SUCCEEDED, task, runtime=self._started.stop(task.id), retries=task.retries)
 
     def _on_error(self, task: Any, args: tuple[Any, ...]) -> None:
-        if args and isinstance(args[0], BaseException):
-            self._ended(task, K.FAILED, **error_fields(args[0]))
-        else:
-            self._ended(task, K.FAILED, exception="Exception", message="the task raised")
+        # Huey passes the exception; should it not, an unraised Exception stands in.
+        exc = next((a for a in args if isinstance(a, BaseException)), Exception("the task raised"))
+        self._ended(task, K.FAILED, **error_fields(exc))
 
     def _on_timeout(self, task: Any, args: tuple[Any, ...]) -> None:
         message = f"timed out after {task.timeout}s"
@@ -132,13 +127,6 @@ class SignalCapture:
             self._held[task.id] = error
             return
         self._event(final, task, runtime=self._started.stop(task.id), retries=0, **error)
-        if final is K.FAILED:
-            self._keep(task)
-
-    def _keep(self, task: Any) -> None:
-        """Keep a finally-failed task's message on this host, for a retry (Huey keeps none)."""
-        payload = self.adapter.huey.serialize_task(task)
-        self.adapter.keep_original(task.id, task_name(task), payload, self.queue)
 
     def _on_retrying(self, task: Any, args: tuple[Any, ...]) -> None:
         error = self._held.pop(task.id, {})
@@ -157,7 +145,6 @@ class SignalCapture:
         message = "the consumer stopped while the task ran; Huey does not run it again"
         runtime = self._started.stop(task.id)
         self._event(K.FAILED, task, runtime=runtime, exception="huey.interrupted", message=message)
-        self._keep(task)
 
 
 def _cancelled_before_running() -> bool:

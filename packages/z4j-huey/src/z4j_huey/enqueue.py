@@ -4,7 +4,6 @@ Owns turning a `wire.Command` into a Huey task message: the registered task clas
 args and kwargs, a delay (Huey's eta), an expiry, a priority where the storage orders by it, and
 the fire id as the Huey message id. Answers `rejected` (never enqueues) for an unknown name or an
 option this instance cannot honour, so nothing lands in a queue where it would be dropped.
-Runs on the agent's command threads, never on a host thread; may block on the broker.
 """
 
 from __future__ import annotations
@@ -26,9 +25,8 @@ def storage_supports_priority(huey: Any) -> bool:
 
 def huey_now(huey: Any) -> datetime.datetime:
     """Huey's own clock: naive UTC when `utc=True` (its default), naive local time otherwise."""
-    if getattr(huey, "utc", True):
-        return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    return datetime.datetime.now()
+    zone = datetime.timezone.utc if getattr(huey, "utc", True) else None
+    return datetime.datetime.now(zone).replace(tzinfo=None)
 
 
 def enqueue(adapter: HueyAdapter, command: Command) -> CommandResult:

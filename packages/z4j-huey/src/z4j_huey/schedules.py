@@ -84,15 +84,12 @@ def next_custom_runs(
     return list(itertools.islice(filter(validate, probes), count))
 
 
-def to_epoch(moment: datetime.datetime, utc: bool) -> float:
-    return float(calendar.timegm(moment.timetuple())) if utc else time.mktime(moment.timetuple())
-
-
 def observe(huey: Any, now: datetime.datetime | None = None) -> list[ObservedSchedule]:
     """Every periodic task of `huey`, with its expression and next run times."""
     utc = bool(getattr(huey, "utc", True))
     now = huey_now(huey) if now is None else now
     zone = "UTC" if utc else host_zone_name()
+    to_epoch = calendar.timegm if utc else time.mktime  # Huey's naive clock: UTC or local time
     observed = []
     for name, task_class in sorted(huey._registry._registry.items()):
         if not hasattr(task_class, "validate_datetime"):
@@ -123,7 +120,7 @@ def observe(huey: Any, now: datetime.datetime | None = None) -> list[ObservedSch
                 task=name,
                 kind=kind,
                 expression=expression + ("" if utc else " (local time)"),
-                next_runs=[to_epoch(r, utc) for r in runs],
+                next_runs=[float(to_epoch(r.timetuple())) for r in runs],
                 definition=definition,
             )
         )

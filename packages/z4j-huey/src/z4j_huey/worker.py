@@ -1,13 +1,12 @@
 """Where the agent runs in a Huey consumer, for each worker type, and when it starts and stops.
 
-- `thread` and `greenlet` workers share the consumer's process: its one agent sees every event.
-  The link starts when the consumer has started its workers, and drains when the consumer stops.
-- `process` workers are forked by the consumer. The link is never started before that fork; each
-  forked worker (and the scheduler process, which enqueues periodic tasks) gets a fresh agent
-  identity through the agent's `after_fork="restart"` policy, connected on its first event and
-  drained by a multiprocessing finalizer when the child exits (Huey's children leave with
-  `os._exit`, so `atexit` never runs there). The consumer's own process keeps an agent for
-  commands and inventory.
+- `thread` and `greenlet` workers share the consumer's process and its one agent, whose link
+  starts once the consumer has started its workers and drains when the consumer stops.
+- `process` workers are forked by the consumer, never after the link started; each forked
+  worker (and the scheduler process, which enqueues periodic tasks) gets a fresh agent identity
+  (`after_fork="restart"`), connected on its first event and drained by a multiprocessing
+  finalizer at exit (Huey's children leave with `os._exit`: `atexit` never runs there). The
+  consumer's own process keeps an agent for commands and inventory.
 - A process that only enqueues (a web app, a script) starts the link when it instruments Huey,
   and drains it at interpreter exit.
 Never raises into Huey: every wrapper falls back to Huey's own behaviour.
