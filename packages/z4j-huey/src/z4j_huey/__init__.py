@@ -37,9 +37,8 @@ def instrument(huey: H, *, start: bool | None = None, **options: Any) -> H:
         raise TypeError(f"z4j_huey.instrument needs a huey.Huey instance, not {type(huey)!r}")
     if kit.adapter_of(huey) is not None:
         return huey  # already instrumented: one adapter and one receiver per instance
-    in_consumer = worker.in_consumer_command()
     agent = kit.instrument(adapter, huey, **options)
     worker.follow_consumers(huey, agent, start_with_consumer=start is None or start)
-    if start or (start is None and not in_consumer):
+    if start or (start is None and not worker.in_consumer_command()):
         agent.start()
     return huey

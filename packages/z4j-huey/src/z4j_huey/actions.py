@@ -1,13 +1,11 @@
 """Actions on Huey tasks and its queue (docs/actions.md), with Huey's own calls.
 
 retry: Huey keeps no failed message, so the capture keeps each finally-failed task's message
-(Huey's own serialization) in the agent's local store on that host; a retry deserializes it and
-enqueues a new task of the same class with the same arguments, under the brain's new id.
-cancel: `revoke_by_id` (revoked once: the consumer skips the task when it dequeues it, or when
-it is due if scheduled). Huey cannot stop a running task, so `terminate` is not advertised.
+(Huey's own serialization) in the agent's local store on that host; a retry enqueues a new task
+of the same class with the same arguments, under the brain's new id.
+cancel: `revoke_by_id` (once: the consumer skips the task when it dequeues it, or when it is due
+if scheduled). Huey cannot stop a running task, so `terminate` is not advertised.
 purge: the storage's `flush_queue` (ready messages only; the schedule and results stay).
-Queue depth: `pending_count` and `scheduled_count`. Runs on the agent's command threads; may
-block on the storage.
 """
 
 from __future__ import annotations
@@ -31,12 +29,8 @@ def retry(adapter: HueyAdapter, request: RetryRequest) -> ActionOutcome:
     huey = adapter.huey
     old = huey.deserialize_task(original.payload)
     # A new task of the same class: the class's own retries and timeout, a new id.
-    new = type(old)(
-        old.args,
-        old.kwargs,
-        id=request.new_task_id or None,
-        priority=getattr(old, "priority", None),
-    )
+    priority = getattr(old, "priority", None)
+    new = type(old)(old.args, old.kwargs, id=request.new_task_id or None, priority=priority)
     huey.enqueue(new)
     return done(new.id)
 
@@ -59,10 +53,5 @@ def purge(adapter: HueyAdapter, queue: str) -> ActionOutcome:
 
 def queue_depths(adapter: HueyAdapter) -> list[QueueDepth]:
     huey = adapter.huey
-    return [
-        QueueDepth(
-            name=adapter.queue,
-            ready=int(huey.pending_count()),
-            scheduled=int(huey.scheduled_count()),
-        )
-    ]
+    ready, scheduled = int(huey.pending_count()), int(huey.scheduled_count())
+    return [QueueDepth(name=adapter.queue, ready=ready, scheduled=scheduled)]

@@ -4,7 +4,6 @@ Owns turning a `wire.Command` into a Huey task message: the registered task clas
 args and kwargs, a delay (Huey's eta), an expiry, a priority where the storage orders by it, and
 the fire id as the Huey message id. Answers `rejected` (never enqueues) for an unknown name or an
 option this instance cannot honour, so nothing lands in a queue where it would be dropped.
-Runs on the agent's command threads, never on a host thread; may block on the broker.
 """
 
 from __future__ import annotations
@@ -24,6 +23,12 @@ def storage_supports_priority(huey: Any) -> bool:
     return bool(getattr(getattr(huey, "storage", None), "priority", False))
 
 
+def huey_now(huey: Any) -> datetime.datetime:
+    """Huey's own clock: naive UTC when `utc=True` (its default), naive local time otherwise."""
+    zone = datetime.timezone.utc if getattr(huey, "utc", True) else None
+    return datetime.datetime.now(zone).replace(tzinfo=None)
+
+
 def enqueue(adapter: HueyAdapter, command: Command) -> CommandResult:
     huey = adapter.huey
     registry: dict[str, Any] = huey._registry._registry
@@ -32,34 +37,20 @@ def enqueue(adapter: HueyAdapter, command: Command) -> CommandResult:
         return rejected(command, unknown_task(command.task, f"Huey {adapter.app_name!r}", registry))
     options = command.options
     if options.queue not in (None, "", adapter.queue):
-        return rejected(
-            command,
-            f"Huey {adapter.app_name!r} has one queue, {adapter.queue!r}, not {options.queue!r}",
-        )
-    priority = options.priority
-    if priority and not storage_supports_priority(huey):
-        storage = type(huey.storage).__name__
-        return rejected(
-            command, f"{storage} does not order by priority (use PriorityRedisHuey or SqliteHuey)"
-        )
-    eta = None
-    if options.delay_seconds:
-        eta = _now(huey) + datetime.timedelta(seconds=options.delay_seconds)
+        reason = f"Huey {adapter.app_name!r} has one queue, {adapter.queue!r}"
+        return rejected(command, f"{reason}, not {options.queue!r}")
+    if options.priority and not storage_supports_priority(huey):
+        reason = f"{type(huey.storage).__name__} does not order by priority"
+        return rejected(command, f"{reason} (use PriorityRedisHuey or SqliteHuey)")
+    delay = options.delay_seconds
     task = task_class(
         tuple(command.args),
         dict(command.kwargs),
         id=command.fire_id or None,
-        eta=eta,
-        priority=priority,
+        eta=huey_now(huey) + datetime.timedelta(seconds=delay) if delay else None,
+        priority=options.priority,
         expires=options.expires_seconds or None,
     )
     with enqueueing(command.fire_id):
         huey.enqueue(task)
     return answer(command, CommandStatus.ENQUEUED, native_id=task.id)
-
-
-def _now(huey: Any) -> datetime.datetime:
-    """Huey's own clock: naive UTC when `utc=True` (its default), naive local time otherwise."""
-    if getattr(huey, "utc", True):
-        return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    return datetime.datetime.now()

@@ -1,13 +1,12 @@
 """Where the agent runs in a Huey consumer, for each worker type, and when it starts and stops.
 
-- `thread` and `greenlet` workers share the consumer's process: its one agent sees every event.
-  The link starts when the consumer has started its workers, and drains when the consumer stops.
-- `process` workers are forked by the consumer. The link is never started before that fork; each
-  forked worker (and the scheduler process, which enqueues periodic tasks) gets a fresh agent
-  identity through the agent's `after_fork="restart"` policy, connected on its first event and
-  drained by a multiprocessing finalizer when the child exits (Huey's children leave with
-  `os._exit`, so `atexit` never runs there). The consumer's own process keeps an agent for
-  commands and inventory.
+- `thread` and `greenlet` workers share the consumer's process and its one agent, whose link
+  starts once the consumer has started its workers and drains when the consumer stops.
+- `process` workers are forked by the consumer, never after the link started; each forked
+  worker (and the scheduler process, which enqueues periodic tasks) gets a fresh agent identity
+  (`after_fork="restart"`), connected on its first event and drained by a multiprocessing
+  finalizer at exit (Huey's children leave with `os._exit`: `atexit` never runs there). The
+  consumer's own process keeps an agent for commands and inventory.
 - A process that only enqueues (a web app, a script) starts the link when it instruments Huey,
   and drains it at interpreter exit.
 Never raises into Huey: every wrapper falls back to Huey's own behaviour.
@@ -28,22 +27,16 @@ log = logging.getLogger("z4j.huey")
 CONSUMER_MODULE = "huey.bin.huey_consumer"
 
 
-#: Django's consumer command (huey.contrib.djhuey): `manage.py run_huey`.
-DJANGO_CONSUMER_COMMAND = "run_huey"
-
-
 def in_consumer_command() -> bool:
-    """Whether this process is `huey_consumer` or `manage.py run_huey` (the app module is
-    imported before it forks)."""
-    if CONSUMER_MODULE in sys.modules:
-        return True
-    if sys.argv[1:2] == [DJANGO_CONSUMER_COMMAND]:
-        return True
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if getattr(spec, "name", None) == CONSUMER_MODULE:
-        return True
-    return os.path.basename(sys.argv[0] if sys.argv else "").startswith("huey_consumer")
+    """Whether this process is `huey_consumer` or Django's `manage.py run_huey` (the app module
+    is imported before it forks)."""
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return (
+        CONSUMER_MODULE in sys.modules
+        or sys.argv[1:2] == ["run_huey"]
+        or getattr(main_spec, "name", None) == CONSUMER_MODULE
+        or os.path.basename(sys.argv[0] if sys.argv else "").startswith("huey_consumer")
+    )
 
 
 def follow_consumers(huey: Any, agent: Agent, start_with_consumer: bool) -> None:
@@ -66,8 +59,7 @@ def follow_consumers(huey: Any, agent: Agent, start_with_consumer: bool) -> None
 
 
 def _follow(consumer: Any, agent: Agent, start_with_consumer: bool) -> None:
-    original_start = consumer.start
-    original_run = consumer.run
+    original_start, original_run = consumer.start, consumer.run
     forks = bool(getattr(consumer.environment, "forks", False))
 
     def start() -> None:
