@@ -16,11 +16,12 @@ Every entry point catches and counts its own exceptions; `emit` only appends to 
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import threading
 import zlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 from z4j_core.adapter import MAX_CAPTURE_IN_FLIGHT, current_fire_id, dotted, error_fields
 from z4j_core.wire import LifecycleKind
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from z4j_rq.adapter import RQAdapter
 
 K = LifecycleKind
+P = ParamSpec("P")
 
 # RQ's Result.Type values (rq.results), spelled here so reading a result needs no import.
 RESULT_SUCCESSFUL = 1
@@ -97,6 +99,19 @@ def queue_outcome_read(pipe: Any, job: Any) -> None:
     pipe.xrevrange(f"rq:results:{job.id}", "+", "-", count=1)
 
 
+def _guarded(method: Callable[Concatenate[JobCapture, P], None]) -> Callable[..., None]:
+    """A capture entry point: every exception is caught and counted, never raised into RQ."""
+
+    @functools.wraps(method)
+    def guarded(self: JobCapture, *args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except Exception:
+            self.errors += 1
+
+    return guarded
+
+
 class JobCapture:
     """Emits the lifecycle events of the jobs on one instrumented Redis connection."""
 
@@ -113,83 +128,66 @@ class JobCapture:
             del _captures[self.adapter.key]
         _generation += 1
 
-    # -- the producer side --------------------------------------------------------------------
+    # -- the producer side (never in a work horse) --------------------------------------------
 
+    @_guarded
     def enqueued(self, job: Any, queue: str, eta: Any = None) -> None:
-        try:
-            if in_work_horse():
-                return
-            status = as_str(getattr(job, "_status", "") or "")
-            kind = K.SCHEDULED if eta is not None or status == "deferred" else K.ENQUEUED
-            fields: dict[str, Any] = {}
-            if eta is not None:
-                fields["extra"] = {"eta": eta.isoformat()}
-            elif status == "deferred":
-                fields["extra"] = {"deferred": "waiting for the jobs it depends on"}
-            fire_id = current_fire_id()
-            if fire_id:
-                fields["fire_id"] = fire_id
-            name = job.func_name
-            self.adapter.saw(name, queue)
-            self.emit(kind, job.id, name, queue=queue, args=job.args, kwargs=job.kwargs, **fields)
-        except Exception:
-            self.errors += 1
+        if in_work_horse():
+            return
+        status = as_str(getattr(job, "_status", "") or "")
+        kind = K.SCHEDULED if eta is not None or status == "deferred" else K.ENQUEUED
+        fields: dict[str, Any] = {}
+        if eta is not None:
+            fields["extra"] = {"eta": eta.isoformat()}
+        elif status == "deferred":
+            fields["extra"] = {"deferred": "waiting for the jobs it depends on"}
+        fire_id = current_fire_id()
+        if fire_id:
+            fields["fire_id"] = fire_id
+        name = job.func_name
+        self.adapter.saw(name, queue)
+        self.emit(kind, job.id, name, queue=queue, args=job.args, kwargs=job.kwargs, **fields)
 
+    @_guarded
     def refused(self, job: Any, queue: str, exc: BaseException) -> None:
         """RQ raised while writing a job just reported enqueued."""
-        try:
-            if not in_work_horse():
-                message = f"RQ did not enqueue it: {exc}"
-                exception = dotted(type(exc))
-                self.emit(
-                    K.REJECTED,
-                    job.id,
-                    job.func_name,
-                    queue=queue,
-                    exception=exception,
-                    message=message,
-                )
-        except Exception:
-            self.errors += 1
+        if not in_work_horse():
+            message = f"RQ did not enqueue it: {exc}"
+            fields = {"queue": queue, "exception": dotted(type(exc)), "message": message}
+            self.emit(K.REJECTED, job.id, job.func_name, **fields)
 
+    @_guarded
     def cancelled(self, job: Any) -> None:
-        try:
-            if not in_work_horse():
-                message = "cancelled with RQ's Job.cancel"
-                self.emit(K.CANCELLED, job.id, job.func_name, queue=job.origin, message=message)
-        except Exception:
-            self.errors += 1
+        if not in_work_horse():
+            message = "cancelled with RQ's Job.cancel"
+            self.emit(K.CANCELLED, job.id, job.func_name, queue=job.origin, message=message)
 
     # -- the worker process -------------------------------------------------------------------
 
+    @_guarded
     def started(self, job: Any, queue: str, worker: str) -> None:
-        try:
-            name = job.func_name
-            self.adapter.saw(name, queue)
-            self.emit(
-                K.STARTED,
-                job.id,
-                name,
-                queue=queue,
-                worker=worker,
-                args=job.args,
-                kwargs=job.kwargs,
-                retries=job.retries_left,
-            )
-        except Exception:
-            self.errors += 1
+        name = job.func_name
+        self.adapter.saw(name, queue)
+        self.emit(
+            K.STARTED,
+            job.id,
+            name,
+            queue=queue,
+            worker=worker,
+            args=job.args,
+            kwargs=job.kwargs,
+            retries=job.retries_left,
+        )
 
+    @_guarded
     def exception(self, job: Any, exc_info: tuple[Any, ...]) -> None:
         """An exception seen in this process (a SimpleWorker runs jobs in-process)."""
-        try:
-            if exc_info[0] is None:
-                return
+        if exc_info[0] is not None:
             if len(self._exceptions) >= MAX_CAPTURE_IN_FLIGHT:
                 self._exceptions.clear()
             self._exceptions[job.id] = error_fields(exc_info[1])
-        except Exception:
-            self.errors += 1
 
+    @_guarded
     def finished(
         self,
         job: Any,
@@ -205,25 +203,10 @@ class JobCapture:
         replies: the answers to `queue_outcome_read` when the caller sent it in a pipeline of
         its own; otherwise the outcome is read here, in one round trip.
         """
-        try:
-            if replies is None:
-                with self.adapter.connection.pipeline(transaction=False) as pipe:
-                    queue_outcome_read(pipe, job)
-                    replies = pipe.execute()
-            self._finished(job, queue, worker, execution_id, elapsed=elapsed, replies=replies)
-        except Exception:
-            self.errors += 1
-
-    def _finished(
-        self,
-        job: Any,
-        queue: str,
-        worker: str,
-        execution_id: str | None,
-        *,
-        elapsed: float,
-        replies: list[Any],
-    ) -> None:
+        if replies is None:
+            with self.adapter.connection.pipeline(transaction=False) as pipe:
+                queue_outcome_read(pipe, job)
+                replies = pipe.execute()
         (status, retries_left, retries_done), results = replies
         status = None if status is None else as_str(status)
         result = {as_str(k): v for k, v in results[0][1].items()} if results else {}
@@ -276,23 +259,21 @@ class JobCapture:
             fields.update({"retries": 0, "exception": "rq.JobFailed", **failure})
         self.emit(kind, job.id, job.func_name, **fields)
 
+    @_guarded
     def abandoned(self, job: Any, worker: str) -> None:
         """RQ's registry cleanup found `job` started by a worker that is gone."""
-        try:
-            retries_left = job.retries_left or 0
-            self.emit(
-                K.RETRIED if retries_left > 0 else K.FAILED,
-                job.id,
-                job.func_name,
-                queue=job.origin,
-                worker=worker,
-                retries=max(retries_left - 1, 0),
-                exception=ABANDONED,
-                message="the worker running this job died; RQ cleaned it up",
-                extra={"rq": "abandoned"},
-            )
-        except Exception:
-            self.errors += 1
+        retries_left = job.retries_left or 0
+        self.emit(
+            K.RETRIED if retries_left > 0 else K.FAILED,
+            job.id,
+            job.func_name,
+            queue=job.origin,
+            worker=worker,
+            retries=max(retries_left - 1, 0),
+            exception=ABANDONED,
+            message="the worker running this job died; RQ cleaned it up",
+            extra={"rq": "abandoned"},
+        )
 
 
 # -- process-wide hooks into RQ: installed once, dispatched by Redis server and database -------
