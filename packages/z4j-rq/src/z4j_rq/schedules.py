@@ -24,6 +24,7 @@ import json
 import math
 import socket
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from z4j_core.adapter import NEXT_RUNS, host_zone_name, native_definition
@@ -99,14 +100,12 @@ def observe_rq_cron(adapter: RQAdapter, now: float) -> list[ObservedSchedule]:
     latest_by_name = {as_str(name): float(score) for name, score in enqueued}
     observed: dict[tuple[str, str, str], ObservedSchedule] = {}
     for raw, hostname in schedulers:
-        if not raw:
+        try:
+            jobs = json.loads(raw) if raw else []
+        except ValueError:
             continue
         # `rq cron` reads its crons in its host's local zone: known here only on that host.
         zone = host_zone_name() if hostname and as_str(hostname) == socket.gethostname() else None
-        try:
-            jobs = json.loads(raw)
-        except ValueError:
-            continue
         for job in jobs:
             func = str(job.get("func_name") or "")
             name = str(job.get("name") or func)
@@ -126,13 +125,10 @@ def observe_rq_cron(adapter: RQAdapter, now: float) -> list[ObservedSchedule]:
             else:
                 continue
             options = {k: job.get(k) for k in _RQ_CRON_OPTIONS if job.get(k) is not None}
+            args, kwargs = job.get("args"), job.get("kwargs")
+            zone_read = zone if cron else "UTC"
             definition = _definition(
-                timing,
-                zone if cron else "UTC",
-                job.get("args"),
-                job.get("kwargs"),
-                queue=queue,
-                job_options=options,
+                timing, zone_read, args, kwargs, queue=queue, job_options=options
             )
             observed.setdefault(
                 (name, kind, expression),
@@ -195,13 +191,23 @@ def _definition(
     return definition
 
 
-def _fetch_jobs(adapter: RQAdapter, ids: list[str]) -> list[Any]:
+def _jobs(adapter: RQAdapter, scores: dict[str, float]) -> Iterator[tuple[Any, str, float]]:
+    """(job, function, score) of each job of `scores` that Redis still holds and this process
+    can read; each function joins the inventory."""
     from rq.job import Job
 
-    if not ids:
-        return []
-    jobs = Job.fetch_many(ids, connection=adapter.connection, serializer=adapter.serializer)
-    return [job for job in jobs if job is not None]
+    if not scores:
+        return
+    ids = list(scores)
+    for job in Job.fetch_many(ids, connection=adapter.connection, serializer=adapter.serializer):
+        if job is None:
+            continue
+        try:
+            func = job.func_name or ""
+        except Exception:
+            continue  # a job whose payload this process cannot read
+        adapter.saw(func, job.origin)
+        yield job, func, scores[job.id]
 
 
 def observe_rq_scheduler(adapter: RQAdapter, now: float) -> list[ObservedSchedule]:
@@ -210,13 +216,8 @@ def observe_rq_scheduler(adapter: RQAdapter, now: float) -> list[ObservedSchedul
     )
     scores = {as_str(job_id): float(score) for job_id, score in entries}
     observed = []
-    for job in _fetch_jobs(adapter, list(scores)):
-        try:
-            func, meta = job.func_name or "", dict(job.meta or {})
-        except Exception:
-            continue  # a job whose payload this process cannot read
-        first = scores[job.id]
-        adapter.saw(func, job.origin)
+    for job, func, first in _jobs(adapter, scores):
+        meta = job.meta or {}  # RQ's restore always leaves a dict (an unreadable one wrapped)
         repeat = meta.get("repeat")
         left = NEXT_RUNS if repeat is None else max(int(repeat), 0)
         cron, interval = meta.get("cron_string"), meta.get("interval")
@@ -279,13 +280,7 @@ def observe_scheduled_registries(adapter: RQAdapter, queues: list[str]) -> list[
         per_queue = pipe.execute()
     scores = {as_str(job_id): float(score) for entries in per_queue for job_id, score in entries}
     observed = []
-    for job in _fetch_jobs(adapter, list(scores)):
-        try:
-            func = job.func_name or ""
-        except Exception:
-            continue
-        adapter.saw(func, job.origin)
-        at = scores[job.id]
+    for job, func, at in _jobs(adapter, scores):
         observed.append(
             ObservedSchedule(
                 source=RQ_SCHEDULED,
