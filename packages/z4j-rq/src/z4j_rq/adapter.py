@@ -1,10 +1,9 @@
 """The RQ adapter: what the agent knows of one instrumented Redis connection, and what it asks.
 
-Owns the connection RQ's queues live on, the function names seen in jobs (RQ has no task
-registry, so z4j reports what it has seen, plus the functions an application declares), and a
-snapshot of the queues and workers read with the observed schedules; enqueue, capture,
-observed schedules and actions live in their own modules.
-Does no I/O of its own; never talks to Redis on the hot path.
+Owns the connection, the function names seen in jobs or declared (RQ has no task registry), and
+the snapshot of queues and workers read with the observed schedules; enqueue, capture, observed
+schedules and actions live in their own modules. Does no I/O of its own; never talks to Redis
+on the hot path.
 """
 
 from __future__ import annotations
@@ -47,11 +46,8 @@ def connection_of(app: object) -> Any | None:
 
 @dataclass(eq=False)
 class RQAdapter(Adapter):
-    """One instrumented Redis connection.
-
-    functions: function name -> the queues it was seen on (insertion-ordered, bounded).
-    queues: the last snapshot read from Redis (queue name -> worker names).
-    """
+    """One instrumented Redis connection. functions: function name -> the queues it was seen on
+    (bounded). queues: the last snapshot read from Redis (queue name -> worker names)."""
 
     engine = "rq"
 
@@ -91,8 +87,8 @@ class RQAdapter(Adapter):
 
     @classmethod
     def create(cls, app: object, options: Mapping[str, Any]) -> RQAdapter | None:
-        """The adapter for an RQ queue, worker or Redis connection (`options["tasks"]`: functions
-        to declare), or None for any other object."""
+        """The adapter for an RQ queue, worker or Redis connection, declaring `options["tasks"]`;
+        None for any other object."""
         connection = connection_of(app)
         if connection is None:
             return None

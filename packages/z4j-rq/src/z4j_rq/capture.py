@@ -198,11 +198,8 @@ class JobCapture:
         elapsed: float,
         replies: list[Any] | None = None,
     ) -> None:
-        """After the job's execution ended (its horse exited): report what RQ recorded.
-
-        replies: the answers to `queue_outcome_read` when the caller sent it in a pipeline of
-        its own; otherwise the outcome is read here, in one round trip.
-        """
+        """After the job's execution ended (its horse exited): report what RQ recorded, from
+        `replies` to `queue_outcome_read` sent in the caller's pipeline, else read here."""
         if replies is None:
             with self.adapter.connection.pipeline(transaction=False) as pipe:
                 queue_outcome_read(pipe, job)
@@ -214,15 +211,11 @@ class JobCapture:
         if None not in (execution_id, recorded_for) and as_str(recorded_for) != execution_id:
             result = {}  # the latest result is another execution's
         result_type = int(result.get("type") or 0)
-        exc_string = ""
-        if result.get("exc_string"):
-            exc_string = zlib.decompress(base64.b64decode(result["exc_string"])).decode(
-                errors="replace"
-            )
-        runtime = elapsed
+        exc = result.get("exc_string")
+        exc_string = zlib.decompress(base64.b64decode(exc)).decode(errors="replace") if exc else ""
+        # RQ's own execution start to end, when it recorded them.
         began, ended = result.get("execution_started_at"), result.get("execution_ended_at")
-        if began and ended:
-            runtime = max(float(ended) - float(began), 0.0)  # RQ's own execution start to end
+        runtime = max(float(ended) - float(began), 0.0) if began and ended else elapsed
         seen = self._exceptions.pop(job.id, None)
         if exc_string:
             exception, message = parse_exc_string(exc_string)
@@ -285,10 +278,8 @@ _patch_lock = threading.Lock()
 
 
 def capture_for(connection: Any) -> JobCapture | None:
-    """The capture of the instrumented connection to the same server and database, if any.
-
-    The answer is cached on the connection object itself (never by `id()`, which is reused).
-    """
+    """The capture of the instrumented connection to the same server and database, if any,
+    cached on the connection object itself (never by `id()`, which is reused)."""
     try:
         cached = getattr(connection, "_z4j_capture", None)
         if cached is not None and cached[0] == _generation:
@@ -301,10 +292,8 @@ def capture_for(connection: Any) -> JobCapture | None:
 
 
 def install(adapter: RQAdapter, emit: Callable[..., None]) -> JobCapture:
-    """Capture the jobs of `adapter`'s connection in this process; idempotent per adapter.
-
-    The first capture installed for a Redis server and database receives its jobs' events.
-    """
+    """Capture the jobs of `adapter`'s connection in this process; idempotent per adapter (the
+    first capture installed for a Redis server and database receives its jobs' events)."""
     global _generation
     if adapter.capture is not None:
         return adapter.capture  # type: ignore[no-any-return]
@@ -325,14 +314,10 @@ def _around_enqueue(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    """Report a job as it is handed to RQ.
-
-    Reported just before RQ writes it, so `enqueued` orders before the worker's `started`
-    even when a worker takes the job at once; if the write fails, `rejected` follows with the
-    error (the application sees RQ's exception as before). With `unique=True` RQ may refuse
-    the id because that job exists: then it is reported only once RQ accepted it, so the
-    existing job's history gets no stray events.
-    """
+    """Report a job just before RQ writes it, so `enqueued` orders before a worker's `started`;
+    if the write fails, `rejected` follows (RQ's exception still reaches the caller). With
+    `unique=True` RQ may refuse the id of an existing job: then the job is reported only once RQ
+    accepted it, so the existing job's history gets no stray events."""
     capture = capture_for(queue.connection) if _captures else None
     if capture is None:
         return original(queue, job, *args, **kwargs)

@@ -43,10 +43,9 @@ class Z4JWorkerMixin:
     """Adds z4j to an RQ worker class. `z4j_options` are agent options (`app_name`, ...)."""
 
     z4j_options: ClassVar[dict[str, Any]] = {}
-    #: Freeze the objects that exist when the work loop starts (modules, the app, the agent)
-    #: out of the cyclic garbage collector, so a horse's collections never walk them and copy
-    #: their pages (Python's advice for pre-fork servers). Only new cyclic garbage created
-    #: before the loop could never be collected; objects are still freed by reference count.
+    #: Freeze what exists when the work loop starts (modules, the app, the agent) out of the
+    #: cyclic GC, so a horse's collections never walk and copy those pages (Python's advice for
+    #: pre-fork servers). Only cyclic garbage made before the loop is then never collected.
     z4j_freeze_before_fork: ClassVar[bool] = False
     _z4j_capture: capture.JobCapture | None = None
     _z4j_execution_id: str | None = None
@@ -71,8 +70,7 @@ class Z4JWorkerMixin:
             capture.mark_worker_process()
             agent, adapter = attach_worker(self, **self.z4j_options)
             self._z4j_capture = adapter.capture
-            handlers = self._exc_handlers  # type: ignore[attr-defined]
-            if report_abandoned not in handlers:
+            if report_abandoned not in self._exc_handlers:  # type: ignore[attr-defined]
                 self.push_exc_handler(report_abandoned)  # type: ignore[attr-defined]
             return agent
         except Exception:
@@ -117,13 +115,12 @@ class Z4JWorkerMixin:
             with self.connection.pipeline(transaction=False) as pipe:  # type: ignore[attr-defined]
                 capture.queue_outcome_read(pipe, pending["job"])
                 super().heartbeat(timeout, pipe)  # type: ignore[misc]
-                replies = pipe.execute()
+                replies = pipe.execute()[:2]
         except Exception:
             self._z4j_capture.errors += 1
             super().heartbeat(timeout)  # type: ignore[misc]
-            self._z4j_capture.finished(**pending)
-            return
-        self._z4j_capture.finished(**pending, replies=replies[:2])
+            replies = None  # the outcome is read on its own
+        self._z4j_capture.finished(**pending, replies=replies)
 
     def _z4j_flush(self) -> None:
         """Report a finished job whose outcome did not ride on a heartbeat."""
