@@ -44,6 +44,10 @@ RQ_SCHEDULED = "rq_scheduled"
 RQ_SCHEDULER_KEY = "rq:scheduler:scheduled_jobs"
 CRON_SCHEDULERS_KEY = "rq:cron_schedulers"
 CRON_JOBS_KEY = "rq:cron_jobs"
+NOT_A_SCHEDULE = (
+    "it is one job waiting in RQ's scheduled registry (enqueue_at, enqueue_in or a retry), "
+    "not a schedule: it runs once by itself"
+)
 
 
 def next_cron_runs(expression: str, after: float, count: int = NEXT_RUNS) -> list[float]:
@@ -279,23 +283,18 @@ def observe_scheduled_registries(adapter: RQAdapter, queues: list[str]) -> list[
             pipe.zrange(f"rq:scheduled:{queue}", 0, MAX_SCHEDULED_PER_QUEUE - 1, withscores=True)
         per_queue = pipe.execute()
     scores = {as_str(job_id): float(score) for entries in per_queue for job_id, score in entries}
-    observed = []
-    for job, func, at in _jobs(adapter, scores):
-        observed.append(
-            ObservedSchedule(
-                source=RQ_SCHEDULED,
-                name=job.id,
-                task=func,
-                kind="once",
-                expression="at " + _iso(at),
-                next_runs=[at],
-                definition={
-                    "refused": "it is one job waiting in RQ's scheduled registry (enqueue_at, "
-                    "enqueue_in or a retry), not a schedule: it runs once by itself"
-                },
-            )
+    return [
+        ObservedSchedule(
+            source=RQ_SCHEDULED,
+            name=job.id,
+            task=func,
+            kind="once",
+            expression="at " + _iso(at),
+            next_runs=[at],
+            definition={"refused": NOT_A_SCHEDULE},
         )
-    return observed
+        for job, func, at in _jobs(adapter, scores)
+    ]
 
 
 def refresh_queues(adapter: RQAdapter) -> list[str]:
