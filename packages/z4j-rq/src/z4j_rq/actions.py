@@ -13,14 +13,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from z4j_core.adapter import (
-    ActionOutcome,
-    CancelRequest,
-    RetryRequest,
-    done,
-    failed,
-    unavailable,
-)
+from z4j_core.adapter import ActionOutcome, CancelRequest, RetryRequest, done, failed, unavailable
 from z4j_core.wire import QueueDepth
 from z4j_rq.enqueue import JOB_ID
 

@@ -81,12 +81,8 @@ def parse_exc_string(text: str) -> tuple[str, str]:
 def connection_key(connection: Any) -> tuple[Any, ...]:
     """Which Redis server and database a connection talks to (two clients, one key)."""
     kwargs = connection.connection_pool.connection_kwargs
-    return (
-        kwargs.get("host"),
-        kwargs.get("port"),
-        kwargs.get("path") or kwargs.get("unix_socket_path"),
-        int(kwargs.get("db") or 0),
-    )
+    path = kwargs.get("path") or kwargs.get("unix_socket_path")
+    return (kwargs.get("host"), kwargs.get("port"), path, int(kwargs.get("db") or 0))
 
 
 def as_str(value: Any) -> str:
@@ -345,10 +341,15 @@ def _patch_rq() -> None:
         enqueue_job, schedule_job = Queue.enqueue_job, Queue.schedule_job
         enqueue_many, cancel = Queue.enqueue_many, Job.cancel
 
+        # Each wrapper keeps RQ's docstring and `__wrapped__` (the original), not RQ's names.
+        keep = functools.partial(functools.wraps, assigned=("__doc__",))
+
+        @keep(enqueue_job)
         def z4j_enqueue_job(self: Any, job: Any, *args: Any, **kwargs: Any) -> Any:
             unique = kwargs.get("unique", args[2] if len(args) > 2 else False)
             return _around_enqueue(self, job, None, unique, enqueue_job, args=args, kwargs=kwargs)
 
+        @keep(schedule_job)
         def z4j_schedule_job(self: Any, job: Any, datetime: Any, *args: Any, **kwargs: Any) -> Any:
             unique = kwargs.get("unique", args[1] if len(args) > 1 else False)
             args = (datetime, *args)
@@ -356,6 +357,7 @@ def _patch_rq() -> None:
                 self, job, datetime, unique, schedule_job, args=args, kwargs=kwargs
             )
 
+        @keep(enqueue_many)
         def z4j_enqueue_many(self: Any, *args: Any, **kwargs: Any) -> Any:
             jobs = enqueue_many(self, *args, **kwargs)
             capture = capture_for(self.connection) if _captures else None
@@ -364,6 +366,7 @@ def _patch_rq() -> None:
                     capture.enqueued(job, self.name)
             return jobs
 
+        @keep(cancel)
         def z4j_cancel(self: Any, *args: Any, **kwargs: Any) -> Any:
             result = cancel(self, *args, **kwargs)
             capture = capture_for(self.connection) if _captures else None
@@ -371,14 +374,6 @@ def _patch_rq() -> None:
                 capture.cancelled(self)
             return result
 
-        for wrapper, original in (
-            (z4j_enqueue_job, enqueue_job),
-            (z4j_schedule_job, schedule_job),
-            (z4j_enqueue_many, enqueue_many),
-            (z4j_cancel, cancel),
-        ):
-            wrapper.__doc__ = original.__doc__
-            wrapper.__wrapped__ = original  # type: ignore[attr-defined]
         Queue.enqueue_job, Queue.schedule_job = z4j_enqueue_job, z4j_schedule_job
         Queue.enqueue_many, Job.cancel = z4j_enqueue_many, z4j_cancel
         _patched = True

@@ -51,10 +51,8 @@ NOT_A_SCHEDULE = (
 
 
 def next_cron_runs(expression: str, after: float, count: int = NEXT_RUNS) -> list[float]:
-    """The next runs of `expression` matched in this host's local time, as epoch seconds.
-
-    Like RQ: a local time repeated by a DST fall-back counts once (its first occurrence).
-    """
+    """The next runs of `expression` matched in this host's local time, as epoch seconds; like
+    RQ, a local time repeated by a DST fall-back counts once (its first occurrence)."""
     from croniter import croniter
 
     local = datetime.datetime.fromtimestamp(after).replace(microsecond=0)
@@ -80,10 +78,8 @@ def next_interval_runs(
 
 
 def _utc_epoch(value: str | None) -> float | None:
-    if not value:
-        return None
     try:
-        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.datetime.fromisoformat((value or "").replace("Z", "+00:00"))
     except ValueError:
         return None
     if moment.tzinfo is None:
