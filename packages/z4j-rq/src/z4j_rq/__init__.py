@@ -28,10 +28,9 @@ def instrument(app: A, *, start: bool = True, tasks: Iterable[Any] = (), **optio
     `app` unchanged. In an RQ work horse this does nothing (the agent lives in the worker).
 
     start: start the agent's link now (default), or leave it to `z4j_rq.agent_of(app).start()`.
-    tasks: functions (or dotted names) to list before any job of theirs is seen (RQ has no task
-        registry).
-    options: agent options (`brain_url`, `token`, `app_name`, `labels`, ...: any
-        `z4j_core.agent.AgentConfig` field), which win over `Z4J_*` variables.
+    tasks: functions (or dotted names) to list before any job of theirs is seen.
+    options: agent options (`brain_url`, `token`, any `z4j_core.agent.AgentConfig` field), which
+        win over `Z4J_*` variables.
     """
     connection = connection_of(app)
     if connection is None:

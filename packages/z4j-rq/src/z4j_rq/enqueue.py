@@ -40,14 +40,10 @@ def resolve(name: str) -> str | None:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         return f"cannot import {module_name!r}: {exc}"
-    target: Any = module
-    for part in attribute.split("."):
-        target = getattr(target, part, None)
-        if target is None:
-            return f"{module_name!r} has no {attribute!r}"
-    if not callable(target):
-        return f"{name!r} is not callable"
-    return None
+    target = getattr(module, attribute, None)
+    if target is None:
+        return f"{module_name!r} has no {attribute!r}"
+    return None if callable(target) else f"{name!r} is not callable"
 
 
 def enqueue(adapter: RQAdapter, command: Command) -> CommandResult:

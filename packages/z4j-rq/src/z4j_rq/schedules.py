@@ -219,7 +219,6 @@ def observe_rq_scheduler(adapter: RQAdapter, now: float) -> list[ObservedSchedul
     for job, func, first in _jobs(adapter, scores):
         meta = job.meta or {}  # RQ's restore always leaves a dict (an unreadable one wrapped)
         repeat = meta.get("repeat")
-        left = NEXT_RUNS if repeat is None else max(int(repeat), 0)
         cron, interval = meta.get("cron_string"), meta.get("interval")
         # rq-scheduler matches a cron against its host's local wall clock (`datetime.now()`,
         # whatever `use_local_timezone` says, which only sets the zone the result is kept in);
@@ -240,7 +239,7 @@ def observe_rq_scheduler(adapter: RQAdapter, now: float) -> list[ObservedSchedul
         if repeat is not None:
             expression += f" (repeat {int(repeat)} more)"
             # rq-scheduler enqueues at the stored time, then repeats while the count lasts.
-            runs = runs[: left + 1] if left else runs[:1]
+            runs = runs[: max(int(repeat), 0) + 1]
         job_options = {"ttl": job.ttl} if job.ttl else {}
         if job.timeout is not None:
             job_options["job_timeout"] = job.timeout
