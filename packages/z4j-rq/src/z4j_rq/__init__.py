@@ -1,18 +1,9 @@
-"""z4j for RQ.
+"""z4j for RQ (docs/engines/rq.md).
 
 Workers: `rq worker -w z4j_rq.Worker` (or `z4j_rq.SimpleWorker`, `z4j_rq.SpawnWorker`) runs the
-agent in the long-lived worker process, never in a work horse. Processes that only enqueue:
-
-    from redis import Redis
-    from rq import Queue
-    import z4j_rq
-
-    queue = z4j_rq.instrument(Queue("billing", connection=Redis()))
-
-`instrument` takes a Queue, a Redis connection or a worker and returns it unchanged. The brain's
-URL and the agent's token come from keyword arguments (`brain_url=`, `token=`, any
-`z4j_core.agent.AgentConfig` field) or from `Z4J_*` variables. RQ has no task registry:
-`tasks=[func, "module.func", ...]` declares functions z4j should list before it sees them.
+agent in the long-lived worker process, never in a work horse. A process that only enqueues:
+`queue = z4j_rq.instrument(Queue("billing", connection=Redis()))`. One adapter per Redis server
+and database, shared by every queue and worker on it.
 """
 
 from __future__ import annotations
@@ -33,41 +24,36 @@ A = TypeVar("A")
 
 
 def instrument(app: A, *, start: bool = True, tasks: Iterable[Any] = (), **options: Any) -> A:
-    """Attach the process's z4j agent to the RQ queue or connection `app`; return `app`.
+    """Attach the process's z4j agent to the RQ queue, worker or Redis connection `app`; return
+    `app` unchanged. In an RQ work horse this does nothing (the agent lives in the worker).
 
     start: start the agent's link now (default), or leave it to `z4j_rq.agent_of(app).start()`.
-    tasks: functions (or dotted names) to list in the inventory before any job of theirs is seen.
-    options: agent options (`brain_url`, `token`, `app_name`, `labels`, ...), which win over
-        `Z4J_*` variables.
-    In an RQ work horse this does nothing: the agent lives in the worker process.
+    tasks: functions (or dotted names) to list before any job of theirs is seen.
+    options: agent options (`brain_url`, `token`, any `z4j_core.agent.AgentConfig` field), which
+        win over `Z4J_*` variables.
     """
     connection = connection_of(app)
     if connection is None:
         raise TypeError(
             f"z4j_rq.instrument needs an rq.Queue or a redis.Redis connection, not {type(app)!r}"
         )
-    if capture.in_work_horse():
-        return app
-    agent, _ = _attach(app, connection, tasks, options)
-    if start:
-        agent.start()
+    if not capture.in_work_horse():
+        agent, _ = _attach(app, connection, tasks, options)
+        if start:
+            agent.start()
     return app
 
 
 def attach_worker(worker: Any, **options: Any) -> tuple[Agent, RQAdapter]:
-    """Attach the agent to an RQ worker's connection and start it (called by `work()`).
-
-    Every process an RQ worker forks is a work horse or RQ's scheduler: the agent stays
-    disabled in them.
-    """
-    queues = getattr(worker, "queues", None) or []
+    """Attach the agent to an RQ worker's connection and start it (called by `work()`); it stays
+    disabled in every process the worker forks (a work horse or RQ's scheduler)."""
     agent, adapter = _attach(worker, worker.connection, (), options)
+    queues = getattr(worker, "queues", None)
     if queues:
         adapter.default_queue = queues[0].name
     adapter.serializer = getattr(worker, "serializer", None)
-    from rq import SimpleWorker
-
-    if not isinstance(worker, SimpleWorker) and adapter.capabilities != WORKER_CAPABILITIES:
+    in_horse = not kit.instance_of(worker, "rq.worker", "SimpleWorker")
+    if in_horse and adapter.capabilities != WORKER_CAPABILITIES:
         # Its jobs run in a horse it can kill. An agent started by `instrument` at import may
         # have said hello already: say it again with terminate.
         adapter.capabilities = WORKER_CAPABILITIES
@@ -80,10 +66,9 @@ def attach_worker(worker: Any, **options: Any) -> tuple[Agent, RQAdapter]:
 def agent_of(app: Any) -> Agent | None:
     """The agent `instrument` attached to `app`'s connection, if any."""
     connection = connection_of(app)
-    if connection is None:
+    if connection is None or _adapter_in(agent := default_agent(), connection) is None:
         return None
-    agent = default_agent()
-    return agent if _adapter_in(agent, connection) is not None else None
+    return agent
 
 
 def _attach(
@@ -104,7 +89,4 @@ def _attach(
 
 def _adapter_in(agent: Agent, connection: Any) -> RQAdapter | None:
     key = connection_key(connection)
-    for adapter in agent.adapters:
-        if isinstance(adapter, RQAdapter) and adapter.key == key:
-            return adapter
-    return None
+    return next((a for a in agent.adapters if isinstance(a, RQAdapter) and a.key == key), None)

@@ -1,13 +1,11 @@
 """Actions on RQ jobs and queues (docs/actions.md), with RQ's own calls.
 
 retry: a new job from the old job's hash (RQ keeps a failed job, with its original arguments,
-in the failed-job registry for its `failure_ttl`), taking the brain's new id, on the same queue
-with the same timeouts; never from the brain's redacted copy. cancel: `Job.cancel` for a queued,
-deferred or scheduled job (RQ removes it from its queue or registry, so it never runs); with
-terminate, `send_stop_job_command` for a running one (its worker kills the work horse).
-purge: `Queue.empty()`. Queue depth: one pipelined round trip of counts (queue length and the
-scheduled, started and failed registries' sizes) per report. Runs on the agent's command
-threads; may block on Redis.
+for its `failure_ttl`), taking the brain's new id, on the same queue with the same timeouts;
+never from the brain's redacted copy. cancel: `Job.cancel` for a queued, deferred or scheduled
+job (it never runs); with terminate, `send_stop_job_command` for a running one (its worker kills
+the horse). purge: `Queue.empty()`. Queue depth: one pipelined round trip of counts per report.
+Runs on the agent's command threads; may block on Redis.
 """
 
 from __future__ import annotations
@@ -15,14 +13,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from z4j_core.adapter import (
-    ActionOutcome,
-    CancelRequest,
-    RetryRequest,
-    done,
-    failed,
-    unavailable,
-)
+from z4j_core.adapter import ActionOutcome, CancelRequest, RetryRequest, done, failed, unavailable
 from z4j_core.wire import QueueDepth
 from z4j_rq.enqueue import JOB_ID
 
@@ -35,16 +26,18 @@ ENDED = frozenset({"finished", "failed", "stopped", "canceled"})
 STOP_WAIT_SECONDS = 5.0
 
 
-def _fetch(adapter: RQAdapter, task_id: str) -> Any | None:
+def _fetch(adapter: RQAdapter, task_id: str) -> tuple[Any, str]:
+    """The job `task_id` and its status read now, or (None, "") when RQ has no such job."""
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
 
     if not JOB_ID.match(task_id):
-        return None
+        return None, ""
     try:
-        return Job.fetch(task_id, connection=adapter.connection, serializer=adapter.serializer)
+        job = Job.fetch(task_id, connection=adapter.connection, serializer=adapter.serializer)
     except NoSuchJobError:
-        return None
+        return None, ""
+    return job, _status(job)
 
 
 def _status(job: Any) -> str:
@@ -53,16 +46,14 @@ def _status(job: Any) -> str:
 
 
 def retry(adapter: RQAdapter, request: RetryRequest) -> ActionOutcome:
-    from rq import Queue
     from rq.exceptions import DuplicateJobError
 
-    job = _fetch(adapter, request.task_id)
+    job, status = _fetch(adapter, request.task_id)
     if job is None:
         return unavailable(
             f"RQ no longer has job {request.task_id} (its failure_ttl or result_ttl passed, "
             "or it was deleted): no original arguments to retry with"
         )
-    status = _status(job)
     if status not in ENDED:
         return unavailable(f"job {request.task_id} is {status}, not finished: nothing to retry")
     if status != "failed" and not request.force:
@@ -72,7 +63,6 @@ def retry(adapter: RQAdapter, request: RetryRequest) -> ActionOutcome:
     new_id = request.new_task_id
     if new_id is not None and not JOB_ID.match(new_id):
         new_id = None
-    queue = Queue(job.origin, connection=adapter.connection, serializer=adapter.serializer)
     meta = {k: v for k, v in (job.meta or {}).items() if not str(k).startswith("z4j_")}
     meta["z4j_retry_of"] = job.id
     options: dict[str, Any] = {
@@ -86,8 +76,9 @@ def retry(adapter: RQAdapter, request: RetryRequest) -> ActionOutcome:
         "failure_ttl": job.failure_ttl,
         "description": job.description,
     }
+    options = {k: v for k, v in options.items() if v is not None}
     try:
-        new = queue.enqueue(job.func_name, **{k: v for k, v in options.items() if v is not None})
+        new = adapter.rq_queue(job.origin).enqueue(job.func_name, **options)
     except DuplicateJobError:
         return done(new_id)  # this very retry was already enqueued (the answer was lost)
     return done(new.id)
@@ -96,10 +87,9 @@ def retry(adapter: RQAdapter, request: RetryRequest) -> ActionOutcome:
 def cancel(adapter: RQAdapter, request: CancelRequest) -> ActionOutcome:
     from rq.command import send_stop_job_command
 
-    job = _fetch(adapter, request.task_id)
+    job, status = _fetch(adapter, request.task_id)
     if job is None:
         return unavailable(f"RQ has no job {request.task_id} (finished and expired, or unknown)")
-    status = _status(job)
     if status in ENDED:
         return unavailable(f"job {request.task_id} already ended ({status}): nothing to cancel")
     if status == "started":
@@ -110,8 +100,7 @@ def cancel(adapter: RQAdapter, request: CancelRequest) -> ActionOutcome:
         deadline = time.monotonic() + STOP_WAIT_SECONDS
         while time.monotonic() < deadline:
             time.sleep(0.1)
-            status = _status(job)
-            if status != "started":
+            if _status(job) != "started":
                 return done(recorded=True)
         return failed(
             f"job {request.task_id} is still running {STOP_WAIT_SECONDS:.0f}s after RQ's "
@@ -125,10 +114,7 @@ def cancel(adapter: RQAdapter, request: CancelRequest) -> ActionOutcome:
 
 
 def purge(adapter: RQAdapter, queue: str) -> ActionOutcome:
-    from rq import Queue
-
-    count = Queue(queue, connection=adapter.connection, serializer=adapter.serializer).empty()
-    return done(count=int(count or 0))
+    return done(count=int(adapter.rq_queue(queue).empty() or 0))
 
 
 def queue_depths(adapter: RQAdapter) -> list[QueueDepth]:
@@ -141,22 +127,18 @@ def queue_depths(adapter: RQAdapter) -> list[QueueDepth]:
         | {adapter.default_queue}
         | {q for queues in adapter.functions.values() for q in queues}
     )
+    registries = {
+        "scheduled": ScheduledJobRegistry,
+        "running": StartedJobRegistry,
+        "failed": FailedJobRegistry,
+    }
     pipe = connection.pipeline(transaction=False)
     for name in names:
         pipe.llen(Queue(name, connection=connection).key)
-        for registry in (ScheduledJobRegistry, StartedJobRegistry, FailedJobRegistry):
+        for registry in registries.values():
             pipe.zcard(registry(name, connection=connection).key)
-    counts = pipe.execute()
-    depths = []
-    for index, name in enumerate(names):
-        ready, scheduled, running, failed = counts[index * 4 : index * 4 + 4]
-        depths.append(
-            QueueDepth(
-                name=name,
-                ready=int(ready),
-                scheduled=int(scheduled),
-                running=int(running),
-                failed=int(failed),
-            )
-        )
-    return depths
+    counts = iter(pipe.execute())
+    return [
+        QueueDepth(name=name, ready=int(next(counts)), **{k: int(next(counts)) for k in registries})
+        for name in names
+    ]

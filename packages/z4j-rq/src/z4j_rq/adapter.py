@@ -1,10 +1,9 @@
 """The RQ adapter: what the agent knows of one instrumented Redis connection, and what it asks.
 
-Owns the connection RQ's queues live on, the function names seen in jobs (RQ has no task
-registry, so z4j reports what it has seen, plus the functions an application declares), and a
-snapshot of the queues and workers read with the observed schedules; enqueue, capture,
-observed schedules and actions (retry, cancel, purge, queue depth) live in their own modules.
-Does no I/O of its own; never talks to Redis on the hot path.
+Owns the connection, the function names seen in jobs or declared (RQ has no task registry), and
+the snapshot of queues and workers read with the observed schedules; enqueue, capture, observed
+schedules and actions live in their own modules. Does no I/O of its own; never talks to Redis
+on the hot path.
 """
 
 from __future__ import annotations
@@ -13,19 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from z4j_core.adapter import (
-    Adapter,
-    Emit,
-    capabilities,
-    dotted_name,
-)
-from z4j_core.wire import (
-    Capability,
-    Command,
-    CommandResult,
-    ObservedSchedule,
-    TaskInfo,
-)
+from z4j_core.adapter import Adapter, Emit, capabilities, dotted_name, instance_of
+from z4j_core.wire import Capability, TaskInfo
 from z4j_rq import actions, capture, enqueue, schedules
 from z4j_rq.capture import connection_key
 
@@ -49,26 +37,17 @@ WORKER_CAPABILITIES = CAPABILITIES | {Capability.TERMINATE.value}
 
 def connection_of(app: object) -> Any | None:
     """The Redis connection behind an RQ queue, worker or a Redis client itself; else None."""
-    try:
-        from redis import Redis
-        from rq import Queue
-        from rq.worker import BaseWorker
-    except ImportError:
-        return None
-    if isinstance(app, Redis):
+    if instance_of(app, "redis.client", "Redis"):
         return app
-    if isinstance(app, (Queue, BaseWorker)):
-        return app.connection
+    if instance_of(app, "rq.queue", "Queue") or instance_of(app, "rq.worker", "BaseWorker"):
+        return app.connection  # type: ignore[attr-defined]
     return None
 
 
 @dataclass(eq=False)
 class RQAdapter(Adapter):
-    """One instrumented Redis connection.
-
-    functions: function name -> the queues it was seen on (insertion-ordered, bounded).
-    queues / workers: the last snapshot read from Redis (queue name -> worker names).
-    """
+    """One instrumented Redis connection. functions: function name -> the queues it was seen on
+    (bounded). queues: the last snapshot read from Redis (queue name -> worker names)."""
 
     engine = "rq"
 
@@ -82,8 +61,7 @@ class RQAdapter(Adapter):
     capture: Any = None  # the installed `z4j_rq.capture.JobCapture`, if any
 
     def __post_init__(self) -> None:
-        if not self.app_name:
-            self.app_name = "rq"
+        self.app_name = self.app_name or "rq"
         self.key = connection_key(self.connection)
 
     def saw(self, function: str | None, queue: str) -> None:
@@ -92,9 +70,8 @@ class RQAdapter(Adapter):
             return
         queues = self.functions.get(function)
         if queues is None:
-            if len(self.functions) >= MAX_FUNCTIONS:
-                return
-            self.functions[function] = {queue}
+            if len(self.functions) < MAX_FUNCTIONS:
+                self.functions[function] = {queue}
         elif queue not in queues and len(queues) < 64:
             queues.add(queue)
 
@@ -102,10 +79,16 @@ class RQAdapter(Adapter):
         for function in functions:
             self.saw(dotted_name(function), queue or self.default_queue)
 
+    def rq_queue(self, name: str) -> Any:
+        """RQ's queue `name` on this connection, with this adapter's serializer."""
+        from rq import Queue
+
+        return Queue(name, connection=self.connection, serializer=self.serializer)
+
     @classmethod
     def create(cls, app: object, options: Mapping[str, Any]) -> RQAdapter | None:
-        """The adapter for an RQ queue, worker or Redis connection (`options["tasks"]`: functions
-        to declare), or None for any other object."""
+        """The adapter for an RQ queue, worker or Redis connection, declaring `options["tasks"]`;
+        None for any other object."""
         connection = connection_of(app)
         if connection is None:
             return None
@@ -119,9 +102,6 @@ class RQAdapter(Adapter):
         adapter.declare(options.get("tasks") or ())
         return adapter
 
-    def enqueue(self, command: Command) -> CommandResult:
-        return enqueue.enqueue(self, command)
-
     def registered_tasks(self) -> list[TaskInfo]:
         """The functions seen and declared, with the queues and workers read by the last
         `observed_schedules` (which reads Redis off the host's threads)."""
@@ -133,12 +113,11 @@ class RQAdapter(Adapter):
                 infos.append(TaskInfo(name=name, queue=queue, options=options))
         return infos
 
-    def observed_schedules(self) -> list[ObservedSchedule]:
-        return schedules.observe(self)
-
     def install_capture(self, emit: Emit) -> None:
         capture.install(self, emit)
 
+    enqueue = enqueue.enqueue
+    observed_schedules = schedules.observe
     retry = actions.retry
     cancel = actions.cancel
     purge = actions.purge

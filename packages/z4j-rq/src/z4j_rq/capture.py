@@ -6,9 +6,8 @@ Owns where each event is seen, and that no code of ours runs in a work horse:
   database are an instrumented connection's); `rejected` when RQ then fails to write the job.
 - `started`, then the outcome: in the long-lived worker process, around each job
   (`z4j_rq.worker`). A forking worker's horse is gone when the job ends, so the outcome is read
-  back the way RQ recorded it: the job's status and the latest result of its stream, sent in
-  the same pipelined round trip as the worker's own heartbeat after the job. A job RQ will run
-  again (retries left) is `retried`, never `failed`.
+  back the way RQ recorded it (the job's status and its latest result), in the same pipelined
+  round trip as the worker's heartbeat after the job. A job RQ will run again is `retried`.
 - `cancelled`: around `Job.cancel` in any instrumented process.
 - abandoned jobs: an exception handler RQ calls when it cleans up after a dead worker.
 Every entry point catches and counts its own exceptions; `emit` only appends to memory.
@@ -17,25 +16,24 @@ Every entry point catches and counts its own exceptions; `emit` only appends to 
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import threading
-import time
-import traceback
 import zlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
-from z4j_core.adapter import MAX_CAPTURE_IN_FLIGHT, current_fire_id, dotted
+from z4j_core.adapter import MAX_CAPTURE_IN_FLIGHT, current_fire_id, dotted, error_fields
 from z4j_core.wire import LifecycleKind
 
 if TYPE_CHECKING:
     from z4j_rq.adapter import RQAdapter
 
 K = LifecycleKind
+P = ParamSpec("P")
 
 # RQ's Result.Type values (rq.results), spelled here so reading a result needs no import.
 RESULT_SUCCESSFUL = 1
-RESULT_FAILED = 2
 RESULT_STOPPED = 3
 RESULT_RETRIED = 4
 RESULT_MAX_RETRIES_EXCEEDED = 5
@@ -60,9 +58,7 @@ def mark_worker_process() -> None:
 
 def in_work_horse() -> bool:
     """Whether this process is an RQ work horse (forked or spawned for one job)."""
-    if _horse:
-        return True
-    return bool(os.environ.get("RQ_JOB_ID")) and _worker_pid != os.getpid()
+    return _horse or (bool(os.environ.get("RQ_JOB_ID")) and _worker_pid != os.getpid())
 
 
 def parse_exc_string(text: str) -> tuple[str, str]:
@@ -85,68 +81,31 @@ def parse_exc_string(text: str) -> tuple[str, str]:
 def connection_key(connection: Any) -> tuple[Any, ...]:
     """Which Redis server and database a connection talks to (two clients, one key)."""
     kwargs = connection.connection_pool.connection_kwargs
-    return (
-        kwargs.get("host"),
-        kwargs.get("port"),
-        kwargs.get("path") or kwargs.get("unix_socket_path"),
-        int(kwargs.get("db") or 0),
-    )
+    path = kwargs.get("path") or kwargs.get("unix_socket_path")
+    return (kwargs.get("host"), kwargs.get("port"), path, int(kwargs.get("db") or 0))
 
 
-def _text(value: Any) -> str:
+def as_str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class Outcome:
-    """What RQ recorded about one execution, read in one round trip."""
-
-    __slots__ = ("exc_string", "number_of_retries", "result_type", "retries_left", "runtime")
-
-    def __init__(self) -> None:
-        self.result_type: int | None = None
-        self.exc_string = ""
-        self.runtime: float | None = None
-        self.retries_left: int | None = None
-        self.number_of_retries: int | None = None
+def queue_outcome_read(pipe: Any, job: Any) -> None:
+    """Add the two reads of a job's outcome (its hash, its latest result) to a pipeline."""
+    pipe.hmget(job.key, "status", "retries_left", "number_of_retries")
+    pipe.xrevrange(f"rq:results:{job.id}", "+", "-", count=1)
 
 
-def queue_outcome_read(pipe: Any, job_id: str, job_key: str) -> None:
-    """Add the two reads of a job's outcome to a (non-transactional) pipeline."""
-    pipe.hmget(job_key, "status", "retries_left", "number_of_retries")
-    pipe.xrevrange(f"rq:results:{job_id}", "+", "-", count=1)
+def _guarded(method: Callable[Concatenate[JobCapture, P], None]) -> Callable[..., None]:
+    """A capture entry point: every exception is caught and counted, never raised into RQ."""
 
+    @functools.wraps(method)
+    def guarded(self: JobCapture, *args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except Exception:
+            self.errors += 1
 
-def parse_outcome(replies: list[Any], execution_id: str | None) -> tuple[str | None, Outcome]:
-    """(status or None when the job is gone, Outcome) from the replies to `queue_outcome_read`."""
-    (status, retries_left, retries_done), results = replies
-    outcome = Outcome()
-    if retries_left is not None:
-        outcome.retries_left = int(retries_left)
-    if retries_done is not None:
-        outcome.number_of_retries = int(retries_done)
-    if results:
-        _, payload = results[0]
-        fields = {_text(k): v for k, v in payload.items()}
-        recorded_for = fields.get("execution_id")
-        if execution_id is None or recorded_for is None or _text(recorded_for) == execution_id:
-            outcome.result_type = int(fields.get("type") or 0)
-            exc = fields.get("exc_string")
-            if exc:
-                outcome.exc_string = zlib.decompress(base64.b64decode(exc)).decode(errors="replace")
-            began, ended = fields.get("execution_started_at"), fields.get("execution_ended_at")
-            if began and ended:
-                outcome.runtime = max(float(ended) - float(began), 0.0)
-    return (None if status is None else _text(status)), outcome
-
-
-def read_outcome(
-    connection: Any, job_id: str, job_key: str, execution_id: str | None
-) -> tuple[str | None, Outcome]:
-    """The outcome in one pipelined round trip of its own."""
-    with connection.pipeline(transaction=False) as pipe:
-        queue_outcome_read(pipe, job_id, job_key)
-        replies = pipe.execute()
-    return parse_outcome(replies, execution_id)
+    return guarded
 
 
 class JobCapture:
@@ -156,7 +115,7 @@ class JobCapture:
         self.adapter = adapter
         self.emit = emit
         self.errors = 0
-        self._exceptions: dict[str, tuple[str, str, str]] = {}
+        self._exceptions: dict[str, dict[str, Any]] = {}
 
     def disconnect(self) -> None:
         """Stop receiving this connection's jobs (the process-wide patches stay, idle)."""
@@ -165,91 +124,66 @@ class JobCapture:
             del _captures[self.adapter.key]
         _generation += 1
 
-    # -- the producer side --------------------------------------------------------------------
+    # -- the producer side (never in a work horse) --------------------------------------------
 
+    @_guarded
     def enqueued(self, job: Any, queue: str, eta: Any = None) -> None:
-        try:
-            if in_work_horse():
-                return
-            status = _text(getattr(job, "_status", "") or "")
-            kind = K.SCHEDULED if eta is not None or status == "deferred" else K.ENQUEUED
-            fields: dict[str, Any] = {}
-            if eta is not None:
-                fields["extra"] = {"eta": eta.isoformat()}
-            elif status == "deferred":
-                fields["extra"] = {"deferred": "waiting for the jobs it depends on"}
-            fire_id = current_fire_id()
-            if fire_id:
-                fields["fire_id"] = fire_id
-            name = job.func_name
-            self.adapter.saw(name, queue)
-            self.emit(kind, job.id, name, queue=queue, args=job.args, kwargs=job.kwargs, **fields)
-        except Exception:
-            self.errors += 1
+        if in_work_horse():
+            return
+        status = as_str(getattr(job, "_status", "") or "")
+        kind = K.SCHEDULED if eta is not None or status == "deferred" else K.ENQUEUED
+        fields: dict[str, Any] = {}
+        if eta is not None:
+            fields["extra"] = {"eta": eta.isoformat()}
+        elif status == "deferred":
+            fields["extra"] = {"deferred": "waiting for the jobs it depends on"}
+        fire_id = current_fire_id()
+        if fire_id:
+            fields["fire_id"] = fire_id
+        name = job.func_name
+        self.adapter.saw(name, queue)
+        self.emit(kind, job.id, name, queue=queue, args=job.args, kwargs=job.kwargs, **fields)
 
+    @_guarded
     def refused(self, job: Any, queue: str, exc: BaseException) -> None:
         """RQ raised while writing a job just reported enqueued."""
-        try:
-            if in_work_horse():
-                return
-            self.emit(
-                K.REJECTED,
-                job.id,
-                job.func_name,
-                queue=queue,
-                exception=dotted(type(exc)),
-                message=f"RQ did not enqueue it: {exc}",
-            )
-        except Exception:
-            self.errors += 1
+        if not in_work_horse():
+            message = f"RQ did not enqueue it: {exc}"
+            fields = {"queue": queue, "exception": dotted(type(exc)), "message": message}
+            self.emit(K.REJECTED, job.id, job.func_name, **fields)
 
+    @_guarded
     def cancelled(self, job: Any) -> None:
-        try:
-            if in_work_horse():
-                return
-            self.emit(
-                K.CANCELLED,
-                job.id,
-                job.func_name,
-                queue=job.origin,
-                message="cancelled with RQ's Job.cancel",
-            )
-        except Exception:
-            self.errors += 1
+        if not in_work_horse():
+            message = "cancelled with RQ's Job.cancel"
+            self.emit(K.CANCELLED, job.id, job.func_name, queue=job.origin, message=message)
 
     # -- the worker process -------------------------------------------------------------------
 
+    @_guarded
     def started(self, job: Any, queue: str, worker: str) -> None:
-        try:
-            name = job.func_name
-            self.adapter.saw(name, queue)
-            self.emit(
-                K.STARTED,
-                job.id,
-                name,
-                queue=queue,
-                worker=worker,
-                args=job.args,
-                kwargs=job.kwargs,
-                retries=job.retries_left,
-            )
-        except Exception:
-            self.errors += 1
+        name = job.func_name
+        self.adapter.saw(name, queue)
+        self.emit(
+            K.STARTED,
+            job.id,
+            name,
+            queue=queue,
+            worker=worker,
+            args=job.args,
+            kwargs=job.kwargs,
+            retries=job.retries_left,
+        )
 
+    @_guarded
     def exception(self, job: Any, exc_info: tuple[Any, ...]) -> None:
         """An exception seen in this process (a SimpleWorker runs jobs in-process)."""
-        try:
-            exc_type, exc, tb = exc_info
-            if exc_type is None:
-                return
-            text = "".join(traceback.format_exception(exc_type, exc, tb))
-            kept = self._exceptions
-            if len(kept) >= MAX_CAPTURE_IN_FLIGHT:
-                kept.clear()
-            kept[job.id] = (dotted(exc_type), str(exc) or exc_type.__name__, text)
-        except Exception:
-            self.errors += 1
+        if exc_info[0] is not None:
+            if len(self._exceptions) >= MAX_CAPTURE_IN_FLIGHT:
+                self._exceptions.clear()
+            self._exceptions[job.id] = error_fields(exc_info[1])
 
+    @_guarded
     def finished(
         self,
         job: Any,
@@ -260,52 +194,33 @@ class JobCapture:
         elapsed: float,
         replies: list[Any] | None = None,
     ) -> None:
-        """After the job's execution ended (its horse exited): report what RQ recorded.
-
-        replies: the answers to `queue_outcome_read` when the caller sent it in a pipeline of
-        its own; otherwise the outcome is read here, in one round trip.
-        """
-        try:
-            if replies is None:
-                status, outcome = read_outcome(
-                    self.adapter.connection, job.id, job.key, execution_id
-                )
-            else:
-                status, outcome = parse_outcome(replies, execution_id)
-            self._finished(
-                job, queue, worker=worker, status=status, outcome=outcome, runtime=elapsed
-            )
-        except Exception:
-            self.errors += 1
-
-    def _finished(
-        self,
-        job: Any,
-        queue: str,
-        *,
-        worker: str,
-        status: str | None,
-        outcome: Outcome,
-        runtime: float,
-    ) -> None:
+        """After the job's execution ended (its horse exited): report what RQ recorded, from
+        `replies` to `queue_outcome_read` sent in the caller's pipeline, else read here."""
+        if replies is None:
+            with self.adapter.connection.pipeline(transaction=False) as pipe:
+                queue_outcome_read(pipe, job)
+                replies = pipe.execute()
+        (status, retries_left, retries_done), results = replies
+        status = None if status is None else as_str(status)
+        result = {as_str(k): v for k, v in results[0][1].items()} if results else {}
+        recorded_for = result.get("execution_id")
+        if None not in (execution_id, recorded_for) and as_str(recorded_for) != execution_id:
+            result = {}  # the latest result is another execution's
+        result_type = int(result.get("type") or 0)
+        exc = result.get("exc_string")
+        exc_string = zlib.decompress(base64.b64decode(exc)).decode(errors="replace") if exc else ""
+        # RQ's own execution start to end, when it recorded them.
+        began, ended = result.get("execution_started_at"), result.get("execution_ended_at")
+        runtime = max(float(ended) - float(began), 0.0) if began and ended else elapsed
         seen = self._exceptions.pop(job.id, None)
-        if outcome.runtime is not None:
-            runtime = outcome.runtime  # RQ's own execution start to end
-        fields: dict[str, Any] = {"queue": queue, "worker": worker, "runtime": runtime}
-        result_type = outcome.result_type
-        if outcome.exc_string:
-            exception, message = parse_exc_string(outcome.exc_string)
-            failure = (exception, message, outcome.exc_string)
-        elif seen is not None:
-            failure = seen
+        if exc_string:
+            exception, message = parse_exc_string(exc_string)
+            failure = {"exception": exception, "message": message, "traceback": exc_string}
         else:
             # RQ keeps no traceback for an attempt it retries, and the horse that saw it is gone.
-            failure = (
-                "",
-                "the attempt raised; RQ keeps no traceback for an attempt it retries",
-                "",
-            )
-        name = job.func_name
+            no_traceback = "the attempt raised; RQ keeps no traceback for an attempt it retries"
+            failure = seen or {"message": no_traceback}
+        fields: dict[str, Any] = {"queue": queue, "worker": worker, "runtime": runtime}
 
         if status == "stopped" or result_type == RESULT_STOPPED:
             kind = K.REVOKED
@@ -315,51 +230,39 @@ class JobCapture:
             fields.update(message="cancelled while it ran")
         elif result_type == RESULT_SUCCESSFUL or status == "finished":
             kind = K.SUCCEEDED
-        elif status is None and seen is None and not outcome.exc_string:
+        elif status is None and seen is None and not exc_string:
             kind = K.SUCCEEDED  # RQ deletes a finished job at once when its result_ttl is 0
-        elif result_type == RESULT_RETRIED or status in ("queued", "scheduled"):
+        elif result_type == RESULT_RETRIED:
             kind = K.RETRIED
-            fields["retries"] = outcome.retries_left or 0
-            if result_type == RESULT_RETRIED:
-                fields["message"] = "the job returned rq.Retry"
-                fields["extra"] = {"number_of_retries": str(outcome.number_of_retries or 0)}
-            else:
-                exception, message, text = failure
-                fields["message"] = message
-                if exception:
-                    fields["exception"] = exception
-                if text:
-                    fields["traceback"] = text
+            fields.update(retries=int(retries_left or 0), message="the job returned rq.Retry")
+            fields["extra"] = {"number_of_retries": str(int(retries_done or 0))}
+        elif status in ("queued", "scheduled"):
+            kind = K.RETRIED
+            fields.update(failure, retries=int(retries_left or 0))
+        elif result_type == RESULT_MAX_RETRIES_EXCEEDED:
+            kind = K.FAILED
+            message = "the job's rq.Retry ran out of tries"
+            fields.update(retries=0, exception="rq.Retry", message=message)
         else:
             kind = K.FAILED
-            fields["retries"] = 0
-            if result_type == RESULT_MAX_RETRIES_EXCEEDED:
-                fields.update(exception="rq.Retry", message="the job's rq.Retry ran out of tries")
-            else:
-                exception, message, text = failure
-                fields.update(exception=exception or "rq.JobFailed", message=message)
-                if text:
-                    fields["traceback"] = text
-        self.emit(kind, job.id, name, **fields)
+            fields.update({"retries": 0, "exception": "rq.JobFailed", **failure})
+        self.emit(kind, job.id, job.func_name, **fields)
 
+    @_guarded
     def abandoned(self, job: Any, worker: str) -> None:
         """RQ's registry cleanup found `job` started by a worker that is gone."""
-        try:
-            retries_left = job.retries_left or 0
-            kind = K.RETRIED if retries_left > 0 else K.FAILED
-            self.emit(
-                kind,
-                job.id,
-                job.func_name,
-                queue=job.origin,
-                worker=worker,
-                retries=max(retries_left - 1, 0),
-                exception=ABANDONED,
-                message="the worker running this job died; RQ cleaned it up",
-                extra={"rq": "abandoned"},
-            )
-        except Exception:
-            self.errors += 1
+        retries_left = job.retries_left or 0
+        self.emit(
+            K.RETRIED if retries_left > 0 else K.FAILED,
+            job.id,
+            job.func_name,
+            queue=job.origin,
+            worker=worker,
+            retries=max(retries_left - 1, 0),
+            exception=ABANDONED,
+            message="the worker running this job died; RQ cleaned it up",
+            extra={"rq": "abandoned"},
+        )
 
 
 # -- process-wide hooks into RQ: installed once, dispatched by Redis server and database -------
@@ -371,10 +274,8 @@ _patch_lock = threading.Lock()
 
 
 def capture_for(connection: Any) -> JobCapture | None:
-    """The capture of the instrumented connection to the same server and database, if any.
-
-    The answer is cached on the connection object itself (never by `id()`, which is reused).
-    """
+    """The capture of the instrumented connection to the same server and database, if any,
+    cached on the connection object itself (never by `id()`, which is reused)."""
     try:
         cached = getattr(connection, "_z4j_capture", None)
         if cached is not None and cached[0] == _generation:
@@ -387,15 +288,12 @@ def capture_for(connection: Any) -> JobCapture | None:
 
 
 def install(adapter: RQAdapter, emit: Callable[..., None]) -> JobCapture:
-    """Capture the jobs of `adapter`'s connection in this process; idempotent per adapter.
-
-    The first capture installed for a Redis server and database receives its jobs' events.
-    """
+    """Capture the jobs of `adapter`'s connection in this process; idempotent per adapter (the
+    first capture installed for a Redis server and database receives its jobs' events)."""
     global _generation
     if adapter.capture is not None:
         return adapter.capture  # type: ignore[no-any-return]
-    capture = JobCapture(adapter, emit)
-    adapter.capture = capture
+    capture = adapter.capture = JobCapture(adapter, emit)
     _captures.setdefault(adapter.key, capture)
     _generation += 1
     _patch_rq()
@@ -412,14 +310,10 @@ def _around_enqueue(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    """Report a job as it is handed to RQ.
-
-    Reported just before RQ writes it, so `enqueued` orders before the worker's `started`
-    even when a worker takes the job at once; if the write fails, `rejected` follows with the
-    error (the application sees RQ's exception as before). With `unique=True` RQ may refuse
-    the id because that job exists: then it is reported only once RQ accepted it, so the
-    existing job's history gets no stray events.
-    """
+    """Report a job just before RQ writes it, so `enqueued` orders before a worker's `started`;
+    if the write fails, `rejected` follows (RQ's exception still reaches the caller). With
+    `unique=True` RQ may refuse the id of an existing job: then the job is reported only once RQ
+    accepted it, so the existing job's history gets no stray events."""
     capture = capture_for(queue.connection) if _captures else None
     if capture is None:
         return original(queue, job, *args, **kwargs)
@@ -444,15 +338,18 @@ def _patch_rq() -> None:
         from rq.job import Job
         from rq.queue import Queue
 
-        enqueue_job = Queue.enqueue_job
-        schedule_job = Queue.schedule_job
-        enqueue_many = Queue.enqueue_many
-        cancel = Job.cancel
+        enqueue_job, schedule_job = Queue.enqueue_job, Queue.schedule_job
+        enqueue_many, cancel = Queue.enqueue_many, Job.cancel
 
+        # Each wrapper keeps RQ's docstring and `__wrapped__` (the original), not RQ's names.
+        keep = functools.partial(functools.wraps, assigned=("__doc__",))
+
+        @keep(enqueue_job)
         def z4j_enqueue_job(self: Any, job: Any, *args: Any, **kwargs: Any) -> Any:
             unique = kwargs.get("unique", args[2] if len(args) > 2 else False)
             return _around_enqueue(self, job, None, unique, enqueue_job, args=args, kwargs=kwargs)
 
+        @keep(schedule_job)
         def z4j_schedule_job(self: Any, job: Any, datetime: Any, *args: Any, **kwargs: Any) -> Any:
             unique = kwargs.get("unique", args[1] if len(args) > 1 else False)
             args = (datetime, *args)
@@ -460,37 +357,23 @@ def _patch_rq() -> None:
                 self, job, datetime, unique, schedule_job, args=args, kwargs=kwargs
             )
 
+        @keep(enqueue_many)
         def z4j_enqueue_many(self: Any, *args: Any, **kwargs: Any) -> Any:
             jobs = enqueue_many(self, *args, **kwargs)
-            if _captures:
-                capture = capture_for(self.connection)
-                if capture is not None:
-                    for job in jobs or ():
-                        capture.enqueued(job, self.name)
+            capture = capture_for(self.connection) if _captures else None
+            if capture is not None:
+                for job in jobs or ():
+                    capture.enqueued(job, self.name)
             return jobs
 
+        @keep(cancel)
         def z4j_cancel(self: Any, *args: Any, **kwargs: Any) -> Any:
             result = cancel(self, *args, **kwargs)
-            if _captures:
-                capture = capture_for(self.connection)
-                if capture is not None:
-                    capture.cancelled(self)
+            capture = capture_for(self.connection) if _captures else None
+            if capture is not None:
+                capture.cancelled(self)
             return result
 
-        for wrapper, original in (
-            (z4j_enqueue_job, enqueue_job),
-            (z4j_schedule_job, schedule_job),
-            (z4j_enqueue_many, enqueue_many),
-            (z4j_cancel, cancel),
-        ):
-            wrapper.__doc__ = original.__doc__
-            wrapper.__wrapped__ = original  # type: ignore[attr-defined]
-        Queue.enqueue_job = z4j_enqueue_job
-        Queue.schedule_job = z4j_schedule_job
-        Queue.enqueue_many = z4j_enqueue_many
-        Job.cancel = z4j_cancel
+        Queue.enqueue_job, Queue.schedule_job = z4j_enqueue_job, z4j_schedule_job
+        Queue.enqueue_many, Job.cancel = z4j_enqueue_many, z4j_cancel
         _patched = True
-
-
-def monotonic() -> float:
-    return time.perf_counter()

@@ -1,13 +1,12 @@
 """Enqueueing the brain's commands natively into RQ, by dotted function path.
 
-Owns turning a `wire.Command` into an RQ job: the function path, args and kwargs, the queue, a
-delay (`enqueue_at`, rounded up to RQ's whole seconds), an expiry (RQ's `ttl`: a job not
-started in time is discarded), RQ's own options from headers (`rq.timeout`, `rq.result_ttl`,
-`rq.failure_ttl`; other headers go to the job's meta), and for fires the fire id as the job id
-with `unique=True`, so RQ itself refuses a second job for the same fire while the first exists.
-Answers `rejected` (never enqueues) for a function that cannot be imported, a priority (RQ has
-none) or an id RQ cannot hold. Runs on the agent's command threads, never on a host thread;
-may block on Redis.
+Owns turning a `wire.Command` into an RQ job: function path, args and kwargs, queue, a delay
+(`enqueue_at`, rounded up to RQ's whole seconds), an expiry (RQ's `ttl`: a job not started in
+time is discarded), RQ's options from headers (`rq.timeout`, `rq.result_ttl`, `rq.failure_ttl`;
+other headers go to the job's meta), and for fires the fire id as the job id with `unique=True`,
+so RQ itself refuses a second job for the same fire while the first exists. Answers `rejected`
+(never enqueues) for a function that cannot be imported, a priority (RQ has none) or an id RQ
+cannot hold. Runs on the agent's command threads, never on a host thread; may block on Redis.
 """
 
 from __future__ import annotations
@@ -41,18 +40,13 @@ def resolve(name: str) -> str | None:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         return f"cannot import {module_name!r}: {exc}"
-    target: Any = module
-    for part in attribute.split("."):
-        target = getattr(target, part, None)
-        if target is None:
-            return f"{module_name!r} has no {attribute!r}"
-    if not callable(target):
-        return f"{name!r} is not callable"
-    return None
+    target = getattr(module, attribute, None)
+    if target is None:
+        return f"{module_name!r} has no {attribute!r}"
+    return None if callable(target) else f"{name!r} is not callable"
 
 
 def enqueue(adapter: RQAdapter, command: Command) -> CommandResult:
-    from rq import Queue
     from rq.exceptions import DuplicateJobError
 
     name = command.task
@@ -85,48 +79,33 @@ def enqueue(adapter: RQAdapter, command: Command) -> CommandResult:
         meta["z4j_slot"] = command.slot
     if options.expires_seconds:
         rq_options["ttl"] = max(int(options.expires_seconds), 1)
-    queue = Queue(
-        options.queue or adapter.default_queue,
-        connection=adapter.connection,
-        serializer=adapter.serializer,
-    )
+    queue = adapter.rq_queue(options.queue or adapter.default_queue)
     call = {
-        "args": tuple(command.args),
+        "args": tuple(command.args),  # passed by keyword, so never mistaken for RQ's options
         "kwargs": dict(command.kwargs),
         "job_id": job_id,
         "meta": meta or None,
         "unique": job_id is not None,
         **rq_options,
     }
+    call = {key: value for key, value in call.items() if value is not None}
     try:
         with enqueueing(command.fire_id):
             if options.delay_seconds:
-                job = queue.enqueue_at(run_at(options.delay_seconds), name, **_call_kwargs(call))
+                job = queue.enqueue_at(run_at(options.delay_seconds), name, **call)
             else:
-                job = queue.enqueue(name, **_call_kwargs(call))
+                job = queue.enqueue(name, **call)
     except DuplicateJobError:
-        return answer(
-            command,
-            CommandStatus.DUPLICATE,
-            native_id=job_id,
-            reason="RQ already has a job with this id",
-        )
+        reason = "RQ already has a job with this id"
+        return answer(command, CommandStatus.DUPLICATE, native_id=job_id, reason=reason)
     return answer(command, CommandStatus.ENQUEUED, native_id=job.id)
 
 
 def run_at(delay_seconds: float, now: datetime.datetime | None = None) -> datetime.datetime:
-    """When a job delayed by `delay_seconds` may run, rounded up to a whole second.
-
-    RQ's scheduled registry keeps whole seconds (it truncates), so without rounding up a job
-    could run up to a second before its delay is over.
-    """
+    """When a job delayed by `delay_seconds` may run, rounded up to a whole second: RQ's
+    scheduled registry truncates to whole seconds, so else a job could run up to a second early."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     at = now + datetime.timedelta(seconds=delay_seconds)
     if at.microsecond:
         at = at.replace(microsecond=0) + datetime.timedelta(seconds=1)
     return at
-
-
-def _call_kwargs(call: dict[str, Any]) -> dict[str, Any]:
-    """RQ's enqueue keywords (`args`/`kwargs` are passed explicitly, so never mistaken)."""
-    return {key: value for key, value in call.items() if value is not None}

@@ -1,22 +1,20 @@
 """Observing RQ's schedules from Redis, read-only: `rq cron`, rq-scheduler, scheduled jobs.
 
 Owns reading three native sources back into `ObservedSchedule`s with their next run times:
-- `rq cron` (source `rq_cron`): each live cron scheduler's registered cron and interval jobs.
-  Cron expressions match the scheduler host's local time; an interval job runs `interval`
-  seconds after its latest enqueue.
-- rq-scheduler (source `rq_scheduler`): the jobs in `rq:scheduler:scheduled_jobs` with their
-  `cron_string`, `interval` and `repeat` meta; the first next run is the score rq-scheduler
-  stored (naive UTC, as a Unix time), later ones follow its cron string or interval.
-- RQ's scheduled registries (source `rq_scheduled`): jobs waiting for `enqueue_at` /
-  `enqueue_in` or a retry interval, one run each.
-Also refreshes the adapter's snapshot of queues and the workers listening on them. Reads
-Redis in a few bounded round trips; never writes (rq's own cleanup of stale registry entries
-is not called). Runs on the agent's threads, never the host's.
+- `rq cron` (`rq_cron`): each live cron scheduler's cron and interval jobs. Crons match the
+  scheduler host's local time; an interval job runs `interval` seconds after its latest enqueue.
+- rq-scheduler (`rq_scheduler`): the jobs in `rq:scheduler:scheduled_jobs` with their
+  `cron_string`, `interval` and `repeat` meta; the first run is the score rq-scheduler stored
+  (naive UTC, as a Unix time), later ones follow its cron string or interval.
+- RQ's scheduled registries (`rq_scheduled`): jobs waiting for `enqueue_at` / `enqueue_in` or a
+  retry interval, one run each.
+Also refreshes the adapter's snapshot of queues and their workers. Reads Redis in a few bounded
+round trips; never writes (not even rq's own cleanup of stale entries). Runs on the agent's
+threads, never the host's.
 
-Next cron runs are computed with croniter, not `z4j_core.scheduling`: `rq cron` and
-rq-scheduler evaluate their expressions with croniter themselves, so this reproduces what they
-will do (their DST behaviour included), not what z4j's own scheduler would. This is the one
-adapter module allowed to import croniter (core's `test_croniter_imports` holds the rule).
+Next cron runs come from croniter, not `z4j_core.scheduling`: `rq cron` and rq-scheduler use
+croniter themselves, so this reproduces what they will do (DST included), not what z4j's own
+scheduler would. The one adapter module allowed to import croniter (`test_croniter_imports`).
 """
 
 from __future__ import annotations
@@ -26,10 +24,12 @@ import json
 import math
 import socket
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from z4j_core.adapter import NEXT_RUNS, host_zone_name, native_definition
 from z4j_core.wire import ObservedSchedule
+from z4j_rq.capture import as_str
 
 if TYPE_CHECKING:
     from z4j_rq.adapter import RQAdapter
@@ -44,17 +44,15 @@ RQ_SCHEDULED = "rq_scheduled"
 RQ_SCHEDULER_KEY = "rq:scheduler:scheduled_jobs"
 CRON_SCHEDULERS_KEY = "rq:cron_schedulers"
 CRON_JOBS_KEY = "rq:cron_jobs"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+NOT_A_SCHEDULE = (
+    "it is one job waiting in RQ's scheduled registry (enqueue_at, enqueue_in or a retry), "
+    "not a schedule: it runs once by itself"
+)
 
 
 def next_cron_runs(expression: str, after: float, count: int = NEXT_RUNS) -> list[float]:
-    """The next runs of `expression` matched in this host's local time, as epoch seconds.
-
-    Like RQ: a local time repeated by a DST fall-back counts once (its first occurrence).
-    """
+    """The next runs of `expression` matched in this host's local time, as epoch seconds; like
+    RQ, a local time repeated by a DST fall-back counts once (its first occurrence)."""
     from croniter import croniter
 
     local = datetime.datetime.fromtimestamp(after).replace(microsecond=0)
@@ -80,10 +78,8 @@ def next_interval_runs(
 
 
 def _utc_epoch(value: str | None) -> float | None:
-    if not value:
-        return None
     try:
-        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.datetime.fromisoformat((value or "").replace("Z", "+00:00"))
     except ValueError:
         return None
     if moment.tzinfo is None:
@@ -93,7 +89,7 @@ def _utc_epoch(value: str | None) -> float | None:
 
 def observe_rq_cron(adapter: RQAdapter, now: float) -> list[ObservedSchedule]:
     connection = adapter.connection
-    names = [_text(n) for n in connection.zrange(CRON_SCHEDULERS_KEY, 0, -1)]
+    names = [as_str(n) for n in connection.zrange(CRON_SCHEDULERS_KEY, 0, -1)]
     if not names:
         return []
     with connection.pipeline(transaction=False) as pipe:
@@ -101,17 +97,15 @@ def observe_rq_cron(adapter: RQAdapter, now: float) -> list[ObservedSchedule]:
             pipe.hmget(f"rq:cron_scheduler:{name}", "cron_jobs", "hostname")
         pipe.zrange(CRON_JOBS_KEY, 0, -1, withscores=True)
         *schedulers, enqueued = pipe.execute()
-    latest_by_name = {_text(name): float(score) for name, score in enqueued}
+    latest_by_name = {as_str(name): float(score) for name, score in enqueued}
     observed: dict[tuple[str, str, str], ObservedSchedule] = {}
     for raw, hostname in schedulers:
-        if not raw:
-            continue
-        # `rq cron` reads its crons in its host's local zone: known here only on that host.
-        zone = host_zone_name() if hostname and _text(hostname) == socket.gethostname() else None
         try:
-            jobs = json.loads(raw)
+            jobs = json.loads(raw) if raw else []
         except ValueError:
             continue
+        # `rq cron` reads its crons in its host's local zone: known here only on that host.
+        zone = host_zone_name() if hostname and as_str(hostname) == socket.gethostname() else None
         for job in jobs:
             func = str(job.get("func_name") or "")
             name = str(job.get("name") or func)
@@ -124,25 +118,17 @@ def observe_rq_cron(adapter: RQAdapter, now: float) -> list[ObservedSchedule]:
                 timing: dict[str, Any] = {"cron": expression, "day_and": False}
             elif interval:
                 kind, expression = "interval", f"every {int(interval)}s"
-                latest = max(
-                    filter(
-                        None,
-                        (_utc_epoch(job.get("latest_enqueue_time")), latest_by_name.get(name)),
-                    ),
-                    default=None,
-                )
+                enqueued_at = (_utc_epoch(job.get("latest_enqueue_time")), latest_by_name.get(name))
+                latest = max(filter(None, enqueued_at), default=None)
                 runs = next_interval_runs(latest, float(interval), now)
                 timing = {"every": float(interval), "anchor": None}
             else:
                 continue
             options = {k: job.get(k) for k in _RQ_CRON_OPTIONS if job.get(k) is not None}
+            args, kwargs = job.get("args"), job.get("kwargs")
+            zone_read = zone if cron else "UTC"
             definition = _definition(
-                timing,
-                zone if cron else "UTC",
-                job.get("args"),
-                job.get("kwargs"),
-                queue=queue,
-                job_options=options,
+                timing, zone_read, args, kwargs, queue=queue, job_options=options
             )
             observed.setdefault(
                 (name, kind, expression),
@@ -173,13 +159,13 @@ def _definition(
     queue: str,
     job_options: dict[str, Any],
 ) -> dict[str, Any]:
-    """`native_definition` for an RQ job (its args and kwargs as `rq cron` stores them: JSON
-    text, or already decoded)."""
+    """`native_definition` for an RQ job (args and kwargs as JSON text, or already decoded)."""
     withheld = None
     try:
         args = json.loads(args) if isinstance(args, str) else list(args or ())
         kwargs = json.loads(kwargs) if isinstance(kwargs, str) else dict(kwargs or {})
     except (TypeError, ValueError):
+        args, kwargs = (), None
         withheld = "RQ stored the arguments as something other than JSON"
     from rq import defaults
 
@@ -193,17 +179,10 @@ def _definition(
     for key, value in job_options.items():
         if key == "ttl" and isinstance(value, (int, float)) and value > 0:
             options["expires_seconds"] = float(value)
-        elif same_as_default.get(key) == value:
-            continue
-        else:
+        elif same_as_default.get(key) != value:
             unsupported.append(f"{key}={value!r}"[:80])
     definition = native_definition(
-        timing,
-        timezone=zone,
-        args=() if withheld else args,
-        kwargs=None if withheld else kwargs,
-        options=options,
-        unsupported=unsupported,
+        timing, timezone=zone, args=args, kwargs=kwargs, options=options, unsupported=unsupported
     )
     if withheld:
         definition.update(withheld=withheld)
@@ -212,30 +191,34 @@ def _definition(
     return definition
 
 
-def _fetch_jobs(adapter: RQAdapter, ids: list[str]) -> list[Any]:
+def _jobs(adapter: RQAdapter, scores: dict[str, float]) -> Iterator[tuple[Any, str, float]]:
+    """(job, function, score) of each job of `scores` that Redis still holds and this process
+    can read; each function joins the inventory."""
     from rq.job import Job
 
-    if not ids:
-        return []
-    jobs = Job.fetch_many(ids, connection=adapter.connection, serializer=adapter.serializer)
-    return [job for job in jobs if job is not None]
+    if not scores:
+        return
+    ids = list(scores)
+    for job in Job.fetch_many(ids, connection=adapter.connection, serializer=adapter.serializer):
+        if job is None:
+            continue
+        try:
+            func = job.func_name or ""
+        except Exception:
+            continue  # a job whose payload this process cannot read
+        adapter.saw(func, job.origin)
+        yield job, func, scores[job.id]
 
 
 def observe_rq_scheduler(adapter: RQAdapter, now: float) -> list[ObservedSchedule]:
     entries = adapter.connection.zrange(
         RQ_SCHEDULER_KEY, 0, MAX_RQ_SCHEDULER_JOBS - 1, withscores=True
     )
-    scores = {_text(job_id): float(score) for job_id, score in entries}
+    scores = {as_str(job_id): float(score) for job_id, score in entries}
     observed = []
-    for job in _fetch_jobs(adapter, list(scores)):
-        try:
-            func, meta = job.func_name or "", dict(job.meta or {})
-        except Exception:
-            continue  # a job whose payload this process cannot read
-        first = scores[job.id]
-        adapter.saw(func, job.origin)
+    for job, func, first in _jobs(adapter, scores):
+        meta = job.meta or {}  # RQ's restore always leaves a dict (an unreadable one wrapped)
         repeat = meta.get("repeat")
-        left = NEXT_RUNS if repeat is None else max(int(repeat), 0)
         cron, interval = meta.get("cron_string"), meta.get("interval")
         # rq-scheduler matches a cron against its host's local wall clock (`datetime.now()`,
         # whatever `use_local_timezone` says, which only sets the zone the result is kept in);
@@ -256,7 +239,7 @@ def observe_rq_scheduler(adapter: RQAdapter, now: float) -> list[ObservedSchedul
         if repeat is not None:
             expression += f" (repeat {int(repeat)} more)"
             # rq-scheduler enqueues at the stored time, then repeats while the count lasts.
-            runs = runs[: left + 1] if left else runs[:1]
+            runs = runs[: max(int(repeat), 0) + 1]
         job_options = {"ttl": job.ttl} if job.ttl else {}
         if job.timeout is not None:
             job_options["job_timeout"] = job.timeout
@@ -294,33 +277,19 @@ def observe_scheduled_registries(adapter: RQAdapter, queues: list[str]) -> list[
         for queue in queues:
             pipe.zrange(f"rq:scheduled:{queue}", 0, MAX_SCHEDULED_PER_QUEUE - 1, withscores=True)
         per_queue = pipe.execute()
-    scores: dict[str, float] = {}
-    for entries in per_queue:
-        for job_id, score in entries:
-            scores[_text(job_id)] = float(score)
-    observed = []
-    for job in _fetch_jobs(adapter, list(scores)):
-        try:
-            func = job.func_name or ""
-        except Exception:
-            continue
-        adapter.saw(func, job.origin)
-        at = scores[job.id]
-        observed.append(
-            ObservedSchedule(
-                source=RQ_SCHEDULED,
-                name=job.id,
-                task=func,
-                kind="once",
-                expression="at " + _iso(at),
-                next_runs=[at],
-                definition={
-                    "refused": "it is one job waiting in RQ's scheduled registry (enqueue_at, "
-                    "enqueue_in or a retry), not a schedule: it runs once by itself"
-                },
-            )
+    scores = {as_str(job_id): float(score) for entries in per_queue for job_id, score in entries}
+    return [
+        ObservedSchedule(
+            source=RQ_SCHEDULED,
+            name=job.id,
+            task=func,
+            kind="once",
+            expression="at " + _iso(at),
+            next_runs=[at],
+            definition={"refused": NOT_A_SCHEDULE},
         )
-    return observed
+        for job, func, at in _jobs(adapter, scores)
+    ]
 
 
 def refresh_queues(adapter: RQAdapter) -> list[str]:

@@ -1,13 +1,12 @@
 """The worker classes: `rq worker -w z4j_rq.Worker` (or `z4j_rq.SimpleWorker`, `SpawnWorker`).
 
-Owns where the agent lives in an RQ worker. RQ forks (or spawns) a work horse for every job; the
-agent runs in the long-lived worker process only. Around each job the worker process emits
-`started`, lets RQ run the job, then reads back what RQ recorded (`z4j_rq.capture`) in the
-same pipelined round trip as the heartbeat RQ sends after each job. In a horse,
-our only code is one flag set before the job runs, so nothing of ours emits or starts an agent
-there, and the agent is told to stay disabled in every process this one forks (horses, RQ's
-scheduler). The link starts with the work loop and drains when the loop ends.
-Never raises into RQ: every hook falls back to RQ's own behaviour.
+Owns where the agent lives in an RQ worker: the long-lived worker process only, never a work
+horse (RQ forks or spawns one per job). Around each job the worker process emits `started`, lets
+RQ run it, then reads back what RQ recorded (`z4j_rq.capture`) in the same pipelined round trip
+as RQ's heartbeat after the job. In a horse our only code is one flag set before the job runs,
+so nothing of ours emits or starts an agent there, and the agent stays disabled in every process
+this one forks (horses, RQ's scheduler). The link starts with the work loop and drains when it
+ends. Never raises into RQ: every hook falls back to RQ's own behaviour.
 """
 
 from __future__ import annotations
@@ -28,10 +27,8 @@ log = logging.getLogger("z4j.rq")
 
 
 def report_abandoned(job: Any, exc_type: Any, exc: Any, tb: Any) -> bool:
-    """An RQ exception handler: reports jobs RQ's registry cleanup found abandoned.
-
-    A module-level function, so SpawnWorker can pickle it with the worker's configuration.
-    """
+    """An RQ exception handler: reports jobs RQ's registry cleanup found abandoned (a module-level
+    function, so SpawnWorker can pickle it with the worker's configuration)."""
     try:
         if exc_type is AbandonedJobError and not capture.in_work_horse():
             found = capture.capture_for(job.connection)
@@ -46,10 +43,9 @@ class Z4JWorkerMixin:
     """Adds z4j to an RQ worker class. `z4j_options` are agent options (`app_name`, ...)."""
 
     z4j_options: ClassVar[dict[str, Any]] = {}
-    #: Freeze the objects that exist when the work loop starts (modules, the app, the agent)
-    #: out of the cyclic garbage collector, so a horse's collections never walk them and copy
-    #: their pages (Python's advice for pre-fork servers). Only new cyclic garbage created
-    #: before the loop could never be collected; objects are still freed by reference count.
+    #: Freeze what exists when the work loop starts (modules, the app, the agent) out of the
+    #: cyclic GC, so a horse's collections never walk and copy those pages (Python's advice for
+    #: pre-fork servers). Only cyclic garbage made before the loop is then never collected.
     z4j_freeze_before_fork: ClassVar[bool] = False
     _z4j_capture: capture.JobCapture | None = None
     _z4j_execution_id: str | None = None
@@ -74,8 +70,7 @@ class Z4JWorkerMixin:
             capture.mark_worker_process()
             agent, adapter = attach_worker(self, **self.z4j_options)
             self._z4j_capture = adapter.capture
-            handlers = self._exc_handlers  # type: ignore[attr-defined]
-            if report_abandoned not in handlers:
+            if report_abandoned not in self._exc_handlers:  # type: ignore[attr-defined]
                 self.push_exc_handler(report_abandoned)  # type: ignore[attr-defined]
             return agent
         except Exception:
@@ -100,7 +95,6 @@ class Z4JWorkerMixin:
         try:
             super().execute_job(job, queue)  # type: ignore[misc]
         finally:
-            elapsed = time.perf_counter() - began
             # RQ's work loop sends a heartbeat right after each job: the outcome read rides
             # in the same round trip (`heartbeat` below), or is flushed on its own.
             self._z4j_pending = {
@@ -108,7 +102,7 @@ class Z4JWorkerMixin:
                 "queue": queue.name,
                 "worker": name,
                 "execution_id": self._z4j_execution_id,
-                "elapsed": elapsed,
+                "elapsed": time.perf_counter() - began,
             }
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
@@ -117,18 +111,16 @@ class Z4JWorkerMixin:
             super().heartbeat(timeout, pipeline)  # type: ignore[misc]
             return
         self._z4j_pending = None
-        job = pending["job"]
         try:
             with self.connection.pipeline(transaction=False) as pipe:  # type: ignore[attr-defined]
-                capture.queue_outcome_read(pipe, job.id, job.key)
+                capture.queue_outcome_read(pipe, pending["job"])
                 super().heartbeat(timeout, pipe)  # type: ignore[misc]
-                replies = pipe.execute()
+                replies = pipe.execute()[:2]
         except Exception:
             self._z4j_capture.errors += 1
             super().heartbeat(timeout)  # type: ignore[misc]
-            self._z4j_capture.finished(**pending)
-            return
-        self._z4j_capture.finished(**pending, replies=replies[:2])
+            replies = None  # the outcome is read on its own
+        self._z4j_capture.finished(**pending, replies=replies)
 
     def _z4j_flush(self) -> None:
         """Report a finished job whose outcome did not ride on a heartbeat."""
