@@ -34,13 +34,7 @@ def middleware_of(broker: Any) -> Z4JMiddleware | None:
 
 
 def instrument(broker: B, *, start: bool | None = None, **options: Any) -> B:
-    """Add a `Z4JMiddleware` to `broker` (once) and return `broker` itself.
-
-    start: None (default) starts the agent's link when the broker starts in this process;
-        False leaves starting to you (`z4j_taskiq.agent_of(broker).start()`).
-    options: agent options (`brain_url`, `token`, `app_name`, `labels`, ...), which win over
-        `Z4J_*` variables.
-    """
+    """Add a `Z4JMiddleware(start=start, **options)` to `broker` (once); returns `broker`."""
     if TaskiqAdapter.create(broker, {}) is None:
         raise TypeError(f"z4j_taskiq.instrument needs a taskiq broker, not {type(broker)!r}")
     if middleware_of(broker) is None:
@@ -49,11 +43,9 @@ def instrument(broker: B, *, start: bool | None = None, **options: Any) -> B:
 
 
 def observe(*sources_or_schedulers: Any) -> None:
-    """Report the schedules of these sources (or of these `TaskiqScheduler`s' sources) too.
-
-    Each source is observed for its scheduler's broker (or, for a bare source, for every
-    instrumented broker of this process). Read-only: z4j never changes a source.
-    """
+    """Report the schedules of these sources (or of these `TaskiqScheduler`s' sources) too: for
+    the scheduler's broker, or a bare source for every instrumented broker of this process.
+    Read-only: z4j never changes a source."""
     from z4j_core.agent import default_agent
 
     for item in sources_or_schedulers:

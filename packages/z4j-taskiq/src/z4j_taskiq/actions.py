@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from z4j_core.adapter import ActionOutcome, RetryRequest, done, failed, instance_of, unavailable
 from z4j_core.wire import QueueDepth
-from z4j_taskiq.enqueue import kick, wait_on_loop
+from z4j_taskiq.enqueue import kick, on_loop
 
 if TYPE_CHECKING:
     from z4j_taskiq.adapter import TaskiqAdapter
@@ -39,14 +39,13 @@ def pack(broker: Any, message: Any) -> bytes:
 
 
 def retry(adapter: TaskiqAdapter, request: RetryRequest) -> ActionOutcome:
-    original = request.original
-    if original is None:
+    if request.original is None:
         return unavailable(
             "no original message: taskiq keeps none, and this host kept none (only the host "
             "whose worker saw the task fail has it)"
         )
     broker = adapter.broker
-    message = broker.formatter.loads(original.payload)
+    message = broker.formatter.loads(request.original.payload)
     task = broker.find_task(message.task_name)
     if task is None:
         return unavailable(f"this process's taskiq broker has no task {message.task_name!r}")
@@ -54,9 +53,7 @@ def retry(adapter: TaskiqAdapter, request: RetryRequest) -> ActionOutcome:
     kicker = task.kicker().with_task_id(request.new_task_id).with_labels(**labels)
     sent, error = kick(adapter, kicker, list(message.args), dict(message.kwargs),
                        timeout=ACTION_TIMEOUT)  # fmt: skip
-    if error:
-        return failed(error)
-    return done(str(sent.task_id))
+    return failed(error) if error else done(str(sent.task_id))
 
 
 # -- queues (taskiq-redis ListQueueBroker) ---------------------------------------------------
@@ -72,10 +69,8 @@ def queue_names(adapter: TaskiqAdapter) -> list[str]:
     return sorted(names)
 
 
-def _on_loop(adapter: TaskiqAdapter, work: Any, what: str) -> Any:
-    loop = adapter.running_loop()
-    if loop is None:
-        raise RuntimeError("the taskiq broker is not started in this process")
+def _with_redis(adapter: TaskiqAdapter, work: Any, what: str) -> Any:
+    """`await work(redis)` on the broker's loop, with a client on the broker's own pool."""
 
     async def with_redis() -> Any:
         from redis.asyncio import Redis
@@ -83,13 +78,15 @@ def _on_loop(adapter: TaskiqAdapter, work: Any, what: str) -> Any:
         async with Redis(connection_pool=adapter.broker.connection_pool) as redis:
             return await work(redis)
 
-    result, error = wait_on_loop(loop, with_redis(), ACTION_TIMEOUT, what)
+    result, error = on_loop(adapter, with_redis, ACTION_TIMEOUT, what)
     if error:
         raise RuntimeError(error)
     return result
 
 
 def queue_depths(adapter: TaskiqAdapter) -> list[QueueDepth]:
+    if not is_list_broker(adapter.broker) or adapter.running_loop() is None:
+        return []  # a process whose broker has not started (or has stopped) reports nothing
     names = queue_names(adapter)
 
     async def count(redis: Any) -> list[int]:
@@ -98,7 +95,7 @@ def queue_depths(adapter: TaskiqAdapter) -> list[QueueDepth]:
                 tx.llen(name)
             return list(await tx.execute())
 
-    counts = _on_loop(adapter, count, "counting the queues")
+    counts = _with_redis(adapter, count, "counting the queues")
     return [QueueDepth(name=name, ready=int(n)) for name, n in zip(names, counts, strict=True)]
 
 
@@ -114,7 +111,7 @@ def purge(adapter: TaskiqAdapter, queue: str) -> ActionOutcome:
             return int(removed)
 
     try:
-        removed = _on_loop(adapter, empty, f"purging {queue!r}")
+        removed = _with_redis(adapter, empty, f"purging {queue!r}")
     except Exception as exc:
         return failed(f"taskiq could not purge {queue!r}: {exc}")
     return done(count=removed)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextvars
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from taskiq.abc.middleware import TaskiqMiddleware
@@ -52,19 +53,16 @@ def attempt_of(labels: dict[str, Any]) -> int:
         return 0
 
 
+@dataclass(eq=False, slots=True)
 class _Attempt:
     """One run of a task in this worker, from `pre_execute` to `post_execute`."""
 
-    __slots__ = ("began", "exception", "outer", "resent", "resent_at", "retries", "task_id")
-
-    def __init__(self, task_id: str, retries: int, began: float, outer: _Attempt | None) -> None:
-        self.task_id = task_id
-        self.outer = outer  # an attempt this one runs inside (a broker that kicks in place)
-        self.retries = retries
-        self.began = began
-        self.exception: BaseException | None = None
-        self.resent = False
-        self.resent_at = 0.0  # wall clock of the re-kick: another worker may run it at once
+    task_id: str
+    retries: int
+    began: float
+    outer: _Attempt | None  # an attempt this one runs inside (a broker that kicks in place)
+    exception: BaseException | None = None
+    resent_at: float = 0.0  # when a retry middleware re-kicked it: another worker may run it now
 
 
 class Z4JMiddleware(TaskiqMiddleware):
@@ -87,8 +85,6 @@ class Z4JMiddleware(TaskiqMiddleware):
         self.errors = 0
         self.queue: str | None = None
         self._sending: dict[str, Any] = {}  # prepared `enqueued` records, until the kick ends
-
-    # -- set up by taskiq --------------------------------------------------------------------
 
     def set_broker(self, broker: Any) -> None:
         super().set_broker(broker)
@@ -113,8 +109,7 @@ class Z4JMiddleware(TaskiqMiddleware):
             labels = message.labels
             attempt = current_attempt.get()
             if attempt is not None and attempt.task_id == message.task_id:
-                attempt.resent = True  # a retry middleware re-kicks the running attempt
-                attempt.resent_at = time.time()
+                attempt.resent_at = time.time()  # a retry middleware re-kicks the running attempt
                 return message
             fields: dict[str, Any] = {}
             fire_id = current_fire_id.get()
@@ -144,11 +139,14 @@ class Z4JMiddleware(TaskiqMiddleware):
 
     def post_send(self, message: Any) -> None:
         try:
-            record = self._sending.pop(message.task_id, None)
-            if record is not None:
-                self.agent.emit_prepared(record)
+            self._push_enqueued(message.task_id)
         except Exception:
             self.errors += 1
+
+    def _push_enqueued(self, task_id: str) -> None:
+        record = self._sending.pop(task_id, None)
+        if record is not None:
+            self.agent.emit_prepared(record)
 
     # -- the worker side ---------------------------------------------------------------------
 
@@ -156,10 +154,7 @@ class Z4JMiddleware(TaskiqMiddleware):
         try:
             emit = self.emit
             if emit is not None:
-                if self._sending:
-                    record = self._sending.pop(message.task_id, None)
-                    if record is not None:
-                        self.agent.emit_prepared(record)
+                self._push_enqueued(message.task_id)
                 labels = message.labels
                 retries = attempt_of(labels)
                 outer = current_attempt.get()
@@ -191,54 +186,41 @@ class Z4JMiddleware(TaskiqMiddleware):
             emit = self.emit
             if emit is None:
                 return
-            labels = message.labels
+            task_id, task_name, labels = message.task_id, message.task_name, message.labels
             attempt = current_attempt.get()
-            if attempt is not None:
-                if attempt.task_id == message.task_id:
-                    current_attempt.set(attempt.outer)
-                else:
-                    attempt = None
-            retries = attempt.retries if attempt is not None else attempt_of(labels)
-            runtime = None if attempt is None else time.perf_counter() - attempt.began
-            queue = labels.get("queue_name") or self.queue
+            if attempt is not None and attempt.task_id == task_id:
+                current_attempt.set(attempt.outer)
+            else:
+                attempt = None
+            fields: dict[str, Any] = {
+                "queue": labels.get("queue_name") or self.queue,
+                "worker": worker_id(),
+                "runtime": None if attempt is None else time.perf_counter() - attempt.began,
+                "retries": attempt_of(labels) if attempt is None else attempt.retries,
+            }
             error = result.error
-            exception = attempt.exception if attempt is not None else None
-            if exception is None:
-                exception = error
+            exception = error if attempt is None or attempt.exception is None else attempt.exception
             if exception is None or isinstance(exception, NoResultError):
                 # NoResultError raised by the task itself means "ran, keep no result".
-                emit(
-                    K.SUCCEEDED,
-                    message.task_id,
-                    message.task_name,
-                    queue=queue,
-                    worker=worker_id(),
-                    runtime=runtime,
-                    retries=retries,
-                )
+                emit(K.SUCCEEDED, task_id, task_name, **fields)
                 return
             replaced = error is not exception and isinstance(error, NoResultError)
-            retried = replaced or (attempt is not None and attempt.resent)
-            fields: dict[str, Any] = {
-                "queue": queue,
-                "worker": worker_id(),
-                "runtime": runtime,
-                "retries": retries + 1 if retried else retries,
-                **error_fields(exception),
-            }
-            if retried and attempt is not None and attempt.resent_at:
+            resent_at = 0.0 if attempt is None else attempt.resent_at
+            if replaced or resent_at:
+                fields["retries"] += 1
+            fields.update(error_fields(exception))
+            if resent_at:
                 # Stamped when the retry was kicked: the next attempt may already have run in
                 # another worker, and its events must not look older than this one.
-                record = self.agent.prepare(
-                    K.RETRIED, message.task_id, message.task_name, engine=ENGINE, **fields
-                )
-                self.agent.emit_prepared((record[0], attempt.resent_at, *record[2:]))
-                return
-            emit(K.RETRIED if retried else K.FAILED, message.task_id, message.task_name, **fields)
-            if not retried:  # taskiq keeps no copy a retry could read: this host keeps one
-                adapter = self.adapter
+                record = self.agent.prepare(K.RETRIED, task_id, task_name, engine=ENGINE, **fields)
+                self.agent.emit_prepared((record[0], resent_at, *record[2:]))
+            elif replaced:
+                emit(K.RETRIED, task_id, task_name, **fields)
+            else:
+                emit(K.FAILED, task_id, task_name, **fields)
+                adapter = self.adapter  # taskiq keeps no copy a retry could read: this host does
                 if adapter is not None:
                     payload = actions.pack(adapter.broker, message)
-                    adapter.keep_original(message.task_id, message.task_name, payload, queue)
+                    adapter.keep_original(task_id, task_name, payload, fields["queue"])
         except Exception:
             self.errors += 1

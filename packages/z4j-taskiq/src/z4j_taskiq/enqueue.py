@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from z4j_core.adapter import answer, rejected, unknown_task
@@ -33,12 +34,11 @@ current_fire_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 
 def enqueue(adapter: TaskiqAdapter, command: Command) -> CommandResult:
-    broker = adapter.broker
+    broker, options = adapter.broker, command.options
     task = broker.find_task(command.task)
     if task is None:
         where = f"taskiq {adapter.app_name!r}"
         return rejected(command, unknown_task(command.task, where, broker.get_all_tasks()))
-    options = command.options
     labels: dict[str, Any] = dict(options.headers)
     if options.queue:
         if adapter.queue is None:
@@ -72,15 +72,23 @@ def kick(
     fire_id: str | None = None,
 ) -> tuple[Any, str]:
     """Kick on the broker's loop and wait for it here: (what was sent, "") or (None, why not)."""
+
+    async def kiq() -> Any:
+        current_fire_id.set(fire_id)  # this coroutine runs in its own task: its own context
+        return await kicker.kiq(*args, **kwargs)
+
+    return on_loop(adapter, kiq, timeout, "the kick")
+
+
+def on_loop(
+    adapter: TaskiqAdapter, work: Callable[[], Coroutine[Any, Any, Any]], timeout: float, what: str
+) -> tuple[Any, str]:
+    """Run `work()` on the broker's loop and wait for it here: (its result, "") or (None, why
+    not). The coroutine is made only once the loop is known to run (never left unawaited)."""
     loop = adapter.running_loop()
     if loop is None:
         return None, "the taskiq broker is not started in this process (await broker.startup())"
-    return wait_on_loop(loop, _kick(kicker, args, kwargs, fire_id), timeout, "the kick")
-
-
-def wait_on_loop(loop: Any, coroutine: Any, timeout: float, what: str) -> tuple[Any, str]:
-    """Run `coroutine` on the broker's `loop`: (its result, "") or (None, why it failed)."""
-    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    future = asyncio.run_coroutine_threadsafe(work(), loop)
     try:
         return future.result(timeout), ""
     except concurrent.futures.TimeoutError:
@@ -88,8 +96,3 @@ def wait_on_loop(loop: Any, coroutine: Any, timeout: float, what: str) -> tuple[
         return None, f"{what} did not finish in time"
     except Exception as exc:
         return None, f"{what} failed: {type(exc).__name__}: {exc}"
-
-
-async def _kick(kicker: Any, args: list[Any], kwargs: dict[str, Any], fire_id: str | None) -> Any:
-    current_fire_id.set(fire_id)  # this coroutine runs in its own task: its own context
-    return await kicker.kiq(*args, **kwargs)

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from z4j_core import adapter as kit
+from z4j_taskiq.adapter import TaskiqAdapter
 
 log = logging.getLogger("z4j.taskiq")
 
@@ -30,16 +31,11 @@ SHUTDOWN_DRAIN_SECONDS = 3.0
 
 def attach_middleware(middleware: Any, broker: Any) -> None:
     """Create the adapter and attach the process's agent (from `Z4JMiddleware.set_broker`)."""
-    from z4j_taskiq.adapter import TaskiqAdapter, queue_of
-
-    options = middleware.options
-    adapter = TaskiqAdapter.create(broker, options)
+    adapter = TaskiqAdapter.create(broker, middleware.options)
     if adapter is None:
         raise TypeError(f"Z4JMiddleware needs a taskiq broker, not {type(broker)!r}")
-    adapter.middleware = middleware
-    middleware.adapter = adapter
-    middleware.queue = queue_of(broker)
-    middleware.agent = kit.instrument(adapter, **options)
+    adapter.middleware, middleware.adapter, middleware.queue = middleware, adapter, adapter.queue
+    middleware.agent = kit.instrument(adapter, **middleware.options)
 
 
 def on_broker_startup(middleware: Any) -> None:
@@ -48,8 +44,7 @@ def on_broker_startup(middleware: Any) -> None:
         adapter, agent = middleware.adapter, middleware.agent
         if adapter is None or agent is None:
             return
-        adapter.loop = asyncio.get_running_loop()
-        adapter.started_at = time.time()
+        adapter.loop, adapter.started_at = asyncio.get_running_loop(), time.time()
         if middleware.start_policy is not False:
             agent.start()
     except Exception:
@@ -58,8 +53,7 @@ def on_broker_startup(middleware: Any) -> None:
 
 
 async def on_broker_shutdown(middleware: Any) -> None:
-    """In `broker.shutdown()`: a worker process drains its agent now (it never runs atexit),
-    off the worker's loop."""
+    """In `broker.shutdown()`: a worker process drains its agent now, off the worker's loop."""
     agent, broker = middleware.agent, middleware.broker
     if agent is None or not getattr(broker, "is_worker_process", False):
         return
