@@ -14,11 +14,12 @@ the broker started on in this process, and the agent's thread waits for them.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from z4j_core.adapter import ActionOutcome, RetryRequest, done, failed, instance_of, unavailable
 from z4j_core.wire import QueueDepth
-from z4j_taskiq.enqueue import kick, on_loop
+from z4j_taskiq.enqueue import on_loop
 
 if TYPE_CHECKING:
     from z4j_taskiq.adapter import TaskiqAdapter
@@ -51,8 +52,8 @@ def retry(adapter: TaskiqAdapter, request: RetryRequest) -> ActionOutcome:
         return unavailable(f"this process's taskiq broker has no task {message.task_name!r}")
     labels = {k: v for k, v in message.labels.items() if k not in RUN_LABELS}
     kicker = task.kicker().with_task_id(request.new_task_id).with_labels(**labels)
-    sent, error = kick(adapter, kicker, list(message.args), dict(message.kwargs),
-                       timeout=ACTION_TIMEOUT)  # fmt: skip
+    kick = functools.partial(kicker.kiq, *message.args, **message.kwargs)
+    sent, error = on_loop(adapter, kick, ACTION_TIMEOUT, "the kick")
     return failed(error) if error else done(str(sent.task_id))
 
 

@@ -104,35 +104,22 @@ class Z4JMiddleware(TaskiqMiddleware):
 
     def pre_send(self, message: Any) -> Any:
         try:
-            if self.emit is None:
-                return message
-            labels = message.labels
             attempt = current_attempt.get()
-            if attempt is not None and attempt.task_id == message.task_id:
+            if self.emit is None:
+                pass
+            elif attempt is not None and attempt.task_id == message.task_id:
                 attempt.resent_at = time.time()  # a retry middleware re-kicks the running attempt
-                return message
-            fields: dict[str, Any] = {}
-            fire_id = current_fire_id.get()
-            if fire_id:
-                fields["fire_id"] = fire_id
-            schedule_id = labels.get("schedule_id")
-            if schedule_id:
-                fields["extra"] = {"schedule_id": str(schedule_id)}
-            sending = self._sending
-            if len(sending) >= MAX_CAPTURE_IN_FLIGHT:
-                sending.clear()
-            sending[message.task_id] = self.agent.prepare(
-                K.ENQUEUED,
-                message.task_id,
-                message.task_name,
-                engine=ENGINE,
-                queue=labels.get("queue_name") or self.queue,
-                worker=worker_id(),
-                args=message.args,
-                kwargs=message.kwargs,
-                retries=attempt_of(labels),
-                **fields,
-            )
+            else:
+                fields = self._fields(message, args=message.args, kwargs=message.kwargs)
+                if fire_id := current_fire_id.get():
+                    fields["fire_id"] = fire_id
+                if schedule_id := message.labels.get("schedule_id"):
+                    fields["extra"] = {"schedule_id": str(schedule_id)}
+                if len(self._sending) >= MAX_CAPTURE_IN_FLIGHT:
+                    self._sending.clear()
+                self._sending[message.task_id] = self.agent.prepare(
+                    K.ENQUEUED, message.task_id, message.task_name, engine=ENGINE, **fields
+                )
         except Exception:
             self.errors += 1
         return message
@@ -148,6 +135,12 @@ class Z4JMiddleware(TaskiqMiddleware):
         if record is not None:
             self.agent.emit_prepared(record)
 
+    def _fields(self, message: Any, **fields: Any) -> dict[str, Any]:
+        """An event's `queue`, `worker` and `retries`, then `fields`."""
+        labels = message.labels
+        queue = labels.get("queue_name") or self.queue
+        return {"queue": queue, "worker": worker_id(), "retries": attempt_of(labels), **fields}
+
     # -- the worker side ---------------------------------------------------------------------
 
     def pre_execute(self, message: Any) -> Any:
@@ -155,20 +148,10 @@ class Z4JMiddleware(TaskiqMiddleware):
             emit = self.emit
             if emit is not None:
                 self._push_enqueued(message.task_id)
-                labels = message.labels
-                retries = attempt_of(labels)
-                outer = current_attempt.get()
-                current_attempt.set(_Attempt(message.task_id, retries, time.perf_counter(), outer))
-                emit(
-                    K.STARTED,
-                    message.task_id,
-                    message.task_name,
-                    queue=labels.get("queue_name") or self.queue,
-                    worker=worker_id(),
-                    args=message.args,
-                    kwargs=message.kwargs,
-                    retries=retries,
-                )
+                fields = self._fields(message, args=message.args, kwargs=message.kwargs)
+                outer, began = current_attempt.get(), time.perf_counter()
+                current_attempt.set(_Attempt(message.task_id, fields["retries"], began, outer))
+                emit(K.STARTED, message.task_id, message.task_name, **fields)
         except Exception:
             self.errors += 1
         return message
@@ -186,18 +169,14 @@ class Z4JMiddleware(TaskiqMiddleware):
             emit = self.emit
             if emit is None:
                 return
-            task_id, task_name, labels = message.task_id, message.task_name, message.labels
+            task_id, task_name = message.task_id, message.task_name
             attempt = current_attempt.get()
             if attempt is not None and attempt.task_id == task_id:
                 current_attempt.set(attempt.outer)
+                fields = self._fields(message, runtime=time.perf_counter() - attempt.began)
+                fields["retries"] = attempt.retries
             else:
-                attempt = None
-            fields: dict[str, Any] = {
-                "queue": labels.get("queue_name") or self.queue,
-                "worker": worker_id(),
-                "runtime": None if attempt is None else time.perf_counter() - attempt.began,
-                "retries": attempt_of(labels) if attempt is None else attempt.retries,
-            }
+                attempt, fields = None, self._fields(message, runtime=None)
             error = result.error
             exception = error if attempt is None or attempt.exception is None else attempt.exception
             if exception is None or isinstance(exception, NoResultError):

@@ -1,15 +1,13 @@
 """Enqueueing the brain's commands natively into taskiq, by task name, through its kicker.
 
-Owns turning a `wire.Command` into a kick: the registered task for the name, args, kwargs, the
-command's headers as taskiq labels, a queue as taskiq-redis's `queue_name` label, and the fire id
-as the task id. Answers `rejected` (never kicks) for a name this process's broker does not know
-(a taskiq worker acknowledges and drops a message for a task it cannot find) and for options
-taskiq cannot honour (a delay, an expiry, a priority). taskiq runs a repeated task id again, so
-the agent's fire-id memory is what refuses a repeated fire.
+Owns turning a `wire.Command` into a kick: the task for the name, args, kwargs, headers as
+labels, a queue as taskiq-redis's `queue_name` label, the fire id as the task id. Answers
+`rejected` (never kicks) for a name this process's broker does not know (a taskiq worker drops
+a message for a task it cannot find) and for a delay, an expiry or a priority. taskiq runs a
+repeated task id again: the agent's fire-id memory refuses a repeated fire.
 
-Runs on the agent's command threads, never on a host thread: the kick itself runs on the loop
-the broker started on in this process, and this thread waits for it within the command's
-deadline.
+Runs on the agent's command threads, never on a host thread: the kick runs on the loop the
+broker started on in this process, and this thread waits for it within the command's deadline.
 """
 
 from __future__ import annotations
@@ -54,30 +52,15 @@ def enqueue(adapter: TaskiqAdapter, command: Command) -> CommandResult:
     kicker = task.kicker().with_task_id(command.fire_id or None)
     if labels:
         kicker = kicker.with_labels(**labels)
-    deadline = max(1.0, float(command.deadline_seconds))
-    sent, error = kick(adapter, kicker, list(command.args), dict(command.kwargs),
-                       timeout=deadline, fire_id=command.fire_id or None)  # fmt: skip
+
+    async def kick() -> Any:
+        current_fire_id.set(command.fire_id or None)  # this runs in its own task: its own context
+        return await kicker.kiq(*command.args, **command.kwargs)
+
+    sent, error = on_loop(adapter, kick, max(1.0, float(command.deadline_seconds)), "the kick")
     if error:
         return answer(command, CommandStatus.FAILED, reason=error)
     return answer(command, CommandStatus.ENQUEUED, native_id=sent.task_id)
-
-
-def kick(
-    adapter: TaskiqAdapter,
-    kicker: Any,
-    args: list[Any],
-    kwargs: dict[str, Any],
-    *,
-    timeout: float,
-    fire_id: str | None = None,
-) -> tuple[Any, str]:
-    """Kick on the broker's loop and wait for it here: (what was sent, "") or (None, why not)."""
-
-    async def kiq() -> Any:
-        current_fire_id.set(fire_id)  # this coroutine runs in its own task: its own context
-        return await kicker.kiq(*args, **kwargs)
-
-    return on_loop(adapter, kiq, timeout, "the kick")
 
 
 def on_loop(
