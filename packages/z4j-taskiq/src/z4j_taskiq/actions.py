@@ -1,15 +1,12 @@
 """The operator's actions on taskiq: retry, and purge and queue depth on taskiq-redis lists.
 
-Owns retrying from this host's kept original: taskiq keeps no record of a task's arguments
-(result backends store only the result), so the capture keeps each failed task's message, in
-the broker's own format, and a retry kicks it again under a new task id. Owns the depth and the
-purge of a taskiq-redis `ListQueueBroker`'s queues: each queue is one Redis list of ready
-messages (a worker pops a message as it takes it), so `LLEN` is its depth and deleting the list
-removes exactly its ready messages. Other brokers (Redis streams, RabbitMQ, NATS...) report no
-depth and cannot purge here. taskiq has no way to cancel a task: cancel is not advertised.
-
-Runs on the agent's command threads and report loop; the Redis and kick calls run on the loop
-the broker started on in this process, and the agent's thread waits for them.
+taskiq keeps no record of a task's arguments (result backends store only the result), so the
+capture keeps each failed task's message, in the broker's own format, and a retry kicks it again
+under a new task id. A taskiq-redis `ListQueueBroker`'s queue is one Redis list of ready messages
+(a worker pops a message as it takes it): `LLEN` is its depth, deleting it removes exactly its
+ready messages. Other brokers (streams, RabbitMQ, NATS...) report no depth and cannot purge
+here; no broker can cancel a task. Runs on the agent's threads; the Redis and kick calls run on
+the loop the broker started on in this process, and the agent's thread waits for them.
 """
 
 from __future__ import annotations
@@ -70,33 +67,30 @@ def queue_names(adapter: TaskiqAdapter) -> list[str]:
     return sorted(names)
 
 
-def _with_redis(adapter: TaskiqAdapter, work: Any, what: str) -> Any:
-    """`await work(redis)` on the broker's loop, with a client on the broker's own pool."""
+def _pipeline(adapter: TaskiqAdapter, commands: list[tuple[str, str]], what: str) -> list[Any]:
+    """The results of `commands` (`(command, key)`, one transaction), on the broker's loop and
+    its own connection pool."""
 
-    async def with_redis() -> Any:
+    async def run() -> list[Any]:
         from redis.asyncio import Redis
 
-        async with Redis(connection_pool=adapter.broker.connection_pool) as redis:
-            return await work(redis)
+        pool = adapter.broker.connection_pool
+        async with Redis(connection_pool=pool) as redis, redis.pipeline(transaction=True) as tx:
+            for command, key in commands:
+                getattr(tx, command)(key)
+            return list(await tx.execute())
 
-    result, error = on_loop(adapter, with_redis, ACTION_TIMEOUT, what)
+    result, error = on_loop(adapter, run, ACTION_TIMEOUT, what)
     if error:
         raise RuntimeError(error)
-    return result
+    return list(result)
 
 
 def queue_depths(adapter: TaskiqAdapter) -> list[QueueDepth]:
     if not is_list_broker(adapter.broker) or adapter.running_loop() is None:
         return []  # a process whose broker has not started (or has stopped) reports nothing
     names = queue_names(adapter)
-
-    async def count(redis: Any) -> list[int]:
-        async with redis.pipeline(transaction=False) as tx:
-            for name in names:
-                tx.llen(name)
-            return list(await tx.execute())
-
-    counts = _with_redis(adapter, count, "counting the queues")
+    counts = _pipeline(adapter, [("llen", name) for name in names], "counting the queues")
     return [QueueDepth(name=name, ready=int(n)) for name, n in zip(names, counts, strict=True)]
 
 
@@ -104,15 +98,10 @@ def purge(adapter: TaskiqAdapter, queue: str) -> ActionOutcome:
     known = queue_names(adapter)
     if queue not in known:
         return unavailable(f"{queue!r} is not a queue of this broker ({', '.join(known)})")
-
-    async def empty(redis: Any) -> int:
-        async with redis.pipeline(transaction=True) as tx:
-            tx.llen(queue).delete(queue)
-            removed, _ = await tx.execute()
-            return int(removed)
-
     try:
-        removed = _with_redis(adapter, empty, f"purging {queue!r}")
+        removed = int(
+            _pipeline(adapter, [("llen", queue), ("delete", queue)], f"purging {queue!r}")[0]
+        )
     except Exception as exc:
         return failed(f"taskiq could not purge {queue!r}: {exc}")
     return done(count=removed)

@@ -1,20 +1,16 @@
 """Lifecycle capture: `Z4JMiddleware`, taskiq's middleware hooks mapped onto z4j's kinds.
 
-Owns the middleware a broker carries (`broker.add_middlewares(Z4JMiddleware())`):
-`pre_send` and `post_send` in the process that kicks a task (`enqueued`), `pre_execute` in the
-worker (`started`), `on_error` and `post_execute` after the task ran (`succeeded`, `failed` or
-`retried`), and the broker's `startup`/`shutdown`, where the agent starts and drains (see
-`z4j_taskiq.worker`).
-Every hook is synchronous and cheap and never raises: an exception is caught and counted here,
-so none reaches taskiq or the task. No hook does I/O, except one small file write per failed
-task: its original message, kept on this host for a retry (`Adapter.keep_original`), since
-taskiq keeps no copy of its own.
+`pre_send` and `post_send` where a task is kicked (`enqueued`), `pre_execute` in the worker
+(`started`), `on_error` and `post_execute` after it ran (`succeeded`, `failed` or `retried`);
+the broker's `startup` and `shutdown` start and drain the agent (`z4j_taskiq.worker`). Every
+hook is cheap and never raises: an exception is caught and counted here. No hook does I/O but
+one small file write per failed task: its message, kept on this host for a retry (taskiq keeps
+no copy of its own).
 
-taskiq's retry middlewares decide in their own `on_error`, which may run before or after ours,
-by kicking the same task id again with a `_retries` label. An attempt is reported `retried` when
-that re-kick happened while the attempt was running (in its asyncio task), or when its result's
-error was replaced by `NoResultError` (the retry middlewares' `no_result_on_retry`); otherwise
-`failed`.
+taskiq's retry middlewares decide in their own `on_error` (before or after ours) by kicking the
+same task id again with a `_retries` label. An attempt is `retried` when that re-kick happened
+while it ran (in its asyncio task), or when its result's error was replaced by `NoResultError`
+(`no_result_on_retry`); otherwise `failed`.
 """
 
 from __future__ import annotations
@@ -45,14 +41,6 @@ current_attempt: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVa
 )
 
 
-def attempt_of(labels: dict[str, Any]) -> int:
-    """How many times this task id ran before (taskiq's retry label `_retries`)."""
-    try:
-        return int(labels.get("_retries") or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
 @dataclass(eq=False, slots=True)
 class _Attempt:
     """One run of a task in this worker, from `pre_execute` to `post_execute`."""
@@ -66,13 +54,12 @@ class _Attempt:
 
 
 class Z4JMiddleware(TaskiqMiddleware):
-    """The z4j middleware: add it to a broker once, in every process that imports the broker.
+    """Add it to a broker once, in every process that imports the broker.
 
-    start: None (default) starts the agent's link when the broker starts in this process
-        (`await broker.startup()`, which `taskiq worker` and `taskiq scheduler` call in each of
-        their processes); False leaves starting to you (`z4j_taskiq.agent_of(broker).start()`).
-    options: agent options (`brain_url`, `token`, `app_name`, `labels`, ...), which win over
-        `Z4J_*` variables.
+    start: None (default) starts the agent's link when the broker starts in this process (as
+        `taskiq worker` and `taskiq scheduler` do); False leaves it to you
+        (`z4j_taskiq.agent_of(broker).start()`).
+    options: agent options (`brain_url`, `token`, `app_name`, ...); they win over `Z4J_*`.
     """
 
     def __init__(self, *, start: bool | None = None, **options: Any) -> None:
@@ -136,10 +123,15 @@ class Z4JMiddleware(TaskiqMiddleware):
             self.agent.emit_prepared(record)
 
     def _fields(self, message: Any, **fields: Any) -> dict[str, Any]:
-        """An event's `queue`, `worker` and `retries`, then `fields`."""
+        """An event's `queue`, `worker` and `retries` (the runs of this task id before, by
+        taskiq's retry label), then `fields`."""
         labels = message.labels
+        try:
+            retries = int(labels.get("_retries") or 0)
+        except (TypeError, ValueError):
+            retries = 0
         queue = labels.get("queue_name") or self.queue
-        return {"queue": queue, "worker": worker_id(), "retries": attempt_of(labels), **fields}
+        return {"queue": queue, "worker": worker_id(), "retries": retries, **fields}
 
     # -- the worker side ---------------------------------------------------------------------
 

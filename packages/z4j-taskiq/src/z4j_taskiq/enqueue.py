@@ -1,13 +1,11 @@
 """Enqueueing the brain's commands natively into taskiq, by task name, through its kicker.
 
-Owns turning a `wire.Command` into a kick: the task for the name, args, kwargs, headers as
-labels, a queue as taskiq-redis's `queue_name` label, the fire id as the task id. Answers
-`rejected` (never kicks) for a name this process's broker does not know (a taskiq worker drops
-a message for a task it cannot find) and for a delay, an expiry or a priority. taskiq runs a
-repeated task id again: the agent's fire-id memory refuses a repeated fire.
-
-Runs on the agent's command threads, never on a host thread: the kick runs on the loop the
-broker started on in this process, and this thread waits for it within the command's deadline.
+A command becomes a kick: its headers as labels, a queue as taskiq-redis's `queue_name` label,
+its fire id as the task id. Answers `rejected` (never kicks) for a name this process's broker
+does not know (a taskiq worker drops a message for a task it cannot find) and for a delay, an
+expiry or a priority. taskiq runs a repeated task id again: the agent's fire-id memory refuses
+a repeated fire. Runs on the agent's command threads, never a host's: the kick runs on the loop
+the broker started on in this process, and the thread waits for it within the deadline.
 """
 
 from __future__ import annotations

@@ -1,19 +1,17 @@
-"""Observing taskiq's schedule sources, read-only.
+"""Observing taskiq's schedule sources, read-only: what they hold, and their next runs.
 
-Owns reading schedules back into something a person can read, and computing their next runs the
-way taskiq's scheduler does: it checks every second of real time and fires a cron schedule when
-`pycron` matches the current minute's wall clock in UTC, shifted by a `cron_offset` timedelta or
-read in a `cron_offset` zone (so after a fall-back both occurrences of a matching wall time
-fire, and a time skipped by spring-forward never fires; day-of-month and day-of-week are ORed
-only when neither contains `*`); a `time` schedule fires once; an `interval` schedule fires when
-its scheduler starts and then every interval, so its next runs are known only in the scheduler's
-own process.
+Next runs are computed the way taskiq's scheduler fires: every second it matches the current
+minute's wall clock with `pycron`, in UTC, shifted by a `cron_offset` timedelta or read in a
+`cron_offset` zone (so after a fall-back both occurrences of a matching time fire, and a time
+skipped by spring-forward never does; the day fields are ORed only when neither contains `*`);
+a `time` fires once; an `interval` fires at the scheduler's start and then every interval, so
+only the scheduler's own process knows its runs.
 
-Sources read: schedule labels of the broker's tasks (what `LabelScheduleSource` serves, read from
-the tasks, so this works in every process), and taskiq-redis's `ListRedisScheduleSource` and
-`RedisScheduleSource`, read with a synchronous client of their own (never the source's pool,
-never its `get_schedules`, which changes the source's state) and decoded with the source's own
-serializer. Never writes. Cluster and Sentinel sources are not read.
+Reads the `schedule` labels of the broker's tasks (what `LabelScheduleSource` serves, so in
+every process) and taskiq-redis's `ListRedisScheduleSource` and `RedisScheduleSource`, with a
+synchronous client of its own (never the source's pool, nor its `get_schedules`, which changes
+the source's state), decoded with the source's own serializer. Never writes. Cluster and
+Sentinel sources are not read.
 """
 
 from __future__ import annotations
@@ -81,52 +79,12 @@ def next_cron_runs(cron: str, offset: Any, after: float, count: int = NEXT_RUNS)
     return sorted(found)[:count]
 
 
-def next_interval_runs(
-    seconds: int, anchor: float | None, after: float, count: int = NEXT_RUNS
-) -> list[float]:
-    """Runs `anchor + k * seconds` after `after`; none when the anchor is unknown."""
-    if anchor is None or seconds <= 0:
-        return []
-    k = max(0, math.floor((after - anchor) / seconds) + 1)
-    return [anchor + (k + i) * seconds for i in range(count)]
-
-
 def describe_offset(offset: Any) -> str:
     if isinstance(offset, datetime.timedelta):
         sign = "-" if offset < datetime.timedelta(0) else "+"
         minutes = int(abs(offset.total_seconds()) // 60)
         return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
     return str(offset)
-
-
-def definition(
-    timing: dict[str, Any], cron_offset: Any, args: Any, kwargs: Any, labels: Any
-) -> dict[str, Any]:
-    """What `z4j schedules adopt` needs (`timing` empty: the schedule has no trigger). taskiq
-    ORs a cron's day fields only when neither contains `*`, else ANDs them (z4j's `day_and`)."""
-    if not timing:
-        return {"refused": "it has no cron, interval or time"}
-    zone: str | None = "UTC"
-    if "cron" in timing:
-        fields = timing["cron"].split()
-        if len(fields) != 5:
-            return {"refused": f"taskiq crons have five fields: {timing['cron']!r}"}
-        if isinstance(cron_offset, datetime.timedelta):
-            zone = fixed_offset_zone(cron_offset)
-        elif cron_offset not in (None, ""):
-            zone = str(cron_offset)
-        if zone is None:
-            return {"refused": f"its cron_offset {describe_offset(cron_offset)} is not a whole "
-                    "number of hours: z4j reads crons in IANA zones"}  # fmt: skip
-        timing["day_and"] = "*" in fields[2] or "*" in fields[4]
-    extra = {k: v for k, v in dict(labels or {}).items() if k != "schedule"}
-    return native_definition(
-        timing,
-        timezone=zone,
-        args=args or (),
-        kwargs=kwargs or {},
-        unsupported=[f"labels {extra!r}"[:80]] if extra else (),
-    )
 
 
 def observed(
@@ -144,22 +102,41 @@ def observed(
     kwargs: Any = None,
     labels: Any = None,
 ) -> ObservedSchedule:
-    """One schedule as the inventory shows it (taskiq checks cron, then interval, then time)."""
+    """One schedule as the inventory shows it (taskiq checks cron, then interval, then time),
+    with what `z4j schedules adopt` needs, or why it cannot adopt it."""
     runs: list[float] = []
     timing: dict[str, Any] = {}
+    zone: str | None = "UTC"
+    refused = "it has no cron, interval or time"
     if cron:
-        kind, timing = "cron", {"cron": cron}
+        kind = "cron"
         expression = cron + (f" ({describe_offset(cron_offset)})" if cron_offset else "")
         try:
             runs = next_cron_runs(cron, cron_offset, now)
         except Exception as exc:
             expression += f" [unreadable: {exc}]"[:120]
+        fields = cron.split()
+        if isinstance(cron_offset, datetime.timedelta):
+            zone = fixed_offset_zone(cron_offset)
+        elif cron_offset not in (None, ""):
+            zone = str(cron_offset)
+        if len(fields) != 5:
+            refused = f"taskiq crons have five fields: {cron!r}"
+        elif zone is None:
+            refused = (
+                f"its cron_offset {describe_offset(cron_offset)} is not a whole number of hours: "
+                "z4j reads crons in IANA zones"
+            )
+        else:
+            timing = {"cron": cron, "day_and": "*" in fields[2] or "*" in fields[4]}
     elif interval is not None:
         seconds = int(
             interval.total_seconds() if isinstance(interval, datetime.timedelta) else interval
         )
         kind, expression = "interval", f"every {seconds}s"
-        runs = next_interval_runs(seconds, anchor, now)
+        if anchor is not None and seconds > 0:  # the scheduler's start, known only there
+            k = max(0, math.floor((now - anchor) / seconds) + 1)
+            runs = [anchor + (k + i) * seconds for i in range(NEXT_RUNS)]
         timing = {"every": float(seconds), "anchor": anchor}
     elif at is not None:
         moment = datetime.datetime.fromisoformat(at) if isinstance(at, str) else at
@@ -170,8 +147,17 @@ def observed(
         runs, timing = [epoch] if epoch > now else [], {"at": epoch}
     else:
         kind, expression = "unknown", "no cron, interval or time"
+    adoptable: dict[str, Any] = {"refused": refused}
     try:
-        adoptable = definition(timing, cron_offset, args, kwargs, labels)
+        if timing:
+            extra = {k: v for k, v in dict(labels or {}).items() if k != "schedule"}
+            adoptable = native_definition(
+                timing,
+                timezone=zone,
+                args=args or (),
+                kwargs=kwargs or {},
+                unsupported=[f"labels {extra!r}"[:80]] if extra else (),
+            )
     except Exception as exc:
         adoptable = {"refused": f"z4j could not read it: {exc}"[:200]}
     return ObservedSchedule(

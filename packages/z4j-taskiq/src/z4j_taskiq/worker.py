@@ -1,15 +1,12 @@
 """Where the agent runs with taskiq, and when it starts and stops.
 
-- `taskiq worker` starts worker processes that each import the broker's module, so each has its
-  own middleware, adapter and agent. The link starts from the broker's startup in that process
-  (taskiq's `WORKER_STARTUP`, on the worker's event loop, after the process exists) and drains
-  at the broker's shutdown: the worker processes end with `os._exit`, so `atexit` never runs
-  there. The agent's link has its own thread and loop; it never uses the worker's loop.
-- A process that only kicks tasks (a web app, `taskiq scheduler`) starts the link from its own
-  `await broker.startup()` (`CLIENT_STARTUP`) and drains at interpreter exit.
-- The loop the broker started on is remembered: the agent's enqueue kicks run there.
-Never keeps a process alive: the link thread is a daemon and the drain has a deadline.
-Never raises into taskiq.
+`taskiq worker` starts processes that each import the broker's module, so each has its own
+middleware, adapter and agent. The agent's link starts at the broker's startup in that process
+(on its loop, remembered: enqueue kicks run there) and drains at its shutdown, since worker
+processes end with `os._exit` and never run `atexit`. A process that only kicks tasks (a web app,
+`taskiq scheduler`) starts the link at its own `await broker.startup()` and drains at exit.
+The link has its own thread and loop, never the worker's. Never keeps a process alive (a daemon
+thread, a drain with a deadline); never raises into taskiq.
 """
 
 from __future__ import annotations
