@@ -1,16 +1,11 @@
 """z4j for taskiq: one middleware on your broker, in the module that creates it.
 
-    from taskiq_redis import ListQueueBroker
-    import z4j_taskiq
-
-    broker = ListQueueBroker("redis://localhost:6379/1")
     broker.add_middlewares(z4j_taskiq.Z4JMiddleware())   # or: z4j_taskiq.instrument(broker)
 
 The agent starts when the broker starts in each process (`taskiq worker` and `taskiq scheduler`
-do that; a web app awaits `broker.startup()`). The brain's URL and the agent's token come from
-keyword arguments (`brain_url=`, `token=`, any `z4j_core.agent.AgentConfig` field) or from
-`Z4J_*` variables. `z4j_taskiq.observe(scheduler)` adds a scheduler's sources to the schedules
-the agent reports.
+do that; a web app awaits `broker.startup()`). Its options are keywords (`brain_url=`, `token=`,
+any `z4j_core.agent.AgentConfig` field) or `Z4J_*` variables. `z4j_taskiq.observe(scheduler)`
+adds a scheduler's sources to the schedules the agent reports.
 """
 
 from __future__ import annotations

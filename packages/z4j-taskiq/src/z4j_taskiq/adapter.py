@@ -1,9 +1,8 @@
 """The taskiq adapter: what the agent knows of one instrumented taskiq broker, and what it asks.
 
-Owns the broker, the middleware that captures its lifecycle, the event loop the broker started
-on in this process (enqueue runs its kicks there), the schedule sources it was asked to observe,
-and the answers from memory (the registered tasks); enqueue, capture and observed schedules
-live in their own modules. Does no I/O and never talks to the broker.
+Owns the broker, its middleware, the loop the broker started on in this process (kicks run
+there), the schedule sources to observe, and the registered tasks (answered from memory; no I/O).
+Enqueue, capture, actions and observed schedules live in their own modules.
 """
 
 from __future__ import annotations

@@ -50,8 +50,11 @@ def offset_zone(offset: Any) -> datetime.tzinfo:
     return ZoneInfo(str(offset))
 
 
-def _wall(ts: float, zone: datetime.tzinfo) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(ts, zone).replace(tzinfo=None)
+def _wall(ts: float, zone: datetime.tzinfo) -> float:
+    """`zone`'s wall clock at instant `ts`, in seconds since 1970-01-01T00:00 on that clock."""
+    return (
+        datetime.datetime.fromtimestamp(ts, zone).replace(tzinfo=None) - _WALL_EPOCH
+    ).total_seconds()
 
 
 def next_cron_runs(cron: str, offset: Any, after: float, count: int = NEXT_RUNS) -> list[float]:
@@ -62,19 +65,17 @@ def next_cron_runs(cron: str, offset: Any, after: float, count: int = NEXT_RUNS)
     rule = compile_cron(cron, day_and="*" in fields[2] or "*" in fields[4])
     zone = offset_zone(offset)
     # Start two hours early: an instant after `after` can have an earlier wall time (a fall-back).
-    wall = rule.next_wall(math.floor((_wall(after, zone) - _WALL_EPOCH).total_seconds()) - 7200)
+    wall = rule.next_wall(math.floor(_wall(after, zone)) - 7200)
     found: set[float] = set()
     while wall is not None:
         naive = _WALL_EPOCH + datetime.timedelta(seconds=wall)
         for fold in (0, 1):
             ts = naive.replace(tzinfo=zone, fold=fold).timestamp()
             # A wall time skipped by a gap maps to another wall time: taskiq never sees it.
-            if ts > after and _wall(ts, zone) == naive:
+            if ts > after and _wall(ts, zone) == wall:
                 found.add(ts)
-        if len(found) >= count:
-            last = sorted(found)[count - 1]
-            if wall - 7200 > (_wall(last, zone) - _WALL_EPOCH).total_seconds():
-                break
+        if len(found) >= count and wall - 7200 > _wall(sorted(found)[count - 1], zone):
+            break
         wall = rule.next_wall(wall + 1)
     return sorted(found)[:count]
 
@@ -197,14 +198,11 @@ def sync_client(pool: Any) -> Any:
     import redis
     import redis.connection
 
-    kwargs = dict(getattr(pool, "connection_kwargs", {}))
+    kwargs = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+    kwargs.update(getattr(pool, "connection_kwargs", {}))
     name = getattr(getattr(pool, "connection_class", None), "__name__", "Connection")
-    connection_class = getattr(redis.connection, name, redis.connection.Connection)
-    kwargs.setdefault("socket_timeout", 5.0)
-    kwargs.setdefault("socket_connect_timeout", 5.0)
-    return redis.Redis(
-        connection_pool=redis.ConnectionPool(connection_class=connection_class, **kwargs)
-    )
+    kwargs["connection_class"] = getattr(redis.connection, name, redis.connection.Connection)
+    return redis.Redis(connection_pool=redis.ConnectionPool(**kwargs))
 
 
 def redis_schedules(source: Any, kind: str) -> list[Any]:
@@ -222,12 +220,10 @@ def redis_schedules(source: Any, kind: str) -> list[Any]:
     client = sync_client(pool)
     try:
         if listed:
-            ids: list[bytes] = []
-            for key in [f"{prefix}:cron", f"{prefix}:interval"]:
-                ids.extend(client.lrange(key, 0, -1))
-            for key in client.scan_iter(f"{prefix}:time:*", count=500):
-                ids.extend(client.lrange(key, 0, -1))
-            keys = [f"{prefix}:data:{i.decode()}" for i in dict.fromkeys(ids)]
+            times = client.scan_iter(f"{prefix}:time:*", count=500)
+            lists = [f"{prefix}:cron", f"{prefix}:interval", *times]
+            ids = dict.fromkeys(i for key in lists for i in client.lrange(key, 0, -1))
+            keys = [f"{prefix}:data:{i.decode()}" for i in ids]
         else:
             keys = list(client.scan_iter(f"{prefix}:*", count=500))
         keys = keys[:MAX_REDIS_SCHEDULES]
@@ -237,9 +233,7 @@ def redis_schedules(source: Any, kind: str) -> list[Any]:
     finally:
         client.close()
     decoded = []
-    for item in raw:
-        if not item:
-            continue
+    for item in filter(None, raw):
         try:
             decoded.append(ScheduledTask.model_validate(serializer.loadb(item)))
         except Exception:
