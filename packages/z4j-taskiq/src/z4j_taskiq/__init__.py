@@ -53,5 +53,4 @@ def observe(*sources_or_schedulers: Any) -> None:
 
 def agent_of(broker: Any) -> Agent | None:
     """The agent a `Z4JMiddleware` on `broker` attached, if any."""
-    middleware = middleware_of(broker)
-    return None if middleware is None else middleware.agent
+    return getattr(middleware_of(broker), "agent", None)

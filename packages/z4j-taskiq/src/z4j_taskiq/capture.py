@@ -77,11 +77,8 @@ class Z4JMiddleware(TaskiqMiddleware):
         super().set_broker(broker)
         worker.attach_middleware(self, broker)
 
-    def startup(self) -> None:
-        worker.on_broker_startup(self)
-
-    async def shutdown(self) -> None:
-        await worker.on_broker_shutdown(self)
+    startup = worker.on_broker_startup  # the agent starts and drains with the broker
+    shutdown = worker.on_broker_shutdown
 
     # -- the producer side -------------------------------------------------------------------
     # The event is prepared (and time-stamped) before the kick, because a worker can start the

@@ -2,11 +2,12 @@
 
 `taskiq worker` starts processes that each import the broker's module, so each has its own
 middleware, adapter and agent. The agent's link starts at the broker's startup in that process
-(on its loop, remembered: enqueue kicks run there) and drains at its shutdown, since worker
-processes end with `os._exit` and never run `atexit`. A process that only kicks tasks (a web app,
-`taskiq scheduler`) starts the link at its own `await broker.startup()` and drains at exit.
-The link has its own thread and loop, never the worker's. Never keeps a process alive (a daemon
-thread, a drain with a deadline); never raises into taskiq.
+(once the process exists, on its loop, which is remembered: enqueue kicks run there) and drains
+at its shutdown, since worker processes end with `os._exit` and never run `atexit`. A process
+that only kicks tasks (a web app, `taskiq scheduler`) starts the link at its own
+`await broker.startup()` and drains at exit. The link has its own thread and loop, never the
+worker's. Never keeps a process alive (a daemon thread, a drain with a deadline); never raises
+into taskiq.
 """
 
 from __future__ import annotations
