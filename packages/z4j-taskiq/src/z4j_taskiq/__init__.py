@@ -1,16 +1,11 @@
 """z4j for taskiq: one middleware on your broker, in the module that creates it.
 
-    from taskiq_redis import ListQueueBroker
-    import z4j_taskiq
-
-    broker = ListQueueBroker("redis://localhost:6379/1")
     broker.add_middlewares(z4j_taskiq.Z4JMiddleware())   # or: z4j_taskiq.instrument(broker)
 
 The agent starts when the broker starts in each process (`taskiq worker` and `taskiq scheduler`
-do that; a web app awaits `broker.startup()`). The brain's URL and the agent's token come from
-keyword arguments (`brain_url=`, `token=`, any `z4j_core.agent.AgentConfig` field) or from
-`Z4J_*` variables. `z4j_taskiq.observe(scheduler)` adds a scheduler's sources to the schedules
-the agent reports.
+do that; a web app awaits `broker.startup()`). Its options are keywords (`brain_url=`, `token=`,
+any `z4j_core.agent.AgentConfig` field) or `Z4J_*` variables. `z4j_taskiq.observe(scheduler)`
+adds a scheduler's sources to the schedules the agent reports.
 """
 
 from __future__ import annotations
@@ -34,13 +29,7 @@ def middleware_of(broker: Any) -> Z4JMiddleware | None:
 
 
 def instrument(broker: B, *, start: bool | None = None, **options: Any) -> B:
-    """Add a `Z4JMiddleware` to `broker` (once) and return `broker` itself.
-
-    start: None (default) starts the agent's link when the broker starts in this process;
-        False leaves starting to you (`z4j_taskiq.agent_of(broker).start()`).
-    options: agent options (`brain_url`, `token`, `app_name`, `labels`, ...), which win over
-        `Z4J_*` variables.
-    """
+    """Add a `Z4JMiddleware(start=start, **options)` to `broker` (once); returns `broker`."""
     if TaskiqAdapter.create(broker, {}) is None:
         raise TypeError(f"z4j_taskiq.instrument needs a taskiq broker, not {type(broker)!r}")
     if middleware_of(broker) is None:
@@ -49,11 +38,9 @@ def instrument(broker: B, *, start: bool | None = None, **options: Any) -> B:
 
 
 def observe(*sources_or_schedulers: Any) -> None:
-    """Report the schedules of these sources (or of these `TaskiqScheduler`s' sources) too.
-
-    Each source is observed for its scheduler's broker (or, for a bare source, for every
-    instrumented broker of this process). Read-only: z4j never changes a source.
-    """
+    """Report the schedules of these sources (or of these `TaskiqScheduler`s' sources) too: for
+    the scheduler's broker, or a bare source for every instrumented broker of this process.
+    Read-only: z4j never changes a source."""
     from z4j_core.agent import default_agent
 
     for item in sources_or_schedulers:
@@ -66,5 +53,4 @@ def observe(*sources_or_schedulers: Any) -> None:
 
 def agent_of(broker: Any) -> Agent | None:
     """The agent a `Z4JMiddleware` on `broker` attached, if any."""
-    middleware = middleware_of(broker)
-    return None if middleware is None else middleware.agent
+    return getattr(middleware_of(broker), "agent", None)

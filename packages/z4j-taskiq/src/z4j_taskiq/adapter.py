@@ -1,9 +1,8 @@
 """The taskiq adapter: what the agent knows of one instrumented taskiq broker, and what it asks.
 
-Owns the broker, the middleware that captures its lifecycle, the event loop the broker started
-on in this process (enqueue runs its kicks there), the schedule sources it was asked to observe,
-and the answers from memory (the registered tasks); enqueue, capture and observed schedules
-live in their own modules. Does no I/O and never talks to the broker.
+Owns the broker, its middleware, the loop the broker started on in this process (kicks run
+there), the schedule sources to observe, and the registered tasks (answered from memory; no I/O).
+Enqueue, capture, actions and observed schedules live in their own modules.
 """
 
 from __future__ import annotations
@@ -14,14 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from z4j_core.adapter import Adapter, Emit, capabilities, instance_of
-from z4j_core.wire import (
-    Capability,
-    Command,
-    CommandResult,
-    ObservedSchedule,
-    QueueDepth,
-    TaskInfo,
-)
+from z4j_core.wire import Capability, TaskInfo
 from z4j_taskiq import actions, enqueue, schedules
 
 #: Task labels shown in the inventory (the rest may hold anything, secrets included).
@@ -33,12 +25,6 @@ SHOWN_LABELS = ("retry_on_error", "max_retries", "timeout", "delay", "priority",
 CAPABILITIES = capabilities(Capability.RETRY)
 #: Added for a taskiq-redis `ListQueueBroker`, whose queues are plain Redis lists.
 LIST_CAPABILITIES = frozenset({Capability.QUEUE_DEPTH.value, Capability.PURGE.value})
-
-
-def queue_of(broker: Any) -> str | None:
-    """The broker's default queue, where it has one (taskiq-redis: `queue_name`)."""
-    name = getattr(broker, "queue_name", None)
-    return name if isinstance(name, str) and name else None
 
 
 @dataclass(eq=False)
@@ -56,32 +42,33 @@ class TaskiqAdapter(Adapter):
     sources: list[Any] = field(default_factory=list)  # schedule sources given to `observe`
 
     def __post_init__(self) -> None:
-        if not self.app_name:
-            self.app_name = queue_of(self.broker) or "taskiq"
+        self.app_name = self.app_name or self.queue or "taskiq"
         if actions.is_list_broker(self.broker):
             self.capabilities = self.capabilities | LIST_CAPABILITIES
 
     @property
     def queue(self) -> str | None:
-        return queue_of(self.broker)
+        """The broker's default queue, where it has one (taskiq-redis: `queue_name`)."""
+        name = getattr(self.broker, "queue_name", None)
+        return name if isinstance(name, str) and name else None
 
     def running_loop(self) -> asyncio.AbstractEventLoop | None:
         """The broker's loop when it is still running (enqueue needs one)."""
         loop = self.loop
-        if loop is None or loop.is_closed() or not loop.is_running():
-            return None
-        return loop
+        return None if loop is None or loop.is_closed() or not loop.is_running() else loop
 
     @classmethod
     def create(cls, app: object, options: Mapping[str, Any]) -> TaskiqAdapter | None:
-        """The adapter for a taskiq broker, or None for any other object."""
         if not instance_of(app, "taskiq.abc.broker", "AsyncBroker"):
             return None
         return cls(broker=app, app_name=str(options.get("app_name") or ""))
 
-    def enqueue(self, command: Command) -> CommandResult:
-        """Waits on the broker's loop within the command's deadline (off the host's threads)."""
-        return enqueue.enqueue(self, command)
+    # Each may wait on the broker's loop (off the host's threads, within a deadline).
+    enqueue = enqueue.enqueue
+    observed_schedules = schedules.observe
+    retry = actions.retry
+    purge = actions.purge
+    queue_depths = actions.queue_depths
 
     def registered_tasks(self) -> list[TaskInfo]:
         infos = []
@@ -90,21 +77,10 @@ class TaskiqAdapter(Adapter):
             options = {key: str(labels[key]) for key in SHOWN_LABELS if key in labels}
             if labels.get("schedule"):
                 options["schedules"] = str(len(labels["schedule"]))
-            queue = labels.get("queue_name") or self.queue
-            infos.append(TaskInfo(name=name, queue=queue, options=options))
+            infos.append(
+                TaskInfo(name=name, queue=labels.get("queue_name") or self.queue, options=options)
+            )
         return infos
-
-    def observed_schedules(self) -> list[ObservedSchedule]:
-        """May read Redis: the agent calls it off the host's threads."""
-        return schedules.observe(self)
-
-    retry = actions.retry
-    purge = actions.purge
-
-    def queue_depths(self) -> list[QueueDepth]:
-        if not actions.is_list_broker(self.broker) or self.running_loop() is None:
-            return []  # a process whose broker has not started (or has stopped) reports nothing
-        return actions.queue_depths(self)
 
     def install_capture(self, emit: Emit) -> None:
         if self.middleware is not None:

@@ -1,20 +1,16 @@
 """Lifecycle capture: `Z4JMiddleware`, taskiq's middleware hooks mapped onto z4j's kinds.
 
-Owns the middleware a broker carries (`broker.add_middlewares(Z4JMiddleware())`):
-`pre_send` and `post_send` in the process that kicks a task (`enqueued`), `pre_execute` in the
-worker (`started`), `on_error` and `post_execute` after the task ran (`succeeded`, `failed` or
-`retried`), and the broker's `startup`/`shutdown`, where the agent starts and drains (see
-`z4j_taskiq.worker`).
-Every hook is synchronous and cheap and never raises: an exception is caught and counted here,
-so none reaches taskiq or the task. No hook does I/O, except one small file write per failed
-task: its original message, kept on this host for a retry (`Adapter.keep_original`), since
-taskiq keeps no copy of its own.
+`pre_send` and `post_send` where a task is kicked (`enqueued`), `pre_execute` in the worker
+(`started`), `on_error` and `post_execute` after it ran (`succeeded`, `failed` or `retried`);
+the broker's `startup` and `shutdown` start and drain the agent (`z4j_taskiq.worker`). Every
+hook is cheap and never raises: an exception is caught and counted here. No hook does I/O but
+one small file write per failed task: its message, kept on this host for a retry (taskiq keeps
+no copy of its own).
 
-taskiq's retry middlewares decide in their own `on_error`, which may run before or after ours,
-by kicking the same task id again with a `_retries` label. An attempt is reported `retried` when
-that re-kick happened while the attempt was running (in its asyncio task), or when its result's
-error was replaced by `NoResultError` (the retry middlewares' `no_result_on_retry`); otherwise
-`failed`.
+taskiq's retry middlewares decide in their own `on_error` (before or after ours) by kicking the
+same task id again with a `_retries` label. An attempt is `retried` when that re-kick happened
+while it ran (in its asyncio task), or when its result's error was replaced by `NoResultError`
+(`no_result_on_retry`); otherwise `failed`.
 """
 
 from __future__ import annotations
@@ -22,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from taskiq.abc.middleware import TaskiqMiddleware
@@ -44,37 +41,25 @@ current_attempt: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVa
 )
 
 
-def attempt_of(labels: dict[str, Any]) -> int:
-    """How many times this task id ran before (taskiq's retry label `_retries`)."""
-    try:
-        return int(labels.get("_retries") or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
+@dataclass(eq=False, slots=True)
 class _Attempt:
     """One run of a task in this worker, from `pre_execute` to `post_execute`."""
 
-    __slots__ = ("began", "exception", "outer", "resent", "resent_at", "retries", "task_id")
-
-    def __init__(self, task_id: str, retries: int, began: float, outer: _Attempt | None) -> None:
-        self.task_id = task_id
-        self.outer = outer  # an attempt this one runs inside (a broker that kicks in place)
-        self.retries = retries
-        self.began = began
-        self.exception: BaseException | None = None
-        self.resent = False
-        self.resent_at = 0.0  # wall clock of the re-kick: another worker may run it at once
+    task_id: str
+    retries: int
+    began: float
+    outer: _Attempt | None  # an attempt this one runs inside (a broker that kicks in place)
+    exception: BaseException | None = None
+    resent_at: float = 0.0  # when a retry middleware re-kicked it: another worker may run it now
 
 
 class Z4JMiddleware(TaskiqMiddleware):
-    """The z4j middleware: add it to a broker once, in every process that imports the broker.
+    """Add it to a broker once, in every process that imports the broker.
 
-    start: None (default) starts the agent's link when the broker starts in this process
-        (`await broker.startup()`, which `taskiq worker` and `taskiq scheduler` call in each of
-        their processes); False leaves starting to you (`z4j_taskiq.agent_of(broker).start()`).
-    options: agent options (`brain_url`, `token`, `app_name`, `labels`, ...), which win over
-        `Z4J_*` variables.
+    start: None (default) starts the agent's link when the broker starts in this process (as
+        `taskiq worker` and `taskiq scheduler` do); False leaves it to you
+        (`z4j_taskiq.agent_of(broker).start()`).
+    options: agent options (`brain_url`, `token`, `app_name`, ...); they win over `Z4J_*`.
     """
 
     def __init__(self, *, start: bool | None = None, **options: Any) -> None:
@@ -88,17 +73,12 @@ class Z4JMiddleware(TaskiqMiddleware):
         self.queue: str | None = None
         self._sending: dict[str, Any] = {}  # prepared `enqueued` records, until the kick ends
 
-    # -- set up by taskiq --------------------------------------------------------------------
-
     def set_broker(self, broker: Any) -> None:
         super().set_broker(broker)
         worker.attach_middleware(self, broker)
 
-    def startup(self) -> None:
-        worker.on_broker_startup(self)
-
-    async def shutdown(self) -> None:
-        await worker.on_broker_shutdown(self)
+    startup = worker.on_broker_startup  # the agent starts and drains with the broker
+    shutdown = worker.on_broker_shutdown
 
     # -- the producer side -------------------------------------------------------------------
     # The event is prepared (and time-stamped) before the kick, because a worker can start the
@@ -108,47 +88,47 @@ class Z4JMiddleware(TaskiqMiddleware):
 
     def pre_send(self, message: Any) -> Any:
         try:
-            if self.emit is None:
-                return message
-            labels = message.labels
             attempt = current_attempt.get()
-            if attempt is not None and attempt.task_id == message.task_id:
-                attempt.resent = True  # a retry middleware re-kicks the running attempt
-                attempt.resent_at = time.time()
-                return message
-            fields: dict[str, Any] = {}
-            fire_id = current_fire_id.get()
-            if fire_id:
-                fields["fire_id"] = fire_id
-            schedule_id = labels.get("schedule_id")
-            if schedule_id:
-                fields["extra"] = {"schedule_id": str(schedule_id)}
-            sending = self._sending
-            if len(sending) >= MAX_CAPTURE_IN_FLIGHT:
-                sending.clear()
-            sending[message.task_id] = self.agent.prepare(
-                K.ENQUEUED,
-                message.task_id,
-                message.task_name,
-                engine=ENGINE,
-                queue=labels.get("queue_name") or self.queue,
-                worker=worker_id(),
-                args=message.args,
-                kwargs=message.kwargs,
-                retries=attempt_of(labels),
-                **fields,
-            )
+            if self.emit is None:
+                pass
+            elif attempt is not None and attempt.task_id == message.task_id:
+                attempt.resent_at = time.time()  # a retry middleware re-kicks the running attempt
+            else:
+                fields = self._fields(message, args=message.args, kwargs=message.kwargs)
+                if fire_id := current_fire_id.get():
+                    fields["fire_id"] = fire_id
+                if schedule_id := message.labels.get("schedule_id"):
+                    fields["extra"] = {"schedule_id": str(schedule_id)}
+                if len(self._sending) >= MAX_CAPTURE_IN_FLIGHT:
+                    self._sending.clear()
+                self._sending[message.task_id] = self.agent.prepare(
+                    K.ENQUEUED, message.task_id, message.task_name, engine=ENGINE, **fields
+                )
         except Exception:
             self.errors += 1
         return message
 
     def post_send(self, message: Any) -> None:
         try:
-            record = self._sending.pop(message.task_id, None)
-            if record is not None:
-                self.agent.emit_prepared(record)
+            self._push_enqueued(message.task_id)
         except Exception:
             self.errors += 1
+
+    def _push_enqueued(self, task_id: str) -> None:
+        record = self._sending.pop(task_id, None)
+        if record is not None:
+            self.agent.emit_prepared(record)
+
+    def _fields(self, message: Any, **fields: Any) -> dict[str, Any]:
+        """An event's `queue`, `worker` and `retries` (the runs of this task id before, by
+        taskiq's retry label), then `fields`."""
+        labels = message.labels
+        try:
+            retries = int(labels.get("_retries") or 0)
+        except (TypeError, ValueError):
+            retries = 0
+        queue = labels.get("queue_name") or self.queue
+        return {"queue": queue, "worker": worker_id(), "retries": retries, **fields}
 
     # -- the worker side ---------------------------------------------------------------------
 
@@ -156,24 +136,11 @@ class Z4JMiddleware(TaskiqMiddleware):
         try:
             emit = self.emit
             if emit is not None:
-                if self._sending:
-                    record = self._sending.pop(message.task_id, None)
-                    if record is not None:
-                        self.agent.emit_prepared(record)
-                labels = message.labels
-                retries = attempt_of(labels)
-                outer = current_attempt.get()
-                current_attempt.set(_Attempt(message.task_id, retries, time.perf_counter(), outer))
-                emit(
-                    K.STARTED,
-                    message.task_id,
-                    message.task_name,
-                    queue=labels.get("queue_name") or self.queue,
-                    worker=worker_id(),
-                    args=message.args,
-                    kwargs=message.kwargs,
-                    retries=retries,
-                )
+                self._push_enqueued(message.task_id)
+                fields = self._fields(message, args=message.args, kwargs=message.kwargs)
+                outer, began = current_attempt.get(), time.perf_counter()
+                current_attempt.set(_Attempt(message.task_id, fields["retries"], began, outer))
+                emit(K.STARTED, message.task_id, message.task_name, **fields)
         except Exception:
             self.errors += 1
         return message
@@ -191,54 +158,37 @@ class Z4JMiddleware(TaskiqMiddleware):
             emit = self.emit
             if emit is None:
                 return
-            labels = message.labels
+            task_id, task_name = message.task_id, message.task_name
             attempt = current_attempt.get()
-            if attempt is not None:
-                if attempt.task_id == message.task_id:
-                    current_attempt.set(attempt.outer)
-                else:
-                    attempt = None
-            retries = attempt.retries if attempt is not None else attempt_of(labels)
-            runtime = None if attempt is None else time.perf_counter() - attempt.began
-            queue = labels.get("queue_name") or self.queue
+            if attempt is not None and attempt.task_id == task_id:
+                current_attempt.set(attempt.outer)
+                fields = self._fields(message, runtime=time.perf_counter() - attempt.began)
+                fields["retries"] = attempt.retries
+            else:
+                attempt, fields = None, self._fields(message, runtime=None)
             error = result.error
-            exception = attempt.exception if attempt is not None else None
-            if exception is None:
-                exception = error
+            exception = error if attempt is None or attempt.exception is None else attempt.exception
             if exception is None or isinstance(exception, NoResultError):
                 # NoResultError raised by the task itself means "ran, keep no result".
-                emit(
-                    K.SUCCEEDED,
-                    message.task_id,
-                    message.task_name,
-                    queue=queue,
-                    worker=worker_id(),
-                    runtime=runtime,
-                    retries=retries,
-                )
+                emit(K.SUCCEEDED, task_id, task_name, **fields)
                 return
             replaced = error is not exception and isinstance(error, NoResultError)
-            retried = replaced or (attempt is not None and attempt.resent)
-            fields: dict[str, Any] = {
-                "queue": queue,
-                "worker": worker_id(),
-                "runtime": runtime,
-                "retries": retries + 1 if retried else retries,
-                **error_fields(exception),
-            }
-            if retried and attempt is not None and attempt.resent_at:
+            resent_at = 0.0 if attempt is None else attempt.resent_at
+            if replaced or resent_at:
+                fields["retries"] += 1
+            fields.update(error_fields(exception))
+            if resent_at:
                 # Stamped when the retry was kicked: the next attempt may already have run in
                 # another worker, and its events must not look older than this one.
-                record = self.agent.prepare(
-                    K.RETRIED, message.task_id, message.task_name, engine=ENGINE, **fields
-                )
-                self.agent.emit_prepared((record[0], attempt.resent_at, *record[2:]))
-                return
-            emit(K.RETRIED if retried else K.FAILED, message.task_id, message.task_name, **fields)
-            if not retried:  # taskiq keeps no copy a retry could read: this host keeps one
-                adapter = self.adapter
+                record = self.agent.prepare(K.RETRIED, task_id, task_name, engine=ENGINE, **fields)
+                self.agent.emit_prepared((record[0], resent_at, *record[2:]))
+            elif replaced:
+                emit(K.RETRIED, task_id, task_name, **fields)
+            else:
+                emit(K.FAILED, task_id, task_name, **fields)
+                adapter = self.adapter  # taskiq keeps no copy a retry could read: this host does
                 if adapter is not None:
                     payload = actions.pack(adapter.broker, message)
-                    adapter.keep_original(message.task_id, message.task_name, payload, queue)
+                    adapter.keep_original(task_id, task_name, payload, fields["queue"])
         except Exception:
             self.errors += 1

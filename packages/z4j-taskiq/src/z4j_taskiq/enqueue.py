@@ -1,15 +1,11 @@
 """Enqueueing the brain's commands natively into taskiq, by task name, through its kicker.
 
-Owns turning a `wire.Command` into a kick: the registered task for the name, args, kwargs, the
-command's headers as taskiq labels, a queue as taskiq-redis's `queue_name` label, and the fire id
-as the task id. Answers `rejected` (never kicks) for a name this process's broker does not know
-(a taskiq worker acknowledges and drops a message for a task it cannot find) and for options
-taskiq cannot honour (a delay, an expiry, a priority). taskiq runs a repeated task id again, so
-the agent's fire-id memory is what refuses a repeated fire.
-
-Runs on the agent's command threads, never on a host thread: the kick itself runs on the loop
-the broker started on in this process, and this thread waits for it within the command's
-deadline.
+A command becomes a kick: its headers as labels, a queue as taskiq-redis's `queue_name` label,
+its fire id as the task id. Answers `rejected` (never kicks) for a name this process's broker
+does not know (a taskiq worker drops a message for a task it cannot find) and for a delay, an
+expiry or a priority. taskiq runs a repeated task id again: the agent's fire-id memory refuses
+a repeated fire. Runs on the agent's command threads, never a host's: the kick runs on the loop
+the broker started on in this process, and the thread waits for it within the deadline.
 """
 
 from __future__ import annotations
@@ -17,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from z4j_core.adapter import answer, rejected, unknown_task
@@ -33,12 +30,11 @@ current_fire_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 
 def enqueue(adapter: TaskiqAdapter, command: Command) -> CommandResult:
-    broker = adapter.broker
+    broker, options = adapter.broker, command.options
     task = broker.find_task(command.task)
     if task is None:
         where = f"taskiq {adapter.app_name!r}"
         return rejected(command, unknown_task(command.task, where, broker.get_all_tasks()))
-    options = command.options
     labels: dict[str, Any] = dict(options.headers)
     if options.queue:
         if adapter.queue is None:
@@ -54,33 +50,26 @@ def enqueue(adapter: TaskiqAdapter, command: Command) -> CommandResult:
     kicker = task.kicker().with_task_id(command.fire_id or None)
     if labels:
         kicker = kicker.with_labels(**labels)
-    deadline = max(1.0, float(command.deadline_seconds))
-    sent, error = kick(adapter, kicker, list(command.args), dict(command.kwargs),
-                       timeout=deadline, fire_id=command.fire_id or None)  # fmt: skip
+
+    async def kick() -> Any:
+        current_fire_id.set(command.fire_id or None)  # this runs in its own task: its own context
+        return await kicker.kiq(*command.args, **command.kwargs)
+
+    sent, error = on_loop(adapter, kick, max(1.0, float(command.deadline_seconds)), "the kick")
     if error:
         return answer(command, CommandStatus.FAILED, reason=error)
     return answer(command, CommandStatus.ENQUEUED, native_id=sent.task_id)
 
 
-def kick(
-    adapter: TaskiqAdapter,
-    kicker: Any,
-    args: list[Any],
-    kwargs: dict[str, Any],
-    *,
-    timeout: float,
-    fire_id: str | None = None,
+def on_loop(
+    adapter: TaskiqAdapter, work: Callable[[], Coroutine[Any, Any, Any]], timeout: float, what: str
 ) -> tuple[Any, str]:
-    """Kick on the broker's loop and wait for it here: (what was sent, "") or (None, why not)."""
+    """Run `work()` on the broker's loop and wait for it here: (its result, "") or (None, why
+    not). The coroutine is made only once the loop is known to run (never left unawaited)."""
     loop = adapter.running_loop()
     if loop is None:
         return None, "the taskiq broker is not started in this process (await broker.startup())"
-    return wait_on_loop(loop, _kick(kicker, args, kwargs, fire_id), timeout, "the kick")
-
-
-def wait_on_loop(loop: Any, coroutine: Any, timeout: float, what: str) -> tuple[Any, str]:
-    """Run `coroutine` on the broker's `loop`: (its result, "") or (None, why it failed)."""
-    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    future = asyncio.run_coroutine_threadsafe(work(), loop)
     try:
         return future.result(timeout), ""
     except concurrent.futures.TimeoutError:
@@ -88,8 +77,3 @@ def wait_on_loop(loop: Any, coroutine: Any, timeout: float, what: str) -> tuple[
         return None, f"{what} did not finish in time"
     except Exception as exc:
         return None, f"{what} failed: {type(exc).__name__}: {exc}"
-
-
-async def _kick(kicker: Any, args: list[Any], kwargs: dict[str, Any], fire_id: str | None) -> Any:
-    current_fire_id.set(fire_id)  # this coroutine runs in its own task: its own context
-    return await kicker.kiq(*args, **kwargs)

@@ -1,19 +1,17 @@
-"""Observing taskiq's schedule sources, read-only.
+"""Observing taskiq's schedule sources, read-only: what they hold, and their next runs.
 
-Owns reading schedules back into something a person can read, and computing their next runs the
-way taskiq's scheduler does: it checks every second of real time and fires a cron schedule when
-`pycron` matches the current minute's wall clock in UTC, shifted by a `cron_offset` timedelta or
-read in a `cron_offset` zone (so after a fall-back both occurrences of a matching wall time
-fire, and a time skipped by spring-forward never fires; day-of-month and day-of-week are ORed
-only when neither contains `*`); a `time` schedule fires once; an `interval` schedule fires when
-its scheduler starts and then every interval, so its next runs are known only in the scheduler's
-own process.
+Next runs are computed the way taskiq's scheduler fires: every second it matches the current
+minute's wall clock with `pycron`, in UTC, shifted by a `cron_offset` timedelta or read in a
+`cron_offset` zone (so after a fall-back both occurrences of a matching time fire, and a time
+skipped by spring-forward never does; the day fields are ORed only when neither contains `*`);
+a `time` fires once; an `interval` fires at the scheduler's start and then every interval, so
+only the scheduler's own process knows its runs.
 
-Sources read: schedule labels of the broker's tasks (what `LabelScheduleSource` serves, read from
-the tasks, so this works in every process), and taskiq-redis's `ListRedisScheduleSource` and
-`RedisScheduleSource`, read with a synchronous client of their own (never the source's pool,
-never its `get_schedules`, which changes the source's state) and decoded with the source's own
-serializer. Never writes. Cluster and Sentinel sources are not read.
+Reads the `schedule` labels of the broker's tasks (what `LabelScheduleSource` serves, so in
+every process) and taskiq-redis's `ListRedisScheduleSource` and `RedisScheduleSource`, with a
+synchronous client of its own (never the source's pool, nor its `get_schedules`, which changes
+the source's state), decoded with the source's own serializer. Never writes. Cluster and
+Sentinel sources are not read.
 """
 
 from __future__ import annotations
@@ -22,11 +20,11 @@ import datetime
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from z4j_core.adapter import fixed_offset_zone, native_definition
+from z4j_core.adapter import NEXT_RUNS, fixed_offset_zone, native_definition
 from z4j_core.scheduling.cron import compile_cron
 from z4j_core.wire import ObservedSchedule
 
@@ -35,7 +33,6 @@ log = logging.getLogger("z4j.taskiq")
 SOURCE_LABELS = "taskiq_labels"
 SOURCE_REDIS_LIST = "taskiq_redis_list"
 SOURCE_REDIS = "taskiq_redis"
-NEXT_RUNS = 10
 MAX_REDIS_SCHEDULES = 10_000
 _UTC = datetime.timezone.utc
 _WALL_EPOCH = datetime.datetime(1970, 1, 1)
@@ -46,11 +43,18 @@ _WALL_EPOCH = datetime.datetime(1970, 1, 1)
 
 def offset_zone(offset: Any) -> datetime.tzinfo:
     """The clock taskiq reads a cron in: UTC, UTC shifted by a timedelta, or an IANA zone."""
-    if offset is None or offset == "":
+    if offset in (None, ""):
         return _UTC
     if isinstance(offset, datetime.timedelta):
         return datetime.timezone(offset)
     return ZoneInfo(str(offset))
+
+
+def _wall(ts: float, zone: datetime.tzinfo) -> float:
+    """`zone`'s wall clock at instant `ts`, in seconds since 1970-01-01T00:00 on that clock."""
+    return (
+        datetime.datetime.fromtimestamp(ts, zone).replace(tzinfo=None) - _WALL_EPOCH
+    ).total_seconds()
 
 
 def next_cron_runs(cron: str, offset: Any, after: float, count: int = NEXT_RUNS) -> list[float]:
@@ -58,59 +62,22 @@ def next_cron_runs(cron: str, offset: Any, after: float, count: int = NEXT_RUNS)
     fields = cron.split()
     if len(fields) != 5:
         raise ValueError(f"taskiq crons have five fields, not {len(fields)}: {cron!r}")
-    day, weekday = fields[2], fields[4]
-    rule = compile_cron(cron, day_and="*" in day or "*" in weekday)
+    rule = compile_cron(cron, day_and="*" in fields[2] or "*" in fields[4])
     zone = offset_zone(offset)
-    wall_after = datetime.datetime.fromtimestamp(after, zone).replace(tzinfo=None)
     # Start two hours early: an instant after `after` can have an earlier wall time (a fall-back).
-    start = math.floor((wall_after - _WALL_EPOCH).total_seconds()) - 7200
+    wall = rule.next_wall(math.floor(_wall(after, zone)) - 7200)
     found: set[float] = set()
-    wall = rule.next_wall(start)
     while wall is not None:
         naive = _WALL_EPOCH + datetime.timedelta(seconds=wall)
         for fold in (0, 1):
-            instant = naive.replace(tzinfo=zone, fold=fold)
-            ts = instant.timestamp()
+            ts = naive.replace(tzinfo=zone, fold=fold).timestamp()
             # A wall time skipped by a gap maps to another wall time: taskiq never sees it.
-            if (
-                ts > after
-                and datetime.datetime.fromtimestamp(ts, zone).replace(tzinfo=None) == naive
-            ):
+            if ts > after and _wall(ts, zone) == wall:
                 found.add(ts)
-        if len(found) >= count:
-            last = sorted(found)[count - 1]
-            if (
-                wall - 7200
-                > (
-                    datetime.datetime.fromtimestamp(last, zone).replace(tzinfo=None) - _WALL_EPOCH
-                ).total_seconds()
-            ):
-                break
+        if len(found) >= count and wall - 7200 > _wall(sorted(found)[count - 1], zone):
+            break
         wall = rule.next_wall(wall + 1)
     return sorted(found)[:count]
-
-
-def interval_seconds(interval: Any) -> int:
-    if isinstance(interval, datetime.timedelta):
-        return int(interval.total_seconds())
-    return int(interval)
-
-
-def next_interval_runs(
-    seconds: int, anchor: float | None, after: float, count: int = NEXT_RUNS
-) -> list[float]:
-    """Runs `anchor + k * seconds` after `after`; none when the anchor is unknown."""
-    if anchor is None or seconds <= 0:
-        return []
-    k = max(0, math.floor((after - anchor) / seconds) + 1)
-    return [anchor + (k + i) * seconds for i in range(count)]
-
-
-def as_epoch(moment: datetime.datetime) -> float:
-    """taskiq reads a naive `time` as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_UTC)
-    return moment.timestamp()
 
 
 def describe_offset(offset: Any) -> str:
@@ -119,56 +86,6 @@ def describe_offset(offset: Any) -> str:
         minutes = int(abs(offset.total_seconds()) // 60)
         return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
     return str(offset)
-
-
-def zone_of_offset(offset: Any) -> str | None:
-    """`cron_offset` as an IANA name: UTC, the zone itself, or `Etc/GMT±N` for a whole-hour
-    timedelta; None when it has no such name."""
-    if offset is None or offset == "":
-        return "UTC"
-    if isinstance(offset, datetime.timedelta):
-        return fixed_offset_zone(offset)
-    return str(offset)
-
-
-def definition(
-    *,
-    cron: str | None,
-    cron_offset: Any,
-    epoch: float | None,
-    interval: Any,
-    anchor: float | None,
-    args: Any,
-    kwargs: Any,
-    labels: Any,
-) -> dict[str, Any]:
-    """What `z4j schedules adopt` needs. taskiq matches a cron's day fields with OR only when
-    neither contains `*` (else AND), which z4j reads alike when told `day_and` in the AND case."""
-    timing: dict[str, Any]
-    zone: str | None = "UTC"
-    if cron:
-        fields = cron.split()
-        if len(fields) != 5:
-            return {"refused": f"taskiq crons have five fields: {cron!r}"}
-        zone = zone_of_offset(cron_offset)
-        if zone is None:
-            return {"refused": f"its cron_offset {describe_offset(cron_offset)} is not a whole "
-                    "number of hours: z4j reads crons in IANA zones"}  # fmt: skip
-        timing = {"cron": cron, "day_and": "*" in fields[2] or "*" in fields[4]}
-    elif interval is not None:
-        timing = {"every": float(interval_seconds(interval)), "anchor": anchor}
-    elif epoch is not None:
-        timing = {"at": epoch}
-    else:
-        return {"refused": "it has no cron, interval or time"}
-    extra = {k: v for k, v in dict(labels or {}).items() if k != "schedule"}
-    return native_definition(
-        timing,
-        timezone=zone,
-        args=args or (),
-        kwargs=kwargs or {},
-        unsupported=[f"labels {extra!r}"[:80]] if extra else (),
-    )
 
 
 def observed(
@@ -186,32 +103,62 @@ def observed(
     kwargs: Any = None,
     labels: Any = None,
 ) -> ObservedSchedule:
-    """One schedule as the inventory shows it (taskiq checks cron, then interval, then time)."""
-    epoch = None
+    """One schedule as the inventory shows it (taskiq checks cron, then interval, then time),
+    with what `z4j schedules adopt` needs, or why it cannot adopt it."""
+    runs: list[float] = []
+    timing: dict[str, Any] = {}
+    zone: str | None = "UTC"
+    refused = "it has no cron, interval or time"
     if cron:
+        kind = "cron"
         expression = cron + (f" ({describe_offset(cron_offset)})" if cron_offset else "")
         try:
             runs = next_cron_runs(cron, cron_offset, now)
         except Exception as exc:
             expression += f" [unreadable: {exc}]"[:120]
-            runs = []
-        kind = "cron"
+        fields = cron.split()
+        if isinstance(cron_offset, datetime.timedelta):
+            zone = fixed_offset_zone(cron_offset)
+        elif cron_offset not in (None, ""):
+            zone = str(cron_offset)
+        if len(fields) != 5:
+            refused = f"taskiq crons have five fields: {cron!r}"
+        elif zone is None:
+            refused = (
+                f"its cron_offset {describe_offset(cron_offset)} is not a whole number of hours: "
+                "z4j reads crons in IANA zones"
+            )
+        else:
+            timing = {"cron": cron, "day_and": "*" in fields[2] or "*" in fields[4]}
     elif interval is not None:
-        seconds = interval_seconds(interval)
+        seconds = int(
+            interval.total_seconds() if isinstance(interval, datetime.timedelta) else interval
+        )
         kind, expression = "interval", f"every {seconds}s"
-        runs = next_interval_runs(seconds, anchor, now)
+        if anchor is not None and seconds > 0:  # the scheduler's start, known only there
+            k = max(0, math.floor((now - anchor) / seconds) + 1)
+            runs = [anchor + (k + i) * seconds for i in range(NEXT_RUNS)]
+        timing = {"every": float(seconds), "anchor": anchor}
     elif at is not None:
-        epoch = as_epoch(datetime.datetime.fromisoformat(at) if isinstance(at, str) else at)
-        kind = "oneshot"
-        expression = f"at {datetime.datetime.fromtimestamp(epoch, _UTC).isoformat()}"
-        runs = [epoch] if epoch > now else []
+        moment = datetime.datetime.fromisoformat(at) if isinstance(at, str) else at
+        if moment.tzinfo is None:  # taskiq reads a naive `time` as UTC
+            moment = moment.replace(tzinfo=_UTC)
+        epoch = moment.timestamp()
+        kind, expression = "oneshot", f"at {moment.astimezone(_UTC).isoformat()}"
+        runs, timing = [epoch] if epoch > now else [], {"at": epoch}
     else:
-        kind, expression, runs = "unknown", "no cron, interval or time", []
+        kind, expression = "unknown", "no cron, interval or time"
+    adoptable: dict[str, Any] = {"refused": refused}
     try:
-        adoptable = definition(
-            cron=cron, cron_offset=cron_offset, epoch=epoch,
-            interval=interval, anchor=anchor, args=args, kwargs=kwargs, labels=labels,
-        )  # fmt: skip
+        if timing:
+            extra = {k: v for k, v in dict(labels or {}).items() if k != "schedule"}
+            adoptable = native_definition(
+                timing,
+                timezone=zone,
+                args=args or (),
+                kwargs=kwargs or {},
+                unsupported=[f"labels {extra!r}"[:80]] if extra else (),
+            )
     except Exception as exc:
         adoptable = {"refused": f"z4j could not read it: {exc}"[:200]}
     return ObservedSchedule(
@@ -225,21 +172,10 @@ def observed(
     )
 
 
-def _from_scheduled(source: str, item: Any, now: float, anchor: float | None) -> ObservedSchedule:
-    return observed(
-        source,
-        str(item.schedule_id),
-        str(item.task_name),
-        cron=item.cron,
-        cron_offset=item.cron_offset,
-        at=item.time,
-        interval=item.interval,
-        now=now,
-        anchor=anchor,
-        args=getattr(item, "args", None),
-        kwargs=getattr(item, "kwargs", None),
-        labels=getattr(item, "labels", None),
-    )
+def _fields(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A schedule label's entry, or a stored `ScheduledTask`'s fields, as `observed` keywords."""
+    keys = ("cron", "cron_offset", "time", "interval", "args", "kwargs", "labels")
+    return {"at" if key == "time" else key: entry.get(key) for key in keys}
 
 
 # -- reading sources ---------------------------------------------------------------------------
@@ -248,26 +184,12 @@ def _from_scheduled(source: str, item: Any, now: float, anchor: float | None) ->
 def label_schedules(broker: Any, now: float, anchor: float | None) -> list[ObservedSchedule]:
     """The `schedule` labels of the broker's tasks (what `LabelScheduleSource` serves)."""
     found = []
-    for task_name, task in sorted(broker.get_all_tasks().items()):
+    for name, task in sorted(broker.get_all_tasks().items()):
         for index, entry in enumerate((getattr(task, "labels", {}) or {}).get("schedule") or []):
-            if not isinstance(entry, Mapping) or not {"cron", "interval", "time"} & entry.keys():
-                continue
-            found.append(
-                observed(
-                    SOURCE_LABELS,
-                    str(entry.get("schedule_id") or f"{task_name}[{index}]"),
-                    task_name,
-                    cron=entry.get("cron"),
-                    cron_offset=entry.get("cron_offset"),
-                    at=entry.get("time"),
-                    interval=entry.get("interval"),
-                    now=now,
-                    anchor=anchor,
-                    args=entry.get("args"),
-                    kwargs=entry.get("kwargs"),
-                    labels=entry.get("labels"),
-                )
-            )
+            if isinstance(entry, Mapping) and {"cron", "interval", "time"} & entry.keys():
+                label = str(entry.get("schedule_id") or f"{name}[{index}]")
+                fields = _fields(entry)
+                found.append(observed(SOURCE_LABELS, label, name, now=now, anchor=anchor, **fields))
     return found
 
 
@@ -276,60 +198,47 @@ def sync_client(pool: Any) -> Any:
     import redis
     import redis.connection
 
-    kwargs = dict(getattr(pool, "connection_kwargs", {}))
+    kwargs = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+    kwargs.update(getattr(pool, "connection_kwargs", {}))
     name = getattr(getattr(pool, "connection_class", None), "__name__", "Connection")
-    connection_class = getattr(redis.connection, name, redis.connection.Connection)
-    kwargs.setdefault("socket_timeout", 5.0)
-    kwargs.setdefault("socket_connect_timeout", 5.0)
-    return redis.Redis(
-        connection_pool=redis.ConnectionPool(connection_class=connection_class, **kwargs)
-    )
+    kwargs["connection_class"] = getattr(redis.connection, name, redis.connection.Connection)
+    return redis.Redis(connection_pool=redis.ConnectionPool(**kwargs))
 
 
-def _mget(client: Any, keys: list[Any]) -> list[Any]:
-    """The values of at most `MAX_REDIS_SCHEDULES` keys, 500 per round trip."""
-    keys = keys[:MAX_REDIS_SCHEDULES]
-    return [v for start in range(0, len(keys), 500) for v in client.mget(keys[start : start + 500])]
-
-
-def redis_list_schedules(source: Any) -> list[Any]:
-    """Every schedule a `ListRedisScheduleSource` holds: its cron and interval lists, and every
-    time list (`<prefix>:time:<minute>`), each id's data decoded with the source's serializer."""
+def redis_schedules(source: Any, kind: str) -> list[Any]:
+    """Every schedule a taskiq-redis source holds (at most `MAX_REDIS_SCHEDULES`), decoded with
+    its own serializer. A `ListRedisScheduleSource` lists ids in its cron and interval lists and
+    every time list (`<prefix>:time:<minute>`), data at `<prefix>:data:<id>`; a
+    `RedisScheduleSource` keeps each at `<prefix>:<id>`, beside keys that are not schedules."""
     from taskiq.scheduler.scheduled_task import ScheduledTask
 
-    prefix, serializer = source._prefix, source._serializer
-    client = sync_client(source._connection_pool)
+    listed = kind == SOURCE_REDIS_LIST
+    if listed:
+        prefix, serializer, pool = source._prefix, source._serializer, source._connection_pool
+    else:
+        prefix, serializer, pool = source.prefix, source.serializer, source.connection_pool
+    client = sync_client(pool)
     try:
-        ids: list[bytes] = []
-        ids.extend(client.lrange(f"{prefix}:cron", 0, -1))
-        ids.extend(client.lrange(f"{prefix}:interval", 0, -1))
-        for key in client.scan_iter(f"{prefix}:time:*", count=500):
-            ids.extend(client.lrange(key, 0, -1))
-        ids = list(dict.fromkeys(ids))[:MAX_REDIS_SCHEDULES]
-        raw = _mget(client, [f"{prefix}:data:{i.decode()}" for i in ids])
-    finally:
-        client.close()
-    return [ScheduledTask.model_validate(serializer.loadb(item)) for item in raw if item]
-
-
-def redis_key_schedules(source: Any) -> list[Any]:
-    """Every schedule a `RedisScheduleSource` holds (`<prefix>:<id>`), decoded with its
-    serializer (keys under the prefix that are not schedules are skipped)."""
-    from taskiq.scheduler.scheduled_task import ScheduledTask
-
-    client = sync_client(source.connection_pool)
-    try:
-        raw = _mget(client, list(client.scan_iter(f"{source.prefix}:*", count=500)))
+        if listed:
+            times = client.scan_iter(f"{prefix}:time:*", count=500)
+            lists = [f"{prefix}:cron", f"{prefix}:interval", *times]
+            ids = dict.fromkeys(i for key in lists for i in client.lrange(key, 0, -1))
+            keys = [f"{prefix}:data:{i.decode()}" for i in ids]
+        else:
+            keys = list(client.scan_iter(f"{prefix}:*", count=500))
+        keys = keys[:MAX_REDIS_SCHEDULES]
+        raw = [
+            v for start in range(0, len(keys), 500) for v in client.mget(keys[start : start + 500])
+        ]
     finally:
         client.close()
     decoded = []
-    for item in raw:
-        if not item:
-            continue
+    for item in filter(None, raw):
         try:
-            decoded.append(ScheduledTask.model_validate(source.serializer.loadb(item)))
+            decoded.append(ScheduledTask.model_validate(serializer.loadb(item)))
         except Exception:
-            continue  # another kind of key under the same prefix
+            if listed:  # every key read is a schedule's: the source itself is unreadable
+                raise
     return decoded
 
 
@@ -346,14 +255,13 @@ def source_kind(source: Any) -> str | None:
 
 def observe(adapter: Any, now: float | None = None) -> list[ObservedSchedule]:
     """Every schedule the adapter can see, with its expression and next run times."""
-    if now is None:
-        now = time.time()
+    now = time.time() if now is None else now
     broker = adapter.broker
     # Interval runs are anchored at the scheduler's start, known only in the scheduler's process.
     anchor = adapter.started_at if getattr(broker, "is_scheduler_process", False) else None
     result = label_schedules(broker, now, anchor)
     label_brokers = {id(broker)}
-    for source in _unique(adapter.sources):
+    for source in {id(source): source for source in adapter.sources}.values():
         kind = source_kind(source)
         try:
             if kind == SOURCE_LABELS:
@@ -361,14 +269,11 @@ def observe(adapter: Any, now: float | None = None) -> list[ObservedSchedule]:
                 if other is not None and id(other) not in label_brokers:
                     label_brokers.add(id(other))
                     result.extend(label_schedules(other, now, anchor))
-            elif kind == SOURCE_REDIS_LIST:
-                result.extend(
-                    _from_scheduled(kind, s, now, anchor) for s in redis_list_schedules(source)
-                )
-            elif kind == SOURCE_REDIS:
-                result.extend(
-                    _from_scheduled(kind, s, now, anchor) for s in redis_key_schedules(source)
-                )
+            elif kind is not None:
+                for item in redis_schedules(source, kind):
+                    name, task = str(item.schedule_id), str(item.task_name)
+                    fields = _fields(vars(item))
+                    result.append(observed(kind, name, task, now=now, anchor=anchor, **fields))
             else:
                 log.debug("z4j cannot read schedule source %s", type(source).__name__)
         except Exception:
@@ -376,10 +281,3 @@ def observe(adapter: Any, now: float | None = None) -> list[ObservedSchedule]:
                 "z4j could not read schedule source %s", type(source).__name__, exc_info=True
             )
     return result
-
-
-def _unique(sources: Iterable[Any]) -> list[Any]:
-    seen: dict[int, Any] = {}
-    for source in sources:
-        seen.setdefault(id(source), source)
-    return list(seen.values())

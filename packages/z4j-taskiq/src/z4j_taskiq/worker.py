@@ -1,15 +1,13 @@
 """Where the agent runs with taskiq, and when it starts and stops.
 
-- `taskiq worker` starts worker processes that each import the broker's module, so each has its
-  own middleware, adapter and agent. The link starts from the broker's startup in that process
-  (taskiq's `WORKER_STARTUP`, on the worker's event loop, after the process exists) and drains
-  at the broker's shutdown: the worker processes end with `os._exit`, so `atexit` never runs
-  there. The agent's link has its own thread and loop; it never uses the worker's loop.
-- A process that only kicks tasks (a web app, `taskiq scheduler`) starts the link from its own
-  `await broker.startup()` (`CLIENT_STARTUP`) and drains at interpreter exit.
-- The loop the broker started on is remembered: the agent's enqueue kicks run there.
-Never keeps a process alive: the link thread is a daemon and the drain has a deadline.
-Never raises into taskiq.
+`taskiq worker` starts processes that each import the broker's module, so each has its own
+middleware, adapter and agent. The agent's link starts at the broker's startup in that process
+(once the process exists, on its loop, which is remembered: enqueue kicks run there) and drains
+at its shutdown, since worker processes end with `os._exit` and never run `atexit`. A process
+that only kicks tasks (a web app, `taskiq scheduler`) starts the link at its own
+`await broker.startup()` and drains at exit. The link has its own thread and loop, never the
+worker's. Never keeps a process alive (a daemon thread, a drain with a deadline); never raises
+into taskiq.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ import time
 from typing import Any
 
 from z4j_core import adapter as kit
+from z4j_taskiq.adapter import TaskiqAdapter
 
 log = logging.getLogger("z4j.taskiq")
 
@@ -30,16 +29,11 @@ SHUTDOWN_DRAIN_SECONDS = 3.0
 
 def attach_middleware(middleware: Any, broker: Any) -> None:
     """Create the adapter and attach the process's agent (from `Z4JMiddleware.set_broker`)."""
-    from z4j_taskiq.adapter import TaskiqAdapter, queue_of
-
-    options = middleware.options
-    adapter = TaskiqAdapter.create(broker, options)
+    adapter = TaskiqAdapter.create(broker, middleware.options)
     if adapter is None:
         raise TypeError(f"Z4JMiddleware needs a taskiq broker, not {type(broker)!r}")
-    adapter.middleware = middleware
-    middleware.adapter = adapter
-    middleware.queue = queue_of(broker)
-    middleware.agent = kit.instrument(adapter, **options)
+    adapter.middleware, middleware.adapter, middleware.queue = middleware, adapter, adapter.queue
+    middleware.agent = kit.instrument(adapter, **middleware.options)
 
 
 def on_broker_startup(middleware: Any) -> None:
@@ -48,8 +42,7 @@ def on_broker_startup(middleware: Any) -> None:
         adapter, agent = middleware.adapter, middleware.agent
         if adapter is None or agent is None:
             return
-        adapter.loop = asyncio.get_running_loop()
-        adapter.started_at = time.time()
+        adapter.loop, adapter.started_at = asyncio.get_running_loop(), time.time()
         if middleware.start_policy is not False:
             agent.start()
     except Exception:
@@ -58,8 +51,7 @@ def on_broker_startup(middleware: Any) -> None:
 
 
 async def on_broker_shutdown(middleware: Any) -> None:
-    """In `broker.shutdown()`: a worker process drains its agent now (it never runs atexit),
-    off the worker's loop."""
+    """In `broker.shutdown()`: a worker process drains its agent now, off the worker's loop."""
     agent, broker = middleware.agent, middleware.broker
     if agent is None or not getattr(broker, "is_worker_process", False):
         return
