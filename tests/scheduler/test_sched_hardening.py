@@ -303,3 +303,39 @@ def test_sigterm_stops_a_busy_brain_within_its_drain_timeout(tmp_path: Path) -> 
         print(f"stopped {took:.2f} s after SIGTERM")
     finally:
         brain.stop()
+
+
+def test_a_schedule_changed_in_the_store_by_another_process_is_held_without_a_wake_up(
+    brain: BrainProcess,
+) -> None:
+    """The leader's idle poll reads the store's change count, not every schedule's version: a
+    change made by another process, which wakes nobody, must still reach it within seconds,
+    and so must a pause and a delete (a paused schedule firing on is the failure)."""
+
+    def held() -> int:
+        return int(brain.api("GET", "/api/v1/scheduler")["schedules_held"] or 0)
+
+    wait_for(lambda: brain.api("GET", "/api/v1/scheduler")["leader"], 30, "the leader")
+    assert held() == 0
+    store = Store.open(brain.database)
+    try:
+        with store.transaction():
+            row = sched.create(
+                store,
+                {"name": "written-elsewhere", "task": SINK_TASK, "engine": "huey",
+                 "app": "sink", "force": True, "schedule": {"kind": "interval", "every": "1h"}},
+                actor="test", now=time.time(),
+            )  # fmt: skip
+        wait_for(lambda: held() == 1, 10, "the leader to hold the schedule written elsewhere")
+        with store.transaction():
+            store.pause_schedule(row.schedule_id, "paused elsewhere", actor="test",
+                                 now=time.time())  # fmt: skip
+        wait_for(lambda: held() == 0, 10, "the leader to drop the schedule paused elsewhere")
+        with store.transaction():
+            store.resume_schedule(row.schedule_id, actor="test", now=time.time())
+        wait_for(lambda: held() == 1, 10, "the leader to hold it again once resumed")
+        with store.transaction():
+            sched.delete(store, row.schedule_id, actor="test", now=time.time())
+        wait_for(lambda: held() == 0, 10, "the leader to drop the schedule deleted elsewhere")
+    finally:
+        store.close()
