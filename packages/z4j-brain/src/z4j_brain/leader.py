@@ -5,8 +5,8 @@ Each tick pops what is due and, in one transaction per tick, writes each slot's 
 core's deterministic fire id; the store refuses a second) and advances each schedule's cursor;
 this brain's own agents get their fires claimed in the same transaction. Edits reach the leader
 by an in-process wake-up, ``NOTIFY z4j_schedules`` from other brains, a one-second check of the
-store's schedule change count (one row), and a comparison of every schedule's version each
-minute. Of each schedule the leader keeps its parsed timing (in the queue) and a
+store's schedule change count (one row), and a comparison of every schedule's version every
+five minutes. Of each schedule the leader keeps its parsed timing (in the queue) and a
 ``FireRecipe``, not its row, and it reads rows in chunks: a million schedules load in bounded
 memory. A schedule whose slots cannot be computed (or whose row cannot be read) is set aside as
 ``broken`` with its error, logged once; every other schedule keeps firing on time, and an edit
@@ -64,9 +64,10 @@ log = logging.getLogger("z4j.brain.scheduler")
 
 #: How often the leader checks the store's schedule change count without a wake-up.
 POLL_SECONDS: Final = 1.0
-#: How often it compares every schedule's version anyway (a change the count missed: a row
-#: written by a release that did not count changes, or by hand).
-FULL_SYNC_SECONDS: Final = 60.0
+#: How often it compares every schedule's version anyway: a change the count missed (a row
+#: written by hand, or by a brain of the previous release, whose NOTIFY wakes this leader
+#: anyway). Reading every version takes seconds with a million schedules.
+FULL_SYNC_SECONDS: Final = 300.0
 #: Schedule rows read per read job while syncing (the rows of one chunk are alive at once).
 SYNC_CHUNK: Final = 2000
 #: Schedules popped per tick (a truncated catch-up continues next tick).
