@@ -3,7 +3,14 @@ delivery order, and the re-offer rules of an unanswered fire."""
 
 from __future__ import annotations
 
+import gc
+import time
+from pathlib import Path
+
+from brain_helpers import serving
+
 from z4j_brain import schedules as sched
+from z4j_brain.leader import BULK_LOAD
 from z4j_brain.store import Agent, FireRecipe, NewFire, ScheduleRow, Store
 
 NOW = 1_800_000_000.0
@@ -248,3 +255,34 @@ def test_the_recipe_a_leader_reads_is_the_one_made_from_the_row(store: Store) ->
     assert fired is not None
     assert fired["payload"] == {"args": row.args, "kwargs": row.kwargs, "options": row.options}
     assert fired["labels"] == row.labels
+
+
+def test_a_leader_loading_many_schedules_holds_them_all_and_leaves_the_collector_on(
+    database: Path | str,
+) -> None:
+    """Past ``BULK_LOAD`` the leader pauses the garbage collector while it loads: it must be on
+    again afterwards (the brain runs in this process), with every schedule held once."""
+    count = BULK_LOAD + 50
+    store = Store.open(database)
+    try:
+        with store.transaction():
+            for i in range(count):
+                store.insert_schedule(
+                    schedule_id=f"many{i:06d}", name=f"many-{i:06d}", task="t", engine="huey",
+                    app="shop", labels={}, args=[i], kwargs={}, options={},
+                    spec={"kind": "interval", "every": "1d"}, enabled=i % 10 != 0,
+                    description="", actor="test", now=NOW,
+                )  # fmt: skip
+    finally:
+        store.close()
+    expected = sum(1 for i in range(count) if i % 10 != 0)  # every tenth is paused
+    with serving(database) as brain:
+        deadline = time.monotonic() + 120
+        held = None
+        while time.monotonic() < deadline:
+            held = brain.api("GET", "/api/v1/scheduler")[1]["schedules_held"]
+            if held == expected:
+                break
+            time.sleep(0.2)
+        assert held == expected
+        assert gc.isenabled()

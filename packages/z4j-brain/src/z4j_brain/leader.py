@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import time
@@ -70,6 +71,8 @@ POLL_SECONDS: Final = 1.0
 FULL_SYNC_SECONDS: Final = 300.0
 #: Schedule rows read per read job while syncing (the rows of one chunk are alive at once).
 SYNC_CHUNK: Final = 2000
+#: A sync holding more schedules than this pauses the cyclic garbage collector meanwhile.
+BULK_LOAD: Final = 10_000
 #: Schedules popped per tick (a truncated catch-up continues next tick).
 TICK_LIMIT: Final = 5000
 #: How far behind on-time fires a catch-up fire is queued for delivery.
@@ -209,9 +212,22 @@ class Leader:
             self.applied_version[sid] = 1 << 62
         # Schedules with the same stored timing share one (immutable) value.
         timings: dict[str, Schedule] = {}
-        for start in range(0, len(changed), SYNC_CHUNK):
-            for held in await self.brain.read(_to_hold(changed[start : start + SYNC_CHUNK])):
-                self._hold(held, timings)
+        many = len(changed) > BULK_LOAD
+        if many:
+            # Holding is acyclic and long-lived: the collector's full passes over a growing
+            # heap would cost more than the load (quadratic in the schedules held). One pass
+            # at the end collects what other threads left meanwhile, then what is held is
+            # frozen out of its future passes.
+            gc.disable()
+        try:
+            for start in range(0, len(changed), SYNC_CHUNK):
+                for held in await self.brain.read(_to_hold(changed[start : start + SYNC_CHUNK])):
+                    self._hold(held, timings)
+        finally:
+            if many:
+                gc.enable()
+                gc.collect()
+                gc.freeze()
         self._changes_seen = changes
         self._wake_version_waiters()
 
