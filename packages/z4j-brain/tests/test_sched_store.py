@@ -286,3 +286,22 @@ def test_a_leader_loading_many_schedules_holds_them_all_and_leaves_the_collector
             time.sleep(0.2)
         assert held == expected
         assert gc.isenabled()
+
+
+def test_a_tick_written_twice_in_one_batch_makes_one_fire_per_slot(store: Store) -> None:
+    """The leader writes a tick's fires of many schedules in one batch: a slot another leader
+    already wrote, or the same slot twice in the batch, is still one fire (promise 3)."""
+    one, two = _schedule(store, "one"), _schedule(store, "two")
+    recipes = {row.schedule_id: FireRecipe.of(row) for row in (one, two)}
+    with store.transaction():  # another leader wrote one's first slot
+        store.insert_fires(one, [_fire(one, NOW + 1)], NOW)
+    batch = [
+        (recipes[row.schedule_id], _fire(row, slot), NOW + 0.5)
+        for row in (one, two)
+        for slot in (NOW + 1, NOW + 2, NOW + 2)
+    ]
+    with store.transaction():
+        written = store.insert_many_fires(batch)
+    assert written == 3  # one's second slot, two's first and second
+    assert [f["slot"] for f in store.fire_history(one.schedule_id)] == [NOW + 2, NOW + 1]
+    assert [f["slot"] for f in store.fire_history(two.schedule_id)] == [NOW + 2, NOW + 1]
