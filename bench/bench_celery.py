@@ -38,16 +38,10 @@ from z4j_core.testing import services
 from z4j_core.testing.brainproc import BrainProcess
 from z4j_core.testing.brainstore import BrainStore
 from z4j_core.testing.engines import ENGINES, WorkerRun
-from z4j_core.testing.stats import rss_mib
+from z4j_core.testing.stats import cpu_seconds, rss_mib
 
 HERE = Path(__file__).resolve().parent
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 EVENTS_PER_TASK = 3  # received, started, succeeded
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
 def children(pid: int) -> list[int]:

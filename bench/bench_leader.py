@@ -20,7 +20,6 @@ Prints figures; asserts nothing. Needs z4j-core and z4j-brain installed (psycopg
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from z4j_brain.store import Store
 from z4j_core.testing.brainproc import BrainProcess
 from z4j_core.testing.postgres import temporary_database
 from z4j_core.testing.sink import brain_env
-from z4j_core.testing.stats import rss_mib
+from z4j_core.testing.stats import cpu_seconds, rss_mib
 from z4j_core.testing.waiting import wait_for
 
 ZONES = ["UTC", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata"]
@@ -66,11 +65,6 @@ def fill(target: str, count: int) -> float:
     finally:
         store.close()
     return time.perf_counter() - started
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def held(brain: BrainProcess) -> int:

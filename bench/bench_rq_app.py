@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import time
 
+from z4j_core.testing.stats import cpu_seconds
+
 
 def noop(index: int, last: int) -> None:
     if index in (0, last):
@@ -17,12 +19,9 @@ def worker_cpu() -> float:
     far, from /proc (Linux); -1 elsewhere. Read at the first and the last job, it gives the
     CPU per job without the worker's start-up and shutdown."""
     try:
-        with open(f"/proc/{os.getppid()}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
+        return cpu_seconds(os.getppid(), children=True)
     except OSError:
         return -1.0
-    utime, stime, cutime, cstime = (int(field) for field in fields[11:15])
-    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
 
 
 def always_fails(index: int) -> None:

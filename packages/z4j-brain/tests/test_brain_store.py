@@ -57,6 +57,23 @@ def test_a_resent_batch_creates_no_duplicates(store: Store) -> None:
     assert len(store.task_events("t0")) == 2
 
 
+def test_a_batch_rolled_back_leaves_nothing_behind_for_the_next(store: Store) -> None:
+    # A batch rolled back (its COPY on Postgres included) leaves no event and no task state, and
+    # the same agent's next batches are stored whole, the task that recurs brought up to date.
+    store.conn.begin()
+    store.store_events("agent-1", "app", [ev(0, LifecycleKind.STARTED, task_id="lost")], 1.0)
+    store.conn.rollback()
+    events = [ev(i, LifecycleKind.SUCCEEDED, task_id=f"t{i}") for i in range(3)]
+    assert store_batch(store, "agent-1", events) == 3
+    assert store_batch(store, "agent-1", [ev(3, LifecycleKind.FAILED, task_id="t0")]) == 1
+    assert sorted((t["task_id"], t["state"]) for t in store.tasks()) == [
+        ("t0", "failed"),
+        ("t1", "succeeded"),
+        ("t2", "succeeded"),
+    ]
+    assert store.count_events() == 4
+
+
 def test_each_event_is_queryable_by_task(store: Store) -> None:
     store_batch(
         store,

@@ -149,3 +149,23 @@ def test_writer_commits_groups_and_isolates_a_failing_job(tmp_path: Path) -> Non
     reader = Store.open(path)
     assert [r.name for r in reader.token_rows()] == ["a", "b"]
     reader.close()
+
+
+def test_a_job_alone_in_its_group_that_fails_leaves_no_write_behind(tmp_path: Path) -> None:
+    # A lone job runs without a savepoint: its failure must roll its writes back all the same.
+    path = tmp_path / "db.sqlite3"
+    Store.open(path).close()
+    writer = StoreWriter(path)
+    writer.start()
+
+    def half_done(s: Store) -> None:
+        s.create_token("half", "00", {}, 1.0, None)
+        raise RuntimeError("the job fails after its first write")
+
+    with pytest.raises(RuntimeError, match="after its first write"):
+        writer.submit(half_done).result(5)
+    writer.submit(lambda s: s.create_token("next", "11", {}, 1.0, None)).result(5)
+    writer.close()
+    reader = Store.open(path)
+    assert [r.name for r in reader.token_rows()] == ["next"]
+    reader.close()

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
@@ -23,6 +22,7 @@ import msgspec
 
 from z4j_brain.routing import engines_able
 from z4j_brain.store import Agent, Claimed, Store
+from z4j_brain.store.access import NewCommand
 from z4j_core.scheduling import format_instant
 from z4j_core.wire.frames import Capability, Command, CommandKind, CommandOptions
 
@@ -49,7 +49,7 @@ def command_for(fire: Claimed, now: float) -> Command:
     payload = fire.payload
     options = payload.get("options") or {}
     return Command(
-        command_id=uuid.uuid4().hex,
+        command_id=fire.command_id,
         kind=CommandKind.TRIGGER_NOW if fire.kind == "trigger" else CommandKind.FIRE,
         deadline_seconds=min(MAX_COMMAND_SECONDS, max(5.0, fire.deliver_by - now)),
         engine=fire.engine,
@@ -82,28 +82,23 @@ def claim_and_store(
     if not agents:
         return []
     result = []
+    commands = []
     for fire in store.claim_fires(agents, brain_id, now, limit, reoffer=reoffer):
         command = command_for(fire, now)
-        store.insert_command(
-            command_id=command.command_id,
-            agent_instance=fire.agent_instance,
-            kind=command.kind.value,
-            engine=fire.engine,
-            app=fire.app,
-            task=fire.task,
-            payload={
-                "args": command.args,
-                "kwargs": command.kwargs,
-                "options": msgspec.to_builtins(command.options),
-                "schedule_id": command.schedule_id,
-                "slot": command.slot,
-            },
-            fire_id=fire.fire_id,
-            created_at=now,
-            deadline_at=now + command.deadline_seconds,
-        )
-        store.set_fire_command(fire.fire_id, command.command_id)
+        payload = {
+            "args": command.args,
+            "kwargs": command.kwargs,
+            "options": msgspec.to_builtins(command.options),
+            "schedule_id": command.schedule_id,
+            "slot": command.slot,
+        }
+        commands.append(
+            NewCommand(command.command_id, fire.agent_instance, command.kind.value, fire.engine,
+                       fire.app, fire.task, payload, fire.fire_id, now,
+                       now + command.deadline_seconds)
+        )  # fmt: skip
         result.append((fire, command))
+    store.insert_commands(commands)
     return result
 
 

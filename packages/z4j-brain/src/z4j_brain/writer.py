@@ -121,20 +121,31 @@ class StoreWriter:
     def _commit_group(self, store: Store, group: list[Any]) -> None:
         outcomes: list[tuple[Future[Any], bool, Any]] = []
         conn = store.conn
+        # A job alone in its group needs no savepoint: its failure rolls the transaction back
+        # (two statements fewer per write, a round trip each on Postgres).
+        alone = len(group) == 1
         try:
             conn.begin()
             for job, future in group:
                 if not future.set_running_or_notify_cancel():
                     continue
-                conn.execute("SAVEPOINT job")
+                if not alone:
+                    conn.execute("SAVEPOINT job")
                 try:
                     result = job(store)
                 except Exception as exc:
+                    if alone:
+                        try:
+                            conn.rollback()
+                        finally:
+                            future.set_exception(exc)
+                        return
                     conn.execute("ROLLBACK TO SAVEPOINT job")
                     conn.execute("RELEASE SAVEPOINT job")
                     outcomes.append((future, False, exc))
                 else:
-                    conn.execute("RELEASE SAVEPOINT job")
+                    if not alone:
+                        conn.execute("RELEASE SAVEPOINT job")
                     outcomes.append((future, True, result))
             conn.commit()
         except Exception as exc:

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from z4j_brain.db import IntegrityError
 from z4j_brain.store.base import StoreBase, StoreError
+
+
+class NewCommand(NamedTuple):
+    """A command to record as ``pending`` before it is sent."""
+
+    command_id: str
+    agent_instance: str
+    kind: str
+    engine: str
+    app: str
+    task: str
+    payload: dict[str, Any]
+    fire_id: str | None
+    created_at: float
+    deadline_at: float
 
 
 @dataclass(frozen=True)
@@ -68,22 +84,19 @@ class CommandStore(StoreBase):
         created_at: float,
         deadline_at: float,
     ) -> None:
-        self.conn.execute(
+        command = NewCommand(command_id, agent_instance, kind, engine, app, task, payload,
+                             fire_id, created_at, deadline_at)  # fmt: skip
+        self.insert_commands([command])
+
+    def insert_commands(self, commands: Sequence[NewCommand]) -> None:
+        """Record ``pending`` commands, in one statement (a tick's claimed fires)."""
+        if not commands:
+            return
+        self.conn.executemany(
             "INSERT INTO commands (command_id, agent_instance, kind, engine, app, task, payload, "
             "fire_id, status, created_at, deadline_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-            (
-                command_id,
-                agent_instance,
-                kind,
-                engine,
-                app,
-                task,
-                json.dumps(payload, sort_keys=True),
-                fire_id,
-                created_at,
-                deadline_at,
-            ),
+            [(*c[:6], json.dumps(c.payload, sort_keys=True), *c[7:]) for c in commands],
         )
 
     def purge_commands(self, cutoff: float, limit: int) -> int:

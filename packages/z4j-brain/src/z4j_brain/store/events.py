@@ -1,13 +1,15 @@
 """Events and the latest state of each task: the gateway's batches, retention, and the reads
 of ``GET /tasks``, ``/tasks/{id}/events`` and ``/events``.
 
-SQL is portable between SQLite and Postgres, except the Postgres fast path for batches (one
-statement per table, rows as ``unnest``ed arrays).
+SQL is portable between SQLite and Postgres, except the Postgres fast path for batches (rows in
+``COPY``'s binary format, see ``_pg_store_events``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import operator
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -91,10 +93,10 @@ _EVENT_INSERT: Final = (
     "ON CONFLICT (agent_instance, seq) DO NOTHING"
 )
 
-# Postgres stores a whole batch in one statement per table: the rows travel as one array per
-# column and ``unnest`` turns them back into rows (one round trip, one plan, however many rows).
+# Postgres types of the columns, in the order of _EVENT_COLUMNS and _TASK_COLUMNS: as arrays for
+# the task upserts and a resent batch's events (one statement: the rows travel as one array per
+# column and ``unnest`` turns them back into rows), as scalars for COPY.
 _TEXT, _BIGINT, _INT, _FLOAT = "text[]", "bigint[]", "integer[]", "double precision[]"
-# Column types in the order of _EVENT_COLUMNS and _TASK_COLUMNS.
 _EVENT_TYPES: Final = (
     *(_TEXT, _BIGINT, _BIGINT, _FLOAT, _TEXT, _TEXT, _FLOAT),
     *[_TEXT] * 8,
@@ -115,9 +117,15 @@ _PG_EVENT_INSERT: Final = (
     f"INSERT INTO events ({_EVENT_COLUMNS}) {_unnest(_EVENT_TYPES)} "
     "ON CONFLICT (agent_instance, seq) DO NOTHING"
 )
+_PG_ANY_STORED: Final = (
+    "SELECT 1 FROM events WHERE agent_instance = %s AND seq BETWEEN %s AND %s LIMIT 1"
+)
 _PG_TASK_UPSERT: Final = (
     f"INSERT INTO tasks ({_TASK_COLUMNS}) {_unnest(_TASK_TYPES)} {_TASK_ON_CONFLICT}"
 )
+_EVENT_COPY_TYPES: Final = tuple(t.removesuffix("[]") for t in _EVENT_TYPES)
+_EVENT_TEXT: Final = tuple(i for i, t in enumerate(_EVENT_TYPES) if t == _TEXT)
+_TASK_TEXT: Final = tuple(i for i, t in enumerate(_TASK_TYPES) if t == _TEXT)
 # The state columns come last: SQLite and Postgres both evaluate every SET expression against
 # the row as it was before the update, so their order does not change the result; keeping them
 # last only makes that easy to see.
@@ -360,26 +368,46 @@ _TASK_ORDER: Final = " ORDER BY updated_at DESC, engine DESC, task_id DESC LIMIT
 def _pg_store_events(
     conn: Connection, event_rows: list[tuple[Any, ...]], task_rows: list[tuple[Any, ...]]
 ) -> int:
+    """A batch's events in Postgres's binary COPY format (each value dumped by psycopg's C
+    code, no statement per row), unless some were stored before (a resend after a reconnect,
+    rare: then one ``INSERT ... ON CONFLICT DO NOTHING``); its tasks in one upsert per round,
+    rows as ``unnest``ed arrays. The caller holds the event-position lock, so no other brain
+    stores events between the check and the COPY. (Tasks need ``ON CONFLICT``, which COPY
+    lacks; a temporary staging table for them was measured slower: its dead rows, never
+    vacuumed, make each move cost more than the last.)"""
     from z4j_brain.db import PostgresConnection
 
     assert isinstance(conn, PostgresConnection)
     if not event_rows:
         return 0
-    events = _without_nul(_columns(event_rows), _EVENT_TYPES)
-    stored = conn.execute_native(_PG_EVENT_INSERT, events).rowcount
+    event_rows = _without_nul(event_rows, _EVENT_TEXT)
+    seqs = [row[1] for row in event_rows]
+    resent = conn.execute_native(_PG_ANY_STORED, (event_rows[0][0], min(seqs), max(seqs)))
+    if resent.fetchone() is None:
+        stored = conn.copy_in("events", _EVENT_COLUMNS, _EVENT_COPY_TYPES, event_rows)
+    else:
+        stored = conn.execute_native(_PG_EVENT_INSERT, _columns(event_rows)).rowcount
     # One statement cannot update a row twice, so a task seen several times in the batch is
     # upserted in rounds: its first event in the first round, its second in the next...
-    for round_rows in _rounds(task_rows):
-        conn.execute_native(_PG_TASK_UPSERT, _without_nul(_columns(round_rows), _TASK_TYPES))
+    for round_rows in _rounds(_without_nul(task_rows, _TASK_TEXT)):
+        conn.execute_native(_PG_TASK_UPSERT, _columns(round_rows))
     return max(int(stored), 0)
 
 
-def _without_nul(columns: list[list[Any]], types: Sequence[str]) -> list[list[Any]]:
-    """Postgres text cannot hold NUL characters (SQLite can): they become U+FFFD."""
-    for column, kind in zip(columns, types, strict=True):
-        if kind == _TEXT and any(v is not None and "\x00" in v for v in column):
-            column[:] = [v.replace("\x00", "\ufffd") if v is not None else None for v in column]
-    return columns
+def _without_nul(rows: list[tuple[Any, ...]], text: Sequence[int]) -> list[tuple[Any, ...]]:
+    """Postgres text cannot hold NUL characters (SQLite can): they become U+FFFD. The check
+    runs in C (one join, one search); only a batch that holds a NUL is rewritten."""
+    values = itertools.chain.from_iterable(map(operator.itemgetter(*text), rows))
+    if "\x00" not in "".join(filter(None, values)):
+        return rows
+    texts = frozenset(text)
+    return [
+        tuple(
+            v.replace("\x00", "\ufffd") if i in texts and v is not None else v
+            for i, v in enumerate(row)
+        )
+        for row in rows
+    ]
 
 
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:

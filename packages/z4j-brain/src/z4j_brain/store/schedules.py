@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -279,6 +280,9 @@ class Claimed:
     payload: dict[str, Any]
     agent_instance: str
     native_dedup: bool
+    #: The command that delivers it, recorded on the fire by its claim (its row is the caller's
+    #: to insert, in the same transaction).
+    command_id: str
 
 
 #: A fire with its task's outcome (the task the engine reported for the fire id, if any).
@@ -715,6 +719,7 @@ class FireStore(StoreBase):
             ).fetchall()
         load: dict[str, int] = {a.agent_instance: 0 for a in agents}
         claimed: list[Claimed] = []
+        claims: list[tuple[Any, ...]] = []
         for raw in rows:
             fire_row = _fire_dict(raw)
             agent: Agent | None
@@ -729,13 +734,9 @@ class FireStore(StoreBase):
                 agent = min(candidates, key=lambda a: load[a.agent_instance])
             load[agent.agent_instance] += 1
             dedup = fire_row["engine"] in agent.dedup_engines
-            self.conn.execute(
-                "UPDATE fires SET state = 'delivering', agent_instance = ?, agent_session = ?, "
-                "native_dedup = ?, claimed_by = ?, sent_at = ?, attempts = attempts + 1 "
-                "WHERE fire_id = ?",
-                (agent.agent_instance, agent.session, 1 if dedup else 0, brain_id, now,
-                 fire_row["fire_id"]),
-            )  # fmt: skip
+            command_id = uuid.uuid4().hex
+            claims.append((agent.agent_instance, agent.session, 1 if dedup else 0, brain_id, now,
+                           command_id, fire_row["fire_id"]))  # fmt: skip
             claimed.append(
                 Claimed(
                     fire_id=fire_row["fire_id"],
@@ -749,7 +750,15 @@ class FireStore(StoreBase):
                     payload=fire_row["payload"],
                     agent_instance=agent.agent_instance,
                     native_dedup=dedup,
+                    command_id=command_id,
                 )
+            )
+        if claims:  # one statement for the whole claim (psycopg pipelines it)
+            self.conn.executemany(
+                "UPDATE fires SET state = 'delivering', agent_instance = ?, agent_session = ?, "
+                "native_dedup = ?, claimed_by = ?, sent_at = ?, attempts = attempts + 1, "
+                "command_id = ? WHERE fire_id = ?",
+                claims,
             )
         return claimed
 
@@ -780,11 +789,6 @@ class FireStore(StoreBase):
             "answered_at = ? WHERE fire_id = ? AND (state IN ('delivering', 'unknown')) "
             "AND agent_instance = ?",
             (status, command_id, native_id, reason, now, fire_id, agent_instance),
-        )
-
-    def set_fire_command(self, fire_id: str, command_id: str) -> None:
-        self.conn.execute(
-            "UPDATE fires SET command_id = ? WHERE fire_id = ?", (command_id, fire_id)
         )
 
     def release_unanswered_fire(

@@ -391,8 +391,6 @@ class Link:
                     continue
             if session.can_send_batch:
                 self._flush_due = False  # everything flushed (or nothing to send)
-            if session.can_send_batch:
-                self._flush_due = False  # everything flushed (or nothing to send)
             if self.finish_when_empty and self.outbox.is_empty():
                 await ws.send(session.close(CloseCode.NORMAL, "replay done", time.monotonic()))
                 return

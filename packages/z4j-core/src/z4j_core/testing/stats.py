@@ -1,7 +1,8 @@
 """The figures tests and benchmarks print: percentiles of samples, and a process's memory.
 
 Owns the one definition of a percentile (nearest rank, as every report of ours quotes it) and
-the one way a process's resident memory is read (Linux `/proc`). Never asserts on a figure.
+the one way a process's resident memory and CPU time are read (Linux `/proc`). Never asserts on
+a figure.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from collections.abc import Sequence
 
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -29,6 +31,21 @@ def rss_bytes(pid: int | None = None) -> int:
     where = "self" if pid is None else str(pid)
     with open(f"/proc/{where}/statm") as statm:
         return int(statm.read().split()[1]) * PAGE_BYTES
+
+
+def cpu_seconds(pid: int | None = None, *, children: bool = False) -> float:
+    """CPU time (user + system) process `pid` (this one when None) has used, in seconds; with
+    `children`, also that of its children it has waited for (a worker's reaped work horses).
+
+    Raises OSError when the process is gone.
+    """
+    where = "self" if pid is None else str(pid)
+    with open(f"/proc/{where}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / CLOCK_TICKS
 
 
 def rss_mib(pid: int | None = None) -> float:
