@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,55 @@ def test_a_job_alone_in_its_group_that_fails_leaves_no_write_behind(tmp_path: Pa
     reader = Store.open(path)
     assert [r.name for r in reader.token_rows()] == ["next"]
     reader.close()
+
+
+def test_an_urgent_job_runs_before_the_ordinary_ones_queued_with_it(tmp_path: Path) -> None:
+    # A fire's write must not wait behind a queue of event batches.
+    path = tmp_path / "db.sqlite3"
+    Store.open(path).close()
+    writer = StoreWriter(path)
+    writer.start()
+    ran: list[str] = []
+    started, gate = threading.Event(), threading.Event()
+
+    def running(s: Store) -> None:
+        started.set()
+        gate.wait(5)
+        ran.append("running")
+
+    blocker = writer.submit(running)
+    assert started.wait(5)
+    ordinary = [writer.submit(lambda s, n=n: ran.append(f"ordinary {n}")) for n in range(3)]
+    urgent = writer.submit(lambda s: ran.append("urgent"), urgent=True)
+    gate.set()
+    blocker.result(5)
+    urgent.result(5)
+    for future in ordinary:
+        future.result(5)
+    writer.close()
+    assert ran == ["running", "urgent", "ordinary 0", "ordinary 1", "ordinary 2"]
+
+
+def test_a_flood_of_urgent_jobs_never_starves_the_ordinary_ones(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    Store.open(path).close()
+    writer = StoreWriter(path)
+    writer.start()
+    flooding = threading.Event()
+    flooding.set()
+
+    def flood() -> None:
+        while flooding.is_set():
+            writer.submit(lambda s: time.sleep(0.001), urgent=True)
+            time.sleep(0.0005)  # faster than the writer runs them: the urgent queue never empties
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    try:
+        time.sleep(0.2)
+        ordinary = writer.submit(lambda s: "done")
+        assert ordinary.result(30) == "done"  # while the flood goes on
+    finally:
+        flooding.clear()
+        flooder.join()
+        writer.close()

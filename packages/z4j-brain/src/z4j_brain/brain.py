@@ -216,7 +216,8 @@ class CommandRouter:
                 fire_id=fire_id,
                 created_at=now,
                 deadline_at=now + deadline,
-            )
+            ),
+            urgent=True,
         )
         return await self._exchange(command, connection, deadline)
 
@@ -330,7 +331,7 @@ class CommandRouter:
                     now=now,
                 )
 
-        self.brain.writer.submit(record)
+        self.brain.writer.submit(record, urgent=True)
 
     async def _record(
         self,
@@ -347,7 +348,7 @@ class CommandRouter:
             if also is not None:
                 also(store, outcome)
 
-        await self.brain.write(record)
+        await self.brain.write(record, urgent=True)
 
 
 def _options_dict(options: CommandOptions) -> dict[str, Any]:
@@ -485,9 +486,10 @@ class Brain:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._run_read, query)
 
-    async def write(self, job: Callable[[Store], T]) -> T:
-        """Run ``job`` on the writer thread; returns once it committed."""
-        return await asyncio.wrap_future(self.writer.submit(job))
+    async def write(self, job: Callable[[Store], T], *, urgent: bool = False) -> T:
+        """Run ``job`` on the writer thread; returns once it committed. ``urgent``: a small
+        write of the fire path, run before the event batches queued with it."""
+        return await asyncio.wrap_future(self.writer.submit(job, urgent=urgent))
 
     async def send_command(self, **kwargs: Any) -> CommandOutcome:
         """See ``CommandRouter.send``: pick an agent, send, await the answer or the deadline."""

@@ -181,7 +181,8 @@ class Delivery:
             claimed = await self.brain.write(
                 lambda s: claim_and_store(
                     s, agents, brain_id, time.time(), CLAIM_LIMIT, reoffer=reoffer
-                )
+                ),
+                urgent=True,
             )
             self.dispatch(claimed)
             if len(claimed) < CLAIM_LIMIT:
@@ -220,7 +221,8 @@ class Delivery:
             await self.brain.write(
                 lambda s: s.release_unanswered_fire(
                     fire.fire_id, fire.agent_instance, command.command_id
-                )
+                ),
+                urgent=True,
             )
             return
         if outcome.status != "unknown":  # not final: the fire is re-offered or expires

@@ -369,7 +369,7 @@ class Leader:
 
         # Not awaited: the next tick's slots need not wait for this commit.
         self._writing = True
-        future = self.brain.writer.submit(write)
+        future = self.brain.writer.submit(write, urgent=True)
         loop = asyncio.get_running_loop()
         future.add_done_callback(lambda done: loop.call_soon_threadsafe(self._written, done))
 

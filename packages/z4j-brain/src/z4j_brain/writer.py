@@ -4,8 +4,12 @@ commits (SQLite or Postgres).
 Owns the rule that the event loop never waits on the database: the gateway submits a job (a function
 of a ``Store``) and gets a ``concurrent.futures.Future`` that completes only after the job's
 transaction committed. Jobs queued together share one transaction (group commit); each runs
-inside its own savepoint, so one failing job fails alone. Never runs gateway code on its thread
-besides the futures' completion callbacks, which must only hand work back to the event loop.
+inside its own savepoint, so one failing job fails alone. Urgent jobs (the scheduler's fires,
+claims and answers, small and due now) go before the others queued with them, in groups of
+their own, so a fire never waits behind a queue of event batches; the others still get a group
+after each urgent one, so a steady flow of fires cannot starve them. Never runs gateway code on
+its thread besides the futures' completion callbacks, which must only hand work back to the
+event loop.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -29,6 +34,8 @@ T = TypeVar("T")
 MAX_GROUP: Final = 64
 
 _STOP: Final = object()
+#: Put on the queue after an urgent job, to wake the writer (the job itself is in ``_urgent``).
+_URGENT: Final = object()
 
 
 class WriterClosed(RuntimeError):
@@ -41,6 +48,7 @@ class StoreWriter:
     def __init__(self, target: str | Path) -> None:
         self._target = target
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._urgent: deque[tuple[Callable[[Store], Any], Future[Any]]] = deque()
         self._thread = threading.Thread(target=self._run, name="z4j-brain-writer", daemon=True)
         self._closed = False
         self._ready = threading.Event()
@@ -56,12 +64,17 @@ class StoreWriter:
         """Jobs queued and not yet taken by the writer (approximate, for ``/metrics``)."""
         return self._jobs.qsize()
 
-    def submit(self, job: Callable[[Store], T]) -> Future[T]:
-        """Queue ``job``; its future resolves with its result once its transaction committed."""
+    def submit(self, job: Callable[[Store], T], *, urgent: bool = False) -> Future[T]:
+        """Queue ``job``; its future resolves with its result once its transaction committed.
+        An ``urgent`` job runs before the ordinary ones queued with it (keep it small)."""
         if self._closed:
             raise WriterClosed("the store writer is closed")
         future: Future[T] = Future()
-        self._jobs.put((job, future))
+        if urgent:
+            self._urgent.append((job, future))
+            self._jobs.put(_URGENT)
+        else:
+            self._jobs.put((job, future))
         return future
 
     def close(self, timeout: float = 10.0) -> None:
@@ -80,23 +93,41 @@ class StoreWriter:
             self._ready.set()
             return
         self._ready.set()
+        ordinary: deque[Any] = deque()  # taken off the queue, not run yet
+        stopping = False
         try:
-            stopping = False
-            while not stopping:
-                group = [self._jobs.get()]
-                while len(group) < MAX_GROUP:
+            while True:
+                if not ordinary and not self._urgent:
+                    if stopping:
+                        break
+                    stopping = self._take(self._jobs.get(), ordinary) or stopping
+                while len(ordinary) < MAX_GROUP:
                     try:
-                        group.append(self._jobs.get_nowait())
+                        item = self._jobs.get_nowait()
                     except queue.Empty:
                         break
-                if _STOP in group:
-                    stopping = True
-                    group = [item for item in group if item is not _STOP]
-                if group:
+                    stopping = self._take(item, ordinary) or stopping
+                if self._urgent:
+                    urgent = self._urgent
+                    self._commit_group(
+                        store, [urgent.popleft() for _ in range(min(MAX_GROUP, len(urgent)))]
+                    )
+                    store = self._reconnect_if_broken(store)
+                if ordinary:
+                    group = [ordinary.popleft() for _ in range(min(MAX_GROUP, len(ordinary)))]
                     self._commit_group(store, group)
                     store = self._reconnect_if_broken(store)
         finally:
             store.close()
+
+    @staticmethod
+    def _take(item: Any, ordinary: deque[Any]) -> bool:
+        """File one item of the queue; True when it says stop (after what is queued)."""
+        if item is _STOP:
+            return True
+        if item is not _URGENT:
+            ordinary.append(item)
+        return False
 
     def _reconnect_if_broken(self, store: Store) -> Store:
         """A Postgres connection lost (server restart, failover) is replaced before the next
