@@ -125,6 +125,12 @@ class TokenRegistry:
                 connection.close(CloseCode.AUTH_REFUSED, "token revoked or expired")
 
 
+#: An answer to record: the outcome, what else its transaction writes, and who waits for it.
+_Answer = tuple[
+    CommandOutcome, "Callable[[Store, CommandOutcome], object] | None", "asyncio.Future[None]"
+]
+
+
 @dataclass
 class CommandRouter:
     """Sends commands to agents and matches their results to the waiting callers."""
@@ -132,6 +138,11 @@ class CommandRouter:
     brain: Brain
     #: command id -> (the agent it went to, the caller's future): only that agent may answer.
     pending: dict[str, tuple[str, asyncio.Future[CommandResult]]] = field(default_factory=dict)
+    #: Answers to record, and whether a write of answers is in flight: answers that arrive
+    #: meanwhile go together in the next one (one writer job and one statement per table for
+    #: a whole tick's answers, not a job per fire).
+    _answers: list[_Answer] = field(default_factory=list)
+    _answers_writing: bool = False
 
     def expect(self, command_id: str, agent_instance: str) -> asyncio.Future[CommandResult]:
         """A future for the answer to ``command_id``, which only ``agent_instance`` may give."""
@@ -338,17 +349,50 @@ class CommandRouter:
         outcome: CommandOutcome,
         also: Callable[[Store, CommandOutcome], object] | None = None,
     ) -> None:
+        """Record ``outcome`` (and run ``also`` in the same transaction); returns once it
+        committed."""
         counts = self.brain.commands_by_status
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._answers.append((outcome, also, written))
+        self._write_answers()
+        await written
 
-        def record(store: Store) -> None:
-            store.answer_command(
-                outcome.command_id, outcome.status, outcome.native_id, outcome.reason, time.time()
+    def _write_answers(self) -> None:
+        if self._answers_writing or not self._answers:
+            return
+        answers, self._answers = self._answers, []
+
+        def job(store: Store) -> None:
+            now = time.time()
+            store.answer_commands(
+                [(o.command_id, o.status, o.native_id, o.reason, now) for o, _, _ in answers]
             )
-            if also is not None:
-                also(store, outcome)
+            for outcome, also, _ in answers:
+                if also is not None:
+                    also(store, outcome)
 
-        await self.brain.write(record, urgent=True)
+        loop = asyncio.get_running_loop()
+        try:
+            future = self.brain.writer.submit(job, urgent=True)
+        except Exception as exc:  # the writer closed: the brain is stopping
+            self._answers_written(answers, exc)
+            return
+        self._answers_writing = True
+        future.add_done_callback(
+            lambda done: loop.call_soon_threadsafe(self._answers_written, answers, done.exception())
+        )
+
+    def _answers_written(self, answers: list[_Answer], failure: BaseException | None) -> None:
+        self._answers_writing = False
+        for _, _, written in answers:
+            if written.done():
+                continue
+            if failure is None:
+                written.set_result(None)
+            else:
+                written.set_exception(failure)
+        self._write_answers()
 
 
 def _options_dict(options: CommandOptions) -> dict[str, Any]:

@@ -132,6 +132,17 @@ class CommandStore(StoreBase):
             params.append(agent_instance)
         return self.conn.execute(sql, params).rowcount == 1
 
+    def answer_commands(self, answers: Sequence[tuple[str, str, str | None, str, float]]) -> None:
+        """``answer_command`` for many (command id, status, native id, reason, now), in one
+        statement: a tick's answers."""
+        if answers:
+            self.conn.executemany(
+                "UPDATE commands SET status = ?, native_id = ?, reason = ?, answered_at = ? "
+                "WHERE command_id = ? AND status IN ('pending', 'unknown')",
+                [(status, native_id, reason, now, command_id)
+                 for command_id, status, native_id, reason, now in answers],
+            )  # fmt: skip
+
     def command(self, command_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(
             "SELECT command_id, agent_instance, kind, engine, app, task, payload, fire_id, "
