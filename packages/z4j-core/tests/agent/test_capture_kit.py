@@ -1,0 +1,125 @@
+"""What the six captures share from the kit: `guarded` entry points and `count_error` never let
+an exception reach the host, count every one and log each site once; `InFlight` and `Stopwatch`
+keep per-task state bounded by `MAX_CAPTURE_IN_FLIGHT`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from z4j_core import adapter as kit
+from z4j_core.adapter import InFlight, Stopwatch, count_error, guarded
+from z4j_core.wire.limits import MAX_CAPTURE_IN_FLIGHT
+
+
+class Hooks:
+    """A capture with two entry points: one that fails when told, one that never does."""
+
+    def __init__(self) -> None:
+        self.errors = 0
+        self.seen: list[Any] = []
+
+    @guarded
+    def on_event(self, value: Any, *, fail: bool = False) -> str:
+        if fail:
+            raise RuntimeError(f"hook broke on {value}")
+        self.seen.append(value)
+        return f"saw {value}"
+
+    @guarded
+    def on_other(self, value: Any) -> None:
+        raise KeyError(value)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # each test starts as a fresh process would: no site logged yet
+    monkeypatch.setattr(kit, "_logged", set())
+
+
+def test_a_guarded_hook_answers_as_the_method_does_when_it_does_not_raise() -> None:
+    hooks = Hooks()
+    assert hooks.on_event(1) == "saw 1"
+    assert hooks.seen == [1] and hooks.errors == 0
+
+
+def test_a_guarded_hook_never_raises_counts_every_error_and_logs_each_site_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hooks = Hooks()
+    with caplog.at_level(logging.ERROR, logger="z4j.adapter"):
+        assert hooks.on_event(1, fail=True) is None
+        assert hooks.on_event(2, fail=True) is None  # keywords pass through
+        assert hooks.on_other("x") is None
+        assert hooks.on_other("y") is None
+    assert hooks.errors == 4
+    logged = [r for r in caplog.records if r.name == "z4j.adapter"]
+    assert [r.getMessage() for r in logged] == [
+        f"z4j caught an error in {__name__}.Hooks.on_event (counted; logged only this once)",
+        f"z4j caught an error in {__name__}.Hooks.on_other (counted; logged only this once)",
+    ]
+    assert logged[0].exc_info is not None and "hook broke on 1" in str(logged[0].exc_info[1])
+    assert hooks.on_event(3) == "saw 3"  # a hook that failed goes on working
+
+
+def test_a_guarded_hook_lets_what_is_not_an_exception_through() -> None:
+    class Stopping:
+        errors = 0
+
+        @guarded
+        def on_event(self) -> None:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Stopping().on_event()
+
+
+def test_guarded_keeps_the_method_s_name_for_engines_that_look_hooks_up_by_name() -> None:
+    assert Hooks.on_event.__name__ == "on_event"
+    assert Hooks.on_event.__wrapped__.__qualname__ == "Hooks.on_event"  # type: ignore[attr-defined]
+
+
+def test_count_error_counts_on_its_owner_and_logs_each_what_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Owner:
+        errors = 0
+
+    owner, other = Owner(), Owner()
+    engine_log = logging.getLogger("z4j.tiny")
+    with caplog.at_level(logging.ERROR):
+        for target in (owner, owner, other):
+            try:
+                raise OSError("no broker")
+            except OSError:
+                count_error(target, "could not start with the broker", engine_log)
+    assert (owner.errors, other.errors) == (2, 1)
+    logged = [(r.name, r.getMessage()) for r in caplog.records]
+    assert logged == [
+        ("z4j.tiny", "z4j could not start with the broker (counted; logged only this once)")
+    ]
+
+
+def test_in_flight_is_a_dict_bounded_by_the_capture_limit() -> None:
+    held: InFlight[int] = InFlight()
+    for n in range(MAX_CAPTURE_IN_FLIGHT):
+        held.put(f"t{n}", n)
+    assert len(held) == MAX_CAPTURE_IN_FLIGHT and held.pop("t7") == 7
+    held.put("t7", 7)  # back to the limit
+    held.put("late", 1)  # past it: what never ended is dropped whole
+    assert held == {"late": 1}
+    assert held.pop("gone", None) is None and held.get("late") == 1
+
+
+def test_stopwatch_measures_from_start_to_stop_once_and_stays_bounded() -> None:
+    watch = Stopwatch()
+    watch.start("a")
+    runtime = watch.stop("a")
+    assert runtime is not None and runtime >= 0.0
+    assert watch.stop("a") is None and watch.stop("never") is None
+    for n in range(MAX_CAPTURE_IN_FLIGHT + 1):
+        watch.start(f"t{n}")
+    assert watch.stop("t0") is None  # dropped with the others when the limit was passed
+    assert watch.stop(f"t{MAX_CAPTURE_IN_FLIGHT}") is not None
