@@ -92,8 +92,7 @@ def instrument_settings(
             if start is None or start:
                 agent.start()
         except Exception:
-            agent.errors += 1
-            log.exception("z4j could not follow the arq worker; events may be missed")
+            kit.count_error(agent, "could not follow the arq worker; events may be missed", log)
         if user["on_startup"] is not None:
             await user["on_startup"](ctx)
 
@@ -105,7 +104,7 @@ def instrument_settings(
             try:
                 await kit.stop_off_loop(agent)
             except Exception:
-                agent.errors += 1
+                kit.count_error(agent, "could not drain at the arq worker's shutdown", log)
 
     def job_hook(name: str) -> Hook:
         theirs = user[name]

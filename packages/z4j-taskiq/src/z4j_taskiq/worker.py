@@ -46,8 +46,7 @@ def on_broker_startup(middleware: Any) -> None:
         if middleware.start_policy is not False:
             agent.start()
     except Exception:
-        middleware.errors += 1
-        log.exception("z4j could not start with the taskiq broker")
+        kit.count_error(middleware, "could not start with the taskiq broker", log)
 
 
 async def on_broker_shutdown(middleware: Any) -> None:
