@@ -454,8 +454,10 @@ class Counting(Protocol):
     errors: int
 
 
-#: The `what` of every error `count_error` has logged in this process.
+#: The `what` of every error `count_error` has logged in this process (a forked child, whose log
+#: is often its own, starts afresh).
 _logged: set[str] = set()
+os.register_at_fork(after_in_child=_logged.clear)
 
 
 def count_error(owner: Counting, what: str, logger: logging.Logger = log) -> None:

@@ -5,6 +5,9 @@ keep per-task state bounded by `MAX_CAPTURE_IN_FLIGHT`."""
 from __future__ import annotations
 
 import logging
+import os
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,9 +37,14 @@ class Hooks:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_log_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    # each test starts as a fresh process would: no site logged yet
-    monkeypatch.setattr(kit, "_logged", set())
+def _fresh_log_memory() -> Iterator[None]:
+    # each test starts as a fresh process would: no site logged yet (the same set object: the
+    # fork hook clears that one)
+    kept = set(kit._logged)
+    kit._logged.clear()
+    yield
+    kit._logged.clear()
+    kit._logged.update(kept)
 
 
 def test_a_guarded_hook_answers_as_the_method_does_when_it_does_not_raise() -> None:
@@ -100,6 +108,25 @@ def test_count_error_counts_on_its_owner_and_logs_each_what_once(
     assert logged == [
         ("z4j.tiny", "z4j could not start with the broker (counted; logged only this once)")
     ]
+
+
+def test_a_forked_child_logs_its_own_first_error() -> None:
+    class Owner:
+        errors = 0
+
+    try:
+        raise OSError("no broker")
+    except OSError:
+        count_error(Owner(), "could not start with the broker")
+    assert "could not start with the broker" in kit._logged
+    with warnings.catch_warnings():  # Python 3.12+ warns about fork when threads exist
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if it would log the error again
+        os._exit(0 if "could not start with the broker" not in kit._logged else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert "could not start with the broker" in kit._logged  # the parent's memory is untouched
 
 
 def test_in_flight_is_a_dict_bounded_by_the_capture_limit() -> None:
