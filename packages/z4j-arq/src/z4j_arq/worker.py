@@ -101,10 +101,7 @@ def instrument_settings(
             if user["on_shutdown"] is not None:
                 await user["on_shutdown"](ctx)
         finally:
-            try:
-                await kit.stop_off_loop(agent)
-            except Exception:
-                kit.count_error(agent, "could not drain at the arq worker's shutdown", log)
+            await kit.stop_off_loop(agent, logger=log)  # counts and logs what goes wrong
 
     def job_hook(name: str) -> Hook:
         theirs = user[name]

@@ -750,20 +750,29 @@ class PrivateLoop:
             return self._loop
 
 
-async def stop_off_loop(agent: Agent, timeout: float | None = None) -> None:
+async def stop_off_loop(
+    agent: Agent, timeout: float | None = None, logger: logging.Logger = log
+) -> None:
     """Stop the agent from an engine's async shutdown hook: the drain runs on a daemon thread,
-    so the engine's loop keeps serving while it waits (at most `timeout` plus a second)."""
+    so the engine's loop keeps serving while it waits (at most `timeout` plus a second). Never
+    raises into the engine: a drain that fails or overruns is counted on the agent and logged
+    to `logger` as a warning (the drain thread goes on while the process lives)."""
     timeout = agent.config.drain_timeout if timeout is None else timeout
     done: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     def drain() -> None:
         try:
             agent.stop(timeout)
-        finally:
-            done.set_result(None)
+        finally:  # unless the wait gave up, and cancelled `done`: nobody to tell then
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                done.set_result(None)
 
-    threading.Thread(target=drain, name="z4j-agent-drain", daemon=True).start()
-    await asyncio.wait_for(asyncio.wrap_future(done), timeout + 1.0)
+    try:
+        threading.Thread(target=drain, name="z4j-agent-drain", daemon=True).start()
+        await asyncio.wait_for(asyncio.wrap_future(done), timeout + 1.0)
+    except Exception:
+        agent.errors += 1
+        logger.warning("z4j agent did not drain at the engine's shutdown", exc_info=True)
 
 
 _draining: set[int] = set()

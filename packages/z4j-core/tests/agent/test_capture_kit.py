@@ -1,11 +1,16 @@
 """What the six captures share from the kit: `guarded` entry points and `count_error` never let
 an exception reach the host, count every one and log each site once; `InFlight` and `Stopwatch`
-keep per-task state bounded by `MAX_CAPTURE_IN_FLIGHT`."""
+keep per-task state bounded by `MAX_CAPTURE_IN_FLIGHT`; `stop_off_loop` never raises into an
+engine's shutdown hook."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import threading
+import time
+import types
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -150,3 +155,39 @@ def test_stopwatch_measures_from_start_to_stop_once_and_stays_bounded() -> None:
         watch.start(f"t{n}")
     assert watch.stop("t0") is None  # dropped with the others when the limit was passed
     assert watch.stop(f"t{MAX_CAPTURE_IN_FLIGHT}") is not None
+
+
+class SlowAgent:
+    """What `stop_off_loop` uses of an agent, with a drain that takes `seconds`."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.config = types.SimpleNamespace(drain_timeout=5.0)
+        self.errors = 0
+        self.seconds = seconds
+        self.stopped_with: list[float] = []
+
+    def stop(self, timeout: float) -> None:
+        self.stopped_with.append(timeout)
+        time.sleep(self.seconds)
+
+
+def test_stop_off_loop_drains_with_the_timeout_given() -> None:
+    agent = SlowAgent()
+    asyncio.run(kit.stop_off_loop(agent, 0.5))  # type: ignore[arg-type]
+    assert agent.stopped_with == [0.5] and agent.errors == 0
+
+
+def test_stop_off_loop_never_raises_into_the_engine_and_counts_an_overrun(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    agent = SlowAgent(seconds=1.5)  # longer than the 0.01 s asked plus the second of grace
+    engine_log = logging.getLogger("z4j.tiny")
+    began = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(kit.stop_off_loop(agent, 0.01, engine_log))  # type: ignore[arg-type]
+    assert time.monotonic() - began < 1.4 and agent.errors == 1
+    assert [(r.name, r.levelno) for r in caplog.records] == [("z4j.tiny", logging.WARNING)]
+    # the drain thread ends quietly once the agent has stopped (here, where pytest reports it)
+    for thread in threading.enumerate():
+        if thread.name == "z4j-agent-drain":
+            thread.join(5.0)

@@ -54,8 +54,4 @@ async def on_broker_shutdown(middleware: Any) -> None:
     agent, broker = middleware.agent, middleware.broker
     if agent is None or not getattr(broker, "is_worker_process", False):
         return
-    try:
-        await kit.stop_off_loop(agent, min(agent.config.drain_timeout, SHUTDOWN_DRAIN_SECONDS))
-    except Exception:
-        middleware.errors += 1
-        log.warning("z4j agent did not drain at the broker's shutdown", exc_info=True)
+    await kit.stop_off_loop(agent, min(agent.config.drain_timeout, SHUTDOWN_DRAIN_SECONDS), log)
