@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from z4j_arq import actions
 from z4j_arq.enqueue import RESERVED
-from z4j_core.adapter import dotted, error_fields, worker_id
+from z4j_core.adapter import count_error, dotted, error_fields, guarded, worker_id
 from z4j_core.wire import LifecycleKind
 
 if TYPE_CHECKING:
@@ -71,12 +71,8 @@ class JobTasks(dict):  # type: ignore[type-arg]
 
     def __delitem__(self, job_id: str) -> None:
         super().__delitem__(job_id)
-        if not self.capture.connected:
-            return
-        try:
-            self.capture.job_ended(self.worker, job_id)
-        except Exception:
-            self.capture.errors += 1
+        if self.capture.connected:
+            self.capture.job_ended(self.worker, job_id)  # catches and counts its own errors
 
 
 class JobCapture:
@@ -108,7 +104,7 @@ class JobCapture:
                 if isinstance(decoded, dict) and "f" in decoded and "s" not in decoded:
                     _decoded.set(decoded)
             except Exception:
-                self.errors += 1
+                count_error(self, "caught an error in the arq job deserializer")
             return decoded
 
         z4j_job_deserializer.z4j_inner = inner  # type: ignore[attr-defined]
@@ -122,31 +118,30 @@ class JobCapture:
                 if isinstance(data, dict) and data.get("s") is False and _running.get() is None:
                     self.ended_before_start(data)
             except Exception:
-                self.errors += 1
+                count_error(self, "caught an error in the arq job serializer")
             return dumps(data)
 
         z4j_job_serializer.z4j_inner = inner  # type: ignore[attr-defined]
         return z4j_job_serializer
 
+    @guarded
     def on_job_start(self, ctx: dict[str, Any]) -> None:
-        try:
-            decoded = _decoded.get() or {}
-            job_id, job_try = str(ctx.get("job_id")), int(ctx.get("job_try") or 1)
-            name = decoded.get("f", "<unknown>")
-            _running.set(Running(job_id, name, job_try, time.perf_counter(), decoded))
-            self.emit(
-                K.STARTED,
-                job_id,
-                name,
-                queue=self.queue,
-                worker=worker_id(),
-                args=decoded.get("a"),
-                kwargs=decoded.get("k"),
-                retries=job_try - 1,
-            )
-        except Exception:
-            self.errors += 1
+        decoded = _decoded.get() or {}
+        job_id, job_try = str(ctx.get("job_id")), int(ctx.get("job_try") or 1)
+        name = decoded.get("f", "<unknown>")
+        _running.set(Running(job_id, name, job_try, time.perf_counter(), decoded))
+        self.emit(
+            K.STARTED,
+            job_id,
+            name,
+            queue=self.queue,
+            worker=worker_id(),
+            args=decoded.get("a"),
+            kwargs=decoded.get("k"),
+            retries=job_try - 1,
+        )
 
+    @guarded
     def job_ended(self, worker: Any, job_id: str) -> None:
         """In run_job's `finally`: decide the outcome as arq's `except` clauses will."""
         from arq.worker import Retry, RetryJob
@@ -186,22 +181,18 @@ class JobCapture:
             fields.update(error_fields(exc))
         running.kind, running.fields = kind, fields
 
+    @guarded
     def after_job_end(self, ctx: dict[str, Any]) -> None:
-        try:
-            running = _running.get()
-            if running is None or running.kind is None:
-                return
-            _running.set(None)
-            self.emit(running.kind, running.job_id, running.name, **(running.fields or {}))
-            decoded = running.decoded
-            if running.kind is K.FAILED and decoded:
-                # arq's own record (its result) expires after `keep_result`, an hour by default.
-                payload = actions.pack(
-                    self.adapter, running.name, decoded.get("a"), decoded.get("k")
-                )
-                self.adapter.keep_original(running.job_id, running.name, payload, self.queue)
-        except Exception:
-            self.errors += 1
+        running = _running.get()
+        if running is None or running.kind is None:
+            return
+        _running.set(None)
+        self.emit(running.kind, running.job_id, running.name, **(running.fields or {}))
+        decoded = running.decoded
+        if running.kind is K.FAILED and decoded:
+            # arq's own record (its result) expires after `keep_result`, an hour by default.
+            payload = actions.pack(self.adapter, running.name, decoded.get("a"), decoded.get("k"))
+            self.adapter.keep_original(running.job_id, running.name, payload, self.queue)
 
     def ended_before_start(self, data: dict[str, Any]) -> None:
         """A job arq failed before running it (its result is being serialized)."""
@@ -273,13 +264,13 @@ class JobCapture:
                 record = agent.prepare(*event, engine=self.adapter.engine, args=args, **fields)
                 push = functools.partial(agent.emit_prepared, record)
         except Exception:
-            self.errors += 1
+            count_error(self, "caught an error preparing an arq enqueue's event")
         job = await enqueue_job(function, *args, **kwargs)
         if job is not None and push is not None:
             try:
                 push()
             except Exception:
-                self.errors += 1
+                count_error(self, "caught an error pushing an arq enqueue's event")
         return job
 
     def instrument_pool(self, pool: Any) -> None:

@@ -92,8 +92,7 @@ def instrument_settings(
             if start is None or start:
                 agent.start()
         except Exception:
-            agent.errors += 1
-            log.exception("z4j could not follow the arq worker; events may be missed")
+            kit.count_error(agent, "could not follow the arq worker; events may be missed", log)
         if user["on_startup"] is not None:
             await user["on_startup"](ctx)
 
@@ -102,10 +101,7 @@ def instrument_settings(
             if user["on_shutdown"] is not None:
                 await user["on_shutdown"](ctx)
         finally:
-            try:
-                await kit.stop_off_loop(agent)
-            except Exception:
-                agent.errors += 1
+            await kit.stop_off_loop(agent, logger=log)  # counts and logs what goes wrong
 
     def job_hook(name: str) -> Hook:
         theirs = user[name]

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from z4j_celery import actions
-from z4j_core.adapter import MAX_CAPTURE_IN_FLIGHT, Stopwatch, dotted
+from z4j_core.adapter import InFlight, Stopwatch, count_error, dotted
 from z4j_core.wire import LifecycleKind
 
 if TYPE_CHECKING:
@@ -42,10 +42,11 @@ _RECEIVERS: dict[str, str] = {}
 def _receiver(signal: str, of_app: bool = True) -> Callable[[Receiver], Receiver]:
     """Make a method the receiver of `signal`: it catches and counts every exception (it runs
     inside Celery, often inside the user's task), and with `of_app` it ignores a sender of
-    another app."""
+    another app. Like `z4j_core.adapter.guarded`, with the sender test in the same frame."""
 
     def wrap(method: Receiver) -> Receiver:
         _RECEIVERS[signal] = method.__name__
+        what = f"caught an error in the Celery receiver of {signal}"
 
         @functools.wraps(method)
         def receiver(self: SignalCapture, sender: Any = None, **kw: Any) -> None:
@@ -53,7 +54,7 @@ def _receiver(signal: str, of_app: bool = True) -> Callable[[Receiver], Receiver
                 if not of_app or getattr(sender, "app", self.app) is self.app:
                     method(self, sender, **kw)
             except Exception:
-                self.errors += 1
+                count_error(self, what)
 
         return receiver
 
@@ -115,7 +116,7 @@ class SignalCapture:
         self._started = Stopwatch()
         # task id -> (when its publish began, sender, body, headers, routing key), or None once
         # `on_received` reported its `enqueued` before `after_task_publish` ran
-        self._publishing: dict[str, tuple[float, Any, Any, Any, Any] | None] = {}
+        self._publishing: InFlight[tuple[float, Any, Any, Any, Any] | None] = InFlight()
         # Held only to report one task's `enqueued` once and before its `received` (no I/O).
         self._order = threading.Lock()
         self.fire_ids: set[str] = set()  # fire ids being published by z4j right now
@@ -172,10 +173,8 @@ class SignalCapture:
         started it (see `on_received`)."""
         task_id = headers.get("id") if headers else None
         if task_id:
-            publishing = self._publishing
-            if len(publishing) >= MAX_CAPTURE_IN_FLIGHT:
-                publishing.clear()
-            publishing[task_id] = (time.time(), sender, body, headers, kw.get("routing_key"))
+            noted = (time.time(), sender, body, headers, kw.get("routing_key"))
+            self._publishing.put(task_id, noted)
 
     @_receiver("after_task_publish")
     def on_published(self, sender: Any, body: Any = None, headers: Any = None, **kw: Any) -> None:

@@ -22,6 +22,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from z4j_core.adapter import count_error
 from z4j_core.agent import Agent
 from z4j_core.agent.relay import Relay
 from z4j_core.wire import Capability
@@ -97,8 +98,9 @@ class WorkerLife:
                 self.agent.reannounce()
             self.relay = Relay()
         except Exception:
-            self.agent.errors += 1
-            log.exception("z4j could not prepare the Celery worker; pool events may be missed")
+            count_error(
+                self.agent, "could not prepare the Celery worker; pool events may be missed", log
+            )
 
     def on_process_init(self, sender: Any = None, **kw: Any) -> None:
         try:
@@ -109,7 +111,7 @@ class WorkerLife:
             relay.enter_child()
             capture.in_pool_child(relay, self.agent)
         except Exception:
-            self.agent.errors += 1
+            count_error(self.agent, "could not route a pool child's events to the worker", log)
 
     def on_worker_ready(self, sender: Any = None, **kw: Any) -> None:
         try:
@@ -119,8 +121,7 @@ class WorkerLife:
                 self.relay.start(self.agent)
             self.agent.start()
         except Exception:
-            self.agent.errors += 1
-            log.exception("z4j could not start with the Celery worker")
+            count_error(self.agent, "could not start with the Celery worker", log)
 
     def on_worker_shutdown(self, sender: Any = None, **kw: Any) -> None:
         try:
@@ -130,4 +131,4 @@ class WorkerLife:
                 self.relay.stop()
             self.agent.stop()
         except Exception:
-            self.agent.errors += 1
+            count_error(self.agent, "could not drain at the Celery worker's shutdown", log)

@@ -3,12 +3,13 @@
 Owns what an engine adapter is to the agent: `Adapter`, with one documented method per thing the
 agent asks of an engine, each a no-op or a clear `unsupported` answer by default (the way
 Dramatiq's `Middleware` documents its hooks); the helpers adapters build answers, error fields,
-names, worker ids and observed schedules with; and `instrument`, which every engine's
-`instrument(...)` wraps. Writing a new adapter: docs/adapters.md.
+names, worker ids and observed schedules with; what captures share on the host's hot path
+(`guarded` entry points, `count_error`, `InFlight` state, `Stopwatch`); and `instrument`, which
+every engine's `instrument(...)` wraps. Writing a new adapter: docs/adapters.md.
 
 Must never import an engine: an adapter package brings its engine, this module only names what
-the agent calls. Nothing here runs on a host's hot path except `worker_id` and `error_fields`,
-which do no I/O and take no lock.
+the agent calls. Nothing here runs on a host's hot path except `worker_id`, `error_fields` and
+the capture helpers, which do no I/O and take no lock (`count_error` logs, once per site).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import traceback
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, ParamSpec, Protocol, TypeVar
 
 from z4j_core.hookspecs import hookimpl
 from z4j_core.wire import (
@@ -57,7 +58,9 @@ __all__ = [
     "ActionOutcome",
     "Adapter",
     "CancelRequest",
+    "Counting",
     "Emit",
+    "InFlight",
     "PrivateLoop",
     "QueueDepth",
     "RetryRequest",
@@ -67,6 +70,7 @@ __all__ = [
     "agent_of",
     "answer",
     "capabilities",
+    "count_error",
     "current_fire_id",
     "done",
     "dotted",
@@ -77,6 +81,7 @@ __all__ = [
     "error_fields",
     "failed",
     "fixed_offset_zone",
+    "guarded",
     "host_zone_name",
     "instance_of",
     "instrument",
@@ -93,6 +98,10 @@ __all__ = [
 log = logging.getLogger("z4j.adapter")
 
 T = TypeVar("T")
+V = TypeVar("V")
+R = TypeVar("R")
+C = TypeVar("C", bound="Counting")
+P = ParamSpec("P")
 
 Emit = Callable[..., None]
 """The agent's `emit(kind, task_id, task_name, **fields)` for one engine: cheap, never raises."""
@@ -404,6 +413,23 @@ def enqueueing(fire_id: str | None) -> Iterator[None]:
         _enqueueing.fire_id = None
 
 
+# -- capture: what runs on the host's hot path ---------------------------------------------------
+
+
+class InFlight(dict[str, V]):
+    """Per-task state a capture keeps between two engine hooks (a start time, an error held for
+    the engine's retry decision, an event prepared before a publish), bounded: `put` past
+    `MAX_CAPTURE_IN_FLIGHT` entries drops them all first, so tasks that never reach their second
+    hook cannot grow memory without end. Otherwise a plain dict (`pop`, `get` at C speed)."""
+
+    __slots__ = ()
+
+    def put(self, task_id: str, value: V) -> None:
+        if len(self) >= MAX_CAPTURE_IN_FLIGHT:
+            self.clear()
+        self[task_id] = value
+
+
 class Stopwatch:
     """When each task running in this process started, for its runtime (bounded: past
     `MAX_CAPTURE_IN_FLIGHT` tasks that never ended are forgotten whole)."""
@@ -411,18 +437,55 @@ class Stopwatch:
     __slots__ = ("_began",)
 
     def __init__(self) -> None:
-        self._began: dict[str, float] = {}
+        self._began: InFlight[float] = InFlight()
 
     def start(self, task_id: str) -> None:
-        began = self._began
-        if len(began) >= MAX_CAPTURE_IN_FLIGHT:
-            began.clear()
-        began[task_id] = time.perf_counter()
+        self._began.put(task_id, time.perf_counter())
 
     def stop(self, task_id: str) -> float | None:
         """Seconds since `start(task_id)`, or None when it was never started here."""
         began = self._began.pop(task_id, None)
         return None if began is None else time.perf_counter() - began
+
+
+class Counting(Protocol):
+    """What `count_error` counts on: a capture, a middleware, an agent."""
+
+    errors: int
+
+
+#: The `what` of every error `count_error` has logged in this process (a forked child, whose log
+#: is often its own, starts afresh).
+_logged: set[str] = set()
+os.register_at_fork(after_in_child=_logged.clear)
+
+
+def count_error(owner: Counting, what: str, logger: logging.Logger = log) -> None:
+    """Call it in an `except` block where the host must never see the exception: counts it on
+    `owner.errors`, and logs it to `logger` with its traceback the first time `what` happens in
+    this process only, so a hook that fails on every task cannot flood the host's log (the count
+    goes on). `what` completes "z4j ...": `could not start with the broker`."""
+    owner.errors += 1
+    if what not in _logged:
+        _logged.add(what)
+        logger.exception("z4j %s (counted; logged only this once)", what)
+
+
+def guarded(method: Callable[Concatenate[C, P], R]) -> Callable[Concatenate[C, P], R | None]:
+    """A capture entry point the host calls (a signal receiver, a middleware hook): an exception
+    is counted on its instance with `count_error`, never raised into the host, and the call then
+    answers None. Wraps the method once, where the class is defined; a call costs one frame."""
+    what = f"caught an error in {method.__module__}.{method.__qualname__}"
+
+    @functools.wraps(method)
+    def entry(owner: C, /, *args: P.args, **kwargs: P.kwargs) -> R | None:
+        try:
+            return method(owner, *args, **kwargs)
+        except Exception:
+            count_error(owner, what)
+            return None
+
+    return entry
 
 
 # -- names and error fields ----------------------------------------------------------------------
@@ -687,20 +750,29 @@ class PrivateLoop:
             return self._loop
 
 
-async def stop_off_loop(agent: Agent, timeout: float | None = None) -> None:
+async def stop_off_loop(
+    agent: Agent, timeout: float | None = None, logger: logging.Logger = log
+) -> None:
     """Stop the agent from an engine's async shutdown hook: the drain runs on a daemon thread,
-    so the engine's loop keeps serving while it waits (at most `timeout` plus a second)."""
+    so the engine's loop keeps serving while it waits (at most `timeout` plus a second). Never
+    raises into the engine: a drain that fails or overruns is counted on the agent and logged
+    to `logger` as a warning (the drain thread goes on while the process lives)."""
     timeout = agent.config.drain_timeout if timeout is None else timeout
     done: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     def drain() -> None:
         try:
             agent.stop(timeout)
-        finally:
-            done.set_result(None)
+        finally:  # unless the wait gave up, and cancelled `done`: nobody to tell then
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                done.set_result(None)
 
-    threading.Thread(target=drain, name="z4j-agent-drain", daemon=True).start()
-    await asyncio.wait_for(asyncio.wrap_future(done), timeout + 1.0)
+    try:
+        threading.Thread(target=drain, name="z4j-agent-drain", daemon=True).start()
+        await asyncio.wait_for(asyncio.wrap_future(done), timeout + 1.0)
+    except Exception:
+        agent.errors += 1
+        logger.warning("z4j agent did not drain at the engine's shutdown", exc_info=True)
 
 
 _draining: set[int] = set()

@@ -12,6 +12,7 @@ from wire_helpers import FRAME_STRATEGIES, SessionPair, any_frame, batch, make_e
 
 from z4j_core.wire import (
     FEATURE_QUEUE_REPORTS,
+    FEATURE_UNKNOWN_ANSWERS,
     FRAME_TYPES,
     Ack,
     Action,
@@ -120,10 +121,12 @@ def test_encoding_is_deterministic(frame: Frame) -> None:
 @given(frame=any_frame)
 def test_signed_round_trip_through_sessions(frame: Frame) -> None:
     # A peer that can take every optional frame: an agent advertising every action for the
-    # action's engine, a brain accepting queue reports (their refusals have their own tests).
+    # action's engine, a brain accepting queue reports and `unknown` answers (their refusals
+    # and downgrades have their own tests).
     engine = frame.engine if isinstance(frame, Action) else "rq"
     everything = EngineInfo.of(engine, "1", [c.value for c in Capability])
-    pair = SessionPair(hello=make_hello(engines=[everything]), features=(FEATURE_QUEUE_REPORTS,))
+    features = (FEATURE_QUEUE_REPORTS, FEATURE_UNKNOWN_ANSWERS)
+    pair = SessionPair(hello=make_hello(engines=[everything]), features=features)
     pair.handshake()
     if type(frame) in SENDABLE[Side.AGENT][State.OPEN]:
         assert pair.agent_to_brain(frame) == [frame]

@@ -23,7 +23,7 @@ import dramatiq
 from dramatiq.common import q_name
 from dramatiq.middleware import Retries
 
-from z4j_core.adapter import current_fire_id, dotted, error_fields, worker_id
+from z4j_core.adapter import current_fire_id, dotted, error_fields, guarded, worker_id
 from z4j_core.wire import LifecycleKind
 
 K = LifecycleKind
@@ -63,6 +63,7 @@ class Z4JMiddleware(dramatiq.Middleware):
 
     # -- where the worker's agent starts and drains (z4j_dramatiq.worker) ----------------------
 
+    @guarded
     def bind(self, broker: Any, *_: Any) -> None:
         """Instrument `broker` with this middleware, once (the first hook that names it)."""
         if self.adapter is not None or self._binding:
@@ -72,8 +73,6 @@ class Z4JMiddleware(dramatiq.Middleware):
             from z4j_dramatiq import instrument
 
             instrument(broker, start=self.start, middleware=self, **self.options)
-        except Exception:
-            self.errors += 1
         finally:
             self._binding = False
 
@@ -89,90 +88,76 @@ class Z4JMiddleware(dramatiq.Middleware):
         if self.agent is not None:
             self.agent.stop()
 
+    @guarded
     def before_enqueue(self, broker: Any, message: Any, delay: int | None) -> None:
-        try:
-            self.bind(broker)
-            local = self._current(message)
-            if local is not None:
-                # The message this thread is processing is enqueued again: Retries' retry.
-                local.retry_delay = delay or 0
-                return
-            fields: dict[str, Any] = {"args": message.args, "kwargs": message.kwargs}
-            if delay:
-                fields["extra"] = {"eta": message.options.get("eta") or time.time() * 1000 + delay}
-            if fire_id := current_fire_id():
-                fields["fire_id"] = fire_id
-            retries = message.options.get("retries", 0)
-            self._event(K.SCHEDULED if delay else K.ENQUEUED, message, retries=retries, **fields)
-        except Exception:
-            self.errors += 1
+        self.bind(broker)
+        local = self._current(message)
+        if local is not None:
+            # The message this thread is processing is enqueued again: Retries' retry.
+            local.retry_delay = delay or 0
+            return
+        fields: dict[str, Any] = {"args": message.args, "kwargs": message.kwargs}
+        if delay:
+            fields["extra"] = {"eta": message.options.get("eta") or time.time() * 1000 + delay}
+        if fire_id := current_fire_id():
+            fields["fire_id"] = fire_id
+        retries = message.options.get("retries", 0)
+        self._event(K.SCHEDULED if delay else K.ENQUEUED, message, retries=retries, **fields)
 
+    @guarded
     def enqueue_failed(self, message: Any, exc: BaseException) -> None:
         """z4j's own enqueue raised after `before_enqueue` reported the message."""
-        try:
-            reason = f"the broker refused the message: {exc}"
-            self._event(K.REJECTED, message, exception=dotted(type(exc)), message=reason)
-        except Exception:
-            self.errors += 1
+        reason = f"the broker refused the message: {exc}"
+        self._event(K.REJECTED, message, exception=dotted(type(exc)), message=reason)
 
+    @guarded
     def before_process_message(self, broker: Any, message: Any) -> None:
-        try:
-            local = self._local
-            local.message_id = message.message_id
-            local.began = time.perf_counter()
-            local.error = local.retry_delay = None
-            local.retries = message.options.get("retries", 0)
-            self._event(
-                K.STARTED, message, args=message.args, kwargs=message.kwargs, retries=local.retries
-            )
-        except Exception:
-            self.errors += 1
+        local = self._local
+        local.message_id = message.message_id
+        local.began = time.perf_counter()
+        local.error = local.retry_delay = None
+        local.retries = message.options.get("retries", 0)
+        self._event(
+            K.STARTED, message, args=message.args, kwargs=message.kwargs, retries=local.retries
+        )
 
+    @guarded
     def after_process_message(
         self, broker: Any, message: Any, result: Any = None, exception: BaseException | None = None
     ) -> None:
-        try:
-            local = self._current(message)
-            runtime = None if local is None else time.perf_counter() - local.began
-            if exception is None:
-                retries = getattr(self._local, "retries", 0)
-                self._event(K.SUCCEEDED, message, runtime=runtime, retries=retries)
-            elif local is not None:  # reported at ack or nack
-                local.error = {"runtime": runtime, **error_fields(exception)}
-        except Exception:
-            self.errors += 1
+        local = self._current(message)
+        runtime = None if local is None else time.perf_counter() - local.began
+        if exception is None:
+            retries = getattr(self._local, "retries", 0)
+            self._event(K.SUCCEEDED, message, runtime=runtime, retries=retries)
+        elif local is not None:  # reported at ack or nack
+            local.error = {"runtime": runtime, **error_fields(exception)}
 
+    @guarded
     def after_skip_message(self, broker: Any, message: Any) -> None:
-        try:
-            fields = {"message": "a middleware skipped the message", **_raised(message)}
-            self._event(K.SKIPPED, message, retries=message.options.get("retries", 0), **fields)
-        except Exception:
-            self.errors += 1
+        fields = {"message": "a middleware skipped the message", **_raised(message)}
+        self._event(K.SKIPPED, message, retries=message.options.get("retries", 0), **fields)
 
+    @guarded
     def after_ack(self, broker: Any, message: Any) -> None:
-        try:
-            error = self._finish(message)
-            if error is None:
-                return
-            local = self._local
-            if local.retry_delay is not None:
-                extra = {"delay_ms": local.retry_delay}
-                self._event(K.RETRIED, message, retries=local.retries + 1, extra=extra, **error)
-            else:  # no Retries middleware: Dramatiq acks a failed message
-                self._event(K.FAILED, message, retries=local.retries, **error)
-                self._keep(message, dead_lettered=False)
-        except Exception:
-            self.errors += 1
+        error = self._finish(message)
+        if error is None:
+            return
+        local = self._local
+        if local.retry_delay is not None:
+            extra = {"delay_ms": local.retry_delay}
+            self._event(K.RETRIED, message, retries=local.retries + 1, extra=extra, **error)
+        else:  # no Retries middleware: Dramatiq acks a failed message
+            self._event(K.FAILED, message, retries=local.retries, **error)
+            self._keep(message, dead_lettered=False)
 
+    @guarded
     def after_nack(self, broker: Any, message: Any) -> None:
-        try:
-            error = self._finish(message)
-            if error is not None:
-                self._event(K.FAILED, message, retries=self._local.retries, **error)
-            self._event(K.DEAD_LETTERED, message, **_raised(message))
-            self._keep(message, dead_lettered=True)
-        except Exception:
-            self.errors += 1
+        error = self._finish(message)
+        if error is not None:
+            self._event(K.FAILED, message, retries=self._local.retries, **error)
+        self._event(K.DEAD_LETTERED, message, **_raised(message))
+        self._keep(message, dead_lettered=True)
 
     def _current(self, message: Any) -> Any:
         """This thread's state when it is processing `message`, else None."""

@@ -16,11 +16,12 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from z4j_core.adapter import (
-    MAX_CAPTURE_IN_FLIGHT,
     Emit,
+    InFlight,
     Stopwatch,
     current_fire_id,
     error_fields,
+    guarded,
     worker_id,
 )
 from z4j_core.wire import LifecycleKind
@@ -45,17 +46,14 @@ class SignalCapture:
         self.queue = adapter.queue
         self.errors = 0
         self._started = Stopwatch()
-        self._held: dict[str, dict[str, Any]] = {}  # the error of a task Huey will retry
+        self._held: InFlight[dict[str, Any]] = InFlight()  # the error of a task Huey will retry
 
-    # Huey calls this as receiver(signal, task, *args); it must never raise.
+    @guarded  # Huey calls this as receiver(signal, task, *args); it must never raise.
     def __call__(self, signal: str, task: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            # Signal `x-y` (huey.signals, spelled here so importing this needs no huey): `_on_x_y`.
-            handler = getattr(self, "_on_" + signal.replace("-", "_"), None)
-            if handler is not None:
-                handler(task, args)
-        except Exception:
-            self.errors += 1
+        # Signal `x-y` (huey.signals, spelled here so importing this needs no huey): `_on_x_y`.
+        handler = getattr(self, "_on_" + signal.replace("-", "_"), None)
+        if handler is not None:
+            handler(task, args)
 
     def disconnect(self) -> None:
         self.adapter.huey.disconnect_signal(self)
@@ -122,9 +120,7 @@ class SignalCapture:
         """Report a run that ended in `error` as `final`, or, when Huey will retry it (non-zero
         `task.retries`), hold `error` for its `retrying` signal."""
         if task.retries:
-            if len(self._held) >= MAX_CAPTURE_IN_FLIGHT:
-                self._held.clear()
-            self._held[task.id] = error
+            self._held.put(task.id, error)
             return
         self._event(final, task, runtime=self._started.stop(task.id), retries=0, **error)
 

@@ -20,6 +20,7 @@ import os
 import sys
 from typing import Any
 
+from z4j_core.adapter import count_error
 from z4j_core.agent import Agent
 
 log = logging.getLogger("z4j.huey")
@@ -50,8 +51,7 @@ def follow_consumers(huey: Any, agent: Agent, start_with_consumer: bool) -> None
         try:
             _follow(consumer, agent, start_with_consumer)
         except Exception:
-            agent.errors += 1
-            log.exception("z4j could not follow the Huey consumer; events may be missed")
+            count_error(agent, "could not follow the Huey consumer; events may be missed", log)
         return consumer
 
     create_consumer._z4j_agent = agent  # type: ignore[attr-defined]

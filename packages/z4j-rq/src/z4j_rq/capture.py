@@ -21,16 +21,15 @@ import os
 import threading
 import zlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
+from typing import TYPE_CHECKING, Any
 
-from z4j_core.adapter import MAX_CAPTURE_IN_FLIGHT, current_fire_id, dotted, error_fields
+from z4j_core.adapter import InFlight, current_fire_id, dotted, error_fields, guarded
 from z4j_core.wire import LifecycleKind
 
 if TYPE_CHECKING:
     from z4j_rq.adapter import RQAdapter
 
 K = LifecycleKind
-P = ParamSpec("P")
 
 # RQ's Result.Type values (rq.results), spelled here so reading a result needs no import.
 RESULT_SUCCESSFUL = 1
@@ -95,19 +94,6 @@ def queue_outcome_read(pipe: Any, job: Any) -> None:
     pipe.xrevrange(f"rq:results:{job.id}", "+", "-", count=1)
 
 
-def _guarded(method: Callable[Concatenate[JobCapture, P], None]) -> Callable[..., None]:
-    """A capture entry point: every exception is caught and counted, never raised into RQ."""
-
-    @functools.wraps(method)
-    def guarded(self: JobCapture, *args: P.args, **kwargs: P.kwargs) -> None:
-        try:
-            method(self, *args, **kwargs)
-        except Exception:
-            self.errors += 1
-
-    return guarded
-
-
 class JobCapture:
     """Emits the lifecycle events of the jobs on one instrumented Redis connection."""
 
@@ -115,7 +101,7 @@ class JobCapture:
         self.adapter = adapter
         self.emit = emit
         self.errors = 0
-        self._exceptions: dict[str, dict[str, Any]] = {}
+        self._exceptions: InFlight[dict[str, Any]] = InFlight()
 
     def disconnect(self) -> None:
         """Stop receiving this connection's jobs (the process-wide patches stay, idle)."""
@@ -126,7 +112,7 @@ class JobCapture:
 
     # -- the producer side (never in a work horse) --------------------------------------------
 
-    @_guarded
+    @guarded
     def enqueued(self, job: Any, queue: str, eta: Any = None) -> None:
         if in_work_horse():
             return
@@ -144,7 +130,7 @@ class JobCapture:
         self.adapter.saw(name, queue)
         self.emit(kind, job.id, name, queue=queue, args=job.args, kwargs=job.kwargs, **fields)
 
-    @_guarded
+    @guarded
     def refused(self, job: Any, queue: str, exc: BaseException) -> None:
         """RQ raised while writing a job just reported enqueued."""
         if not in_work_horse():
@@ -152,7 +138,7 @@ class JobCapture:
             fields = {"queue": queue, "exception": dotted(type(exc)), "message": message}
             self.emit(K.REJECTED, job.id, job.func_name, **fields)
 
-    @_guarded
+    @guarded
     def cancelled(self, job: Any) -> None:
         if not in_work_horse():
             message = "cancelled with RQ's Job.cancel"
@@ -160,7 +146,7 @@ class JobCapture:
 
     # -- the worker process -------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def started(self, job: Any, queue: str, worker: str) -> None:
         name = job.func_name
         self.adapter.saw(name, queue)
@@ -175,15 +161,13 @@ class JobCapture:
             retries=job.retries_left,
         )
 
-    @_guarded
+    @guarded
     def exception(self, job: Any, exc_info: tuple[Any, ...]) -> None:
         """An exception seen in this process (a SimpleWorker runs jobs in-process)."""
         if exc_info[0] is not None:
-            if len(self._exceptions) >= MAX_CAPTURE_IN_FLIGHT:
-                self._exceptions.clear()
-            self._exceptions[job.id] = error_fields(exc_info[1])
+            self._exceptions.put(job.id, error_fields(exc_info[1]))
 
-    @_guarded
+    @guarded
     def finished(
         self,
         job: Any,
@@ -248,7 +232,7 @@ class JobCapture:
             fields.update({"retries": 0, "exception": "rq.JobFailed", **failure})
         self.emit(kind, job.id, job.func_name, **fields)
 
-    @_guarded
+    @guarded
     def abandoned(self, job: Any, worker: str) -> None:
         """RQ's registry cleanup found `job` started by a worker that is gone."""
         retries_left = job.retries_left or 0

@@ -21,6 +21,7 @@ from rq.worker import SimpleWorker as RQSimpleWorker
 from rq.worker import SpawnWorker as RQSpawnWorker
 from rq.worker import Worker as RQWorker
 
+from z4j_core.adapter import count_error
 from z4j_rq import capture
 
 log = logging.getLogger("z4j.rq")
@@ -117,7 +118,7 @@ class Z4JWorkerMixin:
                 super().heartbeat(timeout, pipe)  # type: ignore[misc]
                 replies = pipe.execute()[:2]
         except Exception:
-            self._z4j_capture.errors += 1
+            count_error(self._z4j_capture, "could not read a job's outcome with the heartbeat", log)
             super().heartbeat(timeout)  # type: ignore[misc]
             replies = None  # the outcome is read on its own
         self._z4j_capture.finished(**pending, replies=replies)

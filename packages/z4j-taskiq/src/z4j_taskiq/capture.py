@@ -24,7 +24,7 @@ from typing import Any
 from taskiq.abc.middleware import TaskiqMiddleware
 from taskiq.exceptions import NoResultError
 
-from z4j_core.adapter import MAX_CAPTURE_IN_FLIGHT, error_fields, worker_id
+from z4j_core.adapter import InFlight, count_error, error_fields, guarded, worker_id
 from z4j_core.wire import LifecycleKind
 from z4j_taskiq import actions, worker
 from z4j_taskiq.adapter import TaskiqAdapter
@@ -71,7 +71,7 @@ class Z4JMiddleware(TaskiqMiddleware):
         self.emit: Callable[..., None] | None = None  # connected by `TaskiqAdapter.install_capture`
         self.errors = 0
         self.queue: str | None = None
-        self._sending: dict[str, Any] = {}  # prepared `enqueued` records, until the kick ends
+        self._sending: InFlight[Any] = InFlight()  # prepared `enqueued` records, until sent
 
     def set_broker(self, broker: Any) -> None:
         super().set_broker(broker)
@@ -99,20 +99,17 @@ class Z4JMiddleware(TaskiqMiddleware):
                     fields["fire_id"] = fire_id
                 if schedule_id := message.labels.get("schedule_id"):
                     fields["extra"] = {"schedule_id": str(schedule_id)}
-                if len(self._sending) >= MAX_CAPTURE_IN_FLIGHT:
-                    self._sending.clear()
-                self._sending[message.task_id] = self.agent.prepare(
+                record = self.agent.prepare(
                     K.ENQUEUED, message.task_id, message.task_name, engine=ENGINE, **fields
                 )
+                self._sending.put(message.task_id, record)
         except Exception:
-            self.errors += 1
+            count_error(self, "caught an error in the taskiq middleware's pre_send")
         return message
 
+    @guarded
     def post_send(self, message: Any) -> None:
-        try:
-            self._push_enqueued(message.task_id)
-        except Exception:
-            self.errors += 1
+        self._push_enqueued(message.task_id)
 
     def _push_enqueued(self, task_id: str) -> None:
         record = self._sending.pop(task_id, None)
@@ -142,53 +139,49 @@ class Z4JMiddleware(TaskiqMiddleware):
                 current_attempt.set(_Attempt(message.task_id, fields["retries"], began, outer))
                 emit(K.STARTED, message.task_id, message.task_name, **fields)
         except Exception:
-            self.errors += 1
+            count_error(self, "caught an error in the taskiq middleware's pre_execute")
         return message
 
+    @guarded
     def on_error(self, message: Any, result: Any, exception: BaseException) -> None:
-        try:
-            attempt = current_attempt.get()
-            if attempt is not None and attempt.task_id == message.task_id:
-                attempt.exception = exception
-        except Exception:
-            self.errors += 1
+        attempt = current_attempt.get()
+        if attempt is not None and attempt.task_id == message.task_id:
+            attempt.exception = exception
 
+    @guarded
     def post_execute(self, message: Any, result: Any) -> None:
-        try:
-            emit = self.emit
-            if emit is None:
-                return
-            task_id, task_name = message.task_id, message.task_name
-            attempt = current_attempt.get()
-            if attempt is not None and attempt.task_id == task_id:
-                current_attempt.set(attempt.outer)
-                fields = self._fields(message, runtime=time.perf_counter() - attempt.began)
-                fields["retries"] = attempt.retries
-            else:
-                attempt, fields = None, self._fields(message, runtime=None)
-            error = result.error
-            exception = error if attempt is None or attempt.exception is None else attempt.exception
-            if exception is None or isinstance(exception, NoResultError):
-                # NoResultError raised by the task itself means "ran, keep no result".
-                emit(K.SUCCEEDED, task_id, task_name, **fields)
-                return
-            replaced = error is not exception and isinstance(error, NoResultError)
-            resent_at = 0.0 if attempt is None else attempt.resent_at
-            if replaced or resent_at:
-                fields["retries"] += 1
-            fields.update(error_fields(exception))
-            if resent_at:
-                # Stamped when the retry was kicked: the next attempt may already have run in
-                # another worker, and its events must not look older than this one.
-                record = self.agent.prepare(K.RETRIED, task_id, task_name, engine=ENGINE, **fields)
-                self.agent.emit_prepared((record[0], resent_at, *record[2:]))
-            elif replaced:
-                emit(K.RETRIED, task_id, task_name, **fields)
-            else:
-                emit(K.FAILED, task_id, task_name, **fields)
-                adapter = self.adapter  # taskiq keeps no copy a retry could read: this host does
-                if adapter is not None:
-                    payload = actions.pack(adapter.broker, message)
-                    adapter.keep_original(task_id, task_name, payload, fields["queue"])
-        except Exception:
-            self.errors += 1
+        emit = self.emit
+        if emit is None:
+            return
+        task_id, task_name = message.task_id, message.task_name
+        attempt = current_attempt.get()
+        if attempt is not None and attempt.task_id == task_id:
+            current_attempt.set(attempt.outer)
+            fields = self._fields(message, runtime=time.perf_counter() - attempt.began)
+            fields["retries"] = attempt.retries
+        else:
+            attempt, fields = None, self._fields(message, runtime=None)
+        error = result.error
+        exception = error if attempt is None or attempt.exception is None else attempt.exception
+        if exception is None or isinstance(exception, NoResultError):
+            # NoResultError raised by the task itself means "ran, keep no result".
+            emit(K.SUCCEEDED, task_id, task_name, **fields)
+            return
+        replaced = error is not exception and isinstance(error, NoResultError)
+        resent_at = 0.0 if attempt is None else attempt.resent_at
+        if replaced or resent_at:
+            fields["retries"] += 1
+        fields.update(error_fields(exception))
+        if resent_at:
+            # Stamped when the retry was kicked: the next attempt may already have run in
+            # another worker, and its events must not look older than this one.
+            record = self.agent.prepare(K.RETRIED, task_id, task_name, engine=ENGINE, **fields)
+            self.agent.emit_prepared((record[0], resent_at, *record[2:]))
+        elif replaced:
+            emit(K.RETRIED, task_id, task_name, **fields)
+        else:
+            emit(K.FAILED, task_id, task_name, **fields)
+            adapter = self.adapter  # taskiq keeps no copy a retry could read: this host does
+            if adapter is not None:
+                payload = actions.pack(adapter.broker, message)
+                adapter.keep_original(task_id, task_name, payload, fields["queue"])

@@ -46,8 +46,7 @@ def on_broker_startup(middleware: Any) -> None:
         if middleware.start_policy is not False:
             agent.start()
     except Exception:
-        middleware.errors += 1
-        log.exception("z4j could not start with the taskiq broker")
+        kit.count_error(middleware, "could not start with the taskiq broker", log)
 
 
 async def on_broker_shutdown(middleware: Any) -> None:
@@ -55,8 +54,4 @@ async def on_broker_shutdown(middleware: Any) -> None:
     agent, broker = middleware.agent, middleware.broker
     if agent is None or not getattr(broker, "is_worker_process", False):
         return
-    try:
-        await kit.stop_off_loop(agent, min(agent.config.drain_timeout, SHUTDOWN_DRAIN_SECONDS))
-    except Exception:
-        middleware.errors += 1
-        log.warning("z4j agent did not drain at the broker's shutdown", exc_info=True)
+    await kit.stop_off_loop(agent, min(agent.config.drain_timeout, SHUTDOWN_DRAIN_SECONDS), log)
