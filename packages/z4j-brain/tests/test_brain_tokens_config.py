@@ -6,6 +6,7 @@ import hmac
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -222,3 +223,36 @@ def test_a_flood_of_urgent_jobs_never_starves_the_ordinary_ones(tmp_path: Path) 
         flooding.clear()
         flooder.join()
         writer.close()
+
+
+def test_an_urgent_job_cuts_a_running_group_of_ordinary_ones_short(tmp_path: Path) -> None:
+    # A group of event batches already under way yields after the job it is running: a fire's
+    # write waits for one ordinary job at most, never for a whole group of them.
+    path = tmp_path / "db.sqlite3"
+    Store.open(path).close()
+    writer = StoreWriter(path)
+    writer.start()
+    ran: list[str] = []
+
+    def gated(name: str, started: threading.Event, gate: threading.Event) -> Any:
+        def job(s: Store) -> None:
+            started.set()
+            gate.wait(5)
+            ran.append(name)
+
+        return job
+
+    first = threading.Event(), threading.Event()
+    second = threading.Event(), threading.Event()
+    futures = [writer.submit(gated("first", *first))]
+    assert first[0].wait(5)  # the writer is busy: what follows queues up as one group
+    futures.append(writer.submit(gated("second", *second)))
+    futures += [writer.submit(lambda s, n=n: ran.append(f"ordinary {n}")) for n in range(2)]
+    first[1].set()
+    assert second[0].wait(5)  # that group is running its first job
+    futures.append(writer.submit(lambda s: ran.append("urgent"), urgent=True))
+    second[1].set()
+    for future in futures:
+        future.result(5)
+    writer.close()
+    assert ran == ["first", "second", "urgent", "ordinary 0", "ordinary 1"]

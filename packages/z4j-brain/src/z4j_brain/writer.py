@@ -115,7 +115,10 @@ class StoreWriter:
                     store = self._reconnect_if_broken(store)
                 if ordinary:
                     group = [ordinary.popleft() for _ in range(min(MAX_GROUP, len(ordinary)))]
-                    self._commit_group(store, group)
+                    # An urgent job arriving meanwhile ends the group after the job running
+                    # then; the jobs not run go back to the front, in their order.
+                    unrun = self._commit_group(store, group, yield_to=self._urgent)
+                    ordinary.extendleft(reversed(unrun))
                     store = self._reconnect_if_broken(store)
         finally:
             store.close()
@@ -149,15 +152,23 @@ class StoreWriter:
             return fresh
         return store
 
-    def _commit_group(self, store: Store, group: list[Any]) -> None:
+    def _commit_group(
+        self, store: Store, group: list[Any], yield_to: deque[Any] | None = None
+    ) -> list[Any]:
+        """Run ``group``'s jobs in one transaction and commit; with ``yield_to``, stop before
+        the next job once that queue holds something, and return the jobs not run."""
         outcomes: list[tuple[Future[Any], bool, Any]] = []
         conn = store.conn
         # A job alone in its group needs no savepoint: its failure rolls the transaction back
         # (two statements fewer per write, a round trip each on Postgres).
         alone = len(group) == 1
+        unrun: list[Any] = []
         try:
             conn.begin()
-            for job, future in group:
+            for index, (job, future) in enumerate(group):
+                if index and yield_to:
+                    group, unrun = group[:index], group[index:]
+                    break
                 if not future.set_running_or_notify_cancel():
                     continue
                 if not alone:
@@ -170,7 +181,7 @@ class StoreWriter:
                             conn.rollback()
                         finally:
                             future.set_exception(exc)
-                        return
+                        return unrun
                     conn.execute("ROLLBACK TO SAVEPOINT job")
                     conn.execute("RELEASE SAVEPOINT job")
                     outcomes.append((future, False, exc))
@@ -191,12 +202,13 @@ class StoreWriter:
                     continue
                 if future.running() or future.set_running_or_notify_cancel():
                     future.set_exception(exc)
-            return
+            return unrun
         for future, ok, value in outcomes:
             if ok:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+        return unrun
 
 
 #: Longest database error message logged (a driver's message may quote a value).
