@@ -17,8 +17,9 @@ The interface, by part (each part is a module of this package):
 ``agents``    agent_connected, agent_disconnected, agent_seen, agent_dropped, agents,
               dropped_events_total, brain_alive, brain_gone, disconnect_orphans,
               replace_inventory, inventory, forget_agents
-``access``    insert_command, insert_commands, answer_command, command, purge_commands;
-              create_token, revoke_token, token_rows, admin_token_hash, set_admin_token_hash
+``access``    insert_command, insert_commands, answer_command, answer_commands, command,
+              purge_commands; create_token, revoke_token, token_rows, admin_token_hash,
+              set_admin_token_hash
 ``schedules`` schedule, schedules, schedule_changes, schedule_versions, schedules_by_id,
               schedule_id_of_name, schedule_id_use, insert_schedule, update_schedule,
               pause_schedule, resume_schedule, delete_schedule, deleted_schedule, mark_broken,
