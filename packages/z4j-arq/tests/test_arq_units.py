@@ -5,6 +5,7 @@ enqueue wrapper and outcome classification on real Redis where it talks to Redis
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import datetime
 import uuid
@@ -18,7 +19,6 @@ from arq.worker import Worker, create_worker, get_kwargs
 import z4j_arq
 from z4j_arq import capture, enqueue, schedules, worker
 from z4j_arq.adapter import ArqAdapter
-from z4j_core.adapter import PrivateLoop
 from z4j_core.plugins import load_adapters
 from z4j_core.wire import Command, CommandKind, CommandOptions, CommandStatus, LifecycleKind
 
@@ -303,7 +303,7 @@ def _command(task: str, **fields: Any) -> Command:
 )
 def test_enqueue_rejects_what_arq_cannot_honour(command: Command, reason: str) -> None:
     adapter = ArqAdapter(settings={"functions": [job_a]})
-    result = enqueue.enqueue(adapter, command, PrivateLoop())
+    result = enqueue.enqueue(adapter, command)
     assert result.status is CommandStatus.REJECTED and reason in (result.reason or ""), result
 
 
@@ -325,11 +325,10 @@ def test_enqueue_uses_the_fire_id_as_job_id_and_maps_a_repeat_to_duplicate(
     fire = Command(**{**{f: getattr(command, f) for f in command.__struct_fields__},
                       "kind": CommandKind.TRIGGER_NOW, "fire_id": fire_id,
                       "schedule_id": "s"})  # fmt: skip
-    private = PrivateLoop()
     first = adapter.enqueue(fire)
     assert first is not None and first.status is CommandStatus.ENQUEUED
     assert first.native_id == fire_id
-    second = enqueue.enqueue(adapter, fire, private)
+    second = enqueue.enqueue(adapter, fire)
     assert second.status is CommandStatus.DUPLICATE and second.native_id == fire_id
     assert [e[0] for e in emit.events] == [LifecycleKind.SCHEDULED]  # none for the duplicate
     assert emit.events[0][3]["fire_id"] == fire_id
@@ -341,6 +340,26 @@ def test_enqueue_uses_the_fire_id_as_job_id_and_maps_a_repeat_to_duplicate(
     assert 55_000 < ttl <= 60_000, ttl  # _expires
     score = client.zscore("arq:queue", fire_id)
     assert score is not None and score > (datetime.datetime.now().timestamp() + 25) * 1000
+
+
+def test_commands_share_the_connections_kept_on_the_private_loop(redis_url: str) -> None:
+    """Forty commands from eight command threads: one pool, opened once on the adapter's
+    private loop, a few connections to Redis (not one opened and closed per command)."""
+    from arq.connections import RedisSettings
+    from redis import Redis
+
+    settings = {"functions": [job_b], "redis_settings": RedisSettings.from_dsn(redis_url)}
+    adapter = ArqAdapter(settings=settings)
+    server = Redis.from_url(redis_url)
+    accepted_before = server.info("stats")["total_connections_received"]
+    with concurrent.futures.ThreadPoolExecutor(8) as threads:
+        results = list(threads.map(adapter.enqueue, [_command("job_b") for _ in range(40)]))
+    accepted = server.info("stats")["total_connections_received"] - accepted_before
+    assert [r.status for r in results] == [CommandStatus.ENQUEUED] * 40, results
+    assert accepted <= 10, f"{accepted} connections for 40 commands"
+    pool = adapter.private_loop.run(enqueue.own_pool(adapter), 10)
+    assert adapter.private_loop.run(enqueue.own_pool(adapter), 10) is pool
+    server.delete("arq:queue", *(f"arq:job:{r.native_id}" for r in results))
 
 
 def test_the_entry_point_names_the_adapter_class_and_it_lists_functions_and_crons() -> None:

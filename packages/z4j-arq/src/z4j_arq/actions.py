@@ -8,7 +8,7 @@ such a worker advertises cancel; the queue's sorted set counted by score (ready:
 running jobs included, which arq keeps in the set until they end; scheduled: due later); and a
 purge of the due jobs no worker has started.
 
-Every call runs on the adapter's private loop with a connection of its own (`enqueue.own_pool`),
+Every call runs on the adapter's private loop on the connections kept there (`enqueue.own_pool`),
 from the agent's command threads and report loop, never on the worker's loop.
 """
 
@@ -72,8 +72,8 @@ async def retry(adapter: ArqAdapter, request: RetryRequest) -> ActionOutcome:
 
     task_id = request.task_id
     _, loads = _serializers(adapter)
-    async with own_pool(adapter) as pool:
-        queued, stored = await pool.get(JOB_KEY + task_id), await pool.get(RESULT_KEY + task_id)
+    pool = await own_pool(adapter)
+    queued, stored = await pool.get(JOB_KEY + task_id), await pool.get(RESULT_KEY + task_id)
     if queued and not request.force:
         return unavailable("arq still has this job queued or running")
     queue = request.queue or adapter.queue
@@ -105,28 +105,28 @@ async def cancel(adapter: ArqAdapter, request: CancelRequest) -> ActionOutcome:
     """What `Job.abort()` writes, without waiting for the result: a job deferred to later is
     moved to run now, so the worker takes it and aborts it before it starts."""
     task_id, queue = request.task_id, request.queue or adapter.queue
-    async with own_pool(adapter) as pool:
-        async with pool.pipeline(transaction=True) as tr:
-            tr.exists(JOB_KEY + task_id)
-            tr.exists(IN_PROGRESS_KEY + task_id)
-            tr.zscore(queue, task_id)
-            queued, running, score = await tr.execute()
-        if not queued:
-            return unavailable("arq has no queued or running job with this id (it has ended)")
-        if running and not request.terminate:
-            return unavailable("the job is running: arq can only stop it (cancel with terminate)")
-        now = _now_ms()
-        async with pool.pipeline(transaction=True) as tr:
-            if score is not None and score > now:
-                tr.zadd(queue, {task_id: 1}, xx=True)
-            tr.zadd(ABORT_SET, {task_id: now})
-            await tr.execute()
+    pool = await own_pool(adapter)
+    async with pool.pipeline(transaction=True) as tr:
+        tr.exists(JOB_KEY + task_id)
+        tr.exists(IN_PROGRESS_KEY + task_id)
+        tr.zscore(queue, task_id)
+        queued, running, score = await tr.execute()
+    if not queued:
+        return unavailable("arq has no queued or running job with this id (it has ended)")
+    if running and not request.terminate:
+        return unavailable("the job is running: arq can only stop it (cancel with terminate)")
+    now = _now_ms()
+    async with pool.pipeline(transaction=True) as tr:
+        if score is not None and score > now:
+            tr.zadd(queue, {task_id: 1}, xx=True)
+        tr.zadd(ABORT_SET, {task_id: now})
+        await tr.execute()
     return done(recorded=True)  # the worker reports `cancelled` as it aborts it
 
 
 async def queue_depths(adapter: ArqAdapter) -> list[QueueDepth]:
     queue, now = adapter.queue, _now_ms()
-    async with own_pool(adapter) as pool, pool.pipeline(transaction=False) as tr:
+    async with (await own_pool(adapter)).pipeline(transaction=False) as tr:
         tr.zcount(queue, "-inf", now)
         tr.zcount(queue, f"({now}", "+inf")
         ready, later = await tr.execute()
@@ -136,8 +136,8 @@ async def queue_depths(adapter: ArqAdapter) -> list[QueueDepth]:
 async def purge(adapter: ArqAdapter, queue: str) -> ActionOutcome:
     if queue != adapter.queue:
         return unavailable(f"{queue!r} is not this arq app's queue ({adapter.queue})")
-    async with own_pool(adapter) as pool:
-        removed = await pool.eval(
-            PURGE_SCRIPT, 1, queue, _now_ms(), IN_PROGRESS_KEY, JOB_KEY, RETRY_KEY
-        )
+    pool = await own_pool(adapter)
+    removed = await pool.eval(
+        PURGE_SCRIPT, 1, queue, _now_ms(), IN_PROGRESS_KEY, JOB_KEY, RETRY_KEY
+    )
     return done(count=int(removed))

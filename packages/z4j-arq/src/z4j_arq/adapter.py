@@ -136,7 +136,7 @@ class ArqAdapter(Adapter):
         return None if settings is None else cls(settings=settings, app_name=app_name)
 
     def enqueue(self, command: Command) -> CommandResult:
-        return enqueue.enqueue(self, command, self.private_loop)
+        return enqueue.enqueue(self, command)
 
     def registered_tasks(self) -> list[TaskInfo]:
         infos = []
@@ -156,6 +156,11 @@ class ArqAdapter(Adapter):
 
     def install_capture(self, emit: Emit) -> None:
         capture.install(self, emit)
+
+    def uninstall_capture(self) -> None:
+        """Also closes the connections kept for commands and actions (the agent stops)."""
+        super().uninstall_capture()
+        self.private_loop.close()
 
     def retry(self, request: RetryRequest) -> ActionOutcome:
         return actions.run(self, actions.retry(self, request))  # type: ignore[no-any-return]

@@ -28,10 +28,11 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
 from z4j_core.hookspecs import hookimpl
 from z4j_core.wire import (
@@ -720,16 +721,72 @@ def instrument(
     return agent
 
 
+class _Served:
+    """One private loop's thread, and the client opened on it (with how to close it)."""
+
+    def __init__(self, name: str) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self.client: asyncio.Future[Any] | None = None
+        self.close_client: Callable[[Any], Awaitable[object]] | None = None
+        self.shutting = False
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.loop.run_forever()
+        self.loop.close()
+
+    async def _shut(self) -> None:
+        client, close = self.client, self.close_client
+        if client is not None and close is not None and client.done():
+            with contextlib.suppress(Exception):  # a client that never opened, or fails to close
+                await close(client.result())
+        self.loop.stop()
+
+    def shut(self, timeout: float = 0.0) -> None:
+        """Close the client and end the thread; waits up to `timeout` when called off the loop.
+        A forked child's copy (no thread here) is left alone."""
+        if self.pid != os.getpid() or self.shutting:
+            return
+        self.shutting = True
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            shutting = asyncio.run_coroutine_threadsafe(self._shut(), self.loop)
+            if timeout > 0 and threading.current_thread() is not self.thread:
+                with contextlib.suppress(Exception):
+                    shutting.result(timeout)
+
+
 class PrivateLoop:
     """One daemon thread running an event loop, for an adapter whose engine's client is async
-    (arq): the agent's command threads run coroutines there under a timeout. Made again in a
-    forked child (the parent's thread does not exist there)."""
+    (arq): the agent's command threads run coroutines there under a timeout, on a client kept
+    there. Made again in a forked child (the parent's thread does not exist there), with a
+    client of its own. `close()` closes the client and ends the thread (a later `run` starts
+    them again); so does the loop's garbage collection."""
 
     def __init__(self, name: str = "z4j-adapter-loop") -> None:
         self.name = name  # the thread's
         self._lock = threading.Lock()
-        self._pid = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._served: _Served | None = None
+
+    async def client(
+        self, make: Callable[[], Awaitable[T]], close: Callable[[T], Awaitable[object]]
+    ) -> T:
+        """The client `make()` opens on this loop: opened once and kept as long as the loop
+        lives (its connections belong to this loop), closed by `close`. Awaited on the loop.
+        Callers that arrive while it opens wait for the same opening; one that failed is tried
+        again by the next caller; a caller cancelled meanwhile (its timeout) does not cancel
+        the opening."""
+        served = self._served
+        if served is None or served.loop is not asyncio.get_running_loop():
+            raise RuntimeError("PrivateLoop.client is awaited on its own loop (through run)")
+        opening = served.client
+        if opening is None or (
+            opening.done() and (opening.cancelled() or opening.exception() is not None)
+        ):
+            opening = served.client = asyncio.ensure_future(make())
+            served.close_client = close
+        return cast("T", await asyncio.shield(opening))
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
         loop = self._ensure()
@@ -740,14 +797,19 @@ class PrivateLoop:
             future.cancel()
             raise
 
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the kept client and end the loop's thread (waiting up to `timeout`)."""
+        with self._lock:
+            served, self._served = self._served, None
+        if served is not None:
+            served.shut(timeout)
+
     def _ensure(self) -> asyncio.AbstractEventLoop:
         with self._lock:
-            if self._loop is None or self._pid != os.getpid():
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name=self.name, daemon=True)
-                thread.start()
-                self._loop, self._pid = loop, os.getpid()
-            return self._loop
+            if self._served is None or self._served.pid != os.getpid():
+                self._served = _Served(self.name)
+                weakref.finalize(self, self._served.shut)
+            return self._served.loop
 
 
 async def stop_off_loop(

@@ -6,6 +6,7 @@ engine's shutdown hook."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import threading
@@ -191,3 +192,97 @@ def test_stop_off_loop_never_raises_into_the_engine_and_counts_an_overrun(
     for thread in threading.enumerate():
         if thread.name == "z4j-agent-drain":
             thread.join(5.0)
+
+
+class Client:
+    """A client a private loop keeps: records which loop thread closed it."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.closed_on: str | None = None
+
+    @staticmethod
+    async def close(client: Client) -> None:
+        client.closed_on = threading.current_thread().name
+
+
+def test_a_private_loop_opens_its_client_once_for_every_caller_and_closes_it() -> None:
+    private = kit.PrivateLoop("z4j-test-loop")
+    opened: list[Client] = []
+
+    async def open_client() -> Client:
+        await asyncio.sleep(0.05)  # callers arrive while it opens
+        opened.append(Client())
+        return opened[-1]
+
+    async def call(private: kit.PrivateLoop) -> Client:
+        return await private.client(open_client, Client.close)
+
+    def many(private: kit.PrivateLoop) -> list[Client]:
+        async def gathered() -> list[Client]:
+            return list(await asyncio.gather(*(call(private) for _ in range(20))))
+
+        return private.run(gathered(), 10)
+
+    assert many(private) == opened * 20 and len(opened) == 1
+    assert private.run(call(private), 10) is opened[0]
+    private.close()
+    assert opened[0].closed_on == "z4j-test-loop"
+    assert not any(t.name == "z4j-test-loop" for t in threading.enumerate())
+    assert private.run(call(private), 10) is opened[1]  # used again: a new loop, a new client
+    del private  # the loop's garbage collection closes its client too
+    deadline = time.monotonic() + 10
+    while opened[1].closed_on is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert opened[1].closed_on == "z4j-test-loop"
+
+
+def test_a_private_loop_tries_a_failed_opening_again_and_a_timeout_does_not_cancel_it() -> None:
+    private = kit.PrivateLoop("z4j-test-loop")
+    attempts: list[int] = []
+    release = threading.Event()
+
+    async def open_client() -> Client:
+        attempts.append(len(attempts))
+        if len(attempts) == 1:
+            raise ConnectionRefusedError("redis is down")
+        while not release.is_set():  # the second opening outlasts its first caller
+            await asyncio.sleep(0.01)
+        return Client()
+
+    def call(timeout: float) -> Client:
+        return private.run(private.client(open_client, Client.close), timeout)
+
+    with pytest.raises(ConnectionRefusedError):
+        call(10)
+    with pytest.raises(concurrent.futures.TimeoutError):
+        call(0.1)
+    release.set()
+    assert isinstance(call(10), Client)
+    assert attempts == [0, 1]  # the timed-out caller's opening went on and was kept
+    private.close()
+
+
+def test_a_forked_child_opens_a_client_of_its_own() -> None:
+    private = kit.PrivateLoop("z4j-test-loop")
+
+    def call() -> Client:
+        async def open_client() -> Client:
+            return Client()
+
+        return private.run(private.client(open_client, Client.close), 10)
+
+    assert call().pid == os.getpid()
+    with warnings.catch_warnings():  # Python 3.12+ warns about fork when threads exist
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: the parent's loop thread and its client are not here
+        code = 1
+        try:
+            code = 0 if call().pid == os.getpid() else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert call().pid == os.getpid() and call().closed_on is None  # the parent's is untouched
+    private.close()
