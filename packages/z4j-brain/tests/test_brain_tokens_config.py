@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import threading
 import time
@@ -256,3 +257,58 @@ def test_an_urgent_job_cuts_a_running_group_of_ordinary_ones_short(tmp_path: Pat
         future.result(5)
     writer.close()
     assert ran == ["first", "second", "urgent", "ordinary 0", "ordinary 1"]
+
+
+def test_an_answer_that_cannot_be_written_fails_alone_not_the_answers_written_with_it(
+    tmp_path: Path,
+) -> None:
+    # Answers arriving together are written in one transaction; when one of them cannot be
+    # written, the others must still be kept (written again, each on its own).
+    from z4j_brain.brain import Brain, CommandOutcome
+
+    path = tmp_path / "db.sqlite3"
+    Store.open(path).close()
+    config = BrainConfig.load(database=path, env={"Z4J_ADMIN_TOKEN": "z4j_admin_" + "x" * 40})
+    brain = Brain(config)
+    brain.writer.start()
+    ids = ["c-ok-1", "c-refused", "c-ok-2"]
+    fields = {"agent_instance": "inst-1", "kind": "enqueue", "engine": "e", "app": "shop",
+              "task": "t", "payload": {}, "fire_id": None, "created_at": 1.0,
+              "deadline_at": 2.0}  # fmt: skip
+    for command_id in ids:
+        brain.writer.submit(lambda s, c=command_id: s.insert_command(command_id=c, **fields))
+    brain.writer.submit(lambda s: None).result(5)  # in order: every row is stored
+
+    def refuse(store: Store, outcome: CommandOutcome) -> None:
+        raise StoreError("this fire's record is refused")
+
+    async def answer_together() -> list[BaseException | None]:
+        blocked = threading.Event()
+        gate = brain.writer.submit(lambda s: blocked.wait(5), urgent=True)  # answers pile up
+        router = brain.commands
+        recording = [
+            asyncio.ensure_future(
+                router._record(
+                    CommandOutcome(c, "inst-1", "enqueued", f"n-{c}"),
+                    refuse if c == "c-refused" else None,
+                )
+            )
+            for c in ids
+        ]
+        await asyncio.sleep(0)  # the first goes alone; the other two wait, then go together
+        blocked.set()
+        await asyncio.wrap_future(gate)
+        done = await asyncio.gather(*recording, return_exceptions=True)
+        return [d if isinstance(d, BaseException) else None for d in done]
+
+    failures = asyncio.run(answer_together())
+    brain.writer.close()
+    assert [type(f) if f else None for f in failures] == [None, StoreError, None], failures
+    reader = Store.open(path)
+    try:
+        rows = {c: reader.command(c) for c in ids}
+    finally:
+        reader.close()
+    assert {c: (r or {}).get("status") for c, r in rows.items()} == {
+        "c-ok-1": "enqueued", "c-refused": "pending", "c-ok-2": "enqueued"
+    }  # fmt: skip

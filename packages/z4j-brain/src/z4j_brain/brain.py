@@ -143,6 +143,8 @@ class CommandRouter:
     #: a whole tick's answers, not a job per fire).
     _answers: list[_Answer] = field(default_factory=list)
     _answers_writing: bool = False
+    #: The answers of a write that failed, each to be written again on its own (first).
+    _alone: list[_Answer] = field(default_factory=list)
 
     def expect(self, command_id: str, agent_instance: str) -> asyncio.Future[CommandResult]:
         """A future for the answer to ``command_id``, which only ``agent_instance`` may give."""
@@ -359,9 +361,14 @@ class CommandRouter:
         await written
 
     def _write_answers(self) -> None:
-        if self._answers_writing or not self._answers:
+        if self._answers_writing:
             return
-        answers, self._answers = self._answers, []
+        if self._alone:
+            answers = [self._alone.pop(0)]
+        elif self._answers:
+            answers, self._answers = self._answers, []
+        else:
+            return
 
         def job(store: Store) -> None:
             now = time.time()
@@ -375,8 +382,11 @@ class CommandRouter:
         loop = asyncio.get_running_loop()
         try:
             future = self.brain.writer.submit(job, urgent=True)
-        except Exception as exc:  # the writer closed: the brain is stopping
-            self._answers_written(answers, exc)
+        except Exception as exc:  # the writer closed: the brain is stopping, nothing is written
+            waiting, self._alone, self._answers = [*answers, *self._alone, *self._answers], [], []
+            for _, _, written in waiting:
+                if not written.done():
+                    written.set_exception(exc)
             return
         self._answers_writing = True
         future.add_done_callback(
@@ -385,6 +395,11 @@ class CommandRouter:
 
     def _answers_written(self, answers: list[_Answer], failure: BaseException | None) -> None:
         self._answers_writing = False
+        if failure is not None and len(answers) > 1:
+            # One transaction: one answer that cannot be written (its fire's record refused)
+            # failed them all, and none was kept. Each goes again alone, so only that one fails.
+            self._alone.extend(answers)
+            answers = []
         for _, _, written in answers:
             if written.done():
                 continue
