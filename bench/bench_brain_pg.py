@@ -152,7 +152,7 @@ def raw_limit(database: str | Path, count: int) -> float:
     schema (same tables, keys and indexes), 1,000 a transaction, by the fastest plain path the
     store offers (COPY on Postgres, executemany on SQLite), with no agent, socket or decoding."""
     from z4j_brain.store import Store
-    from z4j_brain.store.events import _EVENT_COLUMNS, _EVENT_TYPES, _TASK_COLUMNS, _TASK_TYPES
+    from z4j_brain.store.events import EVENT_COLUMNS, EVENT_TYPES, TASK_COLUMNS, TASK_TYPES
 
     store = Store.open(database)
     conn = store.conn
@@ -161,8 +161,8 @@ def raw_limit(database: str | Path, count: int) -> float:
         began = time.perf_counter()
         for events, tasks in batches:
             conn.begin()
-            tables = (("events", _EVENT_COLUMNS, _EVENT_TYPES, events),
-                      ("tasks", _TASK_COLUMNS, _TASK_TYPES, tasks))  # fmt: skip
+            tables = (("events", EVENT_COLUMNS, EVENT_TYPES, events),
+                      ("tasks", TASK_COLUMNS, TASK_TYPES, tasks))  # fmt: skip
             for table, columns, types, rows in tables:
                 if isinstance(database, str):  # Postgres: binary COPY, straight from psycopg
                     sql = f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)"

@@ -69,6 +69,13 @@ class SessionRow:
     revoked_at: float | None
 
 
+#: An answer is recorded once; a late real answer replaces ``unknown`` (no answer by the deadline).
+_ANSWER_COMMAND = (
+    "UPDATE commands SET status = ?, native_id = ?, reason = ?, answered_at = ? "
+    "WHERE command_id = ? AND status IN ('pending', 'unknown')"
+)
+
+
 class CommandStore(StoreBase):
     def insert_command(
         self,
@@ -122,10 +129,7 @@ class CommandStore(StoreBase):
         """Record how a command ended; False if it was already answered (or, given
         ``agent_instance``, went to another agent). A late real answer replaces ``unknown``
         (recorded when the deadline passed without one)."""
-        sql = (
-            "UPDATE commands SET status = ?, native_id = ?, reason = ?, answered_at = ? "
-            "WHERE command_id = ? AND status IN ('pending', 'unknown')"
-        )
+        sql = _ANSWER_COMMAND
         params: list[Any] = [status, native_id, reason, now, command_id]
         if agent_instance is not None:
             sql += " AND agent_instance = ?"
@@ -137,8 +141,7 @@ class CommandStore(StoreBase):
         statement: a tick's answers."""
         if answers:
             self.conn.executemany(
-                "UPDATE commands SET status = ?, native_id = ?, reason = ?, answered_at = ? "
-                "WHERE command_id = ? AND status IN ('pending', 'unknown')",
+                _ANSWER_COMMAND,
                 [(status, native_id, reason, now, command_id)
                  for command_id, status, native_id, reason, now in answers],
             )  # fmt: skip

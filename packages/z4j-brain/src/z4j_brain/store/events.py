@@ -44,7 +44,9 @@ STATE_RANK: Final[dict[LifecycleKind, int]] = {
 PURGE_CHUNK: Final = 5000
 FINISHED_KINDS: Final = frozenset(k for k, rank in STATE_RANK.items() if rank >= _TERMINAL)
 
-_EVENT_COLUMNS: Final = (
+#: The columns of the events and tasks tables, in the order the store writes them (benches that
+#: measure raw inserts of the same rows use them too).
+EVENT_COLUMNS: Final = (
     "agent_instance, seq, position, stored_at, app, kind, at, engine, task_id, task_name, "
     "queue, worker, args, kwargs, result, runtime, retries, exception, message, traceback, "
     "fire_id, extra"
@@ -71,7 +73,7 @@ def _state(column: str) -> str:
     return f"{column} = CASE WHEN {_WINS} THEN excluded.{column} ELSE tasks.{column} END"
 
 
-_TASK_COLUMNS: Final = (
+TASK_COLUMNS: Final = (
     "engine, task_id, name, state, state_rank, state_agent, state_seq, app, queue, worker, "
     "enqueued_at, received_at, started_at, finished_at, runtime, retries, exception, message, "
     "traceback, fire_id, updated_at"
@@ -86,23 +88,23 @@ ON CONFLICT (engine, task_id) DO UPDATE SET
     {_state("state")}, {_state("state_rank")}, {_state("state_agent")}, {_state("state_seq")}
 """
 _TASK_UPSERT: Final = (
-    f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({', '.join('?' * 21)}) {_TASK_ON_CONFLICT}"
+    f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 21)}) {_TASK_ON_CONFLICT}"
 )
 _EVENT_INSERT: Final = (
-    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 22)}) "
+    f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * 22)}) "
     "ON CONFLICT (agent_instance, seq) DO NOTHING"
 )
 
-# Postgres types of the columns, in the order of _EVENT_COLUMNS and _TASK_COLUMNS: as arrays for
+# Postgres types of the columns, in the order of EVENT_COLUMNS and TASK_COLUMNS: as arrays for
 # the task upserts and a resent batch's events (one statement: the rows travel as one array per
 # column and ``unnest`` turns them back into rows), as scalars for COPY.
 _TEXT, _BIGINT, _INT, _FLOAT = "text[]", "bigint[]", "integer[]", "double precision[]"
-_EVENT_TYPES: Final = (
+EVENT_TYPES: Final = (
     *(_TEXT, _BIGINT, _BIGINT, _FLOAT, _TEXT, _TEXT, _FLOAT),
     *[_TEXT] * 8,
     *(_FLOAT, _INT, _TEXT, _TEXT, _TEXT, _TEXT, _TEXT),
 )
-_TASK_TYPES: Final = (
+TASK_TYPES: Final = (
     *(_TEXT, _TEXT, _TEXT, _TEXT, _INT, _TEXT, _BIGINT, _TEXT, _TEXT, _TEXT),
     *[_FLOAT] * 5,
     *(_INT, _TEXT, _TEXT, _TEXT, _TEXT, _FLOAT),
@@ -114,18 +116,18 @@ def _unnest(types: Sequence[str]) -> str:
 
 
 _PG_EVENT_INSERT: Final = (
-    f"INSERT INTO events ({_EVENT_COLUMNS}) {_unnest(_EVENT_TYPES)} "
+    f"INSERT INTO events ({EVENT_COLUMNS}) {_unnest(EVENT_TYPES)} "
     "ON CONFLICT (agent_instance, seq) DO NOTHING"
 )
 _PG_ANY_STORED: Final = (
     "SELECT 1 FROM events WHERE agent_instance = %s AND seq BETWEEN %s AND %s LIMIT 1"
 )
 _PG_TASK_UPSERT: Final = (
-    f"INSERT INTO tasks ({_TASK_COLUMNS}) {_unnest(_TASK_TYPES)} {_TASK_ON_CONFLICT}"
+    f"INSERT INTO tasks ({TASK_COLUMNS}) {_unnest(TASK_TYPES)} {_TASK_ON_CONFLICT}"
 )
-_EVENT_COPY_TYPES: Final = tuple(t.removesuffix("[]") for t in _EVENT_TYPES)
-_EVENT_TEXT: Final = tuple(i for i, t in enumerate(_EVENT_TYPES) if t == _TEXT)
-_TASK_TEXT: Final = tuple(i for i, t in enumerate(_TASK_TYPES) if t == _TEXT)
+_EVENT_COPY_TYPES: Final = tuple(t.removesuffix("[]") for t in EVENT_TYPES)
+_EVENT_TEXT: Final = tuple(i for i, t in enumerate(EVENT_TYPES) if t == _TEXT)
+_TASK_TEXT: Final = tuple(i for i, t in enumerate(TASK_TYPES) if t == _TEXT)
 # The state columns come last: SQLite and Postgres both evaluate every SET expression against
 # the row as it was before the update, so their order does not change the result; keeping them
 # last only makes that easy to see.
@@ -208,7 +210,7 @@ class EventStore(StoreBase):
         return max(events, 0), max(tasks, 0)
 
     def task_events(self, task_id: str, engine: str | None = None) -> list[dict[str, Any]]:
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE task_id = ?"
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE task_id = ?"
         params: list[Any] = [task_id]
         if engine is not None:
             sql += " AND engine = ?"
@@ -231,7 +233,7 @@ class EventStore(StoreBase):
             within += " AND position <= ?"
             params.append(up_to)
         rows = self.conn.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > ?{within} "
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ?{within} "
             "ORDER BY position LIMIT ?",
             (position, *params, limit),
         ).fetchall()
@@ -265,7 +267,7 @@ class EventStore(StoreBase):
         """Stored events matching every filter given, by position (for tests, benchmarks and
         soak runs: what they read from the table directly before)."""
         where, params = _event_filter(task_id_prefix, app, engine, kinds)
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events{where} ORDER BY position"
+        sql = f"SELECT {EVENT_COLUMNS} FROM events{where} ORDER BY position"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -384,7 +386,7 @@ def _pg_store_events(
     seqs = [row[1] for row in event_rows]
     resent = conn.execute_native(_PG_ANY_STORED, (event_rows[0][0], min(seqs), max(seqs)))
     if resent.fetchone() is None:
-        stored = conn.copy_in("events", _EVENT_COLUMNS, _EVENT_COPY_TYPES, event_rows)
+        stored = conn.copy_in("events", EVENT_COLUMNS, _EVENT_COPY_TYPES, event_rows)
     else:
         stored = conn.execute_native(_PG_EVENT_INSERT, _columns(event_rows)).rowcount
     # One statement cannot update a row twice, so a task seen several times in the batch is
