@@ -342,9 +342,57 @@ def test_enqueue_uses_the_fire_id_as_job_id_and_maps_a_repeat_to_duplicate(
     assert score is not None and score > (datetime.datetime.now().timestamp() + 25) * 1000
 
 
+@pytest.mark.parametrize(
+    "options", [{}, {"_defer_by": 30}, {"_expires": 60}, {"_defer_by": 30, "_expires": 90}]
+)
+def test_our_one_round_trip_enqueue_writes_what_arqs_enqueue_job_writes(
+    redis_url: str, options: dict[str, Any]
+) -> None:
+    from arq.connections import ArqRedis
+    from arq.constants import job_key_prefix, result_key_prefix
+    from redis.asyncio import ConnectionPool
+
+    run = uuid.uuid4().hex[:8]
+    mine_id, arqs_id, ended, queue = f"ours-{run}", f"arqs-{run}", f"ended-{run}", f"q-{run}"
+
+    async def main() -> None:
+        pool = ArqRedis(ConnectionPool.from_url(redis_url), default_queue_name=queue)
+        try:
+            ours = await enqueue.enqueue_job(
+                pool, "job_b", 1, _job_id=mine_id, _queue_name=queue, x=2, **options
+            )
+            theirs = await pool.enqueue_job(
+                "job_b", 1, _job_id=arqs_id, _queue_name=queue, x=2, **options
+            )
+            assert ours is not None and theirs is not None and ours.job_id == mine_id
+            mine, arqs = await ours.info(), await theirs.info()
+            assert mine is not None and arqs is not None
+            assert (mine.function, mine.args, mine.kwargs, mine.job_try) == (
+                arqs.function, arqs.args, arqs.kwargs, arqs.job_try
+            )  # fmt: skip
+            assert abs((mine.enqueue_time - arqs.enqueue_time).total_seconds()) < 2
+            delay = [job.score - job.enqueue_time.timestamp() * 1000 for job in (mine, arqs)]
+            assert abs(delay[0] - delay[1]) < 50, delay  # the same deferral
+            ttls = [await pool.pttl(job_key_prefix + name) for name in (mine_id, arqs_id)]
+            assert abs(ttls[0] - ttls[1]) < 2000, ttls  # the same expiry
+            # A taken id is refused by both, whichever wrote it; so is one with a kept result.
+            assert await enqueue.enqueue_job(pool, "job_a", _job_id=arqs_id,
+                                             _queue_name=queue) is None  # fmt: skip
+            assert await pool.enqueue_job("job_a", _job_id=mine_id) is None
+            await pool.set(result_key_prefix + ended, b"kept")
+            assert await enqueue.enqueue_job(pool, "job_a", _job_id=ended,
+                                             _queue_name=queue) is None  # fmt: skip
+            assert await pool.zcard(queue) == 2
+        finally:
+            await pool.aclose(close_connection_pool=True)
+
+    asyncio.run(main())
+
+
 def test_commands_share_the_connections_kept_on_the_private_loop(redis_url: str) -> None:
     """Forty commands from eight command threads: one pool, opened once on the adapter's
-    private loop, a few connections to Redis (not one opened and closed per command)."""
+    private loop, and its blocking twin the commands write on, a few connections to Redis (not
+    one opened and closed per command)."""
     from arq.connections import RedisSettings
     from redis import Redis
 
@@ -359,7 +407,38 @@ def test_commands_share_the_connections_kept_on_the_private_loop(redis_url: str)
     assert accepted <= 10, f"{accepted} connections for 40 commands"
     pool = adapter.private_loop.run(enqueue.own_pool(adapter), 10)
     assert adapter.private_loop.run(enqueue.own_pool(adapter), 10) is pool
+    direct = adapter.enqueuer.direct(adapter)
+    assert direct is not None and direct[0] is pool  # written from the command threads
+    adapter.uninstall_capture()
     server.delete("arq:queue", *(f"arq:job:{r.native_id}" for r in results))
+
+
+def test_a_pool_the_blocking_twin_cannot_mirror_enqueues_through_the_private_loop(
+    redis_url: str,
+) -> None:
+    from arq.connections import ArqRedis
+    from redis import Redis
+    from redis.asyncio import Connection, ConnectionPool
+
+    class Traced(Connection):  # a connection class of the app's own: no blocking twin
+        pass
+
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    producer = ArqRedis(
+        ConnectionPool.from_url(redis_url, connection_class=Traced), default_queue_name=queue
+    )
+    adapter = ArqAdapter.create(producer, {})
+    assert adapter is not None
+    emit = Recorder()
+    capture.install(adapter, emit)
+    first = adapter.enqueue(_command("job_b", kwargs={"x": 1}))
+    assert first.status is CommandStatus.ENQUEUED, first
+    assert adapter.enqueuer.direct(adapter) is None  # went through the loop
+    again = adapter.enqueue(_command("job_b"))
+    assert again.status is CommandStatus.ENQUEUED
+    assert Redis.from_url(redis_url).zcard(queue) == 2
+    assert [e[1] for e in emit.events] == [first.native_id, again.native_id]
+    adapter.uninstall_capture()
 
 
 def test_the_entry_point_names_the_adapter_class_and_it_lists_functions_and_crons() -> None:

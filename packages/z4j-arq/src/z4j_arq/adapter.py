@@ -75,7 +75,9 @@ class ArqAdapter(Adapter):
     cron_jobs: the worker's `arq.cron.CronJob`s (the same objects its worker runs).
     worker: the running `arq.worker.Worker`, set by `on_startup`.
     pool: the producer's `ArqRedis`, or the worker's own pool once it started.
-    private_loop: where commands and actions run (its thread starts on first use).
+    private_loop: where actions run, and commands when `enqueuer` cannot write directly (its
+        thread starts on first use).
+    enqueuer: how commands write their jobs (`z4j_arq.enqueue.Enqueuer`).
     """
 
     engine = "arq"
@@ -88,6 +90,7 @@ class ArqAdapter(Adapter):
     cron_jobs: list[Any] = field(default_factory=list)
     worker: Any = None
     private_loop: PrivateLoop = field(default_factory=lambda: PrivateLoop("z4j-arq-enqueue"))
+    enqueuer: enqueue.Enqueuer = field(default_factory=enqueue.Enqueuer)
 
     def __post_init__(self) -> None:
         settings = self.settings or {}
@@ -160,6 +163,7 @@ class ArqAdapter(Adapter):
     def uninstall_capture(self) -> None:
         """Also closes the connections kept for commands and actions (the agent stops)."""
         super().uninstall_capture()
+        self.enqueuer.close()
         self.private_loop.close()
 
     def retry(self, request: RetryRequest) -> ActionOutcome:

@@ -239,10 +239,20 @@ class JobCapture:
         fire_id: str | None = None,
     ) -> Any:
         """`enqueue_job(function, *args, **kwargs)`, `kwargs` with arq's options (`_job_id` and
-        `_queue_name` set), its `enqueued` (or `scheduled`) event stamped before arq writes the
-        job (a worker may start it before the write returns) and pushed once arq accepted it
-        (nothing for a duplicate id)."""
-        push = None
+        `_queue_name` set), reported: `stamp` before, `accepted` once arq took the job."""
+        push = self.stamp(function, args, kwargs, fire_id)
+        job = await enqueue_job(function, *args, **kwargs)
+        if job is not None:
+            self.accepted(push)
+        return job
+
+    def stamp(
+        self, function: str, args: Any, kwargs: dict[str, Any], fire_id: str | None = None
+    ) -> Callable[[], None] | None:
+        """The `enqueued` (or `scheduled`) event of a job about to be written (`kwargs` with
+        arq's options), stamped now, before the write (a worker may start the job before the
+        write returns); `accepted` pushes it once arq took the job (nothing for a duplicate
+        id). None when it could not be prepared (counted)."""
         try:
             eta, defer_by = kwargs.get("_defer_until"), kwargs.get("_defer_by")
             if eta is None and defer_by:
@@ -259,19 +269,20 @@ class JobCapture:
             event = (K.ENQUEUED if eta is None else K.SCHEDULED, kwargs["_job_id"], function)
             agent = self.adapter.agent
             if agent is None:
-                push = functools.partial(self.emit, *event, args=args, **fields)
-            else:
-                record = agent.prepare(*event, engine=self.adapter.engine, args=args, **fields)
-                push = functools.partial(agent.emit_prepared, record)
+                return functools.partial(self.emit, *event, args=args, **fields)
+            record = agent.prepare(*event, engine=self.adapter.engine, args=args, **fields)
+            return functools.partial(agent.emit_prepared, record)
         except Exception:
             count_error(self, "caught an error preparing an arq enqueue's event")
-        job = await enqueue_job(function, *args, **kwargs)
-        if job is not None and push is not None:
-            try:
+            return None
+
+    def accepted(self, push: Callable[[], None] | None) -> None:
+        """Push the event `stamp` prepared: arq took the job."""
+        try:
+            if push is not None:
                 push()
-            except Exception:
-                count_error(self, "caught an error pushing an arq enqueue's event")
-        return job
+        except Exception:
+            count_error(self, "caught an error pushing an arq enqueue's event")
 
     def instrument_pool(self, pool: Any) -> None:
         """Wrap `pool.enqueue_job` on this instance (idempotent)."""

@@ -781,9 +781,11 @@ class PrivateLoop:
         if served is None or served.loop is not asyncio.get_running_loop():
             raise RuntimeError("PrivateLoop.client is awaited on its own loop (through run)")
         opening = served.client
-        if opening is None or (
-            opening.done() and (opening.cancelled() or opening.exception() is not None)
-        ):
+        if opening is not None and opening.done():
+            if not opening.cancelled() and opening.exception() is None:
+                return cast("T", opening.result())  # open: the path of every call but the first
+            opening = None
+        if opening is None:
             opening = served.client = asyncio.ensure_future(make())
             served.close_client = close
         return cast("T", await asyncio.shield(opening))
