@@ -215,11 +215,16 @@ class Enqueuer:
         self._direct: tuple[Any, Any, Any] | None = None  # (pool, client, script)
 
     def direct(self, adapter: ArqAdapter) -> tuple[Any, Any] | None:
-        """(our `ArqRedis`, the script on its blocking twin), or None: go through the loop."""
+        """(our `ArqRedis`, the script on its blocking twin), or None: go through the loop.
+        Commands that arrive while it is made share the loop's one opening of the pool (a
+        Redis that is down fails each of them in its own time), then one twin's ping."""
+        with self._lock:
+            if self._made:
+                return None if self._direct is None else (self._direct[0], self._direct[2])
+        pool = adapter.private_loop.run(own_pool(adapter), ENQUEUE_TIMEOUT)
         with self._lock:
             if not self._made:
-                pool = adapter.private_loop.run(own_pool(adapter), ENQUEUE_TIMEOUT)
-                client = blocking_twin(pool)
+                client = blocking_twin(pool)  # one round trip (or a refused connection)
                 if client is not None:
                     self._direct = (pool, client, client.register_script(ENQUEUE_SCRIPT))
                 self._made = True
