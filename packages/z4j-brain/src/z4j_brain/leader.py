@@ -257,7 +257,7 @@ class Leader:
                     partial(Store.schedules_to_hold_after, after=after, limit=SYNC_CHUNK)
                 )
                 for held in chunk:
-                    self._hold(held, timings)
+                    self._hold(held, timings, fresh=True)
                 if len(chunk) < SYNC_CHUNK:
                     break
                 after = chunk[-1].schedule_id
@@ -304,15 +304,17 @@ class Leader:
                 gone.extend(sid for sid in asked if sid not in there)
         return changed, gone
 
-    def _hold(self, held: HeldSchedule, timings: dict[str, Schedule]) -> None:
+    def _hold(self, held: HeldSchedule, timings: dict[str, Schedule], fresh: bool = False) -> None:
+        """Hold a schedule's stored version (``fresh``: one not held yet, as in a first load)."""
         sid = held.schedule_id
         cursor = datetime.fromtimestamp(held.cursor, _UTC)
-        if sid in self.queue:
-            cursor = max(cursor, self.queue.cursor(sid))
-            self.queue.remove(sid)
-        self.unqueued.pop(sid, None)
-        self._dropped.discard(sid)
-        self.cancelling_schedules.discard(sid)
+        if not fresh:
+            if sid in self.queue:
+                cursor = max(cursor, self.queue.cursor(sid))
+                self.queue.remove(sid)
+            self.unqueued.pop(sid, None)
+            self._dropped.discard(sid)
+            self.cancelling_schedules.discard(sid)
         if not held.enabled or held.broken:
             self.unqueued[sid] = held.version
             return  # a broken schedule waits for an edit or a resume

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from z4j_core.scheduling.base import Schedule
 from z4j_core.scheduling.catchup import catch_up
 from z4j_core.scheduling.errors import ScheduleError, explain
-from z4j_core.scheduling.fireid import check_schedule_id, fire_id
+from z4j_core.scheduling.fireid import SCHEDULE_ID_PATTERN, check_schedule_id, fire_id
 from z4j_core.scheduling.instants import require_aware
 
 _UTC = timezone.utc
@@ -66,6 +66,7 @@ _NUMBER_MASK = (1 << _NUMBER_BITS) - 1
 _TOKEN_MASK = (1 << _TOKEN_BITS) - 1
 _DUE_SHIFT = _NUMBER_BITS + _TOKEN_BITS
 _NOT_QUEUED = -1
+_ID_MATCH = SCHEDULE_ID_PATTERN.match
 #: Remembered next slots (see `DueQueue._next_slot`) before the memo starts again.
 _MEMO_SIZE = 4096
 
@@ -75,7 +76,7 @@ def _us(instant: datetime) -> int:
 
 
 def _instant(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
+    return _EPOCH + _ONE_US * us
 
 
 class DueQueue:
@@ -150,11 +151,19 @@ class DueQueue:
     def _place(self, number: int, push: bool = True) -> int | None:
         """Compute the schedule's next slot after its cursor and (re)insert it; returns its
         heap key (None when it never fires again)."""
-        self._invalidate(number)
+        # Inlined (`_invalidate`, the memo's hit): a load places a million schedules.
+        if self._token[number] >= 0:
+            self._token[number] = _NOT_QUEUED
+            self._stale += 1
         schedule = self._schedules[number]
         schedule_id = self._ids[number]
         assert schedule is not None and schedule_id is not None
-        slot = self._next_slot(schedule, self._cursor[number])
+        cursor = self._cursor[number]
+        known = self._memo.get((id(schedule), cursor))
+        if known is not None and known[0] is schedule:
+            slot = known[1]
+        else:
+            slot = self._next_slot(schedule, cursor)
         if slot is None:
             return None
         due = slot
@@ -183,8 +192,13 @@ class DueQueue:
         return slot
 
     def _new(self, schedule_id: str, schedule: Schedule, cursor: datetime, version: int) -> int:
-        check_schedule_id(schedule_id)
-        cursor_us = _us(require_aware(cursor, "cursor"))
+        if type(schedule_id) is not str or not _ID_MATCH(schedule_id):
+            check_schedule_id(schedule_id)  # raises, naming it
+        try:
+            cursor_us = (cursor - _EPOCH) // _ONE_US
+        except TypeError:
+            require_aware(cursor, "cursor")  # raises for a naive one or not a datetime
+            raise
         if schedule_id in self._numbers:
             raise ScheduleError(f"schedule {schedule_id!r} is already in the due queue")
         if self._free:
