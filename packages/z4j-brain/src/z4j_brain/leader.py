@@ -156,9 +156,8 @@ class Leader:
 
     def held_version(self, schedule_id: str) -> int | None:
         """The version held of a schedule (None: not held)."""
-        if schedule_id in self.queue:
-            return self.queue.version(schedule_id)
-        return self.unqueued.get(schedule_id)
+        version = self.queue.version_of(schedule_id)
+        return self.unqueued.get(schedule_id) if version is None else version
 
     def _held_count(self) -> int:
         return len(self.queue) + len(self.unqueued)
@@ -274,7 +273,7 @@ class Leader:
         """The schedules whose stored version is not the one held (new ones included), and
         the held ones no longer stored: every version compared a chunk at a time, with no
         map of them all built."""
-        queue, unqueued = self.queue, self.unqueued
+        unqueued, queued = self.unqueued, self.queue.version_of
         changed: list[str] = []
         found = 0
         after: str | None = None
@@ -283,9 +282,9 @@ class Leader:
                 partial(Store.schedule_versions_after, after=after, limit=VERSION_CHUNK)
             )
             for sid, version in chunk:
-                mine = unqueued.get(sid)
-                if mine is None and sid in queue:
-                    mine = queue.version(sid)
+                mine = queued(sid)
+                if mine is None:
+                    mine = unqueued.get(sid)
                 if mine is None:
                     changed.append(sid)
                     continue
@@ -297,7 +296,7 @@ class Leader:
             after = chunk[-1][0]
         gone: list[str] = []
         if found < self._held_count():  # some were deleted: ask which, a chunk at a time
-            ids = [*queue, *unqueued]
+            ids = [*self.queue, *unqueued]
             for start in range(0, len(ids), SYNC_CHUNK):
                 asked = ids[start : start + SYNC_CHUNK]
                 there = await self.brain.read(partial(Store.existing_schedule_ids, ids=asked))

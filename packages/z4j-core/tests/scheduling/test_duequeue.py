@@ -234,5 +234,6 @@ def test_the_callers_version_is_kept_with_each_schedule() -> None:
     assert queue.remove("a")
     queue.add("c", every(60), T0, version=3)
     assert queue.version("c") == 3 and sorted(queue) == ["b", "c"]
+    assert (queue.version_of("c"), queue.version_of("a")) == (3, None)
     with pytest.raises(ScheduleError, match="not in the due queue"):
         queue.version("a")

@@ -137,6 +137,12 @@ class DueQueue:
         """The version the schedule was added with."""
         return self._version[self._number(schedule_id)]
 
+    def version_of(self, schedule_id: str) -> int | None:
+        """`version`, or None when the schedule is not held (one call: a brain compares a
+        million versions with it)."""
+        number = self._numbers.get(schedule_id)
+        return None if number is None else self._version[number]
+
     def __iter__(self) -> Iterator[str]:
         """The ids held, in no particular order."""
         return iter(self._numbers)
