@@ -4,6 +4,7 @@ delivery order, and the re-offer rules of an unanswered fire."""
 from __future__ import annotations
 
 import gc
+import json
 import time
 from pathlib import Path
 
@@ -235,8 +236,9 @@ def test_every_change_of_a_schedule_row_is_counted_and_cursor_moves_are_not(stor
 
 
 def test_the_recipe_a_leader_reads_is_the_one_made_from_the_row(store: Store) -> None:
-    """The leader reads fire recipes with the row's JSON left encoded; the fire it writes
-    must carry exactly what the schedule says, whatever the arguments hold."""
+    """The leader reads fire recipes (in the write of the fires) with the row's JSON left
+    encoded; the fire it writes must carry exactly what the schedule says, whatever the
+    arguments hold. What it holds between slots is only what orders them."""
     with store.transaction():
         row = sched.create(
             store,
@@ -247,10 +249,14 @@ def test_the_recipe_a_leader_reads_is_the_one_made_from_the_row(store: Store) ->
             actor="test", now=NOW,
         )  # fmt: skip
     (held,) = store.schedules_to_hold([row.schedule_id, "no-such-schedule"])
-    assert held.recipe == FireRecipe.of(row)
-    assert (held.enabled, held.broken, held.cursor) == (True, "", row.cursor)
+    assert (held.schedule_id, held.version, json.loads(held.spec)) == (
+        row.schedule_id, row.version, row.spec)  # fmt: skip
+    assert (held.enabled, held.broken, held.cursor, held.overlap) == (True, "", row.cursor,
+                                                                      "allow")  # fmt: skip
+    recipes = store.fire_recipes([row.schedule_id, "no-such-schedule"])
+    assert recipes == {row.schedule_id: FireRecipe.of(row)}
     with store.transaction():
-        store.insert_fires(held.recipe, [_fire(row, NOW + 1)], NOW)
+        store.insert_fires(recipes[row.schedule_id], [_fire(row, NOW + 1)], NOW)
     fired = store.fire(f"{row.schedule_id}_{int(NOW + 1)}")
     assert fired is not None
     assert fired["payload"] == {"args": row.args, "kwargs": row.kwargs, "options": row.options}
@@ -261,7 +267,9 @@ def test_a_leader_loading_many_schedules_holds_them_all_and_leaves_the_collector
     database: Path | str,
 ) -> None:
     """Past ``BULK_LOAD`` the leader pauses the garbage collector while it loads: it must be on
-    again afterwards (the brain runs in this process), with every schedule held once."""
+    again afterwards (the brain runs in this process), with every schedule held once. It reads
+    and compares them a chunk at a time in the store's order of ids: changes at the first and
+    the last id (a pause, a delete, a resume) must all be found, and nothing else read twice."""
     count = BULK_LOAD + 50
     store = Store.open(database)
     try:
@@ -286,6 +294,24 @@ def test_a_leader_loading_many_schedules_holds_them_all_and_leaves_the_collector
             time.sleep(0.2)
         assert held == expected
         assert gc.isenabled()
+        store = Store.open(database)
+        try:
+            last = store.schedule(f"many{count - 1:06d}")
+            assert last is not None and last.enabled
+            with store.transaction():  # each bumps the change count, as another brain's would
+                store.pause_schedule("many000001", "", actor="test", now=NOW)
+                store.delete_schedule(last, actor="test", now=NOW)
+                store.resume_schedule("many000000", actor="test", now=NOW)
+        finally:
+            store.close()
+        expected += -1 - 1 + 1
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            held = brain.api("GET", "/api/v1/scheduler")[1]["schedules_held"]
+            if held == expected:
+                break
+            time.sleep(0.2)
+        assert held == expected
 
 
 def test_a_tick_written_twice_in_one_batch_makes_one_fire_per_slot(store: Store) -> None:

@@ -6,15 +6,18 @@ core's deterministic fire id; the store refuses a second) and advances each sche
 this brain's own agents get their fires claimed in the same transaction. Edits reach the leader
 by an in-process wake-up, ``NOTIFY z4j_schedules`` from other brains, a one-second check of the
 store's schedule change count (one row), and a comparison of every schedule's version every
-five minutes. Of each schedule the leader keeps its parsed timing (in the queue) and a
-``FireRecipe``, not its row, and it reads rows in chunks: a million schedules load in bounded
-memory. A schedule whose slots cannot be computed (or whose row cannot be read) is set aside as
-``broken`` with its error, logged once; every other schedule keeps firing on time, and an edit
-or a resume tries it again. A schedule's overlap policy is decided in the same write, per slot,
-and stored with the fire. Once a second the leader's housekeeping expires fires past their
-deadline (each missed one logged by its schedule's name), releases buffered fires and pauses a
-schedule after its configured run of failures. Never computes a slot itself: every instant
-comes from ``z4j_core.scheduling``.
+five minutes (a chunk at a time, against what is held, with no map of them all built). Of each
+schedule the leader keeps its place in the queue (a shared parsed timing and a few machine
+integers) and its version, nothing else: what a fire carries (task, args, labels) is read from
+the store by the write of that fire, and rows are read in chunks of only the columns the queue
+needs, so a million schedules load in bounded memory. A schedule whose slots cannot be
+computed (or whose row cannot be read) is set aside as ``broken`` with its error, logged once;
+every other schedule keeps firing on time, and an edit or a resume tries it again. A
+schedule's overlap policy is decided in the same write, per slot, and stored with the fire.
+Once a second the leader's housekeeping expires fires past their deadline (each missed one
+logged by its schedule's name), releases buffered fires and pauses a schedule after its
+configured run of failures. Never computes a slot itself: every instant comes from
+``z4j_core.scheduling``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from z4j_brain import actions
@@ -71,6 +75,8 @@ POLL_SECONDS: Final = 1.0
 FULL_SYNC_SECONDS: Final = 300.0
 #: Schedule rows read per read job while syncing (the rows of one chunk are alive at once).
 SYNC_CHUNK: Final = 2000
+#: (id, version) pairs read per read job while comparing versions.
+VERSION_CHUNK: Final = 10_000
 #: A sync holding more schedules than this pauses the cyclic garbage collector meanwhile.
 BULK_LOAD: Final = 10_000
 #: Schedules popped per tick (a truncated catch-up continues next tick).
@@ -79,8 +85,8 @@ TICK_LIMIT: Final = 5000
 CATCH_UP_DELAY: Final = 0.5
 _UTC = timezone.utc
 
-#: (schedule, its new fires, its new cursor, skipped through, when popped)
-_Batch = tuple[FireRecipe, list[NewFire], float, float | None, float]
+#: (schedule id, its new fires, its new cursor, skipped through, when popped)
+_Batch = tuple[str, list[NewFire], float, float | None, float]
 
 
 class Leader:
@@ -93,19 +99,20 @@ class Leader:
         #: When this brain last became leader (monotonic), for the status route.
         self.leading_since: float | None = None
         self.queue = DueQueue()
-        #: What each schedule in the queue fires (its version's recipe).
-        self.recipes: dict[str, FireRecipe] = {}
         #: The held schedules whose overlap is cancel-previous (housekeeping asks the store
         #: for their unanswered decisions only while there are some).
         self.cancelling_schedules: set[str] = set()
-        self.held: dict[str, int] = {}
+        #: The version of each schedule held out of the queue (paused, broken); the queue
+        #: keeps the others' (a version of -1 is read again).
+        self.unqueued: dict[str, int] = {}
+        #: Schedules deleted while this brain led (no version of them is to come).
+        self._dropped: set[str] = set()
         #: The store's schedule change count at the last sync (None: sync in full).
         self._changes_seen: int | None = None
         self.fires_written = 0
         self.last_fire_at: float | None = None
         #: Schedules this brain's leader set aside as broken since it started.
         self.broken_found = 0
-        self.applied_version: dict[str, int] = {}
         self.schedules_changed = asyncio.Event()
         self._leadership = asyncio.Event()
         self._version_waiters: list[tuple[str, int, asyncio.Future[None]]] = []
@@ -132,7 +139,7 @@ class Leader:
         dropped it); False when not leading here or on timeout."""
         if not self.leading:
             return False
-        if self.applied_version.get(schedule_id, -1) >= version:
+        if self._applied(schedule_id, version):
             return True
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._version_waiters.append((schedule_id, version, future))
@@ -142,6 +149,23 @@ class Leader:
             return True
         except asyncio.TimeoutError:
             return False
+
+    def _applied(self, schedule_id: str, version: int) -> bool:
+        held = self.held_version(schedule_id)
+        return schedule_id in self._dropped or (held is not None and held >= version)
+
+    def held_version(self, schedule_id: str) -> int | None:
+        """The version held of a schedule (None: not held)."""
+        version = self.queue.version_of(schedule_id)
+        return self.unqueued.get(schedule_id) if version is None else version
+
+    def _held_count(self) -> int:
+        return len(self.queue) + len(self.unqueued)
+
+    @property
+    def schedules_held(self) -> int:
+        """Schedules in the queue (enabled, not broken)."""
+        return len(self.queue)
 
     async def run(self) -> None:
         while True:
@@ -160,10 +184,9 @@ class Leader:
     async def _lead(self) -> None:
         """Lead until demoted: load every schedule, then tick."""
         self.queue = DueQueue()
-        self.recipes.clear()
         self.cancelling_schedules.clear()
-        self.held.clear()
-        self.applied_version.clear()
+        self.unqueued.clear()
+        self._dropped.clear()
         self._unwritten.clear()
         await self._sync(full=True)
         last_sync = last_full = time.monotonic()
@@ -200,91 +223,148 @@ class Leader:
         if not full and changes == self._changes_seen:
             return
         # Counted before the versions are read: a change in between is read again next poll.
-        stored = await self.brain.read(lambda s: s.schedule_versions())
-        gone = [sid for sid in self.held if sid not in stored]
-        changed = [sid for sid, version in stored.items() if self.held.get(sid) != version]
-        del stored
-        for sid in gone:
-            self.queue.remove(sid)
-            self.recipes.pop(sid, None)
-            self.cancelling_schedules.discard(sid)
-            del self.held[sid]
-            self.applied_version[sid] = 1 << 62
         # Schedules with the same stored timing share one (immutable) value.
         timings: dict[str, Schedule] = {}
-        many = len(changed) > BULK_LOAD
-        if many:
-            # Holding is acyclic and long-lived: the collector's full passes over a growing
-            # heap would cost more than the load (quadratic in the schedules held). One pass
-            # at the end collects what other threads left meanwhile, then what is held is
-            # frozen out of its future passes.
-            gc.disable()
-        try:
+        if not self._held_count():
+            await self._load_all(timings)
+        else:
+            changed, gone = await self._compare_versions()
+            for sid in gone:
+                self.queue.remove(sid)
+                self.cancelling_schedules.discard(sid)
+                self.unqueued.pop(sid, None)
+                self._dropped.add(sid)
             for start in range(0, len(changed), SYNC_CHUNK):
-                for held in await self.brain.read(_to_hold(changed[start : start + SYNC_CHUNK])):
+                chunk = changed[start : start + SYNC_CHUNK]
+                for held in await self.brain.read(partial(Store.schedules_to_hold, ids=chunk)):
                     self._hold(held, timings)
-        finally:
-            if many:
-                gc.enable()
-                gc.collect()
-                gc.freeze()
         self._changes_seen = changes
         self._wake_version_waiters()
 
-    def _hold(self, held: HeldSchedule, timings: dict[str, Schedule]) -> None:
-        recipe = held.recipe
-        sid = recipe.schedule_id
+    async def _load_all(self, timings: dict[str, Schedule]) -> None:
+        """Hold every stored schedule, read a chunk at a time in the store's order of ids.
+
+        Holding is acyclic and long-lived: the collector's full passes over a growing heap
+        would cost more than the load (quadratic in the schedules held), so it is paused
+        meanwhile past ``BULK_LOAD``. One pass at the end collects what other threads left
+        meanwhile, then what is held is frozen out of its future passes."""
+        after: str | None = None
+        paused = False
+        try:
+            while True:
+                chunk = await self.brain.read(
+                    partial(Store.schedules_to_hold_after, after=after, limit=SYNC_CHUNK)
+                )
+                for held in chunk:
+                    self._hold(held, timings, fresh=True)
+                if len(chunk) < SYNC_CHUNK:
+                    break
+                after = chunk[-1].schedule_id
+                if not paused and self._held_count() > BULK_LOAD:
+                    paused = gc.isenabled()
+                    gc.disable()
+        finally:
+            if paused:
+                gc.enable()
+                gc.collect()
+                gc.freeze()
+
+    async def _compare_versions(self) -> tuple[list[str], list[str]]:
+        """The schedules whose stored version is not the one held (new ones included), and
+        the held ones no longer stored: every version compared a chunk at a time, with no
+        map of them all built."""
+        unqueued, queued = self.unqueued, self.queue.version_of
+        changed: list[str] = []
+        found = 0
+        after: str | None = None
+        while True:
+            chunk = await self.brain.read(
+                partial(Store.schedule_versions_after, after=after, limit=VERSION_CHUNK)
+            )
+            for sid, version in chunk:
+                mine = queued(sid)
+                if mine is None:
+                    mine = unqueued.get(sid)
+                if mine is None:
+                    changed.append(sid)
+                    continue
+                found += 1
+                if mine != version:
+                    changed.append(sid)
+            if len(chunk) < VERSION_CHUNK:
+                break
+            after = chunk[-1][0]
+        gone: list[str] = []
+        if found < self._held_count():  # some were deleted: ask which, a chunk at a time
+            ids = [*self.queue, *unqueued]
+            for start in range(0, len(ids), SYNC_CHUNK):
+                asked = ids[start : start + SYNC_CHUNK]
+                there = await self.brain.read(partial(Store.existing_schedule_ids, ids=asked))
+                gone.extend(sid for sid in asked if sid not in there)
+        return changed, gone
+
+    def _hold(self, held: HeldSchedule, timings: dict[str, Schedule], fresh: bool = False) -> None:
+        """Hold a schedule's stored version (``fresh``: one not held yet, as in a first load)."""
+        sid = held.schedule_id
         cursor = datetime.fromtimestamp(held.cursor, _UTC)
-        if sid in self.queue:
-            cursor = max(cursor, self.queue.cursor(sid))
-            self.queue.remove(sid)
-        self.held[sid] = recipe.version
-        self.applied_version[sid] = recipe.version
-        self.recipes.pop(sid, None)
-        self.cancelling_schedules.discard(sid)
+        if not fresh:
+            if sid in self.queue:
+                cursor = max(cursor, self.queue.cursor(sid))
+                self.queue.remove(sid)
+            self.unqueued.pop(sid, None)
+            self._dropped.discard(sid)
+            self.cancelling_schedules.discard(sid)
         if not held.enabled or held.broken:
+            self.unqueued[sid] = held.version
             return  # a broken schedule waits for an edit or a resume
         try:
             schedule = timings.get(held.spec)
             if schedule is None:
                 schedule = timings[held.spec] = schedule_from_dict(json.loads(held.spec))
-            self.queue.add(sid, schedule, cursor)
+            self.queue.add(sid, schedule, cursor, held.version)
         except Exception as exc:
-            self._set_aside(recipe, explain(exc))
+            self.unqueued[sid] = held.version
+            self._set_aside(sid, explain(exc))
             return
-        self.recipes[sid] = recipe
-        if recipe.overlap == OVERLAP_CANCEL_PREVIOUS:
+        if held.overlap == OVERLAP_CANCEL_PREVIOUS:
             self.cancelling_schedules.add(sid)
 
-    def _set_aside(self, row: FireRecipe, error: str) -> None:
+    def _set_aside(self, schedule_id: str, error: str) -> None:
         """Mark a schedule broken: out of the queue, logged once, stored with its error (unless
         it was edited meanwhile: then the edit is what the leader holds next)."""
-        sid = row.schedule_id
-        self.queue.remove(sid)
-        self.recipes.pop(sid, None)
-        self.cancelling_schedules.discard(sid)
+        version = self.held_version(schedule_id)
+        if version is None:
+            version = -1
+        self.queue.remove(schedule_id)
+        self.unqueued[schedule_id] = version
+        self.cancelling_schedules.discard(schedule_id)
         self.broken_found += 1
-        log.error("schedule %s (id %s) is broken and set aside: %s", row.name, sid, error)
-        self.delivery.spawn(self._store_broken(row, error))
+        self.delivery.spawn(self._store_broken(schedule_id, version, error))
 
-    async def _store_broken(self, row: FireRecipe, error: str) -> None:
+    async def _store_broken(self, schedule_id: str, version: int, error: str) -> None:
+        def job(store: Store) -> str:
+            row = store.schedule(schedule_id)
+            store.mark_broken(schedule_id, version, error, time.time())
+            return schedule_id if row is None else row.name
+
         try:
-            await self.brain.write(
-                lambda s: s.mark_broken(row.schedule_id, row.version, error, time.time())
-            )
+            name = await self.brain.write(job)
         except Exception as exc:
             # Not stored: forget the version held, so the next sync reads the row again, finds
             # it broken again and retries the write (the schedule never looks active unnoticed).
-            log.error("could not store schedule %s as broken (%s); retrying", row.name, exc)
-            if self.held.get(row.schedule_id) == row.version:
-                del self.held[row.schedule_id]
+            log.error("schedule id %s is broken and set aside: %s", schedule_id, error)
+            log.error("could not store schedule %s as broken (%s); retrying", schedule_id, exc)
+            if self.unqueued.get(schedule_id) == version:
+                self.unqueued[schedule_id] = -1
+            return
+        log.error("schedule %s (id %s) is broken and set aside: %s", name, schedule_id, error)
 
     def _wake_version_waiters(self) -> None:
         keep = []
         for sid, version, future in self._version_waiters:
             if future.done():
                 continue
-            if self.applied_version.get(sid, -1) >= version:
+            if self._applied(sid, version):
                 future.set_result(None)
             else:
                 keep.append((sid, version, future))
@@ -295,20 +375,18 @@ class Leader:
         now_ts = now.timestamp()
         batches: list[_Batch] = []
         for due in dues:
-            row = self.recipes.get(due.schedule_id)
-            if row is None:
-                continue
+            sid = due.schedule_id
             try:
                 fires = self._fires_of(due, now)
             except Exception as exc:
-                self._set_aside(row, explain(exc))
+                self._set_aside(sid, explain(exc))
                 continue
             if due.error is not None:
-                self._set_aside(row, due.error)
+                self._set_aside(sid, due.error)
             skipped = due.skipped_through.timestamp() if due.skipped_through else None
             if skipped is not None:
                 self.brain.metrics.slots_skipped()
-            batches.append((row, fires, due.cursor.timestamp(), skipped, now_ts))
+            batches.append((sid, fires, due.cursor.timestamp(), skipped, now_ts))
         self._unwritten.extend(batches)
         self._flush()
 
@@ -347,19 +425,25 @@ class Leader:
         brain_id = self.brain.brain_id
 
         def write(store: Store) -> tuple[int, list[tuple[Claimed, Command]]]:
-            # The fires of schedules that allow overlap, and every cursor, go in one batch each.
+            # What each fire carries is read here, in the transaction that writes it: the
+            # stored schedule as it is now (a schedule deleted since it was popped fires no
+            # more). The fires of schedules that allow overlap, and every cursor, go in one
+            # batch each.
+            recipes = store.fire_recipes([sid for sid, fires, *_ in batches if fires])
+            made = [(recipes[sid], fires, popped_at)
+                    for sid, fires, _, _, popped_at in batches if sid in recipes]  # fmt: skip
             written = store.insert_many_fires(
                 [(recipe, fire, popped_at)
-                 for recipe, fires, _, _, popped_at in batches if recipe.overlap == OVERLAP_ALLOW
+                 for recipe, fires, popped_at in made if recipe.overlap == OVERLAP_ALLOW
                  for fire in fires]
             )  # fmt: skip
-            for recipe, fires, _, _, popped_at in batches:
+            for recipe, fires, popped_at in made:
                 if recipe.overlap != OVERLAP_ALLOW:
                     for fire in fires:  # one by one: each slot's decision sees the one before
                         decided = overlap_decision(store, recipe, fire)
                         written += store.insert_fires(recipe, [decided], popped_at)
             store.advance_cursors(
-                [(recipe.schedule_id, cursor, skipped) for recipe, _, cursor, skipped, _ in batches]
+                [(sid, cursor, skipped) for sid, _, cursor, skipped, _ in batches]
             )
             if written:
                 store.notify(FIRES_CHANNEL)
@@ -442,10 +526,6 @@ class Leader:
             self.last_fire_at = time.time()
             if len(claimed) >= CLAIM_LIMIT:
                 self.delivery.fires_waiting.set()
-
-
-def _to_hold(ids: list[str]) -> Callable[[Store], list[HeldSchedule]]:
-    return lambda store: store.schedules_to_hold(ids)
 
 
 def trigger_job(

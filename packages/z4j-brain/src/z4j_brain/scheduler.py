@@ -132,7 +132,7 @@ class Scheduler:
             "brain_id": self.brain.brain_id,
             "leader": leader.leading,
             "election": "postgres-advisory-lock" if self.brain.config.is_postgres else "sqlite",
-            "schedules_held": len(leader.recipes) if leader.leading else None,
+            "schedules_held": leader.schedules_held if leader.leading else None,
             "fires_written": leader.fires_written,
             "broken_found": leader.broken_found,
             "delivering": len(self.delivery.sending),

@@ -156,3 +156,84 @@ def test_errors() -> None:
     with pytest.raises(ScheduleError, match="no time zone"):
         queue.pop_due(datetime(2025, 1, 1))
     assert not queue.remove("zz")
+
+
+def test_instants_are_kept_to_the_microsecond_far_from_now() -> None:
+    """The queue keeps instants as integers of microseconds: exact before 1970 and centuries
+    ahead, where a float of seconds would drift by a microsecond or more."""
+    far = datetime(2399, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+    early = datetime(1969, 7, 20, 20, 17, 40, 1, tzinfo=UTC)
+    queue = DueQueue()
+    queue.add("far", OneShotSchedule(at=far), far - timedelta(days=1))
+    queue.add("early", OneShotSchedule(at=early), early - timedelta(days=1))
+    assert queue.next_wakeup() == early
+    assert queue.next_slot("far") == far
+    assert queue.cursor("far") == far - timedelta(days=1)
+    [popped] = queue.pop_due(early)
+    assert popped.slots == (early,) and popped.cursor == early
+    assert queue.pop_due(far - timedelta(microseconds=1)) == []
+    [popped] = queue.pop_due(far)
+    assert popped.slots == (far,) and popped.fire_ids == (fire_id("far", far),)
+
+
+def test_schedules_sharing_a_cursor_never_share_another_timings_slot() -> None:
+    """Next slots are remembered per (timing, cursor), so a million schedules loaded with one
+    cursor compute each timing once: a different timing after the same cursor, or an equal
+    one made anew, must still get its own answer."""
+    queue = DueQueue()
+    hourly, minutely = CronSchedule(expression="0 * * * *"), CronSchedule(expression="* * * * *")
+    queue.add("h1", hourly, T0)
+    queue.add("m1", minutely, T0)
+    queue.add("h2", hourly, T0)
+    queue.add("h3", CronSchedule(expression="0 * * * *"), T0)
+    queue.add("m2", every(30), T0)
+    assert queue.next_slot("h1") == queue.next_slot("h2") == queue.next_slot("h3")
+    assert queue.next_slot("h1") == T0 + timedelta(hours=1)
+    assert queue.next_slot("m1") == T0 + timedelta(minutes=1)
+    assert queue.next_slot("m2") == T0 + timedelta(seconds=30)
+
+
+def test_a_removed_schedules_old_place_never_pops_the_one_that_reuses_it() -> None:
+    """A removed schedule's number is given to the next one added; its stale heap key (due
+    sooner) must neither pop the newcomer early nor twice."""
+    queue = DueQueue()
+    queue.add("gone", OneShotSchedule(at=T0 + timedelta(seconds=10)), T0)
+    queue.add("kept", OneShotSchedule(at=T0 + timedelta(seconds=20)), T0)
+    assert queue.remove("gone")
+    queue.add("new", OneShotSchedule(at=T0 + timedelta(seconds=100)), T0)
+    assert [d.schedule_id for d in queue.pop_due(T0 + timedelta(seconds=50))] == ["kept"]
+    assert queue.next_wakeup() == T0 + timedelta(seconds=100)
+    assert [d.schedule_id for d in queue.pop_due(T0 + timedelta(seconds=100))] == ["new"]
+    assert queue.pop_due(T0 + timedelta(days=1)) == []
+    assert "gone" not in queue and len(queue) == 2
+
+
+def test_a_schedule_whose_first_slot_raises_is_not_held() -> None:
+    """`add` raising (the leader then sets the schedule aside) leaves nothing behind: the id
+    can be added again once mended."""
+
+    class Raising(IntervalSchedule):
+        def _next_slot_after(self, after: datetime) -> datetime | None:
+            raise OverflowError("date value out of range")
+
+    queue = DueQueue()
+    with pytest.raises(OverflowError):
+        queue.add("bad", Raising(every=timedelta(seconds=60)), T0)
+    assert "bad" not in queue and len(queue) == 0 and queue.next_wakeup() is None
+    queue.add("bad", every(60), T0)
+    assert queue.next_slot("bad") == T0 + timedelta(seconds=60)
+
+
+def test_the_callers_version_is_kept_with_each_schedule() -> None:
+    """The brain keeps each schedule's row version in the queue (no map of its own): a number
+    given to another schedule must carry the newcomer's version, not its predecessor's."""
+    queue = DueQueue()
+    queue.add("a", every(60), T0, version=7)
+    queue.add("b", every(60), T0)
+    assert (queue.version("a"), queue.version("b")) == (7, 0)
+    assert queue.remove("a")
+    queue.add("c", every(60), T0, version=3)
+    assert queue.version("c") == 3 and sorted(queue) == ["b", "c"]
+    assert (queue.version_of("c"), queue.version_of("a")) == (3, None)
+    with pytest.raises(ScheduleError, match="not in the due queue"):
+        queue.version("a")

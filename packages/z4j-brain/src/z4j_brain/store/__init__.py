@@ -20,10 +20,12 @@ The interface, by part (each part is a module of this package):
 ``access``    insert_command, insert_commands, answer_command, answer_commands, command,
               purge_commands; create_token, revoke_token, token_rows, admin_token_hash,
               set_admin_token_hash
-``schedules`` schedule, schedules, schedule_changes, schedule_versions, schedules_by_id,
-              schedule_id_of_name, schedule_id_use, insert_schedule, update_schedule,
-              pause_schedule, resume_schedule, delete_schedule, deleted_schedule, mark_broken,
-              broken_count, advance_cursor; insert_fires, fire, fire_by_key, claim_fires,
+``schedules`` schedule, schedules, schedule_changes, schedule_versions_after,
+              schedules_by_id, existing_schedule_ids, schedules_to_hold,
+              schedules_to_hold_after, fire_recipes, schedule_id_of_name, schedule_id_use,
+              insert_schedule, update_schedule, pause_schedule, resume_schedule,
+              delete_schedule, deleted_schedule, mark_broken, broken_count, advance_cursor;
+              insert_fires, fire, fire_by_key, claim_fires,
               record_fire_answer, release_unanswered_fire, expire_fires,
               fire_history, fire_counts, fires, first_fire_created_after, count_settled_fires,
               fire_states, expiring_fires, watched_schedules, running_fires, buffered_fires,

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from z4j_brain.paging import KEYS, decode_cursor
 from z4j_brain.routing import may_take
@@ -370,16 +370,29 @@ _PLAIN_FIELDS: Final = frozenset(
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class HeldSchedule:
-    """A schedule as a leader reads it to hold it: its recipe, its timing still as stored
-    (JSON), whether it is enabled or broken, and its cursor."""
+class HeldSchedule(NamedTuple):
+    """A schedule as a leader reads it to hold it: only what orders its slots (its timing
+    still as stored, JSON), its version, whether it is enabled or broken, its cursor and its
+    overlap policy. What its fires carry is read when they are written (``fire_recipes``)."""
 
-    recipe: FireRecipe
+    schedule_id: str
+    version: int
     spec: str
     enabled: bool
     broken: str
     cursor: float
+    overlap: str
+
+    @classmethod
+    def from_columns(cls, columns: Sequence[Any]) -> HeldSchedule:
+        schedule_id, version, spec, enabled, broken, cursor, overlap = columns[:7]
+        # A tuple, not a dataclass: a leader's first load makes a million of these.
+        return cls(schedule_id, int(version), spec, bool(enabled), broken, float(cursor),
+                   sys.intern(overlap))  # fmt: skip
+
+
+#: A ``HeldSchedule``'s columns, in ``HeldSchedule.from_columns``'s order.
+_HELD_COLUMNS: Final = "schedule_id, version, spec, enabled, broken, cursor, overlap"
 
 
 #: The ``counters`` row every change of a schedule row bumps (in the change's transaction), so
@@ -423,10 +436,15 @@ class ScheduleStore(StoreBase):
         ).fetchall()
         return [ScheduleRow.from_db(r) for r in rows]
 
-    def schedule_versions(self) -> dict[str, int]:
-        """Every schedule's id and version: what a leader diffs against what it holds."""
-        rows = self.conn.execute("SELECT schedule_id, version FROM schedules").fetchall()
-        return {str(r[0]): int(r[1]) for r in rows}
+    def schedule_versions_after(self, after: str | None, limit: int) -> list[tuple[str, int]]:
+        """Up to ``limit`` (id, version) pairs after the id ``after`` in the store's order of
+        ids: what a leader compares with what it holds, a chunk at a time."""
+        where, params = ("", []) if after is None else (" WHERE schedule_id > ?", [after])
+        rows = self.conn.execute(
+            f"SELECT schedule_id, version FROM schedules{where} ORDER BY schedule_id LIMIT ?",
+            [*params, limit],
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
 
     def schedules_by_id(self, ids: Sequence[str]) -> list[ScheduleRow]:
         result: list[ScheduleRow] = []
@@ -439,29 +457,54 @@ class ScheduleStore(StoreBase):
             result.extend(ScheduleRow.from_db(r) for r in rows)
         return result
 
+    def existing_schedule_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of these ids are live schedules."""
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT schedule_id FROM schedules WHERE schedule_id IN ({marks})", chunk
+            ).fetchall()
+            found.update(r[0] for r in rows)
+        return found
+
     def schedules_to_hold(self, ids: Sequence[str]) -> list[HeldSchedule]:
-        """What a leader holds of each of these schedules (the ones that exist), read without
-        decoding more than it needs: the fire's JSON stays encoded."""
+        """What a leader holds of each of these schedules (the ones that exist)."""
         result: list[HeldSchedule] = []
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
             marks = ", ".join("?" * len(chunk))
             rows = self.conn.execute(
-                f"SELECT {_RECIPE_COLUMNS}, spec, enabled, broken, cursor FROM schedules "
-                f"WHERE schedule_id IN ({marks})",
-                chunk,
+                f"SELECT {_HELD_COLUMNS} FROM schedules WHERE schedule_id IN ({marks})", chunk
             ).fetchall()
-            result.extend(
-                HeldSchedule(
-                    recipe=FireRecipe.from_columns(r),
-                    spec=r[11],
-                    enabled=bool(r[12]),
-                    broken=r[13],
-                    cursor=float(r[14]),
-                )
-                for r in rows
-            )
+            result.extend(HeldSchedule.from_columns(r) for r in rows)
         return result
+
+    def schedules_to_hold_after(self, after: str | None, limit: int) -> list[HeldSchedule]:
+        """``schedules_to_hold`` of up to ``limit`` schedules after the id ``after`` in the
+        store's order of ids (a leader's first load, a chunk at a time)."""
+        where, params = ("", []) if after is None else (" WHERE schedule_id > ?", [after])
+        rows = self.conn.execute(
+            f"SELECT {_HELD_COLUMNS} FROM schedules{where} ORDER BY schedule_id LIMIT ?",
+            [*params, limit],
+        ).fetchall()
+        return [HeldSchedule.from_columns(r) for r in rows]
+
+    def fire_recipes(self, ids: Sequence[str]) -> dict[str, FireRecipe]:
+        """What the fires of each of these schedules (the ones that exist) are made of, as
+        stored now: read by the leader's write of their fires, not held between slots."""
+        recipes: dict[str, FireRecipe] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT {_RECIPE_COLUMNS} FROM schedules WHERE schedule_id IN ({marks})", chunk
+            ).fetchall()
+            for row in rows:
+                recipe = FireRecipe.from_columns(row)
+                recipes[recipe.schedule_id] = recipe
+        return recipes
 
     def schedule_id_of_name(self, name: str) -> str | None:
         """The id of the live schedule named ``name``."""

@@ -34,10 +34,10 @@ Functions and structures:
   has no slot within `years` years (call it when a schedule is created or changed).
 - `fire_id(schedule_id, slot) -> str` and `parse_fire_id(fire_id) -> (schedule_id, slot)`.
 - `jitter_offset(schedule_id, slot, max_jitter) -> timedelta`.
-- `DueQueue`: `add(id, schedule, cursor)`, `load(iterable)`, `update(id, schedule, cursor=None)`,
-  `pause(id)`, `resume(id, cursor)`, `remove(id)`, `pop_due(now, limit=None) -> list[Due]`,
-  `next_wakeup() -> datetime | None`; `Due(schedule_id, schedule, slots, cursor, truncated,
-  skipped_through)` with `.fire_ids`.
+- `DueQueue`: `add(id, schedule, cursor, version=0)`, `load(iterable)`,
+  `update(id, schedule, cursor=None)`, `pause(id)`, `resume(id, cursor)`, `remove(id)`,
+  `pop_due(now, limit=None) -> list[Due]`, `next_wakeup() -> datetime | None`, `version(id)`;
+  `Due(schedule_id, schedule, slots, cursor, truncated, skipped_through)` with `.fire_ids`.
 - `resolve_zone(name) -> ZoneInfo`, `parse_instant(text)`, `parse_duration(value, what)`.
 - `ScheduleError(ValueError)`: every invalid schedule or argument; the message names the value.
 """
