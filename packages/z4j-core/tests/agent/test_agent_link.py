@@ -562,3 +562,12 @@ def test_an_engine_s_emitter_hands_over_the_event_emit_would(tmp_path: Path) -> 
     agent.stop(1)
     emit("started", "t4", "x")
     assert len(agent._records) == 0
+
+
+def test_an_emit_replaced_before_the_emitter_is_made_gets_the_events(tmp_path: Path) -> None:
+    agent, _ = make_agent("ws://127.0.0.1:9", tmp_path)
+    seen: list[tuple[Any, ...]] = []
+    agent.emit = lambda *args, **fields: seen.append((args, fields))  # type: ignore[method-assign]
+    agent.emitter("testengine")("started", "t1", "x", queue="q")
+    assert seen == [(("started", "t1", "x"), {"engine": "testengine", "queue": "q"})]
+    assert len(agent._records) == 0

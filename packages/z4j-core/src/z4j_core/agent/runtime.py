@@ -172,7 +172,15 @@ class Agent:
 
     def emitter(self, engine: str) -> EmitFn:
         """`emit` for one engine: what capture code calls once per event, so it does `emit`'s
-        work in this one call (no second call, no second copy of the keyword arguments)."""
+        work in this one call (no second call, no second copy of the keyword arguments). An
+        `emit` replaced on the instance or a subclass before this is called is called instead."""
+        emit = self.emit
+        if getattr(emit, "__func__", None) is not Agent.emit:
+
+            def emit_through(kind: Any, task_id: str, task_name: str, **fields: Any) -> None:
+                emit(kind, task_id, task_name, engine=engine, **fields)
+
+            return emit_through
         stamp = self._stamp
 
         def emit_for_engine(kind: Any, task_id: str, task_name: str, **fields: Any) -> None:
