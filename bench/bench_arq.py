@@ -13,7 +13,9 @@ alternate in rotated order each round; medians are reported, with the ratio to `
 `thread` at least 0.97) and the worker loop's lag (how late a 5 ms sleep wakes up, p99 and
 max) while the jobs run. Prints figures; asserts nothing.
 
-Run: python bench/bench_arq.py [--jobs N] [--rounds R] [--quick]
+Run: python bench/bench_arq.py [--jobs N] [--rounds R] [--quick] [--flame DIR]
+--flame DIR: one run of `none` and `thread` with py-spy attached to the worker (bench/flame.py),
+writing DIR/arq-none.svg and DIR/arq-thread.svg; its figures are not comparable.
 Needs Redis on 127.0.0.1:6379 and core, brain, z4j-arq and arq installed (the arq session's
 environment: arq pins redis<6).
 """
@@ -160,19 +162,33 @@ def fill(redis_url: str, jobs: int) -> None:
     asyncio.run(main())
 
 
-def one_run(variant: str, jobs: int, redis_url: str, env: dict[str, str]) -> dict[str, Any]:
+def one_run(
+    variant: str, jobs: int, redis_url: str, env: dict[str, str], flame: Path | None = None
+) -> dict[str, Any]:
     fill(redis_url, jobs)
-    out = subprocess.run(
+    worker = subprocess.Popen(
         [sys.executable, __file__, "--worker", variant, "--jobs", str(jobs), "--redis", redis_url],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
-        check=False,
     )
-    if out.returncode != 0:
-        raise SystemExit(f"{variant} worker failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
-    report: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    recorders = None
+    if flame is not None:
+        import flame as flames
+
+        recorders = flames.attach(worker.pid, flame / f"arq-{variant}.svg")
+    try:
+        stdout, stderr = worker.communicate(timeout=900)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        if recorders is not None:
+            flames.finish(recorders)
+    if worker.returncode != 0:
+        raise SystemExit(f"{variant} worker failed:\n{stdout[-2000:]}\n{stderr[-4000:]}")
+    report: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
     if report["done"] != jobs:
         raise SystemExit(f"{variant}: {report['done']} of {jobs} jobs ran")
     return report
@@ -183,6 +199,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5, help="runs of each variant")
     parser.add_argument("--quick", action="store_true", help="2,000 jobs, 3 rounds")
+    parser.add_argument("--flame", type=Path, metavar="DIR", help="py-spy flame graphs into DIR")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--redis", help=argparse.SUPPRESS)
     add_option(parser)
@@ -192,6 +209,9 @@ def main() -> None:
         return
     if options.quick:
         options.jobs, options.rounds = 2_000, 3
+    variants = ("none", "thread") if options.flame else VARIANTS
+    if options.flame:
+        options.rounds = 1
     recorder = Recorder("arq", options.json)
 
     from z4j_core.testing import services
@@ -199,7 +219,7 @@ def main() -> None:
 
     database = services.claim_redis_database()
     redis_url = f"redis://127.0.0.1:6379/{database}"
-    results: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory(prefix="z4j-bench-arq-") as folder:
         work = Path(folder)
         brain = BrainProcess(work / "brain")
@@ -214,9 +234,9 @@ def main() -> None:
         }
         try:
             for round_index in range(options.rounds):
-                shift = round_index % len(VARIANTS)
-                for variant in VARIANTS[shift:] + VARIANTS[:shift]:
-                    report = one_run(variant, options.jobs, redis_url, env)
+                shift = round_index % len(variants)
+                for variant in variants[shift:] + variants[:shift]:
+                    report = one_run(variant, options.jobs, redis_url, env, options.flame)
                     results[variant].append(report)
                     acked = f"  ({report['acked']} events acked)" if "acked" in report else ""
                     print(
@@ -230,7 +250,7 @@ def main() -> None:
             services.release_redis_database(database)
     base = statistics.median(r["jobs_per_s"] for r in results["none"])
     print(f"\n{options.jobs} no-op jobs, {options.rounds} rounds, medians:")
-    for variant in VARIANTS:
+    for variant in variants:
         rows = results[variant]
         rate = statistics.median(r["jobs_per_s"] for r in rows)
         cpu = statistics.median(r["cpu_us_per_job"] for r in rows)
@@ -241,7 +261,7 @@ def main() -> None:
             f"loop lag p99 {p99:5.2f} ms, max {worst:6.2f} ms"
         )
     print("target: thread ratio >= 0.97")
-    for variant in VARIANTS:
+    for variant in variants:
         rows = results[variant]
         # `thread` is the agent as shipped; `loop` and `roundtrip` are this bench's alternatives.
         config = {"engine": "arq", "variant": ARQ_VARIANT_NAMES[variant], "jobs": options.jobs}

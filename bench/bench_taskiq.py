@@ -9,7 +9,9 @@ stores every event (two per task: started and succeeded). Runs alternate, in rot
 round; medians are reported with the ratio (target: with the agent at least 0.97 of without)
 and the worker's CPU per task. Prints figures; asserts nothing.
 
-Run: python bench/bench_taskiq.py [--tasks N] [--rounds R] [--quick]
+Run: python bench/bench_taskiq.py [--tasks N] [--rounds R] [--quick] [--flame DIR]
+--flame DIR: one run of each variant with py-spy attached to the worker (bench/flame.py),
+writing DIR/taskiq-none.svg and DIR/taskiq-agent.svg; its figures are not comparable.
 Needs Redis on 127.0.0.1:6379 and core, brain, z4j-taskiq, taskiq and taskiq-redis installed
 (the taskiq session's environment). This file is also the worker's tasks module.
 """
@@ -88,7 +90,14 @@ async def fill(redis_url: str, tasks: int) -> None:
 
 
 def one_run(
-    with_agent: bool, tasks: int, redis_url: str, *, brain: Any, token: str, work: Path
+    with_agent: bool,
+    tasks: int,
+    redis_url: str,
+    *,
+    brain: Any,
+    token: str,
+    work: Path,
+    flame: Path | None = None,
 ) -> tuple[float, float]:
     """(tasks per second, worker CPU microseconds per task, start-up included)."""
     asyncio.run(fill(redis_url, tasks))
@@ -116,6 +125,13 @@ def one_run(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
+    recorders = None
+    if flame is not None:
+        import flame as flames
+
+        recorders = flames.attach(
+            worker.pid, flame / f"taskiq-{'agent' if with_agent else 'none'}.svg"
+        )
     try:
         deadline = time.monotonic() + 600
         while not stamps.exists() or not stamps.read_text().endswith("\n"):
@@ -129,6 +145,8 @@ def one_run(
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
+        if recorders is not None:
+            flames.finish(recorders)
     elapsed, cpu = (float(v) for v in stamps.read_text().split())
     return (tasks - 1) / elapsed, cpu / tasks * 1e6
 
@@ -150,11 +168,14 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5, help="runs of each variant")
     parser.add_argument("--quick", action="store_true", help="1,000 tasks, 3 rounds")
+    parser.add_argument("--flame", type=Path, metavar="DIR", help="py-spy flame graphs into DIR")
     add_option(parser)
     options = parser.parse_args()
     recorder = Recorder("taskiq", options.json)
     if options.quick:
         options.tasks, options.rounds = 1000, 3
+    if options.flame:
+        options.rounds = 1
     database = services.claim_redis_database()
     redis_url = f"redis://127.0.0.1:6379/{database}"
     with tempfile.TemporaryDirectory(prefix="z4j-bench-taskiq-") as folder:
@@ -169,8 +190,9 @@ def main() -> None:
                 for with_agent in (False, True) if round_index % 2 == 0 else (True, False):
                     before = stored_events(brain)
                     rate, cpu = one_run(
-                        with_agent, options.tasks, redis_url, brain=brain, token=token, work=work
-                    )
+                        with_agent, options.tasks, redis_url, brain=brain, token=token,
+                        work=work, flame=options.flame,
+                    )  # fmt: skip
                     time.sleep(0.5)
                     stored = stored_events(brain) - before
                     results[with_agent].append(rate)

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 K = LifecycleKind
 
 
-@dataclass
+@dataclass(eq=False, slots=True)
 class Running:
     """One job between `on_job_start` and `after_job_end`, in run_job's context."""
 
@@ -144,8 +144,6 @@ class JobCapture:
     @guarded
     def job_ended(self, worker: Any, job_id: str) -> None:
         """In run_job's `finally`: decide the outcome as arq's `except` clauses will."""
-        from arq.worker import Retry, RetryJob
-
         running = _running.get()
         if running is None or running.job_id != job_id:
             return
@@ -156,30 +154,35 @@ class JobCapture:
             "runtime": time.perf_counter() - running.began,
             "retries": running.job_try - 1,
         }
+        kind = K.SUCCEEDED if exc is None else self._outcome(worker, job_id, running, exc, fields)
+        running.kind, running.fields = kind, fields
+
+    def _outcome(
+        self, worker: Any, job_id: str, running: Running, exc: BaseException, fields: dict[str, Any]
+    ) -> LifecycleKind:
+        """The kind of a job that raised `exc`; adds the error to `fields`."""
+        from arq.worker import Retry, RetryJob  # here, not per job: arq is imported by now
+
         retry_jobs = bool(getattr(worker, "retry_jobs", True))
-        if exc is None:
-            kind = K.SUCCEEDED
-        elif retry_jobs and isinstance(exc, Retry):
-            kind = K.RETRIED
+        if retry_jobs and isinstance(exc, Retry):
             fields.update(error_fields(exc), retries=running.job_try)
             if exc.defer_score:
                 fields["extra"] = {"defer_seconds": exc.defer_score / 1000}
-        elif isinstance(exc, asyncio.CancelledError) and job_id in getattr(
+            return K.RETRIED
+        if isinstance(exc, asyncio.CancelledError) and job_id in getattr(
             worker, "aborting_tasks", ()
         ):
-            kind = K.CANCELLED
             fields.update(exception="arq.aborted", message="aborted with Job.abort()")
-        elif retry_jobs and isinstance(exc, (asyncio.CancelledError, RetryJob)):
-            kind = K.RETRIED
+            return K.CANCELLED
+        if retry_jobs and isinstance(exc, (asyncio.CancelledError, RetryJob)):
             fields.update(
                 exception=dotted(type(exc)),
                 message="cancelled (the worker stopped or lost the job); arq runs it again",
                 retries=running.job_try,
             )
-        else:
-            kind = K.FAILED
-            fields.update(error_fields(exc))
-        running.kind, running.fields = kind, fields
+            return K.RETRIED
+        fields.update(error_fields(exc))
+        return K.FAILED
 
     @guarded
     def after_job_end(self, ctx: dict[str, Any]) -> None:

@@ -105,10 +105,11 @@ def instrument_settings(
 
     def job_hook(name: str) -> Hook:
         theirs = user[name]
+        ours = getattr(capture, name) if capture is not None else None  # looked up once
 
         async def hook(ctx: dict[Any, Any]) -> None:
-            if capture is not None:
-                getattr(capture, name)(ctx)  # catches and counts its own errors
+            if ours is not None:
+                ours(ctx)  # catches and counts its own errors
             if theirs is not None:
                 await theirs(ctx)
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from minibrain import TOKEN, MiniBrain, wait_until
 
@@ -25,7 +26,7 @@ from z4j_core.agent import Agent
 from z4j_core.agent import link as link_module
 from z4j_core.agent.config import AgentConfig
 from z4j_core.agent.link import Link
-from z4j_core.agent.outbox import Outbox
+from z4j_core.agent.outbox import Outbox, record_to_event
 from z4j_core.plugins import PluginRegistry, new_plugin_manager
 from z4j_core.wire import Command, CommandKind, CommandResult, CommandStatus
 
@@ -524,3 +525,49 @@ def test_nothing_of_the_agent_imports_on_its_own_threads(tmp_path: Path) -> None
     )  # fmt: skip
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == "[]", found.stdout
+
+
+def test_an_engine_s_emitter_hands_over_the_event_emit_would(tmp_path: Path) -> None:
+    """The emitter capture code calls does `emit`'s work itself: same redaction, same wire
+    event; it never raises, counts what it could not take, and drops after stop."""
+    agent, _ = make_agent("ws://127.0.0.1:9", tmp_path)
+    emit = agent.emitter("testengine")
+    fields: dict[str, Any] = {
+        "queue": "q",
+        "worker": "h:1",
+        "retries": 1,
+        "runtime": 0.5,
+        "args": ["postgres://bob:hunter2@db/app", 2],
+        "kwargs": {"password": "hunter2", "user": "bob"},
+        "message": "password=hunter2 refused",
+        "traceback": "Traceback ... token=hunter2",
+        "result": ("ok",),
+    }
+    emit("failed", "t1", "app.tasks.login", **fields)
+    agent.emit("failed", "t1", "app.tasks.login", engine="testengine", **fields)
+    emit("started", "t2", "x", args=None, kwargs=None)
+    agent.emit("started", "t2", "x", engine="testengine", args=None, kwargs=None)
+    records = agent._records.drain(10)
+    events = [record_to_event(0, record) for record in records]
+    assert len(events) == 4
+    for ours, theirs in ((events[0], events[1]), (events[2], events[3])):
+        assert msgspec.structs.replace(ours, at=0.0) == msgspec.structs.replace(theirs, at=0.0)
+    assert "hunter2" not in msgspec.json.encode(events[0]).decode()
+    assert events[0].engine == "testengine" and events[0].kwargs is not None
+    assert "bob" in events[0].kwargs
+
+    errors = agent.errors
+    emit("started", "t3", "x", message=123)  # a message that is not text: redaction raises
+    assert agent.errors == errors + 1 and len(agent._records) == 0
+    agent.stop(1)
+    emit("started", "t4", "x")
+    assert len(agent._records) == 0
+
+
+def test_an_emit_replaced_before_the_emitter_is_made_gets_the_events(tmp_path: Path) -> None:
+    agent, _ = make_agent("ws://127.0.0.1:9", tmp_path)
+    seen: list[tuple[Any, ...]] = []
+    agent.emit = lambda *args, **fields: seen.append((args, fields))  # type: ignore[method-assign]
+    agent.emitter("testengine")("started", "t1", "x", queue="q")
+    assert seen == [(("started", "t1", "x"), {"engine": "testengine", "queue": "q"})]
+    assert len(agent._records) == 0

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from z4j_core.agent.config import AgentConfig, ConfigError
-from z4j_core.agent.redaction import REDACTED, Redactor, scrub
+from z4j_core.agent.redaction import MAX_DEPTH, REDACTED, Redactor, scrub
 
 
 def test_explicit_arguments_win_over_environment_which_wins_over_defaults() -> None:
@@ -144,3 +144,22 @@ def test_an_event_with_values_the_wire_refuses_is_coerced_never_poisoning_its_ba
     assert math.isfinite(stored.at)
     assert stored.runtime is None or math.isfinite(stored.runtime)
     assert stored.retries is None or 0 <= stored.retries < 2**31
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [1, "a", None, 2.5, True],
+        ["postgres://bob:hunter2@db/app", "Bearer abcdefghijklmnop"],
+        ["x" * 300, 1],  # a long string
+        [[1, 2], {"password": "p"}],  # nested
+        list(range(30)),  # more items than are shown
+        [],
+    ],
+)
+def test_a_list_of_arguments_reads_as_the_walk_reads_it_scrubbed(args: list[Any]) -> None:
+    redactor = Redactor()
+    text = redactor.args(args)
+    walked = "()" if not args else redactor._walk(args, MAX_DEPTH)
+    assert text == walked
+    assert text is not None and "hunter2" not in text and "abcdefghijklmnop" not in text

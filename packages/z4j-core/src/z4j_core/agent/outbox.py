@@ -114,6 +114,7 @@ _COERCE: dict[str, Any] = {
     "retries": _as_retries,
     "extra": _as_extra,
 }
+_STR_NAMES = frozenset(name for name, convert in _COERCE.items() if convert is _as_str)
 
 
 def record_to_event(seq: int, record: Record) -> Event:
@@ -121,9 +122,12 @@ def record_to_event(seq: int, record: Record) -> Event:
     kind, at, engine, task_id, task_name, fields = record
     values: dict[str, Any] = {}
     if fields:
-        coerce = _COERCE
+        coerce, strings = _COERCE, _STR_NAMES
         for name, value in fields.items():
             if value is None:
+                continue
+            if type(value) is str and name in strings:  # most fields: kept as they are
+                values[name] = value
                 continue
             convert = coerce.get(name)
             if convert is not None:

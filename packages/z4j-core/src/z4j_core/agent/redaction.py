@@ -73,11 +73,14 @@ class Redactor:
     def args(self, args: Any) -> str | None:
         if args is None:
             return None
-        if type(args) is tuple and len(args) <= MAX_ITEMS:
-            # The common case, flat and small: one C-level repr, then the credential scrub.
+        kind = type(args)
+        if (kind is tuple or (kind is list and args)) and len(args) <= MAX_ITEMS:
+            # The common case, flat and small (a tuple, or a list as taskiq and JSON carry
+            # them): one C-level repr, then the credential scrub. An empty list reads "()"
+            # below, as it always has.
             for item in args:
-                kind = type(item)
-                if kind not in _FLAT or (kind is str and len(item) > MAX_VALUE_CHARS):
+                item_kind = type(item)
+                if item_kind not in _FLAT or (item_kind is str and len(item) > MAX_VALUE_CHARS):
                     break
             else:
                 return _cut(_scrub_if_needed(repr(args)), MAX_FIELD_CHARS)
@@ -89,6 +92,8 @@ class Redactor:
         if kwargs is None:
             return None
         if type(kwargs) is dict and len(kwargs) <= MAX_ITEMS:
+            if not kwargs:
+                return "{}"
             secret = self.is_secret_key
             for key, item in kwargs.items():
                 kind = type(item)

@@ -171,10 +171,30 @@ class Agent:
                 log.exception("z4j could not uninstall the capture of %s", adapter.engine)
 
     def emitter(self, engine: str) -> EmitFn:
+        """`emit` for one engine: what capture code calls once per event, so it does `emit`'s
+        work in this one call (no second call, no second copy of the keyword arguments). An
+        `emit` replaced on the instance or a subclass before this is called is called instead."""
         emit = self.emit
+        if getattr(emit, "__func__", None) is not Agent.emit:
+
+            def emit_through(kind: Any, task_id: str, task_name: str, **fields: Any) -> None:
+                emit(kind, task_id, task_name, engine=engine, **fields)
+
+            return emit_through
+        stamp = self._stamp
 
         def emit_for_engine(kind: Any, task_id: str, task_name: str, **fields: Any) -> None:
-            emit(kind, task_id, task_name, engine=engine, **fields)
+            try:
+                if self._closed:
+                    return
+                if self._forked_child:
+                    if self.after_fork == "disable":
+                        return
+                    self._forked_child = False
+                    self.start()
+                self._records.push(stamp(kind, task_id, task_name, engine, fields))
+            except Exception:
+                self.errors += 1
 
         return emit_for_engine
 
@@ -270,17 +290,32 @@ class Agent:
         them with `emit_prepared`. No I/O, no lock; raises what redaction raises (the caller
         catches it, as capture code does).
         """
-        redactor = self.redactor
         if args is not None:
-            fields["args"] = redactor.args(args)
+            fields["args"] = args
         if kwargs is not None:
-            fields["kwargs"] = redactor.kwargs(kwargs)
-        if "traceback" in fields:
-            fields["traceback"] = redactor.text(fields["traceback"], MAX_TRACEBACK_CHARS)
-        if "message" in fields:
-            fields["message"] = redactor.text(fields["message"])
-        if "result" in fields:
-            fields["result"] = redactor.args(fields["result"])
+            fields["kwargs"] = kwargs
+        return self._stamp(kind, task_id, task_name, engine, fields)
+
+    def _stamp(
+        self, kind: Any, task_id: str, task_name: str, engine: str, fields: dict[str, Any]
+    ) -> Record:
+        """`prepare`'s record from `fields`, which it redacts in place (the caller's own dict,
+        made for this event by its keyword arguments). A field given as None stays None (the
+        outbox leaves it out)."""
+        if fields:
+            redactor = self.redactor
+            value = fields.get("args")
+            if value is not None:
+                fields["args"] = redactor.args(value)
+            value = fields.get("kwargs")
+            if value is not None:
+                fields["kwargs"] = redactor.kwargs(value)
+            if "traceback" in fields:
+                fields["traceback"] = redactor.text(fields["traceback"], MAX_TRACEBACK_CHARS)
+            if "message" in fields:
+                fields["message"] = redactor.text(fields["message"])
+            if "result" in fields:
+                fields["result"] = redactor.args(fields["result"])
         return (kind, time.time(), engine, task_id, task_name, fields or None)
 
     def emit_prepared(self, record: Record) -> None:
