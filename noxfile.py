@@ -218,6 +218,26 @@ def celery(session: nox.Session) -> None:
     run_pytest(session, f"{CELERY}/tests")
 
 
+# Not in nox.options.sessions: run when named, `./scripts/test -s full_matrix`.
+@nox.session(python=DEFAULT_PYTHON)
+def full_matrix(session: nox.Session) -> None:
+    """What CI leaves out for time (Z4J_FULL_MATRIX=1): the Celery conformance suite on
+    RabbitMQ with the solo and threads pools, and an install from the built files of every
+    extra alone."""
+    session.install(
+        *TEST_TOOLS, "uv==0.13.8", "-e", CORE, "-e", BRAIN, *engine("celery"),
+        "ephem", "django", "django-celery-beat", "celery-redbeat",
+    )  # fmt: skip
+    session.env["Z4J_FULL_MATRIX"] = "1"
+    run_pytest(
+        session,
+        f"{CELERY}/tests/test_celery_conformance.py",
+        "tests/distribution/test_wheels.py",
+        "-k",
+        "RabbitMQSolo or RabbitMQThreads or install_from_built_files",
+    )
+
+
 @nox.session(python=LOWEST_PYTHON)
 def dramatiq(session: nox.Session) -> None:
     """The Dramatiq adapter: unit tests, the conformance suite on real `dramatiq` worker

@@ -2,7 +2,7 @@
 real worker per engine with the agent, agent processes streaming events, schedules firing into
 all six engines, while a leader is killed, a brain restarted and one agent's network cut.
 
-In CI a short run (90 s at 500 events/s and 10 fires/s, the fault periods scaled down so
+In CI a short run (60 s at 500 events/s and 10 fires/s, the fault periods scaled down so
 each kind happens at least once): nothing lost, nothing stored or run twice, one leader at the
 end. The ten-minute run at full rates and periods is `nox -s soak_nightly` (set
 Z4J_SOAK_NIGHTLY=1); the hour is `bench/soak_pg.py`. Behaviour is asserted, never speed; memory
@@ -26,7 +26,7 @@ from z4j_core.testing.venvs import ensure
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
-SHORT = FleetSoakPlan(seconds=90, events_per_s=500, fires_per_s=10, emitters=2, sample_every=5)
+SHORT = FleetSoakPlan(seconds=60, events_per_s=500, fires_per_s=10, emitters=2, sample_every=5)
 NIGHTLY = FleetSoakPlan(seconds=600)
 
 

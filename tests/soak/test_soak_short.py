@@ -1,4 +1,4 @@
-"""A short soak for CI: 75 s at 1,000 events per second from two agent processes and 20 fires per
+"""A short soak for CI: 45 s at 1,000 events per second from two agent processes and 20 fires per
 second into a real Huey consumer, on a real brain. Nothing lost, nothing stored or run twice,
 and no process's memory keeps growing. The ten-minute run at full rates is `bench/soak.py`.
 """
@@ -15,7 +15,7 @@ from z4j_core.testing.soak import SoakPlan, run_soak
 
 pytest.importorskip("huey", reason="the soak fires into a Huey consumer: pip install huey")
 
-PLAN = SoakPlan(seconds=75, events_per_s=1000, emitters=2, schedules=20, sample_every=5)
+PLAN = SoakPlan(seconds=45, events_per_s=1000, emitters=2, schedules=20, sample_every=5)
 #: Resident memory may grow this much over the second half whatever the first half did
 #: (allocator arenas, SQLite's page cache): a leak of 1 KiB per event would exceed it.
 MEMORY_FLOOR_MIB = 25.0
