@@ -208,7 +208,8 @@ def rq(session: nox.Session) -> None:
 @nox.session(python=LOWEST_PYTHON)
 def celery(session: nox.Session) -> None:
     """The Celery adapter: unit tests, the conformance suite on real `celery worker` processes
-    (prefork, solo, threads) on Redis and RabbitMQ through a real brain, and beat observation
+    (prefork, solo, threads on Redis; prefork on RabbitMQ, the other two pools there in
+    `full_matrix`) through a real brain, and beat observation
     (django-celery-beat on SQLite, redbeat in Redis). Celery's Redis transport needs a redis-py
     that arq's pin refuses, so Celery has a session of its own."""
     session.install(
