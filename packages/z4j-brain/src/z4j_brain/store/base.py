@@ -40,6 +40,18 @@ class StoreBase:
     def close(self) -> None:
         self.conn.close()
 
+    def _rows_by_id(self, columns: str, table: str, key: str, ids: Sequence[str]) -> list[Any]:
+        """The rows of ``table`` whose ``key`` is one of ``ids`` (``columns`` of each), read
+        500 ids a statement."""
+        rows: list[Any] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            rows += self.conn.execute(
+                f"SELECT {columns} FROM {table} WHERE {key} IN ({marks})", chunk
+            ).fetchall()
+        return rows
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         self.conn.begin()

@@ -439,72 +439,42 @@ class ScheduleStore(StoreBase):
     def schedule_versions_after(self, after: str | None, limit: int) -> list[tuple[str, int]]:
         """Up to ``limit`` (id, version) pairs after the id ``after`` in the store's order of
         ids: what a leader compares with what it holds, a chunk at a time."""
-        where, params = ("", []) if after is None else (" WHERE schedule_id > ?", [after])
-        rows = self.conn.execute(
-            f"SELECT schedule_id, version FROM schedules{where} ORDER BY schedule_id LIMIT ?",
-            [*params, limit],
-        ).fetchall()
+        rows = self._schedule_rows_after("schedule_id, version", after, limit)
         return [(r[0], r[1]) for r in rows]
 
+    def _schedule_rows_after(self, columns: str, after: str | None, limit: int) -> list[Any]:
+        """Up to ``limit`` rows of ``columns`` after the id ``after``, in the order of ids."""
+        where, params = ("", []) if after is None else (" WHERE schedule_id > ?", [after])
+        return self.conn.execute(
+            f"SELECT {columns} FROM schedules{where} ORDER BY schedule_id LIMIT ?",
+            [*params, limit],
+        ).fetchall()
+
     def schedules_by_id(self, ids: Sequence[str]) -> list[ScheduleRow]:
-        result: list[ScheduleRow] = []
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ", ".join("?" * len(chunk))
-            rows = self.conn.execute(
-                f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE schedule_id IN ({marks})", chunk
-            ).fetchall()
-            result.extend(ScheduleRow.from_db(r) for r in rows)
-        return result
+        rows = self._rows_by_id(_SCHEDULE_COLUMNS, "schedules", "schedule_id", ids)
+        return [ScheduleRow.from_db(r) for r in rows]
 
     def existing_schedule_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of these ids are live schedules."""
-        found: set[str] = set()
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ", ".join("?" * len(chunk))
-            rows = self.conn.execute(
-                f"SELECT schedule_id FROM schedules WHERE schedule_id IN ({marks})", chunk
-            ).fetchall()
-            found.update(r[0] for r in rows)
-        return found
+        return {r[0] for r in self._rows_by_id("schedule_id", "schedules", "schedule_id", ids)}
 
     def schedules_to_hold(self, ids: Sequence[str]) -> list[HeldSchedule]:
         """What a leader holds of each of these schedules (the ones that exist)."""
-        result: list[HeldSchedule] = []
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ", ".join("?" * len(chunk))
-            rows = self.conn.execute(
-                f"SELECT {_HELD_COLUMNS} FROM schedules WHERE schedule_id IN ({marks})", chunk
-            ).fetchall()
-            result.extend(HeldSchedule.from_columns(r) for r in rows)
-        return result
+        rows = self._rows_by_id(_HELD_COLUMNS, "schedules", "schedule_id", ids)
+        return [HeldSchedule.from_columns(r) for r in rows]
 
     def schedules_to_hold_after(self, after: str | None, limit: int) -> list[HeldSchedule]:
         """``schedules_to_hold`` of up to ``limit`` schedules after the id ``after`` in the
         store's order of ids (a leader's first load, a chunk at a time)."""
-        where, params = ("", []) if after is None else (" WHERE schedule_id > ?", [after])
-        rows = self.conn.execute(
-            f"SELECT {_HELD_COLUMNS} FROM schedules{where} ORDER BY schedule_id LIMIT ?",
-            [*params, limit],
-        ).fetchall()
+        rows = self._schedule_rows_after(_HELD_COLUMNS, after, limit)
         return [HeldSchedule.from_columns(r) for r in rows]
 
     def fire_recipes(self, ids: Sequence[str]) -> dict[str, FireRecipe]:
         """What the fires of each of these schedules (the ones that exist) are made of, as
         stored now: read by the leader's write of their fires, not held between slots."""
-        recipes: dict[str, FireRecipe] = {}
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ", ".join("?" * len(chunk))
-            rows = self.conn.execute(
-                f"SELECT {_RECIPE_COLUMNS} FROM schedules WHERE schedule_id IN ({marks})", chunk
-            ).fetchall()
-            for row in rows:
-                recipe = FireRecipe.from_columns(row)
-                recipes[recipe.schedule_id] = recipe
-        return recipes
+        rows = self._rows_by_id(_RECIPE_COLUMNS, "schedules", "schedule_id", ids)
+        recipes = (FireRecipe.from_columns(row) for row in rows)
+        return {recipe.schedule_id: recipe for recipe in recipes}
 
     def schedule_id_of_name(self, name: str) -> str | None:
         """The id of the live schedule named ``name``."""
@@ -868,15 +838,8 @@ class FireStore(StoreBase):
 
     def fire_states(self, fire_ids: Sequence[str]) -> dict[str, str]:
         """The state of each of these fires that exists."""
-        found: dict[str, str] = {}
-        for start in range(0, len(fire_ids), 500):
-            chunk = list(fire_ids[start : start + 500])
-            marks = ", ".join("?" * len(chunk))
-            rows = self.conn.execute(
-                f"SELECT fire_id, state FROM fires WHERE fire_id IN ({marks})", chunk
-            ).fetchall()
-            found.update({str(r[0]): str(r[1]) for r in rows})
-        return found
+        rows = self._rows_by_id("fire_id, state", "fires", "fire_id", fire_ids)
+        return {str(r[0]): str(r[1]) for r in rows}
 
     def expiring_fires(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
         """Pending fires past their deadline (``expire_fires`` makes them ``missed``), with

@@ -185,13 +185,8 @@ class Agent:
 
         def emit_for_engine(kind: Any, task_id: str, task_name: str, **fields: Any) -> None:
             try:
-                if self._closed:
+                if not self._accepting():
                     return
-                if self._forked_child:
-                    if self.after_fork == "disable":
-                        return
-                    self._forked_child = False
-                    self.start()
                 self._records.push(stamp(kind, task_id, task_name, engine, fields))
             except Exception:
                 self.errors += 1
@@ -242,6 +237,18 @@ class Agent:
 
     # -- the hot path --------------------------------------------------------------------------
 
+    def _accepting(self) -> bool:
+        """Whether an event is taken now: never after `stop`; in a forked child, once the
+        agent started again there (never with `after_fork="disable"`)."""
+        if self._closed:
+            return False
+        if self._forked_child:
+            if self.after_fork == "disable":
+                return False
+            self._forked_child = False
+            self.start()
+        return True
+
     def emit(
         self,
         kind: Any,
@@ -255,13 +262,8 @@ class Agent:
     ) -> None:
         """Hand one lifecycle event to the outbox. No I/O, no lock, never raises."""
         try:
-            if self._closed:
+            if not self._accepting():
                 return
-            if self._forked_child:
-                if self.after_fork == "disable":
-                    return
-                self._forked_child = False
-                self.start()
             self._records.push(
                 self.prepare(
                     kind, task_id, task_name, engine=engine, args=args, kwargs=kwargs, **fields
@@ -322,13 +324,8 @@ class Agent:
         """Push a record made by `prepare` (in this process or a child); like `emit`, never
         raises and does no I/O."""
         try:
-            if self._closed:
+            if not self._accepting():
                 return
-            if self._forked_child:
-                if self.after_fork == "disable":
-                    return
-                self._forked_child = False
-                self.start()
             self._records.push(record)
         except Exception:
             self.errors += 1
