@@ -32,7 +32,7 @@ from z4j_brain.scheduler import Scheduler
 from z4j_brain.store import Store, TokenRow
 from z4j_brain.store.events import PURGE_CHUNK
 from z4j_brain.tokens import AdminCheck, ensure_admin_token, find_token
-from z4j_brain.writer import StoreWriter
+from z4j_brain.writer import StoreWriter, why
 from z4j_core.wire.errors import CloseCode
 from z4j_core.wire.frames import (
     Command,
@@ -488,12 +488,26 @@ class Brain:
                 # Agents of brains that are gone (this one before a restart, a killed one on
                 # the same Postgres) are not connected; other live brains' agents stay.
                 store.disconnect_orphans(now - BRAIN_STALE_SECONDS, now)
+            self._ensure_event_partitions(store, now)
             self.new_admin_token = ensure_admin_token(store, now, self.config.admin_token)
             stored = store.admin_token_hash()
             assert stored is not None
             self.admin = AdminCheck(stored)
         finally:
             store.close()
+
+    @staticmethod
+    def _ensure_event_partitions(store: Store, now: float) -> None:
+        """Make today's and the next days' event partitions (Postgres) before serving; if that
+        cannot be done now, events wait in the default partition, and retention tries again."""
+        try:
+            with store.transaction():
+                made = store.ensure_event_partitions(now)
+        except Exception as exc:
+            log.warning("could not make the events' day partitions yet: %s", why(exc))
+            return
+        if made:
+            log.info("made the events' day partitions %s", ", ".join(made))
 
     async def start(self) -> None:
         if self.admin is None:
@@ -555,8 +569,9 @@ class Brain:
         return await self.commands.send(**kwargs)
 
     async def purge(self) -> tuple[int, int]:
-        cutoff = time.time() - self.config.retention_seconds
-        events = tasks = 0
+        now = time.time()
+        cutoff = now - self.config.retention_seconds
+        events, tasks = await self._upkeep_event_partitions(now, cutoff), 0
         while True:  # in chunks, each its own short write: inserts go on in between
             chunk_events, chunk_tasks = await self.write(lambda s: s.purge(cutoff))
             events, tasks = events + chunk_events, tasks + chunk_tasks
@@ -579,6 +594,27 @@ class Brain:
                 commands, fires, agents,
             )  # fmt: skip
         return events, tasks + dropped
+
+    async def _upkeep_event_partitions(self, now: float, cutoff: float) -> int:
+        """Postgres: make the coming days' event partitions and drop those of the days past
+        the retention; about how many events went. A failure (a lock not granted in time) is
+        logged and left to the next pass: rows are purged either way."""
+        try:
+            made = await self.write(lambda s: s.ensure_event_partitions(now))
+            dropped, events = await self.write(lambda s: s.drop_event_partitions(cutoff))
+        except Exception as exc:
+            log.warning(
+                "retention: the events' day partitions wait for the next pass: %s", why(exc)
+            )
+            return 0
+        if made:
+            log.info("made the events' day partitions %s", ", ".join(made))
+        if dropped:
+            log.info(
+                "retention: dropped the events' day partitions %s (about %d events)",
+                ", ".join(dropped), events,
+            )  # fmt: skip
+        return events
 
     async def _purge_chunks(self, chunk: Callable[[Store], int]) -> int:
         """Repeat a purge of up to ``PURGE_CHUNK`` rows, each its own short write, until one

@@ -34,6 +34,8 @@ AUDIT_LOCK: Final = 0x7A346A04
 #: Serialises forgetting agents across brains (each brain runs retention): the dropped events
 #: of an agent are added to the kept total once, by the brain that deletes it.
 FORGET_AGENTS_LOCK: Final = 0x7A346A05
+#: Serialises making the events table's day partitions across brains.
+EVENT_PARTITIONS_LOCK: Final = 0x7A346A06
 
 
 class IntegrityError(Exception):

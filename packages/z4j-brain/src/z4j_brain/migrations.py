@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from typing import Final
 
+
+class OnPostgres(str):
+    """A statement only Postgres runs: a feature SQLite lacks and a single-file store does not
+    need (partitioning)."""
+
+
 #: (version, statements). ``schema_version`` holds the highest version applied.
 MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
     (
@@ -407,6 +413,37 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "CREATE INDEX schedules_watched ON schedules (schedule_id) "
             "WHERE pause_after_failures IS NOT NULL",
             "CREATE INDEX schedules_broken ON schedules (schedule_id) WHERE broken <> ''",
+        ),
+    ),
+    (
+        11,
+        tuple(
+            map(
+                OnPostgres,
+                (
+                    # Events partitioned by the UTC day they were stored, so retention drops a
+                    # day's table instead of deleting its rows one by one. Every row goes to the
+                    # default partition first; the brain then moves each day's rows into that
+                    # day's partition as it makes it (``ensure_event_partitions``). A partition
+                    # key must be part of every unique index, so ``(agent_instance, seq)`` is
+                    # no longer a key: the store skips stored events itself, under the
+                    # event-position lock every event write holds. The lock first: a brain
+                    # of the previous release may still be storing events (a rolling
+                    # upgrade), and a row it committed during the copy would be dropped with
+                    # the old table; its writes wait, fail, and their agents send them again.
+                    "LOCK TABLE events IN EXCLUSIVE MODE",
+                    "CREATE TABLE events_partitioned (LIKE events INCLUDING DEFAULTS) "
+                    "PARTITION BY RANGE (stored_at)",
+                    "CREATE TABLE events_default PARTITION OF events_partitioned DEFAULT",
+                    "INSERT INTO events_partitioned SELECT * FROM events",
+                    "DROP TABLE events",
+                    "ALTER TABLE events_partitioned RENAME TO events",
+                    "CREATE INDEX events_seq ON events (agent_instance, seq)",
+                    "CREATE INDEX events_position ON events (position)",
+                    "CREATE INDEX events_task ON events (task_id, engine)",
+                    "CREATE INDEX events_stored_at ON events (stored_at)",
+                ),
+            )
         ),
     ),
 )

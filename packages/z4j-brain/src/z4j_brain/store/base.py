@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from z4j_brain.db import POSTGRES, Connection, connect
-from z4j_brain.migrations import LATEST_VERSION, MIGRATIONS
+from z4j_brain.migrations import LATEST_VERSION, MIGRATIONS, OnPostgres
 
 S = TypeVar("S", bound="StoreBase")
 
@@ -150,7 +150,8 @@ class StoreBase:
                     if self.schema_version() >= version:
                         continue
                     for statement in statements:
-                        self.conn.execute(statement)
+                        if self.dialect == POSTGRES or not isinstance(statement, OnPostgres):
+                            self.conn.execute(statement)
                     self.conn.execute("UPDATE schema_version SET version = ?", (version,))
                 applied.append(version)
             return applied

@@ -7,13 +7,15 @@ SQL is portable between SQLite and Postgres, except the Postgres fast path for b
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Final
 
-from z4j_brain.db import POSTGRES, Connection
+from z4j_brain.db import EVENT_PARTITIONS_LOCK, POSTGRES, Connection
 from z4j_brain.paging import KEYS, decode_cursor
 from z4j_brain.store.base import StoreBase, keyset
 from z4j_core.wire.frames import Event, LifecycleKind
@@ -43,6 +45,27 @@ STATE_RANK: Final[dict[LifecycleKind, int]] = {
 #: Most events (and most tasks) one retention write deletes.
 PURGE_CHUNK: Final = 5000
 FINISHED_KINDS: Final = frozenset(k for k, rank in STATE_RANK.items() if rank >= _TERMINAL)
+
+#: Postgres keeps events in one partition per UTC day of ``stored_at`` (epoch seconds), made
+#: this many days ahead of the clock so that a day's first event never waits for its partition.
+DAY: Final = 86400
+PARTITION_DAYS_AHEAD: Final = 2
+#: How long partition upkeep waits for a lock on the events table before trying next time.
+PARTITION_LOCK_TIMEOUT: Final = "2s"
+
+
+def partition_name(day: int) -> str:
+    """``events_20261207``: the partition of the UTC day ``day`` days after the epoch."""
+    return f"events_{dt.datetime.fromtimestamp(day * DAY, dt.timezone.utc):%Y%m%d}"
+
+
+def partition_day(name: str) -> int:
+    """The day (since the epoch) of a partition named by ``partition_name``."""
+    date = dt.datetime.strptime(name.removeprefix("events_"), "%Y%m%d").replace(
+        tzinfo=dt.timezone.utc
+    )
+    return int(date.timestamp()) // DAY
+
 
 #: The columns of the events and tasks tables, in the order the store writes them (benches that
 #: measure raw inserts of the same rows use them too).
@@ -115,9 +138,13 @@ def _unnest(types: Sequence[str]) -> str:
     return "SELECT * FROM unnest(" + ", ".join(f"%b::{t}" for t in types) + ")"
 
 
+# Postgres partitions events by day, so (agent_instance, seq) cannot be a unique key (a key
+# must hold the partition's column); a resent batch skips the rows already stored instead, and
+# the event-position lock its writer holds keeps another brain from storing them meanwhile.
 _PG_EVENT_INSERT: Final = (
-    f"INSERT INTO events ({EVENT_COLUMNS}) {_unnest(EVENT_TYPES)} "
-    "ON CONFLICT (agent_instance, seq) DO NOTHING"
+    f"INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM ({_unnest(EVENT_TYPES)}) AS batch "
+    f"({EVENT_COLUMNS}) WHERE NOT EXISTS (SELECT 1 FROM events stored WHERE "
+    "stored.agent_instance = batch.agent_instance AND stored.seq = batch.seq)"
 )
 _PG_ANY_STORED: Final = (
     "SELECT 1 FROM events WHERE agent_instance = %s AND seq BETWEEN %s AND %s LIMIT 1"
@@ -202,12 +229,95 @@ class EventStore(StoreBase):
             f"({chunk}) c)",
             (cutoff, limit),
         ).rowcount
+        # On Postgres, events in a day's partition go with it (``drop_event_partitions``);
+        # only those in the default partition are deleted row by row.
+        table = "events_default" if self.dialect == POSTGRES else "events"
         events = self.conn.execute(
-            "DELETE FROM events WHERE (agent_instance, seq) IN (SELECT agent_instance, seq "
-            "FROM events WHERE stored_at < ? LIMIT ?)",
+            f"DELETE FROM {table} WHERE position IN (SELECT position FROM {table} "
+            "WHERE stored_at < ? LIMIT ?)",
             (cutoff, limit),
         ).rowcount
         return max(events, 0), max(tasks, 0)
+
+    def ensure_event_partitions(self, now: float) -> list[str]:
+        """Postgres: make the events partition of each UTC day from today to
+        ``PARTITION_DAYS_AHEAD`` days ahead, and of each day the default partition holds rows
+        of (after the upgrade that partitioned the table, or from a brain whose clock was far
+        off), moving those rows into it; return the partitions made. SQLite: nothing to do.
+
+        A partition is made beside the table, filled, then attached: attaching takes a lock
+        that lets other brains go on inserting, where ``CREATE TABLE ... PARTITION OF`` would
+        stop them. Brains making partitions at once take turns (an advisory lock)."""
+        if self.dialect != POSTGRES:
+            return []
+        self.conn.execute("SELECT pg_advisory_xact_lock(?)", (EVENT_PARTITIONS_LOCK,))
+        existing = set(self.event_partitions())
+        stranded = self.conn.execute(
+            "SELECT DISTINCT FLOOR(stored_at / ?) FROM events_default", (DAY,)
+        ).fetchall()
+        today = int(now // DAY)
+        days = {*range(today, today + PARTITION_DAYS_AHEAD + 1), *(int(r[0]) for r in stranded)}
+        made = []
+        with self._lock_timeout():
+            for day in sorted(days):
+                name = partition_name(day)
+                if name in existing:
+                    continue
+                low, high = day * DAY, (day + 1) * DAY
+                self.conn.execute(f"CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS)")
+                self.conn.execute(
+                    f"WITH moved AS (DELETE FROM events_default WHERE stored_at >= ? AND "
+                    f"stored_at < ? RETURNING *) INSERT INTO {name} SELECT * FROM moved",
+                    (low, high),
+                )
+                self.conn.execute(
+                    f"ALTER TABLE events ATTACH PARTITION {name} "
+                    f"FOR VALUES FROM ({low!r}) TO ({high!r})"
+                )
+                made.append(name)
+        return made
+
+    def drop_event_partitions(self, cutoff: float) -> tuple[list[str], int]:
+        """Postgres: drop the events partitions of the days that ended at or before
+        ``cutoff``; return their names and about how many events they held (the planner's
+        count, not a scan: exact counts of a day of events would stall the writer). SQLite:
+        nothing to do, ``purge`` deletes rows."""
+        if self.dialect != POSTGRES:
+            return [], 0
+        ended = [
+            name for name in self.event_partitions() if (partition_day(name) + 1) * DAY <= cutoff
+        ]
+        if not ended:
+            return [], 0
+        marks = ", ".join("?" * len(ended))
+        row = self.conn.execute(
+            f"SELECT COALESCE(SUM(GREATEST(reltuples, 0)), 0) FROM pg_class WHERE relname IN "
+            f"({marks})",
+            ended,
+        ).fetchone()
+        with self._lock_timeout():
+            for name in ended:
+                self.conn.execute(f"DROP TABLE {name}")
+        return ended, int(row[0])
+
+    def event_partitions(self) -> list[str]:
+        """The names of the events table's day partitions (Postgres), oldest first."""
+        rows = self.conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'events'::regclass AND c.relname <> 'events_default'"
+        ).fetchall()
+        return sorted(str(r[0]) for r in rows)
+
+    @contextmanager
+    def _lock_timeout(self) -> Iterator[None]:
+        """Give up on a table lock after ``PARTITION_LOCK_TIMEOUT`` (a long read of the events
+        would otherwise hold every insert queued behind the waiting DDL); the next retention
+        pass tries again. The setting is put back for the rest of the transaction (a failure
+        rolls it back with the statement's transaction or savepoint)."""
+        before = self.conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+        self.conn.execute("SELECT set_config('lock_timeout', ?, true)", (PARTITION_LOCK_TIMEOUT,))
+        yield
+        self.conn.execute("SELECT set_config('lock_timeout', ?, true)", (before,))
 
     def task_events(self, task_id: str, engine: str | None = None) -> list[dict[str, Any]]:
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE task_id = ?"
