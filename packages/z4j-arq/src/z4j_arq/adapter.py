@@ -25,21 +25,15 @@ from z4j_core.adapter import (
     dotted_name,
     instance_of,
 )
-from z4j_core.wire import Capability, Command, CommandResult, ObservedSchedule, QueueDepth, TaskInfo
+from z4j_core.wire import Capability, ObservedSchedule, QueueDepth, TaskInfo
 
 DEFAULT_QUEUE = "arq:queue"  # arq.constants.default_queue_name
 
-CAPABILITIES = capabilities(
-    Capability.ETA,
-    Capability.EXPIRES,
-    Capability.NATIVE_DEDUP,
-    Capability.RETRY,
-    Capability.PURGE,
-    Capability.QUEUE_DEPTH,
-)
+C = Capability
+CAPABILITIES = capabilities(C.ETA, C.EXPIRES, C.NATIVE_DEDUP, C.RETRY, C.PURGE, C.QUEUE_DEPTH)
 #: Added for a worker whose settings have `allow_abort_jobs=True`: no other worker acts on
 #: `Job.abort()`, and arq's abort stops a running job too.
-ABORT_CAPABILITIES = frozenset({Capability.CANCEL.value, Capability.TERMINATE.value})
+ABORT_CAPABILITIES = frozenset({C.CANCEL.value, C.TERMINATE.value})
 
 
 def is_pool(app: object) -> bool:
@@ -50,12 +44,9 @@ def is_pool(app: object) -> bool:
 def settings_dict(app: object) -> dict[str, Any] | None:
     """The mapping arq's `create_worker` reads (a dict itself, or a class's own `__dict__`: arq
     never reads inherited attributes), when it has `functions` or `cron_jobs`; else None."""
-    if isinstance(app, Mapping):
-        values = dict(app)
-    elif isinstance(app, type):
-        values = dict(vars(app))
-    else:
+    if not isinstance(app, (Mapping, type)):
         return None
+    values = dict(app) if isinstance(app, Mapping) else dict(vars(app))
     return values if values.get("functions") or values.get("cron_jobs") else None
 
 
@@ -138,9 +129,6 @@ class ArqAdapter(Adapter):
         settings = settings_dict(app)
         return None if settings is None else cls(settings=settings, app_name=app_name)
 
-    def enqueue(self, command: Command) -> CommandResult:
-        return enqueue.enqueue(self, command)
-
     def registered_tasks(self) -> list[TaskInfo]:
         infos = []
         for name, function in sorted(self.functions.items()):
@@ -166,14 +154,16 @@ class ArqAdapter(Adapter):
         self.enqueuer.close()
         self.private_loop.close()
 
+    enqueue = enqueue.enqueue
+
     def retry(self, request: RetryRequest) -> ActionOutcome:
-        return actions.run(self, actions.retry(self, request))  # type: ignore[no-any-return]
+        return actions.run(self, actions.retry(self, request))
 
     def cancel(self, request: CancelRequest) -> ActionOutcome:
-        return actions.run(self, actions.cancel(self, request))  # type: ignore[no-any-return]
+        return actions.run(self, actions.cancel(self, request))
 
     def purge(self, queue: str) -> ActionOutcome:
-        return actions.run(self, actions.purge(self, queue))  # type: ignore[no-any-return]
+        return actions.run(self, actions.purge(self, queue))
 
     def queue_depths(self) -> list[QueueDepth]:
-        return actions.run(self, actions.queue_depths(self))  # type: ignore[no-any-return]
+        return actions.run(self, actions.queue_depths(self))

@@ -23,7 +23,7 @@ import pickle
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -232,30 +232,14 @@ class JobCapture:
             worker.job_tasks = JobTasks(self, worker, worker.job_tasks)
         self.queue = str(worker.queue_name)
 
-    async def enqueue(
-        self,
-        enqueue_job: Callable[..., Awaitable[Any]],
-        function: str,
-        args: Any,
-        kwargs: dict[str, Any],
-        *,
-        fire_id: str | None = None,
-    ) -> Any:
-        """`enqueue_job(function, *args, **kwargs)`, `kwargs` with arq's options (`_job_id` and
-        `_queue_name` set), reported: `stamp` before, `accepted` once arq took the job."""
-        push = self.stamp(function, args, kwargs, fire_id)
-        job = await enqueue_job(function, *args, **kwargs)
-        if job is not None:
-            self.accepted(push)
-        return job
-
     def stamp(
         self, function: str, args: Any, kwargs: dict[str, Any], fire_id: str | None = None
-    ) -> Callable[[], None] | None:
+    ) -> Callable[[], None]:
         """The `enqueued` (or `scheduled`) event of a job about to be written (`kwargs` with
         arq's options), stamped now, before the write (a worker may start the job before the
-        write returns); `accepted` pushes it once arq took the job (nothing for a duplicate
-        id). None when it could not be prepared (counted)."""
+        write returns), as a push to call once arq took the job (never for a duplicate id).
+        The push never raises (`emit` does not); one that could not be prepared (counted)
+        pushes nothing."""
         try:
             eta, defer_by = kwargs.get("_defer_until"), kwargs.get("_defer_by")
             if eta is None and defer_by:
@@ -277,15 +261,7 @@ class JobCapture:
             return functools.partial(agent.emit_prepared, record)
         except Exception:
             count_error(self, "caught an error preparing an arq enqueue's event")
-            return None
-
-    def accepted(self, push: Callable[[], None] | None) -> None:
-        """Push the event `stamp` prepared: arq took the job."""
-        try:
-            if push is not None:
-                push()
-        except Exception:
-            count_error(self, "caught an error pushing an arq enqueue's event")
+            return lambda: None
 
     def instrument_pool(self, pool: Any) -> None:
         """Wrap `pool.enqueue_job` on this instance (idempotent)."""
@@ -298,7 +274,11 @@ class JobCapture:
             # what arq would choose, chosen here first so that the event carries them
             kwargs["_job_id"] = kwargs.get("_job_id") or uuid.uuid4().hex
             kwargs["_queue_name"] = kwargs.get("_queue_name") or pool.default_queue_name
-            return await self.enqueue(original, function, args, kwargs)
+            push = self.stamp(function, args, kwargs)
+            job = await original(function, *args, **kwargs)
+            if job is not None:
+                push()
+            return job
 
         enqueue_job.z4j_capture = self  # type: ignore[attr-defined]
         pool.enqueue_job = enqueue_job
@@ -307,10 +287,8 @@ class JobCapture:
 def install(adapter: ArqAdapter, emit: Callable[..., None]) -> JobCapture:
     """Create the capture for `adapter`; wraps a producer's pool at once (a worker's hooks are
     installed by `z4j_arq.worker`). Idempotent per adapter."""
-    if adapter.capture is not None:
-        return adapter.capture  # type: ignore[no-any-return]
-    capture = JobCapture(adapter, emit)
-    adapter.capture = capture
-    if adapter.pool is not None:
-        capture.instrument_pool(adapter.pool)
-    return capture
+    if adapter.capture is None:
+        adapter.capture = JobCapture(adapter, emit)
+        if adapter.pool is not None:
+            adapter.capture.instrument_pool(adapter.pool)
+    return adapter.capture  # type: ignore[no-any-return]
