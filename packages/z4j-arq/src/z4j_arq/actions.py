@@ -97,7 +97,7 @@ async def retry(adapter: ArqAdapter, request: RetryRequest) -> ActionOutcome:
     if clash:
         return unavailable(f"arq would take the kwargs {', '.join(clash)} as its own options")
     job_id = request.new_task_id or uuid.uuid4().hex
-    job = await send(adapter, name, list(args), dict(kwargs), _job_id=job_id, _queue_name=queue)
+    job = await send(adapter, name, list(args), {**kwargs, "_job_id": job_id, "_queue_name": queue})
     if job is None:
         return failed(f"arq already has a job (or a kept result) with the new id {job_id!r}")
     return done(str(job.job_id))

@@ -28,6 +28,7 @@ from z4j_core.adapter import (
 from z4j_core.wire import Capability, ObservedSchedule, QueueDepth, TaskInfo
 
 DEFAULT_QUEUE = "arq:queue"  # arq.constants.default_queue_name
+TASK_OPTIONS = ("timeout_s", "max_tries", "keep_result_s")  # of a Function or CronJob
 
 C = Capability
 CAPABILITIES = capabilities(C.ETA, C.EXPIRES, C.NATIVE_DEDUP, C.RETRY, C.PURGE, C.QUEUE_DEPTH)
@@ -61,14 +62,11 @@ def function_names(functions: Iterable[Any]) -> dict[str, Any]:
 class ArqAdapter(Adapter):
     """One instrumented arq worker (settings) or pool.
 
-    functions: arq function name -> `arq.worker.Function` (a worker's own, or declared by a
-        producer; none for a producer that declared nothing: then any name is sent).
-    cron_jobs: the worker's `arq.cron.CronJob`s (the same objects its worker runs).
-    worker: the running `arq.worker.Worker`, set by `on_startup`.
-    pool: the producer's `ArqRedis`, or the worker's own pool once it started.
-    private_loop: where actions run, and commands when `enqueuer` cannot write directly (its
-        thread starts on first use).
-    enqueuer: how commands write their jobs (`z4j_arq.enqueue.Enqueuer`).
+    functions: arq's name -> its `arq.worker.Function` or `CronJob` (none for a producer that
+        declared nothing: then any name is sent). worker: the running `arq.worker.Worker`, once
+        `on_startup` found it. pool: the producer's `ArqRedis`, or the worker's own once it
+        started. private_loop: where actions run, and the commands `enqueuer` cannot write
+        directly (its thread starts on first use).
     """
 
     engine = "arq"
@@ -114,9 +112,7 @@ class ArqAdapter(Adapter):
     def knows(self, name: str, queue: str) -> bool | None:
         """Whether a worker reading `queue` here has `name`: None when this process cannot know
         (a producer, or another queue, which another worker may serve)."""
-        if not self.is_worker or queue != self.queue:
-            return None
-        return name in self.functions
+        return name in self.functions if self.is_worker and queue == self.queue else None
 
     @classmethod
     def create(cls, app: object, options: Mapping[str, Any]) -> ArqAdapter | None:
@@ -132,13 +128,11 @@ class ArqAdapter(Adapter):
     def registered_tasks(self) -> list[TaskInfo]:
         infos = []
         for name, function in sorted(self.functions.items()):
-            options = {"function": dotted_name(function)}
+            values = {o.removesuffix("_s"): getattr(function, o, None) for o in TASK_OPTIONS}
+            options = {option: str(value) for option, value in values.items() if value is not None}
+            options["function"] = dotted_name(function)
             if hasattr(function, "next_run"):
                 options["cron"] = "true"
-            for option in ("timeout_s", "max_tries", "keep_result_s"):
-                value = getattr(function, option, None)
-                if value is not None:
-                    options[option.removesuffix("_s")] = str(value)
             infos.append(TaskInfo(name=name, queue=self.queue, options=options))
         return infos
 

@@ -154,32 +154,27 @@ class JobCapture:
             "runtime": time.perf_counter() - running.began,
             "retries": running.job_try - 1,
         }
-        kind = K.SUCCEEDED if exc is None else self._outcome(worker, job_id, running, exc, fields)
+        kind = K.SUCCEEDED if exc is None else self._outcome(worker, running, exc, fields)
         running.kind, running.fields = kind, fields
 
     def _outcome(
-        self, worker: Any, job_id: str, running: Running, exc: BaseException, fields: dict[str, Any]
+        self, worker: Any, running: Running, exc: BaseException, fields: dict[str, Any]
     ) -> LifecycleKind:
         """The kind of a job that raised `exc`; adds the error to `fields`."""
         from arq.worker import Retry, RetryJob  # here, not per job: arq is imported by now
 
         retry_jobs = bool(getattr(worker, "retry_jobs", True))
         if retry_jobs and isinstance(exc, Retry):
-            fields.update(error_fields(exc), retries=running.job_try)
-            if exc.defer_score:
-                fields["extra"] = {"defer_seconds": exc.defer_score / 1000}
+            extra = {"defer_seconds": exc.defer_score / 1000} if exc.defer_score else None
+            fields.update(error_fields(exc), retries=running.job_try, extra=extra)
             return K.RETRIED
-        if isinstance(exc, asyncio.CancelledError) and job_id in getattr(
-            worker, "aborting_tasks", ()
-        ):
+        aborting = running.job_id in getattr(worker, "aborting_tasks", ())
+        if aborting and isinstance(exc, asyncio.CancelledError):
             fields.update(exception="arq.aborted", message="aborted with Job.abort()")
             return K.CANCELLED
         if retry_jobs and isinstance(exc, (asyncio.CancelledError, RetryJob)):
-            fields.update(
-                exception=dotted(type(exc)),
-                message="cancelled (the worker stopped or lost the job); arq runs it again",
-                retries=running.job_try,
-            )
+            message = "cancelled (the worker stopped or lost the job); arq runs it again"
+            fields.update(exception=dotted(type(exc)), message=message, retries=running.job_try)
             return K.RETRIED
         fields.update(error_fields(exc))
         return K.FAILED
@@ -191,8 +186,7 @@ class JobCapture:
             return
         _running.set(None)
         self.emit(running.kind, running.job_id, running.name, **(running.fields or {}))
-        decoded = running.decoded
-        if running.kind is K.FAILED and decoded:
+        if running.kind is K.FAILED and (decoded := running.decoded):
             # arq's own record (its result) expires after `keep_result`, an hour by default.
             payload = actions.pack(self.adapter, running.name, decoded.get("a"), decoded.get("k"))
             self.adapter.keep_original(running.job_id, running.name, payload, self.queue)

@@ -86,20 +86,14 @@ async def close_pool(pool: Any) -> None:
 
 
 async def send(
-    adapter: ArqAdapter,
-    name: str,
-    args: Any,
-    kwargs: Any,
-    *,
-    fire_id: str | None = None,
-    **options: Any,
+    adapter: ArqAdapter, name: str, args: Any, kwargs: dict[str, Any], fire_id: str | None = None
 ) -> Any:
-    """`enqueue_job` on our own connection, with arq's `options` (`_job_id` and `_queue_name`
-    given), reported as the capture reports a pool's; arq's `Job`, or None when the job id is
-    taken."""
+    """`enqueue_job` on our own connection (`kwargs` with arq's options, `_job_id` and
+    `_queue_name` given), reported as the capture reports a pool's; arq's `Job`, or None when
+    the job id is taken."""
     pool = await own_pool(adapter)
-    push = stamp(adapter, name, args, {**kwargs, **options}, fire_id)
-    job = await enqueue_job(pool, name, *args, **options, **kwargs)
+    push = stamp(adapter, name, args, kwargs, fire_id)
+    job = await enqueue_job(pool, name, *args, **kwargs)
     if job is not None:
         push()
     return job
@@ -126,29 +120,23 @@ return 1
 
 
 def job_write(
-    pool: Any,
-    function: str,
-    args: Any,
-    kwargs: Any,
-    *,
-    _job_id: str,
-    _queue_name: str,
-    _defer_by: float | None = None,
-    _expires: float | None = None,
+    pool: Any, function: str, args: Any, kwargs: dict[str, Any]
 ) -> tuple[list[str], list[Any]]:
-    """`ENQUEUE_SCRIPT`'s keys and arguments for one job (arq's options as `enqueue_job` names
-    them): the same keys, job record (arq's `serialize_job`, in `pool`'s serializer), score and
-    expiry as `pool.enqueue_job` writes (a test compares the two)."""
+    """`ENQUEUE_SCRIPT`'s keys and arguments for one job (`kwargs` with arq's options, as
+    `enqueue_job` takes them): the same keys, job record (arq's `serialize_job`, in `pool`'s
+    serializer), score and expiry as `pool.enqueue_job` writes (a test compares the two)."""
     from arq.constants import job_key_prefix, result_key_prefix
     from arq.jobs import serialize_job
     from arq.utils import timestamp_ms, to_ms
 
+    job_id, queue = kwargs["_job_id"], kwargs["_queue_name"]
     enqueued_at = timestamp_ms()
-    score = enqueued_at + (to_ms(_defer_by) or 0)
-    expiry = to_ms(_expires) or score - enqueued_at + pool.expires_extra_ms
+    score = enqueued_at + (to_ms(kwargs.get("_defer_by")) or 0)
+    expiry = to_ms(kwargs.get("_expires")) or score - enqueued_at + pool.expires_extra_ms
+    kwargs = {key: value for key, value in kwargs.items() if key not in RESERVED}
     job = serialize_job(function, args, kwargs, None, enqueued_at, serializer=pool.job_serializer)
-    keys = [job_key_prefix + _job_id, result_key_prefix + _job_id, _queue_name]
-    return keys, [expiry, job, score, _job_id]
+    keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue]
+    return keys, [expiry, job, score, job_id]
 
 
 async def enqueue_job(pool: Any, function: str, *args: Any, **kwargs: Any) -> Any:
@@ -157,13 +145,12 @@ async def enqueue_job(pool: Any, function: str, *args: Any, **kwargs: Any) -> An
     id is taken."""
     from arq.jobs import Job
 
-    options = {key: kwargs.pop(key) for key in RESERVED & kwargs.keys()}
     script = getattr(pool, "z4j_enqueue", None)
     if script is None:
         script = pool.z4j_enqueue = pool.register_script(ENQUEUE_SCRIPT)
-    if not await script(*job_write(pool, function, args, kwargs, **options)):
+    if not await script(*job_write(pool, function, args, kwargs)):
         return None
-    job_id, queue = options["_job_id"], options["_queue_name"]
+    job_id, queue = kwargs["_job_id"], kwargs["_queue_name"]
     return Job(job_id, redis=pool, _queue_name=queue, _deserializer=pool.job_deserializer)
 
 
@@ -235,23 +222,17 @@ class Enqueuer:
 
 
 def write(
-    adapter: ArqAdapter,
-    name: str,
-    args: Any,
-    kwargs: dict[str, Any],
-    *,
-    fire_id: str | None = None,
-    **options: Any,
+    adapter: ArqAdapter, name: str, args: Any, kwargs: dict[str, Any], fire_id: str | None = None
 ) -> bool:
-    """Write one job (arq's `options`: `_job_id`, `_queue_name`, `_defer_by`, `_expires`),
-    reported as the capture reports a pool's; False when the job id is taken."""
+    """Write one job (`kwargs` with arq's options: `_job_id`, `_queue_name`, `_defer_by`,
+    `_expires`), reported as the capture reports a pool's; False when the job id is taken."""
     direct = adapter.enqueuer.direct(adapter)
     if direct is None:
-        sending = send(adapter, name, args, kwargs, fire_id=fire_id, **options)
+        sending = send(adapter, name, args, kwargs, fire_id)
         return adapter.private_loop.run(sending, ENQUEUE_TIMEOUT) is not None
     pool, script = direct
-    push = stamp(adapter, name, args, {**kwargs, **options}, fire_id)
-    if not script(*job_write(pool, name, args, kwargs, **options)):
+    push = stamp(adapter, name, args, kwargs, fire_id)
+    if not script(*job_write(pool, name, args, kwargs)):
         return False
     push()
     return True
@@ -273,17 +254,9 @@ def enqueue(adapter: ArqAdapter, command: Command) -> CommandResult:
     if expires and delay and expires <= delay:
         return rejected(command, f"expires after {expires}s, before its {delay}s delay ends")
     job_id = command.fire_id or uuid.uuid4().hex
-    if write(
-        adapter,
-        name,
-        tuple(command.args),
-        dict(command.kwargs),
-        fire_id=command.fire_id,
-        _job_id=job_id,
-        _queue_name=queue,
-        _defer_by=delay or None,
-        _expires=expires or None,
-    ):
+    kwargs = {**command.kwargs, "_job_id": job_id, "_queue_name": queue}
+    kwargs.update(_defer_by=delay or None, _expires=expires or None)
+    if write(adapter, name, tuple(command.args), kwargs, command.fire_id):
         return answer(command, CommandStatus.ENQUEUED, native_id=job_id)
     reason = "arq already has a job (or a kept result) with this id"
     return answer(command, CommandStatus.DUPLICATE, native_id=job_id, reason=reason)
