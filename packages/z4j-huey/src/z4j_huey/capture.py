@@ -47,13 +47,13 @@ class SignalCapture:
 
     @guarded  # Huey calls this as receiver(signal, task, *args); it must never raise.
     def __call__(self, signal: str, task: Any, *args: Any, **kwargs: Any) -> None:
-        # Signal `x-y` (huey.signals, spelled here so importing this needs no huey): `_on_x_y`.
+        # Names are huey.signals', spelled here so that importing this needs no huey.
         if signal in _ENDINGS:
             final, name, message = _ENDINGS[signal]
             error = {"exception": f"huey.exceptions.{name}", "message": message.format(task=task)}
             self._ended(task, final, **error)
             return
-        handler = getattr(self, "_on_" + signal.replace("-", "_"), None)
+        handler = getattr(self, "_on_" + signal, None)  # signal `x`: `_on_x`
         if handler is not None:
             handler(task, args)
 
