@@ -174,9 +174,8 @@ def blocking_twin(pool: Any) -> Any | None:
     if settings.pop("redis_connect_func", None) is not None:
         return None
     settings.pop("retry", None)  # asyncio's kind; the blocking client's default applies
-    client = redis.Redis(
-        connection_pool=redis.ConnectionPool(connection_class=blocking, **settings)
-    )
+    twin = redis.ConnectionPool(connection_class=blocking, **settings)
+    client = redis.Redis(connection_pool=twin)
     try:
         client.ping()
     except TypeError:  # a setting only the asyncio connection takes

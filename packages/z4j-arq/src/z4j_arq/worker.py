@@ -33,23 +33,16 @@ HOOKS = ("on_startup", "on_shutdown", "on_job_start", "after_job_end")
 Hook = Callable[[dict[Any, Any]], Awaitable[Any]]
 
 
-def user_hook(settings: dict[str, Any], name: str) -> Hook | None:
-    hook = settings.get(name)
-    return hook.__func__ if isinstance(hook, staticmethod) else hook  # a class's staticmethod
-
-
 def find_worker(depth: int = 6) -> Any:
     """The `arq.worker.Worker` awaiting the current hook (its frame is a few levels up)."""
     from arq.worker import Worker
 
     frame: FrameType | None = sys._getframe(1)
-    for _ in range(depth):
-        if frame is None:
-            break
+    while frame is not None and depth > 0:
         candidate = frame.f_locals.get("self")
         if isinstance(candidate, Worker):
             return candidate
-        frame = frame.f_back
+        frame, depth = frame.f_back, depth - 1
     return None
 
 
@@ -83,7 +76,8 @@ def instrument_settings(
     """Settings like `settings` (a class or a dict) with our hooks and serializers added."""
     capture = adapter.capture
     values = dict(adapter.settings or {})
-    user = {name: user_hook(values, name) for name in HOOKS}
+    hooks = {name: values.get(name) for name in HOOKS}  # a class's are staticmethods here
+    user = {k: h.__func__ if isinstance(h, staticmethod) else h for k, h in hooks.items()}
 
     async def on_startup(ctx: dict[Any, Any]) -> None:
         try:
