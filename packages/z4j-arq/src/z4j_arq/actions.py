@@ -17,7 +17,8 @@ from __future__ import annotations
 import pickle
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from z4j_arq.enqueue import RESERVED, inner, own_pool, send
 from z4j_core.adapter import ActionOutcome, CancelRequest, RetryRequest, done, failed, unavailable
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 JOB_KEY, IN_PROGRESS_KEY, RESULT_KEY = "arq:job:", "arq:in-progress:", "arq:result:"
 RETRY_KEY, ABORT_SET = "arq:retry:", "arq:abort"
 ACTION_TIMEOUT = 30.0
+T = TypeVar("T")
 
 #: Removes the due jobs of a queue that no worker has started, with their job and try keys.
 PURGE_SCRIPT = """
@@ -63,7 +65,7 @@ def pack(adapter: ArqAdapter, name: str, args: Any, kwargs: Any) -> bytes:
     return bytes(dumps({"f": name, "a": tuple(args or ()), "k": dict(kwargs or {})}))
 
 
-def run(adapter: ArqAdapter, coroutine: Any) -> Any:
+def run(adapter: ArqAdapter, coroutine: Coroutine[Any, Any, T]) -> T:
     return adapter.private_loop.run(coroutine, ACTION_TIMEOUT)
 
 
@@ -95,7 +97,7 @@ async def retry(adapter: ArqAdapter, request: RetryRequest) -> ActionOutcome:
     if clash:
         return unavailable(f"arq would take the kwargs {', '.join(clash)} as its own options")
     job_id = request.new_task_id or uuid.uuid4().hex
-    job = await send(adapter, name, list(args), dict(kwargs), _job_id=job_id, _queue_name=queue)
+    job = await send(adapter, name, list(args), {**kwargs, "_job_id": job_id, "_queue_name": queue})
     if job is None:
         return failed(f"arq already has a job (or a kept result) with the new id {job_id!r}")
     return done(str(job.job_id))

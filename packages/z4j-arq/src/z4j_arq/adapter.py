@@ -25,21 +25,16 @@ from z4j_core.adapter import (
     dotted_name,
     instance_of,
 )
-from z4j_core.wire import Capability, Command, CommandResult, ObservedSchedule, QueueDepth, TaskInfo
+from z4j_core.wire import Capability, ObservedSchedule, QueueDepth, TaskInfo
 
 DEFAULT_QUEUE = "arq:queue"  # arq.constants.default_queue_name
+TASK_OPTIONS = ("timeout_s", "max_tries", "keep_result_s")  # of a Function or CronJob
 
-CAPABILITIES = capabilities(
-    Capability.ETA,
-    Capability.EXPIRES,
-    Capability.NATIVE_DEDUP,
-    Capability.RETRY,
-    Capability.PURGE,
-    Capability.QUEUE_DEPTH,
-)
+C = Capability
+CAPABILITIES = capabilities(C.ETA, C.EXPIRES, C.NATIVE_DEDUP, C.RETRY, C.PURGE, C.QUEUE_DEPTH)
 #: Added for a worker whose settings have `allow_abort_jobs=True`: no other worker acts on
 #: `Job.abort()`, and arq's abort stops a running job too.
-ABORT_CAPABILITIES = frozenset({Capability.CANCEL.value, Capability.TERMINATE.value})
+ABORT_CAPABILITIES = frozenset({C.CANCEL.value, C.TERMINATE.value})
 
 
 def is_pool(app: object) -> bool:
@@ -50,12 +45,9 @@ def is_pool(app: object) -> bool:
 def settings_dict(app: object) -> dict[str, Any] | None:
     """The mapping arq's `create_worker` reads (a dict itself, or a class's own `__dict__`: arq
     never reads inherited attributes), when it has `functions` or `cron_jobs`; else None."""
-    if isinstance(app, Mapping):
-        values = dict(app)
-    elif isinstance(app, type):
-        values = dict(vars(app))
-    else:
+    if not isinstance(app, (Mapping, type)):
         return None
+    values = dict(app) if isinstance(app, Mapping) else dict(vars(app))
     return values if values.get("functions") or values.get("cron_jobs") else None
 
 
@@ -70,14 +62,11 @@ def function_names(functions: Iterable[Any]) -> dict[str, Any]:
 class ArqAdapter(Adapter):
     """One instrumented arq worker (settings) or pool.
 
-    functions: arq function name -> `arq.worker.Function` (a worker's own, or declared by a
-        producer; none for a producer that declared nothing: then any name is sent).
-    cron_jobs: the worker's `arq.cron.CronJob`s (the same objects its worker runs).
-    worker: the running `arq.worker.Worker`, set by `on_startup`.
-    pool: the producer's `ArqRedis`, or the worker's own pool once it started.
-    private_loop: where actions run, and commands when `enqueuer` cannot write directly (its
-        thread starts on first use).
-    enqueuer: how commands write their jobs (`z4j_arq.enqueue.Enqueuer`).
+    functions: arq's name -> its `arq.worker.Function` or `CronJob` (none for a producer that
+        declared nothing: then any name is sent). worker: the running `arq.worker.Worker`, once
+        `on_startup` found it. pool: the producer's `ArqRedis`, or the worker's own once it
+        started. private_loop: where actions run, and the commands `enqueuer` cannot write
+        directly (its thread starts on first use).
     """
 
     engine = "arq"
@@ -123,9 +112,7 @@ class ArqAdapter(Adapter):
     def knows(self, name: str, queue: str) -> bool | None:
         """Whether a worker reading `queue` here has `name`: None when this process cannot know
         (a producer, or another queue, which another worker may serve)."""
-        if not self.is_worker or queue != self.queue:
-            return None
-        return name in self.functions
+        return name in self.functions if self.is_worker and queue == self.queue else None
 
     @classmethod
     def create(cls, app: object, options: Mapping[str, Any]) -> ArqAdapter | None:
@@ -138,19 +125,14 @@ class ArqAdapter(Adapter):
         settings = settings_dict(app)
         return None if settings is None else cls(settings=settings, app_name=app_name)
 
-    def enqueue(self, command: Command) -> CommandResult:
-        return enqueue.enqueue(self, command)
-
     def registered_tasks(self) -> list[TaskInfo]:
         infos = []
         for name, function in sorted(self.functions.items()):
-            options = {"function": dotted_name(function)}
+            values = {o.removesuffix("_s"): getattr(function, o, None) for o in TASK_OPTIONS}
+            options = {option: str(value) for option, value in values.items() if value is not None}
+            options["function"] = dotted_name(function)
             if hasattr(function, "next_run"):
                 options["cron"] = "true"
-            for option in ("timeout_s", "max_tries", "keep_result_s"):
-                value = getattr(function, option, None)
-                if value is not None:
-                    options[option.removesuffix("_s")] = str(value)
             infos.append(TaskInfo(name=name, queue=self.queue, options=options))
         return infos
 
@@ -166,14 +148,16 @@ class ArqAdapter(Adapter):
         self.enqueuer.close()
         self.private_loop.close()
 
+    enqueue = enqueue.enqueue
+
     def retry(self, request: RetryRequest) -> ActionOutcome:
-        return actions.run(self, actions.retry(self, request))  # type: ignore[no-any-return]
+        return actions.run(self, actions.retry(self, request))
 
     def cancel(self, request: CancelRequest) -> ActionOutcome:
-        return actions.run(self, actions.cancel(self, request))  # type: ignore[no-any-return]
+        return actions.run(self, actions.cancel(self, request))
 
     def purge(self, queue: str) -> ActionOutcome:
-        return actions.run(self, actions.purge(self, queue))  # type: ignore[no-any-return]
+        return actions.run(self, actions.purge(self, queue))
 
     def queue_depths(self) -> list[QueueDepth]:
-        return actions.run(self, actions.queue_depths(self))  # type: ignore[no-any-return]
+        return actions.run(self, actions.queue_depths(self))

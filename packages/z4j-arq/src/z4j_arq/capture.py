@@ -23,7 +23,7 @@ import pickle
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -154,32 +154,27 @@ class JobCapture:
             "runtime": time.perf_counter() - running.began,
             "retries": running.job_try - 1,
         }
-        kind = K.SUCCEEDED if exc is None else self._outcome(worker, job_id, running, exc, fields)
+        kind = K.SUCCEEDED if exc is None else self._outcome(worker, running, exc, fields)
         running.kind, running.fields = kind, fields
 
     def _outcome(
-        self, worker: Any, job_id: str, running: Running, exc: BaseException, fields: dict[str, Any]
+        self, worker: Any, running: Running, exc: BaseException, fields: dict[str, Any]
     ) -> LifecycleKind:
         """The kind of a job that raised `exc`; adds the error to `fields`."""
         from arq.worker import Retry, RetryJob  # here, not per job: arq is imported by now
 
         retry_jobs = bool(getattr(worker, "retry_jobs", True))
         if retry_jobs and isinstance(exc, Retry):
-            fields.update(error_fields(exc), retries=running.job_try)
-            if exc.defer_score:
-                fields["extra"] = {"defer_seconds": exc.defer_score / 1000}
+            extra = {"defer_seconds": exc.defer_score / 1000} if exc.defer_score else None
+            fields.update(error_fields(exc), retries=running.job_try, extra=extra)
             return K.RETRIED
-        if isinstance(exc, asyncio.CancelledError) and job_id in getattr(
-            worker, "aborting_tasks", ()
-        ):
+        aborting = running.job_id in getattr(worker, "aborting_tasks", ())
+        if aborting and isinstance(exc, asyncio.CancelledError):
             fields.update(exception="arq.aborted", message="aborted with Job.abort()")
             return K.CANCELLED
         if retry_jobs and isinstance(exc, (asyncio.CancelledError, RetryJob)):
-            fields.update(
-                exception=dotted(type(exc)),
-                message="cancelled (the worker stopped or lost the job); arq runs it again",
-                retries=running.job_try,
-            )
+            message = "cancelled (the worker stopped or lost the job); arq runs it again"
+            fields.update(exception=dotted(type(exc)), message=message, retries=running.job_try)
             return K.RETRIED
         fields.update(error_fields(exc))
         return K.FAILED
@@ -191,8 +186,7 @@ class JobCapture:
             return
         _running.set(None)
         self.emit(running.kind, running.job_id, running.name, **(running.fields or {}))
-        decoded = running.decoded
-        if running.kind is K.FAILED and decoded:
+        if running.kind is K.FAILED and (decoded := running.decoded):
             # arq's own record (its result) expires after `keep_result`, an hour by default.
             payload = actions.pack(self.adapter, running.name, decoded.get("a"), decoded.get("k"))
             self.adapter.keep_original(running.job_id, running.name, payload, self.queue)
@@ -232,30 +226,14 @@ class JobCapture:
             worker.job_tasks = JobTasks(self, worker, worker.job_tasks)
         self.queue = str(worker.queue_name)
 
-    async def enqueue(
-        self,
-        enqueue_job: Callable[..., Awaitable[Any]],
-        function: str,
-        args: Any,
-        kwargs: dict[str, Any],
-        *,
-        fire_id: str | None = None,
-    ) -> Any:
-        """`enqueue_job(function, *args, **kwargs)`, `kwargs` with arq's options (`_job_id` and
-        `_queue_name` set), reported: `stamp` before, `accepted` once arq took the job."""
-        push = self.stamp(function, args, kwargs, fire_id)
-        job = await enqueue_job(function, *args, **kwargs)
-        if job is not None:
-            self.accepted(push)
-        return job
-
     def stamp(
         self, function: str, args: Any, kwargs: dict[str, Any], fire_id: str | None = None
-    ) -> Callable[[], None] | None:
+    ) -> Callable[[], None]:
         """The `enqueued` (or `scheduled`) event of a job about to be written (`kwargs` with
         arq's options), stamped now, before the write (a worker may start the job before the
-        write returns); `accepted` pushes it once arq took the job (nothing for a duplicate
-        id). None when it could not be prepared (counted)."""
+        write returns), as a push to call once arq took the job (never for a duplicate id).
+        The push never raises (`emit` does not); one that could not be prepared (counted)
+        pushes nothing."""
         try:
             eta, defer_by = kwargs.get("_defer_until"), kwargs.get("_defer_by")
             if eta is None and defer_by:
@@ -277,15 +255,7 @@ class JobCapture:
             return functools.partial(agent.emit_prepared, record)
         except Exception:
             count_error(self, "caught an error preparing an arq enqueue's event")
-            return None
-
-    def accepted(self, push: Callable[[], None] | None) -> None:
-        """Push the event `stamp` prepared: arq took the job."""
-        try:
-            if push is not None:
-                push()
-        except Exception:
-            count_error(self, "caught an error pushing an arq enqueue's event")
+            return lambda: None
 
     def instrument_pool(self, pool: Any) -> None:
         """Wrap `pool.enqueue_job` on this instance (idempotent)."""
@@ -298,7 +268,11 @@ class JobCapture:
             # what arq would choose, chosen here first so that the event carries them
             kwargs["_job_id"] = kwargs.get("_job_id") or uuid.uuid4().hex
             kwargs["_queue_name"] = kwargs.get("_queue_name") or pool.default_queue_name
-            return await self.enqueue(original, function, args, kwargs)
+            push = self.stamp(function, args, kwargs)
+            job = await original(function, *args, **kwargs)
+            if job is not None:
+                push()
+            return job
 
         enqueue_job.z4j_capture = self  # type: ignore[attr-defined]
         pool.enqueue_job = enqueue_job
@@ -307,10 +281,8 @@ class JobCapture:
 def install(adapter: ArqAdapter, emit: Callable[..., None]) -> JobCapture:
     """Create the capture for `adapter`; wraps a producer's pool at once (a worker's hooks are
     installed by `z4j_arq.worker`). Idempotent per adapter."""
-    if adapter.capture is not None:
-        return adapter.capture  # type: ignore[no-any-return]
-    capture = JobCapture(adapter, emit)
-    adapter.capture = capture
-    if adapter.pool is not None:
-        capture.instrument_pool(adapter.pool)
-    return capture
+    if adapter.capture is None:
+        adapter.capture = JobCapture(adapter, emit)
+        if adapter.pool is not None:
+            adapter.capture.instrument_pool(adapter.pool)
+    return adapter.capture  # type: ignore[no-any-return]

@@ -11,9 +11,9 @@ and a command never takes time from it. May block on Redis (under the command's 
 
 from __future__ import annotations
 
-import functools
 import threading
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from z4j_core.adapter import answer, rejected
@@ -86,24 +86,26 @@ async def close_pool(pool: Any) -> None:
 
 
 async def send(
-    adapter: ArqAdapter,
-    name: str,
-    args: Any,
-    kwargs: Any,
-    *,
-    fire_id: str | None = None,
-    **options: Any,
+    adapter: ArqAdapter, name: str, args: Any, kwargs: dict[str, Any], fire_id: str | None = None
 ) -> Any:
-    """`enqueue_job` on our own connection, with arq's `options` (`_job_id` and `_queue_name`
-    given), reported as the capture reports a pool's; arq's `Job`, or None when the job id is
-    taken."""
+    """`enqueue_job` on our own connection (`kwargs` with arq's options, `_job_id` and
+    `_queue_name` given), reported as the capture reports a pool's; arq's `Job`, or None when
+    the job id is taken."""
     pool = await own_pool(adapter)
-    write = functools.partial(enqueue_job, pool)
-    if adapter.capture is None:
-        return await write(name, *args, **options, **kwargs)
-    return await adapter.capture.enqueue(
-        write, name, tuple(args), {**kwargs, **options}, fire_id=fire_id
-    )
+    push = stamp(adapter, name, args, kwargs, fire_id)
+    job = await enqueue_job(pool, name, *args, **kwargs)
+    if job is not None:
+        push()
+    return job
+
+
+def stamp(
+    adapter: ArqAdapter, name: str, args: Any, kwargs: dict[str, Any], fire_id: str | None
+) -> Callable[[], None]:
+    """The capture's event for a job about to be written (`JobCapture.stamp`), to push once arq
+    took it; nothing to push without a capture."""
+    capture = adapter.capture
+    return (lambda: None) if capture is None else capture.stamp(name, tuple(args), kwargs, fire_id)
 
 
 #: `ArqRedis.enqueue_job`'s check and writes, which it makes in three round trips (WATCH, EXISTS,
@@ -118,57 +120,38 @@ return 1
 
 
 def job_write(
-    pool: Any,
-    function: str,
-    args: Any,
-    kwargs: Any,
-    *,
-    job_id: str,
-    queue: str,
-    defer_by: float | None = None,
-    expires: float | None = None,
+    pool: Any, function: str, args: Any, kwargs: dict[str, Any]
 ) -> tuple[list[str], list[Any]]:
-    """`ENQUEUE_SCRIPT`'s keys and arguments for one job: the same keys, job record (arq's
-    `serialize_job`, in `pool`'s serializer), score and expiry as `pool.enqueue_job` writes (a
-    test compares the two)."""
+    """`ENQUEUE_SCRIPT`'s keys and arguments for one job (`kwargs` with arq's options, as
+    `enqueue_job` takes them): the same keys, job record (arq's `serialize_job`, in `pool`'s
+    serializer), score and expiry as `pool.enqueue_job` writes (a test compares the two)."""
     from arq.constants import job_key_prefix, result_key_prefix
     from arq.jobs import serialize_job
     from arq.utils import timestamp_ms, to_ms
 
+    job_id, queue = kwargs["_job_id"], kwargs["_queue_name"]
     enqueued_at = timestamp_ms()
-    score = enqueued_at + (to_ms(defer_by) or 0)
-    expiry = to_ms(expires) or score - enqueued_at + pool.expires_extra_ms
+    score = enqueued_at + (to_ms(kwargs.get("_defer_by")) or 0)
+    expiry = to_ms(kwargs.get("_expires")) or score - enqueued_at + pool.expires_extra_ms
+    kwargs = {key: value for key, value in kwargs.items() if key not in RESERVED}
     job = serialize_job(function, args, kwargs, None, enqueued_at, serializer=pool.job_serializer)
-    return [job_key_prefix + job_id, result_key_prefix + job_id, queue], [
-        expiry,
-        job,
-        score,
-        job_id,
-    ]
+    keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue]
+    return keys, [expiry, job, score, job_id]
 
 
-async def enqueue_job(
-    pool: Any,
-    function: str,
-    *args: Any,
-    _job_id: str,
-    _queue_name: str,
-    _defer_by: float | None = None,
-    _expires: float | None = None,
-    **kwargs: Any,
-) -> Any:
-    """`pool.enqueue_job(...)` for the options z4j sends, in one round trip (`job_write`);
-    arq's `Job`, or None when the id is taken."""
+async def enqueue_job(pool: Any, function: str, *args: Any, **kwargs: Any) -> Any:
+    """`pool.enqueue_job(...)` for the options z4j sends (`_job_id` and `_queue_name` given,
+    `_defer_by`, `_expires`), in one round trip (`job_write`); arq's `Job`, or None when the
+    id is taken."""
     from arq.jobs import Job
 
     script = getattr(pool, "z4j_enqueue", None)
     if script is None:
         script = pool.z4j_enqueue = pool.register_script(ENQUEUE_SCRIPT)
-    keys, argv = job_write(pool, function, args, kwargs, job_id=_job_id, queue=_queue_name,
-                           defer_by=_defer_by, expires=_expires)  # fmt: skip
-    if not await script(keys=keys, args=argv):
+    if not await script(*job_write(pool, function, args, kwargs)):
         return None
-    return Job(_job_id, redis=pool, _queue_name=_queue_name, _deserializer=pool.job_deserializer)
+    job_id, queue = kwargs["_job_id"], kwargs["_queue_name"]
+    return Job(job_id, redis=pool, _queue_name=queue, _deserializer=pool.job_deserializer)
 
 
 def blocking_twin(pool: Any) -> Any | None:
@@ -191,9 +174,8 @@ def blocking_twin(pool: Any) -> Any | None:
     if settings.pop("redis_connect_func", None) is not None:
         return None
     settings.pop("retry", None)  # asyncio's kind; the blocking client's default applies
-    client = redis.Redis(
-        connection_pool=redis.ConnectionPool(connection_class=blocking, **settings)
-    )
+    twin = redis.ConnectionPool(connection_class=blocking, **settings)
+    client = redis.Redis(connection_pool=twin)
     try:
         client.ping()
     except TypeError:  # a setting only the asyncio connection takes
@@ -212,7 +194,8 @@ class Enqueuer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._made = False
-        self._direct: tuple[Any, Any, Any] | None = None  # (pool, client, script)
+        self._client: Any = None  # the blocking twin
+        self._direct: tuple[Any, Any] | None = None  # (pool, the script on the twin)
 
     def direct(self, adapter: ArqAdapter) -> tuple[Any, Any] | None:
         """(our `ArqRedis`, the script on its blocking twin), or None: go through the loop.
@@ -220,48 +203,37 @@ class Enqueuer:
         Redis that is down fails each of them in its own time), then one twin's ping."""
         with self._lock:
             if self._made:
-                return None if self._direct is None else (self._direct[0], self._direct[2])
+                return self._direct
         pool = adapter.private_loop.run(own_pool(adapter), ENQUEUE_TIMEOUT)
         with self._lock:
             if not self._made:
-                client = blocking_twin(pool)  # one round trip (or a refused connection)
-                if client is not None:
-                    self._direct = (pool, client, client.register_script(ENQUEUE_SCRIPT))
+                self._client = blocking_twin(pool)  # one round trip (or a refused connection)
+                if self._client is not None:
+                    self._direct = (pool, self._client.register_script(ENQUEUE_SCRIPT))
                 self._made = True
-            return None if self._direct is None else (self._direct[0], self._direct[2])
+            return self._direct
 
     def close(self) -> None:
         with self._lock:
-            direct, self._direct, self._made = self._direct, None, False
-        if direct is not None:
-            direct[1].close()
+            client, self._client, self._direct, self._made = self._client, None, None, False
+        if client is not None:
+            client.close()
 
 
 def write(
-    adapter: ArqAdapter,
-    name: str,
-    args: Any,
-    kwargs: dict[str, Any],
-    *,
-    fire_id: str | None = None,
-    **options: Any,
+    adapter: ArqAdapter, name: str, args: Any, kwargs: dict[str, Any], fire_id: str | None = None
 ) -> bool:
-    """Write one job (arq's `options`: `_job_id`, `_queue_name`, `_defer_by`, `_expires`),
-    reported as the capture reports a pool's; False when the job id is taken."""
+    """Write one job (`kwargs` with arq's options: `_job_id`, `_queue_name`, `_defer_by`,
+    `_expires`), reported as the capture reports a pool's; False when the job id is taken."""
     direct = adapter.enqueuer.direct(adapter)
     if direct is None:
-        sending = send(adapter, name, args, kwargs, fire_id=fire_id, **options)
+        sending = send(adapter, name, args, kwargs, fire_id)
         return adapter.private_loop.run(sending, ENQUEUE_TIMEOUT) is not None
     pool, script = direct
-    capture = adapter.capture
-    push = None if capture is None else capture.stamp(name, args, {**kwargs, **options}, fire_id)
-    keys, argv = job_write(pool, name, args, kwargs, job_id=options["_job_id"],
-                           queue=options["_queue_name"], defer_by=options.get("_defer_by"),
-                           expires=options.get("_expires"))  # fmt: skip
-    if not script(keys=keys, args=argv):
+    push = stamp(adapter, name, args, kwargs, fire_id)
+    if not script(*job_write(pool, name, args, kwargs)):
         return False
-    if capture is not None:
-        capture.accepted(push)
+    push()
     return True
 
 
@@ -270,10 +242,8 @@ def enqueue(adapter: ArqAdapter, command: Command) -> CommandResult:
     queue = options.queue or adapter.queue
     if adapter.knows(name, queue) is False:
         names = ", ".join(sorted(adapter.functions)[:10]) or "none"
-        return rejected(
-            command,
-            f"unknown function {name!r} for the arq worker of {queue!r} (functions: {names})",
-        )
+        reason = f"unknown function {name!r} for the arq worker of {queue!r} (functions: {names})"
+        return rejected(command, reason)
     if options.priority:
         return rejected(command, "arq has no job priority (use another queue)")
     clash = sorted(RESERVED & set(command.kwargs))
@@ -283,22 +253,9 @@ def enqueue(adapter: ArqAdapter, command: Command) -> CommandResult:
     if expires and delay and expires <= delay:
         return rejected(command, f"expires after {expires}s, before its {delay}s delay ends")
     job_id = command.fire_id or uuid.uuid4().hex
-    taken = not write(
-        adapter,
-        name,
-        tuple(command.args),
-        dict(command.kwargs),
-        fire_id=command.fire_id,
-        _job_id=job_id,
-        _queue_name=queue,
-        _defer_by=delay or None,
-        _expires=expires or None,
-    )
-    if taken:
-        return answer(
-            command,
-            CommandStatus.DUPLICATE,
-            native_id=job_id,
-            reason="arq already has a job (or a kept result) with this id",
-        )
-    return answer(command, CommandStatus.ENQUEUED, native_id=job_id)
+    kwargs = {**command.kwargs, "_job_id": job_id, "_queue_name": queue}
+    kwargs.update(_defer_by=delay or None, _expires=expires or None)
+    if write(adapter, name, tuple(command.args), kwargs, command.fire_id):
+        return answer(command, CommandStatus.ENQUEUED, native_id=job_id)
+    reason = "arq already has a job (or a kept result) with this id"
+    return answer(command, CommandStatus.DUPLICATE, native_id=job_id, reason=reason)

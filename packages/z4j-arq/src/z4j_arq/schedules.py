@@ -66,28 +66,21 @@ def next_runs(
     return runs[1:]
 
 
-def zone_label(zone: datetime.tzinfo) -> str:
-    """'' for UTC, else the zone's name (an IANA key, or a fixed offset like UTC+02:00)."""
+def zone_names(zone: datetime.tzinfo) -> tuple[str, str | None]:
+    """How the worker's zone is shown ('' for UTC, else its IANA key or a fixed offset like
+    UTC+02:00), and the IANA name z4j reads it by (`Etc/GMT-2` for a whole-hour fixed offset;
+    None when it has none)."""
     key = getattr(zone, "key", None)
     if key is not None:
-        return "" if key in ("UTC", "Etc/UTC") else str(key)
+        return ("", "UTC") if key in ("UTC", "Etc/UTC") else (str(key), str(key))
     offset = zone.utcoffset(None)
-    if offset is None or offset == datetime.timedelta(0):
-        return ""
-    return str(zone.tzname(None) or offset)
+    if offset is None:
+        return "", None
+    shown = "" if offset == datetime.timedelta(0) else str(zone.tzname(None) or offset)
+    return shown, fixed_offset_zone(offset)
 
 
-def zone_name(zone: datetime.tzinfo) -> str | None:
-    """The IANA name z4j reads the worker's zone by (`Etc/GMT-2` for a whole-hour fixed
-    offset), or None when it has none."""
-    key = getattr(zone, "key", None)
-    if key is not None:
-        return "UTC" if key in ("UTC", "Etc/UTC") else str(key)
-    offset = zone.utcoffset(None)
-    return None if offset is None else fixed_offset_zone(offset)
-
-
-def definition(cron_job: Any, zone: datetime.tzinfo) -> dict[str, Any]:
+def definition(cron_job: Any, timezone: str | None) -> dict[str, Any]:
     """What `z4j schedules adopt` needs: arq ANDs every field, the day fields included."""
     unsupported = []
     # arq.cron.cron's defaults: anything else changes how the job runs.
@@ -99,7 +92,7 @@ def definition(cron_job: Any, zone: datetime.tzinfo) -> dict[str, Any]:
             unsupported.append(f"{option}={value!r}"[:80])
     return native_definition(
         {"cron": cron_expression(cron_job), "day_and": True},
-        timezone=zone_name(zone),
+        timezone=timezone,
         unsupported=unsupported,
     )
 
@@ -108,7 +101,7 @@ def observe(
     cron_jobs: Iterable[Any], zone: datetime.tzinfo, now: datetime.datetime | None = None
 ) -> list[ObservedSchedule]:
     now = now or datetime.datetime.now(tz=zone)
-    label = zone_label(zone)
+    label, timezone = zone_names(zone)
     observed = []
     for cron_job in sorted(cron_jobs, key=lambda job: job.name):
         expression = cron_expression(cron_job) + (f" ({label})" if label else "")
@@ -120,7 +113,7 @@ def observe(
                 kind="cron",
                 expression=expression,
                 next_runs=[run.timestamp() for run in next_runs(cron_job, now)],
-                definition=definition(cron_job, zone),
+                definition=definition(cron_job, timezone),
             )
         )
     return observed

@@ -33,23 +33,16 @@ HOOKS = ("on_startup", "on_shutdown", "on_job_start", "after_job_end")
 Hook = Callable[[dict[Any, Any]], Awaitable[Any]]
 
 
-def user_hook(settings: dict[str, Any], name: str) -> Hook | None:
-    hook = settings.get(name)
-    return hook.__func__ if isinstance(hook, staticmethod) else hook  # a class's staticmethod
-
-
 def find_worker(depth: int = 6) -> Any:
     """The `arq.worker.Worker` awaiting the current hook (its frame is a few levels up)."""
     from arq.worker import Worker
 
     frame: FrameType | None = sys._getframe(1)
-    for _ in range(depth):
-        if frame is None:
-            break
+    while frame is not None and depth > 0:
         candidate = frame.f_locals.get("self")
         if isinstance(candidate, Worker):
             return candidate
-        frame = frame.f_back
+        frame, depth = frame.f_back, depth - 1
     return None
 
 
@@ -66,13 +59,25 @@ def step_aside(agent: Agent, running: ArqAdapter) -> None:
             agent.adapters.remove(other)
 
 
+def chained(ours: Callable[[dict[Any, Any]], None], theirs: Hook | None) -> Hook:
+    """A job hook that runs ours (which catches and counts its own errors), then the user's."""
+
+    async def hook(ctx: dict[Any, Any]) -> None:
+        ours(ctx)
+        if theirs is not None:
+            await theirs(ctx)
+
+    return hook
+
+
 def instrument_settings(
     settings: Any, adapter: ArqAdapter, agent: Agent, start: bool | None
 ) -> Any:
     """Settings like `settings` (a class or a dict) with our hooks and serializers added."""
     capture = adapter.capture
     values = dict(adapter.settings or {})
-    user = {name: user_hook(values, name) for name in HOOKS}
+    hooks = {name: values.get(name) for name in HOOKS}  # a class's are staticmethods here
+    user = {k: h.__func__ if isinstance(h, staticmethod) else h for k, h in hooks.items()}
 
     async def on_startup(ctx: dict[Any, Any]) -> None:
         try:
@@ -103,31 +108,17 @@ def instrument_settings(
         finally:
             await kit.stop_off_loop(agent, logger=log)  # counts and logs what goes wrong
 
-    def job_hook(name: str) -> Hook:
-        theirs = user[name]
-        ours = getattr(capture, name) if capture is not None else None  # looked up once
-
-        async def hook(ctx: dict[Any, Any]) -> None:
-            if ours is not None:
-                ours(ctx)  # catches and counts its own errors
-            if theirs is not None:
-                await theirs(ctx)
-
-        return hook
-
-    ours: dict[str, Any] = {
-        "on_startup": on_startup,
-        "on_shutdown": on_shutdown,
-        "on_job_start": job_hook("on_job_start"),
-        "after_job_end": job_hook("after_job_end"),
-        MARK: adapter,
-    }
-    if capture is not None:
-        ours["job_serializer"] = capture.wrap_serializer(values.get("job_serializer"))
-        ours["job_deserializer"] = capture.wrap_deserializer(values.get("job_deserializer"))
+    ours: dict[str, Any] = {"on_startup": on_startup, "on_shutdown": on_shutdown, MARK: adapter}
+    if capture is not None:  # without one, the user's own job hooks and serializers stay
+        ours.update(
+            on_job_start=chained(capture.on_job_start, user["on_job_start"]),
+            after_job_end=chained(capture.after_job_end, user["after_job_end"]),
+            job_serializer=capture.wrap_serializer(values.get("job_serializer")),
+            job_deserializer=capture.wrap_deserializer(values.get("job_deserializer")),
+        )
     if isinstance(settings, type):
         # arq reads only the class's own __dict__: copy it, then put ours on top.
-        namespace = {k: v for k, v in vars(settings).items() if not k.startswith("__")}
+        namespace = {k: v for k, v in values.items() if not k.startswith("__")}
         for dunder in ("__module__", "__doc__", "__qualname__"):
             namespace[dunder] = getattr(settings, dunder)
         return type(settings.__name__, (settings,), {**namespace, **ours})

@@ -1,12 +1,9 @@
 """z4j for Huey: `z4j_huey.instrument(huey)` in the module that creates your Huey instance.
 
-    from huey import RedisHuey
-    import z4j_huey
+from huey import RedisHuey
+import z4j_huey
 
-    huey = z4j_huey.instrument(RedisHuey("billing"))
-
-The brain's URL and the agent's token come from keyword arguments (`brain_url=`, `token=`, any
-`z4j_core.agent.AgentConfig` field) or from `Z4J_*` variables. Returns the same Huey instance.
+huey = z4j_huey.instrument(RedisHuey("billing"))
 """
 
 from __future__ import annotations
@@ -29,8 +26,8 @@ def instrument(huey: H, *, start: bool | None = None, **options: Any) -> H:
     start: None (default) starts the agent's link now, except inside `huey_consumer`, where it
         starts once the consumer has started its workers (never before a process-worker fork);
         True starts it now; False leaves starting to you (`z4j_huey.agent_of(huey).start()`).
-    options: agent options (`brain_url`, `token`, `app_name`, `labels`, ...), which win over
-        `Z4J_*` variables.
+    options: agent options (`brain_url`, `token`, `app_name`, `labels`, any
+        `z4j_core.agent.AgentConfig` field), which win over `Z4J_*` variables.
     """
     adapter = HueyAdapter.create(huey, options)
     if adapter is None:

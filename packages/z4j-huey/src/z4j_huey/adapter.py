@@ -15,6 +15,7 @@ from z4j_core.wire import Capability, ObservedSchedule, TaskInfo
 from z4j_huey import actions, capture, enqueue, schedules
 
 C = Capability
+TASK_OPTIONS = ("retries", "priority", "timeout")  # a task class's `default_<option>`
 
 
 class HueyAdapter(Adapter):
@@ -38,11 +39,10 @@ class HueyAdapter(Adapter):
     def registered_tasks(self) -> list[TaskInfo]:
         infos = []
         for name, task_class in sorted(self.huey._registry._registry.items()):
-            options = {"periodic": "true"} if hasattr(task_class, "validate_datetime") else {}
-            for option in ("retries", "priority", "timeout"):
-                value = getattr(task_class, f"default_{option}", None)
-                if value:
-                    options[option] = str(value)
+            defaults = {o: getattr(task_class, f"default_{o}", None) for o in TASK_OPTIONS}
+            options = {option: str(value) for option, value in defaults.items() if value}
+            if hasattr(task_class, "validate_datetime"):
+                options["periodic"] = "true"
             infos.append(TaskInfo(name=name, queue=self.queue, options=options))
         return infos
 

@@ -15,15 +15,8 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from z4j_core.adapter import (
-    Emit,
-    InFlight,
-    Stopwatch,
-    current_fire_id,
-    error_fields,
-    guarded,
-    worker_id,
-)
+from z4j_core import adapter as kit
+from z4j_core.adapter import Emit, InFlight, Stopwatch, guarded, worker_id
 from z4j_core.wire import LifecycleKind
 from z4j_huey.enqueue import huey_now
 
@@ -31,9 +24,13 @@ if TYPE_CHECKING:
     from z4j_huey.adapter import HueyAdapter
 
 K = LifecycleKind
-_CANCELLED = {
-    "exception": "huey.exceptions.CancelExecution",
-    "message": "cancelled by the application",
+#: Signals of a run that ended on an error Huey does not hand over, each with its kind (when it
+#: is final), the `huey.exceptions` class, and the message.
+_ENDINGS = {
+    "timeout": (K.FAILED, "TaskTimeout", "timed out after {task.timeout}s"),
+    "locked": (K.LOCKED, "TaskLockedException", "a lock the task needs was held"),
+    "rate-limited": (K.SKIPPED, "RateLimitExceeded", "the task's rate limit was exceeded"),
+    "canceled": (K.CANCELLED, "CancelExecution", "cancelled by the application"),
 }
 
 
@@ -50,8 +47,13 @@ class SignalCapture:
 
     @guarded  # Huey calls this as receiver(signal, task, *args); it must never raise.
     def __call__(self, signal: str, task: Any, *args: Any, **kwargs: Any) -> None:
-        # Signal `x-y` (huey.signals, spelled here so importing this needs no huey): `_on_x_y`.
-        handler = getattr(self, "_on_" + signal.replace("-", "_"), None)
+        # Names are huey.signals', spelled here so that importing this needs no huey.
+        if signal in _ENDINGS:
+            final, name, message = _ENDINGS[signal]
+            error = {"exception": f"huey.exceptions.{name}", "message": message.format(task=task)}
+            self._ended(task, final, **error)
+            return
+        handler = getattr(self, "_on_" + signal, None)  # signal `x`: `_on_x`
         if handler is not None:
             handler(task, args)
 
@@ -74,7 +76,7 @@ class SignalCapture:
             args=task.args,
             kwargs=task.kwargs,
             retries=task.retries,
-            fire_id=current_fire_id(),
+            fire_id=kit.current_fire_id(),
             extra={"eta": task.eta.isoformat()} if later else None,
         )
 
@@ -92,34 +94,13 @@ class SignalCapture:
     def _on_error(self, task: Any, args: tuple[Any, ...]) -> None:
         # Huey passes the exception; should it not, an unraised Exception stands in.
         exc = next((a for a in args if isinstance(a, BaseException)), Exception("the task raised"))
-        self._ended(task, K.FAILED, **error_fields(exc))
-
-    def _on_timeout(self, task: Any, args: tuple[Any, ...]) -> None:
-        message = f"timed out after {task.timeout}s"
-        self._ended(task, K.FAILED, exception="huey.exceptions.TaskTimeout", message=message)
-
-    def _on_locked(self, task: Any, args: tuple[Any, ...]) -> None:
-        message = "a lock the task needs was held"
-        self._ended(
-            task, K.LOCKED, exception="huey.exceptions.TaskLockedException", message=message
-        )
-
-    def _on_rate_limited(self, task: Any, args: tuple[Any, ...]) -> None:
-        message = "the task's rate limit was exceeded"
-        self._ended(task, K.SKIPPED, exception="huey.exceptions.RateLimitExceeded", message=message)
-
-    def _on_canceled(self, task: Any, args: tuple[Any, ...]) -> None:
-        if _cancelled_before_running():
-            # A pre-execute hook cancelled it: Huey never retries that, whatever `retries` says.
-            self._event(K.CANCELLED, task, **_CANCELLED)
-            self._started.stop(task.id)
-        else:
-            self._ended(task, K.CANCELLED, **_CANCELLED)
+        self._ended(task, K.FAILED, **kit.error_fields(exc))
 
     def _ended(self, task: Any, final: LifecycleKind, **error: str) -> None:
         """Report a run that ended in `error` as `final`, or, when Huey will retry it (non-zero
-        `task.retries`), hold `error` for its `retrying` signal."""
-        if task.retries:
+        `task.retries`), hold `error` for its `retrying` signal. A task a pre-execute hook
+        cancelled is never retried, whatever `retries` says."""
+        if task.retries and not (final is K.CANCELLED and _cancelled_before_running()):
             self._held.put(task.id, error)
             return
         self._event(final, task, runtime=self._started.stop(task.id), retries=0, **error)
@@ -152,7 +133,6 @@ def _cancelled_before_running() -> bool:
 def install(adapter: HueyAdapter, emit: Emit) -> SignalCapture:
     """Connect a receiver for every Huey signal of `adapter.huey`; idempotent per adapter."""
     if adapter.capture is None:
-        capture = SignalCapture(adapter, emit)
-        adapter.huey.signal()(capture)  # no names: every signal
-        adapter.capture = capture
+        adapter.capture = SignalCapture(adapter, emit)
+        adapter.huey.signal()(adapter.capture)  # no names: every signal
     return adapter.capture  # type: ignore[no-any-return]

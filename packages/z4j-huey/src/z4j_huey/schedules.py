@@ -73,15 +73,12 @@ def next_crontab_runs(
 
 
 def next_custom_runs(
-    validate: Callable[[datetime.datetime], Any],
-    after: datetime.datetime,
-    count: int = NEXT_RUNS,
-    minutes: int = CUSTOM_PROBE_MINUTES,
+    validate: Callable[[datetime.datetime], Any], after: datetime.datetime
 ) -> list[datetime.datetime]:
     """Ask an arbitrary validation function about each minute after `after`, for a bounded time."""
     start = after.replace(second=0, microsecond=0)
-    probes = (start + datetime.timedelta(minutes=m) for m in range(1, minutes + 1))
-    return list(itertools.islice(filter(validate, probes), count))
+    probes = (start + datetime.timedelta(minutes=m) for m in range(1, CUSTOM_PROBE_MINUTES + 1))
+    return list(itertools.islice(filter(validate, probes), NEXT_RUNS))
 
 
 def observe(huey: Any, now: datetime.datetime | None = None) -> list[ObservedSchedule]:

@@ -41,10 +41,9 @@ def in_consumer_command() -> bool:
 
 
 def follow_consumers(huey: Any, agent: Agent, start_with_consumer: bool) -> None:
-    """Wrap `huey.create_consumer` so each consumer starts and stops the agent at the right time."""
+    """Wrap `huey.create_consumer` so each consumer starts and stops the agent at the right time
+    (once per instance: `instrument` instruments an instance once)."""
     original = huey.create_consumer
-    if getattr(original, "_z4j_agent", None) is agent:
-        return
 
     def create_consumer(**options: Any) -> Any:
         consumer = original(**options)
@@ -54,7 +53,6 @@ def follow_consumers(huey: Any, agent: Agent, start_with_consumer: bool) -> None
             count_error(agent, "could not follow the Huey consumer; events may be missed", log)
         return consumer
 
-    create_consumer._z4j_agent = agent  # type: ignore[attr-defined]
     huey.create_consumer = create_consumer
 
 
