@@ -60,9 +60,7 @@ def retry(adapter: RQAdapter, request: RetryRequest) -> ActionOutcome:
         return unavailable(f"job {request.task_id} is {status}, not failed: pass force")
     if job.instance is not None:
         return unavailable(f"job {request.task_id} calls a method of an instance: not retried")
-    new_id = request.new_task_id
-    if new_id is not None and not JOB_ID.match(new_id):
-        new_id = None
+    new_id = request.new_task_id if JOB_ID.match(request.new_task_id or "") else None
     meta = {k: v for k, v in (job.meta or {}).items() if not str(k).startswith("z4j_")}
     meta["z4j_retry_of"] = job.id
     options: dict[str, Any] = {

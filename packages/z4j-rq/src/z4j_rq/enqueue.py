@@ -71,12 +71,9 @@ def enqueue(adapter: RQAdapter, command: Command) -> CommandResult:
             rq_options[option] = int(value)
         except ValueError:
             return rejected(command, f"header {header}={value!r} must be a whole number")
-    if command.fire_id:
-        meta["z4j_fire_id"] = command.fire_id
-    if command.schedule_id:
-        meta["z4j_schedule_id"] = command.schedule_id
-    if command.slot:
-        meta["z4j_slot"] = command.slot
+    for field in ("fire_id", "schedule_id", "slot"):
+        if getattr(command, field):
+            meta[f"z4j_{field}"] = getattr(command, field)
     if options.expires_seconds:
         rq_options["ttl"] = max(int(options.expires_seconds), 1)
     queue = adapter.rq_queue(options.queue or adapter.default_queue)
