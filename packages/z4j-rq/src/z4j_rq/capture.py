@@ -192,7 +192,6 @@ class JobCapture:
             no_traceback = "the attempt raised; RQ keeps no traceback for an attempt it retries"
             failure = seen or {"message": no_traceback}
         fields: dict[str, Any] = {"queue": queue, "worker": worker, "runtime": runtime}
-
         if status == "stopped" or result_type == RESULT_STOPPED:
             kind = K.REVOKED
             fields.update(message="stopped with RQ's stop-job command", extra={"rq": "stopped"})

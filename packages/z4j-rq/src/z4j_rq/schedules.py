@@ -1,12 +1,9 @@
 """Observing RQ's schedules from Redis, read-only: `rq cron`, rq-scheduler, scheduled jobs.
 
 Owns reading three native sources back into `ObservedSchedule`s with their next run times:
-- `rq cron` (`rq_cron`): each live cron scheduler's jobs. Crons match the scheduler host's local
-  time; an interval job runs `interval` seconds after its latest enqueue.
-- rq-scheduler (`rq_scheduler`): `rq:scheduler:scheduled_jobs` with their `cron_string`,
-  `interval` and `repeat` meta; the first run is the stored score (naive UTC as a Unix time).
-- RQ's scheduled registries (`rq_scheduled`): jobs waiting for `enqueue_at` / `enqueue_in` or a
-  retry interval, one run each.
+`rq cron` (crons match the scheduler host's local time; an interval job runs `interval` seconds
+after its latest enqueue), rq-scheduler (the first run is the stored score, naive UTC as a Unix
+time) and RQ's scheduled registries (jobs waiting for `enqueue_at`, `enqueue_in` or a retry).
 Also refreshes the adapter's snapshot of queues and their workers. Reads Redis in a few bounded
 round trips; never writes (not even rq's cleanup of stale entries); runs on the agent's threads.
 
