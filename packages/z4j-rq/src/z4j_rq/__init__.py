@@ -32,13 +32,12 @@ def instrument(app: A, *, start: bool = True, tasks: Iterable[Any] = (), **optio
     options: agent options (`brain_url`, `token`, any `z4j_core.agent.AgentConfig` field), which
         win over `Z4J_*` variables.
     """
-    connection = connection_of(app)
-    if connection is None:
+    if connection_of(app) is None:
         raise TypeError(
             f"z4j_rq.instrument needs an rq.Queue or a redis.Redis connection, not {type(app)!r}"
         )
     if not capture.in_work_horse():
-        agent, _ = _attach(app, connection, tasks, options)
+        agent, _ = _attach(app, tasks, options)
         if start:
             agent.start()
     return app
@@ -47,11 +46,10 @@ def instrument(app: A, *, start: bool = True, tasks: Iterable[Any] = (), **optio
 def attach_worker(worker: Any, **options: Any) -> tuple[Agent, RQAdapter]:
     """Attach the agent to an RQ worker's connection and start it (called by `work()`); it stays
     disabled in every process the worker forks (a work horse or RQ's scheduler)."""
-    agent, adapter = _attach(worker, worker.connection, (), options)
-    queues = getattr(worker, "queues", None)
-    if queues:
-        adapter.default_queue = queues[0].name
-    adapter.serializer = getattr(worker, "serializer", None)
+    agent, adapter = _attach(worker, (), options)
+    if worker.queues:
+        adapter.default_queue = worker.queues[0].name
+    adapter.serializer = worker.serializer
     in_horse = not kit.instance_of(worker, "rq.worker", "SimpleWorker")
     if in_horse and adapter.capabilities != WORKER_CAPABILITIES:
         # Its jobs run in a horse it can kill. An agent started by `instrument` at import may
@@ -71,12 +69,10 @@ def agent_of(app: Any) -> Agent | None:
     return agent
 
 
-def _attach(
-    app: object, connection: Any, tasks: Iterable[Any], options: dict[str, Any]
-) -> tuple[Agent, RQAdapter]:
+def _attach(app: object, tasks: Iterable[Any], options: dict[str, Any]) -> tuple[Agent, RQAdapter]:
     """One adapter per Redis server and database: a second queue or worker on it shares it."""
     agent = default_agent(**options)
-    existing = _adapter_in(agent, connection)
+    existing = _adapter_in(agent, connection_of(app))
     if existing is not None:
         existing.declare(tasks)
         return agent, existing

@@ -1,11 +1,10 @@
 """Actions on RQ jobs and queues (docs/actions.md), with RQ's own calls.
 
 retry: a new job from the old job's hash (RQ keeps a failed job, with its original arguments,
-for its `failure_ttl`), taking the brain's new id, on the same queue with the same timeouts;
-never from the brain's redacted copy. cancel: `Job.cancel` for a queued, deferred or scheduled
-job (it never runs); with terminate, `send_stop_job_command` for a running one (its worker kills
-the horse). purge: `Queue.empty()`. Queue depth: one pipelined round trip of counts per report.
-Runs on the agent's command threads; may block on Redis.
+for its `failure_ttl`), never from the brain's redacted copy. cancel: `Job.cancel` for a queued,
+deferred or scheduled job; with terminate, `send_stop_job_command` for a running one (its worker
+kills the horse). Queue depth: one pipelined round trip. Runs on the agent's command threads;
+may block on Redis.
 """
 
 from __future__ import annotations
@@ -60,9 +59,7 @@ def retry(adapter: RQAdapter, request: RetryRequest) -> ActionOutcome:
         return unavailable(f"job {request.task_id} is {status}, not failed: pass force")
     if job.instance is not None:
         return unavailable(f"job {request.task_id} calls a method of an instance: not retried")
-    new_id = request.new_task_id
-    if new_id is not None and not JOB_ID.match(new_id):
-        new_id = None
+    new_id = request.new_task_id if JOB_ID.match(request.new_task_id or "") else None
     meta = {k: v for k, v in (job.meta or {}).items() if not str(k).startswith("z4j_")}
     meta["z4j_retry_of"] = job.id
     options: dict[str, Any] = {

@@ -21,18 +21,12 @@ DEFAULT_QUEUE = "default"
 #: Bound on the function names remembered (a misbehaving app cannot grow memory without end).
 MAX_FUNCTIONS = 2048
 
-CAPABILITIES = capabilities(
-    Capability.ETA,
-    Capability.NATIVE_DEDUP,
-    Capability.RETRY,
-    Capability.CANCEL,
-    Capability.PURGE,
-    Capability.QUEUE_DEPTH,
-)
+C = Capability
+CAPABILITIES = capabilities(C.ETA, C.NATIVE_DEDUP, C.RETRY, C.CANCEL, C.PURGE, C.QUEUE_DEPTH)
 #: What a worker that runs each job in a work horse adds: it can stop a running job (RQ's
 #: stop-job command kills the horse). A SimpleWorker, and a process that only enqueues, cannot
 #: say whether the job's worker can: they do not advertise it.
-WORKER_CAPABILITIES = CAPABILITIES | {Capability.TERMINATE.value}
+WORKER_CAPABILITIES = CAPABILITIES | {C.TERMINATE.value}
 
 
 def connection_of(app: object) -> Any | None:
@@ -75,9 +69,9 @@ class RQAdapter(Adapter):
         elif queue not in queues and len(queues) < 64:
             queues.add(queue)
 
-    def declare(self, functions: Iterable[Any], queue: str | None = None) -> None:
+    def declare(self, functions: Iterable[Any]) -> None:
         for function in functions:
-            self.saw(dotted_name(function), queue or self.default_queue)
+            self.saw(dotted_name(function), self.default_queue)
 
     def rq_queue(self, name: str) -> Any:
         """RQ's queue `name` on this connection, with this adapter's serializer."""

@@ -116,19 +116,14 @@ class JobCapture:
     def enqueued(self, job: Any, queue: str, eta: Any = None) -> None:
         if in_work_horse():
             return
-        status = as_str(getattr(job, "_status", "") or "")
-        kind = K.SCHEDULED if eta is not None or status == "deferred" else K.ENQUEUED
-        fields: dict[str, Any] = {}
-        if eta is not None:
-            fields["extra"] = {"eta": eta.isoformat()}
-        elif status == "deferred":
-            fields["extra"] = {"deferred": "waiting for the jobs it depends on"}
-        fire_id = current_fire_id()
-        if fire_id:
-            fields["fire_id"] = fire_id
+        extra = None if eta is None else {"eta": eta.isoformat()}
+        if extra is None and as_str(getattr(job, "_status", "") or "") == "deferred":
+            extra = {"deferred": "waiting for the jobs it depends on"}
         name = job.func_name
         self.adapter.saw(name, queue)
-        self.emit(kind, job.id, name, queue=queue, args=job.args, kwargs=job.kwargs, **fields)
+        kind = K.ENQUEUED if extra is None else K.SCHEDULED
+        fields = {"queue": queue, "extra": extra, "fire_id": current_fire_id()}
+        self.emit(kind, job.id, name, args=job.args, kwargs=job.kwargs, **fields)
 
     @guarded
     def refused(self, job: Any, queue: str, exc: BaseException) -> None:
@@ -150,16 +145,8 @@ class JobCapture:
     def started(self, job: Any, queue: str, worker: str) -> None:
         name = job.func_name
         self.adapter.saw(name, queue)
-        self.emit(
-            K.STARTED,
-            job.id,
-            name,
-            queue=queue,
-            worker=worker,
-            args=job.args,
-            kwargs=job.kwargs,
-            retries=job.retries_left,
-        )
+        fields = {"queue": queue, "worker": worker, "retries": job.retries_left}
+        self.emit(K.STARTED, job.id, name, args=job.args, kwargs=job.kwargs, **fields)
 
     @guarded
     def exception(self, job: Any, exc_info: tuple[Any, ...]) -> None:
@@ -205,7 +192,6 @@ class JobCapture:
             no_traceback = "the attempt raised; RQ keeps no traceback for an attempt it retries"
             failure = seen or {"message": no_traceback}
         fields: dict[str, Any] = {"queue": queue, "worker": worker, "runtime": runtime}
-
         if status == "stopped" or result_type == RESULT_STOPPED:
             kind = K.REVOKED
             fields.update(message="stopped with RQ's stop-job command", extra={"rq": "stopped"})
@@ -236,17 +222,11 @@ class JobCapture:
     def abandoned(self, job: Any, worker: str) -> None:
         """RQ's registry cleanup found `job` started by a worker that is gone."""
         retries_left = job.retries_left or 0
-        self.emit(
-            K.RETRIED if retries_left > 0 else K.FAILED,
-            job.id,
-            job.func_name,
-            queue=job.origin,
-            worker=worker,
-            retries=max(retries_left - 1, 0),
-            exception=ABANDONED,
-            message="the worker running this job died; RQ cleaned it up",
-            extra={"rq": "abandoned"},
-        )
+        kind = K.RETRIED if retries_left > 0 else K.FAILED
+        message = "the worker running this job died; RQ cleaned it up"
+        fields = {"queue": job.origin, "worker": worker, "exception": ABANDONED, "message": message}
+        retries = max(retries_left - 1, 0)
+        self.emit(kind, job.id, job.func_name, retries=retries, extra={"rq": "abandoned"}, **fields)
 
 
 # -- process-wide hooks into RQ: installed once, dispatched by Redis server and database -------
@@ -284,30 +264,21 @@ def install(adapter: RQAdapter, emit: Callable[..., None]) -> JobCapture:
     return capture
 
 
-def _around_enqueue(
-    queue: Any,
-    job: Any,
-    eta: Any,
-    unique: bool,
-    original: Callable[..., Any],
-    *,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Any:
+def _around_enqueue(queue: Any, job: Any, eta: Any, unique: bool, write: Callable[[], Any]) -> Any:
     """Report a job just before RQ writes it, so `enqueued` orders before a worker's `started`;
     if the write fails, `rejected` follows (RQ's exception still reaches the caller). With
     `unique=True` RQ may refuse the id of an existing job: then the job is reported only once RQ
     accepted it, so the existing job's history gets no stray events."""
     capture = capture_for(queue.connection) if _captures else None
     if capture is None:
-        return original(queue, job, *args, **kwargs)
+        return write()
     if unique:
-        result = original(queue, job, *args, **kwargs)
+        result = write()
         capture.enqueued(result, queue.name, eta=eta)
         return result
     capture.enqueued(job, queue.name, eta=eta)
     try:
-        return original(queue, job, *args, **kwargs)
+        return write()
     except Exception as exc:
         capture.refused(job, queue.name, exc)
         raise
@@ -331,15 +302,14 @@ def _patch_rq() -> None:
         @keep(enqueue_job)
         def z4j_enqueue_job(self: Any, job: Any, *args: Any, **kwargs: Any) -> Any:
             unique = kwargs.get("unique", args[2] if len(args) > 2 else False)
-            return _around_enqueue(self, job, None, unique, enqueue_job, args=args, kwargs=kwargs)
+            write = functools.partial(enqueue_job, self, job, *args, **kwargs)
+            return _around_enqueue(self, job, None, unique, write)
 
         @keep(schedule_job)
         def z4j_schedule_job(self: Any, job: Any, datetime: Any, *args: Any, **kwargs: Any) -> Any:
             unique = kwargs.get("unique", args[1] if len(args) > 1 else False)
-            args = (datetime, *args)
-            return _around_enqueue(
-                self, job, datetime, unique, schedule_job, args=args, kwargs=kwargs
-            )
+            write = functools.partial(schedule_job, self, job, datetime, *args, **kwargs)
+            return _around_enqueue(self, job, datetime, unique, write)
 
         @keep(enqueue_many)
         def z4j_enqueue_many(self: Any, *args: Any, **kwargs: Any) -> Any:

@@ -1,12 +1,10 @@
 """Enqueueing the brain's commands natively into RQ, by dotted function path.
 
-Owns turning a `wire.Command` into an RQ job: function path, args and kwargs, queue, a delay
-(`enqueue_at`, rounded up to RQ's whole seconds), an expiry (RQ's `ttl`: a job not started in
-time is discarded), RQ's options from headers (`rq.timeout`, `rq.result_ttl`, `rq.failure_ttl`;
-other headers go to the job's meta), and for fires the fire id as the job id with `unique=True`,
-so RQ itself refuses a second job for the same fire while the first exists. Answers `rejected`
-(never enqueues) for a function that cannot be imported, a priority (RQ has none) or an id RQ
-cannot hold. Runs on the agent's command threads, never on a host thread; may block on Redis.
+Owns turning a `wire.Command` into an RQ job: a delay is `enqueue_at`, an expiry RQ's `ttl` (a
+job not started in time is discarded), `rq.*` headers RQ's options and other headers its meta. A
+fire's id is the job id with `unique=True`, so RQ itself refuses a second job for the same fire
+while the first exists. Answers `rejected` (never enqueues) what RQ cannot run as asked. Runs on
+the agent's command threads, never on a host thread; may block on Redis.
 """
 
 from __future__ import annotations
@@ -50,10 +48,9 @@ def enqueue(adapter: RQAdapter, command: Command) -> CommandResult:
     from rq.exceptions import DuplicateJobError
 
     name = command.task
-    if name not in adapter.functions:
-        problem = resolve(name)
-        if problem is not None:
-            return rejected(command, f"unknown task {name!r}: {problem}")
+    problem = None if name in adapter.functions else resolve(name)
+    if problem is not None:
+        return rejected(command, f"unknown task {name!r}: {problem}")
     options = command.options
     if options.priority:
         return rejected(command, "RQ has no job priority (use a separate queue)")
@@ -71,12 +68,9 @@ def enqueue(adapter: RQAdapter, command: Command) -> CommandResult:
             rq_options[option] = int(value)
         except ValueError:
             return rejected(command, f"header {header}={value!r} must be a whole number")
-    if command.fire_id:
-        meta["z4j_fire_id"] = command.fire_id
-    if command.schedule_id:
-        meta["z4j_schedule_id"] = command.schedule_id
-    if command.slot:
-        meta["z4j_slot"] = command.slot
+    for field in ("fire_id", "schedule_id", "slot"):
+        if getattr(command, field):
+            meta[f"z4j_{field}"] = getattr(command, field)
     if options.expires_seconds:
         rq_options["ttl"] = max(int(options.expires_seconds), 1)
     queue = adapter.rq_queue(options.queue or adapter.default_queue)

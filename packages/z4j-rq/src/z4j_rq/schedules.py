@@ -1,16 +1,11 @@
 """Observing RQ's schedules from Redis, read-only: `rq cron`, rq-scheduler, scheduled jobs.
 
 Owns reading three native sources back into `ObservedSchedule`s with their next run times:
-- `rq cron` (`rq_cron`): each live cron scheduler's cron and interval jobs. Crons match the
-  scheduler host's local time; an interval job runs `interval` seconds after its latest enqueue.
-- rq-scheduler (`rq_scheduler`): the jobs in `rq:scheduler:scheduled_jobs` with their
-  `cron_string`, `interval` and `repeat` meta; the first run is the score rq-scheduler stored
-  (naive UTC, as a Unix time), later ones follow its cron string or interval.
-- RQ's scheduled registries (`rq_scheduled`): jobs waiting for `enqueue_at` / `enqueue_in` or a
-  retry interval, one run each.
+`rq cron` (crons match the scheduler host's local time; an interval job runs `interval` seconds
+after its latest enqueue), rq-scheduler (the first run is the stored score, naive UTC as a Unix
+time) and RQ's scheduled registries (jobs waiting for `enqueue_at`, `enqueue_in` or a retry).
 Also refreshes the adapter's snapshot of queues and their workers. Reads Redis in a few bounded
-round trips; never writes (not even rq's own cleanup of stale entries). Runs on the agent's
-threads, never the host's.
+round trips; never writes (not even rq's cleanup of stale entries); runs on the agent's threads.
 
 Next cron runs come from croniter, not `z4j_core.scheduling`: `rq cron` and rq-scheduler use
 croniter themselves, so this reproduces what they will do (DST included), not what z4j's own
@@ -24,7 +19,7 @@ import json
 import math
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from z4j_core.adapter import NEXT_RUNS, host_zone_name, native_definition
@@ -41,9 +36,6 @@ MAX_RQ_SCHEDULER_JOBS = 200
 RQ_CRON = "rq_cron"
 RQ_SCHEDULER = "rq_scheduler"
 RQ_SCHEDULED = "rq_scheduled"
-RQ_SCHEDULER_KEY = "rq:scheduler:scheduled_jobs"
-CRON_SCHEDULERS_KEY = "rq:cron_schedulers"
-CRON_JOBS_KEY = "rq:cron_jobs"
 NOT_A_SCHEDULE = (
     "it is one job waiting in RQ's scheduled registry (enqueue_at, enqueue_in or a retry), "
     "not a schedule: it runs once by itself"
@@ -82,20 +74,18 @@ def _utc_epoch(value: str | None) -> float | None:
         moment = datetime.datetime.fromisoformat((value or "").replace("Z", "+00:00"))
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.timestamp()
+    return moment.replace(tzinfo=moment.tzinfo or datetime.timezone.utc).timestamp()
 
 
 def observe_rq_cron(adapter: RQAdapter, now: float) -> list[ObservedSchedule]:
     connection = adapter.connection
-    names = [as_str(n) for n in connection.zrange(CRON_SCHEDULERS_KEY, 0, -1)]
+    names = [as_str(n) for n in connection.zrange("rq:cron_schedulers", 0, -1)]
     if not names:
         return []
     with connection.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.hmget(f"rq:cron_scheduler:{name}", "cron_jobs", "hostname")
-        pipe.zrange(CRON_JOBS_KEY, 0, -1, withscores=True)
+        pipe.zrange("rq:cron_jobs", 0, -1, withscores=True)
         *schedulers, enqueued = pipe.execute()
     latest_by_name = {as_str(name): float(score) for name, score in enqueued}
     observed: dict[tuple[str, str, str], ObservedSchedule] = {}
@@ -114,22 +104,17 @@ def observe_rq_cron(adapter: RQAdapter, now: float) -> list[ObservedSchedule]:
             cron, interval = job.get("cron"), job.get("interval")
             if cron:
                 kind, expression = "cron", str(cron)
-                runs = next_cron_runs(expression, now)
+                runs, read_in = next_cron_runs(expression, now), zone
                 timing: dict[str, Any] = {"cron": expression, "day_and": False}
             elif interval:
                 kind, expression = "interval", f"every {int(interval)}s"
                 enqueued_at = (_utc_epoch(job.get("latest_enqueue_time")), latest_by_name.get(name))
                 latest = max(filter(None, enqueued_at), default=None)
-                runs = next_interval_runs(latest, float(interval), now)
+                runs, read_in = next_interval_runs(latest, float(interval), now), "UTC"
                 timing = {"every": float(interval), "anchor": None}
             else:
                 continue
-            options = {k: job.get(k) for k in _RQ_CRON_OPTIONS if job.get(k) is not None}
-            args, kwargs = job.get("args"), job.get("kwargs")
-            zone_read = zone if cron else "UTC"
-            definition = _definition(
-                timing, zone_read, args, kwargs, queue=queue, job_options=options
-            )
+            definition = _definition(timing, read_in, queue, job)
             observed.setdefault(
                 (name, kind, expression),
                 ObservedSchedule(
@@ -151,43 +136,36 @@ _RQ_CRON_OPTIONS = ("job_timeout", "result_ttl", "ttl", "failure_ttl", "meta", "
 
 
 def _definition(
-    timing: dict[str, Any],
-    zone: str | None,
-    args: Any,
-    kwargs: Any,
-    *,
-    queue: str,
-    job_options: dict[str, Any],
+    timing: dict[str, Any], zone: str | None, queue: str, job: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """`native_definition` for an RQ job (args and kwargs as JSON text, or already decoded)."""
+    """`native_definition` for an RQ job: its `args` and `kwargs` (JSON text, or decoded) and its
+    `_RQ_CRON_OPTIONS` (None where unset)."""
+    from rq.defaults import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL
+
     withheld = None
     try:
+        args, kwargs = job.get("args"), job.get("kwargs")
         args = json.loads(args) if isinstance(args, str) else list(args or ())
         kwargs = json.loads(kwargs) if isinstance(kwargs, str) else dict(kwargs or {})
     except (TypeError, ValueError):
         args, kwargs = (), None
         withheld = "RQ stored the arguments as something other than JSON"
-    from rq import defaults
-
     # What RQ does anyway, so a job that sets it is run by z4j's enqueue alike.
-    same_as_default = {
-        "result_ttl": defaults.DEFAULT_RESULT_TTL,
-        "failure_ttl": defaults.DEFAULT_FAILURE_TTL,
-    }
+    same_as_default = {"result_ttl": DEFAULT_RESULT_TTL, "failure_ttl": DEFAULT_FAILURE_TTL}
     options: dict[str, Any] = {"queue": queue}
     unsupported = []
-    for key, value in job_options.items():
+    for key in _RQ_CRON_OPTIONS:
+        value = job.get(key)
         if key == "ttl" and isinstance(value, (int, float)) and value > 0:
             options["expires_seconds"] = float(value)
-        elif same_as_default.get(key) != value:
+        elif value is not None and same_as_default.get(key) != value:
             unsupported.append(f"{key}={value!r}"[:80])
     definition = native_definition(
         timing, timezone=zone, args=args, kwargs=kwargs, options=options, unsupported=unsupported
     )
     if withheld:
-        definition.update(withheld=withheld)
-        definition.pop("args", None)
-        definition.pop("kwargs", None)
+        del definition["args"], definition["kwargs"]
+        definition["withheld"] = withheld
     return definition
 
 
@@ -211,9 +189,8 @@ def _jobs(adapter: RQAdapter, scores: dict[str, float]) -> Iterator[tuple[Any, s
 
 
 def observe_rq_scheduler(adapter: RQAdapter, now: float) -> list[ObservedSchedule]:
-    entries = adapter.connection.zrange(
-        RQ_SCHEDULER_KEY, 0, MAX_RQ_SCHEDULER_JOBS - 1, withscores=True
-    )
+    key, last = "rq:scheduler:scheduled_jobs", MAX_RQ_SCHEDULER_JOBS - 1
+    entries = adapter.connection.zrange(key, 0, last, withscores=True)
     scores = {as_str(job_id): float(score) for job_id, score in entries}
     observed = []
     for job, func, first in _jobs(adapter, scores):
@@ -224,11 +201,10 @@ def observe_rq_scheduler(adapter: RQAdapter, now: float) -> list[ObservedSchedul
         # whatever `use_local_timezone` says, which only sets the zone the result is kept in);
         # like the next runs above, this assumes it runs in this host's zone.
         zone = host_zone_name()
-        timing: dict[str, Any]
         if cron:
             kind, expression = "cron", str(cron)
             runs = [first, *next_cron_runs(expression, first, NEXT_RUNS - 1)]
-            timing = {"cron": expression, "day_and": False}
+            timing: dict[str, Any] = {"cron": expression, "day_and": False}
         elif interval:
             kind, expression = "interval", f"every {int(interval)}s"
             runs = [first + k * int(interval) for k in range(NEXT_RUNS)]
@@ -236,22 +212,16 @@ def observe_rq_scheduler(adapter: RQAdapter, now: float) -> list[ObservedSchedul
         else:
             kind, expression, runs = "once", "at " + _iso(first), [first]
             timing, zone = {"at": first}, "UTC"
+        stored: dict[str, Any] = {"ttl": job.ttl or None, "job_timeout": job.timeout}
+        try:
+            stored.update(args=list(job.args or ()), kwargs=dict(job.kwargs or {}))
+        except Exception:
+            stored["args"] = object()  # unreadable here: withheld
+        definition = _definition(timing, zone, job.origin, stored)
         if repeat is not None:
             expression += f" (repeat {int(repeat)} more)"
             # rq-scheduler enqueues at the stored time, then repeats while the count lasts.
             runs = runs[: max(int(repeat), 0) + 1]
-        job_options = {"ttl": job.ttl} if job.ttl else {}
-        if job.timeout is not None:
-            job_options["job_timeout"] = job.timeout
-        job_args: Any
-        try:
-            job_args, job_kwargs = list(job.args or ()), dict(job.kwargs or {})
-        except Exception:
-            job_args, job_kwargs = object(), None  # unreadable here: withheld
-        definition = _definition(
-            timing, zone, job_args, job_kwargs, queue=job.origin, job_options=job_options
-        )
-        if repeat is not None:
             definition.setdefault("unsupported", []).append(f"repeat {int(repeat)} more times")
         observed.append(
             ObservedSchedule(

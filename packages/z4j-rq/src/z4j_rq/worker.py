@@ -1,12 +1,10 @@
 """The worker classes: `rq worker -w z4j_rq.Worker` (or `z4j_rq.SimpleWorker`, `SpawnWorker`).
 
-Owns where the agent lives in an RQ worker: the long-lived worker process only, never a work
-horse (RQ forks or spawns one per job). Around each job the worker process emits `started`, lets
-RQ run it, then reads back what RQ recorded (`z4j_rq.capture`) in the same pipelined round trip
-as RQ's heartbeat after the job. In a horse our only code is one flag set before the job runs,
-so nothing of ours emits or starts an agent there, and the agent stays disabled in every process
-this one forks (horses, RQ's scheduler). The link starts with the work loop and drains when it
-ends. Never raises into RQ: every hook falls back to RQ's own behaviour.
+Owns where the agent lives in an RQ worker: the long-lived worker process, never a work horse
+(RQ forks or spawns one per job; our only code there sets one flag, so nothing of ours emits or
+starts an agent in it, and the agent stays disabled in every process this one forks). Around
+each job it emits `started`, then the outcome RQ recorded (`z4j_rq.capture`). The link starts
+with the work loop and drains when it ends. Never raises into RQ: every hook falls back to RQ's.
 """
 
 from __future__ import annotations

@@ -22,10 +22,8 @@ B = TypeVar("B")
 
 
 def middleware_of(broker: Any) -> Z4JMiddleware | None:
-    for middleware in getattr(broker, "middlewares", ()):
-        if isinstance(middleware, Z4JMiddleware):
-            return middleware
-    return None
+    mine = (m for m in getattr(broker, "middlewares", ()) if isinstance(m, Z4JMiddleware))
+    return next(mine, None)
 
 
 def instrument(broker: B, *, start: bool | None = None, **options: Any) -> B:

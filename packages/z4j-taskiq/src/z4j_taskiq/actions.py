@@ -1,12 +1,11 @@
 """The operator's actions on taskiq: retry, and purge and queue depth on taskiq-redis lists.
 
 taskiq keeps no record of a task's arguments (result backends store only the result), so the
-capture keeps each failed task's message, in the broker's own format, and a retry kicks it again
+capture keeps each failed task's message in the broker's own format, and a retry kicks it again
 under a new task id. A taskiq-redis `ListQueueBroker`'s queue is one Redis list of ready messages
-(a worker pops a message as it takes it): `LLEN` is its depth, deleting it removes exactly its
-ready messages. Other brokers (streams, RabbitMQ, NATS...) report no depth and cannot purge
-here; no broker can cancel a task. Runs on the agent's threads; the Redis and kick calls run on
-the loop the broker started on in this process, and the agent's thread waits for them.
+(a worker pops one as it takes it): `LLEN` is its depth, deleting it removes exactly those. Other
+brokers report no depth and cannot purge; none can cancel a task. Runs on the agent's threads,
+waiting for the Redis and kick calls, which run on the broker's loop in this process.
 """
 
 from __future__ import annotations
@@ -59,12 +58,9 @@ def retry(adapter: TaskiqAdapter, request: RetryRequest) -> ActionOutcome:
 
 def queue_names(adapter: TaskiqAdapter) -> list[str]:
     """The broker's queue and every queue a registered task names (`queue_name` label)."""
-    names = {adapter.queue} if adapter.queue else set()
-    for task in adapter.broker.get_all_tasks().values():
-        queue = (getattr(task, "labels", {}) or {}).get("queue_name")
-        if isinstance(queue, str) and queue:
-            names.add(queue)
-    return sorted(names)
+    tasks = adapter.broker.get_all_tasks().values()
+    names = {adapter.queue, *((getattr(t, "labels", {}) or {}).get("queue_name") for t in tasks)}
+    return sorted(name for name in names if isinstance(name, str) and name)
 
 
 def _pipeline(adapter: TaskiqAdapter, commands: list[tuple[str, str]], what: str) -> list[Any]:
@@ -99,9 +95,7 @@ def purge(adapter: TaskiqAdapter, queue: str) -> ActionOutcome:
     if queue not in known:
         return unavailable(f"{queue!r} is not a queue of this broker ({', '.join(known)})")
     try:
-        removed = int(
-            _pipeline(adapter, [("llen", queue), ("delete", queue)], f"purging {queue!r}")[0]
-        )
+        removed, _ = _pipeline(adapter, [("llen", queue), ("delete", queue)], f"purging {queue!r}")
     except Exception as exc:
         return failed(f"taskiq could not purge {queue!r}: {exc}")
-    return done(count=removed)
+    return done(count=int(removed))

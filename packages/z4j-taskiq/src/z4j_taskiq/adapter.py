@@ -77,9 +77,8 @@ class TaskiqAdapter(Adapter):
             options = {key: str(labels[key]) for key in SHOWN_LABELS if key in labels}
             if labels.get("schedule"):
                 options["schedules"] = str(len(labels["schedule"]))
-            infos.append(
-                TaskInfo(name=name, queue=labels.get("queue_name") or self.queue, options=options)
-            )
+            queue = labels.get("queue_name") or self.queue
+            infos.append(TaskInfo(name=name, queue=queue, options=options))
         return infos
 
     def install_capture(self, emit: Emit) -> None:

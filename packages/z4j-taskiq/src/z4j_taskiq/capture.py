@@ -3,9 +3,8 @@
 `pre_send` and `post_send` where a task is kicked (`enqueued`), `pre_execute` in the worker
 (`started`), `on_error` and `post_execute` after it ran (`succeeded`, `failed` or `retried`);
 the broker's `startup` and `shutdown` start and drain the agent (`z4j_taskiq.worker`). Every
-hook is cheap and never raises: an exception is caught and counted here. No hook does I/O but
-one small file write per failed task: its message, kept on this host for a retry (taskiq keeps
-no copy of its own).
+hook is cheap and never raises (an exception is counted here), and does no I/O but one small
+file write per failed task: its message, kept on this host for a retry (taskiq keeps none).
 
 taskiq's retry middlewares decide in their own `on_error` (before or after ours) by kicking the
 same task id again with a `_retries` label. An attempt is `retried` when that re-kick happened
@@ -94,11 +93,10 @@ class Z4JMiddleware(TaskiqMiddleware):
             elif attempt is not None and attempt.task_id == message.task_id:
                 attempt.resent_at = time.time()  # a retry middleware re-kicks the running attempt
             else:
+                schedule_id = message.labels.get("schedule_id")
+                extra = {"schedule_id": str(schedule_id)} if schedule_id else None
                 fields = self._fields(message, args=message.args, kwargs=message.kwargs)
-                if fire_id := current_fire_id.get():
-                    fields["fire_id"] = fire_id
-                if schedule_id := message.labels.get("schedule_id"):
-                    fields["extra"] = {"schedule_id": str(schedule_id)}
+                fields.update(fire_id=current_fire_id.get(), extra=extra)
                 record = self.agent.prepare(
                     K.ENQUEUED, message.task_id, message.task_name, engine=ENGINE, **fields
                 )
@@ -157,8 +155,8 @@ class Z4JMiddleware(TaskiqMiddleware):
         attempt = current_attempt.get()
         if attempt is not None and attempt.task_id == task_id:
             current_attempt.set(attempt.outer)
-            fields = self._fields(message, runtime=time.perf_counter() - attempt.began)
-            fields["retries"] = attempt.retries
+            runtime = time.perf_counter() - attempt.began
+            fields = self._fields(message, runtime=runtime, retries=attempt.retries)
         else:
             attempt, fields = None, self._fields(message, runtime=None)
         error = result.error

@@ -47,9 +47,7 @@ def enqueue(adapter: TaskiqAdapter, command: Command) -> CommandResult:
     ):
         if value:
             return rejected(command, f"taskiq's {type(broker).__name__} cannot honour {what}")
-    kicker = task.kicker().with_task_id(command.fire_id or None)
-    if labels:
-        kicker = kicker.with_labels(**labels)
+    kicker = task.kicker().with_task_id(command.fire_id or None).with_labels(**labels)
 
     async def kick() -> Any:
         current_fire_id.set(command.fire_id or None)  # this runs in its own task: its own context

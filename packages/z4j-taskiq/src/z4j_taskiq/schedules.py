@@ -43,7 +43,7 @@ _WALL_EPOCH = datetime.datetime(1970, 1, 1)
 
 def offset_zone(offset: Any) -> datetime.tzinfo:
     """The clock taskiq reads a cron in: UTC, UTC shifted by a timedelta, or an IANA zone."""
-    if offset in (None, ""):
+    if not offset:
         return _UTC
     if isinstance(offset, datetime.timedelta):
         return datetime.timezone(offset)
@@ -81,51 +81,39 @@ def next_cron_runs(cron: str, offset: Any, after: float, count: int = NEXT_RUNS)
 
 
 def describe_offset(offset: Any) -> str:
-    if isinstance(offset, datetime.timedelta):
-        sign = "-" if offset < datetime.timedelta(0) else "+"
-        minutes = int(abs(offset.total_seconds()) // 60)
-        return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    """`UTC+05:30` for a timedelta (within a day, as `datetime.timezone` takes), else the zone."""
+    if isinstance(offset, datetime.timedelta) and abs(offset) < datetime.timedelta(days=1):
+        return datetime.timezone(offset).tzname(None)
     return str(offset)
 
 
 def observed(
-    source: str,
-    name: str,
-    task: str,
-    *,
-    cron: str | None = None,
-    cron_offset: Any = None,
-    at: datetime.datetime | str | None = None,
-    interval: Any = None,
-    now: float,
-    anchor: float | None = None,
-    args: Any = None,
-    kwargs: Any = None,
-    labels: Any = None,
+    source: str, name: str, task: str, *, now: float, anchor: float | None = None, **entry: Any
 ) -> ObservedSchedule:
-    """One schedule as the inventory shows it (taskiq checks cron, then interval, then time),
-    with what `z4j schedules adopt` needs, or why it cannot adopt it."""
+    """One schedule as the inventory shows it, from its `cron`, `cron_offset`, `at` (taskiq's
+    `time`), `interval`, `args`, `kwargs` and `labels` (taskiq checks cron, then interval, then
+    time), with what `z4j schedules adopt` needs, or why it cannot adopt it."""
+    cron, offset, interval, at = (entry.get(k) for k in ("cron", "cron_offset", "interval", "at"))
     runs: list[float] = []
     timing: dict[str, Any] = {}
     zone: str | None = "UTC"
     refused = "it has no cron, interval or time"
     if cron:
-        kind = "cron"
-        expression = cron + (f" ({describe_offset(cron_offset)})" if cron_offset else "")
+        kind, expression = "cron", cron + (f" ({describe_offset(offset)})" if offset else "")
         try:
-            runs = next_cron_runs(cron, cron_offset, now)
+            runs = next_cron_runs(cron, offset, now)
         except Exception as exc:
             expression += f" [unreadable: {exc}]"[:120]
+        if isinstance(offset, datetime.timedelta):
+            zone = fixed_offset_zone(offset)
+        elif offset:
+            zone = str(offset)
         fields = cron.split()
-        if isinstance(cron_offset, datetime.timedelta):
-            zone = fixed_offset_zone(cron_offset)
-        elif cron_offset not in (None, ""):
-            zone = str(cron_offset)
         if len(fields) != 5:
             refused = f"taskiq crons have five fields: {cron!r}"
         elif zone is None:
             refused = (
-                f"its cron_offset {describe_offset(cron_offset)} is not a whole number of hours: "
+                f"its cron_offset {describe_offset(offset)} is not a whole number of hours: "
                 "z4j reads crons in IANA zones"
             )
         else:
@@ -148,19 +136,17 @@ def observed(
         runs, timing = [epoch] if epoch > now else [], {"at": epoch}
     else:
         kind, expression = "unknown", "no cron, interval or time"
-    adoptable: dict[str, Any] = {"refused": refused}
+    definition: dict[str, Any] = {"refused": refused}
     try:
         if timing:
-            extra = {k: v for k, v in dict(labels or {}).items() if k != "schedule"}
-            adoptable = native_definition(
-                timing,
-                timezone=zone,
-                args=args or (),
-                kwargs=kwargs or {},
-                unsupported=[f"labels {extra!r}"[:80]] if extra else (),
+            extra = {k: v for k, v in dict(entry.get("labels") or {}).items() if k != "schedule"}
+            unsupported = [f"labels {extra!r}"[:80]] if extra else ()
+            args, kwargs = entry.get("args"), entry.get("kwargs")
+            definition = native_definition(
+                timing, timezone=zone, args=args, kwargs=kwargs, unsupported=unsupported
             )
     except Exception as exc:
-        adoptable = {"refused": f"z4j could not read it: {exc}"[:200]}
+        definition = {"refused": f"z4j could not read it: {exc}"[:200]}
     return ObservedSchedule(
         source=source,
         name=name,
@@ -168,7 +154,7 @@ def observed(
         kind=kind,
         expression=expression,
         next_runs=runs,
-        definition=adoptable,
+        definition=definition,
     )
 
 
@@ -217,8 +203,7 @@ def redis_schedules(source: Any, kind: str) -> list[Any]:
         prefix, serializer, pool = source._prefix, source._serializer, source._connection_pool
     else:
         prefix, serializer, pool = source.prefix, source.serializer, source.connection_pool
-    client = sync_client(pool)
-    try:
+    with sync_client(pool) as client:
         if listed:
             times = client.scan_iter(f"{prefix}:time:*", count=500)
             lists = [f"{prefix}:cron", f"{prefix}:interval", *times]
@@ -230,8 +215,6 @@ def redis_schedules(source: Any, kind: str) -> list[Any]:
         raw = [
             v for start in range(0, len(keys), 500) for v in client.mget(keys[start : start + 500])
         ]
-    finally:
-        client.close()
     decoded = []
     for item in filter(None, raw):
         try:

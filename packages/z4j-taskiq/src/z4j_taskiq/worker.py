@@ -1,13 +1,11 @@
 """Where the agent runs with taskiq, and when it starts and stops.
 
-`taskiq worker` starts processes that each import the broker's module, so each has its own
-middleware, adapter and agent. The agent's link starts at the broker's startup in that process
-(once the process exists, on its loop, which is remembered: enqueue kicks run there) and drains
-at its shutdown, since worker processes end with `os._exit` and never run `atexit`. A process
-that only kicks tasks (a web app, `taskiq scheduler`) starts the link at its own
-`await broker.startup()` and drains at exit. The link has its own thread and loop, never the
-worker's. Never keeps a process alive (a daemon thread, a drain with a deadline); never raises
-into taskiq.
+Each `taskiq worker` process imports the broker's module, so has its own middleware, adapter and
+agent. The link starts at the broker's startup in each process (on its loop, remembered: kicks
+run there). A worker drains it at the broker's shutdown (its processes end with `os._exit` and
+never run `atexit`); a process that only kicks (a web app, `taskiq scheduler`) drains at exit.
+The link has its own thread and loop, never the worker's. Never keeps a process alive (a daemon
+thread, a drain with a deadline); never raises into taskiq.
 """
 
 from __future__ import annotations
