@@ -6,7 +6,8 @@ around it: the leader reads its store directly), so their CPU can be read apart 
 
 The store is filled as `bench_leader.py` fills it. Then the leader's first sync (the load) and
 two syncs that compare every version with nothing changed (what the leader does every five
-minutes, and on every wake-up). Prints wall and CPU seconds; asserts nothing. Needs z4j-core
+minutes), and three syncs after one edit each (what a leader woken by an edit does). Prints
+wall and CPU seconds; asserts nothing. Needs z4j-core
 and z4j-brain installed.
 """
 
@@ -45,10 +46,17 @@ class _Delivery:
         coro.close()  # no schedule is broken here
 
 
-def timed(what: str, leader: Leader) -> None:
+def timed(what: str, leader: Leader, full: bool = True) -> None:
     wall, cpu = time.perf_counter(), time.process_time()
-    asyncio.run(leader._sync(full=True))
-    print(f"{what}: {time.perf_counter() - wall:.2f} s wall, {time.process_time() - cpu:.2f} s CPU")
+    asyncio.run(leader._sync(full=full))
+    print(f"{what}: {time.perf_counter() - wall:.3f} s wall, {time.process_time() - cpu:.3f} s CPU")
+
+
+def edit_one(store: Store) -> None:
+    """One schedule's arguments edited, as `PATCH /schedules/{ref}` writes them."""
+    sid = store.conn.execute("SELECT schedule_id FROM schedules LIMIT 1").fetchone()[0]
+    with store.transaction():
+        store.update_schedule(sid, {"args": [1]}, cursor_at_least=None, actor="bench", now=0.0)
 
 
 def main() -> None:
@@ -65,6 +73,9 @@ def main() -> None:
             timed(f"load of {args.schedules:,}", leader)
             for _ in range(2):
                 timed("comparison of every version, nothing changed", leader)
+            for _ in range(3):
+                edit_one(store)
+                timed("a woken leader's sync after one edit", leader, full=False)
         finally:
             store.close()
 

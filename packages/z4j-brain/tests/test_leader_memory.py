@@ -112,3 +112,73 @@ def test_a_popped_slot_fires_the_schedule_as_stored_when_its_fire_is_written(
     for sid in (edited, kept):
         row = store.schedule(sid)
         assert row is not None and row.cursor == NOW + 10
+
+
+class _CountingBrain(_Brain):
+    """Records which store reads the leader made."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.reads: list[str] = []
+
+    async def read(self, query: Callable[[Store], T]) -> T:
+        self.reads.append(getattr(getattr(query, "func", query), "__name__", "?"))
+        return query(self.store)
+
+
+def test_a_woken_leader_reads_only_what_changed_and_compares_every_version_when_unsure(
+    store: Store,
+) -> None:
+    """After an edit, a pause, a delete and a create, the leader's sync reads those rows by
+    their change numbers, not every schedule's version. A change that carries no number (a
+    brain of the previous release), or one whose number was overwritten by a second edit,
+    makes it compare every version: nothing is missed either way."""
+    edited, paused, deleted = (_create(store, name) for name in ("edited", "paused", "deleted"))
+
+    async def scenario() -> None:
+        brain = _CountingBrain(store)
+        leader = Leader(brain, _Delivery())  # type: ignore[arg-type]
+        leader.leading = True
+        await leader._sync(full=True)
+        with store.transaction():
+            store.update_schedule(edited, {"args": [2]}, cursor_at_least=None, actor="t",
+                                  now=NOW)  # fmt: skip
+            store.pause_schedule(paused, "", actor="t", now=NOW)
+            doomed = store.schedule(deleted)
+            assert doomed is not None
+            store.delete_schedule(doomed, actor="t", now=NOW)
+        created = _create(store, "created")
+        brain.reads.clear()
+        await leader._sync(full=False)
+        assert "schedule_versions_after" not in brain.reads
+        assert "schedules_changed_after" in brain.reads
+        assert leader.held_version(edited) == 2 and leader.held_version(paused) == 2
+        assert leader.held_version(deleted) is None and leader.held_version(created) == 1
+
+        # Written without a change number, as a brain of the previous release writes.
+        with store.transaction():
+            store.conn.execute(
+                "UPDATE schedules SET version = version + 1 WHERE schedule_id = ?", (edited,)
+            )
+            store._schedules_changed()
+        brain.reads.clear()
+        await leader._sync(full=False)
+        assert "schedule_versions_after" in brain.reads
+        assert leader.held_version(edited) == 3
+
+        # Edited twice between two syncs: the first change's number is gone.
+        for args in ([3], [4]):
+            with store.transaction():
+                store.update_schedule(created, {"args": args}, cursor_at_least=None,
+                                      actor="t", now=NOW)  # fmt: skip
+        brain.reads.clear()
+        await leader._sync(full=False)
+        assert "schedule_versions_after" in brain.reads
+        assert leader.held_version(created) == 3
+
+        # Nothing changed: one read of the count, nothing else.
+        brain.reads.clear()
+        await leader._sync(full=False)
+        assert brain.reads == ["<lambda>"]
+
+    asyncio.run(scenario())

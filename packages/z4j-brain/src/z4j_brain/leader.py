@@ -70,8 +70,10 @@ log = logging.getLogger("z4j.brain.scheduler")
 #: How often the leader checks the store's schedule change count without a wake-up.
 POLL_SECONDS: Final = 1.0
 #: How often it compares every schedule's version anyway: a change the count missed (a row
-#: written by hand, or by a brain of the previous release, whose NOTIFY wakes this leader
-#: anyway). Reading every version takes seconds with a million schedules.
+#: written by hand). Reading every version takes seconds with a million schedules, so a change
+#: the count saw is read by its change number (``Store.schedules_changed_after``), and every
+#: version is compared only when those numbers do not account for every change counted (a
+#: brain of the previous release records none).
 FULL_SYNC_SECONDS: Final = 300.0
 #: Schedule rows read per read job while syncing (the rows of one chunk are alive at once).
 SYNC_CHUNK: Final = 2000
@@ -197,7 +199,7 @@ class Leader:
             woken = self.schedules_changed.is_set()
             if woken or time.monotonic() - last_sync >= POLL_SECONDS:
                 self.schedules_changed.clear()
-                full = woken or time.monotonic() - last_full >= FULL_SYNC_SECONDS
+                full = time.monotonic() - last_full >= FULL_SYNC_SECONDS
                 await self._sync(full=full)
                 last_sync = time.monotonic()
                 if full:
@@ -228,7 +230,8 @@ class Leader:
         if not self._held_count():
             await self._load_all(timings)
         else:
-            changed, gone = await self._compare_versions()
+            found = None if full else await self._changes_after(self._changes_seen, changes)
+            changed, gone = await self._compare_versions() if found is None else found
             for sid in gone:
                 self.queue.remove(sid)
                 self.cancelling_schedules.discard(sid)
@@ -268,6 +271,22 @@ class Leader:
                 gc.enable()
                 gc.collect()
                 gc.freeze()
+
+    async def _changes_after(
+        self, seen: int | None, count: int
+    ) -> tuple[list[str], list[str]] | None:
+        """The schedules written since the change count stood at ``seen`` whose version is not
+        the one held (new ones included), and the held ones deleted since, found by their
+        change numbers; None when those do not account for every change up to ``count`` (see
+        ``ScheduleChanges.complete``) or there are too many: then every version is compared."""
+        if seen is None or not 0 < count - seen <= VERSION_CHUNK:
+            return None
+        found = await self.brain.read(partial(Store.schedules_changed_after, change_no=seen))
+        if not found.complete(seen, count):
+            return None
+        held = self.held_version
+        changed = [sid for sid, version in found.written if held(sid) != version]
+        return changed, [sid for sid in found.deleted if held(sid) is not None]
 
     async def _compare_versions(self) -> tuple[list[str], list[str]]:
         """The schedules whose stored version is not the one held (new ones included), and

@@ -400,6 +400,21 @@ _HELD_COLUMNS: Final = "schedule_id, version, spec, enabled, broken, cursor, ove
 SCHEDULE_CHANGES: Final = "schedule_changes"
 
 
+@dataclass(frozen=True)
+class ScheduleChanges:
+    """``ScheduleStore.schedules_changed_after``'s answer."""
+
+    written: list[tuple[str, int]]
+    deleted: list[str]
+    numbers: frozenset[int]
+
+    def complete(self, after: int, upto: int) -> bool:
+        """Whether these rows account for every change numbered ``after + 1`` to ``upto``. Not
+        when a row was written twice (its first number is gone), or created and deleted, or
+        written by a brain that records no change numbers: then compare every version."""
+        return all(n in self.numbers for n in range(after + 1, upto + 1))
+
+
 class ScheduleStore(StoreBase):
     """Schedules and deleted schedules."""
 
@@ -410,11 +425,34 @@ class ScheduleStore(StoreBase):
         ).fetchone()
         return 0 if row is None else int(row[0])
 
-    def _schedules_changed(self) -> None:
+    def _schedules_changed(self) -> int:
+        """Bump the change count; its new value, the change number of the row written. (On
+        Postgres the bump locks the counter's row until the write commits, so change numbers
+        are given in commit order: once a reader sees the count at N, every change numbered up
+        to N is committed.)"""
         self.conn.execute(
             "INSERT INTO counters (name, value) VALUES (?, 1) "
             "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
             (SCHEDULE_CHANGES,),
+        )
+        return self.schedule_changes()
+
+    def schedules_changed_after(self, change_no: int) -> ScheduleChanges:
+        """What changed after the change count stood at ``change_no``: (id, version) of each
+        schedule written since, the ids deleted since, and the change numbers they carry (a
+        reader compares them with the count to know whether it saw every change)."""
+        rows = self.conn.execute(
+            "SELECT schedule_id, version, change_no FROM schedules WHERE change_no > ?",
+            (change_no,),
+        ).fetchall()
+        deleted = self.conn.execute(
+            "SELECT schedule_id, change_no FROM deleted_schedules WHERE change_no > ?",
+            (change_no,),
+        ).fetchall()
+        return ScheduleChanges(
+            written=[(str(r[0]), int(r[1])) for r in rows],
+            deleted=[str(r[0]) for r in deleted],
+            numbers=frozenset(int(r[2]) for r in rows) | {int(r[1]) for r in deleted},
         )
 
     def schedule(self, ref: str) -> ScheduleRow | None:
@@ -529,7 +567,10 @@ class ScheduleStore(StoreBase):
                 result_log,
             ),
         )  # fmt: skip
-        self._schedules_changed()
+        self.conn.execute(
+            "UPDATE schedules SET change_no = ? WHERE schedule_id = ?",
+            (self._schedules_changed(), schedule_id),
+        )
 
     def update_schedule(
         self,
@@ -557,18 +598,16 @@ class ScheduleStore(StoreBase):
             sets.append("cursor = CASE WHEN cursor < ? THEN ? ELSE cursor END")
             params += [cursor_at_least, cursor_at_least]
         sets += ["version = version + 1", "updated_at = ?", "updated_by = ?", "broken = ''",
-                 "broken_at = NULL"]  # fmt: skip
-        params += [now, actor, schedule_id]
+                 "broken_at = NULL", "change_no = ?"]  # fmt: skip
+        params += [now, actor, self._schedules_changed(), schedule_id]
         self.conn.execute(f"UPDATE schedules SET {', '.join(sets)} WHERE schedule_id = ?", params)
-        self._schedules_changed()
 
     def pause_schedule(self, schedule_id: str, note: str, *, actor: str, now: float) -> None:
         self.conn.execute(
             "UPDATE schedules SET enabled = 0, pause_note = ?, version = version + 1, "
-            "updated_at = ?, updated_by = ? WHERE schedule_id = ?",
-            (note, now, actor, schedule_id),
+            "updated_at = ?, updated_by = ?, change_no = ? WHERE schedule_id = ?",
+            (note, now, actor, self._schedules_changed(), schedule_id),
         )
-        self._schedules_changed()
 
     def resume_schedule(self, schedule_id: str, *, actor: str, now: float) -> None:
         """Enable, clear ``broken``, and move the cursor up to ``now``: slots that passed while
@@ -577,21 +616,20 @@ class ScheduleStore(StoreBase):
             "UPDATE schedules SET enabled = 1, pause_note = '', version = version + 1, "
             "broken = '', broken_at = NULL, "
             "cursor = CASE WHEN cursor < ? THEN ? ELSE cursor END, updated_at = ?, "
-            "updated_by = ? WHERE schedule_id = ?",
-            (now, now, now, actor, schedule_id),
+            "updated_by = ?, change_no = ? WHERE schedule_id = ?",
+            (now, now, now, actor, self._schedules_changed(), schedule_id),
         )
-        self._schedules_changed()
 
     def delete_schedule(self, row: ScheduleRow, *, actor: str, now: float) -> None:
         """Remove a schedule; its fires stay (history), its pending ones become ``missed``, and
         its last state is kept so history finds it by id or last name."""
         self.conn.execute("DELETE FROM schedules WHERE schedule_id = ?", (row.schedule_id,))
-        self._schedules_changed()
         self.conn.execute(
             "INSERT INTO deleted_schedules (schedule_id, name, deleted_at, deleted_by, "
-            "last_state) VALUES (?, ?, ?, ?, ?)",
-            (row.schedule_id, row.name, now, actor, _dumps(row.as_dict())),
-        )
+            "last_state, change_no) VALUES (?, ?, ?, ?, ?, ?)",
+            (row.schedule_id, row.name, now, actor, _dumps(row.as_dict()),
+             self._schedules_changed()),
+        )  # fmt: skip
         self.conn.execute(
             "UPDATE fires SET state = ?, reason = 'the schedule was deleted' "
             "WHERE schedule_id = ? AND state IN (?, ?)",
