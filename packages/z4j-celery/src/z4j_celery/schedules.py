@@ -106,9 +106,8 @@ def render(value: Any, zone: str) -> Rendered | None:
         solar = {"event": event, "latitude": float(value.lat), "longitude": float(value.lon)}
         solar["depression"] = depression
         schedule = scheduling.SolarSchedule(**solar, timezone=tz)
-        return Rendered(
-            "solar", f"{value.event} at {value.lat},{value.lon}", schedule, {"solar": solar}
-        )
+        shown = f"{value.event} at {value.lat},{value.lon}"
+        return Rendered("solar", shown, schedule, {"solar": solar})
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = timedelta(seconds=value)
     # a timedelta, or celery.schedules.schedule
