@@ -235,9 +235,9 @@ class SignalCapture:
         headers = getattr(message, "headers", None) or {}
         why = f"unknown task {name!r}: this worker does not have it (message dropped)"
         extra = {**_ids(headers, self.pid), "unknown_task": "true"}
-        fields = {"exception": "celery.exceptions.NotRegistered", "message": why, "extra": extra}
-        fields["worker"] = getattr(sender, "hostname", None)
-        self._task(K.REJECTED, str(id), str(name), message, **fields)
+        fields = {"exception": "celery.exceptions.NotRegistered", "message": why}
+        worker = getattr(sender, "hostname", None)
+        self._task(K.REJECTED, str(id), str(name), message, worker=worker, extra=extra, **fields)
 
     # -- wherever the task runs --------------------------------------------------------------------
 

@@ -33,24 +33,22 @@ def registered_names(app: Any) -> list[str]:
     return sorted(name for name in app.tasks if not name.startswith("celery."))
 
 
-class WorkerRegistry:
-    """What the workers of an app say they have, asked at most every `INSPECT_TTL` seconds."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.names: set[str] | None = None  # None: no worker answered
-        self.asked = 0.0  # 0: ask at the next look-up
-
-    def look_up(self, app: Any) -> set[str] | None:
-        with self.lock:
-            if not self.asked or time.monotonic() - self.asked >= INSPECT_TTL:
-                answers = app.control.inspect(timeout=INSPECT_TIMEOUT).registered() or {}
-                names = {str(t).split(" ", 1)[0] for tasks in answers.values() for t in tasks}
-                self.names, self.asked = (names if answers else None), time.monotonic()
-            return self.names
+#: id(app) -> when its workers were asked, and every task name they answered with (None: none
+#: answered); one lock, so that concurrent commands ask once.
+_answers: dict[int, tuple[float, set[str] | None]] = {}
+_asking = threading.Lock()
 
 
-_workers: dict[int, WorkerRegistry] = {}
+def workers_tasks(app: Any) -> set[str] | None:
+    """What the workers of `app` say they have, asked at most every `INSPECT_TTL` seconds."""
+    with _asking:
+        asked, names = _answers.get(id(app), (-INSPECT_TTL, None))
+        if time.monotonic() - asked >= INSPECT_TTL:
+            answers = app.control.inspect(timeout=INSPECT_TIMEOUT).registered() or {}
+            found = {str(t).split(" ", 1)[0] for tasks in answers.values() for t in tasks}
+            names = found if answers else None
+            _answers[id(app)] = (time.monotonic(), names)
+        return names
 
 
 def unknown_task_reason(adapter: CeleryAdapter, name: str) -> str | None:
@@ -60,14 +58,13 @@ def unknown_task_reason(adapter: CeleryAdapter, name: str) -> str | None:
         return None
     if adapter.worker is not None:
         return unknown_task(name, f"Celery worker {adapter.app_name!r}", registered_names(app))
-    registry = _workers.setdefault(id(app), WorkerRegistry())
     try:
-        names = registry.look_up(app)
+        names = workers_tasks(app)
     except Exception:
         return None  # no answer is no knowledge: send it by name
     if names is None or name in names:
         return None
-    registry.asked = 0.0  # a worker with the task may just have started: ask again next time
+    _answers.pop(id(app), None)  # a worker with the task may just have started: ask again next time
     return (
         f"unknown task {name!r}: no worker of Celery app {adapter.app_name!r} that answered has it"
     )

@@ -278,11 +278,8 @@ def _django_schedule(task: Any) -> Any:
     from celery import schedules as celery_schedules
 
     if task.crontab is not None:
-        c = task.crontab
-        return celery_schedules.crontab(
-            minute=c.minute, hour=c.hour, day_of_week=c.day_of_week,
-            day_of_month=c.day_of_month, month_of_year=c.month_of_year,
-        )  # fmt: skip
+        fields = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
+        return celery_schedules.crontab(**{name: getattr(task.crontab, name) for name in fields})
     if task.interval is not None:
         return timedelta(**{str(task.interval.period): int(task.interval.every)})
     if task.solar is not None:
