@@ -39,6 +39,7 @@ def instrument(
     adapter.capture = middleware or capture.find(broker)
     if adapter.capture is not None:  # bound first: its hooks call back into `instrument`
         adapter.capture.adapter = adapter
-        adapter.capture.start = start  # its worker-boot hook starts the link unless False
     kit.instrument(adapter, broker, start=start is not False, **options)
+    if adapter.capture is not None:  # the one found, or the one `install_capture` added
+        adapter.capture.start = start  # its worker-boot hook starts the link unless False
     return broker
