@@ -63,8 +63,7 @@ def backend_keeps_arguments(app: Any) -> bool:
 
 
 def from_backend(app: Any, task_id: str) -> tuple[dict[str, Any] | None, str]:
-    """The extended result meta of `task_id` (name, args, kwargs, queue, status), or None and
-    why not."""
+    """The extended result meta of `task_id` (name, args, kwargs, queue, status), or None, why."""
     if not backend_keeps_arguments(app):
         return None, "the app has no result backend with result_extended=True"
     meta = app.backend.get_task_meta(task_id)
