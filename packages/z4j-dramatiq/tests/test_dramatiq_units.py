@@ -265,6 +265,16 @@ def test_the_middleware_added_by_hand_binds_itself_to_its_broker() -> None:
     assert DramatiqAdapter.create(object(), {}) is None
 
 
+def test_instrument_without_a_middleware_adds_one_that_keeps_start_false() -> None:
+    import z4j_dramatiq
+
+    broker = StubBroker()
+    assert z4j_dramatiq.instrument(broker, start=False, app_name="added") is broker
+    (middleware,) = [m for m in broker.middleware if isinstance(m, capture.Z4JMiddleware)]
+    assert middleware.start is False  # its worker-boot hook leaves the link to the caller
+    assert middleware.adapter is broker._z4j_adapter  # type: ignore[attr-defined]
+
+
 # -- enqueue -----------------------------------------------------------------------------------
 
 

@@ -6,9 +6,8 @@
     app = z4j_celery.instrument(Celery("billing", broker="redis://localhost:6379/0"))
 
 The brain's URL and the agent's token come from keyword arguments (`brain_url=`, `token=`, any
-`z4j_core.agent.AgentConfig` field) or from `Z4J_*` variables. Returns the same app. Nothing
-needs Celery's task events (`-E`): capture uses Celery's signals, and a prefork worker's pool
-children hand their events to the worker's one agent through a local socket.
+`z4j_core.agent.AgentConfig` field) or from `Z4J_*` variables. Celery's task events (`-E`) are
+not needed: capture uses Celery's signals (z4j_celery.capture, z4j_celery.worker).
 """
 
 from __future__ import annotations
@@ -35,17 +34,15 @@ def instrument(
         starting to the worker (`worker_ready`) or to you (`z4j_celery.agent_of(app).start()`):
         pass False when you start a worker with `app.worker_main()`.
     capture_results: send each task's (redacted) result with `succeeded`, not only its size.
-    options: agent options (`brain_url`, `token`, `app_name`, `labels`, ...), which win over
-        `Z4J_*` variables.
+    options: agent options (`brain_url`, `token`, `app_name`, ...), over `Z4J_*` variables.
     """
     if kit.adapter_of(app) is not None:
         return app  # already instrumented: one adapter and one set of receivers per app
     adapter = CeleryAdapter.create(app, {**options, "capture_results": capture_results})
     if adapter is None:
         raise TypeError(f"z4j_celery.instrument needs a celery.Celery app, not {type(app)!r}")
-    in_worker = worker.in_worker_command()
     agent = kit.instrument(adapter, app, **options)
     worker.WorkerLife(adapter, agent).connect()
-    if start or (start is None and not in_worker):
+    if start or (start is None and not worker.in_worker_command()):
         agent.start()
     return app

@@ -1,16 +1,13 @@
 """The operator's actions on Celery: retry, cancel (revoke), purge, and queue depth.
 
-Owns finding a finished task's original message (the result backend's extended meta, else this
-host's kept original), sending it again with `send_task`; `app.control.revoke` for cancel (and
-`terminate=True` for a running task in a prefork pool); and each queue's ready count and purge
-through kombu's own channel calls, which mean the same on every transport (`queue_declare`
-passive: Redis counts its priority lists, RabbitMQ its ready messages; `queue_purge`: ready
-messages only, never the ones a worker has reserved).
+Owns sending a finished task's original message again (the result backend's extended meta, else
+this host's kept original); `app.control.revoke` for cancel (`terminate=True` for a running task
+in a prefork pool); each queue's ready count and purge through kombu's channel calls, the same
+on every transport (passive `queue_declare`; `queue_purge`: never what a worker has reserved).
 
-Celery keeps a countdown or ETA task in the memory of the worker that reserved it, so no broker
-count sees it: `scheduled` is not reported (asking every worker with `inspect().scheduled()` is
-a broadcast that waits for all of them, too costly for a report every few seconds).
-Runs on the agent's command threads and report loop; blocks on the broker.
+`scheduled` is not reported: Celery keeps a countdown or ETA task in the memory of the worker
+that reserved it, and `inspect().scheduled()` waits for every worker, too costly for a report
+every few seconds. Runs on the agent's command threads and report loop; blocks on the broker.
 """
 
 from __future__ import annotations
@@ -18,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+from z4j_core import adapter as kit
 from z4j_core.adapter import ActionOutcome, CancelRequest, RetryRequest, done, failed, unavailable
 from z4j_core.wire import QueueDepth
 
@@ -53,16 +51,10 @@ def unpack(payload: bytes) -> tuple[list[Any], dict[str, Any]]:
 def stored_results(app: Any) -> Any:
     """The app's result backend when it stores results by task id (a key-value store or a
     database), else None: the RPC backend sends results to the caller and cannot be asked."""
-    from celery.backends.base import BaseKeyValueStoreBackend
-
-    kinds: tuple[type, ...] = (BaseKeyValueStoreBackend,)
-    try:
-        from celery.backends.database import DatabaseBackend
-
-        kinds += (DatabaseBackend,)
-    except ImportError:  # SQLAlchemy is not installed
-        pass
-    return app.backend if isinstance(app.backend, kinds) else None
+    backend = app.backend
+    key_value = kit.instance_of(backend, "celery.backends.base", "BaseKeyValueStoreBackend")
+    database = kit.instance_of(backend, "celery.backends.database", "DatabaseBackend")
+    return backend if key_value or database else None
 
 
 def backend_keeps_arguments(app: Any) -> bool:
@@ -71,8 +63,7 @@ def backend_keeps_arguments(app: Any) -> bool:
 
 
 def from_backend(app: Any, task_id: str) -> tuple[dict[str, Any] | None, str]:
-    """The extended result meta of `task_id` (name, args, kwargs, queue, status), or None and
-    why not."""
+    """The extended result meta of `task_id` (name, args, kwargs, queue, status), or None, why."""
     if not backend_keeps_arguments(app):
         return None, "the app has no result backend with result_extended=True"
     meta = app.backend.get_task_meta(task_id)

@@ -1,8 +1,7 @@
 """The Celery adapter: what the agent knows of one instrumented Celery app, and what it asks.
 
 Owns the capabilities this adapter really supports and the answers from memory (the registered
-tasks with their queues and options), and holds the app with its per-app capture and relay
-state; enqueue, capture and observed schedules live in their own modules. Does no I/O and never
+tasks with their queues and options); the rest lives in its own modules. Does no I/O and never
 talks to the broker.
 """
 
@@ -69,8 +68,8 @@ class CeleryAdapter(Adapter):
         infos = []
         for name in enqueue.registered_names(self.app):
             task = self.app.tasks[name]
-            values = {option: getattr(task, option, None) for option in REPORTED_OPTIONS}
-            options = {k: str(v) for k, v in values.items() if v not in (None, False, "")}
+            values = ((k, getattr(task, k, None)) for k in REPORTED_OPTIONS)
+            options = {k: str(v) for k, v in values if v not in (None, False, "")}
             queue = getattr(task, "queue", None) or self._routed_queue(name)
             queue = queue or self.app.conf.task_default_queue or "celery"
             infos.append(TaskInfo(name=name, queue=str(queue), options=options))

@@ -1,18 +1,15 @@
 """Lifecycle capture: Celery's signals mapped onto z4j's lifecycle kinds.
 
 Owns one set of signal receivers per instrumented app. Celery sends each signal synchronously
-where the thing happened: `after_task_publish` in the publishing process, `task_received`,
-`task_revoked`, `task_rejected` and `task_unknown` in the worker's main process, and
-`task_prerun` / `task_success` / `task_failure` / `task_retry` wherever the task runs (a pool
-child under prefork, a thread, or the main process under solo). In the main process a receiver
-hands the event to the agent (`emit`); in a prefork pool child it prepares the event with the
-inherited agent and sends it through the worker's relay (`z4j_core.agent.relay`). Celery's own task
-events (`-E`, `worker_send_task_events`) are never switched on.
+where the thing happened: the publish signals in the publisher, `task_received`, `task_revoked`,
+`task_rejected` and `task_unknown` in the worker's main process, the others wherever the task
+runs (a prefork pool child, a thread, or the main process under solo). In the main process an
+event goes to the agent; in a pool child it is prepared with the inherited agent and sent
+through the worker's relay (`z4j_core.agent.relay`). Celery's own task events (`-E`) stay off.
 
-Receivers must be cheap and never raise: every exception is caught and counted here. They do no
-I/O except the relay's one non-blocking send in a pool child, and, where the result backend does
-not keep a failed task's arguments, one small file write per failure (its original message, kept
-on this host for a retry: `Adapter.keep_original`).
+Receivers must be cheap and never raise: every exception is caught and counted here. No I/O but
+the relay's non-blocking send in a pool child and, where the result backend keeps no arguments,
+one small file write per failure (its original, for a retry: `Adapter.keep_original`).
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from z4j_celery import actions
-from z4j_core.adapter import InFlight, Stopwatch, count_error, dotted
+from z4j_core.adapter import InFlight, Stopwatch, count_error, current_fire_id, dotted
 from z4j_core.wire import LifecycleKind
 
 if TYPE_CHECKING:
@@ -40,9 +37,8 @@ _RECEIVERS: dict[str, str] = {}
 
 
 def _receiver(signal: str, of_app: bool = True) -> Callable[[Receiver], Receiver]:
-    """Make a method the receiver of `signal`: it catches and counts every exception (it runs
-    inside Celery, often inside the user's task), and with `of_app` it ignores a sender of
-    another app. Like `z4j_core.adapter.guarded`, with the sender test in the same frame."""
+    """Make a method the receiver of `signal`: `z4j_core.adapter.guarded` (it runs inside
+    Celery, often inside the user's task), and with `of_app` it ignores another app's sender."""
 
     def wrap(method: Receiver) -> Receiver:
         _RECEIVERS[signal] = method.__name__
@@ -76,18 +72,12 @@ def result_size(value: Any) -> str:
 def _ids(request: Any, pid: int) -> dict[str, str]:
     """The pid of the process that saw the event, and the task's parent and root ids."""
     get = request.get if type(request) is dict else functools.partial(getattr, request)
-    extra = {"pid": str(pid)}
-    for key in ("parent_id", "root_id"):
-        value = get(key, None)
-        if value:
-            extra[key] = str(value)
-    return extra
+    return {"pid": str(pid), **{k: str(v) for k in ("parent_id", "root_id") if (v := get(k, None))}}
 
 
 def _queue(carrier: Any) -> str | None:
     """The queue (routing key) a request or message was delivered from."""
-    info = getattr(carrier, "delivery_info", None)
-    queue = info.get("routing_key") if info else None
+    queue = (getattr(carrier, "delivery_info", None) or {}).get("routing_key")
     return str(queue) if queue else None
 
 
@@ -95,33 +85,28 @@ def _failure(
     exception: Any, einfo: Any = None, message: str | None = None, **fields: Any
 ) -> dict[str, Any]:
     """`fields` with the failure's exception, message and (when Celery has it) traceback."""
-    fields["exception"] = dotted(type(exception))
-    fields["message"] = str(exception) if message is None else message
-    traceback = getattr(einfo, "traceback", None)
-    if traceback:
+    fields.update(exception=dotted(type(exception)), message=message or str(exception))
+    if traceback := getattr(einfo, "traceback", None):
         fields["traceback"] = traceback
     return fields
 
 
 class SignalCapture:
-    """The receivers connected to one app's signals; calls `out` for each event."""
+    """The receivers connected to one app's signals; each event goes out through `_out`."""
 
     def __init__(self, adapter: CeleryAdapter, emit: Receiver) -> None:
-        self.adapter = adapter
-        self.app = adapter.app
-        self.out: Receiver = emit  # replaced in a prefork pool child
+        self.adapter, self.app, self.emit = adapter, adapter.app, emit
         self.errors = 0
         self.pid = os.getpid()
         self._keep_originals: bool | None = None  # decided at the first failure
         self._started = Stopwatch()
-        # task id -> (when its publish began, sender, body, headers, routing key), or None once
-        # `on_received` reported its `enqueued` before `after_task_publish` ran
-        self._publishing: InFlight[tuple[float, Any, Any, Any, Any] | None] = InFlight()
+        # task id -> (when its publish began, its fire id, sender, body, headers, routing key), or
+        # None once `on_received` reported its `enqueued` before `after_task_publish` ran
+        self._publishing: InFlight[tuple[Any, ...] | None] = InFlight()
         # Held only to report one task's `enqueued` once and before its `received` (no I/O).
         self._order = threading.Lock()
-        self.fire_ids: set[str] = set()  # fire ids being published by z4j right now
         self.agent: Any = adapter.agent  # lets `enqueued` keep its publish time
-        self._relay: Any = None
+        self._relay: Any = None  # set in a prefork pool child
 
     def connect(self, connected: bool = True) -> None:
         """Connect every receiver (with `connected=False`, disconnect them)."""
@@ -139,30 +124,22 @@ class SignalCapture:
 
     def in_pool_child(self, relay: Any, agent: Any) -> None:
         """Route events through `relay`: this process is a prefork pool child of the worker."""
-        prepare, send, engine = agent.prepare, relay.send, self.adapter.engine
-
-        def relayed(kind: Any, task_id: str, task_name: str, **fields: Any) -> None:
-            send(prepare(kind, task_id, task_name, engine=engine, **fields))
-
-        self.pid = os.getpid()
-        self._started = Stopwatch()
+        self.pid, self._started, self.agent, self._relay = os.getpid(), Stopwatch(), agent, relay
         self._publishing.clear()
-        self.agent = agent
-        self._relay = relay
-        self.out = relayed
 
-    def _out_at(self, at: float | None, kind: Any, task_id: str, name: str, **fields: Any) -> None:
-        """`out`, but stamped `at` (when the event really happened) where the agent allows."""
-        agent = self.agent
-        if at is None or agent is None:
-            self.out(kind, task_id, name, **fields)
+    def _out(
+        self, kind: Any, task_id: str, name: str, at: float | None = None, **fields: Any
+    ) -> None:
+        """Hand an event to the agent (in a pool child, to the relay), stamped `at` (when it
+        really happened) where given and the agent allows."""
+        agent, relay = self.agent, self._relay
+        if relay is None and (at is None or agent is None):
+            self.emit(kind, task_id, name, **fields)
             return
         record = agent.prepare(kind, task_id, name, engine=self.adapter.engine, **fields)
-        record = (record[0], at, *record[2:])
-        if self._relay is not None:
-            self._relay.send(record)
-        else:
-            agent.emit_prepared(record)
+        if at is not None:
+            record = (record[0], at, *record[2:])
+        (agent.emit_prepared if relay is None else relay.send)(record)
 
     # -- the publisher ---------------------------------------------------------------------------
 
@@ -172,8 +149,9 @@ class SignalCapture:
         the broker has the message, by which time a fast worker may already have received and
         started it (see `on_received`)."""
         task_id = headers.get("id") if headers else None
-        if task_id:
-            noted = (time.time(), sender, body, headers, kw.get("routing_key"))
+        if task_id:  # a fire's id is its task id, and z4j publishes it in this thread
+            fire_id = task_id if current_fire_id() == task_id else None
+            noted = (time.time(), fire_id, sender, body, headers, kw.get("routing_key"))
             self._publishing.put(task_id, noted)
 
     @_receiver("after_task_publish")
@@ -184,31 +162,26 @@ class SignalCapture:
         with self._order:
             publishing = self._publishing.pop(task_id, ())
             if publishing is not None:  # None: `on_received` reported it
-                unnoted = (None, sender, body, headers, kw.get("routing_key"))
-                self._report_published(*(publishing or unnoted))
+                fire_id = task_id if current_fire_id() == task_id else None
+                unnoted = (None, fire_id, sender, body, headers, kw.get("routing_key"))
+                self._report_published(publishing or unnoted)
 
-    def _report_published(
-        self, began: float | None, sender: Any, body: Any, headers: Any, routing_key: Any
-    ) -> None:
-        task_id = headers["id"]
+    def _report_published(self, noted: tuple[Any, ...]) -> None:
+        began, fire_id, sender, body, headers, queue = noted
         args, kwargs = body[:2] if type(body) is tuple and len(body) >= 2 else (None, None)
         extra = _ids(headers, self.pid)
-        for key in ("eta", "expires"):
-            if headers.get(key):
-                extra[key] = str(headers[key])
-        fields: dict[str, Any] = {"queue": routing_key or None}
-        if task_id in self.fire_ids:
-            fields["fire_id"] = task_id
+        extra.update({key: str(headers[key]) for key in ("eta", "expires") if headers.get(key)})
+        fields = {"queue": queue or None, "fire_id": fire_id, "args": args, "kwargs": kwargs}
         if headers.get("retries"):
             fields["retries"] = int(headers["retries"])
         kind = K.SCHEDULED if headers.get("eta") else K.ENQUEUED
         name = headers.get("task") or str(sender)
-        self._out_at(began, kind, task_id, name, args=args, kwargs=kwargs, extra=extra, **fields)
+        self._out(kind, headers["id"], name, began, extra=extra, **fields)
 
     def _task(self, kind: Any, task_id: Any, name: Any, carrier: Any, **fields: Any) -> None:
-        """`out`, with the queue (and, unless given, the worker) read from a request or message."""
+        """`_out`, with the queue (and, unless given, the worker) read from a request or message."""
         fields.setdefault("worker", getattr(carrier, "hostname", None))
-        self.out(kind, task_id, name, queue=_queue(carrier), **fields)
+        self._out(kind, task_id, name, queue=_queue(carrier), **fields)
 
     # -- the worker's main process ---------------------------------------------------------------
 
@@ -222,7 +195,7 @@ class SignalCapture:
                 publishing = self._publishing.get(request.id)
                 if publishing:
                     self._publishing[request.id] = None
-                    self._report_published(*publishing)
+                    self._report_published(publishing)
         extra = _ids(request, self.pid)
         if request.eta is not None:
             extra["eta"] = request.eta.isoformat()
@@ -233,15 +206,11 @@ class SignalCapture:
     def on_revoked(
         self, sender: Any, request: Any = None, terminated: bool = False, **kw: Any
     ) -> None:
-        signum = kw.get("signum")
-        extra = _ids(request, self.pid)
-        if terminated:
-            extra["terminated"] = "true"
-            if signum is not None:
-                extra["signum"] = str(signum)
-        if kw.get("expired"):
+        signum, extra = kw.get("signum"), _ids(request, self.pid)
+        if kw.get("expired"):  # Celery never sends it with `terminated`
             kind, message = K.EXPIRED, "expired before a worker started it"
         elif terminated:
+            extra.update(terminated="true", **({} if signum is None else {"signum": str(signum)}))
             kind, message = K.REVOKED, f"terminated while running (signal {signum})"
         else:
             kind, message = K.REVOKED, "revoked before it ran"
@@ -254,10 +223,9 @@ class SignalCapture:
         headers = getattr(message, "headers", None) or {}
         if not headers.get("id"):
             return
-        refused = {"message": "the worker rejected the message"}
-        fields: dict[str, Any] = refused if exc is None else _failure(exc)
-        fields["worker"] = getattr(sender, "hostname", None)
-        fields["extra"] = _ids(headers, self.pid)
+        rejected = {"message": "the worker rejected the message"}
+        fields: dict[str, Any] = rejected if exc is None else _failure(exc)
+        fields.update(worker=getattr(sender, "hostname", None), extra=_ids(headers, self.pid))
         self._task(K.REJECTED, headers["id"], headers.get("task") or "", message, **fields)
 
     @_receiver("task_unknown", of_app=False)
@@ -266,10 +234,10 @@ class SignalCapture:
     ) -> None:
         headers = getattr(message, "headers", None) or {}
         why = f"unknown task {name!r}: this worker does not have it (message dropped)"
-        fields: dict[str, Any] = {"exception": "celery.exceptions.NotRegistered", "message": why}
-        fields["extra"] = {**_ids(headers, self.pid), "unknown_task": "true"}
+        extra = {**_ids(headers, self.pid), "unknown_task": "true"}
+        fields = {"exception": "celery.exceptions.NotRegistered", "message": why}
         worker = getattr(sender, "hostname", None)
-        self._task(K.REJECTED, str(id), str(name), message, worker=worker, **fields)
+        self._task(K.REJECTED, str(id), str(name), message, worker=worker, extra=extra, **fields)
 
     # -- wherever the task runs --------------------------------------------------------------------
 
@@ -328,14 +296,13 @@ class SignalCapture:
         why = f"Celery internal error: {exception}"
         fields = _failure(exception, einfo, why, runtime=self._started.stop(task_id))
         extra = {"pid": str(self.pid), "internal_error": "true"}
-        self.out(K.FAILED, str(task_id), sender.name, extra=extra, **fields)
+        self._out(K.FAILED, str(task_id), sender.name, extra=extra, **fields)
 
 
 def install(adapter: CeleryAdapter, emit: Receiver) -> SignalCapture:
     """Connect the receivers for `adapter.app`; idempotent per adapter."""
-    if adapter.capture is not None:
-        return adapter.capture  # type: ignore[no-any-return]
-    capture = SignalCapture(adapter, emit)
-    capture.connect()
-    adapter.capture = capture
-    return capture
+    if adapter.capture is None:
+        capture = SignalCapture(adapter, emit)
+        capture.connect()
+        adapter.capture = capture
+    return adapter.capture  # type: ignore[no-any-return]

@@ -1,9 +1,8 @@
 """Enqueueing a z4j command natively into Celery: `app.send_task` by name.
 
-Owns turning a `wire.Command` into `send_task(name, args, kwargs, task_id=..., queue=...,
-priority=..., countdown=..., expires=..., headers=...)`. A fire's id becomes the Celery task id.
-Celery itself would run a repeated task id twice; the agent refuses a fire id it has already
-enqueued before this hook is called, which is the whole of the duplicate guarantee on Celery.
+Owns turning a `wire.Command` into `send_task(...)`; a fire's id becomes the Celery task id.
+Celery would run a repeated task id twice: the agent's refusal of a fire id it already enqueued
+is the whole of the duplicate guarantee on Celery.
 
 A task name this process does not know is rejected when the worker side is known to lack it:
 in a worker process (whose registry is what its pool runs), or in a publisher when the workers
@@ -17,7 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from z4j_core.adapter import answer, rejected, unknown_task
+from z4j_core.adapter import answer, enqueueing, rejected, unknown_task
 from z4j_core.wire import Command, CommandKind, CommandResult, CommandStatus
 
 if TYPE_CHECKING:
@@ -34,29 +33,22 @@ def registered_names(app: Any) -> list[str]:
     return sorted(name for name in app.tasks if not name.startswith("celery."))
 
 
-class WorkerRegistry:
-    """What the workers of an app say they have, asked at most every `INSPECT_TTL` seconds."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._names: set[str] | None = None
-        self._asked = 0.0
-
-    def names(self, app: Any) -> set[str] | None:
-        """Every task name some worker answered with, or None when no worker answered."""
-        with self._lock:
-            if not self._asked or time.monotonic() - self._asked >= INSPECT_TTL:
-                answers = app.control.inspect(timeout=INSPECT_TIMEOUT).registered() or {}
-                names = {str(t).split(" ", 1)[0] for tasks in answers.values() for t in tasks}
-                self._names, self._asked = (names if answers else None), time.monotonic()
-            return self._names
-
-    def forget(self) -> None:
-        with self._lock:
-            self._asked = 0.0
+#: id(app) -> when its workers were asked, and every task name they answered with (None: none
+#: answered); one lock, so that concurrent commands ask once.
+_answers: dict[int, tuple[float, set[str] | None]] = {}
+_asking = threading.Lock()
 
 
-_workers: dict[int, WorkerRegistry] = {}
+def workers_tasks(app: Any) -> set[str] | None:
+    """What the workers of `app` say they have, asked at most every `INSPECT_TTL` seconds."""
+    with _asking:
+        asked, names = _answers.get(id(app), (-INSPECT_TTL, None))
+        if time.monotonic() - asked >= INSPECT_TTL:
+            answers = app.control.inspect(timeout=INSPECT_TIMEOUT).registered() or {}
+            found = {str(t).split(" ", 1)[0] for tasks in answers.values() for t in tasks}
+            names = found if answers else None
+            _answers[id(app)] = (time.monotonic(), names)
+        return names
 
 
 def unknown_task_reason(adapter: CeleryAdapter, name: str) -> str | None:
@@ -66,14 +58,13 @@ def unknown_task_reason(adapter: CeleryAdapter, name: str) -> str | None:
         return None
     if adapter.worker is not None:
         return unknown_task(name, f"Celery worker {adapter.app_name!r}", registered_names(app))
-    registry = _workers.setdefault(id(app), WorkerRegistry())
     try:
-        names = registry.names(app)
+        names = workers_tasks(app)
     except Exception:
         return None  # no answer is no knowledge: send it by name
     if names is None or name in names:
         return None
-    registry.forget()  # a worker with the task may just have started: ask again next time
+    _answers.pop(id(app), None)  # a worker with the task may just have started: ask again next time
     return (
         f"unknown task {name!r}: no worker of Celery app {adapter.app_name!r} that answered has it"
     )
@@ -89,27 +80,18 @@ def enqueue(adapter: CeleryAdapter, command: Command) -> CommandResult:
         headers.update(z4j_fire_id=str(command.fire_id), z4j_schedule_id=str(command.schedule_id))
         if command.slot:
             headers["z4j_slot"] = command.slot
-    send = {
-        "queue": options.queue,
-        "countdown": options.delay_seconds,
-        "expires": options.expires_seconds,
-        "headers": headers,
-    }
+    send: dict[str, Any] = {"countdown": options.delay_seconds, "expires": options.expires_seconds}
+    send.update(queue=options.queue, headers=headers)
     send = {key: value for key, value in send.items() if value}
     if options.priority is not None:
         send["priority"] = options.priority
     fire_id = command.fire_id or None
-    capture = adapter.capture
-    if capture is not None and fire_id:
-        capture.fire_ids.add(fire_id)
     try:
-        result = adapter.app.send_task(
-            command.task, list(command.args), dict(command.kwargs), task_id=fire_id, **send
-        )
+        with enqueueing(fire_id):  # the capture's `enqueued` event carries it
+            result = adapter.app.send_task(
+                command.task, list(command.args), dict(command.kwargs), task_id=fire_id, **send
+            )
     except Exception as exc:
         reason = f"Celery could not publish {command.task!r}: {type(exc).__name__}: {exc}"
         return answer(command, CommandStatus.FAILED, reason=reason)
-    finally:
-        if capture is not None and fire_id:
-            capture.fire_ids.discard(fire_id)
     return answer(command, CommandStatus.ENQUEUED, native_id=str(result.id))

@@ -1,20 +1,16 @@
 """Observing celery beat's schedules, read-only: never written, never re-enabled, never fired.
 
-Owns reading three sources into `wire.ObservedSchedule`s:
-- the static `beat_schedule` of the app, with the last run times the default persistent
-  scheduler (`celerybeat-schedule`, a shelve file) recorded, when that file can be read;
-- `django-celery-beat` periodic tasks, when Django is configured and the app is installed;
-- `celery-redbeat` entries in Redis, whose sorted-set score is the true next run.
-Each schedule is rendered as a cron expression (`crontab`), an interval (`timedelta` or a
-number of seconds) or a solar event, and its next runs are computed the way celery beat computes
-them: in the app's timezone, and for a crontab with both day fields restricted, only on days
-where both match (Celery ANDs them, where classic cron ORs them). The math is
+Owns reading three sources into `wire.ObservedSchedule`s: the app's static `beat_schedule`
+(with the last runs the default scheduler's shelve file recorded, when readable),
+`django-celery-beat` periodic tasks (when Django is configured with it) and `celery-redbeat`
+entries in Redis (whose sorted-set score is the true next run). Next runs are computed the way
+celery beat computes them: in the app's timezone, and for a crontab with both day fields
+restricted only on days where both match (Celery ANDs them, classic cron ORs them). The math is
 `z4j_core.scheduling`'s; only `observe` reads the clock, once.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import os
@@ -22,6 +18,7 @@ import shelve
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from z4j_core.adapter import NEXT_RUNS, native_definition, render_field
@@ -44,7 +41,7 @@ SOLAR_EVENTS: dict[str, tuple[str, str]] = {
     "sunset": ("sunset", "civil"),
 }
 
-UTC = datetime.timezone.utc
+UTC = timezone.utc
 
 
 def cron_fields(minute: Iterable[int], hour: Iterable[int], day_of_month: Iterable[int],
@@ -73,6 +70,21 @@ class Rendered:
     timing: dict[str, Any]
     interval: float = 0.0
 
+    def runs(self, now: datetime, last: datetime | None, first: float | None) -> list[float]:
+        """The next `NEXT_RUNS` runs after `now` as celery beat makes them (epoch seconds): from
+        `first`, the run its scheduler has due, when known. An interval runs `interval` after
+        its last run (or beat's own start, which only beat knows: then `now`), and at once when
+        that moment has passed."""
+        every = self.interval
+        if self.schedule is None:
+            if first is None:
+                first = max((last or now).timestamp() + every, now.timestamp())
+            return [first + i * every for i in range(NEXT_RUNS)] if every > 0 else []
+        if first is None:
+            return [slot.timestamp() for slot in self.schedule.slots(now, NEXT_RUNS)]
+        after = max(now, datetime.fromtimestamp(first + 1, UTC))
+        return [first, *(slot.timestamp() for slot in self.schedule.slots(after, NEXT_RUNS - 1))]
+
 
 def render(value: Any, zone: str) -> Rendered | None:
     """Read a celery beat schedule (crontab, schedule/timedelta/number, solar), else None."""
@@ -94,47 +106,22 @@ def render(value: Any, zone: str) -> Rendered | None:
         solar = {"event": event, "latitude": float(value.lat), "longitude": float(value.lon)}
         solar["depression"] = depression
         schedule = scheduling.SolarSchedule(**solar, timezone=tz)
-        return Rendered(
-            "solar", f"{value.event} at {value.lat},{value.lon}", schedule, {"solar": solar}
-        )
+        shown = f"{value.event} at {value.lat},{value.lon}"
+        return Rendered("solar", shown, schedule, {"solar": solar})
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = datetime.timedelta(seconds=value)
+        value = timedelta(seconds=value)
     # a timedelta, or celery.schedules.schedule
-    every = value if isinstance(value, datetime.timedelta) else getattr(value, "run_every", None)
-    if not isinstance(every, datetime.timedelta):
+    every = value if isinstance(value, timedelta) else getattr(value, "run_every", None)
+    if not isinstance(every, timedelta):
         return None
     seconds = every.total_seconds()
-    timing = {"every": seconds, "anchor": None}
-    return Rendered("interval", f"every {_seconds(seconds)}s", None, timing, seconds)
+    shown = f"every {int(seconds) if seconds.is_integer() else f'{seconds:g}'}s"
+    return Rendered("interval", shown, None, {"every": seconds, "anchor": None}, seconds)
 
 
-def _seconds(seconds: float) -> str:
-    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
-
-
-def next_runs(
-    rendered: Rendered,
-    now: datetime.datetime,
-    last_run: datetime.datetime | None = None,
-    count: int = NEXT_RUNS,
-) -> list[float]:
-    """The next `count` runs after `now`, as celery beat will make them (epoch seconds).
-
-    An interval runs `interval` after its last run (beat's own start when it never ran, which
-    only beat knows: then from `now`), and once at once when that moment has passed.
-    """
-    if rendered.schedule is not None:
-        return [slot.timestamp() for slot in rendered.schedule.slots(now, count)]
-    every = rendered.interval
-    if every <= 0:
-        return []
-    first = max((last_run or now).timestamp() + every, now.timestamp())
-    return [first + i * every for i in range(count)]
-
-
-def observe(app: Any, now: datetime.datetime | None = None) -> list[ObservedSchedule]:
+def observe(app: Any, now: datetime | None = None) -> list[ObservedSchedule]:
     """Every schedule celery beat would run for `app` that this process can see."""
-    now = now or datetime.datetime.now(UTC)
+    now = now or datetime.now(UTC)
     zone = zone_name(app)
     observed = observe_static(app, now, zone, last_runs(app))
     for source in (observe_django, observe_redbeat):
@@ -146,13 +133,14 @@ def observe(app: Any, now: datetime.datetime | None = None) -> list[ObservedSche
 
 
 def observe_static(
-    app: Any, now: datetime.datetime, zone: str, last: Mapping[str, datetime.datetime]
+    app: Any, now: datetime, zone: str, last: Mapping[str, datetime]
 ) -> list[ObservedSchedule]:
     observed = []
     for name, entry in sorted((app.conf.beat_schedule or {}).items()):
         try:
-            item = _observed(SOURCE_STATIC, name, entry, now, zone, last_run=last.get(name))
-            observed.append(item)
+            observed.append(
+                _observed(SOURCE_STATIC, name, entry, now, zone, last_run=last.get(name))
+            )
         except Exception:
             log.warning("z4j could not read beat_schedule entry %r", name, exc_info=True)
     return [item for item in observed if item is not None]
@@ -162,22 +150,16 @@ def _observed(
     source: str,
     name: str,
     entry: Mapping[str, Any],
-    now: datetime.datetime,
+    now: datetime,
     zone: str,
     *,
-    last_run: datetime.datetime | None = None,
+    last_run: datetime | None,
     first_run: float | None = None,
 ) -> ObservedSchedule | None:
     rendered = render(entry.get("schedule"), zone)
     if rendered is None:
         return None
-    if first_run is None:
-        runs = next_runs(rendered, now, last_run)
-    elif rendered.schedule is None:  # an interval from the run its scheduler has due
-        runs = [first_run + i * rendered.interval for i in range(NEXT_RUNS)]
-    else:  # the scheduler's own next run, then the slots after it
-        after = max(now, datetime.datetime.fromtimestamp(first_run + 1, UTC))
-        runs = [first_run, *next_runs(rendered, after, None, NEXT_RUNS - 1)]
+    relative = getattr(entry.get("schedule"), "relative", False)
     details = _details(entry, last_run)
     expression = rendered.expression + (f" [{details}]" if details else "")
     return ObservedSchedule(
@@ -186,16 +168,14 @@ def _observed(
         task=str(entry.get("task") or ""),
         kind=rendered.kind,
         expression=expression,
-        next_runs=runs,
+        next_runs=rendered.runs(now, last_run, first_run),
         definition=native_definition(
             rendered.timing,
             timezone=zone,
             args=entry.get("args") or (),
             kwargs=entry.get("kwargs") or {},
             options=adopt_options(entry.get("options") or {}),
-            unsupported=["relative=True (runs rounded to the interval)"]
-            if getattr(entry.get("schedule"), "relative", False)
-            else (),
+            unsupported=["relative=True (runs rounded to the interval)"] if relative else (),
         ),
     )
 
@@ -214,7 +194,7 @@ def adopt_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
-def _details(entry: Mapping[str, Any], last_run: datetime.datetime | None) -> str:
+def _details(entry: Mapping[str, Any], last_run: datetime | None) -> str:
     parts = []
     args, kwargs = entry.get("args"), entry.get("kwargs")
     if args:
@@ -234,7 +214,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def last_runs(app: Any, filename: str | None = None) -> dict[str, datetime.datetime]:
+def last_runs(app: Any, filename: str | None = None) -> dict[str, datetime]:
     """Last run times from the default persistent scheduler's shelve file, when readable."""
     filename = filename or str(app.conf.beat_schedule_filename or "celerybeat-schedule")
     if not any(os.path.exists(filename + s) for s in ("", ".db", ".dat", ".dir", ".pag")):
@@ -251,12 +231,12 @@ def last_runs(app: Any, filename: str | None = None) -> dict[str, datetime.datet
     found = {}
     for name, entry in entries.items():
         when = getattr(entry, "last_run_at", None)
-        if isinstance(when, datetime.datetime):
+        if isinstance(when, datetime):
             found[str(name)] = when if when.tzinfo else when.replace(tzinfo=UTC)
     return found
 
 
-def observe_django(app: Any, now: datetime.datetime, zone: str) -> list[ObservedSchedule]:
+def observe_django(app: Any, now: datetime, zone: str) -> list[ObservedSchedule]:
     """django-celery-beat's enabled periodic tasks, when Django is configured with it."""
     if "django" not in sys.modules and not os.environ.get("DJANGO_SETTINGS_MODULE"):
         return []  # never import Django into an app that does not use it
@@ -285,11 +265,10 @@ def observe_django(app: Any, now: datetime.datetime, zone: str) -> list[Observed
                 "options": {"queue": task.queue} if task.queue else {},
             }
             crontab_zone = getattr(getattr(task, "crontab", None), "timezone", None)
-            tz_name = str(crontab_zone) if crontab_zone else zone
-            item = _observed(
-                SOURCE_DJANGO, task.name, entry, now, tz_name, last_run=task.last_run_at
+            tz = str(crontab_zone) if crontab_zone else zone
+            observed.append(
+                _observed(SOURCE_DJANGO, task.name, entry, now, tz, last_run=task.last_run_at)
             )
-            observed.append(item)
     finally:
         close_old_connections()
     return [item for item in observed if item is not None]
@@ -299,20 +278,17 @@ def _django_schedule(task: Any) -> Any:
     from celery import schedules as celery_schedules
 
     if task.crontab is not None:
-        c = task.crontab
-        return celery_schedules.crontab(
-            minute=c.minute, hour=c.hour, day_of_week=c.day_of_week,
-            day_of_month=c.day_of_month, month_of_year=c.month_of_year,
-        )  # fmt: skip
+        fields = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
+        return celery_schedules.crontab(**{name: getattr(task.crontab, name) for name in fields})
     if task.interval is not None:
-        return datetime.timedelta(**{str(task.interval.period): int(task.interval.every)})
+        return timedelta(**{str(task.interval.period): int(task.interval.every)})
     if task.solar is not None:
         s = task.solar
         return celery_schedules.solar(s.event, float(s.latitude), float(s.longitude))
     return None
 
 
-def observe_redbeat(app: Any, now: datetime.datetime, zone: str) -> list[ObservedSchedule]:
+def observe_redbeat(app: Any, now: datetime, zone: str) -> list[ObservedSchedule]:
     """celery-redbeat entries from Redis (`redbeat_redis_url`, else the broker when beat runs
     redbeat), read with redbeat's own decoder; the sorted set's score is the next run redbeat
     will make."""
@@ -340,10 +316,11 @@ def observe_redbeat(app: Any, now: datetime.datetime, zone: str) -> list[Observe
             if entry.get("enabled") is False:
                 continue
             last = json.loads(meta, cls=RedBeatJSONDecoder).get("last_run_at") if meta else None
-            last = last if isinstance(last, datetime.datetime) else None
+            last = last if isinstance(last, datetime) else None
             name, first = str(entry.get("name")), float(score)
-            item = _observed(SOURCE_REDBEAT, name, entry, now, zone, last_run=last, first_run=first)
-            observed.append(item)
+            observed.append(
+                _observed(SOURCE_REDBEAT, name, entry, now, zone, last_run=last, first_run=first)
+            )
     finally:
         client.close()
     return [item for item in observed if item is not None]

@@ -1,17 +1,15 @@
 """Where the agent runs in a Celery worker, for each pool, and when it starts and stops.
 
-- The worker's main process owns the one agent of the worker. `worker_init` (main process,
-  before the pool exists) makes the relay; `worker_ready` (after the pool has forked its
-  processes and the consumer is up) starts the relay's reader and the agent's link, so no thread
-  of ours exists when billiard forks the initial pool; `worker_shutdown` (after the pool has
-  stopped) reads what the children sent last and drains the agent.
-- prefork: each pool child (`worker_process_init` in a process other than the main one, also
-  for children forked later to replace others) routes its events through the relay and never
-  starts a link of its own.
-- solo and threads: tasks run in the main process (Celery sends `worker_process_init` there too
-  for solo), so events go straight to the agent.
-- A process that only publishes (a web app, a script, celery beat) starts the link when it
-  instruments the app, and drains it at interpreter exit.
+- The worker's main process owns the worker's one agent: `worker_init` (before the pool exists)
+  makes the relay; `worker_ready` (the pool has forked, the consumer is up) starts the relay's
+  reader and the agent's link, so no thread of ours exists when billiard forks the initial pool;
+  `worker_shutdown` (the pool has stopped) reads what the children sent last and drains.
+- prefork: each pool child (`worker_process_init` outside the main process, also for children
+  forked later) routes its events through the relay and never starts a link of its own.
+- solo and threads: tasks run in the main process (solo sends `worker_process_init` there too),
+  so events go straight to the agent.
+- A process that only publishes (a web app, celery beat) starts the link when it instruments the
+  app, and drains it at interpreter exit.
 Never raises into Celery: each receiver logs and counts what goes wrong.
 """
 
@@ -22,7 +20,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from z4j_core.adapter import count_error
+from z4j_core.adapter import counted
 from z4j_core.agent import Agent
 from z4j_core.agent.relay import Relay
 from z4j_core.wire import Capability
@@ -69,20 +67,20 @@ class WorkerLife:
     def connect(self) -> None:
         from celery import signals
 
-        for signal, receiver in (
-            (signals.worker_init, self.on_worker_init),
-            (signals.worker_process_init, self.on_process_init),
-            (signals.worker_ready, self.on_worker_ready),
-            (signals.worker_shutdown, self.on_worker_shutdown),
-        ):
-            signal.connect(receiver, weak=False, dispatch_uid=(_DISPATCH_UID, id(self)))
+        for name in ("worker_init", "worker_process_init", "worker_ready", "worker_shutdown"):
+            receiver, uid = getattr(self, f"on_{name}"), (_DISPATCH_UID, id(self))
+            getattr(signals, name).connect(receiver, weak=False, dispatch_uid=uid)
 
-    def _mine(self, sender: Any) -> bool:
-        return getattr(sender, "app", self.adapter.app) is self.adapter.app
+    def _mine(self, sender: Any, main: bool = True) -> bool:
+        """Whether `sender` is this app's worker (and, with `main`, this its main process)."""
+        mine = getattr(sender, "app", self.adapter.app) is self.adapter.app
+        return mine and (not main or os.getpid() == self.main_pid)
 
     def on_worker_init(self, sender: Any = None, **kw: Any) -> None:
-        try:
-            if not self._mine(sender):
+        with counted(
+            self.agent, "could not prepare the Celery worker; pool events may be missed", log
+        ):
+            if not self._mine(sender, main=False):
                 return
             self.main_pid = os.getpid()
             self.adapter.worker = self
@@ -97,38 +95,26 @@ class WorkerLife:
                 self.adapter.capabilities = kept
                 self.agent.reannounce()
             self.relay = Relay()
-        except Exception:
-            count_error(
-                self.agent, "could not prepare the Celery worker; pool events may be missed", log
-            )
 
-    def on_process_init(self, sender: Any = None, **kw: Any) -> None:
-        try:
+    def on_worker_process_init(self, sender: Any = None, **kw: Any) -> None:
+        with counted(self.agent, "could not route a pool child's events to the worker", log):
             relay, capture = self.relay, self.adapter.capture
             # solo sends it in the main process
             if self.main_pid in (None, os.getpid()) or relay is None or capture is None:
                 return
             relay.enter_child()
             capture.in_pool_child(relay, self.agent)
-        except Exception:
-            count_error(self.agent, "could not route a pool child's events to the worker", log)
 
     def on_worker_ready(self, sender: Any = None, **kw: Any) -> None:
-        try:
-            if not self._mine(sender) or os.getpid() != self.main_pid:
-                return
-            if self.relay is not None:
-                self.relay.start(self.agent)
-            self.agent.start()
-        except Exception:
-            count_error(self.agent, "could not start with the Celery worker", log)
+        with counted(self.agent, "could not start with the Celery worker", log):
+            if self._mine(sender):
+                if self.relay is not None:
+                    self.relay.start(self.agent)
+                self.agent.start()
 
     def on_worker_shutdown(self, sender: Any = None, **kw: Any) -> None:
-        try:
-            if not self._mine(sender) or os.getpid() != self.main_pid:
-                return
-            if self.relay is not None:
-                self.relay.stop()
-            self.agent.stop()
-        except Exception:
-            count_error(self.agent, "could not drain at the Celery worker's shutdown", log)
+        with counted(self.agent, "could not drain at the Celery worker's shutdown", log):
+            if self._mine(sender):
+                if self.relay is not None:
+                    self.relay.stop()
+                self.agent.stop()

@@ -853,3 +853,16 @@ def drain_at_exit(agent: Agent) -> None:
         return
     _draining.add(id(agent))
     atexit.register(agent.stop)
+
+
+# -- counted blocks: an engine hook that is not a capture's method -------------------------------
+
+
+@contextlib.contextmanager
+def counted(owner: Counting, what: str, logger: logging.Logger = log) -> Iterator[None]:
+    """`count_error` around a block (a worker's start or stop hook): an exception in it is
+    counted on `owner`, logged the first time `what` happens, and never raised."""
+    try:
+        yield
+    except Exception:
+        count_error(owner, what, logger)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from z4j_core import adapter as kit
 from z4j_core.adapter import agent_of
-from z4j_dramatiq import capture, worker
+from z4j_dramatiq import capture
 from z4j_dramatiq.adapter import DramatiqAdapter
 from z4j_dramatiq.capture import Z4JMiddleware
 
@@ -37,11 +37,9 @@ def instrument(
     if adapter is None:
         raise TypeError(f"z4j_dramatiq.instrument needs a dramatiq.Broker, not {type(broker)!r}")
     adapter.capture = middleware or capture.find(broker)
-    if adapter.capture is not None:
+    if adapter.capture is not None:  # bound first: its hooks call back into `instrument`
         adapter.capture.adapter = adapter
-    agent = kit.instrument(adapter, broker, **options)
-    if adapter.capture is not None:
+    kit.instrument(adapter, broker, start=start is not False, **options)
+    if adapter.capture is not None:  # the one found, or the one `install_capture` added
         adapter.capture.start = start  # its worker-boot hook starts the link unless False
-    if worker.start_now(start):
-        agent.start()
     return broker

@@ -127,14 +127,11 @@ def queue_depths(adapter: DramatiqAdapter) -> list[QueueDepth]:
             tx.llen(key + queue).hlen(f"{key}{queue}.msgs")
             tx.hlen(f"{key}{queue}.DQ.msgs").zcard(f"{key}{queue}.XQ")
         counts = tx.execute()
-    depths = []
-    for n, queue in enumerate(queues):
-        ready, held, delayed, dead = counts[4 * n : 4 * n + 4]
-        running = max(held - ready, 0)
-        depths.append(
-            QueueDepth(name=queue, ready=ready, running=running, scheduled=delayed, failed=dead)
-        )
-    return depths
+    rows = (counts[4 * n : 4 * n + 4] for n in range(len(queues)))  # held: ready and running
+    return [
+        QueueDepth(name=q, ready=ready, running=max(held - ready, 0), scheduled=later, failed=dead)
+        for q, (ready, held, later, dead) in zip(queues, rows, strict=True)
+    ]
 
 
 def purge(adapter: DramatiqAdapter, queue: str) -> ActionOutcome:

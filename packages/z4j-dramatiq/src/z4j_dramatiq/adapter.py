@@ -1,12 +1,9 @@
 """The Dramatiq adapter: what the agent knows of one instrumented Dramatiq broker, and what it asks.
 
-Owns the capabilities, the broker, its middleware (the capture) and the declared actors, answered
-from memory; the rest lives in its own modules. Does no I/O and never talks to the broker.
-
-Not advertised, on purpose: `expires` (AgeLimit skips an old message, reported as `skipped`, rather
-than expiring it), `priority` (it orders only the messages one worker has prefetched),
-`native_dedup` (a message id sent twice runs twice: the agent's fire-id memory protects) and
-`cancel` (Dramatiq cannot cancel a message; docs/engines/dramatiq.md says what would).
+Owns the capabilities and the declared actors, answered from memory; the rest lives in its own
+modules. Does no I/O. Not advertised, on purpose: `expires` (AgeLimit skips an old message rather
+than expiring it), `priority` (it orders only one worker's prefetched messages), `native_dedup`
+(a message id sent twice runs twice) and `cancel` (docs/engines/dramatiq.md says what would).
 """
 
 from __future__ import annotations
@@ -19,8 +16,9 @@ from z4j_core.adapter import Adapter, Emit, adapter_of, capabilities, instance_o
 from z4j_core.wire import Capability, ObservedSchedule, TaskInfo
 from z4j_dramatiq import actions, capture, enqueue, schedules
 
-#: Actor options reported in the inventory (the rest are callables or middleware internals).
-REPORTED_OPTIONS = ("max_retries", "min_backoff", "max_backoff", "time_limit", "max_age")
+#: Actor options reported in the inventory (the rest are callables or middleware internals;
+#: `periodic` is periodiq's).
+REPORTED_OPTIONS = "max_retries min_backoff max_backoff time_limit max_age periodic".split()
 
 CAPABILITIES = capabilities(
     Capability.ETA, Capability.RETRY, Capability.PURGE, Capability.QUEUE_DEPTH
@@ -29,8 +27,6 @@ CAPABILITIES = capabilities(
 
 def task_info(actor: Any) -> TaskInfo:
     options = {name: str(actor.options[name]) for name in REPORTED_OPTIONS if name in actor.options}
-    if "periodic" in actor.options:  # periodiq's
-        options["periodic"] = str(actor.options["periodic"])
     if actor.priority:
         options["priority"] = str(actor.priority)
     return TaskInfo(name=actor.actor_name, queue=actor.queue_name, options=options)

@@ -1,15 +1,13 @@
 """Lifecycle capture: `Z4JMiddleware`, Dramatiq's middleware hooks mapped onto z4j's kinds
 (the table: docs/engines/dramatiq.md).
 
-Dramatiq calls each hook synchronously in the thread that caused it, so every hook is cheap and
-never raises: exceptions are caught and counted here, before Dramatiq's guard would log them as
-critical. Never touches the broker; no I/O but one small file write per failed message the broker
-keeps no readable copy of (`Adapter.keep_original`).
+Dramatiq calls each hook synchronously in the thread that caused it: every hook is cheap and
+never raises (counted here, before Dramatiq's guard would log it as critical). Never touches the
+broker; no I/O but one small file write per failed message the broker keeps no readable copy of.
 
 Retries decides in its own `after_process_message`, before or after ours (the user orders the
-middleware), so a failed attempt is held per worker thread until the decision shows in that same
-thread: its message id re-enqueued (`retried`, at ack), or nacked (`failed`, `dead_lettered`), or
-acked with no Retries (`failed`).
+middleware), so a failed attempt is held per worker thread until the decision shows there: its
+message re-enqueued (`retried`, at ack), nacked (`failed`, `dead_lettered`), or acked (`failed`).
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ from dramatiq.middleware import Retries
 
 from z4j_core.adapter import current_fire_id, dotted, error_fields, guarded, worker_id
 from z4j_core.wire import LifecycleKind
+from z4j_dramatiq.actions import is_redis
 
 K = LifecycleKind
 
@@ -52,7 +51,6 @@ class Z4JMiddleware(dramatiq.Middleware):
         self.emit: Callable[..., None] = _ignore
         self.errors = 0
         self._local = threading.local()  # per worker thread: the message it is processing
-        self._binding = False
 
     def disconnect(self) -> None:
         self.emit = _ignore
@@ -65,16 +63,12 @@ class Z4JMiddleware(dramatiq.Middleware):
 
     @guarded
     def bind(self, broker: Any, *_: Any) -> None:
-        """Instrument `broker` with this middleware, once (the first hook that names it)."""
-        if self.adapter is not None or self._binding:
-            return
-        self._binding = True
-        try:
+        """Instrument `broker` with this middleware, once (the first hook that names it).
+        `instrument` sets `adapter` before anything in it could call a hook again."""
+        if self.adapter is None:
             from z4j_dramatiq import instrument
 
             instrument(broker, start=self.start, middleware=self, **self.options)
-        finally:
-            self._binding = False
 
     after_declare_actor = after_declare_queue = after_process_boot = before_worker_boot = bind
 
@@ -113,13 +107,10 @@ class Z4JMiddleware(dramatiq.Middleware):
     @guarded
     def before_process_message(self, broker: Any, message: Any) -> None:
         local = self._local
-        local.message_id = message.message_id
-        local.began = time.perf_counter()
+        local.message_id, local.began = message.message_id, time.perf_counter()
         local.error = local.retry_delay = None
-        local.retries = message.options.get("retries", 0)
-        self._event(
-            K.STARTED, message, args=message.args, kwargs=message.kwargs, retries=local.retries
-        )
+        local.retries = retries = message.options.get("retries", 0)
+        self._event(K.STARTED, message, args=message.args, kwargs=message.kwargs, retries=retries)
 
     @guarded
     def after_process_message(
@@ -176,13 +167,10 @@ class Z4JMiddleware(dramatiq.Middleware):
     def _keep(self, message: Any, dead_lettered: bool) -> None:
         """Keep a failed message on this host for a retry, unless the broker keeps it where a
         retry can read it back (a Redis dead-letter queue)."""
-        from z4j_dramatiq.actions import is_redis
-
         adapter = self.adapter
-        if adapter is None or (dead_lettered and is_redis(adapter.broker)):
-            return
-        queue = q_name(message.queue_name)
-        adapter.keep_original(message.message_id, message.actor_name, message.encode(), queue)
+        if adapter is not None and not (dead_lettered and is_redis(adapter.broker)):
+            queue = q_name(message.queue_name)
+            adapter.keep_original(message.message_id, message.actor_name, message.encode(), queue)
 
     def _event(self, kind: LifecycleKind, message: Any, /, **fields: Any) -> None:
         """Emit for `message` (positional: `fields` may carry a `message` text of their own).
@@ -198,9 +186,8 @@ def find(broker: Any) -> Z4JMiddleware | None:
 
 
 def install(adapter: Any, emit: Callable[..., None]) -> Z4JMiddleware:
-    """Connect `emit` to the broker's Z4JMiddleware, adding one if the broker has none: just
-    before Retries, so its `after_*` hooks run after Retries decided (the capture does not
-    depend on that order, but logs read better)."""
+    """Connect `emit` to the broker's Z4JMiddleware, adding one if it has none: before Retries,
+    so its `after_*` hooks run after Retries decided (not needed, but logs read better)."""
     broker = adapter.broker
     middleware = adapter.capture or find(broker)
     if middleware is None:

@@ -5,8 +5,7 @@ an actor this process has not imported), arguments, a delay, the message options
 middleware declares (`CommandOptions.headers`, e.g. `max_retries`) and the fire id as message id.
 Never enqueues what a worker would dead-letter: an unknown actor with no queue, or an option
 Dramatiq cannot honour, is `rejected`. Runs on the agent's command threads; may block on the
-broker. Dramatiq runs a message id sent twice twice: the agent's fire-id memory refuses a
-repeated fire before this module is called.
+broker. A message id sent twice runs twice: the agent refuses a repeated fire before this.
 """
 
 from __future__ import annotations

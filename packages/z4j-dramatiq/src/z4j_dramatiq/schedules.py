@@ -11,6 +11,7 @@ Pure but for `observe`, which reads the clock once. Never writes, sends or start
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +26,10 @@ CRONTAB = "dramatiq_crontab"
 
 #: The APScheduler cron fields that dramatiq-crontab leaves at these values in a plain cron.
 _PLAIN_FIELDS = {"second": "0", "year": "*", "week": "*"}
+#: Each cron field's values, and whether it may be written `*/n`: not a day field, which would
+#: then start with `*` and count as unrestricted in cron's day rule.
+_RANGES = (range(60), range(24), range(1, 32), range(1, 13), range(7))
+_STEPS = (True, True, False, True, False)
 
 
 def local_zone_name() -> str:
@@ -69,42 +74,32 @@ def periodiq_definition(spec: Any, zone: str, queue: str) -> dict[str, Any]:
     if not matched:
         return {"refused": "periodiq never runs it: its only weekday is Sunday written as 0 or "
                 "sun, which periodiq's validate never matches (it counts Sunday as 7)"}  # fmt: skip
-    fields = [
-        render_field(minutes, range(60)),
-        render_field(hours, range(24)),
-        render_field(days, range(1, 32), steps=False),
-        render_field(months, range(1, 13)),
-        render_field(matched, range(7), steps=False),
-    ]
+    cron = " ".join(map(render_field, (minutes, hours, days, months, matched), _RANGES, _STEPS))
     either = len(days) < 31 and len(weekdays) < 7
-    timing = {"cron": " ".join(fields), "day_and": not either}
+    timing = {"cron": cron, "day_and": not either}
     return native_definition(timing, timezone=zone, options={"queue": queue})
 
 
-def observe_periodiq(broker: Any, now: datetime) -> list[ObservedSchedule]:
+def observe_periodiq(broker: Any, now: datetime) -> Iterator[ObservedSchedule]:
     zone = local_zone_name()
-    observed = []
     for name in sorted(broker.get_declared_actors()):
         actor = broker.get_actor(name)
         spec = actor.options.get("periodic")
         if spec is None:
             continue
         definition = periodiq_definition(spec, zone, actor.queue_name)
-        runs: list[float] = []
-        if "cron" in definition:  # the runs periodiq makes: its own day rule and Sunday
-            runs = next_cron_runs(definition["cron"], zone, now, day_and=definition["day_and"])
-        observed.append(
-            ObservedSchedule(
-                source=PERIODIQ,
-                name=name,
-                task=name,
-                kind="cron",
-                expression=periodiq_expression(spec) + ("" if zone == "UTC" else f" ({zone})"),
-                next_runs=runs,
-                definition=definition,
-            )
+        runs: list[float] = []  # the runs periodiq makes: its own day rule and Sunday
+        if cron := definition.get("cron"):
+            runs = next_cron_runs(cron, zone, now, day_and=definition["day_and"])
+        yield ObservedSchedule(
+            source=PERIODIQ,
+            name=name,
+            task=name,
+            kind="cron",
+            expression=periodiq_expression(spec) + ("" if zone == "UTC" else f" ({zone})"),
+            next_runs=runs,
+            definition=definition,
         )
-    return observed
 
 
 def crontab_reading(trigger: Any, zone: str, queue: str) -> tuple[str, str, dict[str, Any]]:
@@ -146,32 +141,26 @@ def trigger_runs(trigger: Any, now: datetime, count: int = NEXT_RUNS) -> list[fl
     return runs
 
 
-def observe_crontab(broker: Any, now: datetime) -> list[ObservedSchedule]:
+def observe_crontab(broker: Any, now: datetime) -> Iterator[ObservedSchedule]:
     scheduler = getattr(sys.modules.get(CRONTAB), "scheduler", None)
-    if scheduler is None:
-        return []
-    observed = []
-    for job in scheduler.get_jobs():
+    for job in scheduler.get_jobs() if scheduler is not None else ():
         actor = getattr(getattr(job, "func", None), "__self__", None)
         if actor is None or getattr(actor, "broker", None) is not broker:
             continue
         zone = str(getattr(job.trigger, "timezone", "UTC"))
         kind, expression, definition = crontab_reading(job.trigger, zone, actor.queue_name)
-        observed.append(
-            ObservedSchedule(
-                source=CRONTAB,
-                name=str(job.name),
-                task=actor.actor_name,
-                kind=kind,
-                expression=expression + ("" if zone == "UTC" else f" ({zone})"),
-                next_runs=trigger_runs(job.trigger, now),
-                definition=definition,
-            )
+        yield ObservedSchedule(
+            source=CRONTAB,
+            name=str(job.name),
+            task=actor.actor_name,
+            kind=kind,
+            expression=expression + ("" if zone == "UTC" else f" ({zone})"),
+            next_runs=trigger_runs(job.trigger, now),
+            definition=definition,
         )
-    return observed
 
 
 def observe(broker: Any, now: datetime | None = None) -> list[ObservedSchedule]:
     """Every periodic actor of `broker` that periodiq or dramatiq-crontab would send."""
     now = now or datetime.now(timezone.utc)
-    return observe_periodiq(broker, now) + observe_crontab(broker, now)
+    return [*observe_periodiq(broker, now), *observe_crontab(broker, now)]

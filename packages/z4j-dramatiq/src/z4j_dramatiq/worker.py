@@ -5,12 +5,6 @@
 when the module instruments the broker and shared by its threads, never inherited across a fork.
 The link starts at once (no fork follows) and drains in the middleware's `after_worker_shutdown`:
 worker processes leave through multiprocessing, which skips `atexit`. A process that only
-enqueues drains at interpreter exit. More: docs/engines/dramatiq.md.
+enqueues drains at interpreter exit. More: docs/engines/dramatiq.md. The code is
+`z4j_dramatiq.instrument` (the start) and `Z4JMiddleware`'s worker hooks (the drain).
 """
-
-from __future__ import annotations
-
-
-def start_now(start: bool | None) -> bool:
-    """Whether `instrument` starts the link at once: unless the caller said False."""
-    return start is None or start
