@@ -26,6 +26,7 @@ from z4j_core.wire import Event, LifecycleKind
 DAYS = 7
 BATCH = 1000
 NOW_DAY = 20794  # 2026-12-07
+PARTITIONED = 11  # the store schema that partitions events
 
 
 def fill(store: Store, count: int) -> None:
@@ -65,7 +66,8 @@ def timed(job: object) -> float:
 def run(count: int, recorder: Recorder) -> None:
     with temporary_database("parts") as url:
         saved = base.MIGRATIONS, base.LATEST_VERSION
-        base.MIGRATIONS, base.LATEST_VERSION = migrations.MIGRATIONS[:-1], saved[1] - 1
+        before = tuple(m for m in migrations.MIGRATIONS if m[0] < PARTITIONED)
+        base.MIGRATIONS, base.LATEST_VERSION = before, PARTITIONED - 1
         try:
             old = Store.open(url)
             fill(old, count)

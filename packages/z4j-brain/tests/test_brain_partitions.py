@@ -19,6 +19,8 @@ from z4j_core.wire import Event, LifecycleKind
 
 pytestmark = pytest.mark.postgres
 
+#: The store schema that partitions events.
+PARTITIONED = 11
 #: 2026-12-07 00:00 UTC, as a day number since the epoch.
 TODAY = 20794
 
@@ -70,9 +72,11 @@ def test_upgrading_a_table_of_events_keeps_every_row_and_files_each_under_its_da
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A store of the release before partitioning, holding events of three days.
-    monkeypatch.setattr(base, "MIGRATIONS", migrations.MIGRATIONS[:-1])
-    monkeypatch.setattr(base, "LATEST_VERSION", migrations.LATEST_VERSION - 1)
+    before = tuple(m for m in migrations.MIGRATIONS if m[0] < PARTITIONED)
+    monkeypatch.setattr(base, "MIGRATIONS", before)
+    monkeypatch.setattr(base, "LATEST_VERSION", PARTITIONED - 1)
     old = Store.open(url)
+    assert old.schema_version() == PARTITIONED - 1
     for offset in range(3):
         store_on(old, TODAY - 2 + offset, range(offset * 10, offset * 10 + 10))
     before = old.events()
