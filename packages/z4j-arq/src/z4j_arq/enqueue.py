@@ -215,7 +215,8 @@ class Enqueuer:
 
     def close(self) -> None:
         with self._lock:
-            client, self._client, self._direct, self._made = self._client, None, None, False
+            client, self._client = self._client, None
+            self._direct, self._made = None, False
         if client is not None:
             client.close()
 

@@ -95,7 +95,9 @@ class SignalCapture:
     """The receivers connected to one app's signals; each event goes out through `_out`."""
 
     def __init__(self, adapter: CeleryAdapter, emit: Receiver) -> None:
-        self.adapter, self.app, self.emit = adapter, adapter.app, emit
+        self.adapter = adapter
+        self.app = adapter.app
+        self.emit = emit
         self.errors = 0
         self.pid = os.getpid()
         self._keep_originals: bool | None = None  # decided at the first failure
@@ -124,7 +126,10 @@ class SignalCapture:
 
     def in_pool_child(self, relay: Any, agent: Any) -> None:
         """Route events through `relay`: this process is a prefork pool child of the worker."""
-        self.pid, self._started, self.agent, self._relay = os.getpid(), Stopwatch(), agent, relay
+        self.pid = os.getpid()
+        self._started = Stopwatch()
+        self.agent = agent
+        self._relay = relay
         self._publishing.clear()
 
     def _out(
@@ -206,7 +211,8 @@ class SignalCapture:
     def on_revoked(
         self, sender: Any, request: Any = None, terminated: bool = False, **kw: Any
     ) -> None:
-        signum, extra = kw.get("signum"), _ids(request, self.pid)
+        signum = kw.get("signum")
+        extra = _ids(request, self.pid)
         if kw.get("expired"):  # Celery never sends it with `terminated`
             kind, message = K.EXPIRED, "expired before a worker started it"
         elif terminated:

@@ -68,8 +68,10 @@ class WorkerLife:
         from celery import signals
 
         for name in ("worker_init", "worker_process_init", "worker_ready", "worker_shutdown"):
-            receiver, uid = getattr(self, f"on_{name}"), (_DISPATCH_UID, id(self))
-            getattr(signals, name).connect(receiver, weak=False, dispatch_uid=uid)
+            receiver = getattr(self, f"on_{name}")
+            getattr(signals, name).connect(
+                receiver, weak=False, dispatch_uid=(_DISPATCH_UID, id(self))
+            )
 
     def _mine(self, sender: Any, main: bool = True) -> bool:
         """Whether `sender` is this app's worker (and, with `main`, this its main process)."""

@@ -189,8 +189,9 @@ def _jobs(adapter: RQAdapter, scores: dict[str, float]) -> Iterator[tuple[Any, s
 
 
 def observe_rq_scheduler(adapter: RQAdapter, now: float) -> list[ObservedSchedule]:
-    key, last = "rq:scheduler:scheduled_jobs", MAX_RQ_SCHEDULER_JOBS - 1
-    entries = adapter.connection.zrange(key, 0, last, withscores=True)
+    entries = adapter.connection.zrange(
+        "rq:scheduler:scheduled_jobs", 0, MAX_RQ_SCHEDULER_JOBS - 1, withscores=True
+    )
     scores = {as_str(job_id): float(score) for job_id, score in entries}
     observed = []
     for job, func, first in _jobs(adapter, scores):
