@@ -174,3 +174,36 @@ def test_a_brain_makes_the_coming_days_partitions_before_it_serves(
     finally:
         store.close()
     assert "made the events' day partitions" in caplog.text
+
+
+def test_a_brains_retention_pass_drops_the_days_past_the_retention(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    from z4j_brain.brain import Brain
+    from z4j_brain.config import BrainConfig
+
+    today = int(time.time() // DAY)
+    store = Store.open(url)
+    ensure(store, (today - 5) * DAY)
+    store_on(store, today - 5, range(0, 10))  # older than the retention: its day goes
+    store_on(store, today - 1, range(10, 15))  # within it: kept (moved out of the default)
+    store.close()
+    env = {"Z4J_ADMIN_TOKEN": "z4j_admin_" + "x" * 40, "Z4J_EVENT_RETENTION_DAYS": "2"}
+    brain = Brain(BrainConfig.load(database=url, env=env))
+    brain.prepare()
+    brain.writer.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="z4j"):
+            asyncio.run(brain.purge())
+    finally:
+        brain.writer.close()
+    store = Store.open(url)
+    try:
+        assert partition_name(today - 5) not in store.event_partitions()
+        assert partition_name(today - 1) in store.event_partitions()
+        assert store.count_events() == 5
+    finally:
+        store.close()
+    assert f"dropped the events' day partitions {partition_name(today - 5)}" in caplog.text
