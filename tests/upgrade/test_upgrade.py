@@ -24,6 +24,7 @@ from upgrade_harness import (
     previous_python,
     ran_once_each,
     schedule_fires,
+    sink_ready,
     start_sink,
 )
 
@@ -52,7 +53,7 @@ def test_agents_and_brains_of_both_releases_work_together(
     token = brain.create_token("sink")
     sink = start_sink(tmp_path / "sink", agent_python, brain.url, token)
     try:
-        wait_for(lambda: agents_connected(brain) == 1, 30, f"the sink's agent ({agent_side})")
+        wait_for(lambda: sink_ready(brain), 30, f"the sink's agent and its task ({agent_side})")
         brain.api("POST", "/api/v1/schedules", per_second("mixed"))
         wait_for(
             lambda: (
@@ -93,7 +94,7 @@ def test_a_store_of_the_previous_release_is_migrated_in_place(
     sink = start_sink(tmp_path / "sink", CURRENT, old.url, token)
     new = make_brain(tmp_path / "brain", CURRENT, database, port=old.port)
     try:
-        wait_for(lambda: agents_connected(old) == 1, 30, "the sink's agent on the previous brain")
+        wait_for(lambda: sink_ready(old), 30, "the sink's agent on the previous brain")
         created = old.api("POST", "/api/v1/schedules", per_second("kept"))
         first = old.api("POST", "/api/v1/schedules/kept/trigger", {"idempotency_key": "k1"})
         old.api("POST", "/api/v1/schedules", per_second("paused-one"))
@@ -150,7 +151,7 @@ def test_a_rolling_upgrade_of_two_brains_keeps_every_slot_once(
         sink = start_sink(tmp_path / "sink", CURRENT, first.url, token)
         brains = [first, second]
         try:
-            wait_for(lambda: agents_connected(first) == 1, 30, "the sink's agent")
+            wait_for(lambda: sink_ready(first), 30, "the sink's agent and its task")
             first.api("POST", "/api/v1/schedules", per_second("rolling"))
             wait_for(
                 lambda: len(schedule_fires(first, "rolling")) >= 3, 20, "fires before the upgrade"

@@ -112,6 +112,16 @@ def agents_connected(brain: BrainProcess) -> int:
     return len(brain.api("GET", "/api/v1/agents?connected=1")["agents"])
 
 
+def sink_ready(brain: BrainProcess) -> bool:
+    """The sink's agent is connected and has reported its task: a brain that checks a new
+    schedule's task against the agents' inventories takes the schedule only then (an agent
+    connects before its first inventory is stored)."""
+    if agents_connected(brain) != 1:
+        return False
+    inventory = brain.api("GET", "/api/v1/inventory")["inventory"]
+    return any(task.get("name") == SINK_TASK for item in inventory for task in item["tasks"])
+
+
 def ran_once_each(sink: Sink, fires: list[dict[str, Any]]) -> list[float]:
     """Every fire of the schedule ran exactly once, and its slots leave no gap; the slots."""
     scheduled = [f for f in fires if f["kind"] != "trigger"]
