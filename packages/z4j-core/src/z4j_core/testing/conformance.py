@@ -553,8 +553,11 @@ class EngineConformance:
         self, deployment: Deployment
     ) -> None:
         h = deployment.harness
-        agents = connected_agents(deployment.brain, h.engine, h.app)
-        assert agents, "no agent connected"
+        # A worker's agent may renew its session right after its first hello, once the worker
+        # knows its pool (`Agent.reannounce`): it is connected again within moments.
+        agents = wait_for(
+            lambda: connected_agents(deployment.brain, h.engine, h.app), 30, "a connected agent"
+        )
         for agent in agents:
             engine = next(e for e in agent["engines"] if e["name"] == h.engine)
             assert engine["version"], "the engine version is empty"
