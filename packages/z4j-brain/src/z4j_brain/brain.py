@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -506,8 +506,7 @@ class Brain:
         except Exception as exc:
             log.warning("could not make the events' day partitions yet: %s", why(exc))
             return
-        if made:
-            log.info("made the events' day partitions %s", ", ".join(made))
+        _log_partitions(made)
 
     async def start(self) -> None:
         if self.admin is None:
@@ -607,13 +606,7 @@ class Brain:
                 "retention: the events' day partitions wait for the next pass: %s", why(exc)
             )
             return 0
-        if made:
-            log.info("made the events' day partitions %s", ", ".join(made))
-        if dropped:
-            log.info(
-                "retention: dropped the events' day partitions %s (about %d events)",
-                ", ".join(dropped), events,
-            )  # fmt: skip
+        _log_partitions(made, dropped, events)
         return events
 
     async def _purge_chunks(self, chunk: Callable[[Store], int]) -> int:
@@ -686,3 +679,14 @@ class Brain:
                 raise
             except Exception as exc:
                 log.error("periodic %s failed: %s", getattr(job, "__name__", "job"), exc)
+
+
+def _log_partitions(made: list[str], dropped: Sequence[str] = (), events: int = 0) -> None:
+    """One line for the event partitions a brain made, one for those retention dropped."""
+    if made:
+        log.info("made the events' day partitions %s", ", ".join(made))
+    if dropped:
+        log.info(
+            "retention: dropped the events' day partitions %s (about %d events)",
+            ", ".join(dropped), events,
+        )  # fmt: skip

@@ -250,7 +250,7 @@ class EventStore(StoreBase):
         stop them. Brains making partitions at once take turns (an advisory lock)."""
         if self.dialect != POSTGRES:
             return []
-        self.conn.execute("SELECT pg_advisory_xact_lock(?)", (EVENT_PARTITIONS_LOCK,))
+        self.lock_for_transaction(EVENT_PARTITIONS_LOCK)
         existing = set(self.event_partitions())
         stranded = self.conn.execute(
             "SELECT DISTINCT FLOOR(stored_at / ?) FROM events_default", (DAY,)
