@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from z4j_brain import tokens as tokens_module
 from z4j_brain.config import BrainConfig, ConfigError
 from z4j_brain.store import Store, StoreError
+from z4j_brain.store.schedules import FireAnswer
 from z4j_brain.tokens import (
     AdminCheck,
     TokenError,
@@ -260,7 +262,7 @@ def test_an_urgent_job_cuts_a_running_group_of_ordinary_ones_short(tmp_path: Pat
 
 
 def test_an_answer_that_cannot_be_written_fails_alone_not_the_answers_written_with_it(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Answers arriving together are written in one transaction; when one of them cannot be
     # written, the others must still be kept (written again, each on its own).
@@ -279,8 +281,14 @@ def test_an_answer_that_cannot_be_written_fails_alone_not_the_answers_written_wi
         brain.writer.submit(lambda s, c=command_id: s.insert_command(command_id=c, **fields))
     brain.writer.submit(lambda s: None).result(5)  # in order: every row is stored
 
-    def refuse(store: Store, outcome: CommandOutcome) -> None:
-        raise StoreError("this fire's record is refused")
+    record_fire_answers = Store.record_fire_answers
+
+    def refuse(store: Store, answers: Sequence[FireAnswer]) -> None:
+        if any(a.fire_id == "f-refused" for a in answers):
+            raise StoreError("this fire's record is refused")
+        record_fire_answers(store, answers)
+
+    monkeypatch.setattr(Store, "record_fire_answers", refuse)
 
     async def answer_together() -> list[BaseException | None]:
         blocked = threading.Event()
@@ -290,7 +298,7 @@ def test_an_answer_that_cannot_be_written_fails_alone_not_the_answers_written_wi
             asyncio.ensure_future(
                 router._record(
                     CommandOutcome(c, "inst-1", "enqueued", f"n-{c}"),
-                    refuse if c == "c-refused" else None,
+                    "f-refused" if c == "c-refused" else None,
                 )
             )
             for c in ids

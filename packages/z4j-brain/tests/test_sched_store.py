@@ -13,6 +13,7 @@ from brain_helpers import serving
 from z4j_brain import schedules as sched
 from z4j_brain.leader import BULK_LOAD
 from z4j_brain.store import Agent, FireRecipe, NewFire, ScheduleRow, Store
+from z4j_brain.store.schedules import UNANSWERED, FireAnswer
 
 NOW = 1_800_000_000.0
 
@@ -331,3 +332,55 @@ def test_a_tick_written_twice_in_one_batch_makes_one_fire_per_slot(store: Store)
     assert written == 3  # one's second slot, two's first and second
     assert [f["slot"] for f in store.fire_history(one.schedule_id)] == [NOW + 2, NOW + 1]
     assert [f["slot"] for f in store.fire_history(two.schedule_id)] == [NOW + 2, NOW + 1]
+
+
+def test_a_round_of_answers_applies_in_the_order_they_came(store: Store) -> None:
+    """The answers of a round go in one statement per run of one kind (Postgres: over arrays,
+    where one statement would apply only one of two rows about the same fire): two answers about
+    one fire still apply one after the other, as they came."""
+    row = _schedule(store)
+    first, second, third = _fire(row, NOW), _fire(row, NOW + 1), _fire(row, NOW + 2)
+    with store.transaction():
+        store.insert_fires(row, [first, second], NOW)
+        store.insert_fires(row, [third], NOW)
+        store.claim_fires([_agent("a1", "s1", dedup=True)], "brain", NOW)
+    answers = [
+        # the first fire: enqueued, then a stray second answer that must find it settled
+        FireAnswer(first.fire_id, "a1", "c1", "enqueued", "job-1", "", NOW + 1),
+        FireAnswer(first.fire_id, "a1", "c1b", "duplicate", None, "seen", NOW + 2),
+        # the second: its command went unanswered (released: a deduplicating engine), then
+        # the agent's answer arrives, which is no longer this agent's to give
+        FireAnswer(second.fire_id, "a1", "c2", UNANSWERED, None, "", NOW + 1),
+        FireAnswer(second.fire_id, "a1", "c2", "enqueued", "job-2", "", NOW + 2),
+        # the third: failed (nothing enqueued), back to pending for any agent
+        FireAnswer(third.fire_id, "a1", "c3", "failed", None, "broker down", NOW + 1),
+    ]
+    with store.transaction():
+        store.record_fire_answers(answers)
+    settled = store.fire(first.fire_id)
+    assert settled is not None
+    assert (settled["state"], settled["native_id"], settled["command_id"]) == (
+        "enqueued", "job-1", "c1")  # fmt: skip
+    assert _state(store, second.fire_id) == "pending"
+    failed = store.fire(third.fire_id)
+    assert failed is not None and (failed["state"], failed["reason"]) == ("pending", "broker down")
+    with store.transaction():  # both open fires go out again, to another agent
+        again = store.claim_fires([_agent("a2", "s9", dedup=True)], "brain", NOW + 3)
+    assert sorted(c.fire_id for c in again) == sorted([second.fire_id, third.fire_id])
+
+
+def test_cursors_written_twice_in_one_batch_keep_the_latest(store: Store) -> None:
+    """Two ticks of one schedule can share a leader's write: its cursor ends at the later slot
+    and its skipped-through mark at the last one given, whichever order they came in."""
+    one, two = _schedule(store, "one"), _schedule(store, "two")
+    with store.transaction():
+        store.advance_cursors([
+            (one.schedule_id, NOW + 2, NOW - 50), (two.schedule_id, NOW + 5, None),
+            (one.schedule_id, NOW + 1, NOW - 10), (two.schedule_id, NOW + 6, None),
+        ])  # fmt: skip
+    assert sched.get(store, "one").cursor == NOW + 2
+    assert sched.get(store, "two").cursor == NOW + 6
+    skipped = store.conn.execute(
+        "SELECT skipped_through FROM schedules WHERE schedule_id = ?", (one.schedule_id,)
+    ).fetchone()[0]
+    assert skipped == NOW - 10

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -31,6 +32,7 @@ from z4j_brain.ratelimit import AuthFailureLimiter
 from z4j_brain.scheduler import Scheduler
 from z4j_brain.store import Store, TokenRow
 from z4j_brain.store.events import PURGE_CHUNK
+from z4j_brain.store.schedules import UNANSWERED, FireAnswer
 from z4j_brain.tokens import AdminCheck, ensure_admin_token, find_token
 from z4j_brain.writer import StoreWriter, why
 from z4j_core.wire.errors import CloseCode
@@ -125,10 +127,30 @@ class TokenRegistry:
                 connection.close(CloseCode.AUTH_REFUSED, "token revoked or expired")
 
 
-#: An answer to record: the outcome, what else its transaction writes, and who waits for it.
-_Answer = tuple[
-    CommandOutcome, "Callable[[Store, CommandOutcome], object] | None", "asyncio.Future[None]"
-]
+#: An answer to record: the outcome, the fire its command delivers (if any), and who waits.
+_Answer = tuple[CommandOutcome, "str | None", "asyncio.Future[None]"]
+
+
+def write_answers(store: Store, answers: Sequence[tuple[CommandOutcome, str | None]]) -> None:
+    """Commands' outcomes, and each on its fire (if any), in the writer's transaction: one
+    statement per table for a whole round of answers, not a job per fire."""
+    now = time.time()
+    store.answer_commands(
+        [(o.command_id, o.status, o.native_id, o.reason, now) for o, _ in answers]
+    )
+    store.record_fire_answers([fire_answer(fire, o, now) for o, fire in answers if fire])
+
+
+def fire_answer(fire_id: str, outcome: CommandOutcome, now: float) -> FireAnswer:
+    """What a fire's command's outcome records on the fire: without an answer, or when the
+    agent could not tell whether the engine took it, the fire is released (re-offered or left
+    to expire, by its engine), not marked."""
+    if outcome.status == UNKNOWN:
+        said = outcome.reason if outcome.answered_at else ""
+        return FireAnswer(fire_id, outcome.agent_instance, outcome.command_id, UNANSWERED,
+                          None, said, now)  # fmt: skip
+    return FireAnswer(fire_id, outcome.agent_instance, outcome.command_id, outcome.status,
+                      outcome.native_id, outcome.reason, outcome.answered_at or now)  # fmt: skip
 
 
 @dataclass
@@ -234,25 +256,21 @@ class CommandRouter:
         )
         return await self._exchange(command, connection, deadline)
 
-    async def deliver(
-        self,
-        command: Command,
-        agent_instance: str,
-        also: Callable[[Store, CommandOutcome], object],
-    ) -> CommandOutcome:
-        """Send a command whose row is already stored (the scheduler stores it with the fire's
-        claim) to that one agent; its answer and ``also`` are written in one transaction."""
+    async def deliver(self, command: Command, agent_instance: str, fire_id: str) -> CommandOutcome:
+        """Send a fire's command, whose row is already stored (the scheduler stores it with
+        the fire's claim), to that one agent; its answer is recorded on the command and the
+        fire in one transaction (see ``FireStore.record_fire_answers``)."""
         connection = self.brain.connections.get(agent_instance)
         if connection is None or not connection.is_open:
             raise NoAgentError(f"agent {agent_instance} is not connected here")
-        return await self._exchange(command, connection, command.deadline_seconds, also)
+        return await self._exchange(command, connection, command.deadline_seconds, fire_id)
 
     async def _exchange(
         self,
         command: Command,
         connection: AgentConnection,
         deadline: float,
-        also: Callable[[Store, CommandOutcome], object] | None = None,
+        fire_id: str | None = None,
     ) -> CommandOutcome:
         agent_instance = connection.agent_instance
         waiter = self.expect(command.command_id, agent_instance)
@@ -276,7 +294,7 @@ class CommandRouter:
                         UNKNOWN,
                         reason="no answer from the agent before the deadline",
                     )
-                    await self._record(outcome, also)
+                    await self._record(outcome, fire_id)
                     return outcome
         finally:
             connection.in_flight_commands -= 1
@@ -289,7 +307,7 @@ class CommandRouter:
             result.reason,
             answered_at=time.time(),
         )
-        await self._record(outcome, also)
+        await self._record(outcome, fire_id)
         return outcome
 
     def resolve(self, result: CommandResult, agent_instance: str) -> None:
@@ -346,17 +364,13 @@ class CommandRouter:
 
         self.brain.writer.submit(record, urgent=True)
 
-    async def _record(
-        self,
-        outcome: CommandOutcome,
-        also: Callable[[Store, CommandOutcome], object] | None = None,
-    ) -> None:
-        """Record ``outcome`` (and run ``also`` in the same transaction); returns once it
-        committed."""
+    async def _record(self, outcome: CommandOutcome, fire_id: str | None = None) -> None:
+        """Record ``outcome`` (and on ``fire_id``'s fire, in the same transaction); returns
+        once it committed."""
         counts = self.brain.commands_by_status
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
         written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._answers.append((outcome, also, written))
+        self._answers.append((outcome, fire_id, written))
         self._write_answers()
         await written
 
@@ -370,15 +384,7 @@ class CommandRouter:
         else:
             return
 
-        def job(store: Store) -> None:
-            now = time.time()
-            store.answer_commands(
-                [(o.command_id, o.status, o.native_id, o.reason, now) for o, _, _ in answers]
-            )
-            for outcome, also, _ in answers:
-                if also is not None:
-                    also(store, outcome)
-
+        job = partial(write_answers, answers=[(outcome, fire) for outcome, fire, _ in answers])
         loop = asyncio.get_running_loop()
         try:
             future = self.brain.writer.submit(job, urgent=True)

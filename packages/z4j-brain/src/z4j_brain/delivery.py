@@ -194,26 +194,8 @@ class Delivery:
 
     async def _send(self, fire: Claimed, command: Command) -> None:
         """Send one claimed fire; its answer is recorded on the fire with the command's."""
-
-        def record(store: Store, outcome: Any) -> None:
-            if outcome.status == "unknown":  # no answer, or the agent could not tell
-                said = outcome.reason if outcome.answered_at else ""
-                store.release_unanswered_fire(
-                    fire.fire_id, fire.agent_instance, command.command_id, said
-                )
-                return
-            store.record_fire_answer(
-                fire.fire_id,
-                fire.agent_instance,
-                status=outcome.status,
-                command_id=outcome.command_id,
-                native_id=outcome.native_id,
-                reason=outcome.reason,
-                now=outcome.answered_at or time.time(),
-            )
-
         try:
-            outcome = await self.brain.commands.deliver(command, fire.agent_instance, record)
+            outcome = await self.brain.commands.deliver(command, fire.agent_instance, fire.fire_id)
         except LookupError as exc:
             # The agent went away before the command left: the fire stays bound to it and is
             # re-offered when it reconnects (or to any agent, for a deduplicating engine).

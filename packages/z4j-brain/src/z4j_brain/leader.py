@@ -40,7 +40,7 @@ from z4j_brain.audit import Actor, AuditLog
 from z4j_brain.delivery import CLAIM_LIMIT, Delivery, claim_and_store
 from z4j_brain.notifications import FIRES_CHANNEL, SCHEDULES_CHANNEL
 from z4j_brain.schedules import MIN_DELIVERY_SECONDS, Conflict, NotFound
-from z4j_brain.store import Claimed, FireRecipe, NewFire, ScheduleRow, Store
+from z4j_brain.store import Agent, Claimed, FireRecipe, NewFire, ScheduleRow, Store
 from z4j_brain.store.schedules import (
     BUFFERED,
     OVERLAP_ALLOW,
@@ -440,36 +440,8 @@ class Leader:
         if self._writing or not self._unwritten or not self.leading:
             return
         batches, self._unwritten = self._unwritten, []
-        agents = self.delivery.agents()
-        brain_id = self.brain.brain_id
-
-        def write(store: Store) -> tuple[int, list[tuple[Claimed, Command]]]:
-            # What each fire carries is read here, in the transaction that writes it: the
-            # stored schedule as it is now (a schedule deleted since it was popped fires no
-            # more). The fires of schedules that allow overlap, and every cursor, go in one
-            # batch each.
-            recipes = store.fire_recipes([sid for sid, fires, *_ in batches if fires])
-            made = [(recipes[sid], fires, popped_at)
-                    for sid, fires, _, _, popped_at in batches if sid in recipes]  # fmt: skip
-            written = store.insert_many_fires(
-                [(recipe, fire, popped_at)
-                 for recipe, fires, popped_at in made if recipe.overlap == OVERLAP_ALLOW
-                 for fire in fires]
-            )  # fmt: skip
-            for recipe, fires, popped_at in made:
-                if recipe.overlap != OVERLAP_ALLOW:
-                    for fire in fires:  # one by one: each slot's decision sees the one before
-                        decided = overlap_decision(store, recipe, fire)
-                        written += store.insert_fires(recipe, [decided], popped_at)
-            store.advance_cursors(
-                [(sid, cursor, skipped) for sid, _, cursor, skipped, _ in batches]
-            )
-            if written:
-                store.notify(FIRES_CHANNEL)
-            # This brain's own agents get their fires in the same transaction (one hop less).
-            claimed = claim_and_store(store, agents, brain_id, time.time(), CLAIM_LIMIT)
-            return written, claimed
-
+        write = partial(write_fires, batches=batches, agents=self.delivery.agents(),
+                        brain_id=self.brain.brain_id)  # fmt: skip
         # Not awaited: the next tick's slots need not wait for this commit.
         self._writing = True
         future = self.brain.writer.submit(write, urgent=True)
@@ -545,6 +517,34 @@ class Leader:
             self.last_fire_at = time.time()
             if len(claimed) >= CLAIM_LIMIT:
                 self.delivery.fires_waiting.set()
+
+
+def write_fires(
+    store: Store, batches: list[_Batch], agents: list[Agent], brain_id: str
+) -> tuple[int, list[tuple[Claimed, Command]]]:
+    """A leader's write of what its ticks popped, in the writer's transaction: every fire and
+    cursor, then the claim of the fires this brain's own agents serve (one hop less)."""
+    # What each fire carries is read here, in the transaction that writes it: the stored
+    # schedule as it is now (a schedule deleted since it was popped fires no more). The fires
+    # of schedules that allow overlap, and every cursor, go in one batch each.
+    recipes = store.fire_recipes([sid for sid, fires, *_ in batches if fires])
+    made = [(recipes[sid], fires, popped_at)
+            for sid, fires, _, _, popped_at in batches if sid in recipes]  # fmt: skip
+    written = store.insert_many_fires(
+        [(recipe, fire, popped_at)
+         for recipe, fires, popped_at in made if recipe.overlap == OVERLAP_ALLOW
+         for fire in fires]
+    )  # fmt: skip
+    for recipe, fires, popped_at in made:
+        if recipe.overlap != OVERLAP_ALLOW:
+            for fire in fires:  # one by one: each slot's decision sees the one before
+                decided = overlap_decision(store, recipe, fire)
+                written += store.insert_fires(recipe, [decided], popped_at)
+    store.advance_cursors([(sid, cursor, skipped) for sid, _, cursor, skipped, _ in batches])
+    if written:
+        store.notify(FIRES_CHANNEL)
+    claimed = claim_and_store(store, agents, brain_id, time.time(), CLAIM_LIMIT)
+    return written, claimed
 
 
 def trigger_job(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from z4j_brain.db import IntegrityError
-from z4j_brain.store.base import StoreBase, StoreError
+from z4j_brain.store.base import Arrays, StoreBase, StoreError
 
 
 class NewCommand(NamedTuple):
@@ -75,6 +75,21 @@ _ANSWER_COMMAND = (
     "WHERE command_id = ? AND status IN ('pending', 'unknown')"
 )
 
+_PG_ANSWER_COMMANDS: Final = Arrays(
+    "UPDATE commands AS c SET status = v.status, native_id = v.native, reason = v.reason, "
+    "answered_at = v.at FROM {rows} AS v(status, native, reason, at, command_id) "
+    "WHERE c.command_id = v.command_id AND c.status IN ('pending', 'unknown')",
+    ("text", "text", "text", "float8", "text"),
+    key=4,
+)
+_PG_INSERT_COMMANDS: Final = Arrays(
+    "INSERT INTO commands (command_id, agent_instance, kind, engine, app, task, payload, "
+    "fire_id, status, created_at, deadline_at) SELECT command_id, agent, kind, engine, app, "
+    "task, payload, fire_id, 'pending', created_at, deadline_at FROM {rows} AS v(command_id, "
+    "agent, kind, engine, app, task, payload, fire_id, created_at, deadline_at)",
+    ("text",) * 8 + ("float8", "float8"),
+)
+
 
 class CommandStore(StoreBase):
     def insert_command(
@@ -97,13 +112,12 @@ class CommandStore(StoreBase):
 
     def insert_commands(self, commands: Sequence[NewCommand]) -> None:
         """Record ``pending`` commands, in one statement (a tick's claimed fires)."""
-        if not commands:
-            return
-        self.conn.executemany(
+        self.many(
             "INSERT INTO commands (command_id, agent_instance, kind, engine, app, task, payload, "
             "fire_id, status, created_at, deadline_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
             [(*c[:6], json.dumps(c.payload, sort_keys=True), *c[7:]) for c in commands],
+            _PG_INSERT_COMMANDS,
         )
 
     def purge_commands(self, cutoff: float, limit: int) -> int:
@@ -139,12 +153,12 @@ class CommandStore(StoreBase):
     def answer_commands(self, answers: Sequence[tuple[str, str, str | None, str, float]]) -> None:
         """``answer_command`` for many (command id, status, native id, reason, now), in one
         statement: a tick's answers."""
-        if answers:
-            self.conn.executemany(
-                _ANSWER_COMMAND,
-                [(status, native_id, reason, now, command_id)
-                 for command_id, status, native_id, reason, now in answers],
-            )  # fmt: skip
+        self.many(
+            _ANSWER_COMMAND,
+            [(status, native_id, reason, now, command_id)
+             for command_id, status, native_id, reason, now in answers],
+            _PG_ANSWER_COMMANDS,
+        )  # fmt: skip
 
     def command(self, command_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(

@@ -6,12 +6,23 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from z4j_brain.db import POSTGRES, Connection, connect
+from z4j_brain.db import POSTGRES, Connection, PostgresConnection, connect
 from z4j_brain.migrations import LATEST_VERSION, MIGRATIONS, OnPostgres
 
 S = TypeVar("S", bound="StoreBase")
+
+
+class Arrays(NamedTuple):
+    """A batch statement's Postgres form over arrays (see ``StoreBase.many``): ``sql`` reads
+    the rows from ``{rows}`` (``FROM {rows} AS v(a, b, ...)``), one array of ``types[i]`` per
+    column; ``key`` is the column an ``UPDATE ... FROM`` joins on, which must not repeat in one
+    statement (Postgres applies one source row per target row), or None."""
+
+    sql: str
+    types: tuple[str, ...]
+    key: int | None = None
 
 
 class StoreError(Exception):
@@ -51,6 +62,24 @@ class StoreBase:
                 f"SELECT {columns} FROM {table} WHERE {key} IN ({marks})", chunk
             ).fetchall()
         return rows
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]], arrays: Arrays) -> int:
+        """Run ``sql`` for each of ``rows`` in order (one ``executemany``); on Postgres, as
+        ``arrays``'s one statement over the rows as column arrays instead, which psycopg sends
+        in one message (its ``executemany`` spends 10 to 30 µs of Python per row, the largest
+        cost of a fire on Postgres). Returns the rows written."""
+        if not rows:
+            return 0
+        conn = self.conn
+        if not isinstance(conn, PostgresConnection):
+            return conn.executemany(sql, rows)
+        unnest = ", ".join(f"%b::{kind}[]" for kind in arrays.types)
+        statement = arrays.sql.replace("{rows}", f"unnest({unnest})")
+        written = 0
+        for run in _key_runs(rows, arrays.key):
+            columns = [list(column) for column in zip(*run, strict=True)]
+            written += max(conn.execute_native(statement, columns).rowcount, 0)
+        return written
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -180,3 +209,21 @@ def keyset(
 
     compare, params = strictly(0)
     return f"{first} {op}= ? AND {compare}", [key[0], *params]
+
+
+def _key_runs(rows: Sequence[Sequence[Any]], key: int | None) -> list[Sequence[Sequence[Any]]]:
+    """``rows`` cut, in order, where a row's ``key`` column repeats one before it in the same
+    piece: each piece applied at once does what the rows applied one by one would."""
+    if key is None:
+        return [rows]
+    runs: list[Sequence[Sequence[Any]]] = []
+    seen: set[Any] = set()
+    start = 0
+    for index, row in enumerate(rows):
+        if row[key] in seen:
+            runs.append(rows[start:index])
+            seen.clear()
+            start = index
+        seen.add(row[key])
+    runs.append(rows[start:])
+    return runs

@@ -20,7 +20,7 @@ from typing import Any, Final, NamedTuple
 
 from z4j_brain.paging import KEYS, decode_cursor
 from z4j_brain.routing import may_take
-from z4j_brain.store.base import StoreBase, keyset
+from z4j_brain.store.base import Arrays, StoreBase, keyset
 from z4j_brain.store.events import FINISHED_KINDS
 from z4j_core.scheduling import Schedule, schedule_from_dict
 
@@ -36,6 +36,9 @@ FAILED: Final = "failed"
 UNKNOWN: Final = "unknown"
 #: No suitable agent took it before its misfire grace ran out.
 MISSED: Final = "missed"
+#: Not a state: the status of a ``FireAnswer`` for a command that got no answer by its deadline,
+#: or whose agent could not tell whether the engine took it (``release_unanswered_fire``).
+UNANSWERED: Final = "unanswered"
 #: Not fired, by the schedule's overlap policy (the reason says which fire was still running).
 SKIPPED: Final = "skipped"
 #: Waiting for the previous fire's task to finish (overlap ``buffer-one``); then ``pending``.
@@ -193,6 +196,31 @@ _INSERT_FIRE: Final = (
     "INSERT INTO fires (fire_id, schedule_id, kind, slot, due_at, deliver_by, claim_order, "
     "engine, app, task, labels, payload, state, reason, decision, trigger_key, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fire_id) DO NOTHING"
+)
+
+
+_FIRE_TYPES: Final = ("text",) * 3 + ("float8",) * 4 + ("text",) * 9 + ("float8",)
+_PG_INSERT_FIRES: Final = Arrays(
+    "INSERT INTO fires (fire_id, schedule_id, kind, slot, due_at, deliver_by, claim_order, "
+    "engine, app, task, labels, payload, state, reason, decision, trigger_key, created_at) "
+    "SELECT * FROM {rows} ON CONFLICT (fire_id) DO NOTHING",
+    _FIRE_TYPES,
+)
+_PG_ADVANCE_CURSORS: Final = Arrays(
+    "UPDATE schedules AS s SET cursor = CASE WHEN s.cursor < v.cursor THEN v.cursor "
+    "ELSE s.cursor END, skipped_through = COALESCE(v.skipped, s.skipped_through) "
+    "FROM {rows} AS v(cursor, same, skipped, schedule_id) WHERE s.schedule_id = v.schedule_id",
+    ("float8", "float8", "float8", "text"),
+    key=3,
+)
+_PG_CLAIM_FIRES: Final = Arrays(
+    "UPDATE fires AS f SET state = 'delivering', agent_instance = v.agent, "
+    "agent_session = v.session, native_dedup = v.dedup, claimed_by = v.brain, sent_at = v.sent, "
+    "attempts = f.attempts + 1, command_id = v.command "
+    "FROM {rows} AS v(agent, session, dedup, brain, sent, command, fire_id) "
+    "WHERE f.fire_id = v.fire_id",
+    ("text", "text", "int4", "text", "float8", "text", "text"),
+    key=6,
 )
 
 
@@ -679,12 +707,94 @@ class ScheduleStore(StoreBase):
 
     def advance_cursors(self, cursors: Sequence[tuple[str, float, float | None]]) -> None:
         """``advance_cursor`` for many schedules (id, cursor, skipped through) in one batch."""
-        if cursors:
-            self.conn.executemany(
-                "UPDATE schedules SET cursor = CASE WHEN cursor < ? THEN ? ELSE cursor END, "
-                "skipped_through = COALESCE(?, skipped_through) WHERE schedule_id = ?",
-                [(cursor, cursor, skipped, sid) for sid, cursor, skipped in cursors],
-            )
+        self.many(
+            "UPDATE schedules SET cursor = CASE WHEN cursor < ? THEN ? ELSE cursor END, "
+            "skipped_through = COALESCE(?, skipped_through) WHERE schedule_id = ?",
+            [(cursor, cursor, skipped, sid) for sid, cursor, skipped in cursors],
+            _PG_ADVANCE_CURSORS,
+        )
+
+
+class FireAnswer(NamedTuple):
+    """An agent's answer to a fire's command, to record on the fire; ``status`` is the
+    answer's, or ``UNANSWERED``."""
+
+    fire_id: str
+    agent_instance: str
+    command_id: str
+    status: str
+    native_id: str | None
+    reason: str
+    at: float
+
+
+_FAILED_FIRE: Final = (
+    "UPDATE fires SET state = CASE WHEN deliver_by > ? THEN 'pending' ELSE 'failed' END, "
+    "agent_instance = NULL, agent_session = NULL, command_id = ?, reason = ?, answered_at = ? "
+    "WHERE fire_id = ? AND state = 'delivering' AND agent_instance = ?"
+)
+_ANSWERED_FIRE: Final = (
+    "UPDATE fires SET state = ?, command_id = ?, native_id = ?, reason = ?, answered_at = ? "
+    "WHERE fire_id = ? AND (state IN ('delivering', 'unknown')) AND agent_instance = ?"
+)
+_RELEASE_FIRE: Final = (
+    "UPDATE fires SET command_id = ?, state = CASE WHEN native_dedup = 1 THEN 'pending' "
+    "ELSE state END, agent_instance = CASE WHEN native_dedup = 1 THEN NULL "
+    "ELSE agent_instance END, reason = ? WHERE fire_id = ? AND state = 'delivering' "
+    "AND agent_instance = ?"
+)
+
+
+_PG_ANSWER_FORMS: Final = {
+    _FAILED_FIRE: Arrays(
+        "UPDATE fires AS f SET state = CASE WHEN f.deliver_by > v.at THEN 'pending' "
+        "ELSE 'failed' END, agent_instance = NULL, agent_session = NULL, command_id = v.command, "
+        "reason = v.reason, answered_at = v.at FROM {rows} AS v(at, command, reason, same, "
+        "fire_id, agent) WHERE f.fire_id = v.fire_id AND f.state = 'delivering' "
+        "AND f.agent_instance = v.agent",
+        ("float8", "text", "text", "float8", "text", "text"),
+        key=4,
+    ),
+    _ANSWERED_FIRE: Arrays(
+        "UPDATE fires AS f SET state = v.status, command_id = v.command, native_id = v.native, "
+        "reason = v.reason, answered_at = v.at FROM {rows} AS v(status, command, native, reason, "
+        "at, fire_id, agent) WHERE f.fire_id = v.fire_id "
+        "AND f.state IN ('delivering', 'unknown') AND f.agent_instance = v.agent",
+        ("text", "text", "text", "text", "float8", "text", "text"),
+        key=5,
+    ),
+    _RELEASE_FIRE: Arrays(
+        "UPDATE fires AS f SET command_id = v.command, state = CASE WHEN f.native_dedup = 1 "
+        "THEN 'pending' ELSE f.state END, agent_instance = CASE WHEN f.native_dedup = 1 "
+        "THEN NULL ELSE f.agent_instance END, reason = v.reason FROM {rows} AS v(command, reason, "
+        "fire_id, agent) WHERE f.fire_id = v.fire_id AND f.state = 'delivering' "
+        "AND f.agent_instance = v.agent",
+        ("text", "text", "text", "text"),
+        key=2,
+    ),
+}
+
+
+def _answer_row(answer: FireAnswer) -> tuple[str, tuple[Any, ...]]:
+    fire_id, agent, command_id, status, native_id, reason, at = answer
+    if status == UNANSWERED:
+        return _RELEASE_FIRE, (command_id, reason, fire_id, agent)
+    if status == FAILED:
+        return _FAILED_FIRE, (at, command_id, reason, at, fire_id, agent)
+    return _ANSWERED_FIRE, (status, command_id, native_id, reason, at, fire_id, agent)
+
+
+def _answer_runs(answers: Iterable[FireAnswer]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The answers' statements in order, consecutive rows of one statement together (the
+    order is kept: two answers about one fire must apply as they came)."""
+    runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+    for answer in answers:
+        statement, row = _answer_row(answer)
+        if runs and runs[-1][0] is statement:
+            runs[-1][1].append(row)
+        else:
+            runs.append((statement, [row]))
+    return runs
 
 
 class FireStore(StoreBase):
@@ -706,7 +816,7 @@ class FireStore(StoreBase):
         """The fires of many schedules (a leader's tick: each with its recipe and when it was
         popped) in one batch of statements; returns how many were new."""
         rows = [_fire_values(recipe, fire, now, None) for recipe, fire, now in fires]
-        return self.conn.executemany(_INSERT_FIRE, rows) if rows else 0
+        return self.many(_INSERT_FIRE, rows, _PG_INSERT_FIRES)
 
     def fire(self, fire_id: str) -> dict[str, Any] | None:
         """One fire with its task's outcome (``task_state`` and the rest, null until the
@@ -804,13 +914,13 @@ class FireStore(StoreBase):
                     command_id=command_id,
                 )
             )
-        if claims:  # one statement for the whole claim (psycopg pipelines it)
-            self.conn.executemany(
-                "UPDATE fires SET state = 'delivering', agent_instance = ?, agent_session = ?, "
-                "native_dedup = ?, claimed_by = ?, sent_at = ?, attempts = attempts + 1, "
-                "command_id = ? WHERE fire_id = ?",
-                claims,
-            )
+        self.many(
+            "UPDATE fires SET state = 'delivering', agent_instance = ?, agent_session = ?, "
+            "native_dedup = ?, claimed_by = ?, sent_at = ?, attempts = attempts + 1, "
+            "command_id = ? WHERE fire_id = ?",
+            claims,
+            _PG_CLAIM_FIRES,
+        )
         return claimed
 
     def record_fire_answer(
@@ -824,23 +934,18 @@ class FireStore(StoreBase):
         reason: str,
         now: float,
     ) -> None:
-        """An agent's answer: final for enqueued, duplicate, rejected; ``failed`` goes back to
-        pending (nothing was enqueued) until the fire's deadline."""
-        if status == FAILED:
-            self.conn.execute(
-                "UPDATE fires SET state = CASE WHEN deliver_by > ? THEN 'pending' "
-                "ELSE 'failed' END, agent_instance = NULL, agent_session = NULL, "
-                "command_id = ?, reason = ?, answered_at = ? "
-                "WHERE fire_id = ? AND state = 'delivering' AND agent_instance = ?",
-                (now, command_id, reason, now, fire_id, agent_instance),
-            )
-            return
-        self.conn.execute(
-            "UPDATE fires SET state = ?, command_id = ?, native_id = ?, reason = ?, "
-            "answered_at = ? WHERE fire_id = ? AND (state IN ('delivering', 'unknown')) "
-            "AND agent_instance = ?",
-            (status, command_id, native_id, reason, now, fire_id, agent_instance),
+        """One agent's answer to a fire's command (see ``record_fire_answers``)."""
+        self.record_fire_answers(
+            [FireAnswer(fire_id, agent_instance, command_id, status, native_id, reason, now)]
         )
+
+    def record_fire_answers(self, answers: Sequence[FireAnswer]) -> None:
+        """Agents' answers to fires' commands, in their order: final for enqueued, duplicate,
+        rejected; ``failed`` goes back to pending (nothing was enqueued) until the fire's
+        deadline; ``UNANSWERED`` is ``release_unanswered_fire``'s. Each run of answers of one
+        kind is one statement (a delivery round's answers are mostly one run)."""
+        for statement, rows in _answer_runs(answers):
+            self.many(statement, rows, _PG_ANSWER_FORMS[statement])
 
     def release_unanswered_fire(
         self, fire_id: str, agent_instance: str, command_id: str, reason: str = ""
@@ -850,13 +955,7 @@ class FireStore(StoreBase):
         to any agent; otherwise it stays bound to its agent (re-offered only to it, on
         reconnect, where it answers ``duplicate``) until its deadline, then becomes
         ``unknown``."""
-        self.conn.execute(
-            "UPDATE fires SET command_id = ?, state = CASE WHEN native_dedup = 1 "
-            "THEN 'pending' ELSE state END, agent_instance = CASE WHEN native_dedup = 1 "
-            "THEN NULL ELSE agent_instance END, reason = ? WHERE fire_id = ? "
-            "AND state = 'delivering' AND agent_instance = ?",
-            (command_id, reason, fire_id, agent_instance),
-        )
+        self.conn.execute(_RELEASE_FIRE, (command_id, reason, fire_id, agent_instance))
 
     def expire_fires(self, now: float) -> tuple[int, int]:
         """Past their deadline: pending fires are ``missed``, unanswered ones ``unknown``."""
