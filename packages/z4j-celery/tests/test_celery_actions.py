@@ -17,6 +17,7 @@ from z4j_celery import actions
 from z4j_celery.adapter import CeleryAdapter
 from z4j_core.adapter import CancelRequest, RetryRequest
 from z4j_core.agent.originals import Original
+from z4j_core.testing.waiting import wait_for
 from z4j_core.wire import CommandStatus
 
 # Celery's Redis result backend stores with `setex`, which redis-py 8 deprecates.
@@ -60,7 +61,13 @@ def check_depth_and_purge(app: Celery, queue: str) -> None:
     adapter = CeleryAdapter(app=app)
     for n in range(3):
         app.send_task("tasks.add", args=[n], priority=3 * n)  # Redis: three priority lists
-    assert [(d.name, d.ready) for d in actions.queue_depths(adapter)] == [(queue, 3)]
+    # RabbitMQ counts a message once its queue has it, a moment after the publish returned
+    # (CI once read 1 of 3 at once): the depth is waited for, then must be exactly 3.
+    wait_for(
+        lambda: [(d.name, d.ready) for d in actions.queue_depths(adapter)] == [(queue, 3)],
+        10,
+        f"queue {queue}'s depth to read 3 ready messages",
+    )
 
     refused = actions.purge(adapter, "unacked")
     assert refused.status is CommandStatus.UNAVAILABLE, refused
