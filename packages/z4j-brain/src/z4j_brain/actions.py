@@ -338,10 +338,7 @@ async def exchange(
                 status=CommandStatus.FAILED,
                 reason="the agent's connection closed before the action was sent",
             )
-        try:
-            return await asyncio.wait_for(asyncio.shield(waiter), deadline + ANSWER_GRACE)
-        except asyncio.TimeoutError:
-            return None
+        return await router.answer_within(waiter, deadline + ANSWER_GRACE)
     finally:
         connection.in_flight_commands -= 1
         router.pending.pop(frame.command_id, None)

@@ -131,6 +131,11 @@ class TokenRegistry:
 _Answer = tuple[CommandOutcome, "str | None", "asyncio.Future[None]"]
 
 
+def _no_answer(waiter: asyncio.Future[CommandResult | None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def write_answers(store: Store, answers: Sequence[tuple[CommandOutcome, str | None]]) -> None:
     """Commands' outcomes, and each on its fire (if any), in the writer's transaction: one
     statement per table for a whole round of answers, not a job per fire."""
@@ -159,7 +164,9 @@ class CommandRouter:
 
     brain: Brain
     #: command id -> (the agent it went to, the caller's future): only that agent may answer.
-    pending: dict[str, tuple[str, asyncio.Future[CommandResult]]] = field(default_factory=dict)
+    pending: dict[str, tuple[str, asyncio.Future[CommandResult | None]]] = field(
+        default_factory=dict
+    )
     #: Answers to record, and whether a write of answers is in flight: answers that arrive
     #: meanwhile go together in the next one (one writer job and one statement per table for
     #: a whole tick's answers, not a job per fire).
@@ -168,11 +175,25 @@ class CommandRouter:
     #: The answers of a write that failed, each to be written again on its own (first).
     _alone: list[_Answer] = field(default_factory=list)
 
-    def expect(self, command_id: str, agent_instance: str) -> asyncio.Future[CommandResult]:
-        """A future for the answer to ``command_id``, which only ``agent_instance`` may give."""
-        waiter: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+    def expect(self, command_id: str, agent_instance: str) -> asyncio.Future[CommandResult | None]:
+        """A future for the answer to ``command_id``, which only ``agent_instance`` may give
+        (None: none came by the deadline)."""
+        waiter: asyncio.Future[CommandResult | None] = asyncio.get_running_loop().create_future()
         self.pending[command_id] = (agent_instance, waiter)
         return waiter
+
+    @staticmethod
+    async def answer_within(
+        waiter: asyncio.Future[CommandResult | None], timeout: float
+    ) -> CommandResult | None:
+        """The answer ``waiter`` gets within ``timeout`` seconds, else None. The deadline
+        resolves the waiter itself: one timer, no task or future wrapped around it (``wait_for``
+        and ``shield`` make one of each per command, a thousand a second at a thousand fires)."""
+        timer = asyncio.get_running_loop().call_later(timeout, _no_answer, waiter)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
 
     def pick_agent(
         self,
@@ -283,11 +304,8 @@ class CommandRouter:
                     reason="the agent's connection closed before the command was sent",
                 )
             else:
-                try:
-                    result = await asyncio.wait_for(
-                        asyncio.shield(waiter), deadline + ANSWER_GRACE_SECONDS
-                    )
-                except asyncio.TimeoutError:
+                answer = await self.answer_within(waiter, deadline + ANSWER_GRACE_SECONDS)
+                if answer is None:
                     outcome = CommandOutcome(
                         command.command_id,
                         agent_instance,
@@ -296,6 +314,7 @@ class CommandRouter:
                     )
                     await self._record(outcome, fire_id)
                     return outcome
+                result = answer
         finally:
             connection.in_flight_commands -= 1
             self.pending.pop(command.command_id, None)
