@@ -85,6 +85,17 @@ nox.options.sessions = [
     "upgrade",
 ]
 
+# `./scripts/test` (and CI) runs the sessions above in these two lanes side by side
+# (scripts/lanes.py), each lane in this order and with a test-run id of its own. They are
+# balanced by the minutes each session took alone on a 2-CPU machine (about 20 a lane); fleet
+# comes before soak, which reuses the environments fleet makes.
+LANES = (
+    ("lint", "core", "brain", "scheduler", "celery", "django", "packaging", "faults",
+     "bench_report"),
+    ("adapter_kit", "console", "huey", "rq", "dramatiq", "arq", "taskiq", "fleet", "soak",
+     "bench_fire", "hostile", "upgrade"),
+)  # fmt: skip
+
 # One id for the whole run, so every session's tests share the same service slices.
 os.environ.setdefault("Z4J_TEST_RUN_ID", uuid.uuid4().hex[:12])
 
