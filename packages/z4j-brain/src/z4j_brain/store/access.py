@@ -79,7 +79,7 @@ _PG_ANSWER_COMMANDS: Final = Arrays(
     "UPDATE commands AS c SET status = v.status, native_id = v.native, reason = v.reason, "
     "answered_at = v.at FROM {rows} AS v(status, native, reason, at, command_id) "
     "WHERE c.command_id = v.command_id AND c.status IN ('pending', 'unknown')",
-    ("text", "text", "text", "float8", "text"),
+    ("text[]", "text[]", "text[]", "float8[]", "text[]"),
     key=4,
 )
 _PG_INSERT_COMMANDS: Final = Arrays(
@@ -87,7 +87,7 @@ _PG_INSERT_COMMANDS: Final = Arrays(
     "fire_id, status, created_at, deadline_at) SELECT command_id, agent, kind, engine, app, "
     "task, payload, fire_id, 'pending', created_at, deadline_at FROM {rows} AS v(command_id, "
     "agent, kind, engine, app, task, payload, fire_id, created_at, deadline_at)",
-    ("text",) * 8 + ("float8", "float8"),
+    ("text[]",) * 8 + ("float8[]", "float8[]"),
 )
 
 

@@ -16,9 +16,10 @@ S = TypeVar("S", bound="StoreBase")
 
 class Arrays(NamedTuple):
     """A batch statement's Postgres form over arrays (see ``StoreBase.many``): ``sql`` reads
-    the rows from ``{rows}`` (``FROM {rows} AS v(a, b, ...)``), one array of ``types[i]`` per
-    column; ``key`` is the column an ``UPDATE ... FROM`` joins on, which must not repeat in one
-    statement (Postgres applies one source row per target row), or None."""
+    the rows from ``{rows}`` (``FROM {rows} AS v(a, b, ...)``), one array of ``types[i]`` (an
+    array type: ``text[]``) per column; ``key`` is the column an ``UPDATE ... FROM`` joins on,
+    which must not repeat in one statement (Postgres applies one source row per target row),
+    or None."""
 
     sql: str
     types: tuple[str, ...]
@@ -73,12 +74,10 @@ class StoreBase:
         conn = self.conn
         if not isinstance(conn, PostgresConnection):
             return conn.executemany(sql, rows)
-        unnest = ", ".join(f"%b::{kind}[]" for kind in arrays.types)
-        statement = arrays.sql.replace("{rows}", f"unnest({unnest})")
+        statement = arrays.sql.replace("{rows}", unnest(arrays.types))
         written = 0
         for run in _key_runs(rows, arrays.key):
-            columns = [list(column) for column in zip(*run, strict=True)]
-            written += max(conn.execute_native(statement, columns).rowcount, 0)
+            written += max(conn.execute_native(statement, columns(run)).rowcount, 0)
         return written
 
     @contextmanager
@@ -209,6 +208,17 @@ def keyset(
 
     compare, params = strictly(0)
     return f"{first} {op}= ? AND {compare}", [key[0], *params]
+
+
+def unnest(types: Sequence[str]) -> str:
+    """Postgres's ``unnest`` of one binary parameter per column, of these array types: rows
+    sent as one array per column (see ``columns``), one statement for a whole batch."""
+    return "unnest(" + ", ".join(f"%b::{kind}" for kind in types) + ")"
+
+
+def columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """``rows`` as one list per column, the parameters of an ``unnest``."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _key_runs(rows: Sequence[Sequence[Any]], key: int | None) -> list[Sequence[Sequence[Any]]]:

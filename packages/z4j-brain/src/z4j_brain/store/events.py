@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from z4j_brain.db import EVENT_PARTITIONS_LOCK, POSTGRES, Connection
 from z4j_brain.paging import KEYS, decode_cursor
-from z4j_brain.store.base import StoreBase, keyset
+from z4j_brain.store.base import StoreBase, columns, keyset, unnest
 from z4j_core.wire.frames import Event, LifecycleKind
 
 #: How far a task has got: a state only replaces one of a lower rank when the two events come
@@ -134,15 +134,11 @@ TASK_TYPES: Final = (
 )
 
 
-def _unnest(types: Sequence[str]) -> str:
-    return "SELECT * FROM unnest(" + ", ".join(f"%b::{t}" for t in types) + ")"
-
-
 # Postgres partitions events by day, so (agent_instance, seq) cannot be a unique key (a key
 # must hold the partition's column); a resent batch skips the rows already stored instead, and
 # the event-position lock its writer holds keeps another brain from storing them meanwhile.
 _PG_EVENT_INSERT: Final = (
-    f"INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM ({_unnest(EVENT_TYPES)}) AS batch "
+    f"INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM {unnest(EVENT_TYPES)} AS batch "
     f"({EVENT_COLUMNS}) WHERE NOT EXISTS (SELECT 1 FROM events stored WHERE "
     "stored.agent_instance = batch.agent_instance AND stored.seq = batch.seq)"
 )
@@ -150,7 +146,7 @@ _PG_ANY_STORED: Final = (
     "SELECT 1 FROM events WHERE agent_instance = %s AND seq BETWEEN %s AND %s LIMIT 1"
 )
 _PG_TASK_UPSERT: Final = (
-    f"INSERT INTO tasks ({TASK_COLUMNS}) {_unnest(TASK_TYPES)} {_TASK_ON_CONFLICT}"
+    f"INSERT INTO tasks ({TASK_COLUMNS}) SELECT * FROM {unnest(TASK_TYPES)} {_TASK_ON_CONFLICT}"
 )
 _EVENT_COPY_TYPES: Final = tuple(t.removesuffix("[]") for t in EVENT_TYPES)
 _EVENT_TEXT: Final = tuple(i for i, t in enumerate(EVENT_TYPES) if t == _TEXT)
@@ -498,11 +494,11 @@ def _pg_store_events(
     if resent.fetchone() is None:
         stored = conn.copy_in("events", EVENT_COLUMNS, _EVENT_COPY_TYPES, event_rows)
     else:
-        stored = conn.execute_native(_PG_EVENT_INSERT, _columns(event_rows)).rowcount
+        stored = conn.execute_native(_PG_EVENT_INSERT, columns(event_rows)).rowcount
     # One statement cannot update a row twice, so a task seen several times in the batch is
     # upserted in rounds: its first event in the first round, its second in the next...
     for round_rows in _rounds(_without_nul(task_rows, _TASK_TEXT)):
-        conn.execute_native(_PG_TASK_UPSERT, _columns(round_rows))
+        conn.execute_native(_PG_TASK_UPSERT, columns(round_rows))
     return max(int(stored), 0)
 
 
@@ -520,10 +516,6 @@ def _without_nul(rows: list[tuple[Any, ...]], text: Sequence[int]) -> list[tuple
         )
         for row in rows
     ]
-
-
-def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
-    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _rounds(rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:

@@ -199,7 +199,7 @@ _INSERT_FIRE: Final = (
 )
 
 
-_FIRE_TYPES: Final = ("text",) * 3 + ("float8",) * 4 + ("text",) * 9 + ("float8",)
+_FIRE_TYPES: Final = ("text[]",) * 3 + ("float8[]",) * 4 + ("text[]",) * 9 + ("float8[]",)
 _PG_INSERT_FIRES: Final = Arrays(
     "INSERT INTO fires (fire_id, schedule_id, kind, slot, due_at, deliver_by, claim_order, "
     "engine, app, task, labels, payload, state, reason, decision, trigger_key, created_at) "
@@ -210,7 +210,7 @@ _PG_ADVANCE_CURSORS: Final = Arrays(
     "UPDATE schedules AS s SET cursor = CASE WHEN s.cursor < v.cursor THEN v.cursor "
     "ELSE s.cursor END, skipped_through = COALESCE(v.skipped, s.skipped_through) "
     "FROM {rows} AS v(cursor, same, skipped, schedule_id) WHERE s.schedule_id = v.schedule_id",
-    ("float8", "float8", "float8", "text"),
+    ("float8[]", "float8[]", "float8[]", "text[]"),
     key=3,
 )
 _PG_CLAIM_FIRES: Final = Arrays(
@@ -219,7 +219,7 @@ _PG_CLAIM_FIRES: Final = Arrays(
     "attempts = f.attempts + 1, command_id = v.command "
     "FROM {rows} AS v(agent, session, dedup, brain, sent, command, fire_id) "
     "WHERE f.fire_id = v.fire_id",
-    ("text", "text", "int4", "text", "float8", "text", "text"),
+    ("text[]", "text[]", "int4[]", "text[]", "float8[]", "text[]", "text[]"),
     key=6,
 )
 
@@ -752,7 +752,7 @@ _PG_ANSWER_FORMS: Final = {
         "reason = v.reason, answered_at = v.at FROM {rows} AS v(at, command, reason, same, "
         "fire_id, agent) WHERE f.fire_id = v.fire_id AND f.state = 'delivering' "
         "AND f.agent_instance = v.agent",
-        ("float8", "text", "text", "float8", "text", "text"),
+        ("float8[]", "text[]", "text[]", "float8[]", "text[]", "text[]"),
         key=4,
     ),
     _ANSWERED_FIRE: Arrays(
@@ -760,7 +760,7 @@ _PG_ANSWER_FORMS: Final = {
         "reason = v.reason, answered_at = v.at FROM {rows} AS v(status, command, native, reason, "
         "at, fire_id, agent) WHERE f.fire_id = v.fire_id "
         "AND f.state IN ('delivering', 'unknown') AND f.agent_instance = v.agent",
-        ("text", "text", "text", "text", "float8", "text", "text"),
+        ("text[]", "text[]", "text[]", "text[]", "float8[]", "text[]", "text[]"),
         key=5,
     ),
     _RELEASE_FIRE: Arrays(
@@ -769,7 +769,7 @@ _PG_ANSWER_FORMS: Final = {
         "THEN NULL ELSE f.agent_instance END, reason = v.reason FROM {rows} AS v(command, reason, "
         "fire_id, agent) WHERE f.fire_id = v.fire_id AND f.state = 'delivering' "
         "AND f.agent_instance = v.agent",
-        ("text", "text", "text", "text"),
+        ("text[]", "text[]", "text[]", "text[]"),
         key=2,
     ),
 }
