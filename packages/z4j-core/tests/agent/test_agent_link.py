@@ -283,6 +283,52 @@ def test_a_forked_child_never_uses_the_parents_link(tmp_path: Path) -> None:
     assert instances == {agent.instance_id, child_instance}
 
 
+@pytest.mark.filterwarnings("ignore:This process.*is multi-threaded:DeprecationWarning")
+def test_a_disabled_agent_s_forked_child_sends_nothing_and_keeps_no_copy_of_the_socket(
+    tmp_path: Path,
+) -> None:
+    # RQ's forking worker: its agent is `after_fork="disable"`, and a work horse forked per job
+    # must neither emit nor hold the parent's connection open. The child builds nothing new (a
+    # reset would copy pages in every horse), yet closes its copy of the socket.
+    brain = MiniBrain()
+    with brain.running():
+        agent, _ = make_agent(brain.url, tmp_path, after_fork="disable")
+        agent.start()
+        assert agent.wait_connected(10)
+        emit_many(agent, 10)
+        assert wait_until(lambda: len(brain.events) == 10)
+        assert agent._link is not None and agent._link._fd is not None
+        socket_fd = agent._link._fd
+        socket_inode = os.fstat(socket_fd).st_ino
+        parent_instance = agent.instance_id
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                rebuilt = agent.instance_id != parent_instance
+                emit_many(agent, 5, start=100)
+                try:
+                    kept = os.fstat(socket_fd).st_ino == socket_inode
+                except OSError:
+                    kept = False
+                connected = agent.wait_connected(5)
+                agent.stop(1)
+                os.write(write_end, f"{rebuilt} {kept} {connected}".encode())
+                status = 0
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        assert status == 0
+        assert os.read(read_end, 100).decode() == "False False False"
+        # The parent's link goes on as if no child had been.
+        emit_many(agent, 10, start=200)
+        assert wait_until(lambda: len(brain.events) == 20)
+        agent.stop(5)
+    assert {instance for instance, _ in brain.events} == {agent.instance_id}
+    assert brain.upgrades == 1
+
+
 def test_a_stop_right_after_start_still_sends_what_was_emitted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

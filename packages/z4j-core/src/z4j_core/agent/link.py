@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import ssl
 import time
@@ -46,11 +47,14 @@ from z4j_core.wire import (
 
 log = logging.getLogger("z4j.agent")
 
-# Batching by time: every wake-up of the link thread costs the host CPU (a GIL hand-over, a
-# syscall or two), so events are collected for FLUSH_BUSY before a batch goes out; a full batch
-# goes at once. The writer otherwise sleeps until woken, at most WRITER_IDLE (heartbeats).
-FLUSH_BUSY = 0.05  # seconds between outbox sweeps while events flow
-FLUSH_IDLE = 0.2  # ... and while nothing came in the last sweep
+# Batching by time: every wake-up of the link thread costs the host, so events are collected
+# for SWEEP_SECONDS before a batch goes out (a full batch goes at once). A wake-up costs a GIL
+# hand-over and a syscall or two, and far more in a worker that forks a process per job (RQ):
+# each fork write-protects the parent's memory, and every page a wake-up then writes to is
+# copied (about 150 page faults per wake-up of a link thread that sends a batch, measured). So
+# the sweep keeps one pace whether events flow or not: an event waits at most this long to
+# leave, busy or idle. The writer otherwise sleeps until woken, at most WRITER_IDLE (heartbeats).
+SWEEP_SECONDS = 0.2
 WRITER_IDLE = 1.0
 BURST_EVENTS = 1000  # a sweep that found this many events means a burst ...
 BURST_SWEEP = 0.005  # ... so the next sweep comes sooner
@@ -118,6 +122,7 @@ class Link:
         self._flush_due = False
         self._reported_dropped = 0
         self._ws: ClientConnection | None = None
+        self._fd: int | None = None  # the open socket's file descriptor, for a forked child
         self._renewing: asyncio.Future[None] | None = None  # a reannounce's close
 
     # -- called on the loop ------------------------------------------------------------------
@@ -134,6 +139,14 @@ class Link:
         session = self.session
         welcome = session.welcome if session is not None else None
         return self.connected.is_set() and welcome is not None and feature in welcome.features
+
+    def abandon_after_fork(self) -> None:
+        """In a forked child: close this process's copy of the socket (and nothing else of the
+        parent's), so the connection ends when the parent closes it, not when the child exits."""
+        fd = self._fd
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def send_control(self, frame: Frame) -> None:
         self.control.append(frame)
@@ -157,7 +170,7 @@ class Link:
             elif got >= BURST_EVENTS:
                 await asyncio.sleep(BURST_SWEEP)  # events pour in: sweep often, keep up
             else:
-                await asyncio.sleep(FLUSH_BUSY if got else FLUSH_IDLE)
+                await asyncio.sleep(SWEEP_SECONDS)
 
     async def run(self) -> None:
         """Connect, pump, reconnect with backoff; returns when stopped (or emptied, for replays)."""
@@ -186,7 +199,7 @@ class Link:
                 log.debug("z4j link error: %s", self.stats.last_error)
             finally:
                 self.connected.clear()
-                self._ws = None
+                self._ws = self._fd = None
                 if self.session is not None and self.session.state is not State.CLOSED:
                     self.session.connection_lost()
             if self.stopping:
@@ -271,6 +284,8 @@ class Link:
         except InvalidHandshake:
             raise
         self._ws = ws
+        sock = ws.transport.get_extra_info("socket")
+        self._fd = sock.fileno() if sock is not None else None
         try:
             await self._pump(ws)
         finally:

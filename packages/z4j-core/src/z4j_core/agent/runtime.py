@@ -365,6 +365,8 @@ class Agent:
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until the link's session is open (for tools and tests; never from a host)."""
+        if self._closed and self._forked_child:
+            return False  # a disabled child: the link it sees is its parent's
         if not self._ready.wait(timeout):
             return False
         link, loop = self._link, self._loop
@@ -783,24 +785,32 @@ class Agent:
     # -- fork ----------------------------------------------------------------------------------
 
     def _after_fork_in_child(self) -> None:
-        """Drop everything inherited from the parent without touching it, then reset."""
-        inherited = (self._thread, self._loop, self._link, self._spool, self._runner)
-        _ABANDONED.append(inherited)  # never finalized in the child: no close on parent's fds
+        """Let go of what the parent holds without touching it: close this process's copies of
+        the link's socket and the spool's lock, so that neither outlives the parent's because
+        a child still holds them. Then, with ``after_fork="restart"``, reset for a fresh
+        identity; with ``"disable"``, only stop taking events and build nothing new. A worker
+        that forks a process per job (RQ) pays in every child for each page written here: the
+        fork shares the parent's memory until it is written, so a reset (about 120 pages
+        copied, measured) would cost each job more than the job's own start."""
         spool = self._spool
         if spool is not None:
             spool.abandon_after_fork()
         link = self._link
-        ws = getattr(link, "_ws", None) if link is not None else None
-        transport = getattr(ws, "transport", None)
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                os.close(sock.fileno())
+        if link is not None:
+            link.abandon_after_fork()
+        if self.after_fork == "disable":
+            # The parent's thread, loop and link stay referenced, never finalized here (their
+            # finalizers would close the parent's file descriptors); `stop` leaves them alone.
+            self._closed = True
+            self._forked_child = True
+            if self._originals is not None:
+                self._originals.reset_after_fork()
+            return
+        inherited = (self._thread, self._loop, link, spool, self._runner)
+        _ABANDONED.append(inherited)  # never finalized in the child: no close on parent's fds
         was_running = self._started and not self._closed
         self._reset_process_state()
         self._forked_child = was_running or self.after_fork == "restart"
-        if self.after_fork == "disable":
-            self._closed = True
 
 
 _ABANDONED: list[Any] = []
