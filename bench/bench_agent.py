@@ -1,4 +1,5 @@
-"""Agent benchmarks: emit cost, sustained events/s into a real brain, agent memory.
+"""Agent benchmarks: emit cost, the link thread's CPU per event at a worker's pace, sustained
+events/s into a real brain, agent memory.
 
 Prints figures; asserts nothing about time. Run: python bench/bench_agent.py [--quick]
 Needs the brain installed (`pip install -e packages/z4j-brain`).
@@ -13,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -142,6 +144,54 @@ def throughput(brain: BrainProcess, token: str, spool: str, count: int) -> dict[
     }
 
 
+def link_cost(
+    brain: BrainProcess, token: str, spool: str, rate: int, seconds: float
+) -> dict[str, float]:
+    """The link thread's CPU per event and its wake-ups per second while the host emits at a
+    worker's pace (`rate` events/s, ten at a time), from /proc (Linux): the agent's share of a
+    worker's CPU that `emit` itself does not show."""
+    from z4j_core.agent import Agent
+    from z4j_core.plugins import PluginRegistry, new_plugin_manager
+
+    agent = Agent(
+        brain_url=brain.url,
+        token=token,
+        spool_dir=spool,
+        plugins=PluginRegistry(new_plugin_manager()),
+    )
+    agent.start()
+    assert agent.wait_connected(20)
+    time.sleep(1.0)
+    link = next(t for t in threading.enumerate() if t.name == "z4j-agent-link")
+    assert link.native_id is not None
+    before = thread_counters(link.native_id)
+    sent = 0
+    began = time.monotonic()
+    while time.monotonic() - began < seconds:
+        for _ in range(10):
+            agent.emit("succeeded", f"t-{sent:09d}", "shop.tasks.charge_card", engine="bench",
+                       args=(sent,), runtime=0.01, queue="default")  # fmt: skip
+            sent += 1
+        time.sleep(max(0.0, began + sent / rate - time.monotonic()))
+    deadline = time.monotonic() + 60
+    while agent.stats["acked"] < sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    elapsed = time.monotonic() - began
+    cpu, wakeups = thread_counters(link.native_id)
+    cpu, wakeups = cpu - before[0], wakeups - before[1]
+    agent.stop(5)
+    return {"cpu_us_per_event": cpu / sent * 1e6, "wakeups_per_s": wakeups / elapsed}
+
+
+def thread_counters(tid: int) -> tuple[float, int]:
+    """A thread of this process: CPU seconds, voluntary context switches (wake-ups)."""
+    fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    status = Path(f"/proc/self/task/{tid}/status").read_text()
+    switches = next(ln for ln in status.splitlines() if ln.startswith("voluntary_ctxt_switches"))
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks, int(switches.split()[1])
+
+
 def memory(brain: BrainProcess, token: str, spool: str, count: int) -> dict[str, Any]:
     env = {**os.environ, "Z4J_BRAIN_URL": brain.url, "Z4J_TOKEN": token, "Z4J_SPOOL_DIR": spool}
     figures: dict[str, Any] = {}
@@ -185,6 +235,16 @@ def main() -> None:
                 f"emit (link connected, {calls:,} calls, real brain): median "
                 f"{cost['median_us']:.2f} us, p99 {cost['p99_us']:.2f} us, "
                 f"max {cost['max_us']:.0f} us  [targets: median <= 5, p99 <= 50]"
+            )
+            pace = 3_000
+            links = [link_cost(brain, token, spool, pace, 5 if args.quick else 20)
+                     for _ in range(3)]  # fmt: skip
+            per_event = sorted(link["cpu_us_per_event"] for link in links)
+            print(
+                f"link thread at {pace:,} events/s (a worker's pace), 3 runs: CPU median "
+                f"{per_event[1]:.2f} us per event (min {per_event[0]:.2f}, max "
+                f"{per_event[2]:.2f}), {statistics.median(w['wakeups_per_s'] for w in links):.1f} "
+                "wake-ups/s"
             )
             rates = [throughput(brain, token, spool, events) for _ in range(3)]
             per_s = [r["events_per_s"] for r in rates]
