@@ -59,7 +59,8 @@ print(json.dumps(result))
 """
 
 
-def emit_cost(brain: BrainProcess, token: str, spool: str, calls: int) -> dict[str, float]:
+def connected_agent(brain: BrainProcess, token: str, spool: str, **options: Any) -> Any:
+    """An agent of this process, started and connected to `brain`."""
     from z4j_core.agent import Agent
     from z4j_core.plugins import PluginRegistry, new_plugin_manager
 
@@ -68,9 +69,15 @@ def emit_cost(brain: BrainProcess, token: str, spool: str, calls: int) -> dict[s
         token=token,
         spool_dir=spool,
         plugins=PluginRegistry(new_plugin_manager()),
+        **options,
     )
     agent.start()
     assert agent.wait_connected(20), "agent did not connect"
+    return agent
+
+
+def emit_cost(brain: BrainProcess, token: str, spool: str, calls: int) -> dict[str, float]:
+    agent = connected_agent(brain, token, spool)
     emit = agent.emit
     clock = time.perf_counter_ns
     samples = []
@@ -106,18 +113,7 @@ def emit_cost(brain: BrainProcess, token: str, spool: str, calls: int) -> dict[s
 
 
 def throughput(brain: BrainProcess, token: str, spool: str, count: int) -> dict[str, float]:
-    from z4j_core.agent import Agent
-    from z4j_core.plugins import PluginRegistry, new_plugin_manager
-
-    agent = Agent(
-        brain_url=brain.url,
-        token=token,
-        spool_dir=spool,
-        plugins=PluginRegistry(new_plugin_manager()),
-        max_memory_events=max(20_000, count),
-    )
-    agent.start()
-    assert agent.wait_connected(20)
+    agent = connected_agent(brain, token, spool, max_memory_events=max(20_000, count))
     began = time.perf_counter()
     for i in range(count):
         agent.emit(
@@ -150,17 +146,7 @@ def link_cost(
     """The link thread's CPU per event and its wake-ups per second while the host emits at a
     worker's pace (`rate` events/s, ten at a time), from /proc (Linux): the agent's share of a
     worker's CPU that `emit` itself does not show."""
-    from z4j_core.agent import Agent
-    from z4j_core.plugins import PluginRegistry, new_plugin_manager
-
-    agent = Agent(
-        brain_url=brain.url,
-        token=token,
-        spool_dir=spool,
-        plugins=PluginRegistry(new_plugin_manager()),
-    )
-    agent.start()
-    assert agent.wait_connected(20)
+    agent = connected_agent(brain, token, spool)
     time.sleep(1.0)
     link = next(t for t in threading.enumerate() if t.name == "z4j-agent-link")
     assert link.native_id is not None
