@@ -289,7 +289,8 @@ def test_a_disabled_agent_s_forked_child_sends_nothing_and_keeps_no_copy_of_the_
 ) -> None:
     # RQ's forking worker: its agent is `after_fork="disable"`, and a work horse forked per job
     # must neither emit nor hold the parent's connection open. The child builds nothing new (a
-    # reset would copy pages in every horse), yet closes its copy of the socket.
+    # reset would copy pages in every horse), yet closes its copies of the socket and the spool
+    # lock, once: a grandchild leaves alone what the child opened under those numbers.
     brain = MiniBrain()
     with brain.running():
         agent, _ = make_agent(brain.url, tmp_path, after_fork="disable")
@@ -300,6 +301,8 @@ def test_a_disabled_agent_s_forked_child_sends_nothing_and_keeps_no_copy_of_the_
         assert agent._link is not None and agent._link._fd is not None
         socket_fd = agent._link._fd
         socket_inode = os.fstat(socket_fd).st_ino
+        assert agent._spool is not None
+        lock_fd = agent._spool._lock_fd
         parent_instance = agent.instance_id
         read_end, write_end = os.pipe()
         pid = os.fork()
@@ -313,14 +316,26 @@ def test_a_disabled_agent_s_forked_child_sends_nothing_and_keeps_no_copy_of_the_
                 except OSError:
                     kept = False
                 connected = agent.wait_connected(5)
+                # A file the child opens under the numbers it closed, then a grandchild (a job
+                # that forks): the grandchild's fork handler must leave those files open.
+                mine = os.open(tmp_path / "child-file", os.O_RDWR | os.O_CREAT, 0o600)
+                for fd in (socket_fd, lock_fd):
+                    os.dup2(mine, fd)
+                grandchild = os.fork()
+                if grandchild == 0:
+                    same = all(os.fstat(fd).st_ino == os.fstat(mine).st_ino
+                               for fd in (socket_fd, lock_fd))  # fmt: skip
+                    os._exit(0 if same else 1)
+                _, grand_status = os.waitpid(grandchild, 0)
                 agent.stop(1)
-                os.write(write_end, f"{rebuilt} {kept} {connected}".encode())
+                answer = f"{rebuilt} {kept} {connected} {os.waitstatus_to_exitcode(grand_status)}"
+                os.write(write_end, answer.encode())
                 status = 0
             finally:
                 os._exit(status)
         _, status = os.waitpid(pid, 0)
         assert status == 0
-        assert os.read(read_end, 100).decode() == "False False False"
+        assert os.read(read_end, 100).decode() == "False False False 0"
         # The parent's link goes on as if no child had been.
         emit_many(agent, 10, start=200)
         assert wait_until(lambda: len(brain.events) == 20)

@@ -142,8 +142,9 @@ class Link:
 
     def abandon_after_fork(self) -> None:
         """In a forked child: close this process's copy of the socket (and nothing else of the
-        parent's), so the connection ends when the parent closes it, not when the child exits."""
-        fd = self._fd
+        parent's), so the connection ends when the parent closes it, not when the child exits.
+        Once only: a grandchild must not close whatever the child opened under that number."""
+        fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -306,9 +306,12 @@ class Spool:
             os.close(self._lock_fd)
 
     def abandon_after_fork(self) -> None:
-        """In a forked child: forget the parent's lock without unlocking it for the parent."""
-        with contextlib.suppress(OSError):
-            os.close(self._lock_fd)
+        """In a forked child: forget the parent's lock without unlocking it for the parent.
+        Once only: a grandchild must not close whatever the child opened under that number."""
+        fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def orphan_folders(spool_root: Path, own: Path | None) -> Iterator[Path]:
