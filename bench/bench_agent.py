@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from z4j_core.testing.brainproc import BrainProcess
+from z4j_core.testing.stats import thread_counters
 
 MEMORY_PROBE = r"""
 import json, os, sys, time, gc
@@ -163,19 +164,10 @@ def link_cost(
     while agent.stats["acked"] < sent and time.monotonic() < deadline:
         time.sleep(0.01)
     elapsed = time.monotonic() - began
-    cpu, wakeups = thread_counters(link.native_id)
-    cpu, wakeups = cpu - before[0], wakeups - before[1]
+    _, cpu, wakeups = thread_counters(link.native_id)
+    cpu, wakeups = cpu - before[1], wakeups - before[2]
     agent.stop(5)
     return {"cpu_us_per_event": cpu / sent * 1e6, "wakeups_per_s": wakeups / elapsed}
-
-
-def thread_counters(tid: int) -> tuple[float, int]:
-    """A thread of this process: CPU seconds, voluntary context switches (wake-ups)."""
-    fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-    status = Path(f"/proc/self/task/{tid}/status").read_text()
-    switches = next(ln for ln in status.splitlines() if ln.startswith("voluntary_ctxt_switches"))
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks, int(switches.split()[1])
 
 
 def memory(brain: BrainProcess, token: str, spool: str, count: int) -> dict[str, Any]:

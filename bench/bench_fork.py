@@ -37,22 +37,7 @@ from benchjson import Recorder, add_option
 from z4j_core.agent import Agent
 from z4j_core.plugins import PluginRegistry, new_plugin_manager
 from z4j_core.testing.brainproc import BrainProcess
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def thread_counters(tid: int) -> tuple[int, float, int]:
-    """A thread's minor faults, CPU seconds and voluntary context switches."""
-    fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-    switches = 0
-    for line in Path(f"/proc/self/task/{tid}/status").read_text().splitlines():
-        if line.startswith("voluntary_ctxt_switches"):
-            switches = int(line.split()[1])
-    return int(fields[7]), (int(fields[11]) + int(fields[12])) / TICKS, switches
-
-
-def own_minor_faults() -> int:
-    return int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[7])
+from z4j_core.testing.stats import thread_counters
 
 
 def run(agent: Agent | None, jobs: int) -> dict[str, Any]:
@@ -69,7 +54,7 @@ def run(agent: Agent | None, jobs: int) -> dict[str, Any]:
                        args=(i,), queue="default", worker="w1")  # fmt: skip
         pid = os.fork()
         if pid == 0:
-            os.write(write_end, own_minor_faults().to_bytes(4, "little"))
+            os.write(write_end, thread_counters()[0].to_bytes(4, "little"))
             _ = [str(n) for n in range(2000)]
             time.sleep(0.01)
             os._exit(0)
@@ -143,8 +128,7 @@ def main() -> None:
         work = Path(folder)
         brain = BrainProcess(work / "brain")
         token = brain.create_token("bench")
-        brain.start()
-        try:
+        with brain:
             for round_index in range(options.rounds):
                 order = ("none", "agent") if round_index % 2 == 0 else ("agent", "none")
                 for variant in order:
@@ -156,8 +140,6 @@ def main() -> None:
                     shown = ", ".join(f"{k} {v:,.1f}" for k, v in sorted(figures.items()))
                     load = os.getloadavg()[0]
                     print(f"round {round_index + 1} {variant:5}: {shown} (load {load:.2f})")
-        finally:
-            brain.stop()
     print(f"\nper job, medians of {options.rounds} rounds of {options.jobs:,} forks:")
     for key in sorted(set(results["none"][0]) | set(results["agent"][0])):
         row = []

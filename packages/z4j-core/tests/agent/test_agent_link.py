@@ -316,6 +316,11 @@ def test_a_disabled_agent_s_forked_child_sends_nothing_and_keeps_no_copy_of_the_
                 except OSError:
                     kept = False
                 connected = agent.wait_connected(5)
+                # Nothing is handed to the parent's loop (an adapter's reannounce, say).
+                assert agent._loop is not None
+                queued = len(agent._loop._ready)  # type: ignore[attr-defined]
+                agent.reannounce()
+                touched = len(agent._loop._ready) != queued  # type: ignore[attr-defined]
                 # A file the child opens under the numbers it closed, then a grandchild (a job
                 # that forks): the grandchild's fork handler must leave those files open.
                 mine = os.open(tmp_path / "child-file", os.O_RDWR | os.O_CREAT, 0o600)
@@ -328,14 +333,15 @@ def test_a_disabled_agent_s_forked_child_sends_nothing_and_keeps_no_copy_of_the_
                     os._exit(0 if same else 1)
                 _, grand_status = os.waitpid(grandchild, 0)
                 agent.stop(1)
-                answer = f"{rebuilt} {kept} {connected} {os.waitstatus_to_exitcode(grand_status)}"
+                grandchild_status = os.waitstatus_to_exitcode(grand_status)
+                answer = f"{rebuilt} {kept} {connected} {touched} {grandchild_status}"
                 os.write(write_end, answer.encode())
                 status = 0
             finally:
                 os._exit(status)
         _, status = os.waitpid(pid, 0)
         assert status == 0
-        assert os.read(read_end, 100).decode() == "False False False 0"
+        assert os.read(read_end, 100).decode() == "False False False False 0"
         # The parent's link goes on as if no child had been.
         emit_many(agent, 10, start=200)
         assert wait_until(lambda: len(brain.events) == 20)

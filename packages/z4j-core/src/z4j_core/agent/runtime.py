@@ -358,8 +358,8 @@ class Agent:
         with a fresh hello. Does nothing before ``start`` (the first hello carries them).
         Thread-safe; never raises."""
         loop, link = self._loop, self._link
-        if loop is None or link is None:
-            return
+        if loop is None or link is None or self._forked_child:
+            return  # not started, or a child whose loop and link are its parent's
         with contextlib.suppress(RuntimeError):  # the loop closed: the agent stopped
             loop.call_soon_threadsafe(link.reannounce)
 

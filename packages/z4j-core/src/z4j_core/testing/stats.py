@@ -1,8 +1,8 @@
 """The figures tests and benchmarks print: percentiles of samples, and a process's memory.
 
 Owns the one definition of a percentile (nearest rank, as every report of ours quotes it) and
-the one way a process's resident memory and CPU time are read (Linux `/proc`). Never asserts on
-a figure.
+the one way a process's resident memory and CPU time, and a thread's CPU time, page faults and
+wake-ups, are read (Linux `/proc`). Never asserts on a figure.
 """
 
 from __future__ import annotations
@@ -46,6 +46,21 @@ def cpu_seconds(pid: int | None = None, *, children: bool = False) -> float:
     if children:
         ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
     return ticks / CLOCK_TICKS
+
+
+def thread_counters(tid: int | None = None) -> tuple[int, float, int]:
+    """A thread of this process (its main thread when None): minor page faults, CPU seconds
+    (user + system) and voluntary context switches (its wake-ups), from `/proc`.
+
+    Raises OSError when the thread is gone.
+    """
+    where = "self" if tid is None else f"self/task/{tid}"
+    with open(f"/proc/{where}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{where}/status") as status:
+        switches = next(ln for ln in status if ln.startswith("voluntary_ctxt_switches"))
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    return int(fields[7]), cpu, int(switches.split()[1])  # minflt first
 
 
 def rss_mib(pid: int | None = None) -> float:
