@@ -384,3 +384,28 @@ def test_cursors_written_twice_in_one_batch_keep_the_latest(store: Store) -> Non
         "SELECT skipped_through FROM schedules WHERE schedule_id = ?", (one.schedule_id,)
     ).fetchone()[0]
     assert skipped == NOW - 10
+
+
+def test_an_answer_with_nul_characters_is_recorded(store: Store) -> None:
+    """An agent's answer is text from a user's engine: a job id or a reason with a NUL in it is
+    recorded (SQLite keeps it; Postgres text cannot hold one, so it becomes U+FFFD there), never
+    a failed write that takes the round's other answers down with it."""
+    row = _schedule(store)
+    first, second, third = _fire(row, NOW), _fire(row, NOW + 1), _fire(row, NOW + 2)
+    with store.transaction():
+        store.insert_fires(row, [first, second, third], NOW)
+        store.claim_fires([_agent("a1", "s1", dedup=False)], "brain", NOW)
+    with store.transaction():
+        store.record_fire_answers([
+            FireAnswer(first.fire_id, "a1", "c1", "enqueued", "job\x00-1", "", NOW + 1),
+            FireAnswer(second.fire_id, "a1", "c2", "rejected", None, "no\x00such", NOW + 1),
+        ])  # fmt: skip
+        store.release_unanswered_fire(third.fire_id, "a1", "c3", "lost\x00link")
+    enqueued, rejected = store.fire(first.fire_id), store.fire(second.fire_id)
+    released = store.fire(third.fire_id)
+    assert enqueued is not None and rejected is not None and released is not None
+    assert released["reason"] in ("lost\x00link", "lost\ufffdlink")
+    assert (enqueued["state"], enqueued["native_id"]) in (
+        ("enqueued", "job\x00-1"), ("enqueued", "job\ufffd-1"))  # fmt: skip
+    assert (rejected["state"], rejected["reason"]) in (
+        ("rejected", "no\x00such"), ("rejected", "no\ufffdsuch"))  # fmt: skip

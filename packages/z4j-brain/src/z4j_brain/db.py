@@ -240,22 +240,25 @@ class PostgresConnection:
             ) from None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        try:
-            return self.raw.execute(_pg_sql(sql), params)
-        except self._psycopg.errors.IntegrityError as exc:
-            raise IntegrityError(_first_line(exc)) from None
+        return self.execute_native(_pg_sql(sql), params)
 
     def execute_native(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """Run Postgres-only SQL written with ``%s`` placeholders (the store's fast paths)."""
         try:
-            return self.raw.execute(sql, params)
+            try:
+                return self.raw.execute(sql, params)
+            except self._psycopg.DataError as exc:
+                if not _is_nul(exc):
+                    raise
+                return self.raw.execute(sql, _without_nul(params))
         except self._psycopg.errors.IntegrityError as exc:
             raise IntegrityError(_first_line(exc)) from None
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         try:
             with self.raw.cursor() as cursor:
-                cursor.executemany(_pg_sql(sql), rows)
+                # Not retried like execute: rows before the one that failed may have gone.
+                cursor.executemany(_pg_sql(sql), _without_nul(rows))
                 return max(cursor.rowcount, 0)
         except self._psycopg.errors.IntegrityError as exc:
             raise IntegrityError(_first_line(exc)) from None
@@ -334,6 +337,24 @@ class PostgresConnection:
 
     def close(self) -> None:
         self.raw.close()
+
+
+def _is_nul(exc: BaseException) -> bool:
+    """psycopg refused a parameter, before sending anything, for a NUL character in its text."""
+    return "NUL" in str(exc)
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` (a parameter, or a sequence of them, nested) with each NUL character of its
+    text made U+FFFD: Postgres text cannot hold one (SQLite can), and agents' text (a job id,
+    a reason, a task's name) comes from users' engines."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return list(map(_without_nul, value))
+    if isinstance(value, tuple):
+        return tuple(map(_without_nul, value))
+    return value
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,16 +8,14 @@ SQL is portable between SQLite and Postgres, except the Postgres fast path for b
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import json
-import operator
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
 from z4j_brain.db import EVENT_PARTITIONS_LOCK, POSTGRES, Connection
 from z4j_brain.paging import KEYS, decode_cursor
-from z4j_brain.store.base import StoreBase, columns, keyset, unnest
+from z4j_brain.store.base import StoreBase, columns, keyset, unnest, without_nul
 from z4j_core.wire.frames import Event, LifecycleKind
 
 #: How far a task has got: a state only replaces one of a lower rank when the two events come
@@ -488,39 +486,23 @@ def _pg_store_events(
     assert isinstance(conn, PostgresConnection)
     if not event_rows:
         return 0
-    event_rows = _without_nul(event_rows, _EVENT_TEXT)
-    seqs = [row[1] for row in event_rows]
-    resent = conn.execute_native(_PG_ANY_STORED, (event_rows[0][0], min(seqs), max(seqs)))
+    rows = without_nul(event_rows, _EVENT_TEXT)
+    seqs = [row[1] for row in rows]
+    resent = conn.execute_native(_PG_ANY_STORED, (rows[0][0], min(seqs), max(seqs)))
     if resent.fetchone() is None:
-        stored = conn.copy_in("events", EVENT_COLUMNS, _EVENT_COPY_TYPES, event_rows)
+        stored = conn.copy_in("events", EVENT_COLUMNS, _EVENT_COPY_TYPES, rows)
     else:
-        stored = conn.execute_native(_PG_EVENT_INSERT, columns(event_rows)).rowcount
+        stored = conn.execute_native(_PG_EVENT_INSERT, columns(rows)).rowcount
     # One statement cannot update a row twice, so a task seen several times in the batch is
     # upserted in rounds: its first event in the first round, its second in the next...
-    for round_rows in _rounds(_without_nul(task_rows, _TASK_TEXT)):
+    for round_rows in _rounds(without_nul(task_rows, _TASK_TEXT)):
         conn.execute_native(_PG_TASK_UPSERT, columns(round_rows))
     return max(int(stored), 0)
 
 
-def _without_nul(rows: list[tuple[Any, ...]], text: Sequence[int]) -> list[tuple[Any, ...]]:
-    """Postgres text cannot hold NUL characters (SQLite can): they become U+FFFD. The check
-    runs in C (one join, one search); only a batch that holds a NUL is rewritten."""
-    values = itertools.chain.from_iterable(map(operator.itemgetter(*text), rows))
-    if "\x00" not in "".join(filter(None, values)):
-        return rows
-    texts = frozenset(text)
-    return [
-        tuple(
-            v.replace("\x00", "\ufffd") if i in texts and v is not None else v
-            for i, v in enumerate(row)
-        )
-        for row in rows
-    ]
-
-
-def _rounds(rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+def _rounds(rows: Sequence[Sequence[Any]]) -> list[list[Sequence[Any]]]:
     seen: dict[tuple[Any, Any], int] = {}
-    rounds: list[list[tuple[Any, ...]]] = []
+    rounds: list[list[Sequence[Any]]] = []
     for row in rows:
         key = (row[0], row[1])
         n = seen.get(key, 0)
