@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import strategies as st
 
 from z4j_brain.migrations import LATEST_VERSION
 from z4j_brain.store import Store, StoreError
+from z4j_core.testing.hostile import examples
 from z4j_core.wire import Event, Inventory, LifecycleKind, TaskInfo
 
 
@@ -266,6 +268,69 @@ def test_a_batch_with_the_same_task_many_times_keeps_the_last_state(store: Store
     assert tasks["t1"]["state"] == "succeeded" and tasks["t1"]["runtime"] == 2.0
     assert tasks["t1"]["enqueued_at"] == 100.0 and tasks["t1"]["started_at"] == 102.0
     assert tasks["t2"]["state"] == "started"
+
+
+_kinds = st.sampled_from(list(LifecycleKind))
+_maybe = st.sampled_from([None, "x", "y"])
+
+
+@st.composite
+def _batches(draw: st.DrawFn) -> list[tuple[str, list[Event]]]:
+    """Batches of two agents about three tasks: any kinds in any order, fields given or not."""
+    seqs = {"a1": 0, "a2": 0}
+    batches = []
+    for _ in range(draw(st.integers(1, 4))):
+        agent = draw(st.sampled_from(sorted(seqs)))
+        events = []
+        for _ in range(draw(st.integers(1, 8))):
+            seqs[agent] += draw(st.integers(1, 2))
+            event = Event(
+                seq=seqs[agent], kind=draw(_kinds), at=float(draw(st.integers(0, 9))),
+                engine="e", task_id=draw(st.sampled_from(["t1", "t2", "t3"])),
+                task_name=draw(st.sampled_from(["n", "m"])), queue=draw(_maybe),
+                worker=draw(_maybe), runtime=draw(st.none() | st.just(1.5)),
+                retries=draw(st.none() | st.integers(0, 2)), exception=draw(_maybe),
+                message=draw(_maybe), fire_id=draw(_maybe),
+            )  # fmt: skip
+            events.append(event)
+        batches.append((agent, events))
+    return batches
+
+
+@pytest.mark.postgres
+def test_postgres_keeps_the_task_state_that_events_one_by_one_leave(tmp_path: Path) -> None:
+    """Postgres folds a task's events of one batch into one write where that is exact
+    (``_folded``); SQLite applies them one by one. Any batches from two agents leave the same
+    tasks in both."""
+    from hypothesis import HealthCheck, given, settings
+
+    from z4j_brain.store.events import TASK_COLUMNS
+    from z4j_core.testing.postgres import temporary_database
+
+    read = f"SELECT {TASK_COLUMNS} FROM tasks ORDER BY engine, task_id"
+    with temporary_database() as url:
+        postgres, sqlite = Store.open(url), Store.open(tmp_path / "one-by-one.sqlite3")
+
+        @given(_batches())
+        @settings(
+            max_examples=examples(300), deadline=None, database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        )  # fmt: skip
+        def check(batches: list[tuple[str, list[Event]]]) -> None:
+            for store in (postgres, sqlite):
+                with store.transaction():
+                    store.conn.execute("DELETE FROM tasks")
+                    store.conn.execute("DELETE FROM events")
+                for at, (agent, events) in enumerate(batches):
+                    store_batch(store, agent, events, at=1000.0 + at)
+            expected = [tuple(r) for r in sqlite.conn.execute(read).fetchall()]
+            assert [tuple(r) for r in postgres.conn.execute(read).fetchall()] == expected
+
+        try:
+            check()
+        finally:
+            postgres.close()
+            sqlite.close()
 
 
 def test_agents_of_a_stopped_or_stale_brain_are_disconnected_others_stay(store: Store) -> None:
