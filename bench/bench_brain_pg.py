@@ -3,6 +3,7 @@ and the same on SQLite for comparison. Stored (events queryable, tasks' latest s
 acknowledged, measured from the first emit to the last acknowledgement.
 
 Prints figures; asserts nothing about time. Run: python bench/bench_brain_pg.py [--quick]
+[--lifecycle] (three events per task, as a worker reports them, instead of one).
 Needs the brain installed (`pip install -e packages/z4j-brain`) and Postgres at 127.0.0.1:5432
 (trust auth; Z4J_TEST_PG_* variables move it). Each agent is its own process running
 `z4j_core.agent.Agent`, as in a worker.
@@ -30,8 +31,13 @@ from z4j_core.testing.stats import cpu_seconds
 HERE = Path(__file__).resolve()
 
 
-def worker(url: str, token: str, spool: str, count: int) -> None:
-    """One agent process: connect, wait for `go` on stdin, emit `count` events, wait for acks."""
+#: The events of one task: a finished one, or (--lifecycle) what a worker reports of each.
+ONE, LIFECYCLE = ("succeeded",), ("received", "started", "succeeded")
+
+
+def worker(url: str, token: str, spool: str, count: int, kinds: tuple[str, ...]) -> None:
+    """One agent process: connect, wait for `go` on stdin, emit `count` events (`kinds` for
+    each task, in one batch as a worker's fast task's would be), wait for acks."""
     from z4j_core.agent import Agent
     from z4j_core.plugins import PluginRegistry, new_plugin_manager
 
@@ -51,13 +57,14 @@ def worker(url: str, token: str, spool: str, count: int) -> None:
     began = time.time()
     pid = os.getpid()
     for i in range(count):
+        kind = kinds[i % len(kinds)]
         agent.emit(
-            "succeeded",
-            f"t-{pid}-{i:09d}",
+            kind,
+            f"t-{pid}-{i // len(kinds):09d}",
             "shop.tasks.charge_card",
             engine="bench",
             args=(i,),
-            runtime=0.01,
+            runtime=0.01 if kind == "succeeded" else None,
             queue="default",
         )
     deadline = time.monotonic() + 600
@@ -69,7 +76,9 @@ def worker(url: str, token: str, spool: str, count: int) -> None:
     print(json.dumps({"began": began, "ended": ended, "acked": acked}), flush=True)
 
 
-def run_agents(brain: BrainProcess, token: str, spool: Path, agents: int, total: int) -> float:
+def run_agents(
+    brain: BrainProcess, token: str, spool: Path, agents: int, total: int, *, kinds: tuple[str, ...]
+) -> float:
     """Events per second from `agents` processes sending `total` events together."""
     each = total // agents
     procs = [
@@ -82,6 +91,7 @@ def run_agents(brain: BrainProcess, token: str, spool: Path, agents: int, total:
                 token,
                 str(spool / str(n)),
                 str(each),
+                ",".join(kinds),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -124,9 +134,12 @@ def stored_count(brain: BrainProcess) -> int:
     return int(body["latest"])
 
 
-def raw_rows(agent: str, count: int) -> list[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+def raw_rows(
+    agent: str, count: int, kinds: tuple[str, ...]
+) -> list[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
     """The rows a brain writes for `count` events like the agents' (same keys: one agent
-    instance, increasing seqs, one task per event), as (events, tasks) batches of 1,000."""
+    instance, increasing seqs, `kinds` for each task), as (events, tasks) batches of 1,000
+    events; each task's row once, as it ends."""
     from z4j_brain.store.events import STATE_RANK
     from z4j_core.wire import LifecycleKind
 
@@ -136,10 +149,12 @@ def raw_rows(agent: str, count: int) -> list[tuple[list[tuple[Any, ...]], list[t
     for start in range(0, count, 1000):
         events, tasks = [], []
         for i in range(start, min(count, start + 1000)):
-            task_id = f"t-raw-{i:09d}"
-            events.append((agent, i + 1, i + 1, now, "bench", "succeeded", now, "bench", task_id,
+            task_id, kind = f"t-raw-{i // len(kinds):09d}", kinds[i % len(kinds)]
+            events.append((agent, i + 1, i + 1, now, "bench", kind, now, "bench", task_id,
                            "shop.tasks.charge_card", "default", None, f"[{i}]", None, None, 0.01,
                            None, None, None, None, None, None))  # fmt: skip
+            if kind != kinds[-1]:
+                continue
             tasks.append(("bench", task_id, "shop.tasks.charge_card", "succeeded", rank, agent,
                           i + 1, "bench", "default", None, None, None, None, now, 0.01, None,
                           None, None, None, None, now))  # fmt: skip
@@ -147,7 +162,7 @@ def raw_rows(agent: str, count: int) -> list[tuple[list[tuple[Any, ...]], list[t
     return batches
 
 
-def raw_limit(database: str | Path, count: int) -> float:
+def raw_limit(database: str | Path, count: int, kinds: tuple[str, ...]) -> float:
     """Events/s of the limit this store sets: the same rows inserted straight into a brain's
     schema (same tables, keys and indexes), 1,000 a transaction, by the fastest plain path the
     store offers (COPY on Postgres, executemany on SQLite), with no agent, socket or decoding."""
@@ -157,7 +172,7 @@ def raw_limit(database: str | Path, count: int) -> float:
     store = Store.open(database)
     conn = store.conn
     try:
-        batches = raw_rows("raw-agent", count)
+        batches = raw_rows("raw-agent", count, kinds)
         began = time.perf_counter()
         for events, tasks in batches:
             conn.begin()
@@ -181,7 +196,13 @@ def raw_limit(database: str | Path, count: int) -> float:
 
 
 def measure(
-    label: str, database: str | None, workdir: Path, counts: dict[int, int], recorder: Recorder
+    label: str,
+    database: str | None,
+    workdir: Path,
+    counts: dict[int, int],
+    recorder: Recorder,
+    *,
+    kinds: tuple[str, ...],
 ) -> None:
     limits = []
     for run in range(3):
@@ -192,8 +213,9 @@ def measure(
                 from z4j_core.testing.postgres import temporary_database
 
                 target = stack.enter_context(temporary_database(f"raw{run}"))
-            limits.append(raw_limit(target, max(counts.values())))
-    recorder.add("raw_insert_limit", "events/s", limits, store=label, events=max(counts.values()))
+            limits.append(raw_limit(target, max(counts.values()), kinds))
+    recorder.add("raw_insert_limit", "events/s", limits, store=label, events=max(counts.values()),
+                 per_task=len(kinds))  # fmt: skip
     limit = statistics.median(limits)
     print(
         f"{label:<8} limit: the same rows inserted straight into the schema: median "
@@ -208,12 +230,15 @@ def measure(
         assert brain.process is not None
         for agents, total in counts.items():
             cpu_before = cpu_seconds(brain.process.pid)
-            rates = [run_agents(brain, token, spool / str(run), agents, total) for run in range(3)]
+            rates = [
+                run_agents(brain, token, spool / str(run), agents, total, kinds=kinds)
+                for run in range(3)
+            ]
             cpu_per_event = (cpu_seconds(brain.process.pid) - cpu_before) / (3 * total) * 1e6
             recorder.add("brain_cpu_per_event", "µs", [cpu_per_event], store=label,
-                         agents=agents, events=total)  # fmt: skip
+                         agents=agents, events=total, per_task=len(kinds))  # fmt: skip
             recorder.add("events_stored", "events/s", rates, store=label, agents=agents,
-                         events=total)  # fmt: skip
+                         events=total, per_task=len(kinds))  # fmt: skip
             target = "  [target: >= 60,000]" if label == "postgres" and agents == 1 else ""
             print(
                 f"{label:<8} {agents:>2} agent{'s' if agents > 1 else ' '} -> 1 brain, stored + "
@@ -229,24 +254,30 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="reduced counts")
-    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--lifecycle",
+        action="store_true",
+        help="three events per task (received, started, succeeded), not one",
+    )
     parser.add_argument("--only", choices=["postgres", "sqlite"], help="one store only")
     add_option(parser)
     args = parser.parse_args()
     if args.worker:
-        url, token, spool, count = args.worker
-        worker(url, token, spool, int(count))
+        url, token, spool, count, kinds = args.worker
+        worker(url, token, spool, int(count), tuple(kinds.split(",")))
         return
     recorder = Recorder("brain_pg", args.json)
+    kinds = LIFECYCLE if args.lifecycle else ONE
     counts = {1: 50_000, 10: 100_000} if args.quick else {1: 300_000, 10: 500_000}
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         if args.only != "sqlite":
             from z4j_core.testing.postgres import temporary_database
 
             url = stack.enter_context(temporary_database("bench"))
-            measure("postgres", url, Path(tmp), counts, recorder)
+            measure("postgres", url, Path(tmp), counts, recorder, kinds=kinds)
         if args.only != "postgres":
-            measure("sqlite", None, Path(tmp), counts, recorder)
+            measure("sqlite", None, Path(tmp), counts, recorder, kinds=kinds)
     recorder.write()
 
 
