@@ -250,7 +250,7 @@ class PostgresConnection:
             except self._psycopg.DataError as exc:
                 if not _is_nul(exc):
                     raise
-                return self.raw.execute(sql, _without_nul(params))
+                return self.raw.execute(sql, without_nul_text(params))
         except self._psycopg.errors.IntegrityError as exc:
             raise IntegrityError(_first_line(exc)) from None
 
@@ -258,7 +258,7 @@ class PostgresConnection:
         try:
             with self.raw.cursor() as cursor:
                 # Not retried like execute: rows before the one that failed may have gone.
-                cursor.executemany(_pg_sql(sql), _without_nul(rows))
+                cursor.executemany(_pg_sql(sql), without_nul_text(rows))
                 return max(cursor.rowcount, 0)
         except self._psycopg.errors.IntegrityError as exc:
             raise IntegrityError(_first_line(exc)) from None
@@ -344,16 +344,16 @@ def _is_nul(exc: BaseException) -> bool:
     return "NUL" in str(exc)
 
 
-def _without_nul(value: Any) -> Any:
+def without_nul_text(value: Any) -> Any:
     """``value`` (a parameter, or a sequence of them, nested) with each NUL character of its
     text made U+FFFD: Postgres text cannot hold one (SQLite can), and agents' text (a job id,
     a reason, a task's name) comes from users' engines."""
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd")
     if isinstance(value, list):
-        return list(map(_without_nul, value))
+        return list(map(without_nul_text, value))
     if isinstance(value, tuple):
-        return tuple(map(_without_nul, value))
+        return tuple(map(without_nul_text, value))
     return value
 
 

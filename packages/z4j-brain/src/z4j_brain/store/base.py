@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from z4j_brain.db import POSTGRES, Connection, PostgresConnection, connect
+from z4j_brain.db import POSTGRES, Connection, PostgresConnection, connect, without_nul_text
 from z4j_brain.migrations import LATEST_VERSION, MIGRATIONS, OnPostgres
 
 S = TypeVar("S", bound="StoreBase")
@@ -234,14 +234,7 @@ def without_nul(rows: Sequence[Sequence[Any]], text: Sequence[int]) -> Sequence[
     values = map(get, rows) if len(text) == 1 else itertools.chain.from_iterable(map(get, rows))
     if "\x00" not in "".join(filter(None, values)):
         return rows
-    texts = frozenset(text)
-    return [
-        tuple(
-            v.replace("\x00", "\ufffd") if i in texts and v is not None else v
-            for i, v in enumerate(row)
-        )
-        for row in rows
-    ]
+    return [without_nul_text(tuple(row)) for row in rows]
 
 
 def _key_runs(rows: Sequence[Sequence[Any]], key: int | None) -> list[Sequence[Sequence[Any]]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import operator
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, NamedTuple
@@ -150,7 +151,7 @@ _PG_TASK_UPSERT: Final = (
 # A batch's folded task rows (``_folded``): each applied over a stored row only where its first
 # row would replace the stored state (then every later one would), and inserted where no row is
 # stored; each statement names the rows it wrote.
-_RANK, _AGENT, _SEQ = 4, 5, 6
+_RANK, _SEQ = 4, 6
 _LATEST_COLUMNS: Final = (2, *range(7, 20))
 _PG_TASK_FOLD_UPDATE: Final = (
     "UPDATE tasks SET "
@@ -547,11 +548,12 @@ def _folded(rows: Sequence[Sequence[Any]]) -> tuple[list[_Folded], list[Sequence
     fold holds each column's last value given and the last row's state, which is what the rows
     leave in both cases. ``_apply_folded`` applies a fold only there; where the stored state
     would keep its place against the first row, the rows go one by one, as before."""
-    by_task: dict[tuple[Any, Any], list[Sequence[Any]]] = {}
-    for row in rows:
-        by_task.setdefault((row[0], row[1]), []).append(row)
-    if len(by_task) == len(rows):
+    keys = list(map(operator.itemgetter(0, 1), rows))
+    if len(set(keys)) == len(keys):  # each row a task of its own (checked in C): nothing folds
         return [], list(rows)
+    by_task: dict[tuple[Any, Any], list[Sequence[Any]]] = {}
+    for key, row in zip(keys, rows, strict=True):
+        by_task.setdefault(key, []).append(row)
     folds: list[_Folded] = []
     rest: list[Sequence[Any]] = []
     for task_rows in by_task.values():
@@ -568,11 +570,9 @@ def _folded(rows: Sequence[Sequence[Any]]) -> tuple[list[_Folded], list[Sequence
 
 
 def _foldable(rows: Sequence[Sequence[Any]]) -> bool:
-    """One agent's rows in the order it numbered them (a batch's always are)."""
-    return all(
-        earlier[_AGENT] == later[_AGENT] and earlier[_SEQ] < later[_SEQ]
-        for earlier, later in itertools.pairwise(rows)
-    )
+    """The rows in the order their agent numbered them (a batch off the wire always is; a
+    batch is one agent's)."""
+    return all(earlier[_SEQ] < later[_SEQ] for earlier, later in itertools.pairwise(rows))
 
 
 def _apply_folded(conn: PostgresConnection, folds: list[_Folded]) -> list[Sequence[Any]]:
